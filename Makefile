@@ -1,0 +1,37 @@
+# openkws developer entry points. `make setup` installs system + python deps on Debian.
+PY ?= python3
+APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
+	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en fortunes libsndfile1
+
+.PHONY: setup setup-system setup-python run test lint bench data train
+
+setup: setup-system setup-python
+
+setup-system:
+	@if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
+	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+
+# torch is installed first and pinned: the CPU wheel; an unpinned torch drags in GBs of CUDA.
+setup-python:
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[train,dev,bench]"
+
+run:
+	openkws serve
+
+test:
+	$(PY) -m pytest -q -x --timeout=900
+
+lint:
+	ruff check service training tests bench
+	mypy service
+
+bench:
+	$(PY) -m bench.run_all
+
+data:
+	openkws data synth
+	openkws data evalsets
+
+train:
+	openkws train run --config training/configs/default.yaml

@@ -1,0 +1,1 @@
+"""Pure detection core: features, encoders, index, scoring, stream decisions (numpy/onnxruntime/faiss)."""

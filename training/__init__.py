@@ -1,0 +1,1 @@
+"""openkws training: data synthesis, encoders, metric-learning losses, trainer, export, evaluation."""
