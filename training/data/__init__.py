@@ -1,0 +1,1 @@
+"""Data layer: TTS synthesis, augmentation, splits, evaluation sets."""
