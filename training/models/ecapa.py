@@ -143,6 +143,9 @@ class AcousticFrames(nn.Module):
         super().__init__()
         self.cfg = cfg
         c = cfg.channels
+        # Per-dimension input normalisation (an affine map in eval): the speech embedding has values
+        # of +-50 and the scaled log-mel an offset near 9 with a small spread.
+        self.input_norm = nn.BatchNorm1d(feature_dim)
         self.front = ConvBN(feature_dim, c, cfg.front_kernel)
         self.blocks = nn.ModuleList(
             SERes2NetBlock(c, cfg.scale, b, cfg.se_window, cfg.se_bottleneck) for b in cfg.blocks
@@ -156,7 +159,7 @@ class AcousticFrames(nn.Module):
         assert self.context_frames == self.front.context + sum(b.context for b in self.blocks)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        x = self.front(features.transpose(1, 2))
+        x = self.front(self.input_norm(features.transpose(1, 2)))
         outs = []
         for block in self.blocks:
             x = block(x)

@@ -60,3 +60,27 @@ def window_for_duration(frontend: str, duration_s: float, windows: tuple[int, ..
         if window_seconds(frontend, w) >= need:
             return w
     return max(windows)
+
+
+def window_positions(num_frames: int, windows: tuple[int, ...], stride: int) -> list[tuple[int, int]]:
+    """Every (start, length) window the detector would score on a clip of ``num_frames`` features.
+
+    Windows that fit slide with ``stride`` (the last position is always included, so the clip's
+    end is covered); window lengths longer than the clip are replaced by the whole clip, once.
+
+    >>> window_positions(10, (4, 8, 16), 3)
+    [(0, 4), (3, 4), (6, 4), (0, 8), (2, 8), (0, 10)]
+    """
+    out: list[tuple[int, int]] = []
+    whole = False
+    for w in sorted(windows):
+        if w >= num_frames:
+            if not whole and num_frames > 0:
+                out.append((0, num_frames))
+                whole = True
+            continue
+        starts = list(range(0, num_frames - w + 1, stride))
+        if starts[-1] != num_frames - w:
+            starts.append(num_frames - w)
+        out.extend((s, w) for s in starts)
+    return out

@@ -1,0 +1,560 @@
+"""Training data: manifest -> (cached) front-end features -> K keywords x M utterances window batches.
+
+Front-end features are computed with the service's own :class:`service.engine.features.FeatureExtractor`
+over the bundled ONNX graphs, so training sees exactly the features the service computes.
+
+Augmentation trade-off (why the two front-ends differ):
+
+* ``speech_embedding`` costs ~1.7 ms per 80 ms embedding frame, i.e. ~25 ms per 2 s clip. Featurising
+  augmented audio on the fly would cost more than the training step itself on 2 cores, so the cache
+  holds ``1 + augment_variants`` versions of every clip: the clean one and ``augment_variants`` copies
+  passed through the data layer's waveform ``Augmenter`` (noise, reverberation, gain...) and, with
+  probability 1/2, a quieter neighbouring word in the context, *before* featurising. Training then
+  adds cheap feature-level augmentation on the fly: a random window position around the keyword
+  (random context), frame masking, and picking a random cached variant. The price: only a fixed number
+  of waveform augmentations per clip are ever seen.
+* ``logmel`` costs ~1 ms per 2 s clip, so the loader keeps the (int16) waveforms in memory and augments
+  every draw on the fly before computing the mel; every epoch sees fresh augmentations.
+
+Every clip is padded with ``context_seconds`` of silence on both sides before featurising (augmentation
+then fills it with noise), so a training window can hold the keyword anywhere, with context, like a
+window cut from a stream. The window length comes from :func:`training.models.windows.window_for_duration`
+applied to the detected speech span of the clip.
+
+Cache layout: ``<cache_dir>/<frontend>-<key>/`` with ``meta.json`` and one ``<split>_<shard>.npz`` per
+``SHARD_CLIPS`` clips (``feats`` float16 [sum T, F], ``offsets``, ``span`` (keyword start/end sample in
+padded audio)). ``key`` hashes the manifest and every parameter that changes the features, so a stale
+cache is never read. Shards are written atomically, so an interrupted build resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service.constants import SAMPLE_RATE
+from service.text import G2P, load_inventory
+from training.models.windows import window_for_duration, window_samples
+
+logger = logging.getLogger("training.dataset")
+
+CACHE_VERSION = 2
+SHARD_CLIPS = 512
+SPEECH_THRESHOLD = 0.05  # fraction of the clip's peak frame RMS that counts as speech
+
+
+@dataclass(frozen=True)
+class Clip:
+    path: Path
+    text: str
+    phoneme_ids: tuple[int, ...]
+    voice: str = ""
+    engine: str = ""
+    duration: float = 0.0
+    split: str = "train"
+
+
+def _phoneme_ids(text: str, phonemes: str | None, g2p: Callable[[str], object] | None) -> tuple[int, ...]:
+    inv = load_inventory()
+    if phonemes:
+        symbols = phonemes.replace(",", " ").split()
+        ids = tuple(inv.encode(symbols))
+        if ids:
+            return ids
+    assert g2p is not None
+    return tuple(g2p(text).ids)  # type: ignore[attr-defined]
+
+
+def read_manifest(path: Path, splits: Sequence[str] | None = None) -> list[Clip]:
+    """Read a ``path,text[,phonemes,voice,engine,duration,split]`` CSV; relative paths are resolved
+    against the manifest's folder, then the working directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} not found; build it with `openkws data synth`")
+    g2p: G2P | None = None
+    clips: list[Clip] = []
+    cache: dict[tuple[str, str], tuple[int, ...]] = {}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"path", "text"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"{path}: manifest lacks columns {sorted(missing)}; expected path,text[,...]")
+        for row in reader:
+            split = (row.get("split") or "train").strip()
+            if splits is not None and split not in splits:
+                continue
+            p = Path(row["path"])
+            if not p.is_absolute():
+                p = path.parent / p if (path.parent / p).exists() else Path.cwd() / p
+            text = row["text"].strip()
+            key = (text, row.get("phonemes") or "")
+            if key not in cache:
+                if not row.get("phonemes") and g2p is None:
+                    g2p = G2P()
+                cache[key] = _phoneme_ids(text, row.get("phonemes"), g2p)
+            clips.append(
+                Clip(p, text, cache[key], row.get("voice", ""), row.get("engine", ""),
+                     float(row.get("duration") or 0.0), split)
+            )  # fmt: skip
+    return clips
+
+
+def load_audio(path: Path) -> np.ndarray:
+    """Mono float32 at 16 kHz."""
+    import soundfile as sf
+
+    wave, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    wave = wave.mean(axis=1)
+    if sr != SAMPLE_RATE:
+        import soxr
+
+        wave = soxr.resample(wave, sr, SAMPLE_RATE).astype(np.float32)
+    return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def speech_span(wave: np.ndarray, frame: int = 160) -> tuple[int, int]:
+    """(start, end) samples of the region whose frame RMS exceeds ``SPEECH_THRESHOLD`` x peak."""
+    n = len(wave) // frame
+    if n == 0:
+        return 0, len(wave)
+    rms = np.sqrt((wave[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-12)
+    on = np.flatnonzero(rms >= SPEECH_THRESHOLD * rms.max())
+    if len(on) == 0:
+        return 0, len(wave)
+    return int(on[0] * frame), int(min(len(wave), (on[-1] + 1) * frame))
+
+
+# --------------------------------------------------------------------------------------------- augmentation
+def make_augmenter(seed: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
+    """The data layer's waveform augmenter as ``f(wave, rng) -> wave``; None if it is not available."""
+    try:
+        from training.data.augment import Augmenter
+    except ImportError:
+        logger.warning("training.data.augment is not available: waveform augmentation is off")
+        return None
+    aug = Augmenter(seed=seed) if "seed" in Augmenter.__init__.__code__.co_varnames else Augmenter()
+
+    def apply(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        for call in (lambda: aug(wave, rng=rng), lambda: aug(wave, rng), lambda: aug(wave)):
+            try:
+                out = call()
+                break
+            except TypeError:
+                continue
+        else:  # pragma: no cover - depends on the data layer's API
+            raise TypeError("cannot call training.data.augment.Augmenter with (wave, rng)")
+        return np.asarray(out, dtype=np.float32)[: len(wave)]
+
+    return apply
+
+
+def pad_with_context(wave: np.ndarray, context_samples: int) -> np.ndarray:
+    return np.pad(wave, (context_samples, context_samples))
+
+
+def add_context_word(
+    padded: np.ndarray, other: np.ndarray, context_samples: int, rng: np.random.Generator
+) -> np.ndarray:
+    """Put a quieter other word into the left or right context (streams have neighbouring speech)."""
+    if context_samples <= 0 or len(other) == 0:
+        return padded
+    gain = rng.uniform(0.1, 0.5)
+    seg = other[-context_samples:] if rng.random() < 0.5 else other[:context_samples]
+    out = padded.copy()
+    if rng.random() < 0.5:  # left: the word ends where the keyword's context starts
+        out[context_samples - len(seg) : context_samples] += gain * seg
+    else:
+        start = len(padded) - context_samples
+        out[start : start + len(seg)] += gain * seg
+    return out
+
+
+# --------------------------------------------------------------------------------------------- feature cache
+@dataclass
+class FeatureStore:
+    """All cached features of one split: ``feats[i][v]`` is clip i, variant v, [T, F] float16."""
+
+    clips: list[Clip]
+    feats: list[list[np.ndarray]]
+    spans: np.ndarray  # [N, 2] keyword start/end sample in padded audio
+    context_samples: int
+    frontend: str
+
+    @property
+    def variants(self) -> int:
+        return len(self.feats[0]) if self.feats else 0
+
+
+def _manifest_digest(clips: Sequence[Clip]) -> str:
+    h = hashlib.sha256()
+    for c in clips:
+        h.update(f"{c.path}|{c.text}|{c.voice}|{c.split}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def cache_dir_for(root: Path, frontend: str, clips: Sequence[Clip], context_s: float, variants: int) -> Path:
+    key = json.dumps([CACHE_VERSION, frontend, _manifest_digest(clips), round(context_s, 4), variants])
+    return Path(root) / f"{frontend}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+
+
+_WORKER: dict[str, object] = {}
+
+
+def _worker_init(frontend: str, context_samples: int, variants: int, seed: int) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from training.models.frontend import feature_extractor
+
+    _WORKER.update(
+        fx=feature_extractor(frontend, threads=1),
+        ctx=context_samples,
+        variants=variants,
+        aug=make_augmenter(seed) if variants else None,
+    )
+
+
+def _featurise(job: tuple[int, str, str | None]) -> tuple[list[np.ndarray], tuple[int, int]]:
+    """One clip -> ([T, F] float16 per variant, keyword span in padded audio)."""
+    idx, path, other_path = job
+    fx = _WORKER["fx"]
+    ctx = int(_WORKER["ctx"])  # type: ignore[arg-type]
+    wave = load_audio(Path(path))
+    s, e = speech_span(wave)
+    padded = pad_with_context(wave, ctx)
+    out = [fx.features(padded).astype(np.float16)]  # type: ignore[attr-defined]
+    aug = _WORKER["aug"]
+    rng = np.random.default_rng(idx)
+    other = load_audio(Path(other_path)) if other_path else np.zeros(0, np.float32)
+    for _ in range(int(_WORKER["variants"])):  # type: ignore[call-overload]
+        w = padded
+        if rng.random() < 0.5:
+            w = add_context_word(w, other, ctx, rng)
+        if aug is not None:
+            w = aug(w, rng)  # type: ignore[operator]
+        out.append(fx.features(w).astype(np.float16))  # type: ignore[attr-defined]
+    return out, (s + ctx, e + ctx)
+
+
+def build_feature_cache(
+    clips: Sequence[Clip],
+    frontend: str,
+    cache_root: Path,
+    context_s: float,
+    variants: int,
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+) -> FeatureStore:
+    """Compute (or load) features for ``clips``; ``variants`` augmented copies besides the clean one."""
+    from tqdm import tqdm
+
+    clips = list(clips)
+    ctx = int(round(context_s * SAMPLE_RATE))
+    out_dir = cache_dir_for(cache_root, frontend, clips, context_s, variants)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "meta.json").write_text(
+        json.dumps(
+            {
+                "frontend": frontend,
+                "clips": len(clips),
+                "context_s": context_s,
+                "variants": variants,
+                "version": CACHE_VERSION,
+            },
+            indent=1,
+        )  # fmt: skip
+    )
+    n_shards = math.ceil(len(clips) / SHARD_CLIPS)
+    todo = [i for i in range(n_shards) if not (out_dir / f"shard_{i:05d}.npz").is_file()]
+    if todo:
+        rng = np.random.default_rng(seed)
+        others = rng.integers(0, len(clips), len(clips))
+        jobs_by_shard = {
+            i: [
+                (j, str(clips[j].path), str(clips[int(others[j])].path) if variants else None)
+                for j in range(i * SHARD_CLIPS, min(len(clips), (i + 1) * SHARD_CLIPS))
+            ]
+            for i in todo
+        }
+        total = sum(len(v) for v in jobs_by_shard.values())
+        bar = tqdm(
+            total=total, desc=f"features[{frontend}] x{1 + variants}", unit="clip", disable=not progress
+        )
+        pool = None
+        if workers > 1:
+            import multiprocessing as mp
+
+            pool = mp.get_context("spawn").Pool(workers, _worker_init, (frontend, ctx, variants, seed))
+        else:
+            _worker_init(frontend, ctx, variants, seed)
+        try:
+            for i in todo:
+                jobs = jobs_by_shard[i]
+                results = pool.imap(_featurise, jobs, chunksize=8) if pool else map(_featurise, jobs)
+                feats, spans = [], []
+                for r in results:
+                    feats.append(r[0])
+                    spans.append(r[1])
+                    bar.update(1)
+                _write_shard(out_dir / f"shard_{i:05d}.npz", feats, spans)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.close()
+                pool.join()
+    return _load_store(out_dir, clips, n_shards, ctx, frontend)
+
+
+def _write_shard(path: Path, feats: list[list[np.ndarray]], spans: list[tuple[int, int]]) -> None:
+    flat = [v for clip in feats for v in clip]
+    lengths = np.array([len(v) for v in flat], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(
+        tmp, feats=np.concatenate(flat) if flat else np.zeros((0, 1), np.float16), offsets=offsets,
+        per_clip=np.array(len(feats[0]) if feats else 0), spans=np.array(spans, np.int64).reshape(-1, 2),
+    )  # fmt: skip
+    os.replace(tmp, path)
+
+
+def _load_store(out_dir: Path, clips: list[Clip], n_shards: int, ctx: int, frontend: str) -> FeatureStore:
+    feats: list[list[np.ndarray]] = []
+    spans = []
+    for i in range(n_shards):
+        z = np.load(out_dir / f"shard_{i:05d}.npz")
+        f, off, per = z["feats"], z["offsets"], int(z["per_clip"])
+        views = [f[off[k] : off[k + 1]] for k in range(len(off) - 1)]
+        feats.extend(views[k : k + per] for k in range(0, len(views), per))
+        spans.append(z["spans"])
+    if len(feats) != len(clips):
+        raise RuntimeError(
+            f"feature cache {out_dir} holds {len(feats)} clips, expected {len(clips)}; delete it"
+        )
+    return FeatureStore(
+        clips, feats, np.concatenate(spans) if spans else np.zeros((0, 2), np.int64), ctx, frontend
+    )
+
+
+# --------------------------------------------------------------------------------------------- waveform store
+@dataclass
+class WaveStore:
+    """Waveforms of a split in memory (int16), for on-the-fly augmentation (logmel front-end)."""
+
+    clips: list[Clip]
+    waves: list[np.ndarray]
+    spans: np.ndarray
+
+
+def build_wave_store(clips: Sequence[Clip], cache_root: Path, progress: bool = True) -> WaveStore:
+    from tqdm import tqdm
+
+    clips = list(clips)
+    path = Path(cache_root) / f"waves-{_manifest_digest(clips)}.npz"
+    if path.is_file():
+        z = np.load(path)
+        off = z["offsets"]
+        waves = [z["audio"][off[i] : off[i + 1]] for i in range(len(clips))]
+        return WaveStore(clips, waves, z["spans"])
+    waves, spans = [], []
+    for c in tqdm(clips, desc="waveforms", unit="clip", disable=not progress):
+        w = load_audio(c.path)
+        spans.append(speech_span(w))
+        waves.append(np.clip(w * 32767.0, -32768, 32767).astype(np.int16))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum([len(w) for w in waves])])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, audio=np.concatenate(waves), offsets=offsets, spans=np.array(spans, np.int64))
+    os.replace(tmp, path)
+    return WaveStore(clips, waves, np.array(spans, np.int64))
+
+
+# --------------------------------------------------------------------------------------------- windows
+def crop_window(
+    num_frames: int, span: tuple[int, int], window: int, frontend: str, rng: np.random.Generator | None
+) -> int:
+    """Start frame of a ``window``-frame crop that holds the keyword span (random among valid starts;
+    centred when ``rng`` is None or the keyword is longer than the window)."""
+    from service.engine.model_spec import FRONTENDS
+
+    hop = FRONTENDS[frontend][0]
+    span_w = window_samples(frontend, window)
+    s, e = span
+    lo = math.ceil((e - span_w) / hop)
+    hi = math.floor(s / hop)
+    hi_limit = max(0, num_frames - window)
+    if lo > hi or rng is None:
+        centre = (s + e) / 2 - span_w / 2
+        start = round(centre / hop)
+    else:
+        start = int(rng.integers(lo, hi + 1))
+    return int(min(max(start, 0), hi_limit))
+
+
+def keyword_window(span: tuple[int, int], frontend: str, windows: tuple[int, ...]) -> int:
+    return window_for_duration(frontend, (span[1] - span[0]) / SAMPLE_RATE, windows)
+
+
+# --------------------------------------------------------------------------------------------- batches
+@dataclass
+class Batch:
+    features: np.ndarray  # [B, T, F] float32 (zero padded)
+    lengths: np.ndarray  # [B]
+    labels: np.ndarray  # [B] index into text_ids (batch-local class)
+    word_ids: np.ndarray  # [B] global training-vocabulary id (SphereFace2)
+    text_ids: np.ndarray  # [K, L] int64 phoneme ids (zero padded)
+    text_lengths: np.ndarray  # [K]
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+def pad_stack(arrays: Sequence[np.ndarray], dtype: type = np.float32) -> tuple[np.ndarray, np.ndarray]:
+    lengths = np.array([len(a) for a in arrays], np.int64)
+    t = int(lengths.max()) if len(lengths) else 0
+    shape = (len(arrays), t, *arrays[0].shape[1:]) if arrays else (0, 0)
+    out = np.zeros(shape, dtype)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out, lengths
+
+
+class KeywordBatches:
+    """K keywords x M utterances per batch, over the words that have at least M clips.
+
+    Sharding for DDP: each rank takes every ``world``-th batch of one shared, seeded word order,
+    so ranks see disjoint keywords (DistributedSampler-style) and equal numbers of batches.
+    """
+
+    def __init__(
+        self,
+        clips: Sequence[Clip],
+        k: int,
+        m: int,
+        seed: int = 0,
+        rank: int = 0,
+        world: int = 1,
+        batches_per_epoch: int | None = None,
+    ) -> None:
+        by_word: dict[str, list[int]] = {}
+        for i, c in enumerate(clips):
+            by_word.setdefault(c.text, []).append(i)
+        self.words = sorted(w for w, idx in by_word.items() if len(idx) >= m)
+        if len(self.words) < 2:
+            raise ValueError(f"need at least 2 words with >= {m} clips each; got {len(self.words)}")
+        self.by_word = by_word
+        self.word_id = {w: i for i, w in enumerate(self.words)}
+        self.k, self.m = min(k, len(self.words)), m
+        self.seed, self.rank, self.world = seed, rank, world
+        full = len(self.words) // self.k
+        self.batches_per_epoch = batches_per_epoch or max(1, full // world)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order: list[str] = []
+        needed = self.batches_per_epoch * self.world * self.k
+        while len(order) < needed:
+            order.extend(self.words[i] for i in rng.permutation(len(self.words)))
+        for b in range(self.batches_per_epoch):
+            g = b * self.world + self.rank
+            words = order[g * self.k : (g + 1) * self.k]
+            if len(set(words)) < len(words):  # a permutation boundary repeated a word: resample
+                words = [self.words[i] for i in rng.choice(len(self.words), self.k, replace=False)]
+            batch = []
+            for w in words:
+                pool = self.by_word[w]
+                batch.extend(int(i) for i in rng.choice(pool, self.m, replace=False))
+            yield batch
+
+
+class WindowBatcher:
+    """Turns clip indices into :class:`Batch` es of keyword windows, for either front-end."""
+
+    def __init__(
+        self,
+        store: FeatureStore | WaveStore,
+        frontend: str,
+        windows: tuple[int, ...],
+        word_id: dict[str, int],
+        train: bool,
+        seed: int = 0,
+        frame_mask_prob: float = 0.0,
+        max_mask_frames: int = 0,
+        context_s: float = 0.6,
+        augment_prob: float = 0.0,
+    ) -> None:
+        self.store, self.frontend, self.windows = store, frontend, windows
+        self.word_id, self.train = word_id, train
+        self.rng = np.random.default_rng(seed)
+        self.frame_mask_prob, self.max_mask_frames = frame_mask_prob, max_mask_frames
+        self.context = int(round(context_s * SAMPLE_RATE))
+        self.augment_prob = augment_prob
+        self._fx = None
+        self._aug: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None | bool = False
+
+    # logmel: features on the fly from waveforms
+    def _wave_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        assert isinstance(self.store, WaveStore)
+        if self._fx is None:
+            from training.models.frontend import feature_extractor
+
+            self._fx = feature_extractor(self.frontend, threads=1)
+        wave = self.store.waves[i].astype(np.float32) / 32767.0
+        padded = pad_with_context(wave, self.context)
+        if self.train and self.augment_prob > 0 and self.rng.random() < self.augment_prob:
+            if self._aug is False:
+                self._aug = make_augmenter(int(self.rng.integers(1 << 31)))
+            if self._aug is not None:
+                padded = self._aug(padded, self.rng)  # type: ignore[operator]
+        s, e = self.store.spans[i]
+        return self._fx.features(padded), (int(s) + self.context, int(e) + self.context)  # type: ignore[attr-defined]
+
+    def clip_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
+        if isinstance(self.store, WaveStore):
+            return self._wave_features(i)
+        variants = self.store.feats[i]
+        v = int(self.rng.integers(len(variants))) if self.train else 0
+        s, e = self.store.spans[i]
+        return variants[v].astype(np.float32), (int(s), int(e))
+
+    def window(self, i: int) -> np.ndarray:
+        feats, span = self.clip_features(i)
+        w = keyword_window(span, self.frontend, self.windows)
+        start = crop_window(len(feats), span, w, self.frontend, self.rng if self.train else None)
+        x = feats[start : start + w].copy()
+        if self.train and self.max_mask_frames > 0 and self.rng.random() < self.frame_mask_prob:
+            n = int(self.rng.integers(1, self.max_mask_frames + 1))
+            s0 = int(self.rng.integers(0, max(1, len(x) - n + 1)))
+            x[s0 : s0 + n] = x.mean(axis=0, keepdims=True)  # mask: the window's mean frame
+        return x
+
+    def __call__(self, indices: Sequence[int]) -> Batch:
+        clips = self.store.clips
+        texts: list[str] = []
+        text_ids: list[np.ndarray] = []
+        labels = []
+        for i in indices:
+            t = clips[i].text
+            if t not in texts:
+                texts.append(t)
+                text_ids.append(np.array(clips[i].phoneme_ids, np.int64))
+            labels.append(texts.index(t))
+        feats, lengths = pad_stack([self.window(i) for i in indices])
+        tids, tlen = pad_stack(text_ids, np.int64)
+        return Batch(
+            features=feats, lengths=lengths, labels=np.array(labels, np.int64),
+            word_ids=np.array([self.word_id.get(clips[i].text, -1) for i in indices], np.int64),
+            text_ids=tids, text_lengths=tlen,
+        )  # fmt: skip
