@@ -19,6 +19,10 @@ class ProxyBDLoss(SymmetricProxyLoss):
 
     Anchors are summed (Eq. 4). Defaults ``alpha=2, beta=50, lambda=0.5`` (Sec. 4.2).
 
+    In the multi-view batch the two types give the *same* value whenever every anchor has the same
+    number of negatives (a K x M batch): each (clip, other-class proxy) pair is then weighted
+    ``1/|N|`` either way, and the positive means coincide too. They differ on unbalanced batches.
+
     Degenerate batch: one class (no negatives); counted, logged, graph-connected zero.
 
     Example:
