@@ -52,6 +52,8 @@ class AdaMSLoss(AsymmetricProxyLoss):
         (True, True)
     """
 
+    margin: nn.Parameter  # type: ignore[assignment]  # a float in the fixed-margin parent
+
     def __init__(
         self,
         num_classes: int = 1,
@@ -66,7 +68,7 @@ class AdaMSLoss(AsymmetricProxyLoss):
         self.num_classes = num_classes
         self.log_alpha = nn.Parameter(torch.full((num_classes,), math.log(alpha)))
         self.log_beta = nn.Parameter(torch.full((num_classes,), math.log(beta)))
-        self.margin = nn.Parameter(torch.full((num_classes,), float(margin)))  # type: ignore[assignment]
+        self.margin = nn.Parameter(torch.full((num_classes,), float(margin)))
 
     @property
     def alphas(self) -> Tensor:
@@ -81,7 +83,7 @@ class AdaMSLoss(AsymmetricProxyLoss):
     def extra_repr(self) -> str:
         return f"num_classes={self.num_classes}, F_P=else(a), F_N=msp(pn), reduction={self.reduction}"
 
-    def forward(  # type: ignore[override]
+    def forward(
         self, audio_emb: Tensor, proxies: Tensor, labels: Tensor, class_ids: Tensor | None = None
     ) -> Tensor:
         """``audio_emb [B, D], proxies [C, D], labels [B], class_ids [C] | None -> scalar``."""

@@ -34,7 +34,7 @@ def grad_reverse(x: Tensor, lambda_: float = 1.0) -> Tensor:
         >>> x.grad
         tensor([-1.5000, -2.0000])
     """
-    return _GradReverse.apply(x, lambda_)  # type: ignore[no-any-return]
+    return _GradReverse.apply(x, lambda_)  # type: ignore[no-untyped-call,no-any-return]
 
 
 class GradientReversal(nn.Module):
