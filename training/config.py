@@ -183,8 +183,9 @@ def _load_raw(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Parse a YAML config (following ``base:``), apply nested ``overrides``, validate."""
     p = Path(path)
-    if not p.is_file() and (CONFIG_DIR / p).is_file():
-        p = CONFIG_DIR / p
+    for cand in (CONFIG_DIR / p, CONFIG_DIR / f"{p}.yaml"):
+        if not p.is_file() and cand.is_file():
+            p = cand
     if not p.is_file():
         shipped = ", ".join(sorted(x.name for x in CONFIG_DIR.glob("*.yaml")))
         raise FileNotFoundError(f"config {path} not found; shipped configs: {shipped}")

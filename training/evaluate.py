@@ -585,3 +585,67 @@ def format_report(report: dict[str, object]) -> str:
             lines.append(f"{name:45s} {neg:5s} EER {100 * m['eer']:6.2f}%  AUC {m['auc']:.4f}  AP {m['ap']:.4f}"
                          f"  ({m['n_pos']}+/{m['n_neg']}-)")  # fmt: skip
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------- cost
+def measure_cost(
+    model_dir: Path, frames: int = 256, repeats: int = 20, streams: int = 64
+) -> dict[str, float]:
+    """Milliseconds per acoustic frame / per pooled window with onnxruntime on 1 thread.
+
+    * ``frames_bulk_ms_per_frame``: one call over ``frames`` feature frames (offline).
+    * ``frames_stream_ms_per_frame``: one detector step for ``streams`` streams micro-batched: input
+      ``[streams, context + stride, F]`` -> ``stride`` new frames per stream (the graph is stateless,
+      so each call recomputes the context frames' intermediate activations).
+    * ``pool_ms_per_window``: every window length once for ``streams`` streams, batched.
+    """
+    import time
+
+    import onnxruntime as ort
+
+    from service.constants import SAMPLE_RATE
+    from service.engine.model_spec import load_spec
+
+    spec = load_spec(Path(model_dir))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    fr = ort.InferenceSession(
+        str(spec.file_path(Path(model_dir), "acoustic_frames")), so, providers=["CPUExecutionProvider"]
+    )
+    po = ort.InferenceSession(
+        str(spec.file_path(Path(model_dir), "acoustic_pool")), so, providers=["CPUExecutionProvider"]
+    )
+    rng = np.random.default_rng(0)
+    ctx = spec.acoustic_context_frames
+
+    def timed(fn: object, n: int) -> float:
+        fn()  # type: ignore[operator]
+        t = time.perf_counter()
+        for _ in range(n):
+            fn()  # type: ignore[operator]
+        return (time.perf_counter() - t) / n
+
+    x = rng.normal(size=(1, frames + ctx, spec.feature_dim)).astype(np.float32)
+    bulk = timed(lambda: fr.run(None, {"features": x}), repeats) / frames
+    hop_frames = spec.window_stride_frames  # a stream feeds this many new frames per detector step
+    xs = rng.normal(size=(streams, ctx + hop_frames, spec.feature_dim)).astype(np.float32)
+    stream = timed(lambda: fr.run(None, {"features": xs}), repeats) / (streams * hop_frames)
+    windows = spec.windows_frames
+    tmax = max(windows) - ctx
+    fb = rng.normal(size=(streams * len(windows), tmax, spec.frame_dim)).astype(np.float32)
+    mask = np.zeros((len(fb), tmax), np.float32)
+    for k in range(len(fb)):
+        mask[k, : windows[k % len(windows)] - ctx] = 1
+    pool = timed(lambda: po.run(None, {"frames": fb, "mask": mask}), max(3, repeats // 4)) / len(fb)
+    fps = SAMPLE_RATE / spec.feature_hop_samples
+    return {
+        "frontend": spec.frontend,  # type: ignore[dict-item]
+        "frames_bulk_ms_per_frame": 1e3 * bulk,
+        "frames_stream_ms_per_frame": 1e3 * stream,
+        "pool_ms_per_window": 1e3 * pool,
+        "feature_frames_per_second": fps,
+        "acoustic_core_fraction_per_stream": fps * stream
+        + fps / spec.window_stride_frames * len(windows) * pool,
+    }

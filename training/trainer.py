@@ -40,7 +40,7 @@ import yaml
 from torch import nn
 
 from service.text import load_inventory
-from training.config import Config
+from training.config import Config, TrainConfig
 from training.dataset import (
     Batch,
     Clip,
@@ -88,7 +88,9 @@ class Objective(nn.Module):
                 kw = {"num_classes": load_inventory().size} if name == "adams" else {}
                 self.phn[name] = _make_loss(name, **kw)
         self.mal_utt = _make_loss("mal", dim=d, hidden=lc.mal.hidden) if lc.mal.utterance else None
-        self.mal_phn = _make_loss("mal", dim=d, hidden=lc.mal.hidden) if lc.mal.phoneme and lc.phoneme.enabled else None
+        self.mal_phn = (
+            _make_loss("mal", dim=d, hidden=lc.mal.hidden) if lc.mal.phoneme and lc.phoneme.enabled else None
+        )
         self.kw = _make_loss("sphereface2", dim=d, num_classes=max(2, num_words)) if lc.keyword else None
         self.rpl = _make_loss("rpl", variant=lc.rpl) if lc.rpl else None
         self.add = _make_loss("add") if lc.add_weight > 0 else None
@@ -257,6 +259,19 @@ def validate(model: KWSModel, store: FeatureStore | WaveStore, batcher: WindowBa
 
 
 # --------------------------------------------------------------------------------------------- trainer
+def build_optimizer(
+    objective: Objective, tc: TrainConfig
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.StepLR]:
+    """AdamW over the model's *and the losses'* parameters (two groups: ``loss_lr`` may differ);
+    the lr is halved every ``lr_halve_every`` epochs (the scheduler steps once per epoch)."""
+    loss_params = [p for n, p in objective.named_parameters() if not n.startswith("model.")]
+    groups: list[dict[str, Any]] = [{"params": list(objective.model.parameters()), "lr": tc.lr}]
+    if loss_params:
+        groups.append({"params": loss_params, "lr": tc.loss_lr or tc.lr})
+    optim = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    return optim, torch.optim.lr_scheduler.StepLR(optim, step_size=tc.lr_halve_every, gamma=0.5)
+
+
 class CSVLog:
     def __init__(self, path: Path, columns: list[str], append: bool) -> None:
         self.path, self.columns = path, columns
@@ -312,7 +327,9 @@ def train(
     if dinfo.main:
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "checkpoints").mkdir(exist_ok=True)
-        (out_dir / "config.yaml").write_text(yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False))
+        (out_dir / "config.yaml").write_text(
+            yaml.safe_dump(json.loads(cfg.model_dump_json()), sort_keys=False)
+        )
 
     # ---- data
     clips = read_manifest(Path(dc.manifest), splits=("train", "dev"))
@@ -320,7 +337,9 @@ def train(
     dev_clips = [c for c in clips if c.split == "dev"]
     if dc.max_train_clips is not None and len(train_clips) > dc.max_train_clips:
         rng = np.random.default_rng(tc.seed)
-        train_clips = [train_clips[i] for i in sorted(rng.choice(len(train_clips), dc.max_train_clips, replace=False))]
+        train_clips = [
+            train_clips[i] for i in sorted(rng.choice(len(train_clips), dc.max_train_clips, replace=False))
+        ]
     if not dev_clips:
         raise ValueError(f"{dc.manifest} has no split=dev clips; validation needs them")
     frontend = cfg.model.frontend
@@ -349,16 +368,13 @@ def train(
 
     # ---- objective + optimizer (model AND loss parameters)
     objective = Objective(cfg, model, len(sampler.words)).to(device)
-    loss_params = [p for n, p in objective.named_parameters() if not n.startswith("model.")]
-    groups = [{"params": list(model.parameters()), "lr": tc.lr}]
-    if loss_params:
-        groups.append({"params": loss_params, "lr": tc.loss_lr or tc.lr})
-    optim = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = torch.optim.lr_scheduler.StepLR(optim, step_size=tc.lr_halve_every, gamma=0.5)
+    optim, sched = build_optimizer(objective, tc)
     runner: nn.Module = objective
     if dinfo.enabled:
         runner = nn.parallel.DistributedDataParallel(
-            objective, device_ids=[dinfo.local_rank] if device.type == "cuda" else None, find_unused_parameters=True
+            objective,
+            device_ids=[dinfo.local_rank] if device.type == "cuda" else None,
+            find_unused_parameters=True,
         )
 
     start_epoch, step, best, epoch_losses = 0, 0, {"score": math.inf}, []
@@ -384,7 +400,7 @@ def train(
     step_cols = ["epoch", "step", "lr", "loss", *names, *[f"degenerate_{n}" for n in names],
                  "mal_acc_utt", "mal_acc_phn", "sec_per_step"]  # fmt: skip
     epoch_cols = ["epoch", "step", "train_loss", "val_easy_eer", "val_hard_eer", "val_easy_auc", "val_hard_auc",
-                  "val_easy_ap", "val_hard_ap", "lr", "epoch_sec"]  # fmt: skip
+                  "val_easy_ap", "val_hard_ap", "lr", "epoch_sec", "val_sec"]  # fmt: skip
     step_log = CSVLog(out_dir / "steps.csv", step_cols, append=bool(resume)) if dinfo.main else None
     epoch_log = CSVLog(out_dir / "epochs.csv", epoch_cols, append=bool(resume)) if dinfo.main else None
     summary_data = data_summary(train_clips)
@@ -405,7 +421,9 @@ def train(
             tensors = batch_to_tensors(batcher(indices), device)
             total, terms = runner(*tensors)
             if not torch.isfinite(total):
-                raise FloatingPointError(f"non-finite loss at step {step}: { {k: float(v) for k, v in terms.items()} }")
+                raise FloatingPointError(
+                    f"non-finite loss at step {step}: { {k: float(v) for k, v in terms.items()} }"
+                )
             optim.zero_grad(set_to_none=True)
             total.backward()
             nn.utils.clip_grad_norm_(objective.parameters(), tc.grad_clip)
@@ -417,8 +435,8 @@ def train(
                 bar.set_postfix(loss=f"{run_loss / n_batches:.3f}")
                 if step % tc.log_every == 0 or n_batches == 1:
                     row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": optim.param_groups[0]["lr"],
-                                           "loss": float(total), "sec_per_step": time.time() - t0}  # fmt: skip
-                    row.update({k: float(v) for k, v in terms.items()})
+                                           "loss": float(total.detach()), "sec_per_step": time.time() - t0}  # fmt: skip
+                    row.update({k: float(v.detach()) for k, v in terms.items()})
                     for n, m in objective.losses().items():
                         row[f"degenerate_{n}"] = getattr(m, "degenerate_batches", 0)
                     if objective.mal_utt is not None:
@@ -435,7 +453,9 @@ def train(
         epoch_losses.append(run_loss / max(1, n_batches))
         val: dict[str, float] = {}
         if dinfo.main and ((epoch + 1) % tc.val_every == 0 or epoch + 1 == tc.epochs or done):
+            t_val = time.time()
             val = validate(model, dev_store, dev_batcher, dc.val_pairs // 3, device, tc.seed)
+            val["val_sec"] = time.time() - t_val
             model.train()
         if dinfo.main:
             assert epoch_log is not None
@@ -445,7 +465,7 @@ def train(
             state = {
                 "objective": objective.state_dict(), "model": model.state_dict(), "optimizer": optim.state_dict(),
                 "scheduler": sched.state_dict(), "epoch": epoch + 1, "step": step, "config": json.loads(cfg.model_dump_json()),
-                "metrics": {k: round(v, 5) for k, v in val.items()}, "best": best, "epoch_losses": epoch_losses,
+                "metrics": {k: round(v, 5) for k, v in val.items() if k != "val_sec"}, "best": best, "epoch_losses": epoch_losses,
                 "data_summary": summary_data,
                 "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                         "batcher_seed": int(batcher.rng.integers(1 << 62))},

@@ -1,0 +1,110 @@
+"""Every shipped config parses, builds its model and objective, and runs one forward/backward."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.config import CONFIG_DIR, load_config, shipped_configs
+from training.models.kws_model import build_model
+from training.trainer import Objective
+
+CONFIGS = shipped_configs()
+ABLATION_ROWS = (
+    "triplet",
+    "proxy_ms",
+    "asyp",
+    "asyp_mal",
+    "adml",
+    "adml_rpl",
+    "adml_add",
+    "default",
+    "default_logmel",
+)
+
+
+def test_every_ablation_row_is_shipped() -> None:
+    names = {p.stem for p in CONFIGS}
+    assert set(ABLATION_ROWS) | {"smoke"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_builds_and_steps(path: Path) -> None:
+    torch.manual_seed(0)
+    cfg = load_config(path)
+    assert cfg.name == path.stem
+    model = build_model(cfg.model)
+    objective = Objective(cfg, model, num_words=6)
+    k, m = 3, 2
+    w = model.windows[0]
+    feats = torch.randn(k * m, w, model.feature_dim)
+    lengths = torch.full((k * m,), w)
+    labels = torch.arange(k).repeat_interleave(m)
+    text = torch.tensor([[5, 6, 7, 2, 8], [9, 10, 11, 0, 0], [12, 13, 0, 0, 0]])
+    total, terms = objective(feats, lengths, labels, labels + 1, text, torch.tensor([5, 3, 2]))
+    assert torch.isfinite(total)
+    total.backward()
+    expected = {"utt"} | {f"phn_{n}" for n in cfg.loss.phoneme.losses if cfg.loss.phoneme.enabled}
+    assert expected <= set(terms)
+    if cfg.loss.keyword:
+        assert "kw" in terms
+    if cfg.loss.mal.utterance:
+        assert "mal_utt" in terms
+
+
+def test_learnable_loss_parameters_reach_the_optimizer() -> None:
+    """The trainer's optimizer covers the losses' parameters (AdaMS margins, SphereFace2, MAL)."""
+    cfg = load_config("default")
+    model = build_model(cfg.model)
+    objective = Objective(cfg, model, num_words=6)
+    loss_params = {n for n, _ in objective.named_parameters() if not n.startswith("model.")}
+    assert any("margin" in n for n in loss_params) and any(n.startswith("kw.") for n in loss_params)
+    assert any(n.startswith("mal_utt.") for n in loss_params)
+
+
+def test_unknown_key_and_missing_config_are_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: bad\ntrain: {epochz: 3}\n")
+    with pytest.raises(ValueError, match="epochz"):
+        load_config(bad)
+    with pytest.raises(FileNotFoundError, match="shipped configs"):
+        load_config("nope.yaml")
+
+
+def test_base_inheritance_and_overrides() -> None:
+    cfg = load_config("triplet", {"train": {"epochs": 2}})
+    base = load_config("adml")
+    assert cfg.loss.utterance == "triplet" and not cfg.loss.phoneme.enabled
+    assert cfg.model == base.model and cfg.train.epochs == 2
+    assert (CONFIG_DIR / "default.yaml").is_file()
+
+
+def test_window_lengths_exceed_context() -> None:
+    for path in CONFIGS:
+        model = build_model(load_config(path).model)
+        assert min(model.windows) > model.context_frames + 1, path.stem
+        assert np.all(np.diff(model.windows) > 0)
+
+
+def test_one_optimizer_step_moves_loss_parameters() -> None:
+    from training.trainer import build_optimizer
+
+    torch.manual_seed(0)
+    cfg = load_config("smoke")
+    objective = Objective(cfg, build_model(cfg.model), num_words=6)
+    optim, _ = build_optimizer(objective, cfg.train)
+    before = {n: p.detach().clone() for n, p in objective.named_parameters() if not n.startswith("model.")}
+    w = objective.model.windows[0]
+    labels = torch.arange(3).repeat_interleave(2)
+    text = torch.tensor([[5, 6, 7], [9, 10, 11], [12, 13, 0]])
+    total, _ = objective(
+        torch.randn(6, w, 96), torch.full((6,), w), labels, labels, text, torch.tensor([3, 3, 2])
+    )
+    total.backward()
+    optim.step()
+    moved = {n for n, p in objective.named_parameters() if n in before and not torch.equal(p, before[n])}
+    assert any(n.startswith("phn.adams.") for n in moved), moved
+    assert any(n.startswith("kw.") for n in moved) and any(n.startswith("mal_utt.") for n in moved)

@@ -1,0 +1,212 @@
+"""`openkws train ...`, `openkws eval ...` and `openkws export ...`.
+
+Imported by every `openkws` invocation, so nothing heavy (torch, onnx) is imported at module level.
+
+Examples::
+
+    openkws train run --config training/configs/default.yaml
+    openkws train run --config training/configs/default.yaml --resume
+    openkws train run --config smoke --set train.epochs=2 --set data.manifest=/tmp/m.csv
+    openkws train estimate --config training/configs/default.yaml --steps 30
+    openkws train cache --config training/configs/default.yaml --workers 2
+    openkws export --checkpoint runs/default/checkpoints/best.pt --out models/default
+    openkws export --untrained speech_embedding --out /tmp/untrained
+    openkws eval pairs --model models/default --manifest data/eval/asterisk/manifest.csv --out runs/eval/asterisk
+    openkws eval cost --model models/default
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+train_app = typer.Typer(no_args_is_help=True, add_completion=False)
+eval_app = typer.Typer(no_args_is_help=True, add_completion=False)
+export_app = typer.Typer(add_completion=False, invoke_without_command=True)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["train.epochs=5", "loss.mal.utterance=false"]`` -> nested dict (values parsed as YAML).
+
+    >>> parse_overrides(["train.epochs=5", "loss.mal.utterance=false"])
+    {'train': {'epochs': 5}, 'loss': {'mal': {'utterance': False}}}
+    """
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise typer.BadParameter(f"--set expects key.path=value, got {item!r}")
+        key, value = item.split("=", 1)
+        node = out
+        parts = key.strip().split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+        node[parts[-1]] = yaml.safe_load(value)
+    return out
+
+
+def _load(config: str, overrides: list[str] | None):  # noqa: ANN202
+    from training.config import load_config
+
+    return load_config(config, parse_overrides(overrides))
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(name)s %(message)s"
+    )
+
+
+@train_app.command("run")
+def train_run(
+    config: str = typer.Option(..., "--config", "-c", help="YAML in training/configs/ (path or file name)"),
+    out: Path | None = typer.Option(None, help="run directory (default runs/<config name>)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from <out>/checkpoints/last.pt"),
+    resume_from: Path | None = typer.Option(None, help="continue from this checkpoint"),
+    overrides: list[str] | None = typer.Option(None, "--set", help="override a config field: key.path=value"),
+    cache_workers: int = typer.Option(2, help="processes for the feature cache"),
+    max_steps: int | None = typer.Option(None, help="stop after this many optimizer steps"),
+    export_to: Path | None = typer.Option(None, "--export", help="export the best checkpoint here when done"),
+    verbose: bool = typer.Option(True, help="log epoch summaries"),
+) -> None:
+    """Train encoders with a config; writes checkpoints, steps.csv and epochs.csv."""
+    _setup_logging(verbose)
+    from training.trainer import train
+
+    cfg = _load(config, overrides)
+    run_dir = out or Path("runs") / cfg.name
+    res = train(cfg, run_dir, resume=resume_from or resume, cache_workers=cache_workers, max_steps=max_steps)
+    typer.echo(f"trained {res.epochs} epochs / {res.steps} steps; best {json.dumps(res.best)}")
+    typer.echo(f"checkpoints in {run_dir / 'checkpoints'}")
+    if export_to is not None:
+        from training.export import export_checkpoint
+
+        best = run_dir / "checkpoints" / "best.pt"
+        export_checkpoint(best if best.is_file() else res.checkpoint, export_to)
+        typer.echo(f"exported to {export_to}")
+
+
+@train_app.command("cache")
+def train_cache(
+    config: str = typer.Option(..., "--config", "-c"),
+    overrides: list[str] | None = typer.Option(None, "--set"),
+    workers: int = typer.Option(2, help="processes"),
+) -> None:
+    """Precompute the front-end feature cache (train + dev) for a config."""
+    from training.dataset import build_feature_cache, build_wave_store, read_manifest
+
+    cfg = _load(config, overrides)
+    dc = cfg.data
+    clips = read_manifest(Path(dc.manifest), splits=("train", "dev"))
+    train_clips = [c for c in clips if c.split == "train"]
+    dev_clips = [c for c in clips if c.split == "dev"]
+    if cfg.model.frontend == "speech_embedding":
+        build_feature_cache(train_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds,
+                            dc.augment_variants, workers, cfg.train.seed)  # fmt: skip
+    else:
+        build_wave_store(train_clips, Path(dc.cache_dir))
+    build_feature_cache(dev_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds, 0, workers)
+    typer.echo(f"cache ready under {dc.cache_dir} ({len(train_clips)} train, {len(dev_clips)} dev clips)")
+
+
+@train_app.command("estimate")
+def train_estimate(
+    config: str = typer.Option(..., "--config", "-c"),
+    overrides: list[str] | None = typer.Option(None, "--set"),
+    steps: int = typer.Option(30, help="optimizer steps to time"),
+    cache_workers: int = typer.Option(2),
+) -> None:
+    """Time a few steps of a config and extrapolate the full run (feature cache excluded)."""
+    import csv
+    import math
+    import tempfile
+
+    from training.trainer import train
+
+    cfg = _load(config, overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        quick = cfg.model_copy(
+            update={
+                "train": cfg.train.model_copy(update={"epochs": steps, "log_every": 1, "val_every": 10**6})
+            }
+        )
+        res = train(quick, Path(tmp), cache_workers=cache_workers, max_steps=steps, progress=False)
+        with open(Path(tmp) / "steps.csv") as f:
+            rows = list(csv.DictReader(f))
+        with open(Path(tmp) / "epochs.csv") as f:
+            epoch_rows = list(csv.DictReader(f))
+        val_sec = float(epoch_rows[-1]["val_sec"] or 0.0)
+    per_step = sorted(float(r["sec_per_step"]) for r in rows[2:] or rows)
+    median = per_step[len(per_step) // 2]
+    from training.dataset import KeywordBatches, read_manifest
+
+    clips = [c for c in read_manifest(Path(cfg.data.manifest), splits=("train",))]
+    sampler = KeywordBatches(clips, cfg.data.keywords_per_batch, cfg.data.utterances_per_keyword,
+                             batches_per_epoch=cfg.train.batches_per_epoch)  # fmt: skip
+    total_steps = len(sampler) * cfg.train.epochs
+    est = total_steps * median
+    n_val = math.ceil(cfg.train.epochs / cfg.train.val_every)
+    typer.echo(
+        f"{res.steps} steps timed: median {median:.3f} s/step; {len(sampler)} steps/epoch x {cfg.train.epochs} "
+        f"epochs = {total_steps} steps -> ~{est / 60:.1f} min of steps + {n_val} validations x {val_sec:.0f} s "
+        f"= ~{(est + n_val * val_sec) / 60:.1f} min (feature cache not included)"
+    )
+
+
+@export_app.callback()
+def export(
+    checkpoint: Path | None = typer.Option(None, help="trainer checkpoint (.pt)"),
+    out: Path = typer.Option(..., help="model directory to write, e.g. models/default"),
+    untrained: str | None = typer.Option(None, help="export a random model for this front-end instead"),
+    model_version: str | None = typer.Option(None, help="model_version in model.json"),
+    metrics: Path | None = typer.Option(None, help="JSON of metrics to record in model.json / the card"),
+) -> None:
+    """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
+    from training.export import export_checkpoint, export_untrained
+
+    if (checkpoint is None) == (untrained is None):
+        raise typer.BadParameter("give exactly one of --checkpoint or --untrained")
+    if untrained is not None:
+        path = export_untrained(out, untrained)
+    else:
+        extra = json.loads(metrics.read_text()) if metrics else None
+        path = export_checkpoint(checkpoint, out, model_version, extra)  # type: ignore[arg-type]
+    size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
+    typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
+
+
+@eval_app.command("pairs")
+def eval_pairs(
+    manifest: Path = typer.Option(..., help="CSV with path,text[,start,end] (seconds)"),
+    model: Path | None = typer.Option(None, help="exported model directory"),
+    out: Path | None = typer.Option(None, help="write pairs.json, scores.csv and pairs.png here"),
+    baselines: bool = typer.Option(False, help="also score the untrained TTS-template baselines"),
+    max_clips: int | None = typer.Option(None, help="evaluate a random subset of clips"),
+    seed: int = typer.Option(0),
+) -> None:
+    """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest."""
+    from training.evaluate import evaluate_pairs, format_report
+
+    if model is None and not baselines:
+        raise typer.BadParameter("give --model and/or --baselines")
+    report = evaluate_pairs(manifest, model, out, baselines, max_clips, seed)
+    typer.echo(format_report(report))
+    if out is not None:
+        typer.echo(f"report: {out / 'pairs.json'}  plot: {out / 'pairs.png'}")
+
+
+@eval_app.command("cost")
+def eval_cost(
+    model: Path = typer.Option(..., help="exported model directory"),
+    frames: int = typer.Option(256, help="feature frames per timed call"),
+    repeats: int = typer.Option(20),
+) -> None:
+    """Per-frame cost of acoustic_frames and per-window cost of acoustic_pool (onnxruntime, 1 thread)."""
+    from training.evaluate import measure_cost
+
+    typer.echo(json.dumps(measure_cost(model, frames, repeats), indent=2))
