@@ -62,14 +62,20 @@ class FeatureExtractor:
         return 0 if num_samples < self.receptive else (num_samples - self.receptive) // self.hop + 1
 
     def mel_frames(self, audio: np.ndarray) -> np.ndarray:
-        """[N] float audio -> [T, 32] scaled log-mel (openWakeWord's ``x/10 + 2``)."""
+        """[N] float audio -> [T, 32] scaled log-mel (openWakeWord's ``x/10 + 2``), frame-local."""
         n = (len(audio) - MEL_WINDOW_SAMPLES) // MEL_HOP_SAMPLES + 1 if len(audio) >= MEL_WINDOW_SAMPLES else 0
         if n <= 0:
             return np.zeros((0, 32), np.float32)
-        x = (audio[: (n - 1) * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES] * INT16_SCALE).astype(np.float32)[None, :]
-        out = self.mel.run(None, {"input": x})[0]  # [1, 1, T, 32]
-        mel = out[0, 0] / 10.0 + 2.0
-        return np.ascontiguousarray(mel[:n], dtype=np.float32)
+        x = (audio[: (n - 1) * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES] * INT16_SCALE).astype(np.float32)
+        # The bundled graph clips its log-mel at 80 dB below the loudest value of its *whole input*
+        # (ReduceMax over all frames), so one run over many frames is not frame-local: silent frames
+        # came out differently for different chunkings. One run per frame makes every frame a function
+        # of its own 512 samples (clipped 80 dB below its own loudest bin).
+        mel = np.empty((n, 32), np.float32)
+        for t in range(n):
+            frame = x[None, t * MEL_HOP_SAMPLES : t * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES]
+            mel[t] = self.mel.run(None, {"input": frame})[0][0, 0, 0]
+        return np.ascontiguousarray(mel / 10.0 + 2.0, dtype=np.float32)
 
     def embed_mel(self, mel: np.ndarray) -> np.ndarray:
         """[Tm, 32] mel -> [Te, 96] speech embeddings, Te = (Tm - 76) // 8 + 1."""
