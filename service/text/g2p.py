@@ -69,7 +69,7 @@ def _number_words(text: str) -> str:
     import inflect  # light, pure python; imported lazily to keep module import cheap
 
     eng = inflect.engine()
-    text = _ORDINAL_RE.sub(lambda m: " " + str(eng.number_to_words(eng.ordinal(int(m.group(1))))) + " ", text)
+    text = _ORDINAL_RE.sub(lambda m: " " + str(eng.number_to_words(eng.ordinal(int(m.group(1))))) + " ", text)  # type: ignore[arg-type]
     text = text.replace(",", " ") if re.search(r"\d,\d", text) is None else re.sub(r"(?<=\d),(?=\d{3})", "", text)
     return _NUMBER_RE.sub(lambda m: " " + str(eng.number_to_words(m.group(0), andword="")) + " ", text)
 
