@@ -1,0 +1,178 @@
+"""ONNX sessions for one model directory: provider choice (CUDA when present, else CPU) and the
+start-up contract check of every graph's metadata and input/output names against ``model.json``.
+
+A mismatch raises :class:`~service.engine.model_spec.ModelContractError` with a message naming the
+file, the key, what the file says and what ``model.json`` says, so the service refuses to start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import onnxruntime as ort
+
+from service.engine.model_spec import ModelContractError, ModelSpec
+from service.text import load_inventory
+
+log = logging.getLogger(__name__)
+
+Device = Literal["auto", "cpu", "cuda"]
+
+CUDA_PROVIDER = "CUDAExecutionProvider"
+CPU_PROVIDER = "CPUExecutionProvider"
+
+# Input and output names each role must expose (the contract in model_spec's docstring).
+IO_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "melspectrogram": (("input",), ("output",)),
+    "speech_embedding": (("input_1",), ()),  # the bundled graph's output name is not ours to fix
+    "acoustic_frames": (("features",), ("frames",)),
+    "acoustic_pool": (("frames", "mask"), ("embedding",)),
+    "text": (("phoneme_ids", "lengths"), ("proxy",)),
+}
+# Graphs we export carry all of these metadata keys; the bundled front-end graphs may carry them.
+REQUIRED_METADATA = ("role", "sample_rate", "feature_hop_samples", "windows_frames", "embedding_dim",
+                     "phoneme_inventory_hash", "model_version")
+OWN_ROLES = ("acoustic_frames", "acoustic_pool", "text")
+
+
+@dataclass(frozen=True)
+class Providers:
+    """Which onnxruntime execution providers the sessions use, and the short name reported."""
+
+    names: tuple[str, ...]
+    backend: Literal["cpu", "cuda"]
+
+
+def choose_providers(device: Device) -> Providers:
+    """``auto`` picks CUDA when onnxruntime offers it; ``cuda`` insists (error when unavailable)."""
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return Providers((CPU_PROVIDER,), "cpu")
+    if CUDA_PROVIDER in available:
+        return Providers((CUDA_PROVIDER, CPU_PROVIDER), "cuda")
+    if device == "cuda":
+        raise ModelContractError(
+            f"device 'cuda' requested but onnxruntime offers only {available}; "
+            "install the `gpu` extra (onnxruntime-gpu) or set OPENKWS_DEVICE=cpu|auto"
+        )
+    return Providers((CPU_PROVIDER,), "cpu")
+
+
+def make_session(path: Path, providers: Providers, threads: int = 1) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=list(providers.names))
+
+
+def _expected_metadata(spec: ModelSpec, role: str) -> dict[str, str]:
+    return {
+        "role": role,
+        "sample_rate": str(spec.sample_rate),
+        "feature_hop_samples": str(spec.feature_hop_samples),
+        "windows_frames": json.dumps(list(spec.windows_frames)),
+        "embedding_dim": str(spec.embedding_dim),
+        "phoneme_inventory_hash": spec.phoneme_inventory_hash,
+        "model_version": spec.model_version,
+    }
+
+
+def _same(key: str, found: str, expected: str) -> bool:
+    if key == "windows_frames":  # compare the numbers, not the JSON spacing
+        return re.findall(r"\d+", found) == re.findall(r"\d+", expected)
+    return found.strip() == expected
+
+
+def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, path: Path) -> None:
+    """Raise :class:`ModelContractError` when the graph does not match ``model.json``."""
+    props = session.get_modelmeta().custom_metadata_map
+    expected = _expected_metadata(spec, role)
+    for key, want in expected.items():
+        if key not in props:
+            if role in OWN_ROLES:
+                raise ModelContractError(f"{path.name}: ONNX metadata lacks {key!r} (model.json says {want!r}); re-export the model")
+            continue
+        if not _same(key, props[key], want):
+            raise ModelContractError(
+                f"{path.name}: ONNX metadata {key}={props[key]!r} but model.json says {want!r}; "
+                "the graph and model.json come from different exports"
+            )
+    inputs, outputs = IO_NAMES[role]
+    got_in = tuple(i.name for i in session.get_inputs())
+    got_out = tuple(o.name for o in session.get_outputs())
+    if got_in != inputs or (outputs and got_out != outputs):
+        raise ModelContractError(f"{path.name}: inputs {got_in} / outputs {got_out}; the contract needs {inputs} / {outputs}")
+    dims = {
+        "acoustic_frames": (session.get_inputs()[0].shape[-1], spec.feature_dim, "feature_dim"),
+        "acoustic_pool": (session.get_outputs()[0].shape[-1], spec.embedding_dim, "embedding_dim"),
+        "text": (session.get_outputs()[0].shape[-1], spec.embedding_dim, "embedding_dim"),
+    }
+    if role in dims:
+        got, want_dim, name = dims[role]
+        if isinstance(got, int) and got != want_dim:
+            raise ModelContractError(f"{path.name}: last dimension {got} but model.json {name} is {want_dim}")
+    if role == "acoustic_pool":
+        frame_in = session.get_inputs()[0].shape[-1]
+        if isinstance(frame_in, int) and frame_in != spec.frame_dim:
+            raise ModelContractError(f"{path.name}: frames dimension {frame_in} but model.json frame_dim is {spec.frame_dim}")
+
+
+def check_inventory(spec: ModelSpec) -> None:
+    inv = load_inventory()
+    if spec.phoneme_inventory_hash != inv.hash:
+        raise ModelContractError(
+            f"model phoneme inventory {spec.phoneme_inventory!r} (hash {spec.phoneme_inventory_hash}) differs from "
+            f"this service's {inv.name!r} (hash {inv.hash}); the model was trained with other phoneme ids"
+        )
+    if min(spec.windows_frames) <= spec.acoustic_context_frames:
+        raise ModelContractError(
+            f"smallest window {min(spec.windows_frames)} frames is not longer than the acoustic context "
+            f"{spec.acoustic_context_frames} frames"
+        )
+
+
+@dataclass(frozen=True)
+class ModelSessions:
+    """All sessions of one model directory, checked against its spec."""
+
+    spec: ModelSpec
+    providers: Providers
+    melspectrogram: ort.InferenceSession
+    speech_embedding: ort.InferenceSession | None
+    acoustic_frames: ort.InferenceSession
+    acoustic_pool: ort.InferenceSession
+    text: ort.InferenceSession
+
+
+def load_sessions(spec: ModelSpec, model_dir: Path, device: Device = "auto", threads: int = 1) -> ModelSessions:
+    check_inventory(spec)
+    providers = choose_providers(device)
+    sessions: dict[str, ort.InferenceSession] = {}
+    roles = ["melspectrogram", "acoustic_frames", "acoustic_pool", "text"]
+    if spec.frontend == "speech_embedding":
+        roles.insert(1, "speech_embedding")
+    for role in roles:
+        path = spec.file_path(model_dir, role)
+        try:
+            sess = make_session(path, providers, threads)
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+            raise ModelContractError(f"{path}: onnxruntime cannot load it ({e})") from e
+        check_session(spec, role, sess, path)
+        sessions[role] = sess
+    if providers.backend == "cuda":
+        log.info("onnxruntime sessions use CUDA")
+    return ModelSessions(
+        spec=spec,
+        providers=providers,
+        melspectrogram=sessions["melspectrogram"],
+        speech_embedding=sessions.get("speech_embedding"),
+        acoustic_frames=sessions["acoustic_frames"],
+        acoustic_pool=sessions["acoustic_pool"],
+        text=sessions["text"],
+    )
