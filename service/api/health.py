@@ -1,0 +1,40 @@
+"""``/healthz`` (process alive), ``/readyz`` (models and index loaded; backends) and ``/metrics``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.api.schemas import Backends, ReadyResponse
+from service.state import AppState
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=ReadyResponse, responses={503: {"description": "starting or draining"}})
+def readyz(request: Request) -> Any:
+    state: AppState | None = getattr(request.app.state, "openkws", None)
+    if state is None or state.draining:
+        status = "draining" if state is not None else "starting"
+        return JSONResponse({"error": {"code": "not_ready", "message": f"the service is {status}"}}, status_code=503)
+    sp = state.spotter
+    return ReadyResponse(
+        status="ready", model_version=sp.spec.model_version, frontend=sp.spec.frontend,
+        backend=Backends(onnx=sp.onnx_backend, index=sp.index_backend, database=state.store.backend),
+        keywords=sp.index.total(), active_streams=state.active_streams, max_streams=state.settings.max_streams,
+        queue_depth=state.batcher.depth,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request) -> Response:
+    m = request.app.state.metrics
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,127 @@
+"""``/v1/keywords``: enroll (single and batch), list, get, change threshold, delete.
+
+Handlers are plain ``def``: FastAPI runs them in its thread pool, so G2P, the text encoder and the
+database never block the event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+from fastapi import APIRouter, Query, Response, status
+
+from service.api.deps import KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
+from service.api.errors import ApiError
+from service.api.schemas import (
+    ErrorResponse,
+    KeywordBatchCreate,
+    KeywordBatchOut,
+    KeywordCreate,
+    KeywordCreated,
+    KeywordOut,
+    KeywordPage,
+    KeywordPatch,
+)
+from service.keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService
+from service.settings import Settings
+from service.store import KeywordNotFound
+
+router = APIRouter(prefix="/v1/keywords", tags=["keywords"])
+ERRORS: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+}
+
+
+def _not_found(keyword_id: int) -> ApiError:
+    return ApiError(404, "keyword_not_found", f"keyword {keyword_id} not found; GET /v1/keywords lists enrolled keywords")
+
+
+def _check_metadata(items: Sequence[KeywordCreate], settings: Settings) -> None:
+    for i, it in enumerate(items):
+        if it.metadata is None:
+            continue
+        size = len(json.dumps(it.metadata, separators=(",", ":")))
+        if size > settings.max_metadata_bytes:
+            where = f"keywords[{i}].metadata" if len(items) > 1 else "metadata"
+            raise ApiError(422, "metadata_too_large",
+                           f"{where} is {size} bytes of JSON; at most {settings.max_metadata_bytes} are accepted")
+
+
+def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate], batch: bool) -> list[Enrolled]:
+    try:
+        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata) for i in items])
+    except InvalidKeywordText as e:
+        where = f"keywords[{e.position}].text" if batch else "text"
+        raise ApiError(422, "invalid_keyword_text", f"{where}: {e.error.message}", rule=e.error.code,
+                       position=e.position) from None
+
+
+@router.post("", response_model=KeywordCreated, status_code=status.HTTP_201_CREATED,
+             responses={200: {"model": KeywordCreated, "description": "already enrolled (idempotent)"}, **ERRORS})
+def create_keyword(body: KeywordCreate, response: Response, state: StateDep, keywords: KeywordsDep,
+                   tenant: TenantDep, settings: SettingsDep, metrics: MetricsDep) -> KeywordCreated:
+    """Enroll one keyword; the same text again returns the existing keyword (200) unchanged."""
+    t0 = time.perf_counter()
+    _check_metadata([body], settings)
+    (enrolled,) = _enroll(keywords, tenant, [body], batch=False)
+    if not enrolled.created:
+        response.status_code = status.HTTP_200_OK
+    state.refresh_keyword_gauge()
+    metrics.enroll_latency.observe(time.perf_counter() - t0)
+    return KeywordCreated.from_enrolled(enrolled)
+
+
+@router.post("/batch", response_model=KeywordBatchOut, responses=ERRORS)
+def create_keywords(body: KeywordBatchCreate, state: StateDep, keywords: KeywordsDep, tenant: TenantDep,
+                    settings: SettingsDep, metrics: MetricsDep) -> KeywordBatchOut:
+    """Enroll several keywords at once: all texts are validated first (all-or-nothing)."""
+    if len(body.keywords) > settings.max_batch_keywords:
+        raise ApiError(413, "batch_too_large",
+                       f"{len(body.keywords)} keywords in one request; at most {settings.max_batch_keywords} are accepted")
+    t0 = time.perf_counter()
+    _check_metadata(body.keywords, settings)
+    enrolled = _enroll(keywords, tenant, body.keywords, batch=True)
+    state.refresh_keyword_gauge()
+    metrics.enroll_latency.observe(time.perf_counter() - t0)
+    return KeywordBatchOut(keywords=[KeywordCreated.from_enrolled(e) for e in enrolled])
+
+
+@router.get("", response_model=KeywordPage)
+def list_keywords(keywords: KeywordsDep, tenant: TenantDep,
+                  limit: int = Query(100, ge=1, le=1000, description="page size"),
+                  after: int | None = Query(None, description="return keywords with id > after")) -> KeywordPage:
+    items = keywords.page(tenant, after, limit + 1)
+    more = len(items) > limit
+    items = items[:limit]
+    return KeywordPage(items=[KeywordOut.of(r) for r in items], total=keywords.count(tenant),
+                       next_after=items[-1].id if more and items else None)
+
+
+@router.get("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
+def get_keyword(keyword_id: int, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
+    try:
+        return KeywordOut.of(keywords.get(tenant, keyword_id))
+    except KeywordNotFound:
+        raise _not_found(keyword_id) from None
+
+
+@router.patch("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
+def patch_keyword(keyword_id: int, body: KeywordPatch, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
+    """Change the threshold; running streams use it from their next decode."""
+    try:
+        return KeywordOut.of(keywords.set_threshold(tenant, keyword_id, body.threshold))
+    except KeywordNotFound:
+        raise _not_found(keyword_id) from None
+
+
+@router.delete("/{keyword_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
+def delete_keyword(keyword_id: int, state: StateDep, keywords: KeywordsDep, tenant: TenantDep) -> Response:
+    """Delete; running streams stop matching it at their next decode."""
+    try:
+        keywords.delete(tenant, keyword_id)
+    except KeywordNotFound:
+        raise _not_found(keyword_id) from None
+    state.refresh_keyword_gauge()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

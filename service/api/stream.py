@@ -1,0 +1,291 @@
+"""``WS /v1/stream``: live detection over a websocket (protocol in :mod:`service.protocol`).
+
+Per connection two tasks share one :class:`AudioSession`: the reader validates messages and appends
+audio (cheap, on the event loop); the worker submits the session to the micro-batcher whenever audio
+is queued and sends the resulting events. Every error is reported as an ``error`` message, then the
+socket closes with a documented code; nothing a client sends affects other streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, WebSocket
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from service.audio import AudioError, AudioFormat
+from service.batcher import BatcherClosed, QueueFull
+from service.engine.spotter import DEFAULT_TENANT
+from service.protocol import (
+    CloseCode,
+    DetectionMessage,
+    ErrorMessage,
+    Limits,
+    NearMissCandidate,
+    NearMissMessage,
+    ProtocolError,
+    ReadyMessage,
+    StartMessage,
+    StopMessage,
+    SummaryMessage,
+    parse_client_message,
+)
+from service.state import AppState
+from service.streaming import AudioSession
+
+log = logging.getLogger("openkws")
+router = APIRouter(tags=["stream"])
+
+AUDIO_CLOSE = {
+    "unsupported_sample_rate": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "unsupported_encoding": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "unsupported_channels": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "truncated_sample": CloseCode.TRUNCATED_SAMPLE,
+    "invalid_samples": CloseCode.INVALID_SAMPLES,
+}
+START_EXAMPLE = '{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le", "channels": 1}'
+
+
+class Close(Exception):
+    """End the stream with an ``error`` message and a close code."""
+
+    def __init__(self, code: CloseCode, error: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.error = error
+        self.message = message
+
+
+class _Disconnected(Exception):
+    pass
+
+
+class StreamHandler:
+    def __init__(self, ws: WebSocket, state: AppState, tenant: str) -> None:
+        self.ws = ws
+        self.state = state
+        self.settings = state.settings
+        self.tenant = tenant
+        self.session: AudioSession | None = None
+        self.wake = asyncio.Event()
+        self.stopped = False
+        self.detections = 0
+        self.near_misses = 0
+        self._send_lock = asyncio.Lock()
+
+    async def send(self, msg: Any) -> None:
+        async with self._send_lock:
+            await self.ws.send_text(msg.model_dump_json())
+
+    async def receive(self) -> dict[str, Any]:
+        try:
+            msg = await asyncio.wait_for(self.ws.receive(), self.settings.idle_timeout_s)
+        except TimeoutError:
+            raise Close(CloseCode.IDLE_TIMEOUT, "idle_timeout",
+                        f"no message for {self.settings.idle_timeout_s:g} s; send audio continuously or stop") from None
+        if msg["type"] == "websocket.disconnect":
+            raise _Disconnected()
+        return dict(msg)
+
+    # -- phase 1: start --------------------------------------------------------------------------
+    async def start(self) -> AudioSession:
+        msg = await self.receive()
+        if msg.get("bytes") is not None:
+            raise Close(CloseCode.BINARY_BEFORE_START, "binary_before_start",
+                        f"binary audio frame before start; send a JSON start message first, e.g. {START_EXAMPLE}")
+        parsed = self._parse(msg.get("text") or "")
+        if isinstance(parsed, StopMessage):
+            raise Close(CloseCode.INVALID_MESSAGE, "invalid_message", f"stop before start; send start first, e.g. {START_EXAMPLE}")
+        fmt = AudioFormat(parsed.sample_rate, parsed.encoding, parsed.channels)
+        try:
+            fmt.validate()
+        except AudioError as e:
+            raise Close(AUDIO_CLOSE[e.code], e.code, e.message) from None
+        subset = self._subset(parsed)
+        stream = self.state.spotter.create_stream(subset, self.tenant, debug=parsed.debug)
+        session = AudioSession(stream, fmt.sample_rate, fmt.channels, fmt)
+        n = len(self.state.spotter.index.tenant(self.tenant)) if subset is None else len(subset)
+        await self.send(ReadyMessage(
+            session_id=session.id, model_version=self.state.spotter.spec.model_version,
+            sample_rate=fmt.sample_rate, encoding=fmt.encoding, channels=fmt.channels, keywords=n,
+            limits=Limits(max_frame_bytes=self.settings.max_frame_bytes,
+                          max_stream_seconds=self.settings.max_stream_seconds,
+                          idle_timeout_s=self.settings.idle_timeout_s),
+        ))
+        return session
+
+    def _parse(self, text: str) -> StartMessage | StopMessage:
+        if len(text.encode()) > self.settings.max_frame_bytes:
+            raise Close(CloseCode.MESSAGE_TOO_BIG, "frame_too_large",
+                        f"text message of {len(text.encode())} bytes; at most {self.settings.max_frame_bytes} are accepted")
+        try:
+            return parse_client_message(text)
+        except ProtocolError as e:
+            code = "unsupported_version" if e.code == CloseCode.UNSUPPORTED_VERSION else "invalid_message"
+            raise Close(e.code, code, e.message) from None
+
+    def _subset(self, start: StartMessage) -> list[int] | None:
+        if start.keywords is None:
+            return None
+        if not start.keywords:
+            raise Close(CloseCode.INVALID_MESSAGE, "invalid_message",
+                        "keywords is an empty list; omit it (or send null) to match every enrolled keyword")
+        missing = self.state.keywords.missing(self.tenant, start.keywords)
+        if missing:
+            raise Close(CloseCode.UNKNOWN_KEYWORD, "unknown_keyword",
+                        f"keyword ids {missing[:20]} are not enrolled; GET /v1/keywords lists enrolled ids")
+        return start.keywords
+
+    # -- phase 2: audio --------------------------------------------------------------------------
+    async def read_loop(self, session: AudioSession) -> None:
+        s = self.settings
+        fmt = session.fmt
+        assert fmt is not None
+        while True:
+            msg = await self.receive()
+            data = msg.get("bytes")
+            if data is not None:
+                if len(data) > s.max_frame_bytes:
+                    raise Close(CloseCode.MESSAGE_TOO_BIG, "frame_too_large",
+                                f"binary frame of {len(data)} bytes; at most {s.max_frame_bytes} are accepted "
+                                "(send audio in chunks of 20–1000 ms)")
+                if len(data) % fmt.bytes_per_frame:
+                    raise Close(CloseCode.TRUNCATED_SAMPLE, "truncated_sample",
+                                f"binary frame of {len(data)} bytes is not a whole number of samples: {fmt.encoding} "
+                                f"with {fmt.channels} channel(s) needs a multiple of {fmt.bytes_per_frame} bytes")
+                if not data:
+                    continue
+                if session.received_ms / 1000.0 > s.max_stream_seconds:
+                    raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
+                                f"more than {s.max_stream_seconds:g} s of audio in one stream; open a new stream")
+                if session.pending_seconds > s.max_pending_seconds:
+                    raise Close(CloseCode.CLIENT_TOO_FAST, "client_too_fast",
+                                f"{session.pending_seconds:.1f} s of audio are waiting to be processed (limit "
+                                f"{s.max_pending_seconds:g} s); send audio no faster than real time")
+                session.push_bytes(data)
+                self.wake.set()
+                continue
+            parsed = self._parse(msg.get("text") or "")
+            if isinstance(parsed, StartMessage):
+                raise Close(CloseCode.INVALID_MESSAGE, "invalid_message",
+                            "start was already received; send binary audio frames or {\"type\": \"stop\", \"version\": 1}")
+            session.finish()
+            self.stopped = True
+            self.wake.set()
+            return
+
+    async def work_loop(self, session: AudioSession) -> None:
+        batcher = self.state.batcher
+        metrics = self.state.metrics
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while session.has_work():
+                try:
+                    result = await batcher.submit(session)
+                except QueueFull as e:
+                    raise Close(CloseCode.TRY_AGAIN_LATER, "overloaded", str(e)) from None
+                except BatcherClosed as e:
+                    raise Close(CloseCode.GOING_AWAY, "shutting_down", str(e)) from None
+                except AudioError as e:
+                    raise Close(AUDIO_CLOSE.get(e.code, CloseCode.INVALID_MESSAGE), e.code, e.message) from None
+                for d in result.detections:
+                    self.detections += 1
+                    metrics.detections.labels(str(d.keyword_id), "stream").inc()
+                    await self.send(DetectionMessage(
+                        keyword_id=d.keyword_id, text=d.text, score=d.score, threshold=d.threshold,
+                        start_ms=d.start_ms, end_ms=d.end_ms, decided_ms=d.decided_ms))
+                for n in result.near_misses:
+                    self.near_misses += 1
+                    await self.send(NearMissMessage(time_ms=n.time_ms, candidates=[
+                        NearMissCandidate(keyword_id=c.keyword_id, text=c.text, score=c.score, threshold=c.threshold)
+                        for c in n.candidates]))
+                if result.finished:
+                    await self.send(SummaryMessage(
+                        session_id=session.id, audio_ms=session.received_ms, detections=self.detections,
+                        near_misses=self.near_misses, frames=session.frames))
+                    return
+
+    async def run(self) -> int:
+        """Serve one connection; returns the close code (for metrics)."""
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            self.session = await self.start()
+            reader = asyncio.create_task(self.read_loop(self.session))
+            worker = asyncio.create_task(self.work_loop(self.session))
+            tasks = [reader, worker]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for t in done:
+                if t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            if not worker.done():  # reader saw stop: let the worker flush and send the summary
+                await worker
+            await self._close(CloseCode.NORMAL, "summary sent")
+            return int(CloseCode.NORMAL)
+        except Close as c:
+            self.state.metrics.errors.labels(c.error).inc()
+            await self._send_error(c)
+            return int(c.code)
+        except (_Disconnected, WebSocketDisconnect):
+            return 1005
+        except Exception:
+            log.exception("stream %s failed", self.session.id if self.session else "-")
+            self.state.metrics.errors.labels("internal_error").inc()
+            await self._send_error(Close(CloseCode.INTERNAL_ERROR, "internal_error",
+                                         "internal server error; this stream was closed, others are unaffected"))
+            return int(CloseCode.INTERNAL_ERROR)
+        finally:
+            for t in tasks:
+                t.cancel()
+            for t in tasks:
+                with contextlib.suppress(BaseException):
+                    await t
+
+    async def _send_error(self, c: Close) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(ErrorMessage(code=c.error, message=c.message, close_code=int(c.code)))
+        await self._close(c.code, c.error)
+
+    async def _close(self, code: CloseCode, reason: str) -> None:
+        if self.ws.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(Exception):
+                await self.ws.close(int(code), reason[:120])
+
+
+@router.websocket("/v1/stream")
+async def stream(ws: WebSocket) -> None:
+    state: AppState | None = getattr(ws.app.state, "openkws", None)
+    await ws.accept()
+    if state is None or state.draining:
+        with contextlib.suppress(Exception):
+            await ws.send_text(ErrorMessage(code="not_ready", message="the service is not ready; retry shortly",
+                                            close_code=int(CloseCode.TRY_AGAIN_LATER)).model_dump_json())
+            await ws.close(int(CloseCode.TRY_AGAIN_LATER), "not_ready")
+        return
+    metrics = state.metrics
+    limit = state.settings.max_streams
+    if state.active_streams >= limit:
+        metrics.errors.labels("too_many_streams").inc()
+        metrics.ws_sessions.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
+        with contextlib.suppress(Exception):
+            await ws.send_text(ErrorMessage(
+                code="too_many_streams",
+                message=f"{state.active_streams} streams are open and the limit is {limit}; retry later",
+                close_code=int(CloseCode.TRY_AGAIN_LATER)).model_dump_json())
+            await ws.close(int(CloseCode.TRY_AGAIN_LATER), "too_many_streams")
+        return
+    state.active_streams += 1
+    metrics.active_streams.set(state.active_streams)
+    t0 = time.perf_counter()
+    code = int(CloseCode.INTERNAL_ERROR)
+    try:
+        code = await StreamHandler(ws, state, DEFAULT_TENANT).run()
+    finally:
+        state.active_streams -= 1
+        metrics.active_streams.set(state.active_streams)
+        metrics.ws_sessions.labels(str(code)).inc()
+        metrics.ws_duration.observe(time.perf_counter() - t0)

@@ -1,0 +1,65 @@
+"""The application factory: ``create_app(settings)`` is the single entry point of the service.
+
+Nothing is loaded at import time. The lifespan handler loads the model (checking its contract; a
+mismatched model refuses to start), opens the keyword store, rebuilds the index from it and starts
+the micro-batcher; on shutdown it stops the batcher and closes the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
+
+from service import __version__
+from service.api import detect, health, keywords, stream
+from service.api.errors import install_error_handlers
+from service.engine.model_spec import ModelContractError
+from service.limits import BodyLimitMiddleware
+from service.metrics import HTTPMetricsMiddleware, Metrics
+from service.settings import Settings
+from service.state import AppState, load_engine, make_batcher
+
+log = logging.getLogger("openkws")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics)
+        except ModelContractError as e:
+            log.error("openkws refuses to start: %s", e)
+            raise
+        batcher = make_batcher(settings, spotter, metrics)
+        batcher.start()
+        state = AppState(settings, metrics, spotter, store, registry, batcher)
+        app.state.openkws = state
+        try:
+            yield
+        finally:
+            state.draining = True
+            await batcher.stop()
+            store.close()
+            app.state.openkws = None
+
+    app = FastAPI(
+        title="openkws",
+        version=__version__,
+        summary="Open-vocabulary keyword spotting: enroll keywords as text, detect them in live audio.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.openkws = None
+    install_error_handlers(app, metrics)
+    for r in (keywords.router, detect.router, stream.router, health.router):
+        app.include_router(r)
+    app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    return app

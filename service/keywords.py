@@ -1,0 +1,164 @@
+"""Keyword registry operations: the durable store and the in-memory index, kept in step.
+
+Every write goes store first, index second, under one lock: a keyword is visible to streams only
+after it is durable, and a deleted keyword leaves the index (and every stream, at its next decode)
+right after its row is gone. On start-up the index is rebuilt from the store, so the store is the
+single source of truth.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from service.engine.confusion import phoneme_distance, relation
+from service.engine.index import KeywordEntry
+from service.engine.spotter import Spotter
+from service.store import KeywordRecord, KeywordStore, NewKeyword
+from service.text import G2PError, Pronunciation
+
+
+@dataclass(frozen=True)
+class ConfusionPolicy:
+    min_cosine: float = 0.75
+    max_phoneme_distance: float = 0.5
+    top_k: int = 10
+
+
+@dataclass(frozen=True)
+class EnrollItem:
+    text: str
+    threshold: float | None = None
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Confusable:
+    id: int
+    text: str
+    cosine: float
+    phoneme_distance: float
+    reason: str  # "similar" | "contains" | "contained_in"
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    record: KeywordRecord
+    created: bool
+    confusable_with: tuple[Confusable, ...]
+
+
+class InvalidKeywordText(ValueError):
+    """Keyword text rejected by the G2P rules; ``position`` is its index in a batch."""
+
+    def __init__(self, position: int, error: G2PError) -> None:
+        super().__init__(error.message)
+        self.position = position
+        self.error = error
+
+
+class KeywordService:
+    def __init__(self, store: KeywordStore, spotter: Spotter, default_threshold: float | None = None,
+                 confusion: ConfusionPolicy | None = None) -> None:
+        self.store = store
+        self.spotter = spotter
+        self.default_threshold = spotter.default_threshold if default_threshold is None else default_threshold
+        self.confusion = confusion or ConfusionPolicy()
+        self._write = threading.Lock()
+
+    def rebuild_index(self) -> int:
+        """Recompute every proxy from the stored phonemes and replace the index; returns the count."""
+        with self._write:
+            records = self.store.all()
+            rows = [(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records]
+            self.spotter.index.replace_all(self.spotter.entries_from(rows))
+            return len(rows)
+
+    def pronounce_all(self, items: Sequence[EnrollItem]) -> list[Pronunciation]:
+        out = []
+        for i, item in enumerate(items):
+            try:
+                out.append(self.spotter.pronounce(item.text))
+            except G2PError as e:
+                raise InvalidKeywordText(i, e) from e
+        return out
+
+    def enroll(self, tenant: str, items: Sequence[EnrollItem]) -> list[Enrolled]:
+        """Validate all texts first (all-or-nothing), then insert new ones and update the index once."""
+        prons = self.pronounce_all(items)
+        inv = self.spotter.g2p.inventory
+        proxies = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
+        news = [
+            NewKeyword(p.text, p.phonemes, self.default_threshold if it.threshold is None else it.threshold, it.metadata)
+            for p, it in zip(prons, items, strict=True)
+        ]
+        with self._write:
+            before = self.spotter.index.tenant(tenant)
+            results = self.store.add_many(tenant, news)
+            entries: dict[int, KeywordEntry] = {}
+            for (rec, created), proxy in zip(results, proxies, strict=True):
+                if created or rec.id not in before:  # also heals a store/index gap for existing rows
+                    entries[rec.id] = KeywordEntry(rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy)
+            if entries:
+                self.spotter.index.upsert(list(entries.values()))
+        out: list[Enrolled] = []
+        seen: list[tuple[KeywordRecord, np.ndarray]] = []
+        for (rec, created), proxy in zip(results, proxies, strict=True):
+            conf = self._confusables(rec, proxy, before, seen)
+            out.append(Enrolled(rec, created, conf))
+            if all(rec.id != r.id for r, _ in seen):
+                seen.append((rec, proxy))
+        return out
+
+    def _confusables(self, rec: KeywordRecord, proxy: np.ndarray, before: Any,
+                     batch: list[tuple[KeywordRecord, np.ndarray]]) -> tuple[Confusable, ...]:
+        """Enrolled keywords (and earlier ones of the same batch) that sound like ``rec``."""
+        pol = self.confusion
+        cands: dict[int, tuple[str, tuple[str, ...], float]] = {}
+        scores, ids = before.search(proxy[None, :], pol.top_k)
+        for s, kid in zip(scores[0], ids[0], strict=True):
+            e = before.by_id.get(int(kid))
+            if e is not None:
+                cands[e.id] = (e.text, e.phonemes, float(s))
+        for other, p in batch:
+            cands.setdefault(other.id, (other.text, other.phonemes, float(proxy @ p)))
+        out = []
+        for kid, (text, phonemes, cos) in cands.items():
+            if kid == rec.id or cos < pol.min_cosine:
+                continue
+            dist = phoneme_distance(rec.phonemes, phonemes)
+            rel = relation(rec.phonemes, phonemes)
+            if rel is None and dist > pol.max_phoneme_distance:
+                continue
+            out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), rel or "similar"))
+        return tuple(sorted(out, key=lambda c: (-c.cosine, c.id)))
+
+    def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
+        return self.store.get(tenant, keyword_id)
+
+    def page(self, tenant: str, after: int | None, limit: int) -> list[KeywordRecord]:
+        return self.store.page(tenant, after, limit)
+
+    def count(self, tenant: str | None = None) -> int:
+        return self.store.count(tenant)
+
+    def set_threshold(self, tenant: str, keyword_id: int, threshold: float) -> KeywordRecord:
+        with self._write:
+            rec = self.store.set_threshold(tenant, keyword_id, threshold)
+            self.spotter.index.set_thresholds(tenant, {keyword_id: threshold})
+            return rec
+
+    def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
+        with self._write:
+            rec = self.store.delete(tenant, keyword_id)
+            self.spotter.index.remove(tenant, [keyword_id])
+            return rec
+
+    def missing(self, tenant: str, ids: Sequence[int]) -> list[int]:
+        """Ids not enrolled for ``tenant`` (used to validate a stream's keyword subset)."""
+        t = self.spotter.index.tenant(tenant)
+        return sorted({i for i in ids if i not in t})

@@ -1,0 +1,90 @@
+"""Prometheus metrics of one app instance, in its own :class:`CollectorRegistry` (never the global
+one), so several apps can live in one process (tests) without clashing.
+
+All names start with ``openkws_``; docs/SERVICE.md lists them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.http_requests = Counter("openkws_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r)
+        self.http_latency = Histogram("openkws_http_request_duration_seconds", "HTTP request latency",
+                                      ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ws_sessions = Counter("openkws_websocket_sessions_total", "Websocket streams by close code",
+                                   ["close_code"], registry=r)
+        self.ws_duration = Histogram("openkws_websocket_session_duration_seconds", "Websocket stream duration",
+                                     buckets=(0.1, 1, 5, 15, 60, 300, 1800, 3600), registry=r)
+        self.active_streams = Gauge("openkws_active_streams", "Open websocket streams", registry=r)
+        self.audio_seconds = Counter("openkws_audio_seconds_total", "Audio processed (16 kHz seconds)", ["source"],
+                                     registry=r)
+        self.batch_size = Histogram("openkws_inference_batch_size", "Streams per inference batch",
+                                    buckets=BATCH_BUCKETS, registry=r)
+        self.batch_latency = Histogram("openkws_inference_batch_seconds", "Inference time per batch",
+                                       buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_wait = Histogram("openkws_inference_queue_wait_seconds", "Time a job waited for a batch",
+                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("openkws_inference_queue_depth", "Jobs waiting for a batch", registry=r)
+        self.detections = Counter("openkws_detections_total", "Detections by keyword", ["keyword_id", "source"],
+                                  registry=r)
+        self.keywords = Gauge("openkws_enrolled_keywords", "Keywords in the index", registry=r)
+        self.errors = Counter("openkws_errors_total", "Client and server errors by code", ["code"], registry=r)
+        self.model = Info("openkws_model", "Loaded model and backends", registry=r)
+        self.enroll_latency = Histogram("openkws_enrollment_seconds", "Time to enroll one request",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def route_label(scope: Scope) -> str:
+    """The matched route template (bounded label cardinality), or ``unmatched``."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"
+
+
+class HTTPMetricsMiddleware:
+    """Pure ASGI middleware (keeps websockets untouched): count and time every HTTP request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = route_label(scope)
+            method = str(scope.get("method", ""))
+            self.metrics.http_requests.labels(method, route, str(status)).inc()
+            self.metrics.http_latency.labels(method, route).observe(time.perf_counter() - start)

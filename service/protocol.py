@@ -1,0 +1,161 @@
+"""The ``WS /v1/stream`` protocol, version 1: typed JSON control messages and close codes.
+
+Client -> server
+    1. text ``start``: ``{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le",
+       "channels": 1, "keywords": null, "debug": false}``
+    2. binary audio frames: interleaved little-endian samples in the declared encoding;
+    3. text ``stop``: ``{"type": "stop", "version": 1}`` (flushes, then the server sends ``summary``).
+
+Server -> client
+    ``ready`` once after a valid ``start``; ``detection`` events as they happen; ``near_miss`` when
+    ``debug`` is on; ``error`` before any abnormal close; ``summary`` last after ``stop``.
+
+Close codes (also in docs/SERVICE.md): see :class:`CloseCode`.
+
+Example:
+    >>> parse_client_message('{"type": "start", "sample_rate": 8000, "encoding": "pcm16le"}').channels
+    1
+    >>> parse_client_message('{"type": "stop"}').type
+    'stop'
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes used by ``/v1/stream``."""
+
+    NORMAL = 1000  # after ``summary``
+    GOING_AWAY = 1001  # server shutting down
+    MESSAGE_TOO_BIG = 1009  # a frame larger than max_frame_bytes
+    INTERNAL_ERROR = 1011  # a server bug; other streams are unaffected
+    TRY_AGAIN_LATER = 1013  # too many concurrent streams, or inference queue full
+    BINARY_BEFORE_START = 4000  # audio before a valid ``start``
+    INVALID_MESSAGE = 4001  # text that is not valid JSON or not a valid message for this state
+    UNSUPPORTED_VERSION = 4002  # ``version`` other than PROTOCOL_VERSION
+    UNSUPPORTED_AUDIO_FORMAT = 4003  # sample_rate / encoding / channels outside the accepted ranges
+    UNKNOWN_KEYWORD = 4004  # ``keywords`` lists ids that are not enrolled
+    TRUNCATED_SAMPLE = 4005  # a binary frame that is not a whole number of samples
+    INVALID_SAMPLES = 4006  # float32 audio with NaN or infinity
+    IDLE_TIMEOUT = 4008  # no message for idle_timeout_s
+    STREAM_TOO_LONG = 4010  # more than max_stream_seconds of audio
+    CLIENT_TOO_FAST = 4011  # more than max_pending_seconds of audio waiting to be processed
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    version: int = PROTOCOL_VERSION
+
+
+class StartMessage(_Msg):
+    type: Literal["start"]
+    # Plain types here: the ranges are checked by the handler, so that an unsupported value closes
+    # with UNSUPPORTED_AUDIO_FORMAT and a message listing what is accepted.
+    sample_rate: int
+    encoding: str = "pcm16le"
+    channels: int = 1
+    keywords: Annotated[list[int] | None, Field(description="only these keyword ids; null = all")] = None
+    debug: Annotated[bool, Field(description="also stream near-miss scores")] = False
+
+
+class StopMessage(_Msg):
+    type: Literal["stop"]
+
+
+ClientMessage = Annotated[StartMessage | StopMessage, Field(discriminator="type")]
+_client: TypeAdapter[StartMessage | StopMessage] = TypeAdapter(ClientMessage)
+
+
+class ProtocolError(ValueError):
+    def __init__(self, code: CloseCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def parse_client_message(text: str) -> StartMessage | StopMessage:
+    """Parse one text frame; raises :class:`ProtocolError` with a close code and readable message."""
+    try:
+        msg = _client.validate_json(text)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'message'}: {err['msg']}" for err in e.errors()[:5]
+        )
+        raise ProtocolError(
+            CloseCode.INVALID_MESSAGE,
+            f"invalid control message ({problems}); send JSON like "
+            '{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le", "channels": 1} '
+            'or {"type": "stop", "version": 1}',
+        ) from None
+    if msg.version != PROTOCOL_VERSION:
+        raise ProtocolError(CloseCode.UNSUPPORTED_VERSION,
+                            f"protocol version {msg.version} not supported; this server speaks version {PROTOCOL_VERSION}")
+    return msg
+
+
+class _Out(BaseModel):
+    version: int = PROTOCOL_VERSION
+
+
+class Limits(BaseModel):
+    max_frame_bytes: int
+    max_stream_seconds: float
+    idle_timeout_s: float
+
+
+class ReadyMessage(_Out):
+    type: Literal["ready"] = "ready"
+    session_id: str
+    model_version: str
+    sample_rate: int
+    encoding: str
+    channels: int
+    keywords: int = Field(description="keywords this stream matches")
+    limits: Limits
+
+
+class DetectionMessage(_Out):
+    type: Literal["detection"] = "detection"
+    keyword_id: int
+    text: str
+    score: float
+    threshold: float
+    start_ms: float
+    end_ms: float
+    decided_ms: float = Field(description="stream time of the audio that completed the decision")
+
+
+class NearMissCandidate(BaseModel):
+    keyword_id: int
+    text: str
+    score: float
+    threshold: float
+
+
+class NearMissMessage(_Out):
+    type: Literal["near_miss"] = "near_miss"
+    time_ms: float
+    candidates: list[NearMissCandidate]
+
+
+class ErrorMessage(_Out):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    close_code: int
+
+
+class SummaryMessage(_Out):
+    type: Literal["summary"] = "summary"
+    session_id: str
+    audio_ms: float = Field(description="audio received, in stream time")
+    detections: int
+    near_misses: int
+    frames: int = Field(description="binary frames received")

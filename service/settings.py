@@ -1,0 +1,92 @@
+"""Service settings: one typed object, read from ``OPENKWS_*`` environment variables and passed
+explicitly to :func:`service.app.create_app`. Nothing reads the environment later.
+
+Example:
+    >>> s = Settings(data_dir=Path("/tmp/okws"), max_streams=8)
+    >>> s.resolved_database_url()
+    'sqlite:////tmp/okws/keywords.db'
+    >>> Settings(database_url="postgresql://u:p@db/okws").resolved_database_url()
+    'postgresql+psycopg://u:p@db/okws'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.engine.spotter import DetectorConfig
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OPENKWS_", extra="ignore", frozen=True)
+
+    # Model and storage
+    model_dir: Path = Path("models/default")
+    data_dir: Path = Path("data/service")
+    database_url: Annotated[str | None, Field(description="SQLAlchemy URL; default: SQLite file in data_dir")] = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    verify_model_hashes: bool = True
+
+    # Network
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+
+    # Limits
+    max_streams: Annotated[int, Field(ge=1, description="concurrent websocket streams")] = 128
+    max_frame_bytes: Annotated[int, Field(ge=1024, description="largest websocket message")] = 1 << 20
+    max_upload_bytes: Annotated[int, Field(ge=1024, description="largest POST /v1/detect upload")] = 64 << 20
+    max_upload_seconds: Annotated[float, Field(gt=0)] = 600.0
+    max_stream_seconds: Annotated[float, Field(gt=0, description="audio per websocket stream")] = 3600.0
+    max_pending_seconds: Annotated[float, Field(gt=0, description="unprocessed audio buffered per stream")] = 30.0
+    idle_timeout_s: Annotated[float, Field(gt=0, description="close a stream after this long without a message")] = 30.0
+    max_batch_keywords: Annotated[int, Field(ge=1, description="keywords per batch enrollment request")] = 1000
+    max_metadata_bytes: Annotated[int, Field(ge=2)] = 4096
+
+    # Detection
+    default_threshold: Annotated[float | None, Field(ge=0.0, le=1.0, description="None: the model's default")] = None
+    hold_ms: Annotated[int, Field(ge=0)] = 240
+    refractory_ms: Annotated[int, Field(ge=0)] = 1000
+    top_k: Annotated[int, Field(ge=1)] = 16
+    near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.15
+    near_miss_interval_ms: Annotated[int, Field(ge=10)] = 400
+
+    # Confusable keywords reported at enrollment
+    confusable_min_cosine: Annotated[float, Field(ge=-1.0, le=1.01)] = 0.75
+    confusable_max_phoneme_distance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
+    confusable_top_k: Annotated[int, Field(ge=1)] = 10
+
+    # Batching and threads
+    max_batch: Annotated[int, Field(ge=1, description="streams per inference batch")] = 64
+    max_wait_ms: Annotated[float, Field(ge=0.0, description="wait for stragglers once a batch has started")] = 2.0
+    inference_workers: Annotated[int, Field(ge=1, description="threads running inference batches")] = 2
+    onnx_threads: Annotated[int, Field(ge=1, description="intra-op threads per ONNX session")] = 1
+    faiss_threads: Annotated[int, Field(ge=1)] = 1
+    max_queue: Annotated[int, Field(ge=1, description="pending inference jobs before requests are refused")] = 4096
+    offline_chunk_seconds: Annotated[float, Field(gt=0, description="POST /v1/detect feeds the engine in chunks")] = 5.0
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.database_url is not None and not self.database_url.strip():
+            raise ValueError("database_url is empty; leave it unset for the SQLite default")
+        return self
+
+    def resolved_database_url(self) -> str:
+        if self.database_url is None:
+            return f"sqlite:///{self.data_dir / 'keywords.db'}"
+        url = self.database_url
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):  # psycopg 3 is the driver we ship (extra `postgres`)
+                return "postgresql+psycopg://" + url[len(prefix):]
+        return url
+
+    def detector_config(self) -> DetectorConfig:
+        return DetectorConfig(
+            hold_ms=self.hold_ms,
+            refractory_ms=self.refractory_ms,
+            top_k=self.top_k,
+            near_miss_margin=self.near_miss_margin,
+            near_miss_interval_ms=self.near_miss_interval_ms,
+        )

@@ -1,0 +1,78 @@
+"""Everything one app instance holds, built by its lifespan handler (never at import time)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import faiss
+
+from service.batcher import MicroBatcher
+from service.engine.spotter import DecodeResult, Spotter
+from service.keywords import ConfusionPolicy, KeywordService
+from service.metrics import Metrics
+from service.settings import Settings
+from service.store import KeywordStore
+from service.streaming import AudioSession, BatchRunner
+
+log = logging.getLogger("openkws")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    metrics: Metrics
+    spotter: Spotter
+    store: KeywordStore
+    keywords: KeywordService
+    batcher: MicroBatcher[AudioSession, DecodeResult]
+    started_at: float = field(default_factory=time.time)
+    active_streams: int = 0
+    draining: bool = False
+
+    def refresh_keyword_gauge(self) -> None:
+        self.metrics.keywords.set(self.spotter.index.total())
+
+
+def load_engine(settings: Settings, metrics: Metrics) -> tuple[Spotter, KeywordStore, KeywordService]:
+    """Blocking start-up work (run in a thread): models, contract check, store, index rebuild.
+
+    Raises ``ModelContractError`` (model mismatch) or a SQLAlchemy error (database unreachable).
+    """
+    faiss.omp_set_num_threads(settings.faiss_threads)  # FAISS threads fight the inference workers otherwise
+    t0 = time.perf_counter()
+    spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
+                           threads=settings.onnx_threads, verify_hashes=settings.verify_model_hashes)
+    store = KeywordStore(settings.resolved_database_url())
+    keywords = KeywordService(
+        store, spotter, settings.default_threshold,
+        ConfusionPolicy(settings.confusable_min_cosine, settings.confusable_max_phoneme_distance,
+                        settings.confusable_top_k),
+    )
+    n = keywords.rebuild_index()
+    spec = spotter.spec
+    metrics.model.info({
+        "model_version": spec.model_version,
+        "frontend": spec.frontend,
+        "embedding_dim": str(spec.embedding_dim),
+        "onnx_backend": spotter.onnx_backend,
+        "index_backend": spotter.index_backend,
+        "database": store.backend,
+    })
+    metrics.keywords.set(n)
+    log.info("openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
+             spec.model_version, spec.frontend, spotter.onnx_backend, spotter.index_backend, n, store.backend,
+             time.perf_counter() - t0)
+    return spotter, store, keywords
+
+
+def make_batcher(settings: Settings, spotter: Spotter, metrics: Metrics) -> MicroBatcher[AudioSession, DecodeResult]:
+    return MicroBatcher(
+        BatchRunner(spotter, metrics),
+        max_batch=settings.max_batch,
+        max_wait_s=settings.max_wait_ms / 1000.0,
+        workers=settings.inference_workers,
+        max_queue=settings.max_queue,
+        metrics=metrics,
+    )

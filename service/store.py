@@ -1,0 +1,228 @@
+"""Durable keyword registry (SQLAlchemy 2): SQLite by default (WAL, synchronous commits), PostgreSQL
+through ``OPENKWS_DATABASE_URL``.
+
+The store keeps text, phonemes, threshold and metadata, not embeddings: proxies are recomputed by
+the loaded model at start-up, so one registry serves any model version. Every row has a ``tenant``
+(``"default"`` until API keys and tenants arrive); ``(tenant, text)`` is unique, which makes
+enrollment idempotent even across replicas.
+
+Example:
+    >>> store = KeywordStore("sqlite://")
+    >>> row, created = store.add("default", NewKeyword("hey jarvis", ("HH", "EY", "|", "JH"), 0.5, None))
+    >>> created, row.text, row.phonemes
+    (True, 'hey jarvis', ('HH', 'EY', '|', 'JH'))
+    >>> store.add("default", NewKeyword("hey jarvis", ("HH",), 0.9, None))[1]
+    False
+    >>> store.count("default"), store.count("other")
+    (1, 0)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+MAX_TEXT_CHARS = 256
+MAX_TENANT_CHARS = 64
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class KeywordTable(Base):
+    __tablename__ = "keywords"
+    __table_args__ = (UniqueConstraint("tenant", "text", name="uq_keywords_tenant_text"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    tenant: Mapped[str] = mapped_column(String(MAX_TENANT_CHARS), index=True, default="default")
+    text: Mapped[str] = mapped_column(String(MAX_TEXT_CHARS))
+    phonemes: Mapped[str] = mapped_column(String(4 * MAX_TEXT_CHARS))  # space-separated, "|" between words
+    threshold: Mapped[float] = mapped_column(Float)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class NewKeyword:
+    text: str
+    phonemes: tuple[str, ...]
+    threshold: float
+    metadata: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class KeywordRecord:
+    id: int
+    tenant: str
+    text: str
+    phonemes: tuple[str, ...]
+    threshold: float
+    metadata: dict[str, Any] | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def _utc(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone
+
+
+def _record(r: KeywordTable) -> KeywordRecord:
+    return KeywordRecord(
+        id=r.id, tenant=r.tenant, text=r.text, phonemes=tuple(r.phonemes.split()), threshold=r.threshold,
+        metadata=r.meta, created_at=_utc(r.created_at), updated_at=_utc(r.updated_at),
+    )
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+    cur.execute("PRAGMA synchronous=FULL")  # an acknowledged enrollment survives power loss
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    u = make_url(url)
+    if u.get_backend_name() == "sqlite":
+        memory = u.database in (None, "", ":memory:")
+        if not memory and u.database is not None:
+            Path(u.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            poolclass=StaticPool if memory else None,
+        )
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+
+
+class KeywordNotFound(LookupError):
+    pass
+
+
+class KeywordStore:
+    """Synchronous repository; call it from worker threads, never from the event loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def ping(self) -> None:
+        with self._sessions() as s:
+            s.execute(select(1))
+
+    def _find(self, s: Session, tenant: str, text: str) -> KeywordTable | None:
+        return s.scalars(select(KeywordTable).where(KeywordTable.tenant == tenant, KeywordTable.text == text)).first()
+
+    def add(self, tenant: str, kw: NewKeyword) -> tuple[KeywordRecord, bool]:
+        """Insert, or return the existing keyword with the same text (``created`` False)."""
+        return self.add_many(tenant, [kw])[0]
+
+    def add_many(self, tenant: str, items: Sequence[NewKeyword]) -> list[tuple[KeywordRecord, bool]]:
+        """Insert several keywords in one transaction; existing texts are returned unchanged."""
+        now = dt.datetime.now(dt.timezone.utc)
+        for _attempt in range(3):
+            try:
+                with self._sessions.begin() as s:
+                    out: list[tuple[KeywordTable, bool]] = []
+                    fresh: dict[str, KeywordTable] = {}
+                    for kw in items:
+                        row = fresh.get(kw.text) or self._find(s, tenant, kw.text)
+                        if row is not None:
+                            out.append((row, False))
+                            continue
+                        row = KeywordTable(tenant=tenant, text=kw.text, phonemes=" ".join(kw.phonemes),
+                                           threshold=kw.threshold, meta=kw.metadata, created_at=now, updated_at=now)
+                        s.add(row)
+                        fresh[kw.text] = row
+                        out.append((row, True))
+                    s.flush()
+                    return [(_record(r), created) for r, created in out]
+            except IntegrityError:  # another writer (replica) inserted the same text: retry finds it
+                continue
+        raise RuntimeError("could not insert keywords after 3 attempts (concurrent writers)")
+
+    def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
+        with self._sessions() as s:
+            row = s.get(KeywordTable, keyword_id)
+            if row is None or row.tenant != tenant:
+                raise KeywordNotFound(keyword_id)
+            return _record(row)
+
+    def get_many(self, tenant: str, ids: Sequence[int]) -> list[KeywordRecord]:
+        if not ids:
+            return []
+        with self._sessions() as s:
+            rows = s.scalars(select(KeywordTable).where(KeywordTable.tenant == tenant, KeywordTable.id.in_(list(ids))))
+            return [_record(r) for r in rows]
+
+    def page(self, tenant: str, after: int | None = None, limit: int = 100) -> list[KeywordRecord]:
+        """Keyset pagination by id: stable while others enroll or delete."""
+        q = select(KeywordTable).where(KeywordTable.tenant == tenant)
+        if after is not None:
+            q = q.where(KeywordTable.id > after)
+        with self._sessions() as s:
+            return [_record(r) for r in s.scalars(q.order_by(KeywordTable.id).limit(limit))]
+
+    def all(self) -> list[KeywordRecord]:
+        with self._sessions() as s:
+            return [_record(r) for r in s.scalars(select(KeywordTable).order_by(KeywordTable.id))]
+
+    def count(self, tenant: str | None = None) -> int:
+        q = select(func.count()).select_from(KeywordTable)
+        if tenant is not None:
+            q = q.where(KeywordTable.tenant == tenant)
+        with self._sessions() as s:
+            return int(s.scalar(q) or 0)
+
+    def set_threshold(self, tenant: str, keyword_id: int, threshold: float) -> KeywordRecord:
+        with self._sessions.begin() as s:
+            row = s.get(KeywordTable, keyword_id)
+            if row is None or row.tenant != tenant:
+                raise KeywordNotFound(keyword_id)
+            row.threshold = threshold
+            row.updated_at = dt.datetime.now(dt.timezone.utc)
+            s.flush()
+            return _record(row)
+
+    def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
+        with self._sessions.begin() as s:
+            row = s.get(KeywordTable, keyword_id)
+            if row is None or row.tenant != tenant:
+                raise KeywordNotFound(keyword_id)
+            rec = _record(row)
+            s.delete(row)
+            return rec
