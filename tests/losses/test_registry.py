@@ -114,3 +114,18 @@ def test_single_class_batch_is_counted_not_silent(name: str) -> None:
     assert loss_fn.degenerate_batches == 1
     loss.backward()  # stays connected to the graph
     assert audio.grad is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_cuda_matches_cpu(name: str) -> None:
+    torch.manual_seed(7)
+    loss_cpu = build_loss(name, **KWARGS.get(name, {}))
+    loss_gpu = build_loss(name, **KWARGS.get(name, {}))
+    loss_gpu.load_state_dict(loss_cpu.state_dict())
+    loss_gpu.cuda()
+    audio, proxies = torch.randn(C * M, D), torch.randn(C, D)
+    expected = call(name, loss_cpu, audio, proxies, LABELS)
+    got = call(name, loss_gpu, audio.cuda(), proxies.cuda(), LABELS.cuda())
+    assert got.device.type == "cuda"
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4, abs=1e-6)

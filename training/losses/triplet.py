@@ -29,9 +29,12 @@ def _hinge_over_triplets(
         hardest_neg = sim.masked_fill(~neg_mask, float("-inf")).max(dim=1).values
         hinge = (margin + hardest_neg - hardest_pos)[valid_anchor].clamp(min=0)
         return hinge.mean(), int(valid_anchor.sum())
-    # [N, P, K]: anchor a, positive p, negative n
-    hinge = (margin + sim[:, None, :] - sim[:, :, None]).clamp(min=0)
-    mask = pos_mask[:, :, None] & neg_mask[:, None, :]
+    # Gather each anchor's positives (few: M - 1 or M per class) so the tensor is [N, P_max, M], not [N, M, M].
+    p_max = int(pos_mask.sum(dim=1).max())
+    order = torch.sort(pos_mask.to(torch.int8), dim=1, descending=True, stable=True).indices[:, :p_max]
+    pos_sim, pos_valid = sim.gather(1, order), pos_mask.gather(1, order)
+    hinge = (margin + sim[:, None, :] - pos_sim[:, :, None]).clamp(min=0)  # [anchor, positive, negative]
+    mask = pos_valid[:, :, None] & neg_mask[:, None, :]
     count = int(mask.sum())
     return (hinge * mask).sum() / count, count
 
@@ -50,7 +53,7 @@ class TripletLoss(MetricLoss):
 
     ``mining="hardest"`` uses per anchor the hardest positive and negative (batch-hard) and averages
     over anchors. ``margin`` defaults to 0.4 (a common choice for acoustic word embeddings; tune it).
-    ``mining="all"`` builds a ``[B, B, B]`` tensor: about 0.5 GB at ``B = 500``; use ``"hardest"`` there.
+    ``mining="all"`` builds a ``[B, P, B]`` tensor, ``P`` the largest number of positives per anchor.
 
     Degenerate batch: no anchor has both a positive (another clip of its class) and a negative;
     counted, logged, graph-connected zero.
