@@ -108,3 +108,11 @@ def test_degenerate_counts_logs_and_stays_connected(caplog: pytest.LogCaptureFix
     zero.backward()
     assert x.grad is not None and x.grad.abs().sum() == 0
     assert loss_fn.p.grad is not None and loss_fn.p.grad.abs().sum() == 0
+
+
+@pytest.mark.parametrize("fn", [msp, else_, lse])
+def test_pair_function_gradients_match_finite_differences(fn) -> None:
+    z = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[True, False, True, True], [False] * 4, [True, True, False, False]])
+    scale = torch.tensor([[2.0], [3.0], [0.5]], dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda x: fn(x, mask, scale), (z,))
