@@ -180,14 +180,20 @@ def frr_at_fa(fa_per_hour: np.ndarray, frr: np.ndarray, target: float, mode: str
 
 
 def threshold_grid(
-    streams: Sequence[ScoredStream], keywords: Sequence[str], n_quantiles: int = 300, n_top: int = 300
+    streams: Sequence[ScoredStream],
+    keywords: Sequence[str],
+    n_tail: int = 250,
+    n_even: int = 50,
+    n_top: int = 300,
 ) -> np.ndarray:
-    """Thresholds for score traces: quantiles of all scores plus the highest negative-side scores.
+    """Thresholds for score traces, dense where the low-false-alarm end of the DET curve is decided.
 
-    The top of the score distribution on audio *without* the keyword decides the low-FA end of
-    the curve, so its largest values are added one by one for resolution where it matters.
+    Quantiles of all scores: ``n_even`` evenly spaced, ``n_tail`` log-spaced into the upper tail;
+    plus the ``n_top`` highest scores on streams with no keyword (each is a false alarm appearing),
+    plus one value above every score (the "nothing fires" end: 0 FA/h, FRR 1).
     """
     every: list[np.ndarray] = []
+    negative: list[np.ndarray] = []
     for st in streams:
         if not isinstance(st.output, ScoreTrace):
             raise TypeError("threshold_grid is for ScoreTrace outputs")
@@ -195,20 +201,35 @@ def threshold_grid(
             s = st.output.scores.get(kw)
             if s is not None and s.size:
                 every.append(s)
+                if not st.occurrences:
+                    negative.append(s)
     if not every:
         return np.array([np.inf])
     # float32 throughout: traces are float32, so every grid value splits the scores exactly
     pooled = np.concatenate(every).astype(np.float32)
-    q = np.quantile(pooled, np.linspace(0.0, 1.0, n_quantiles)).astype(np.float32)
-    top = np.sort(pooled)[-n_top:]
-    strict = np.nextafter(pooled.max(), np.float32(np.inf))  # nothing fires: the (0 FA, FRR 1) end
+    levels = np.concatenate([np.linspace(0.0, 1.0, n_even), 1.0 - np.logspace(-6, np.log10(0.5), n_tail)])
+    q = np.quantile(pooled, np.clip(levels, 0.0, 1.0)).astype(np.float32)
+    neg = np.concatenate(negative).astype(np.float32) if negative else pooled
+    top = np.sort(neg)[-n_top:]
+    strict = np.nextafter(pooled.max(), np.float32(np.inf))
     return np.unique(np.concatenate([q, top, [strict]])).astype(np.float64)
 
 
+MAX_FA_PER_HOUR = 50.0  # the sweep stops once the whole set exceeds this (far past any target)
+
+
 def sweep(
-    streams: Sequence[ScoredStream], keywords: Sequence[str], tolerance_s: float = HIT_TOLERANCE_S
+    streams: Sequence[ScoredStream],
+    keywords: Sequence[str],
+    tolerance_s: float = HIT_TOLERANCE_S,
+    max_fa_per_hour: float = MAX_FA_PER_HOUR,
 ) -> DetCurve:
-    """Count hits and false alarms for every keyword at every sweep point over all streams."""
+    """Count hits and false alarms for every keyword at every sweep point over all streams.
+
+    Thresholds are visited from strictest to most permissive, and the sweep stops after the first
+    one whose false-alarm rate over the set exceeds ``max_fa_per_hour``; the curve holds the points
+    visited (a permissive end that fires constantly costs time and says nothing about the targets).
+    """
     keywords = list(keywords)
     if not streams:
         raise ValueError("no streams to score")
@@ -227,18 +248,29 @@ def sweep(
     hits = np.zeros((K, J), np.int64)
     fas = np.zeros((K, J), np.int64)
     positives = np.zeros(K, np.int64)
+    hours = sum(st.duration_s for st in streams) / SECONDS_PER_HOUR
+    truth: list[list[tuple[np.ndarray, np.ndarray]]] = []
     for st in streams:
+        per = []
         for k, kw in enumerate(keywords):
             occ = sorted((o for o in st.occurrences if o.keyword == kw), key=lambda o: o.start_s)
-            starts = np.array([o.start_s for o in occ], np.float64)
-            ends = np.array([o.end_s for o in occ], np.float64)
+            per.append(
+                (np.array([o.start_s for o in occ], np.float64), np.array([o.end_s for o in occ], np.float64))
+            )
             positives[k] += len(occ)
-            for j in range(J):
-                h, f = match(events_at(st.output, kw, j, given), starts, ends, tolerance_s)
+        truth.append(per)
+    first = 0
+    for j in range(J - 1, -1, -1):
+        for st, per in zip(streams, truth, strict=True):
+            for k, kw in enumerate(keywords):
+                h, f = match(events_at(st.output, kw, j, given), per[k][0], per[k][1], tolerance_s)
                 hits[k, j] += h
                 fas[k, j] += f
-    hours = sum(st.duration_s for st in streams) / SECONDS_PER_HOUR
-    return DetCurve(keywords, thresholds, hits, fas, positives, hours)
+        if hours > 0 and fas[:, j].sum() / hours > max_fa_per_hour:
+            first = j
+            break
+    sl = slice(first, J)
+    return DetCurve(keywords, thresholds[sl], hits[:, sl], fas[:, sl], positives, hours)
 
 
 def summarize(

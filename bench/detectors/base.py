@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-# Above-threshold frames closer than this are one detection (a debounce every system gets alike).
-MERGE_GAP_S = 1.0
+# After a detection the same keyword cannot fire again for this long (openkws' default refractory,
+# EfficientWord-Net's relaxation time); every trace-scored system gets the same rule.
+REFRACTORY_S = 1.0
 
 
 @dataclass
@@ -54,18 +55,21 @@ DetectorOutput = ScoreTrace | SweepEvents
 
 
 def trace_events(
-    times: np.ndarray, scores: np.ndarray, threshold: float, merge_gap_s: float = MERGE_GAP_S
+    times: np.ndarray, scores: np.ndarray, threshold: float, refractory_s: float = REFRACTORY_S
 ) -> np.ndarray:
     """Detection times from one score trace at one threshold.
 
-    Runs of frames with ``score >= threshold`` whose gaps are at most ``merge_gap_s`` form one
-    detection, reported at the run's first frame (when a live system would fire).
+    A detection fires at the first frame with ``score >= threshold``; the same keyword then stays
+    silent for ``refractory_s`` seconds, after which any frame still above threshold fires again
+    (a score that stays high keeps firing, as a live detector would).
 
     >>> t = np.arange(10) * 0.1
-    >>> trace_events(t, np.array([0, .9, .9, 0, 0, 0, 0, 0, 0, .9]), 0.5, merge_gap_s=0.25).tolist()
+    >>> trace_events(t, np.array([0, .9, .9, 0, 0, 0, 0, 0, 0, .9]), 0.5, refractory_s=0.25).tolist()
     [0.1, 0.9]
-    >>> trace_events(t, np.array([0, .9, .9, 0, 0, 0, 0, 0, 0, .9]), 0.5, merge_gap_s=1.0).tolist()
+    >>> trace_events(t, np.array([0, .9, .9, 0, 0, 0, 0, 0, 0, .9]), 0.5, refractory_s=1.0).tolist()
     [0.1]
+    >>> trace_events(t, np.ones(10), 0.5, refractory_s=0.3).tolist()  # a plateau fires every 0.3 s
+    [0.0, 0.3, 0.6, 0.9]
     >>> trace_events(t, np.zeros(10), 0.5).tolist()
     []
     """
@@ -73,9 +77,29 @@ def trace_events(
     if idx.size == 0:
         return np.zeros(0, np.float64)
     t = times[idx]
-    first = np.ones(t.size, dtype=bool)
-    first[1:] = np.diff(t) > merge_gap_s + 1e-9
-    return t[first]
+    eps = 1e-9
+    # Runs separated by more than the refractory time are independent: each starts with a detection.
+    gaps = np.diff(t)
+    new_run = np.concatenate([[True], gaps > refractory_s + eps])
+    starts = np.flatnonzero(new_run)
+    ends = np.concatenate([starts[1:], [t.size]])
+    if starts.size == t.size:  # every above-threshold frame is isolated: the common, cheap case
+        return t
+    out: list[np.ndarray] = []
+    for a, b in zip(starts, ends, strict=True):
+        if b - a == 1 or t[b - 1] - t[a] < refractory_s - eps:
+            out.append(t[a : a + 1])
+            continue
+        # greedy within the run: next detection = first above-threshold frame >= last + refractory
+        run = t[a:b]
+        picked = [0]
+        while True:
+            nxt = int(np.searchsorted(run, run[picked[-1]] + refractory_s - eps, side="left"))
+            if nxt >= run.size:
+                break
+            picked.append(nxt)
+        out.append(run[picked])
+    return np.concatenate(out)
 
 
 def events_at(

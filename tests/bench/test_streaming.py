@@ -22,12 +22,17 @@ def test_match_detection_of_another_keyword_is_a_false_alarm():
     assert match(np.array([10.2]), np.zeros(0), np.zeros(0)) == (0, 1)
 
 
-def test_trace_events_merges_runs_and_reports_first_frame():
+def test_trace_events_refractory():
     t = np.arange(0, 5, 0.5)
     s = np.array([0, 1, 1, 0, 0, 0, 0, 1, 0, 1], np.float32)
-    assert trace_events(t, s, 0.5, merge_gap_s=1.0).tolist() == [0.5, 3.5]
-    assert trace_events(t, s, 0.5, merge_gap_s=0.5).tolist() == [0.5, 3.5, 4.5]
-    assert trace_events(t, s, 0.5, merge_gap_s=0.0).tolist() == [0.5, 1.0, 3.5, 4.5]
+    assert trace_events(t, s, 0.5, refractory_s=1.5).tolist() == [0.5, 3.5]
+    assert trace_events(t, s, 0.5, refractory_s=0.5).tolist() == [0.5, 1.0, 3.5, 4.5]
+    plateau = np.arange(0, 3.05, 0.1)
+    assert trace_events(
+        plateau, np.ones_like(plateau, np.float32), 0.5, refractory_s=1.0
+    ).tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0])
+    assert trace_events(t, s, 0.5, refractory_s=0.0).tolist() == [0.5, 1.0, 3.5, 4.5]
+    assert trace_events(t, s, 0.5, refractory_s=2.0).tolist() == [0.5, 3.5]
     assert trace_events(t, s, 2.0).size == 0
 
 

