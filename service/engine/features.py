@@ -21,6 +21,8 @@ from service.constants import (
 from service.engine.model_spec import FRONTENDS
 
 INT16_SCALE = 32767.0  # the bundled mel graph expects int16-range samples
+FRAMEWISE_OUTPUT = "log_mel_db"
+TOP_DB = 80.0  # the bundled graph's dynamic-range floor
 
 
 def _session(path: Path, threads: int = 1) -> ort.InferenceSession:
@@ -52,6 +54,7 @@ class FeatureExtractor:
         self.frontend = frontend
         self.hop, self.receptive, self.dim = FRONTENDS[frontend]
         self.mel = mel_session or _session(mel_path, threads)
+        self._framewise = FRAMEWISE_OUTPUT in {o.name for o in self.mel.get_outputs()}
         self.embedding: ort.InferenceSession | None = None
         if frontend == "speech_embedding":
             if embedding_session is None and embedding_path is None:
@@ -67,14 +70,18 @@ class FeatureExtractor:
         if n <= 0:
             return np.zeros((0, 32), np.float32)
         x = (audio[: (n - 1) * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES] * INT16_SCALE).astype(np.float32)
-        # The bundled graph clips its log-mel at 80 dB below the loudest value of its *whole input*
-        # (ReduceMax over all frames), so one run over many frames is not frame-local: silent frames
-        # came out differently for different chunkings. One run per frame makes every frame a function
-        # of its own 512 samples (clipped 80 dB below its own loudest bin).
-        mel = np.empty((n, 32), np.float32)
-        for t in range(n):
-            frame = x[None, t * MEL_HOP_SAMPLES : t * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES]
-            mel[t] = self.mel.run(None, {"input": frame})[0][0, 0, 0]
+        # The bundled graph floors its log-mel 80 dB below the loudest value of its *whole input*
+        # (ReduceMax over all frames), so one run over many frames is not frame-local. Exported
+        # models ship a copy with an extra ``log_mel_db`` output (pre-floor); the floor is then
+        # applied per frame here, equal to running the graph on each 512-sample frame alone.
+        if self._framewise:
+            db = self.mel.run([FRAMEWISE_OUTPUT], {"input": x[None, :]})[0][0, 0, :n]
+            mel = np.maximum(db, db.max(axis=-1, keepdims=True) - TOP_DB)
+        else:  # plain graph: one run per frame (slow but exact)
+            mel = np.empty((n, 32), np.float32)
+            for t in range(n):
+                frame = x[None, t * MEL_HOP_SAMPLES : t * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES]
+                mel[t] = self.mel.run(None, {"input": frame})[0][0, 0, 0]
         return np.ascontiguousarray(mel / 10.0 + 2.0, dtype=np.float32)
 
     def embed_mel(self, mel: np.ndarray) -> np.ndarray:
