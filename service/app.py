@@ -22,18 +22,21 @@ from service.limits import BodyLimitMiddleware
 from service.metrics import HTTPMetricsMiddleware, Metrics
 from service.settings import Settings
 from service.state import AppState, load_engine, make_batcher
+from service.text import G2P
 
 log = logging.getLogger("openkws")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
+    """Build the app. ``g2p`` lets a caller share one loaded G2P (its dictionary takes ~2 s to load)
+    between app instances, e.g. in tests; by default each app loads its own."""
     settings = settings or Settings()
     metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics)
+            spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics, g2p)
         except ModelContractError as e:
             log.error("openkws refuses to start: %s", e)
             raise

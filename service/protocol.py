@@ -46,7 +46,6 @@ class CloseCode(IntEnum):
     INVALID_SAMPLES = 4006  # float32 audio with NaN or infinity
     IDLE_TIMEOUT = 4008  # no message for idle_timeout_s
     STREAM_TOO_LONG = 4010  # more than max_stream_seconds of audio
-    CLIENT_TOO_FAST = 4011  # more than max_pending_seconds of audio waiting to be processed
 
 
 class _Msg(BaseModel):

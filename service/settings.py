@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     max_upload_bytes: Annotated[int, Field(ge=1024, description="largest POST /v1/detect upload")] = 64 << 20
     max_upload_seconds: Annotated[float, Field(gt=0)] = 600.0
     max_stream_seconds: Annotated[float, Field(gt=0, description="audio per websocket stream")] = 3600.0
-    max_pending_seconds: Annotated[float, Field(gt=0, description="unprocessed audio buffered per stream")] = 30.0
+    max_pending_seconds: Annotated[float, Field(gt=0, description="unprocessed audio per stream before reads pause")] = 30.0
     idle_timeout_s: Annotated[float, Field(gt=0, description="close a stream after this long without a message")] = 30.0
     max_batch_keywords: Annotated[int, Field(ge=1, description="keywords per batch enrollment request")] = 1000
     max_metadata_bytes: Annotated[int, Field(ge=2)] = 4096

@@ -15,6 +15,7 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.store import KeywordStore
 from service.streaming import AudioSession, BatchRunner
+from service.text import G2P
 
 log = logging.getLogger("openkws")
 
@@ -35,7 +36,7 @@ class AppState:
         self.metrics.keywords.set(self.spotter.index.total())
 
 
-def load_engine(settings: Settings, metrics: Metrics) -> tuple[Spotter, KeywordStore, KeywordService]:
+def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) -> tuple[Spotter, KeywordStore, KeywordService]:
     """Blocking start-up work (run in a thread): models, contract check, store, index rebuild.
 
     Raises ``ModelContractError`` (model mismatch) or a SQLAlchemy error (database unreachable).
@@ -43,7 +44,7 @@ def load_engine(settings: Settings, metrics: Metrics) -> tuple[Spotter, KeywordS
     faiss.omp_set_num_threads(settings.faiss_threads)  # FAISS threads fight the inference workers otherwise
     t0 = time.perf_counter()
     spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
-                           threads=settings.onnx_threads, verify_hashes=settings.verify_model_hashes)
+                           threads=settings.onnx_threads, g2p=g2p, verify_hashes=settings.verify_model_hashes)
     store = KeywordStore(settings.resolved_database_url())
     keywords = KeywordService(
         store, spotter, settings.default_threshold,

@@ -72,6 +72,7 @@ class StreamHandler:
         self.tenant = tenant
         self.session: AudioSession | None = None
         self.wake = asyncio.Event()
+        self.drained = asyncio.Event()
         self.stopped = False
         self.detections = 0
         self.near_misses = 0
@@ -162,12 +163,13 @@ class StreamHandler:
                 if session.received_ms / 1000.0 > s.max_stream_seconds:
                     raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
                                 f"more than {s.max_stream_seconds:g} s of audio in one stream; open a new stream")
-                if session.pending_seconds > s.max_pending_seconds:
-                    raise Close(CloseCode.CLIENT_TOO_FAST, "client_too_fast",
-                                f"{session.pending_seconds:.1f} s of audio are waiting to be processed (limit "
-                                f"{s.max_pending_seconds:g} s); send audio no faster than real time")
                 session.push_bytes(data)
                 self.wake.set()
+                # Backpressure: a client sending faster than we decode is not read from until the
+                # backlog drains, so per-stream memory stays bounded (TCP holds the rest).
+                while session.pending_seconds > s.max_pending_seconds:
+                    self.drained.clear()
+                    await self.drained.wait()
                 continue
             parsed = self._parse(msg.get("text") or "")
             if isinstance(parsed, StartMessage):
@@ -193,6 +195,8 @@ class StreamHandler:
                     raise Close(CloseCode.GOING_AWAY, "shutting_down", str(e)) from None
                 except AudioError as e:
                     raise Close(AUDIO_CLOSE.get(e.code, CloseCode.INVALID_MESSAGE), e.code, e.message) from None
+                finally:
+                    self.drained.set()
                 for d in result.detections:
                     self.detections += 1
                     metrics.detections.labels(str(d.keyword_id), "stream").inc()

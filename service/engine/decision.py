@@ -99,7 +99,7 @@ class Decider:
 
     def finish(self, frame: int, enrolled: Callable[[int], bool]) -> list[Decision]:
         """End of stream: emit every open candidate that is still enrolled."""
-        out = [self._emit(kid, c, frame) for kid, c in self._open.items() if enrolled(kid)]
+        out = [self._emit(kid, c, frame) for kid, c in list(self._open.items()) if enrolled(kid)]
         self._open.clear()
         return out
 
