@@ -130,6 +130,9 @@ class DataConfig(_Frozen):
     frame_mask_prob: float = Field(0.2, ge=0.0, le=1.0)
     max_mask_frames: int = Field(2, ge=0)
     max_train_clips: int | None = None  # subsample the manifest (smoke runs)
+    # Keep at most this many train clips per text (distinct voices first). Word diversity matters more
+    # than clips per word for open vocabulary, and the feature cache costs ~20 ms per clip and variant.
+    max_clips_per_word: int | None = None
     val_pairs: int = Field(2000, ge=10)
     num_workers: int = Field(0, ge=0)
 

@@ -133,6 +133,42 @@ def speech_span(wave: np.ndarray, frame: int = 160) -> tuple[int, int]:
     return int(on[0] * frame), int(min(len(wave), (on[-1] + 1) * frame))
 
 
+def limit_clips_per_word(clips: Sequence[Clip], n: int, seed: int = 0) -> list[Clip]:
+    """At most ``n`` clips per text, distinct voices first, chosen deterministically (by seed)."""
+    by_word: dict[str, list[Clip]] = {}
+    for c in clips:
+        by_word.setdefault(c.text, []).append(c)
+    keep: set[int] = set()
+    for group in by_word.values():
+        order = sorted(group, key=lambda c: hashlib.sha1(f"{seed}|{c.path}".encode()).hexdigest())
+        chosen: list[Clip] = []
+        voices: set[str] = set()
+        for c in order:  # first pass: one clip per voice
+            if len(chosen) < n and c.voice not in voices:
+                chosen.append(c)
+                voices.add(c.voice)
+        for c in order:
+            if len(chosen) < n and c not in chosen:
+                chosen.append(c)
+        keep.update(id(c) for c in chosen)
+    return [c for c in clips if id(c) in keep]
+
+
+def select_clips(manifest: Path, max_clips_per_word: int | None, max_train_clips: int | None,
+                 seed: int = 0) -> tuple[list[Clip], list[Clip]]:  # fmt: skip
+    """(train, dev) clips of a corpus manifest after the config's subsampling (train and the feature
+    cache must agree on it, or the cache key changes)."""
+    clips = read_manifest(Path(manifest), splits=("train", "dev"))
+    train = [c for c in clips if c.split == "train"]
+    dev = [c for c in clips if c.split == "dev"]
+    if max_clips_per_word is not None:
+        train = limit_clips_per_word(train, max_clips_per_word, seed)
+    if max_train_clips is not None and len(train) > max_train_clips:
+        rng = np.random.default_rng(seed)
+        train = [train[i] for i in sorted(rng.choice(len(train), max_train_clips, replace=False))]
+    return train, dev
+
+
 # --------------------------------------------------------------------------------------------- augmentation
 def make_augmenter(seed: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
     """The data layer's waveform augmenter as ``f(wave, rng) -> wave``; None if it is not available."""

@@ -12,6 +12,7 @@ Examples::
     openkws export --checkpoint runs/default/checkpoints/best.pt --out models/default
     openkws export --untrained speech_embedding --out /tmp/untrained
     openkws eval pairs --model models/default --manifest data/eval/asterisk/manifest.csv --out runs/eval/asterisk
+    openkws eval pairs --model models/default --manifest data/synth/manifest.csv --split test --baselines
     openkws eval cost --model models/default
 """
 
@@ -98,19 +99,21 @@ def train_cache(
     workers: int = typer.Option(2, help="processes"),
 ) -> None:
     """Precompute the front-end feature cache (train + dev) for a config."""
-    from training.dataset import build_feature_cache, build_wave_store, read_manifest
+    from training.dataset import build_feature_cache, build_wave_store, select_clips
 
     cfg = _load(config, overrides)
     dc = cfg.data
-    clips = read_manifest(Path(dc.manifest), splits=("train", "dev"))
-    train_clips = [c for c in clips if c.split == "train"]
-    dev_clips = [c for c in clips if c.split == "dev"]
+    train_clips, dev_clips = select_clips(
+        Path(dc.manifest), dc.max_clips_per_word, dc.max_train_clips, cfg.train.seed
+    )
     if cfg.model.frontend == "speech_embedding":
         build_feature_cache(train_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds,
                             dc.augment_variants, workers, cfg.train.seed)  # fmt: skip
     else:
         build_wave_store(train_clips, Path(dc.cache_dir))
-    build_feature_cache(dev_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds, 0, workers)
+    build_feature_cache(
+        dev_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds, 0, workers, cfg.train.seed
+    )
     typer.echo(f"cache ready under {dc.cache_dir} ({len(train_clips)} train, {len(dev_clips)} dev clips)")
 
 
@@ -143,9 +146,11 @@ def train_estimate(
         val_sec = float(epoch_rows[-1]["val_sec"] or 0.0)
     per_step = sorted(float(r["sec_per_step"]) for r in rows[2:] or rows)
     median = per_step[len(per_step) // 2]
-    from training.dataset import KeywordBatches, read_manifest
+    from training.dataset import KeywordBatches, select_clips
 
-    clips = [c for c in read_manifest(Path(cfg.data.manifest), splits=("train",))]
+    clips, _ = select_clips(
+        Path(cfg.data.manifest), cfg.data.max_clips_per_word, cfg.data.max_train_clips, cfg.train.seed
+    )
     sampler = KeywordBatches(clips, cfg.data.keywords_per_batch, cfg.data.utterances_per_keyword,
                              batches_per_epoch=cfg.train.batches_per_epoch)  # fmt: skip
     total_steps = len(sampler) * cfg.train.epochs
@@ -187,6 +192,7 @@ def eval_pairs(
     out: Path | None = typer.Option(None, help="write pairs.json, scores.csv and pairs.png here"),
     baselines: bool = typer.Option(False, help="also score the untrained TTS-template baselines"),
     max_clips: int | None = typer.Option(None, help="evaluate a random subset of clips"),
+    split: str | None = typer.Option(None, help="keep only rows with this value in a `split` column"),
     seed: int = typer.Option(0),
 ) -> None:
     """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest."""
@@ -194,7 +200,7 @@ def eval_pairs(
 
     if model is None and not baselines:
         raise typer.BadParameter("give --model and/or --baselines")
-    report = evaluate_pairs(manifest, model, out, baselines, max_clips, seed)
+    report = evaluate_pairs(manifest, model, out, baselines, max_clips, seed, split=split)
     typer.echo(format_report(report))
     if out is not None:
         typer.echo(f"report: {out / 'pairs.json'}  plot: {out / 'pairs.png'}")

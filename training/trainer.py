@@ -50,7 +50,7 @@ from training.dataset import (
     WindowBatcher,
     build_feature_cache,
     build_wave_store,
-    read_manifest,
+    select_clips,
 )
 from training.evaluate import build_pairs, summary
 from training.models.kws_model import KWSModel, build_model
@@ -59,7 +59,10 @@ from training.models.windows import window_positions
 
 logger = logging.getLogger("training.trainer")
 
-FIRST_PHONE_ID = 3  # ids 0..2 are <pad>, <unk> and the word boundary: no phoneme-level class
+FIRST_PHONE_ID = 3
+SINGLE_VIEW = frozenset(
+    {"triplet", "ap"}
+)  # audio-only losses: no gradient reaches the text encoder  # ids 0..2 are <pad>, <unk> and the word boundary: no phoneme-level class
 
 
 # --------------------------------------------------------------------------------------------- objective
@@ -81,6 +84,11 @@ class Objective(nn.Module):
         self.model = model
         lc = cfg.loss
         d = cfg.model.embedding_dim
+        if lc.utterance in SINGLE_VIEW:
+            raise ValueError(
+                f"utterance loss {lc.utterance!r} ignores the text proxies, so the text encoder would never "
+                f"train; use a cross-modal loss (e.g. mv_triplet instead of triplet, apfc instead of ap)"
+            )
         self.utt = _make_loss(lc.utterance, **lc.utterance_kwargs)
         self.phn = nn.ModuleDict()
         if lc.phoneme.enabled:
@@ -332,14 +340,9 @@ def train(
         )
 
     # ---- data
-    clips = read_manifest(Path(dc.manifest), splits=("train", "dev"))
-    train_clips = [c for c in clips if c.split == "train"]
-    dev_clips = [c for c in clips if c.split == "dev"]
-    if dc.max_train_clips is not None and len(train_clips) > dc.max_train_clips:
-        rng = np.random.default_rng(tc.seed)
-        train_clips = [
-            train_clips[i] for i in sorted(rng.choice(len(train_clips), dc.max_train_clips, replace=False))
-        ]
+    train_clips, dev_clips = select_clips(
+        Path(dc.manifest), dc.max_clips_per_word, dc.max_train_clips, tc.seed
+    )
     if not dev_clips:
         raise ValueError(f"{dc.manifest} has no split=dev clips; validation needs them")
     frontend = cfg.model.frontend

@@ -77,7 +77,7 @@ def test_unknown_key_and_missing_config_are_errors(tmp_path: Path) -> None:
 def test_base_inheritance_and_overrides() -> None:
     cfg = load_config("triplet", {"train": {"epochs": 2}})
     base = load_config("adml")
-    assert cfg.loss.utterance == "triplet" and not cfg.loss.phoneme.enabled
+    assert cfg.loss.utterance == "mv_triplet" and not cfg.loss.phoneme.enabled
     assert cfg.model == base.model and cfg.train.epochs == 2
     assert (CONFIG_DIR / "default.yaml").is_file()
 
@@ -108,3 +108,9 @@ def test_one_optimizer_step_moves_loss_parameters() -> None:
     moved = {n for n, p in objective.named_parameters() if n in before and not torch.equal(p, before[n])}
     assert any(n.startswith("phn.adams.") for n in moved), moved
     assert any(n.startswith("kw.") for n in moved) and any(n.startswith("mal_utt.") for n in moved)
+
+
+def test_single_view_utterance_loss_is_refused() -> None:
+    cfg = load_config("asyp", {"loss": {"utterance": "triplet"}})
+    with pytest.raises(ValueError, match="text encoder would never train"):
+        Objective(cfg, build_model(cfg.model), num_words=4)
