@@ -26,10 +26,9 @@ import numpy as np
 from bench.streaming import Occurrence
 
 SAMPLE_RATE = 16_000
-SET_A: tuple[str, ...] = ("alexa", "hey jarvis", "hey mycroft", "hey rhasspy", "okay nabu")
-BENCH_KEYWORDS = Path("training/data/keywords_bench.txt")
-# smoke-only stand-in for set (b): 1-4 words, none of them openWakeWord's
-SMOKE_SET_B: tuple[str, ...] = ("lantern", "open the window", "purple", "start recording now", "good morning")
+SET_A: tuple[str, ...] = ("alexa", "hey jarvis", "hey mycroft", "hey rhasspy", "okay nabu")  # openWakeWord's
+# smoke runs: one benchmark keyword of each length (1-4 words)
+SMOKE_SET_B: tuple[str, ...] = ("penguin", "hey captain", "play some jazz", "where are my keys")
 SNRS_DB: tuple[float, ...] = (10.0, 0.0)
 SMOKE_POSITIVE_VOICES = ("piper:joe", "espeak:en-us+f3", "flite:awb")
 
@@ -130,10 +129,11 @@ def smoke_voices(n_positive: int) -> tuple[list[str], list[str]]:
     return pos, [v for v in rest if v not in pos][:4]
 
 
-def read_keywords(path: Path) -> list[str]:
-    return [
-        ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
-    ]
+def benchmark_set() -> list[str]:
+    """Set (b): the data layer's 50 benchmark keywords (``training/data/keywords_bench.txt``)."""
+    from training.data.keywords import benchmark_keywords
+
+    return list(benchmark_keywords())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def load_data_layer(root: Path) -> EvalData | None:
                 snr_db=s.get("snr_db"),
             )
         )
-    set_b = read_keywords(BENCH_KEYWORDS) if BENCH_KEYWORDS.is_file() else []
+    set_b = benchmark_set()
     templates = [v for v in heldout_voices() if v not in voices_used][:4] or heldout_voices()[:4]
     return EvalData(streams, list(SET_A), set_b, templates, "data-layer")
 
@@ -250,7 +250,7 @@ def build_smoke_set(
         "positive_voices": positive_voices,
         "spacing_s": spacing_s,
         "seed": seed,
-        "version": 2,
+        "version": 3,
     }
     pos_voices, templ = smoke_voices(positive_voices)
     if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:

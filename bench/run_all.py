@@ -32,6 +32,11 @@ OUT = Path("bench/out")
 DOC = Path("docs/BENCHMARKS.md")
 DATA_LAYER_DIR = Path("data/eval/streams")
 DEFAULT_MODEL = Path("models/default")
+# the data layer's pairs dev sets: held-out synthetic clips and the Asterisk real-speech prompts
+PAIRS_MANIFESTS = {
+    "heldout-synthetic": Path("data/eval/heldout/manifest.csv"),
+    "asterisk-real": Path("data/eval/asterisk/manifest.csv"),
+}
 
 
 def _model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
@@ -127,6 +132,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", default=None, help="cache dir (default OUT/cache)")
     p.add_argument("--jobs", type=int, default=1, help="systems scored in parallel in the accuracy protocols")
     p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
+    p.add_argument(
+        "--pairs-manifest",
+        action="append",
+        default=[],
+        metavar="NAME=CSV",
+        help="pairs clip manifest (path,text[,start,end]); repeatable. Default: the data layer's dev sets",
+    )
+    p.add_argument(
+        "--pairs-max-clips",
+        type=int,
+        default=None,
+        help="subsample clips per manifest (default 600; quick 40)",
+    )
+    p.add_argument(
+        "--speed-seconds", type=float, default=None, help="audio per timing (default 60; quick 15)"
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(args.out)
@@ -170,6 +191,15 @@ def main(argv: list[str] | None = None) -> int:
         ):
             plot_det(results, name, out / f"det_set_{name}.png", title)
 
+    if "pairs" in protocols:
+        run["pairs"] = _pairs(args, systems, options, out)
+
+    if "speed" in protocols:
+        run["speed"] = _speed(args, systems, str(model_dir), out)
+
+    if "service" in protocols:
+        run["service"] = _service(args, str(model_dir), out)
+
     run["wall_s"] = round(time.perf_counter() - t0, 1)
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     if not args.no_docs:
@@ -178,6 +208,118 @@ def main(argv: list[str] | None = None) -> int:
         write_report(out, DOC)
     log.info("done in %.0f s; results in %s", run["wall_s"], out)
     return 0
+
+
+def _pairs_manifests(args: argparse.Namespace) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for item in args.pairs_manifest:
+        name, _, path = item.partition("=")
+        if not path:
+            raise SystemExit(f"--pairs-manifest wants NAME=CSV, got {item!r}")
+        found[name] = Path(path)
+    if found:
+        return found
+    for name, path in PAIRS_MANIFESTS.items():
+        if path.is_file():
+            found[name] = path
+    if not found:
+        if not args.quick:
+            raise SystemExit(f"no pairs manifests found ({', '.join(map(str, PAIRS_MANIFESTS.values()))}); "
+                             "build them with the data layer or pass --pairs-manifest NAME=CSV")  # fmt: skip
+        from bench.pairs import smoke_manifest
+
+        pos, _ = datasets.smoke_voices(2)
+        found["smoke"] = smoke_manifest(
+            Path(args.cache) / "pairs_smoke", list(datasets.SET_A + datasets.SMOKE_SET_B), pos
+        )
+    return found
+
+
+def _pairs(
+    args: argparse.Namespace, systems: list[str], options: dict[str, Any], out: Path
+) -> dict[str, Any]:
+    from bench.pairs import PAIR_SYSTEMS, plot_pairs
+
+    manifests = _pairs_manifests(args)
+    max_clips = args.pairs_max_clips or (40 if args.quick else 600)
+    _, templ = datasets.smoke_voices(2)
+    summary: dict[str, Any] = {}
+    ctx = get_context("spawn")
+    for name, manifest in manifests.items():
+        res: dict[str, Any] = {}
+        with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
+            futs = {
+                s: pool.submit(_run_pairs, s, manifest, options, templ, max_clips)
+                for s in systems
+                if s in PAIR_SYSTEMS
+            }
+            for s, f in futs.items():
+                try:
+                    res[s] = f.result()
+                except Exception as e:  # one system failing must not lose the others' figures
+                    log.exception("pairs %s on %s failed", s, name)
+                    res[s] = {"error": f"{type(e).__name__}: {e}"}
+        (out / f"pairs_{name}.json").write_text(
+            json.dumps({"name": name, "manifest": str(manifest), "systems": res}) + "\n"
+        )
+        plot_pairs(
+            {s: r for s, r in res.items() if "scores" in r}, out / f"pairs_{name}.png", f"pairs: {name}"
+        )
+        summary[name] = {s: r.get("metrics", r.get("error")) for s, r in res.items()}
+    return summary
+
+
+def _speed(args: argparse.Namespace, systems: list[str], model_dir: str, out: Path) -> dict[str, Any]:
+    from bench.speed import run_speed
+
+    data = load_data(args)
+    neg = next((s for s in data.streams if s.kind == "negative"), data.streams[0])
+    seconds = args.speed_seconds or (15.0 if args.quick else 60.0)
+    reps = 3
+    res = run_speed(systems, neg.path, seconds, reps, model_dir, args.quick)
+    doc = {"audio": str(neg.path), "audio_s": seconds, "reps": reps, "systems": res}
+    (out / "speed.json").write_text(json.dumps(doc, indent=2) + "\n")
+    return {s: [(r.get("keywords"), r.get("rtf")) for r in rows] for s, rows in res.items()}
+
+
+def _service(args: argparse.Namespace, model_dir: str, out: Path) -> dict[str, Any]:
+    """Run the service engineer's ``bench/service_bench.py`` and keep its JSON output."""
+    target = out / "service.json"
+    script = Path("bench/service_bench.py")
+    if not script.is_file():
+        doc = {"status": "bench/service_bench.py not present yet"}
+    else:
+        cmd = [
+            sys.executable,
+            "-m",
+            "bench.service_bench",
+            "--model",
+            model_dir,
+            "--out",
+            str(out / "service_raw.json"),
+        ]
+        if args.quick:
+            cmd.append("--quick")
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
+        raw = out / "service_raw.json"
+        if p.returncode == 0 and raw.is_file():
+            doc = {"status": "ok", "command": " ".join(cmd[1:]), "result": json.loads(raw.read_text())}
+        else:
+            doc = {
+                "status": f"failed (exit {p.returncode})",
+                "command": " ".join(cmd[1:]),
+                "stderr": p.stderr[-2000:],
+            }
+    target.write_text(json.dumps(doc, indent=2) + "\n")
+    return {"status": doc["status"]}
+
+
+def _run_pairs(
+    system: str, manifest: Path, options: dict[str, Any], templ: list[str], max_clips: int
+) -> dict[str, Any]:
+    from bench.pairs import run_pairs
+
+    return run_pairs(system, manifest, options, templ, max_clips)
 
 
 def _run_streaming(system: str, data: datasets.EvalData, options: dict[str, Any]) -> dict[str, Any]:

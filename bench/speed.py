@@ -8,10 +8,11 @@ prints one JSON object. :func:`run_speed` drives all of them for ``bench.run_all
 What is timed, per system (the path a deployment would run, not the benchmark's sweep machinery):
 
 * openkws: ``Spotter`` offline detection (``accept_waveform`` / ``decode``) at the default thresholds;
-* pocketsphinx: one keyphrase per keyword at one threshold (1e-2 per phone), one utterance per
-  20 s block as in the accuracy protocol;
-* openWakeWord: the feature models plus one model per keyword. Only 5 models exist; counts above 5
-  load copies of the bundled models, which costs what that many distinct models of this size would;
+* pocketsphinx: one keyphrase per keyword at one threshold (1e-2 per phone), the stream decoded as
+  one utterance;
+* openWakeWord: the feature models plus one model per keyword, in steady state (without the 8 s of
+  silence the library processes when a stream starts). Only 5 models exist; counts above 5 load
+  copies of the bundled models, which costs what that many distinct models of this size would;
 * EfficientWord-Net: one 1.5 s window every 0.5 s, cosine against 4 templates per keyword. Above
   10 keywords the templates of the first 10 are reused: the cost does not depend on their values.
 """
@@ -66,7 +67,9 @@ def _build(system: str, model_dir: str | None) -> Any:
     if system == "openkws":
         return make_detector("openkws", model_dir=model_dir, trace=False)
     if system == "pocketsphinx":
-        return make_detector("pocketsphinx", grid=(-2.0,))
+        return make_detector("pocketsphinx", grid=(-2.0,), block_s=1e9)  # one utterance per stream
+    if system == "openwakeword":
+        return make_detector("openwakeword", prefill=False)
     if system == "efficientword":
         return make_detector("efficientword")
     return make_detector(system)
@@ -229,31 +232,58 @@ def run_speed(
     quick: bool,
     timeout_s: float = 900,
 ) -> dict[str, Any]:
-    """Every system x keyword count in its own pinned process; failures are recorded, not raised."""
-    results: dict[str, Any] = {}
-    for system in systems:
-        rows = []
-        for n in counts_for(system, quick):
+    """Every system x keyword count in its own pinned process; failures are recorded, not raised.
+
+    Repetitions are interleaved: round ``r`` runs every configuration once (a fresh process, one
+    timed pass), so a burst of load from elsewhere on a shared machine hits all systems alike
+    instead of one system's three repetitions. Per configuration: RTF = median over rounds, peak
+    RSS = max over rounds; the keyword-addition timing is taken in the first round.
+    """
+    configs = [(s, n) for s in systems for n in counts_for(s, quick)]
+    raw: dict[tuple[str, int], list[dict[str, Any]]] = {c: [] for c in configs}
+    for r in range(reps):
+        for system, n in configs:
             cmd = [sys.executable, "-m", "bench.speed", "--system", system, "--keywords", str(n), "--audio", str(audio_path),
-                   "--seconds", str(seconds), "--reps", str(reps)]  # fmt: skip
+                   "--seconds", str(seconds), "--reps", "1"]  # fmt: skip
             if model_dir:
                 cmd += ["--model", model_dir]
-            if n == 100 or (system == "openwakeword" and n == 5):
+            if r == 0 and (n == 100 or (system == "openwakeword" and n == 5)):
                 cmd.append("--add")
             t0 = time.perf_counter()
+            load = os.getloadavg()[0]
             try:
                 p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
                 if p.returncode != 0:
-                    rows.append({"keywords": n, "error": p.stderr.strip().splitlines()[-1:] or ["failed"]})
+                    row = {"keywords": n, "error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
                 else:
-                    rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
+                    row = json.loads(p.stdout.strip().splitlines()[-1])
             except subprocess.TimeoutExpired:
-                rows.append({"keywords": n, "error": [f"timed out after {timeout_s:.0f} s"]})
-            print(
-                f"speed {system} n={n}: {time.perf_counter() - t0:.0f} s {rows[-1].get('rtf', rows[-1].get('error'))}",
-                file=sys.stderr,
-            )
-        results[system] = rows
+                row = {"keywords": n, "error": f"timed out after {timeout_s:.0f} s"}
+            row["loadavg_1min_before"] = round(load, 2)
+            raw[(system, n)].append(row)
+            print(f"speed round {r + 1}/{reps} {system} n={n}: {time.perf_counter() - t0:.0f} s, "
+                  f"rtf {row.get('rtf', row.get('error'))}", file=sys.stderr)  # fmt: skip
+    results: dict[str, Any] = {s: [] for s in systems}
+    for (system, n), rows in raw.items():
+        ok = [x for x in rows if "rtf" in x]
+        if not ok:
+            results[system].append({"keywords": n, "error": rows[-1].get("error", "failed")})
+            continue
+        merged = dict(ok[0])
+        merged.update(
+            rtf=statistics.median(x["rtf"] for x in ok),
+            ms_per_audio_s=statistics.median(x["ms_per_audio_s"] for x in ok),
+            run_s=[x["run_s"][0] for x in ok],
+            rtf_rounds=[round(x["rtf"], 5) for x in ok],
+            reps=len(ok),
+            enroll_s=statistics.median(x["enroll_s"] for x in ok),
+            load_s=statistics.median(x["load_s"] for x in ok),
+            peak_rss_mib=max(x["peak_rss_mib"] for x in ok),
+            loadavg_1min=[x["loadavg_1min_before"] for x in rows],
+        )
+        if len(ok) < len(rows):
+            merged["failed_rounds"] = [x.get("error") for x in rows if "rtf" not in x]
+        results[system].append(merged)
     return results
 
 
