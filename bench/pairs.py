@@ -1,8 +1,8 @@
 """The pairs protocol (LibriPhrase style): EER / ROC-AUC / AP on (clip, text) pairs, easy and hard.
 
-Pairs, metrics and manifests are the model engineer's (:mod:`training.evaluate`: ``read_eval_manifest``,
-``make_pairs`` -- which defers to the data layer's ``training.data.pairs`` when present --,
-``pair_metrics``, ``pad_eval``, ``plot_curves``); this module only scores the pairs with each system.
+Pairs come from the data layer's builder (:func:`training.data.pairs.build_pairs`); manifests,
+metrics and plots are the model engineer's (:mod:`training.evaluate`: ``read_eval_manifest``,
+``pair_metrics``, ``pad_eval``, ``plot_curves``). This module only scores the pairs with each system.
 
 Systems and their pair score:
 
@@ -52,6 +52,26 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
     return manifest
 
 
+def build_pairs(clips: list[Any], g2p: Any, inv: Any, seed: int) -> list[Any]:
+    """The data layer's LibriPhrase pair builder (``training.data.pairs``) on the manifest's clips,
+    as ``training.evaluate.Pair`` rows (clip index, text, label, kind); the model engineer's
+    ``make_pairs`` when the data layer's builder is absent."""
+    from training.evaluate import Pair
+
+    try:
+        from training.data.pairs import PairItem
+        from training.data.pairs import build_pairs as data_layer_build_pairs
+    except ImportError:
+        from training.evaluate import make_pairs
+
+        texts = [c.text for c in clips]
+        phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
+        return make_pairs(texts, phonemes, seed)
+    phones = {t: g2p(t).phones_only for t in {c.text for c in clips}}
+    items = [PairItem(str(i), c.text, phones[c.text]) for i, c in enumerate(clips)]
+    return [Pair(int(p.path), p.text, p.label, p.kind) for p in data_layer_build_pairs(items, seed=seed)]
+
+
 def run_pairs(
     system: str,
     manifest: Path,
@@ -64,7 +84,7 @@ def run_pairs(
     from bench.datasets import make_templates
     from bench.detectors import make_detector
     from service.text import G2P, load_inventory
-    from training.evaluate import load_eval_audio, make_pairs, pad_eval, pair_metrics, read_eval_manifest
+    from training.evaluate import load_eval_audio, pad_eval, pair_metrics, read_eval_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t_start = time.perf_counter()
@@ -73,9 +93,7 @@ def run_pairs(
         rng = np.random.default_rng(seed)
         clips = [clips[i] for i in sorted(rng.choice(len(clips), max_clips, replace=False))]
     g2p, inv = G2P(), load_inventory()
-    texts = [c.text for c in clips]
-    phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
-    pairs = make_pairs(texts, phonemes, seed)
+    pairs = build_pairs(clips, g2p, inv, seed)
     det = make_detector(system, **options.get(system, {}))
     vocab = sorted({p.text for p in pairs})
     scores = np.zeros(len(pairs), np.float64)

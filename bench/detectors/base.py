@@ -68,7 +68,7 @@ def trace_events(
     [0.1, 0.9]
     >>> trace_events(t, np.array([0, .9, .9, 0, 0, 0, 0, 0, 0, .9]), 0.5, refractory_s=1.0).tolist()
     [0.1]
-    >>> trace_events(t, np.ones(10), 0.5, refractory_s=0.3).tolist()  # a plateau fires every 0.3 s
+    >>> trace_events(t, np.ones(10), 0.5, refractory_s=0.3).round(2).tolist()  # a plateau fires every 0.3 s
     [0.0, 0.3, 0.6, 0.9]
     >>> trace_events(t, np.zeros(10), 0.5).tolist()
     []
