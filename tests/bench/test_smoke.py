@@ -106,7 +106,7 @@ def test_pairs_protocol(tmp_path, tts) -> None:
     _need("pocketsphinx")
     from bench.pairs import run_pairs, smoke_manifest
 
-    manifest = smoke_manifest(tmp_path, ["light", "night", "kite"], ["espeak:en-us+f3"])
+    manifest = smoke_manifest(tmp_path, ["light", "night", "banana"], ["espeak:en-us+f3"])
     r = run_pairs("pocketsphinx", manifest, {}, [], max_clips=None)
     assert r["pairs"]["positive"] == 3 and len(r["scores"]) == sum(r["pairs"].values())
     for kind in ("easy", "hard"):
