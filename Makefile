@@ -12,9 +12,11 @@ setup-system:
 	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
 
 # torch is installed first and pinned: the CPU wheel; an unpinned torch drags in GBs of CUDA.
+# EfficientWord-Net (a benchmark peer) goes in with --no-deps: its declared pyaudio/twine/requests are not needed.
 setup-python:
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[train,dev,bench]"
+	$(PY) -m pip install -q --no-deps EfficientWord-Net==1.0.5
 
 run:
 	openkws serve
