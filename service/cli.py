@@ -23,7 +23,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="openkws: ope
 keywords_app = typer.Typer(no_args_is_help=True, help="Enroll, list and remove keywords on a running server.")
 app.add_typer(keywords_app, name="keywords")
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+DEFAULT_URL = "http://127.0.0.1:8000"
 UrlOpt = Annotated[str, typer.Option("--url", envvar="OPENKWS_URL", help="server base URL")]
 
 
@@ -41,7 +41,7 @@ def _client(url: str) -> Any:
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default OPENKWS_HOST or 127.0.0.1)")] = None,
-    port: Annotated[int | None, typer.Option(help="port (default OPENKWS_PORT or 8080)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default OPENKWS_PORT or 8000)")] = None,
     model_dir: Annotated[Path | None, typer.Option(help="model directory (default OPENKWS_MODEL_DIR or models/default)")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where the SQLite keyword store lives")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db")] = None,

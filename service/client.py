@@ -3,7 +3,7 @@
 Example (against a running server)::
 
     from service.client import OpenKWSClient
-    with OpenKWSClient("http://127.0.0.1:8080") as kws:
+    with OpenKWSClient("http://127.0.0.1:8000") as kws:
         kw = kws.add_keyword("hey jarvis")
         for event in kws.stream_file("clip.wav", realtime=True):
             if event["type"] == "detection":
@@ -57,7 +57,7 @@ def _ws_url(base_url: str) -> str:
 
 
 class OpenKWSClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8080", timeout: float = 60.0) -> None:
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
 
@@ -143,7 +143,7 @@ class OpenKWSClient:
             ready = json.loads(ws.recv())
             yield ready
             if ready.get("type") != "ready":
-                raise StreamClosed(ws.close_code or 0, ws.close_reason or "", ready)
+                raise StreamClosed(int(ready.get("close_code") or ws.close_code or 0), str(ready.get("code", "")), ready)
             errors: queue.Queue[BaseException] = queue.Queue()
 
             def sender() -> None:

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
 
     # Network
     host: str = "127.0.0.1"
-    port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
 
     # Limits
     max_streams: Annotated[int, Field(ge=1, description="concurrent websocket streams")] = 128
