@@ -124,6 +124,7 @@ class DataConfig(_Frozen):
     asterisk_manifest: str = "data/eval/asterisk/manifest.csv"
     keywords_per_batch: int = Field(64, ge=2)  # K
     utterances_per_keyword: int = Field(2, ge=2)  # M
+    hard_fraction: float = Field(0.5, ge=0.0, le=1.0)  # classes drawn with a confusable neighbour
     augment_variants: int = Field(2, ge=0)  # cached augmented copies per clip (speech_embedding)
     augment_prob: float = Field(0.6, ge=0.0, le=1.0)  # waveform augmentation prob (logmel, on the fly)
     context_seconds: float = Field(0.6, ge=0.0)  # audio padded around each clip before featurising
@@ -133,7 +134,10 @@ class DataConfig(_Frozen):
     # Keep at most this many train clips per text (distinct voices first). Word diversity matters more
     # than clips per word for open vocabulary, and the feature cache costs ~20 ms per clip and variant.
     max_clips_per_word: int | None = None
-    val_pairs: int = Field(2000, ge=10)
+    val_pairs: int = Field(2000, ge=10)  # ~val_pairs/3 validation clips, each in 3 pairs
+    # Train texts withheld from training and used for validation: the `dev` split holds *seen* words
+    # spoken by held-out voices, so without these the validation EER could not see word generalisation.
+    val_words: int = Field(200, ge=0)
     num_workers: int = Field(0, ge=0)
 
 

@@ -43,6 +43,7 @@ import numpy as np
 
 from service.constants import SAMPLE_RATE
 from service.text import G2P, load_inventory
+from training.config import Config
 from training.models.windows import window_for_duration, window_samples
 
 logger = logging.getLogger("training.dataset")
@@ -154,19 +155,52 @@ def limit_clips_per_word(clips: Sequence[Clip], n: int, seed: int = 0) -> list[C
     return [c for c in clips if id(c) in keep]
 
 
-def select_clips(manifest: Path, max_clips_per_word: int | None, max_train_clips: int | None,
-                 seed: int = 0) -> tuple[list[Clip], list[Clip]]:  # fmt: skip
-    """(train, dev) clips of a corpus manifest after the config's subsampling (train and the feature
-    cache must agree on it, or the cache key changes)."""
+def select_clips(
+    manifest: Path,
+    max_clips_per_word: int | None,
+    max_train_clips: int | None,
+    seed: int = 0,
+    val_words: int = 0,
+    max_val_clips: int | None = None,
+) -> tuple[list[Clip], list[Clip]]:
+    """(train, validation) clips of a corpus manifest after the config's subsampling.
+
+    Validation = the ``dev`` split (seen words, held-out voices) plus every clip of ``val_words``
+    train texts withheld from training (unseen words), subsampled to ``max_val_clips``. Training
+    and the feature cache call this alike, so they agree on the clips (and the cache key).
+    """
     clips = read_manifest(Path(manifest), splits=("train", "dev"))
     train = [c for c in clips if c.split == "train"]
     dev = [c for c in clips if c.split == "dev"]
+    if val_words > 0:
+        texts = sorted(
+            {c.text for c in train}, key=lambda t: hashlib.sha1(f"{seed}|{t}".encode()).hexdigest()
+        )
+        held = set(texts[: min(val_words, len(texts) // 5)])
+        dev = dev + [c for c in train if c.text in held]
+        train = [c for c in train if c.text not in held]
+    if max_val_clips is not None and len(dev) > max_val_clips:
+        rng = np.random.default_rng(seed + 1)
+        dev = [dev[i] for i in sorted(rng.choice(len(dev), max_val_clips, replace=False))]
     if max_clips_per_word is not None:
         train = limit_clips_per_word(train, max_clips_per_word, seed)
     if max_train_clips is not None and len(train) > max_train_clips:
         rng = np.random.default_rng(seed)
         train = [train[i] for i in sorted(rng.choice(len(train), max_train_clips, replace=False))]
     return train, dev
+
+
+def config_clips(cfg: Config) -> tuple[list[Clip], list[Clip]]:
+    """:func:`select_clips` with a training config's data settings."""
+    dc = cfg.data
+    return select_clips(
+        Path(dc.manifest),
+        dc.max_clips_per_word,
+        dc.max_train_clips,
+        cfg.train.seed,
+        dc.val_words,
+        dc.val_pairs // 3,
+    )
 
 
 # --------------------------------------------------------------------------------------------- augmentation
@@ -444,7 +478,7 @@ class Batch:
     features: np.ndarray  # [B, T, F] float32 (zero padded)
     lengths: np.ndarray  # [B]
     labels: np.ndarray  # [B] index into text_ids (batch-local class)
-    word_ids: np.ndarray  # [B] global training-vocabulary id (SphereFace2)
+    word_ids: np.ndarray  # [B] global training-vocabulary class id (SphereFace2)
     text_ids: np.ndarray  # [K, L] int64 phoneme ids (zero padded)
     text_lengths: np.ndarray  # [K]
     extras: dict[str, object] = field(default_factory=dict)
@@ -460,11 +494,42 @@ def pad_stack(arrays: Sequence[np.ndarray], dtype: type = np.float32) -> tuple[n
     return out, lengths
 
 
-class KeywordBatches:
-    """K keywords x M utterances per batch, over the words that have at least M clips.
+def confusable_neighbours(keys: Sequence[tuple[int, ...]]) -> dict[tuple[int, ...], list[tuple[int, ...]]]:
+    """Pronunciations one phoneme edit apart (substitution, insertion or deletion), found with
+    symmetric deletion keys instead of all-pairs edit distance (fast for tens of thousands of words).
 
-    Sharding for DDP: each rank takes every ``world``-th batch of one shared, seeded word order,
-    so ranks see disjoint keywords (DistributedSampler-style) and equal numbers of batches.
+    >>> nb = confusable_neighbours([(1, 2, 3), (1, 9, 3), (1, 2), (7, 8)])
+    >>> nb[(1, 2, 3)], nb[(7, 8)]
+    ([(1, 2), (1, 9, 3)], [])
+    """
+    index: dict[tuple[int, ...], set[tuple[int, ...]]] = {}
+
+    def variants(p: tuple[int, ...]) -> set[tuple[int, ...]]:
+        return {p} | {p[:i] + p[i + 1 :] for i in range(len(p))}
+
+    for p in keys:
+        for v in variants(p):
+            index.setdefault(v, set()).add(p)
+    out: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for p in keys:
+        cands: set[tuple[int, ...]] = set()
+        for v in variants(p):
+            cands |= index.get(v, set())
+        cands.discard(p)
+        out[p] = sorted(cands)
+    return out
+
+
+class KeywordBatches:
+    """K keywords x M utterances per batch. A keyword class is a *pronunciation* (phoneme ids), so
+    homophones ("two", "too") share a class instead of being each other's negatives.
+
+    ``hard_fraction`` of the batch's classes come in confusable pairs (one phoneme edit apart; see
+    :func:`confusable_neighbours`), so the losses see the hard negatives the hard-pair evaluation
+    asks about, not only random ones.
+
+    Sharding for DDP: each rank takes every ``world``-th batch of one shared, seeded class order,
+    so ranks see disjoint seed classes (DistributedSampler-style) and equal numbers of batches.
     """
 
     def __init__(
@@ -476,20 +541,30 @@ class KeywordBatches:
         rank: int = 0,
         world: int = 1,
         batches_per_epoch: int | None = None,
+        hard_fraction: float = 0.0,
     ) -> None:
-        by_word: dict[str, list[int]] = {}
+        by_key: dict[tuple[int, ...], list[int]] = {}
         for i, c in enumerate(clips):
-            by_word.setdefault(c.text, []).append(i)
-        self.words = sorted(w for w, idx in by_word.items() if len(idx) >= m)
-        if len(self.words) < 2:
-            raise ValueError(f"need at least 2 words with >= {m} clips each; got {len(self.words)}")
-        self.by_word = by_word
-        self.word_id = {w: i for i, w in enumerate(self.words)}
-        self.k, self.m = min(k, len(self.words)), m
+            by_key.setdefault(c.phoneme_ids, []).append(i)
+        self.keys = sorted(key for key, idx in by_key.items() if len(idx) >= m)
+        if len(self.keys) < 2:
+            raise ValueError(f"need at least 2 keywords with >= {m} clips each; got {len(self.keys)}")
+        self.by_key = by_key
+        self.class_id = {key: i for i, key in enumerate(self.keys)}
+        self.k, self.m = min(k, len(self.keys)), m
         self.seed, self.rank, self.world = seed, rank, world
-        full = len(self.words) // self.k
+        full = len(self.keys) // self.k
         self.batches_per_epoch = batches_per_epoch or max(1, full // world)
+        self.hard_fraction = hard_fraction
+        self.neighbours = confusable_neighbours(self.keys) if hard_fraction > 0 else {}
+        if self.neighbours:
+            usable = set(self.keys)
+            self.neighbours = {key: [n for n in v if n in usable] for key, v in self.neighbours.items()}
         self.epoch = 0
+
+    @property
+    def words(self) -> list[tuple[int, ...]]:
+        return self.keys
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -497,20 +572,40 @@ class KeywordBatches:
     def __len__(self) -> int:
         return self.batches_per_epoch
 
+    def _classes(self, seeds: list[tuple[int, ...]], rng: np.random.Generator) -> list[tuple[int, ...]]:
+        chosen: list[tuple[int, ...]] = []
+        seen: set[tuple[int, ...]] = set()
+        pending = list(seeds)
+        while len(chosen) < self.k and pending:
+            key = pending.pop(0)
+            if key in seen:
+                continue
+            chosen.append(key)
+            seen.add(key)
+            nbs = [n for n in self.neighbours.get(key, ()) if n not in seen]
+            if nbs and len(chosen) < self.k and rng.random() < self.hard_fraction:
+                n = nbs[int(rng.integers(len(nbs)))]
+                chosen.append(n)
+                seen.add(n)
+        while len(chosen) < self.k:  # seeds exhausted by duplicates: top up at random
+            key = self.keys[int(rng.integers(len(self.keys)))]
+            if key not in seen:
+                chosen.append(key)
+                seen.add(key)
+        return chosen
+
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order: list[str] = []
+        order: list[tuple[int, ...]] = []
         needed = self.batches_per_epoch * self.world * self.k
         while len(order) < needed:
-            order.extend(self.words[i] for i in rng.permutation(len(self.words)))
+            order.extend(self.keys[i] for i in rng.permutation(len(self.keys)))
         for b in range(self.batches_per_epoch):
             g = b * self.world + self.rank
-            words = order[g * self.k : (g + 1) * self.k]
-            if len(set(words)) < len(words):  # a permutation boundary repeated a word: resample
-                words = [self.words[i] for i in rng.choice(len(self.words), self.k, replace=False)]
+            seeds = order[g * self.k : (g + 1) * self.k]
             batch = []
-            for w in words:
-                pool = self.by_word[w]
+            for key in self._classes(seeds, rng):
+                pool = self.by_key[key]
                 batch.extend(int(i) for i in rng.choice(pool, self.m, replace=False))
             yield batch
 
@@ -523,7 +618,7 @@ class WindowBatcher:
         store: FeatureStore | WaveStore,
         frontend: str,
         windows: tuple[int, ...],
-        word_id: dict[str, int],
+        class_id: dict[tuple[int, ...], int],
         train: bool,
         seed: int = 0,
         frame_mask_prob: float = 0.0,
@@ -532,7 +627,7 @@ class WindowBatcher:
         augment_prob: float = 0.0,
     ) -> None:
         self.store, self.frontend, self.windows = store, frontend, windows
-        self.word_id, self.train = word_id, train
+        self.class_id, self.train = class_id, train
         self.rng = np.random.default_rng(seed)
         self.frame_mask_prob, self.max_mask_frames = frame_mask_prob, max_mask_frames
         self.context = int(round(context_s * SAMPLE_RATE))
@@ -578,19 +673,19 @@ class WindowBatcher:
 
     def __call__(self, indices: Sequence[int]) -> Batch:
         clips = self.store.clips
-        texts: list[str] = []
+        keys: dict[tuple[int, ...], int] = {}
         text_ids: list[np.ndarray] = []
         labels = []
         for i in indices:
-            t = clips[i].text
-            if t not in texts:
-                texts.append(t)
-                text_ids.append(np.array(clips[i].phoneme_ids, np.int64))
-            labels.append(texts.index(t))
+            key = clips[i].phoneme_ids
+            if key not in keys:
+                keys[key] = len(keys)
+                text_ids.append(np.array(key, np.int64))
+            labels.append(keys[key])
         feats, lengths = pad_stack([self.window(i) for i in indices])
         tids, tlen = pad_stack(text_ids, np.int64)
         return Batch(
             features=feats, lengths=lengths, labels=np.array(labels, np.int64),
-            word_ids=np.array([self.word_id.get(clips[i].text, -1) for i in indices], np.int64),
+            word_ids=np.array([self.class_id.get(clips[i].phoneme_ids, -1) for i in indices], np.int64),
             text_ids=tids, text_lengths=tlen,
         )  # fmt: skip

@@ -99,13 +99,11 @@ def train_cache(
     workers: int = typer.Option(2, help="processes"),
 ) -> None:
     """Precompute the front-end feature cache (train + dev) for a config."""
-    from training.dataset import build_feature_cache, build_wave_store, select_clips
+    from training.dataset import build_feature_cache, build_wave_store, config_clips
 
     cfg = _load(config, overrides)
     dc = cfg.data
-    train_clips, dev_clips = select_clips(
-        Path(dc.manifest), dc.max_clips_per_word, dc.max_train_clips, cfg.train.seed
-    )
+    train_clips, dev_clips = config_clips(cfg)
     if cfg.model.frontend == "speech_embedding":
         build_feature_cache(train_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds,
                             dc.augment_variants, workers, cfg.train.seed)  # fmt: skip
@@ -146,11 +144,9 @@ def train_estimate(
         val_sec = float(epoch_rows[-1]["val_sec"] or 0.0)
     per_step = sorted(float(r["sec_per_step"]) for r in rows[2:] or rows)
     median = per_step[len(per_step) // 2]
-    from training.dataset import KeywordBatches, select_clips
+    from training.dataset import KeywordBatches, config_clips
 
-    clips, _ = select_clips(
-        Path(cfg.data.manifest), cfg.data.max_clips_per_word, cfg.data.max_train_clips, cfg.train.seed
-    )
+    clips, _ = config_clips(cfg)
     sampler = KeywordBatches(clips, cfg.data.keywords_per_batch, cfg.data.utterances_per_keyword,
                              batches_per_epoch=cfg.train.batches_per_epoch)  # fmt: skip
     total_steps = len(sampler) * cfg.train.epochs

@@ -29,6 +29,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from training.dataset import (
     WindowBatcher,
     build_feature_cache,
     build_wave_store,
-    select_clips,
+    config_clips,
 )
 from training.evaluate import build_pairs, summary
 from training.models.kws_model import KWSModel, build_model
@@ -211,6 +212,33 @@ def batch_to_tensors(b: Batch, device: torch.device) -> tuple[torch.Tensor, ...]
     )
 
 
+class _Indices(torch.utils.data.Dataset):
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def __len__(self) -> int:  # pragma: no cover - batch_sampler drives the loader
+        return 1 << 62
+
+
+def _reseed_worker(batcher: WindowBatcher, _worker_id: int) -> None:
+    info = torch.utils.data.get_worker_info()
+    batcher.rng = np.random.default_rng(info.seed if info is not None else None)
+
+
+def batch_iterator(sampler: KeywordBatches, batcher: WindowBatcher, workers: int) -> Iterator[Batch]:
+    """Batches of one epoch; with ``workers > 0`` assembled in DataLoader worker processes (each with
+    its own random stream), which is what on-the-fly log-mel augmentation needs to keep up."""
+    if workers == 0:
+        return (batcher(indices) for indices in sampler)
+    import functools
+
+    loader = torch.utils.data.DataLoader(
+        _Indices(), batch_sampler=sampler, collate_fn=batcher, num_workers=workers,
+        worker_init_fn=functools.partial(_reseed_worker, batcher), prefetch_factor=2,
+    )  # fmt: skip
+    return iter(loader)
+
+
 # --------------------------------------------------------------------------------------------- validation
 @torch.no_grad()
 def window_embeddings(model: KWSModel, feats: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -340,9 +368,7 @@ def train(
         )
 
     # ---- data
-    train_clips, dev_clips = select_clips(
-        Path(dc.manifest), dc.max_clips_per_word, dc.max_train_clips, tc.seed
-    )
+    train_clips, dev_clips = config_clips(cfg)
     if not dev_clips:
         raise ValueError(f"{dc.manifest} has no split=dev clips; validation needs them")
     frontend = cfg.model.frontend
@@ -361,10 +387,10 @@ def train(
     if dinfo.enabled and dinfo.main:
         dist.barrier()
     sampler = KeywordBatches(train_clips, dc.keywords_per_batch, dc.utterances_per_keyword, tc.seed,
-                             dinfo.rank, dinfo.world, tc.batches_per_epoch)  # fmt: skip
+                             dinfo.rank, dinfo.world, tc.batches_per_epoch, dc.hard_fraction)  # fmt: skip
     model = build_model(cfg.model).to(device)
     windows = model.windows
-    batcher = WindowBatcher(train_store, frontend, windows, sampler.word_id, train=True, seed=tc.seed + 7919 * dinfo.rank,
+    batcher = WindowBatcher(train_store, frontend, windows, sampler.class_id, train=True, seed=tc.seed + 7919 * dinfo.rank,
                             frame_mask_prob=dc.frame_mask_prob, max_mask_frames=dc.max_mask_frames,
                             context_s=dc.context_seconds, augment_prob=dc.augment_prob)  # fmt: skip
     dev_batcher = WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds)
@@ -417,11 +443,12 @@ def train(
         sampler.set_epoch(epoch)
         t_epoch = time.time()
         run_loss, n_batches = 0.0, 0
-        bar = tqdm(sampler, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", disable=not (progress and dinfo.main),
-                   dynamic_ncols=True)  # fmt: skip
-        for indices in bar:
+        batches = batch_iterator(sampler, batcher, dc.num_workers)
+        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", total=len(sampler),
+                   disable=not (progress and dinfo.main), dynamic_ncols=True)  # fmt: skip
+        for batch in bar:
             t0 = time.time()
-            tensors = batch_to_tensors(batcher(indices), device)
+            tensors = batch_to_tensors(batch, device)
             total, terms = runner(*tensors)
             if not torch.isfinite(total):
                 raise FloatingPointError(

@@ -112,3 +112,14 @@ def test_ddp_world_size_one(corpus: Path, tmp_path: Path, monkeypatch: pytest.Mo
         if dist.is_initialized():
             dist.destroy_process_group()
     assert "WORLD_SIZE" in os.environ
+
+
+def test_logmel_on_the_fly_path_runs(corpus: Path, tmp_path: Path) -> None:
+    """The log-mel front-end featurises (and augments) waveforms in a DataLoader worker."""
+    over = {
+        "model": {"frontend": "logmel", "acoustic": {"front_kernel": 5, "blocks": [{"kernel": 3}, {"kernel": 3}], "se_window": 5}},
+        "data": {"manifest": str(corpus), "cache_dir": str(tmp_path / "cache"), "num_workers": 1},
+        "train": {"epochs": 1, "batches_per_epoch": 3},
+    }  # fmt: skip
+    res = train(load_config("smoke", over), tmp_path / "run", progress=False)
+    assert res.steps == 3 and all(map(torch.isfinite, map(torch.tensor, res.losses)))
