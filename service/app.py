@@ -7,6 +7,8 @@ the micro-batcher; on shutdown it stops the batcher and closes the store.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,6 +29,20 @@ from service.text import G2P
 log = logging.getLogger("openkws")
 
 
+async def _follow_store(state: AppState) -> None:
+    """Replicas sharing one PostgreSQL registry: pick up the others' writes every sync_interval_s."""
+    while True:
+        await asyncio.sleep(state.settings.sync_interval_s)
+        try:
+            added, removed, updated = await run_in_threadpool(state.keywords.sync)
+        except Exception:  # a database blip must not stop the service; the next round retries
+            log.exception("keyword store sync failed")
+            continue
+        if added or removed or updated:
+            log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
+            state.refresh_keyword_gauge()
+
+
 def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
     """Build the app. ``g2p`` lets a caller share one loaded G2P (its dictionary takes ~2 s to load)
     between app instances, e.g. in tests; by default each app loads its own."""
@@ -44,10 +60,15 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
         batcher.start()
         state = AppState(settings, metrics, spotter, store, registry, batcher)
         app.state.openkws = state
+        sync = asyncio.create_task(_follow_store(state)) if settings.sync_interval_s > 0 else None
         try:
             yield
         finally:
             state.draining = True
+            if sync is not None:
+                sync.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync
             await batcher.stop()
             store.close()
             app.state.openkws = None

@@ -78,6 +78,34 @@ class KeywordService:
             self.spotter.index.replace_all(self.spotter.entries_from(rows))
             return len(rows)
 
+    def sync(self) -> tuple[int, int, int]:
+        """Bring the index in step with the store (other replicas' writes, or a gap after a crash):
+        add missing keywords, drop deleted ones, apply changed thresholds. Returns (added, removed, updated)."""
+        with self._write:
+            records = self.store.all()
+            index = self.spotter.index
+            by_tenant: dict[str, dict[int, KeywordRecord]] = {}
+            for r in records:
+                by_tenant.setdefault(r.tenant, {})[r.id] = r
+            added = removed = updated = 0
+            for tenant in set(by_tenant) | set(index.tenants()):
+                stored = by_tenant.get(tenant, {})
+                current = index.tenant(tenant)
+                gone = [i for i in current.by_id if i not in stored]
+                if gone:
+                    index.remove(tenant, gone)
+                    removed += len(gone)
+                new = [r for i, r in stored.items() if i not in current.by_id]
+                if new:
+                    index.upsert(self.spotter.entries_from([(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in new]))
+                    added += len(new)
+                changed = {i: r.threshold for i, r in stored.items()
+                           if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9}
+                if changed:
+                    index.set_thresholds(tenant, changed)
+                    updated += len(changed)
+            return added, removed, updated
+
     def pronounce_all(self, items: Sequence[EnrollItem]) -> list[Pronunciation]:
         out = []
         for i, item in enumerate(items):

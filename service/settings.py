@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
 
+    sync_interval_s: Annotated[float, Field(ge=0.0, description="re-read the store every N s (replicas); 0 = never")] = 0.0
+
     # Limits
     max_streams: Annotated[int, Field(ge=1, description="concurrent websocket streams")] = 128
     max_frame_bytes: Annotated[int, Field(ge=1024, description="largest websocket message")] = 1 << 20

@@ -181,3 +181,25 @@ def test_mismatched_model_refuses_to_start(model_dir: Path, tmp_path: Path, make
     (bad / "text.onnx").write_bytes((bad / "text.onnx").read_bytes()[:-10])
     with pytest.raises(ModelContractError, match="sha256"), TestClient(create_app(make_settings(model_dir=bad), g2p=g2p)):
         pass
+
+
+def test_replicas_follow_the_shared_store(make_settings: Callable[..., Settings], g2p: G2P) -> None:
+    """Two apps on one database (replicas): each picks up the other's writes within sync_interval_s."""
+    import time
+
+    settings = make_settings(sync_interval_s=0.1)
+    with TestClient(create_app(settings, g2p=g2p)) as a, TestClient(create_app(settings, g2p=g2p)) as b:
+        kid = a.post("/v1/keywords", json={"text": "hey jarvis"}).json()["id"]
+        a.patch(f"/v1/keywords/{kid}", json={"threshold": 0.9})
+
+        def wait(cond: Callable[[], bool]) -> None:
+            deadline = time.monotonic() + 10
+            while not cond():
+                assert time.monotonic() < deadline, "replica did not catch up"
+                time.sleep(0.05)
+
+        wait(lambda: b.get("/readyz").json()["keywords"] == 1)
+        state = b.app.state.openkws  # type: ignore[attr-defined]
+        wait(lambda: state.spotter.index.tenant("default").by_id[kid].threshold == pytest.approx(0.9))
+        a.delete(f"/v1/keywords/{kid}")
+        wait(lambda: b.get("/readyz").json()["keywords"] == 0)
