@@ -25,10 +25,13 @@ the compute per stream is that of the real model.
 
 from __future__ import annotations
 
-import argparse
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `openkws serve` does: threads come from the batcher
+
+import argparse  # noqa: E402
 import asyncio
 import json
-import os
 import platform
 import signal
 import socket

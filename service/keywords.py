@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from service.engine.confusion import phoneme_distance, relation
-from service.engine.index import KeywordEntry
+from service.engine.confusion import length_gap, phoneme_distance, relation
+from service.engine.index import KeywordEntry, TenantIndex
 from service.engine.spotter import Spotter
 from service.store import KeywordRecord, KeywordStore, NewKeyword
 from service.text import G2PError, Pronunciation
@@ -142,7 +142,7 @@ class KeywordService:
                 seen.append((rec, proxy))
         return out
 
-    def _confusables(self, rec: KeywordRecord, proxy: np.ndarray, before: Any,
+    def _confusables(self, rec: KeywordRecord, proxy: np.ndarray, before: TenantIndex,
                      batch: list[tuple[KeywordRecord, np.ndarray]]) -> tuple[Confusable, ...]:
         """Enrolled keywords (and earlier ones of the same batch) that sound like ``rec``."""
         pol = self.confusion
@@ -158,8 +158,10 @@ class KeywordService:
         for kid, (text, phonemes, cos) in cands.items():
             if kid == rec.id or cos < pol.min_cosine:
                 continue
-            dist = phoneme_distance(rec.phonemes, phonemes)
             rel = relation(rec.phonemes, phonemes)
+            if rel is None and length_gap(rec.phonemes, phonemes) > pol.max_phoneme_distance:
+                continue  # the distance is at least the length gap: skip the O(n*m) edit distance
+            dist = phoneme_distance(rec.phonemes, phonemes)
             if rel is None and dist > pol.max_phoneme_distance:
                 continue
             out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), rel or "similar"))

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     model_dir: Path = Path("models/default")
     data_dir: Path = Path("data/service")
     database_url: Annotated[str | None, Field(description="SQLAlchemy URL; default: SQLite file in data_dir")] = None
+    sqlite_synchronous: Annotated[Literal["NORMAL", "FULL"], Field(
+        description="NORMAL: enrollments survive a killed server; FULL: also power loss (one fsync each)")] = "NORMAL"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     verify_model_hashes: bool = True
 

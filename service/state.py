@@ -45,7 +45,7 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
     t0 = time.perf_counter()
     spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
                            threads=settings.onnx_threads, g2p=g2p, verify_hashes=settings.verify_model_hashes)
-    store = KeywordStore(settings.resolved_database_url())
+    store = KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous)
     keywords = KeywordService(
         store, spotter, settings.default_threshold,
         ConfusionPolicy(settings.confusable_min_cosine, settings.confusable_max_phoneme_distance,

@@ -1,5 +1,5 @@
-"""Durable keyword registry (SQLAlchemy 2): SQLite by default (WAL, synchronous commits), PostgreSQL
-through ``OPENKWS_DATABASE_URL``.
+"""Durable keyword registry (SQLAlchemy 2): SQLite by default (WAL journal), PostgreSQL through
+``OPENKWS_DATABASE_URL``.
 
 The store keeps text, phonemes, threshold and metadata, not embeddings: proxies are recomputed by
 the loaded model at start-up, so one registry serves any model version. Every row has a ``tenant``
@@ -96,15 +96,25 @@ def _record(r: KeywordTable) -> KeywordRecord:
     )
 
 
-def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
-    cur.execute("PRAGMA synchronous=FULL")  # an acknowledged enrollment survives power loss
-    cur.execute("PRAGMA busy_timeout=5000")
-    cur.close()
+SQLITE_SYNCHRONOUS = ("NORMAL", "FULL")
 
 
-def make_engine(url: str) -> Engine:
+def _sqlite_pragmas(synchronous: str) -> Any:
+    def apply(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+        # WAL + NORMAL: a committed (acknowledged) write survives a killed process; FULL also
+        # survives power loss, at one fsync per commit.
+        cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute("PRAGMA busy_timeout=5000")
+        cur.close()
+
+    return apply
+
+
+def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
+    if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+        raise ValueError(f"sqlite_synchronous {sqlite_synchronous!r}; use one of {SQLITE_SYNCHRONOUS}")
     u = make_url(url)
     if u.get_backend_name() == "sqlite":
         memory = u.database in (None, "", ":memory:")
@@ -115,7 +125,7 @@ def make_engine(url: str) -> Engine:
             connect_args={"check_same_thread": False},
             poolclass=StaticPool if memory else None,
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
@@ -127,9 +137,9 @@ class KeywordNotFound(LookupError):
 class KeywordStore:
     """Synchronous repository; call it from worker threads, never from the event loop."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, sqlite_synchronous)
         Base.metadata.create_all(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 

@@ -40,6 +40,12 @@ def phoneme_distance(a: Sequence[str], b: Sequence[str]) -> float:
     return 0.0 if longest == 0 else edit_distance(pa, pb) / longest
 
 
+def length_gap(a: Sequence[str], b: Sequence[str]) -> float:
+    """A lower bound of :func:`phoneme_distance` from the lengths alone."""
+    la, lb = len(phones(a)), len(phones(b))
+    return 0.0 if max(la, lb) == 0 else abs(la - lb) / max(la, lb)
+
+
 def _contains(outer: tuple[str, ...], inner: tuple[str, ...]) -> bool:
     n = len(inner)
     return 0 < n < len(outer) and any(outer[i : i + n] == inner for i in range(len(outer) - n + 1))

@@ -420,36 +420,56 @@ class Spotter:
         by_row: dict[int, list[int]] = {}
         for k, w in enumerate(windows):
             by_row.setdefault(w.row, []).append(k)
-        # Candidate ids/scores per window: FAISS for whole-tenant streams (one search per tenant),
-        # a matrix product for streams limited to a keyword subset.
-        cand_ids: list[np.ndarray] = [np.zeros(0, np.int64)] * len(windows)
-        cand_scores: list[np.ndarray] = [np.zeros(0, np.float32)] * len(windows)
-        cand_thr: list[np.ndarray] = [np.zeros(0, np.float32)] * len(windows)
-        full: dict[str, list[int]] = {}
+        # Candidates per window: every keyword scoring at or above its threshold (its near-miss floor
+        # in debug mode), exactly, with no top-k cut. On CPU one BLAS matrix product per tenant covers
+        # the windows of all whole-tenant streams in the batch, then a threshold mask; a subset stream
+        # multiplies by its subset's proxies. A GPU index uses FAISS top-k search instead.
+        n = len(windows)
+        cand_ids: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+        cand_scores: list[np.ndarray] = [np.zeros(0, np.float32)] * n
+        cand_thr: list[np.ndarray] = [np.zeros(0, np.float32)] * n
+        top1: list[tuple[int, float]] = [(-1, 0.0)] * n
+        margin = np.zeros(n, np.float32)
+        want_top = np.zeros(n, bool)
+        groups: dict[tuple[str, int], tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]] = {}
         for i, s in enumerate(streams):
             rows = by_row.get(i, [])
             if not rows:
                 continue
-            view = s._view(tenants[s.tenant])
+            margin[rows] = cfg.near_miss_margin if s.debug else 0.0
+            want_top[rows] = s.trace is not None
+            t_index = tenants[s.tenant]
+            view = s._view(t_index)
             if view is None:
-                full.setdefault(s.tenant, []).extend(rows)
-                continue
-            ids, prox, thr = view
+                if t_index.backend == "gpu":
+                    scores, ids = t_index.search(emb[rows], cfg.top_k)
+                    thr = t_index.thresholds_for(ids)
+                    for r, kw in enumerate(rows):
+                        keep = scores[r] >= thr[r] - margin[kw]
+                        cand_ids[kw], cand_scores[kw], cand_thr[kw] = ids[r][keep], scores[r][keep], thr[r][keep]
+                        if len(ids[r]) and ids[r][0] >= 0:
+                            top1[kw] = (int(ids[r][0]), float(scores[r][0]))
+                    continue
+                key = (s.tenant, 0)
+                view = (t_index.ids, t_index.proxies, t_index.thresholds)
+            else:
+                key = (s.tenant, id(s))
+            groups.setdefault(key, (*view, []))[3].extend(rows)
+        for ids, prox, thr, rows in groups.values():
             if len(ids) == 0:
                 continue
-            sims = emb[rows] @ prox.T  # [n, S]
-            k = min(cfg.top_k, len(ids))
-            order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
-            for r, kw in enumerate(rows):
-                cand_ids[kw] = ids[order[r]]
-                cand_scores[kw] = sims[r, order[r]]
-                cand_thr[kw] = thr[order[r]]
-        for tenant, rows in full.items():
-            t_index = tenants[tenant]
-            scores, ids = t_index.search(emb[rows], cfg.top_k)
-            thr = t_index.thresholds_for(ids)
-            for r, kw in enumerate(rows):
-                cand_ids[kw], cand_scores[kw], cand_thr[kw] = ids[r], scores[r], thr[r]
+            for c in range(0, len(rows), 256):
+                part = rows[c : c + 256]
+                sims = emb[part] @ prox.T  # [n, K]
+                hit_r, hit_k = np.nonzero(sims >= thr[None, :] - margin[part][:, None])
+                bounds = np.searchsorted(hit_r, np.arange(len(part) + 1))
+                for r, kw in enumerate(part):
+                    ks = hit_k[bounds[r] : bounds[r + 1]]
+                    if len(ks):
+                        cand_ids[kw], cand_scores[kw], cand_thr[kw] = ids[ks], sims[r, ks], thr[ks]
+                    if want_top[kw]:
+                        b = int(np.argmax(sims[r]))
+                        top1[kw] = (int(ids[b]), float(sims[r, b]))
 
         for i, s in enumerate(streams):
             t_index = tenants[s.tenant]
@@ -467,10 +487,9 @@ class Spotter:
                     kw = rows[j]
                     w = windows[kw]
                     ids, sc, th = cand_ids[kw], cand_scores[kw], cand_thr[kw]
-                    if len(ids) and sc[0] > top[1]:
-                        top = (int(ids[0]), float(sc[0]))
-                    floor = th - cfg.near_miss_margin if s.debug else th
-                    for m in np.nonzero(sc >= floor)[0]:
+                    if top1[kw][0] >= 0 and top1[kw][1] > top[1]:
+                        top = top1[kw]
+                    for m in range(len(ids)):
                         kid, score = int(ids[m]), float(sc[m])
                         if kid < 0:
                             continue
