@@ -51,10 +51,14 @@ DEFAULT_MODEL = Path("models/default")
 LATENCY_TARGET_MS = 500.0
 CHUNK_MS = 100
 CLIP_TEXTS = [
-    ("hey jarvis", "espeak:en-us+m3"), ("what is the weather like today", "espeak:en-gb+f2"),
-    ("turn on the lights", "espeak:en-us+f3"), ("i think we should leave soon", "espeak:en-us+m1"),
-    ("play music", "espeak:en-gb+m3"), ("the meeting starts at nine", "espeak:en-us+f2"),
-    ("okay computer", "espeak:en-us+m3"), ("stop", "espeak:en-gb+f3"),
+    ("hey jarvis", "espeak:en-us+m3"),
+    ("what is the weather like today", "espeak:en-gb+f2"),
+    ("turn on the lights", "espeak:en-us+f3"),
+    ("i think we should leave soon", "espeak:en-us+m1"),
+    ("play music", "espeak:en-gb+m3"),
+    ("the meeting starts at nine", "espeak:en-us+f2"),
+    ("okay computer", "espeak:en-us+m3"),
+    ("stop", "espeak:en-gb+f3"),
 ]
 CLIP_KEYWORDS = ["hey jarvis", "turn on the lights", "play music", "okay computer", "stop"]
 
@@ -92,7 +96,9 @@ def synth(text: str, voice: str) -> np.ndarray:
         import soxr
 
         with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-            subprocess.run(["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True)
+            subprocess.run(
+                ["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True
+            )
             x, rate = sf.read(f.name, dtype="float32")
         return np.asarray(soxr.resample(x, rate, SAMPLE_RATE), np.float32)
 
@@ -141,8 +147,11 @@ def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> 
     entries = sp.entries_from(rows)
     embed_s = time.perf_counter() - t0
     hop = int(0.08 * SAMPLE_RATE)
-    result: dict[str, Any] = {"streams": streams, "audio_s_per_stream": len(audio) / SAMPLE_RATE,
-                              "g2p_and_text_encoder_s_for_10000": round(embed_s, 2)}
+    result: dict[str, Any] = {
+        "streams": streams,
+        "audio_s_per_stream": len(audio) / SAMPLE_RATE,
+        "g2p_and_text_encoder_s_for_10000": round(embed_s, 2),
+    }
     for n in (10, 10_000):
         sp.index.replace_all(entries[:n])
         best = None
@@ -176,18 +185,20 @@ def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> 
 
 
 def calibrate(model: Path, audio: np.ndarray, texts: list[str]) -> float:
-    """Untrained model: a threshold that ~30% of frames' best scores cross (so events flow)."""
+    """Untrained model: a threshold that ~3% of frames' best scores cross (a few events per stream-minute)."""
     from service.engine.spotter import Spotter
 
     sp = Spotter.load(model, device="cpu")
     prons = [sp.pronounce(t) for t in texts]
-    sp.index.replace_all(sp.entries_from([(i + 1, "default", p.text, p.phonemes, 1.0) for i, p in enumerate(prons)]))
+    sp.index.replace_all(
+        sp.entries_from([(i + 1, "default", p.text, p.phonemes, 1.0) for i, p in enumerate(prons)])
+    )
     s = sp.create_stream(trace=True)
     s.accept_waveform(audio)
     s.input_finished()
     s.decode()
     assert s.trace is not None
-    return float(np.clip(np.quantile([p.score for p in s.trace], 0.7), 0.0, 1.0))
+    return float(np.clip(np.quantile([p.score for p in s.trace], 0.97), 0.0, 1.0))
 
 
 # -- 2./3. real server ------------------------------------------------------------------------------
@@ -201,12 +212,35 @@ class Server:
     def __init__(self, model: Path, data_dir: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "OPENKWS_DEVICE": "cpu", "OPENKWS_MAX_STREAMS": "1024", "OPENKWS_MAX_QUEUE": "100000",
-               "OPENKWS_IDLE_TIMEOUT_S": "120"}
+        env = {
+            **os.environ,
+            "OPENKWS_DEVICE": "cpu",
+            "OPENKWS_MAX_STREAMS": "1024",
+            "OPENKWS_MAX_QUEUE": "100000",
+            "OPENKWS_IDLE_TIMEOUT_S": "120",
+        }
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--model-dir", str(model), "--data-dir", str(data_dir), "--log-level", "warning"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                "-m",
+                "service.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--model-dir",
+                str(model),
+                "--data-dir",
+                str(data_dir),
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         import httpx
 
         deadline = time.monotonic() + 120
@@ -252,8 +286,12 @@ def enroll_latency(url: str, texts: list[str], threshold: float | None) -> dict[
             r.raise_for_status()
             ids.append(r.json()["id"])
     a = np.array(lat)
-    return {"keywords": len(texts), "p50_ms": round(float(np.percentile(a, 50)), 2),
-            "p95_ms": round(float(np.percentile(a, 95)), 2), "mean_ms": round(float(a.mean()), 2)}
+    return {
+        "keywords": len(texts),
+        "p50_ms": round(float(np.percentile(a, 50)), 2),
+        "p95_ms": round(float(np.percentile(a, 95)), 2),
+        "mean_ms": round(float(a.mean()), 2),
+    }
 
 
 async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, debug: bool) -> dict[str, Any]:
@@ -269,11 +307,26 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
     errors: list[str] = []
     summary: dict[str, Any] | None = None
     async with websockets.connect(url.replace("http", "ws") + "/v1/stream", max_size=None) as ws:
-        await ws.send(json.dumps({"type": "start", "version": 1, "sample_rate": SAMPLE_RATE, "encoding": "pcm16le",
-                                  "channels": 1, "debug": debug}))
+        await ws.send(
+            json.dumps(
+                {
+                    "type": "start",
+                    "version": 1,
+                    "sample_rate": SAMPLE_RATE,
+                    "encoding": "pcm16le",
+                    "channels": 1,
+                    "debug": debug,
+                }
+            )
+        )
         ready = json.loads(await ws.recv())
         if ready.get("type") != "ready":
-            return {"errors": [ready.get("code", "no ready")], "lat_end": [], "lat_decided": [], "lat_near": []}
+            return {
+                "errors": [ready.get("code", "no ready")],
+                "lat_end": [],
+                "lat_decided": [],
+                "lat_near": [],
+            }
 
         def sent_time(ms: float) -> float:
             k = min(int(ms // CHUNK_MS), len(sent_at) - 1)
@@ -311,8 +364,14 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
         except TimeoutError:
             errors.append("no summary within 30 s")
         drain_s = time.perf_counter() - stop_at
-    return {"errors": errors, "lat_end": lat_end, "lat_decided": lat_decided, "lat_near": lat_near,
-            "drain_s": drain_s, "ok": summary is not None}
+    return {
+        "errors": errors,
+        "lat_end": lat_end,
+        "lat_decided": lat_decided,
+        "lat_near": lat_near,
+        "drain_s": drain_s,
+        "ok": summary is not None,
+    }
 
 
 async def stream_level(url: str, pcm: bytes, n: int, seconds: float) -> list[dict[str, Any]]:
@@ -342,17 +401,29 @@ def run_levels(server: Server, pcm: bytes, levels: list[int], seconds: float) ->
         drain = max((r.get("drain_s", 0.0) for r in res), default=0.0)
         p95 = pct(lat_end, 95) if lat_end else pct(lat_near, 95)
         ok = not errors and p95 is not None and p95 <= LATENCY_TARGET_MS and drain < 2.0
-        row = {"streams": n, "seconds": seconds, "detections": len(lat_end),
-               "p50_ms_end": pct(lat_end, 50), "p95_ms_end": pct(lat_end, 95),
-               "p95_ms_decided": pct(lat_dec, 95), "p95_ms_near_miss": pct(lat_near, 95),
-               "errors": len(errors), "error_codes": sorted(set(errors))[:5], "drain_s": round(drain, 2),
-               "server_cpu_s": round(cpu, 2), "server_cpu_rtf_per_stream": round(cpu / (n * seconds), 4),
-               "server_cores_busy": round(cpu / wall, 2), "pass": ok}
+        row = {
+            "streams": n,
+            "seconds": seconds,
+            "detections": len(lat_end),
+            "p50_ms_end": pct(lat_end, 50),
+            "p95_ms_end": pct(lat_end, 95),
+            "p95_ms_decided": pct(lat_dec, 95),
+            "p95_ms_near_miss": pct(lat_near, 95),
+            "errors": len(errors),
+            "error_codes": sorted(set(errors))[:5],
+            "drain_s": round(drain, 2),
+            "server_cpu_s": round(cpu, 2),
+            "server_cpu_rtf_per_stream": round(cpu / (n * seconds), 4),
+            "server_cores_busy": round(cpu / wall, 2),
+            "pass": ok,
+        }
         out.append(row)
-        log(f"  {n:4d} streams: p95 {row['p95_ms_end']} ms (window end), {row['p95_ms_decided']} ms (decision), "
+        log(
+            f"  {n:4d} streams: p95 {row['p95_ms_end']} ms (window end), {row['p95_ms_decided']} ms (decision), "
             f"near-miss p95 {row['p95_ms_near_miss']} ms, {len(lat_end)} detections, {len(errors)} errors, "
             f"drain {drain:.2f} s, server {row['server_cores_busy']} cores, "
-            f"RTF/stream {row['server_cpu_rtf_per_stream']} -> {'PASS' if ok else 'FAIL'}")
+            f"RTF/stream {row['server_cpu_rtf_per_stream']} -> {'PASS' if ok else 'FAIL'}"
+        )
         if not ok and n > levels[0]:
             break
     return out
@@ -369,19 +440,28 @@ def main(argv: list[str] | None = None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     model, trained = model_dir(args.model, OUT / "cache")
     seconds = args.seconds or (8.0 if args.quick else 20.0)
-    levels = [int(x) for x in args.levels.split(",")] if args.levels else (
-        [16, 48, 64] if args.quick else [16, 32, 48, 64, 80, 96, 128])
+    levels = (
+        [int(x) for x in args.levels.split(",")]
+        if args.levels
+        else ([16, 48, 64] if args.quick else [16, 32, 48, 64, 80, 96, 128])
+    )
     load = os.getloadavg()
-    log(f"model {model} ({'trained' if trained else 'UNTRAINED stand-in: throughput only'}), "
-        f"{os.cpu_count()} CPUs, load average {load[0]:.2f}")
+    log(
+        f"model {model} ({'trained' if trained else 'UNTRAINED stand-in: throughput only'}), "
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f}"
+    )
     audio = speech_clip(30.0)
     pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2").tobytes()
 
     log("1. keyword scaling (in process)")
-    scaling = keyword_scaling(model, audio[: int((5 if args.quick else 10) * SAMPLE_RATE)], 16, 1 if args.quick else 2)
-    log(f"  CPU s per audio s: 10 keywords {scaling['cpu_s_per_audio_s_10']}, 10,000 keywords "
+    scaling = keyword_scaling(
+        model, audio[: int((5 if args.quick else 10) * SAMPLE_RATE)], 16, 1 if args.quick else 2
+    )
+    log(
+        f"  CPU s per audio s: 10 keywords {scaling['cpu_s_per_audio_s_10']}, 10,000 keywords "
         f"{scaling['cpu_s_per_audio_s_10000']} -> ratio {scaling['ratio_10000_vs_10']} (target <= 1.3); "
-        f"single stream RTF {scaling['single_stream_cpu_rtf']}")
+        f"single stream RTF {scaling['single_stream_cpu_rtf']}"
+    )
 
     texts = CLIP_KEYWORDS + phrases(100 - len(CLIP_KEYWORDS), seed=1)
     threshold = None if trained else calibrate(model, audio, texts)
@@ -390,26 +470,47 @@ def main(argv: list[str] | None = None) -> int:
         try:
             log("2. enrollment latency (HTTP, one keyword per request)")
             enroll = enroll_latency(server.url, texts, threshold)
-            log(f"  p50 {enroll['p50_ms']} ms, p95 {enroll['p95_ms']} ms over {enroll['keywords']} keywords "
-                "(target p50 <= 10 ms)")
+            log(
+                f"  p50 {enroll['p50_ms']} ms, p95 {enroll['p95_ms']} ms over {enroll['keywords']} keywords "
+                "(target p50 <= 10 ms)"
+            )
             log(f"3. concurrent real-time streams ({seconds:g} s each, {CHUNK_MS} ms frames, 100 keywords)")
             rows = run_levels(server, pcm, levels, seconds)
         finally:
             server.stop()
     passing = [r["streams"] for r in rows if r["pass"]]
     best = max(passing) if passing else 0
+    # What a dedicated machine of this size would sustain at 80% CPU, from the measured CPU per stream.
+    rtf = scaling["per_stream_cpu_rtf_batched"]
+    projected = int(0.8 * (os.cpu_count() or 1) / rtf) if rtf > 0 else None
     doc = {
-        "model": str(model), "trained": trained, "threshold": threshold, "machine": {
-            "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "load_average_at_start": [round(x, 2) for x in load]},
-        "keyword_scaling": scaling, "enrollment": enroll, "streams": rows,
+        "model": str(model),
+        "trained": trained,
+        "threshold": threshold,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_average_at_start": [round(x, 2) for x in load],
+        },
+        "keyword_scaling": scaling,
+        "enrollment": enroll,
+        "streams": rows,
         "max_realtime_streams_p95_le_500ms": best,
-        "targets": {"streams": 64, "enroll_p50_ms": 10, "ratio_10000_vs_10": 1.3, "p95_ms": LATENCY_TARGET_MS},
+        "projected_streams_dedicated_80pct_cpu": projected,
+        "targets": {
+            "streams": 64,
+            "enroll_p50_ms": 10,
+            "ratio_10000_vs_10": 1.3,
+            "p95_ms": LATENCY_TARGET_MS,
+        },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
-    log(f"max concurrent real-time streams with p95 <= {LATENCY_TARGET_MS:g} ms: {best} (target >= 64); "
-        f"JSON: {args.out}")
+    log(
+        f"max concurrent real-time streams with p95 <= {LATENCY_TARGET_MS:g} ms: {best} (target >= 64); "
+        f"projected for a dedicated {os.cpu_count()}-CPU machine at 80% CPU: {projected}; JSON: {args.out}"
+    )
     return 0
 
 
