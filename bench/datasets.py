@@ -59,6 +59,7 @@ class Stream:
     kind: str  # "negative" | "positive"
     occurrences: list[Occurrence] = field(default_factory=list)
     snr_db: float | None = None
+    sets: tuple[str, ...] = ("a", "b")  # the keyword sets this stream is scored for
 
     def audio(self) -> np.ndarray:
         import soundfile as sf
@@ -87,6 +88,16 @@ class EvalData:
         return sum(s.duration_s for s in self.streams) / 3600.0
 
     def describe(self) -> dict[str, object]:
+        per_set = {
+            name: {
+                "streams": sum(name in s.sets for s in self.streams),
+                "hours": round(sum(s.duration_s for s in self.streams if name in s.sets) / 3600.0, 4),
+                "positives": sum(
+                    o.keyword in kws for s in self.streams if name in s.sets for o in s.occurrences
+                ),
+            }
+            for name, kws in (("a", set(self.set_a)), ("b", set(self.set_b)))
+        }
         return {
             "source": self.source,
             "streams": len(self.streams),
@@ -97,6 +108,7 @@ class EvalData:
             "set_a": self.set_a,
             "set_b": self.set_b,
             "template_voices": self.template_voices,
+            "per_set": per_set,
             **self.notes,
         }
 
@@ -139,42 +151,103 @@ def benchmark_set() -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # The data layer's evaluation sets
 # --------------------------------------------------------------------------------------------------
-def load_data_layer(root: Path) -> EvalData | None:
-    """Read the data layer's evaluation streams under ``root`` (None when they are not built).
+NEGATIVE_CONDITIONS = ("clean", "noisy")
 
-    Expected: ``root/manifest.json`` listing streams (``name``, ``path``, ``kind``, ``snr_db``),
-    and ``root/ground_truth.csv`` with ``stream,keyword,start_s,end_s`` rows.
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def find_data_root(candidates: Sequence[Path]) -> Path | None:
+    """The first directory holding the data layer's ``negatives/`` and ``streams/`` manifests."""
+    for root in candidates:
+        if (root / "negatives" / "manifest.csv").is_file() and (root / "streams" / "manifest.csv").is_file():
+            return root
+    return None
+
+
+def load_data_layer(
+    root: Path, negatives: Sequence[str] = NEGATIVE_CONDITIONS, extra_set_a: Sequence[Path] = ()
+) -> EvalData | None:
+    """Read the data layer's evaluation audio under ``root`` (None when it is not built).
+
+    Layout (:mod:`training.data.streams`): ``negatives/manifest.csv``
+    (``path,condition,noise,snr_db,duration,...``) and ``streams/manifest.csv``
+    (``path,background,snr_db,duration,keywords``) with ``streams/ground_truth.csv``
+    (``stream,keyword,start,end,voice,snr_db,background``). ``negatives`` picks the negative
+    conditions to score (``clean`` speech, ``noisy`` = the same speech with added noise).
+    ``extra_set_a`` are more directories in the ``streams/`` layout holding set (a) keywords only;
+    they are scored for set (a) alone.
     """
-    manifest = root / "manifest.json"
-    gt_path = root / "ground_truth.csv"
-    if not manifest.is_file() or not gt_path.is_file():
+    root = Path(root)
+    neg_manifest = root / "negatives" / "manifest.csv"
+    if not neg_manifest.is_file() or not (root / "streams" / "manifest.csv").is_file():
         return None
-    meta = json.loads(manifest.read_text())
-    occ: dict[str, list[Occurrence]] = {}
+    streams: list[Stream] = []
+    for row in _read_csv(neg_manifest):
+        if row.get("condition", "clean") not in negatives:
+            continue
+        streams.append(
+            Stream(
+                f"negatives/{row['path']}",
+                root / "negatives" / row["path"],
+                float(row["duration"]),
+                "negative",
+            )
+        )
     voices_used: set[str] = set()
-    with open(gt_path, newline="") as f:
-        for row in csv.DictReader(f):
+    dirs = [(root / "streams", ("a", "b"))] + [(Path(d), ("a",)) for d in extra_set_a]
+    for sdir, sets in dirs:
+        occ: dict[str, list[Occurrence]] = {}
+        for row in _read_csv(sdir / "ground_truth.csv"):
             occ.setdefault(row["stream"], []).append(
-                Occurrence(row["keyword"], float(row["start_s"]), float(row["end_s"]))
+                Occurrence(row["keyword"], float(row["start"]), float(row["end"]))
             )
             if row.get("voice"):
                 voices_used.add(row["voice"])
-    streams = []
-    for s in meta["streams"]:
-        p = Path(s["path"])
-        streams.append(
-            Stream(
-                name=s["name"],
-                path=p if p.is_absolute() else root / p,
-                duration_s=float(s["duration_s"]),
-                kind=s["kind"],
-                occurrences=sorted(occ.get(s["name"], []), key=lambda o: o.start_s),
-                snr_db=s.get("snr_db"),
+        for row in _read_csv(sdir / "manifest.csv"):
+            streams.append(
+                Stream(
+                    name=f"{sdir.name}/{row['path']}",
+                    path=sdir / row["path"],
+                    duration_s=float(row["duration"]),
+                    kind="positive",
+                    occurrences=sorted(occ.get(row["path"], []), key=lambda o: o.start_s),
+                    snr_db=float(row["snr_db"]) if row.get("snr_db") not in (None, "") else None,
+                    sets=sets,
+                )
             )
-        )
-    set_b = benchmark_set()
-    templates = [v for v in heldout_voices() if v not in voices_used][:4] or heldout_voices()[:4]
-    return EvalData(streams, list(SET_A), set_b, templates, "data-layer")
+    templates = template_voices(voices_used)
+    notes = {"negative_conditions": list(negatives), "root": str(root)}
+    return EvalData(streams, list(SET_A), benchmark_set(), templates, "data-layer", notes)
+
+
+def build_set_a_streams(out: Path, minutes: float = 5.0, per_condition: int = 1, seed: int = 101) -> Path:
+    """More set (a) positives, made by the data layer's own stream builder (cached in ``out``).
+
+    The data layer's streams draw from all 55 evaluation keywords, so openWakeWord's five get few
+    occurrences; these streams hold only those five, same voices, backgrounds and SNRs.
+    """
+    if (out / "manifest.csv").is_file() and (out / "ground_truth.csv").is_file():
+        return out
+    from training.data.streams import build_keyword_streams
+
+    build_keyword_streams(
+        out, minutes=minutes, streams_per_condition=per_condition, keywords=list(SET_A), seed=seed, workers=1
+    )
+    return out
+
+
+def template_voices(test_voices: set[str], n: int = 4) -> list[str]:
+    """Voices for audio enrollment: held-out voices, preferring ones that speak in no test stream.
+
+    The data layer's streams use every held-out voice, so usually the templates share voices with
+    the test audio (which favours the audio-enrolled system); the report says so.
+    """
+    held = [v for v in heldout_voices() if "whisper" not in v]
+    unused = [v for v in held if v not in test_voices]
+    return (unused + [v for v in held if v in test_voices])[:n]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -250,7 +323,7 @@ def build_smoke_set(
         "positive_voices": positive_voices,
         "spacing_s": spacing_s,
         "seed": seed,
-        "version": 3,
+        "version": 4,
     }
     pos_voices, templ = smoke_voices(positive_voices)
     if stamp.is_file() and json.loads(stamp.read_text()).get("key") == key:
@@ -258,62 +331,59 @@ def build_smoke_set(
 
     rng = np.random.default_rng(seed)
     bed_voices = [v.id for v in list_voices(("espeak", "flite")) if v.split == "train"][::7]
-    streams_meta, gt_rows = [], []
 
     neg_s = negative_minutes * 60.0
     bed = _speech_bed(neg_s, bed_voices, rng, seed)
     noise = _pink_noise(len(bed), rng) * 0.05
-    _write(out_dir / "negative.wav", bed + noise)
-    streams_meta.append(
-        {"name": "negative", "path": "negative.wav", "kind": "negative", "duration_s": len(bed) / SAMPLE_RATE}
-    )
+    _write(out_dir / "negatives" / "noisy" / "neg_00.wav", bed + noise)
+    _write_rows(out_dir / "negatives" / "manifest.csv", [
+        {"path": "noisy/neg_00.wav", "condition": "noisy", "noise": "pink", "snr_db": "", "duration": f"{len(bed) / SAMPLE_RATE:.2f}"}])  # fmt: skip
 
     keywords = list(set_a) + list(set_b)
     clips = [(kw, v, synthesize(kw, v, seed=seed + 1)) for kw in keywords for v in pos_voices]
     order = rng.permutation(len(clips))
-    for snr in SNRS_DB:
+    gt_rows, manifest_rows = [], []
+    for k, snr in enumerate(SNRS_DB):
         n = int((len(clips) + 1) * spacing_s * SAMPLE_RATE)
         bg = (
             _speech_bed(n / SAMPLE_RATE, bed_voices, rng, seed + 1000 + int(snr)) + _pink_noise(n, rng) * 0.05
         )
         mix = bg.copy()
-        name = f"positive_snr{snr:g}"
+        name = f"stream_{k:02d}.wav"
         for slot, c in enumerate(order):
             kw, voice, clip = clips[c]
             a, b = _extent(clip)
             at = int((slot + 0.5) * spacing_s * SAMPLE_RATE + rng.uniform(-1.0, 1.0) * SAMPLE_RATE)
             seg = bg[at + a : at + b]
-            p_kw = float(np.mean(clip[a:b] ** 2))
-            p_bg = float(np.mean(seg**2)) + 1e-12
-            gain = np.sqrt(p_bg * 10 ** (snr / 10) / p_kw)
+            gain = np.sqrt(
+                (float(np.mean(seg**2)) + 1e-12) * 10 ** (snr / 10) / float(np.mean(clip[a:b] ** 2))
+            )
             mix[at : at + len(clip)] += clip * gain
-            gt_rows.append([name, kw, (at + a) / SAMPLE_RATE, (at + b) / SAMPLE_RATE, voice, snr])
+            gt_rows.append({"stream": name, "keyword": kw, "start": f"{(at + a) / SAMPLE_RATE:.3f}",
+                            "end": f"{(at + b) / SAMPLE_RATE:.3f}", "voice": voice, "snr_db": f"{snr:g}",
+                            "background": "speech"})  # fmt: skip
         peak = float(np.abs(mix).max())
         if peak > 0.99:
             mix *= 0.99 / peak
-        _write(out_dir / f"{name}.wav", mix)
-        streams_meta.append(
-            {
-                "name": name,
-                "path": f"{name}.wav",
-                "kind": "positive",
-                "snr_db": snr,
-                "duration_s": n / SAMPLE_RATE,
-            }
-        )
-
-    (out_dir / "manifest.json").write_text(json.dumps({"streams": streams_meta}, indent=2))
-    with open(out_dir / "ground_truth.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["stream", "keyword", "start_s", "end_s", "voice", "snr_db"])
-        for r in gt_rows:
-            w.writerow([r[0], r[1], f"{r[2]:.3f}", f"{r[3]:.3f}", r[4], r[5]])
+        _write(out_dir / "streams" / name, mix)
+        manifest_rows.append({"path": name, "background": "speech", "snr_db": f"{snr:g}",
+                              "duration": f"{n / SAMPLE_RATE:.2f}", "keywords": str(len(order))})  # fmt: skip
+    _write_rows(out_dir / "streams" / "ground_truth.csv", gt_rows)
+    _write_rows(out_dir / "streams" / "manifest.csv", manifest_rows)
     stamp.write_text(json.dumps({"key": key}))
     return _read_smoke(out_dir, list(set_a), list(set_b), templ)
 
 
+def _write_rows(path: Path, rows: list[dict[str, str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def _read_smoke(out_dir: Path, set_a: list[str], set_b: list[str], templ: list[str]) -> EvalData:
-    data = load_data_layer(out_dir)
+    data = load_data_layer(out_dir, negatives=("noisy",))
     assert data is not None
     data.set_a, data.set_b, data.template_voices, data.source = set_a, set_b, templ, "smoke"
     return data

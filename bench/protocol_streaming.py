@@ -61,7 +61,9 @@ def run_system(system: str, data: EvalData, options: dict[str, Any]) -> dict[str
     audio_s = compute_s = 0.0
     for keywords in passes:
         det.enroll(keywords, None if templates is None else {k: templates[k] for k in keywords})
-        for i, st in enumerate(data.streams):
+        wanted = [name for name, kws in sets.items() if set(kws) <= set(keywords)]
+        todo = [st for st in data.streams if any(n in st.sets for n in wanted)]
+        for i, st in enumerate(todo):
             audio = st.audio()
             t0 = time.perf_counter()
             out = det.process(audio)
@@ -72,18 +74,21 @@ def run_system(system: str, data: EvalData, options: dict[str, Any]) -> dict[str
                 "%s: stream %d/%d %s (%.0f s audio) in %.1f s",
                 system,
                 i + 1,
-                len(data.streams),
+                len(todo),
                 st.name,
                 len(audio) / 16_000,
                 dt,
             )
-            for name, kws in sets.items():
-                if set(kws) <= set(keywords):
-                    if isinstance(out, ScoreTrace):
-                        out_k = ScoreTrace(out.times, {k: out.scores[k] for k in kws})
-                    else:
-                        out_k = out
-                    outputs[name].append(ScoredStream(st.name, st.duration_s, st.occurrences, out_k))
+            for name in wanted:
+                if name not in st.sets:
+                    continue
+                kws = sets[name]
+                out_k = (
+                    ScoreTrace(out.times, {k: out.scores[k] for k in kws})
+                    if isinstance(out, ScoreTrace)
+                    else out
+                )
+                outputs[name].append(ScoredStream(st.name, st.duration_s, st.occurrences, out_k))
     for name, kws in sets.items():
         curve = sweep(outputs[name], kws)
         result["sets"][name] = {

@@ -30,7 +30,7 @@ from bench.detectors import DETECTORS
 log = logging.getLogger("bench")
 OUT = Path("bench/out")
 DOC = Path("docs/BENCHMARKS.md")
-DATA_LAYER_DIR = Path("data/eval/streams")
+DATA_ROOTS = [Path("data/eval"), Path("data/evalsets"), Path("data")]
 DEFAULT_MODEL = Path("models/default")
 # the data layer's pairs dev sets: held-out synthetic clips and the Asterisk real-speech prompts
 PAIRS_MANIFESTS = {
@@ -40,22 +40,31 @@ PAIRS_MANIFESTS = {
 
 
 def _model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
-    """The openkws model to benchmark, and whether it is a stand-in untrained export."""
-    if arg:
-        return Path(arg), False
-    if (DEFAULT_MODEL / "model.json").is_file():
-        return DEFAULT_MODEL, False
-    target = cache / "untrained-model"
-    if not (target / "model.json").is_file():
-        from training.export import export_untrained
+    """The openkws model to benchmark, and whether it is an untrained stand-in.
 
-        log.warning(
-            "no trained model in %s: exporting an untrained one to %s (harness check only)",
-            DEFAULT_MODEL,
-            target,
-        )
-        export_untrained(target)
-    return target, True
+    Without a trained ``models/default``, an untrained model of the default (full-size) architecture
+    is exported (as ``bench/service_bench.py`` does, into the same cache): its scores are meaningless
+    but its compute is the real model's, so a harness check still exercises realistic costs.
+    """
+    if arg:
+        path = Path(arg)
+    elif (DEFAULT_MODEL / "model.json").is_file():
+        path = DEFAULT_MODEL
+    else:
+        path = cache / "untrained-full"
+        if not (path / "model.json").is_file():
+            from training.config import ModelConfig
+            from training.export import export_model
+            from training.models.kws_model import build_model
+
+            log.warning(
+                "no trained model in %s: exporting an untrained full-size one to %s (harness check only)",
+                DEFAULT_MODEL,
+                path,
+            )
+            export_model(build_model(ModelConfig()), path, "untrained-full-size", check=False)
+    version = str(json.loads((path / "model.json").read_text()).get("model_version", ""))
+    return path, version.startswith("untrained")
 
 
 def machine() -> dict[str, Any]:
@@ -96,16 +105,27 @@ def git_rev() -> str:
 
 def load_data(args: argparse.Namespace) -> datasets.EvalData:
     if not args.smoke:
-        data = datasets.load_data_layer(Path(args.data))
-        if data is not None:
+        candidates = [Path(args.data)] if args.data else DATA_ROOTS
+        root = datasets.find_data_root(candidates)
+        if root is not None:
+            conditions = datasets.NEGATIVE_CONDITIONS if args.negatives == "both" else (args.negatives,)
+            extra = []
+            if args.set_a_streams > 0:
+                extra.append(
+                    datasets.build_set_a_streams(
+                        Path(args.cache) / "set_a_streams", per_condition=args.set_a_streams
+                    )
+                )
+            data = datasets.load_data_layer(root, conditions, extra)
+            assert data is not None
             return data
         if not args.quick:
             raise SystemExit(
-                f"evaluation streams not found in {args.data} (manifest.json + ground_truth.csv). "
+                f"evaluation streams not found in {', '.join(map(str, candidates))} (negatives/ and streams/ manifests). "
                 "Build them with the data layer (`make data`), pass --data DIR, or use --quick / --smoke "
                 "for a small self-built smoke set (never for published figures)."
             )
-        log.warning("data layer streams not found in %s: building the smoke set", args.data)
+        log.warning("data layer evaluation sets not found: building the smoke set")
     minutes = 2.0 if args.quick else 10.0
     return datasets.build_smoke_set(Path(args.cache) / "smoke", negative_minutes=minutes)
 
@@ -127,7 +147,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--model", default=None, help="openkws model dir (default models/default, else an untrained export)"
     )
-    p.add_argument("--data", default=str(DATA_LAYER_DIR), help="data layer evaluation streams dir")
+    p.add_argument(
+        "--data",
+        default=None,
+        help=f"data layer evaluation dir (default: first of {[str(d) for d in DATA_ROOTS]})",
+    )
+    p.add_argument(
+        "--negatives",
+        default="noisy",
+        choices=["clean", "noisy", "both"],
+        help="negative audio condition(s) to score (the data layer renders the same speech clean and noisy)",
+    )
+    p.add_argument(
+        "--set-a-streams",
+        type=int,
+        default=1,
+        metavar="N",
+        help="extra set (a) streams per (background, SNR) built with the data layer's builder (0: none)",
+    )
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--cache", default=None, help="cache dir (default OUT/cache)")
     p.add_argument("--jobs", type=int, default=1, help="systems scored in parallel in the accuracy protocols")
@@ -274,8 +311,8 @@ def _speed(args: argparse.Namespace, systems: list[str], model_dir: str, out: Pa
 
     data = load_data(args)
     neg = next((s for s in data.streams if s.kind == "negative"), data.streams[0])
-    seconds = args.speed_seconds or (15.0 if args.quick else 60.0)
-    reps = 3
+    seconds = args.speed_seconds or (15.0 if args.quick else 30.0)
+    reps = 1 if args.quick else 3
     res = run_speed(systems, neg.path, seconds, reps, model_dir, args.quick)
     doc = {"audio": str(neg.path), "audio_s": seconds, "reps": reps, "systems": res}
     (out / "speed.json").write_text(json.dumps(doc, indent=2) + "\n")

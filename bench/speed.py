@@ -217,9 +217,9 @@ def measure(
 
 def counts_for(system: str, quick: bool) -> tuple[int, ...]:
     if system == "openwakeword":
-        return (1, 5) if quick else OWW_COUNTS
+        return (5,) if quick else OWW_COUNTS
     if quick:
-        return (1, 10, 100)
+        return (1, 100)
     return KEYWORD_COUNTS
 
 
