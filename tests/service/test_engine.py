@@ -176,3 +176,39 @@ def test_proxies_are_normalized_and_deterministic(spotter: Spotter, g2p: G2P) ->
     np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(a, b, atol=1e-5)
     assert spotter.embed_phoneme_ids([]).shape == (0, spotter.spec.embedding_dim)
+
+
+def test_enrollment_during_decoding_never_breaks_a_stream(spotter: Spotter, g2p: G2P, speech: np.ndarray,
+                                                          calibrated_threshold: float) -> None:
+    """Writers swap snapshots while a stream decodes: no errors, and only enrolled ids are reported."""
+    import threading
+
+    extra = [(100 + i, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
+             for i, t in enumerate(["lights off", "good night", "open the door", "next song"])]
+    entries = spotter.entries_from(extra)
+    ever = {e.id for e in spotter.index.tenant("default").entries} | {e.id for e in entries}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            k = 0
+            while not stop.is_set():
+                spotter.index.upsert(entries[k % 4 : k % 4 + 1])
+                spotter.index.set_thresholds("default", {entries[(k + 1) % 4].id: calibrated_threshold})
+                spotter.index.remove("default", [entries[(k + 2) % 4].id])
+                k += 1
+                stop.wait(0.001)
+        except BaseException as e:  # surfaced below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        dets = run(spotter.create_stream(debug=True), speech, 1600).detections
+    finally:
+        stop.set()
+        t.join()
+        spotter.index.remove("default", [e.id for e in entries])
+    assert not errors
+    assert dets and {d.keyword_id for d in dets} <= ever
