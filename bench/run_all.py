@@ -32,6 +32,7 @@ OUT = Path("bench/out")
 DOC = Path("docs/BENCHMARKS.md")
 DATA_ROOTS = [Path("data/eval"), Path("data/evalsets"), Path("data")]
 DEFAULT_MODEL = Path("models/default")
+COST_ORDER = ["efficientword", "pocketsphinx", "openwakeword", "openkws"]
 # the data layer's pairs dev sets: held-out synthetic clips and the Asterisk real-speech prompts
 PAIRS_MANIFESTS = {
     "heldout-synthetic": Path("data/eval/heldout/manifest.csv"),
@@ -167,7 +168,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--cache", default=None, help="cache dir (default OUT/cache)")
-    p.add_argument("--jobs", type=int, default=1, help="systems scored in parallel in the accuracy protocols")
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="systems scored in parallel in the accuracy protocols (default 2; --quick 1). Timings are never parallel",
+    )
     p.add_argument("--no-docs", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
     p.add_argument(
         "--pairs-manifest",
@@ -186,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         "--speed-seconds", type=float, default=None, help="audio per timing (default 60; quick 15)"
     )
     args = p.parse_args(argv)
+    if args.jobs is None:
+        args.jobs = 1 if args.quick else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -216,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, Any] = {}
         ctx = get_context("spawn")
         with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
-            futures = {s: pool.submit(_run_streaming, s, data, options) for s in systems}
+            # the costliest first, so two workers finish together
+            order = sorted(systems, key=lambda s: COST_ORDER.index(s) if s in COST_ORDER else len(COST_ORDER))
+            futures = {s: pool.submit(_run_streaming, s, data, options) for s in order}
             for s, f in futures.items():
                 results[s] = f.result()
                 (out / f"streaming_{s}.json").write_text(json.dumps(results[s]) + "\n")

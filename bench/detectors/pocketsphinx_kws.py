@@ -34,7 +34,7 @@ import numpy as np
 from bench.detectors.base import Detector, SweepEvents
 
 # log10 threshold per phone, permissive -> strict
-DEFAULT_GRID = tuple(np.round(np.arange(-4.0, -0.49, 0.25), 2).tolist())
+DEFAULT_GRID = tuple(np.round(np.arange(-6.0, -0.49, 0.25), 2).tolist())
 BLOCK_S = 20.0
 LEAD_IN_S = 3.0
 TAIL_S = 0.3  # decode a little past the block so the report delay does not hide its last detections
