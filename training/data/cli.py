@@ -65,3 +65,50 @@ def stats(manifest_path: Path = typer.Argument(DATA_DIR / "synth" / "manifest.cs
             f"{len({r.engine for r in sel})} engines, {len({r.text for r in sel}):6d} texts, "
             f"{sum(r.duration for r in sel) / 3600:.2f} h"
         )
+
+
+@app.command()
+def evalsets(
+    out: Path = typer.Option(DATA_DIR / "eval" / "asterisk", help="Output directory."),
+    limit: int | None = typer.Option(None, help="Only the first N prompts (quick check)."),
+) -> None:
+    """Real-speech dev set from the Asterisk prompts (EVALUATION ONLY, never training)."""
+    from training.data.asterisk import build_asterisk
+
+    rows = build_asterisk(out, limit)
+    typer.echo(
+        f"{len(rows)} clips, {len({r['text'] for r in rows})} distinct texts -> {out / 'manifest.csv'}"
+    )
+
+
+@app.command()
+def streams(
+    out: Path = typer.Option(DATA_DIR / "eval", help="Writes <out>/negatives and <out>/streams."),
+    hours: float = typer.Option(
+        1.05, help="Hours of keyword-free negative speech (written clean and noisy)."
+    ),
+    stream_minutes: float = typer.Option(5.0, help="Length of each keyword test stream."),
+    streams_per_condition: int = typer.Option(2, help="Streams per (background, SNR) condition."),
+    workers: int = typer.Option(2, min=1),
+    seed: int = typer.Option(0),
+    negatives: bool = typer.Option(True, help="Build the long negative audio."),
+    keyword_streams: bool = typer.Option(True, help="Build the keyword test streams."),
+) -> None:
+    """Long negative audio (false alarms/hour) and keyword streams with ground-truth times."""
+    from training.data.streams import build_keyword_streams, build_negatives
+
+    if negatives:
+        rows = build_negatives(out / "negatives", hours=hours, seed=seed, workers=workers)
+        clean_h = sum(float(r["duration"]) for r in rows if r["condition"] == "clean") / 3600
+        typer.echo(
+            f"negatives: {clean_h:.2f} h of speech, clean and noisy -> {out / 'negatives' / 'manifest.csv'}"
+        )
+    if keyword_streams:
+        truth = build_keyword_streams(
+            out / "streams",
+            minutes=stream_minutes,
+            streams_per_condition=streams_per_condition,
+            seed=seed,
+            workers=workers,
+        )
+        typer.echo(f"streams: {len(truth)} keyword occurrences -> {out / 'streams' / 'ground_truth.csv'}")
