@@ -34,6 +34,7 @@ bench:
 data:
 	openkws data synth
 	openkws data evalsets
+	openkws data streams
 
 train:
 	openkws train run --config training/configs/default.yaml
