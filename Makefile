@@ -34,7 +34,6 @@ bench:
 data:
 	openkws data synth
 	openkws data evalsets
-	openkws data streams
 
 train:
 	openkws train run --config training/configs/default.yaml

@@ -1,6 +1,7 @@
 """The pairs protocol (LibriPhrase style): EER / ROC-AUC / AP on (clip, text) pairs, easy and hard.
 
-Pairs come from the data layer's builder (:func:`training.data.pairs.build_pairs`); manifests,
+Pairs come from the data layer's builder (:func:`training.data.pairs.build_pairs`), with
+negatives drawn from every text of the evaluated set (also when its clips are subsampled); manifests,
 metrics and plots are the model engineer's (:mod:`training.evaluate`: ``read_eval_manifest``,
 ``pair_metrics``, ``pad_eval``, ``plot_curves``). This module only scores the pairs with each system.
 
@@ -52,10 +53,13 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
     return manifest
 
 
-def build_pairs(clips: list[Any], g2p: Any, inv: Any, seed: int) -> list[Any]:
-    """The data layer's LibriPhrase pair builder (``training.data.pairs``) on the manifest's clips,
-    as ``training.evaluate.Pair`` rows (clip index, text, label, kind); the model engineer's
-    ``make_pairs`` when the data layer's builder is absent."""
+def build_pairs(
+    clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None
+) -> list[Any]:
+    """The data layer's LibriPhrase pair builder (``training.data.pairs``) on the clips, with
+    negatives drawn from ``candidates`` (default: the clips' own texts), as ``training.evaluate.Pair``
+    rows (clip index, text, label, kind); the model engineer's ``make_pairs`` when the data layer's
+    builder is absent."""
     from training.evaluate import Pair
 
     try:
@@ -67,9 +71,13 @@ def build_pairs(clips: list[Any], g2p: Any, inv: Any, seed: int) -> list[Any]:
         texts = [c.text for c in clips]
         phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
         return make_pairs(texts, phonemes, seed)
-    phones = {t: g2p(t).phones_only for t in {c.text for c in clips}}
+    pool = sorted({c.text for c in clips} | set(candidates or []))
+    phones = {t: g2p(t).phones_only for t in pool}
     items = [PairItem(str(i), c.text, phones[c.text]) for i, c in enumerate(clips)]
-    return [Pair(int(p.path), p.text, p.label, p.kind) for p in data_layer_build_pairs(items, seed=seed)]
+    cands = [(t, phones[t]) for t in pool]
+    return [
+        Pair(int(p.path), p.text, p.label, p.kind) for p in data_layer_build_pairs(items, cands, seed=seed)
+    ]
 
 
 def run_pairs(
@@ -79,6 +87,7 @@ def run_pairs(
     template_voices: list[str],
     max_clips: int | None,
     seed: int = 0,
+    split: str | None = None,
 ) -> dict[str, Any]:
     """Score every pair of ``manifest`` with ``system``; returns metrics and the raw scores."""
     from bench.datasets import make_templates
@@ -88,12 +97,15 @@ def run_pairs(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t_start = time.perf_counter()
-    clips = read_eval_manifest(manifest)
+    clips = read_eval_manifest(manifest, split)
+    if not clips:
+        raise ValueError(f"no clips in {manifest}" + (f" with split={split}" if split else ""))
+    vocabulary = sorted({c.text for c in clips})  # negatives come from every text of the set
     if max_clips is not None and len(clips) > max_clips:
         rng = np.random.default_rng(seed)
         clips = [clips[i] for i in sorted(rng.choice(len(clips), max_clips, replace=False))]
     g2p, inv = G2P(), load_inventory()
-    pairs = build_pairs(clips, g2p, inv, seed)
+    pairs = build_pairs(clips, g2p, inv, seed, vocabulary)
     det = make_detector(system, **options.get(system, {}))
     vocab = sorted({p.text for p in pairs})
     scores = np.zeros(len(pairs), np.float64)
@@ -124,6 +136,7 @@ def run_pairs(
         "system": system,
         "version": det.version,
         "manifest": str(manifest),
+        "split": split,
         "clips": len(clips),
         "texts": len(vocab),
         "pairs": {k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")},

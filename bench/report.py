@@ -271,7 +271,8 @@ class Renderer:
         if not pr:
             return lines + [f"{NOT_MEASURED}.", ""]
         for name, r in pr.items():
-            lines += [f"### {name}", "", f"Manifest `{r.get('manifest', '?')}`.", "",
+            split = f", split `{r['split']}`" if r.get("split") else ""
+            lines += [f"### {name}", "", f"Manifest `{r.get('manifest', '?')}`{split}.", "",
                       "| system | easy EER | easy AUC | easy AP | hard EER | hard AUC | hard AP | pairs (+/easy/hard) |",
                       "| --- | --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
             for s in _systems(r["systems"]):

@@ -34,9 +34,10 @@ DATA_ROOTS = [Path("data/eval"), Path("data/evalsets"), Path("data")]
 DEFAULT_MODEL = Path("models/default")
 COST_ORDER = ["efficientword", "pocketsphinx", "openwakeword", "openkws"]
 # the data layer's pairs dev sets: held-out synthetic clips and the Asterisk real-speech prompts
-PAIRS_MANIFESTS = {
-    "heldout-synthetic": Path("data/eval/heldout/manifest.csv"),
-    "asterisk-real": Path("data/eval/asterisk/manifest.csv"),
+# (manifest, split): unseen words by held-out voices from the synthetic corpus, and real speech
+PAIRS_MANIFESTS: dict[str, tuple[Path, str | None]] = {
+    "synthetic-test": (Path("data/synth/manifest.csv"), "test"),
+    "asterisk-real": (Path("data/eval/asterisk/manifest.csv"), None),
 }
 
 
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs-max-clips",
         type=int,
         default=None,
-        help="subsample clips per manifest (default 600; quick 40)",
+        help="subsample clips per manifest (default 400; quick 40)",
     )
     p.add_argument(
         "--speed-seconds", type=float, default=None, help="audio per timing (default 60; quick 15)"
@@ -257,21 +258,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _pairs_manifests(args: argparse.Namespace) -> dict[str, Path]:
-    found: dict[str, Path] = {}
+def _pairs_manifests(args: argparse.Namespace) -> dict[str, tuple[Path, str | None]]:
+    found: dict[str, tuple[Path, str | None]] = {}
     for item in args.pairs_manifest:
-        name, _, path = item.partition("=")
+        name, _, rest = item.partition("=")
+        path, _, split = rest.partition(":")
         if not path:
-            raise SystemExit(f"--pairs-manifest wants NAME=CSV, got {item!r}")
-        found[name] = Path(path)
+            raise SystemExit(f"--pairs-manifest wants NAME=CSV[:SPLIT], got {item!r}")
+        found[name] = (Path(path), split or None)
     if found:
         return found
-    for name, path in PAIRS_MANIFESTS.items():
+    for name, (path, split) in PAIRS_MANIFESTS.items():
         if path.is_file():
-            found[name] = path
+            found[name] = (path, split)
     if not found:
         if not args.quick:
-            raise SystemExit(f"no pairs manifests found ({', '.join(map(str, PAIRS_MANIFESTS.values()))}); "
+            raise SystemExit(f"no pairs manifests found ({', '.join(str(p) for p, _ in PAIRS_MANIFESTS.values())}); "
                              "build them with the data layer or pass --pairs-manifest NAME=CSV")  # fmt: skip
         from bench.pairs import smoke_manifest
 
@@ -288,27 +290,26 @@ def _pairs(
     from bench.pairs import PAIR_SYSTEMS, plot_pairs
 
     manifests = _pairs_manifests(args)
-    max_clips = args.pairs_max_clips or (40 if args.quick else 600)
+    max_clips = args.pairs_max_clips or (40 if args.quick else 400)
     _, templ = datasets.smoke_voices(2)
     summary: dict[str, Any] = {}
     ctx = get_context("spawn")
-    for name, manifest in manifests.items():
+    for name, (manifest, split) in manifests.items():
         res: dict[str, Any] = {}
+        order = sorted(
+            (s for s in systems if s in PAIR_SYSTEMS),
+            key=lambda s: COST_ORDER.index(s) if s in COST_ORDER else 99,
+        )
         with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=ctx) as pool:
-            futs = {
-                s: pool.submit(_run_pairs, s, manifest, options, templ, max_clips)
-                for s in systems
-                if s in PAIR_SYSTEMS
-            }
+            futs = {s: pool.submit(_run_pairs, s, manifest, split, options, templ, max_clips) for s in order}
             for s, f in futs.items():
                 try:
                     res[s] = f.result()
                 except Exception as e:  # one system failing must not lose the others' figures
                     log.exception("pairs %s on %s failed", s, name)
                     res[s] = {"error": f"{type(e).__name__}: {e}"}
-        (out / f"pairs_{name}.json").write_text(
-            json.dumps({"name": name, "manifest": str(manifest), "systems": res}) + "\n"
-        )
+        doc = {"name": name, "manifest": str(manifest), "split": split, "systems": res}
+        (out / f"pairs_{name}.json").write_text(json.dumps(doc) + "\n")
         plot_pairs(
             {s: r for s, r in res.items() if "scores" in r}, out / f"pairs_{name}.png", f"pairs: {name}"
         )
@@ -362,11 +363,11 @@ def _service(args: argparse.Namespace, model_dir: str, out: Path) -> dict[str, A
 
 
 def _run_pairs(
-    system: str, manifest: Path, options: dict[str, Any], templ: list[str], max_clips: int
+    system: str, manifest: Path, split: str | None, options: dict[str, Any], templ: list[str], max_clips: int
 ) -> dict[str, Any]:
     from bench.pairs import run_pairs
 
-    return run_pairs(system, manifest, options, templ, max_clips)
+    return run_pairs(system, manifest, options, templ, max_clips, split=split)
 
 
 def _run_streaming(system: str, data: datasets.EvalData, options: dict[str, Any]) -> dict[str, Any]:
