@@ -68,7 +68,7 @@ def stats(manifest_path: Path = typer.Argument(DATA_DIR / "synth" / "manifest.cs
 
 
 @app.command()
-def evalsets(
+def asterisk(
     out: Path = typer.Option(DATA_DIR / "eval" / "asterisk", help="Output directory."),
     limit: int | None = typer.Option(None, help="Only the first N prompts (quick check)."),
 ) -> None:
@@ -77,7 +77,7 @@ def evalsets(
 
     rows = build_asterisk(out, limit)
     typer.echo(
-        f"{len(rows)} clips, {len({r['text'] for r in rows})} distinct texts -> {out / 'manifest.csv'}"
+        f"asterisk: {len(rows)} clips, {len({r['text'] for r in rows})} distinct texts -> {out / 'manifest.csv'}"
     )
 
 
@@ -112,3 +112,22 @@ def streams(
             workers=workers,
         )
         typer.echo(f"streams: {len(truth)} keyword occurrences -> {out / 'streams' / 'ground_truth.csv'}")
+
+
+@app.command()
+def evalsets(
+    out: Path = typer.Option(
+        DATA_DIR / "eval", help="Writes <out>/asterisk, <out>/negatives, <out>/streams."
+    ),
+    with_asterisk: bool = typer.Option(True, "--asterisk/--no-asterisk"),
+    with_streams: bool = typer.Option(
+        True, "--streams/--no-streams", help="Long negatives + keyword streams."
+    ),
+    workers: int = typer.Option(2, min=1),
+    seed: int = typer.Option(0),
+) -> None:
+    """All evaluation sets: `asterisk` then `streams` with their defaults."""
+    if with_asterisk:
+        asterisk(out / "asterisk", None)
+    if with_streams:
+        streams(out, 1.05, 5.0, 2, workers, seed, True, True)
