@@ -25,13 +25,10 @@ the compute per stream is that of the real model.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as `openkws serve` does: threads come from the batcher
-
-import argparse  # noqa: E402
+import argparse
 import asyncio
 import json
+import os
 import platform
 import signal
 import socket
@@ -136,9 +133,11 @@ def phrases(n: int, seed: int = 0) -> list[str]:
 def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> dict[str, Any]:
     import faiss
 
+    from service.engine.runtime import limit_blas_threads
     from service.engine.spotter import Spotter
 
     faiss.omp_set_num_threads(1)
+    limit_blas_threads(1)
     sp = Spotter.load(model, device="cpu")
     texts = CLIP_KEYWORDS + phrases(10_000 - len(CLIP_KEYWORDS))
     t0 = time.perf_counter()

@@ -12,8 +12,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from service import __version__
@@ -27,6 +30,7 @@ from service.state import AppState, load_engine, make_batcher
 from service.text import G2P
 
 log = logging.getLogger("openkws")
+STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)
 
 
 async def _follow_store(state: AppState) -> None:
@@ -84,6 +88,12 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     install_error_handlers(app, metrics)
     for r in (keywords.router, detect.router, stream.router, health.router):
         app.include_router(r)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
     app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
     return app

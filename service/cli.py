@@ -13,17 +13,11 @@ Service commands::
 
 from __future__ import annotations
 
-import os
+import json
+from pathlib import Path
+from typing import Annotated, Any
 
-# The server parallelizes across streams with its own inference threads; BLAS thread pools on top
-# of them would oversubscribe the cores. Set before anything imports numpy (a user value wins).
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Annotated, Any  # noqa: E402
-
-import typer  # noqa: E402
+import typer
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="openkws: open-vocabulary keyword spotting")
 keywords_app = typer.Typer(no_args_is_help=True, help="Enroll, list and remove keywords on a running server.")

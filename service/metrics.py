@@ -10,7 +10,15 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -49,6 +57,11 @@ class Metrics:
         self.model = Info("openkws_model", "Loaded model and backends", registry=r)
         self.enroll_latency = Histogram("openkws_enrollment_seconds", "Time to enroll one request",
                                         buckets=LATENCY_BUCKETS, registry=r)
+        self.detection_latency = Histogram(
+            "openkws_detection_latency_seconds",
+            "Streamed detections: end of the keyword's window to the event (decision delay + decode time)",
+            buckets=LATENCY_BUCKETS, registry=r)
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

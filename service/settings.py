@@ -68,6 +68,7 @@ class Settings(BaseSettings):
     inference_workers: Annotated[int, Field(ge=1, description="threads running inference batches")] = 2
     onnx_threads: Annotated[int, Field(ge=1, description="intra-op threads per ONNX session")] = 1
     faiss_threads: Annotated[int, Field(ge=1)] = 1
+    blas_threads: Annotated[int, Field(ge=1, description="numpy BLAS threads (scoring matrix products)")] = 1
     max_queue: Annotated[int, Field(ge=1, description="pending inference jobs before requests are refused")] = 4096
     offline_chunk_seconds: Annotated[float, Field(gt=0, description="POST /v1/detect feeds the engine in chunks")] = 5.0
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import faiss
 
 from service.batcher import MicroBatcher
+from service.engine.runtime import limit_blas_threads
 from service.engine.spotter import DecodeResult, Spotter
 from service.keywords import ConfusionPolicy, KeywordService
 from service.metrics import Metrics
@@ -41,7 +42,9 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
 
     Raises ``ModelContractError`` (model mismatch) or a SQLAlchemy error (database unreachable).
     """
-    faiss.omp_set_num_threads(settings.faiss_threads)  # FAISS threads fight the inference workers otherwise
+    # Thread pools inside FAISS and BLAS would fight the inference workers for the cores.
+    faiss.omp_set_num_threads(settings.faiss_threads)
+    limit_blas_threads(settings.blas_threads)
     t0 = time.perf_counter()
     spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
                            threads=settings.onnx_threads, g2p=g2p, verify_hashes=settings.verify_model_hashes)

@@ -188,6 +188,7 @@ class StreamHandler:
             self.wake.clear()
             while session.has_work():
                 try:
+                    submitted = time.perf_counter()
                     result = await batcher.submit(session)
                 except QueueFull as e:
                     raise Close(CloseCode.TRY_AGAIN_LATER, "overloaded", str(e)) from None
@@ -197,9 +198,11 @@ class StreamHandler:
                     raise Close(AUDIO_CLOSE.get(e.code, CloseCode.INVALID_MESSAGE), e.code, e.message) from None
                 finally:
                     self.drained.set()
+                decode_s = time.perf_counter() - submitted
                 for d in result.detections:
                     self.detections += 1
                     metrics.detections.labels(str(d.keyword_id), "stream").inc()
+                    metrics.detection_latency.observe(max(0.0, d.decided_ms - d.end_ms) / 1000.0 + decode_s)
                     await self.send(DetectionMessage(
                         keyword_id=d.keyword_id, text=d.text, score=d.score, threshold=d.threshold,
                         start_ms=d.start_ms, end_ms=d.end_ms, decided_ms=d.decided_ms))

@@ -1,0 +1,416 @@
+// openkws web demo: enroll/delete keywords (REST), stream the microphone as PCM16 over the websocket
+// protocol v1 (docs/SERVICE.md), show detections, a level/score meter and this replica's metrics.
+// Plain ES module, no dependencies. URLs are relative, so the page also works behind a path prefix.
+
+const PROTOCOL_VERSION = 1;
+const CHUNK_SECONDS = 0.05; // audio per websocket frame
+const METRICS_EVERY_MS = 2000;
+const READY_EVERY_MS = 5000;
+const MAX_DETECTIONS_SHOWN = 200;
+const LEVEL_FLOOR_DB = -60;
+const SCORE_DECAY_PER_S = 0.6;
+
+const $ = (id) => document.getElementById(id);
+
+// ---------------------------------------------------------------------------------------- helpers
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") node.className = v;
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("data-")) node.setAttribute(k, v);
+    else node[k] = v;
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
+  if (r.status === 204) return null;
+  let data = null;
+  try { data = await r.json(); } catch { /* empty or non-JSON body */ }
+  if (!r.ok) {
+    const msg = data && data.error ? data.error.message : `${method} ${path}: HTTP ${r.status}`;
+    const err = new Error(msg);
+    err.status = r.status;
+    err.code = data && data.error ? data.error.code : undefined;
+    throw err;
+  }
+  return data;
+}
+
+function wsUrl(path) {
+  const u = new URL(path, window.location.href);
+  u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
+  return u.toString();
+}
+
+function fmt(n, digits = 2) {
+  return Number.isFinite(n) ? n.toFixed(digits) : "—";
+}
+
+function showMessage(kind, text, items) {
+  const box = el("div", { class: `msg ${kind}`, text });
+  if (items && items.length) {
+    const ul = el("ul");
+    for (const it of items) ul.append(el("li", { text: it }));
+    box.append(ul);
+  }
+  $("kw-messages").prepend(box);
+  while ($("kw-messages").children.length > 4) $("kw-messages").lastChild.remove();
+  return box;
+}
+
+// --------------------------------------------------------------------------------------- status
+async function refreshReady() {
+  const status = $("status");
+  try {
+    const r = await fetch("readyz");
+    const d = await r.json();
+    if (r.ok) {
+      status.dataset.state = "ready";
+      $("status-text").textContent =
+        `ready · ${d.model_version} · ${d.backend.onnx}/${d.backend.index} · ${d.keywords} keyword(s)`;
+    } else {
+      status.dataset.state = "starting";
+      $("status-text").textContent = d.error ? d.error.message : `HTTP ${r.status}`;
+    }
+  } catch (e) {
+    status.dataset.state = "error";
+    $("status-text").textContent = "service unreachable";
+  }
+}
+
+// ------------------------------------------------------------------------------------- keywords
+const keywordText = new Map(); // id -> text, for near-miss and detection display
+
+async function refreshKeywords(freshId) {
+  let page;
+  try {
+    page = await api("GET", "v1/keywords?limit=1000");
+  } catch (e) {
+    showMessage("error", `Could not list keywords: ${e.message}`);
+    return;
+  }
+  const tbody = $("kw-list");
+  tbody.replaceChildren();
+  keywordText.clear();
+  for (const kw of page.items) {
+    keywordText.set(kw.id, kw.text);
+    const del = el("button", { type: "button", class: "danger kw-delete", title: `delete “${kw.text}”`, text: "✕" });
+    del.setAttribute("aria-label", `delete ${kw.text}`);
+    del.addEventListener("click", () => deleteKeyword(kw));
+    const tr = el("tr", { "data-keyword-id": String(kw.id), "data-text": kw.text },
+      el("td", { class: "kw-text", text: kw.text }),
+      el("td", { class: "phon", text: kw.phonemes.join(" ") }),
+      el("td", { class: "num", text: fmt(kw.threshold) }),
+      el("td", { class: "num" }, del));
+    if (kw.id === freshId) tr.classList.add("fresh");
+    tbody.append(tr);
+  }
+  $("kw-empty").hidden = page.items.length > 0;
+  const more = $("kw-more");
+  more.hidden = page.total <= page.items.length;
+  more.textContent = `Showing ${page.items.length} of ${page.total} keywords.`;
+}
+
+async function enroll(ev) {
+  ev.preventDefault();
+  const text = $("kw-text").value.trim();
+  const thr = $("kw-threshold").value.trim();
+  if (!text) return;
+  const body = { text };
+  if (thr !== "") body.threshold = Number(thr);
+  $("kw-enroll").disabled = true;
+  try {
+    const kw = await api("POST", "v1/keywords", body);
+    const what = kw.created ? "Enrolled" : "Already enrolled";
+    if (kw.confusable_with && kw.confusable_with.length) {
+      const items = kw.confusable_with.map((c) =>
+        `“${c.text}” (id ${c.id}): cosine ${fmt(c.cosine)}, phoneme distance ${fmt(c.phoneme_distance)}, ${c.reason.replaceAll("_", " ")}`);
+      const box = showMessage("warn",
+        `${what} “${kw.text}” — it may be confused with ${items.length} enrolled keyword(s); ` +
+        "one may fire on the other. Consider a longer phrase or a higher threshold.", items);
+      box.classList.add("confusable");
+    } else {
+      showMessage("info", `${what} “${kw.text}” (${kw.phonemes.join(" ")}), threshold ${fmt(kw.threshold)}.`);
+    }
+    $("kw-text").value = "";
+    await refreshKeywords(kw.id);
+    refreshReady();
+  } catch (e) {
+    showMessage("error", e.message);
+  } finally {
+    $("kw-enroll").disabled = false;
+  }
+}
+
+async function deleteKeyword(kw) {
+  try {
+    await api("DELETE", `v1/keywords/${kw.id}`);
+    showMessage("info", `Deleted “${kw.text}”.`);
+  } catch (e) {
+    showMessage("error", e.message);
+  }
+  await refreshKeywords();
+  refreshReady();
+}
+
+// ----------------------------------------------------------------------------------------- live
+const live = {
+  ws: null, ctx: null, media: null, node: null, rate: 0, ready: false, stopping: false,
+  score: 0, scoreThreshold: null, scoreAt: 0, detections: 0,
+};
+
+function setLive(running) {
+  $("mic-start").disabled = running;
+  $("mic-stop").disabled = !running;
+  $("debug").disabled = running;
+}
+
+function liveStatus(text) {
+  $("live-status").textContent = text;
+}
+
+function setLevel(rms) {
+  const db = rms > 0 ? 20 * Math.log10(rms) : -Infinity;
+  const clamped = Math.max(LEVEL_FLOOR_DB, Math.min(0, db));
+  $("level-bar").style.width = `${(100 * (clamped - LEVEL_FLOOR_DB)) / -LEVEL_FLOOR_DB}%`;
+  $("level-value").textContent = Number.isFinite(db) ? `${db.toFixed(0)} dBFS` : "−∞ dBFS";
+  $("level-meter").setAttribute("aria-valuenow", clamped.toFixed(0));
+}
+
+function setScore(score, threshold) {
+  live.score = score;
+  live.scoreThreshold = threshold;
+  live.scoreAt = performance.now();
+  drawScore();
+}
+
+function drawScore() {
+  const age = (performance.now() - live.scoreAt) / 1000;
+  const shown = Math.max(0, live.score - SCORE_DECAY_PER_S * Math.max(0, age - 0.3));
+  const bar = $("score-bar");
+  bar.style.width = `${Math.max(0, Math.min(1, shown)) * 100}%`;
+  const over = live.scoreThreshold !== null && shown >= live.scoreThreshold;
+  bar.classList.toggle("over", over);
+  $("score-value").textContent = live.scoreAt ? fmt(shown) : "—";
+  $("score-meter").setAttribute("aria-valuenow", fmt(shown));
+  const mark = $("score-threshold");
+  if (live.scoreThreshold !== null) {
+    mark.hidden = false;
+    mark.style.left = `${Math.max(0, Math.min(1, live.scoreThreshold)) * 100}%`;
+  }
+}
+
+function addDetection(d) {
+  live.detections += 1;
+  const li = el("li", { class: "detection new", "data-text": d.text, "data-keyword-id": String(d.keyword_id) },
+    el("span", { class: "when", text: `${(d.start_ms / 1000).toFixed(2)} s` }),
+    el("span", { class: "text", text: d.text }),
+    el("span", { class: "score" }, `${fmt(d.score, 3)} `, el("small", { text: `≥ ${fmt(d.threshold)}` })));
+  li.dataset.score = String(d.score);
+  const list = $("detections");
+  list.prepend(li);
+  while (list.children.length > MAX_DETECTIONS_SHOWN) list.lastChild.remove();
+  $("det-empty").hidden = true;
+  setScore(d.score, d.threshold);
+}
+
+function onNearMiss(m) {
+  if (!m.candidates || !m.candidates.length) return;
+  const best = m.candidates.reduce((a, b) => (b.score - b.threshold > a.score - a.threshold ? b : a));
+  if (performance.now() - live.scoreAt > 300 || best.score >= live.score) setScore(best.score, best.threshold);
+}
+
+function onServerMessage(ev) {
+  if (typeof ev.data !== "string") return;
+  const m = JSON.parse(ev.data);
+  switch (m.type) {
+    case "ready":
+      live.ready = true;
+      liveStatus(`Streaming ${live.rate} Hz PCM16 (session ${m.session_id.slice(0, 8)}, ` +
+        `${m.keywords} keyword(s), model ${m.model_version}). Say an enrolled keyword.`);
+      break;
+    case "detection":
+      addDetection(m);
+      break;
+    case "near_miss":
+      onNearMiss(m);
+      break;
+    case "error":
+      liveStatus(`Server closed the stream: ${m.code} — ${m.message}`);
+      break;
+    case "summary":
+      liveStatus(`Stopped: ${(m.audio_ms / 1000).toFixed(1)} s of audio, ${m.detections} detection(s).`);
+      break;
+    default:
+      break;
+  }
+}
+
+async function startMic() {
+  if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    liveStatus("The microphone needs a secure context: open this page over https, or on http://localhost.");
+    return;
+  }
+  setLive(true);
+  live.stopping = false;
+  live.ready = false;
+  try {
+    live.media = await navigator.mediaDevices.getUserMedia({
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
+    live.ctx = new AudioContext();
+    await live.ctx.audioWorklet.addModule("static/pcm-worklet.js");
+    if (live.ctx.state === "suspended") await live.ctx.resume();
+  } catch (e) {
+    liveStatus(`Microphone unavailable: ${e.message || e}`);
+    await teardown();
+    return;
+  }
+  const rate = live.ctx.sampleRate;
+  live.rate = rate;
+  const ws = new WebSocket(wsUrl("v1/stream"));
+  ws.binaryType = "arraybuffer";
+  live.ws = ws;
+  ws.onopen = () => {
+    ws.send(JSON.stringify({
+      type: "start", version: PROTOCOL_VERSION, sample_rate: rate, encoding: "pcm16le", channels: 1,
+      debug: $("debug").checked,
+    }));
+  };
+  ws.onmessage = onServerMessage;
+  ws.onclose = (ev) => {
+    if (!live.stopping && ev.code !== 1000) {
+      liveStatus(`Stream closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""}).`);
+    }
+    teardown();
+  };
+  ws.onerror = () => liveStatus("Websocket error; is the service reachable?");
+
+  const source = live.ctx.createMediaStreamSource(live.media);
+  live.node = new AudioWorkletNode(live.ctx, "pcm16-capture", {
+    numberOfInputs: 1, numberOfOutputs: 0, channelCount: 1, channelCountMode: "explicit",
+    processorOptions: { chunkSamples: Math.round(rate * CHUNK_SECONDS) },
+  });
+  live.node.port.onmessage = ({ data }) => {
+    setLevel(data.rms);
+    if (live.ready && ws.readyState === WebSocket.OPEN && !live.stopping) ws.send(data.pcm);
+  };
+  source.connect(live.node);
+  liveStatus(`Microphone open at ${rate} Hz; connecting…`);
+}
+
+async function stopMic() {
+  live.stopping = true;
+  $("mic-stop").disabled = true;
+  const ws = live.ws;
+  await stopAudio();
+  if (ws && ws.readyState === WebSocket.OPEN) {
+    ws.send(JSON.stringify({ type: "stop", version: PROTOCOL_VERSION })); // server answers summary, closes
+    liveStatus("Stopping: waiting for the last events…");
+  } else {
+    await teardown();
+  }
+}
+
+async function stopAudio() {
+  if (live.node) { live.node.port.onmessage = null; live.node.disconnect(); live.node = null; }
+  if (live.media) { for (const t of live.media.getTracks()) t.stop(); live.media = null; }
+  if (live.ctx) { const c = live.ctx; live.ctx = null; try { await c.close(); } catch { /* already closed */ } }
+  setLevel(0);
+}
+
+async function teardown() {
+  await stopAudio();
+  live.ws = null;
+  live.ready = false;
+  setLive(false);
+}
+
+// -------------------------------------------------------------------------------------- metrics
+// Prometheus text format, summed over label sets: {name: total}; histograms give _sum and _count.
+function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})?\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const v = Number(m[3]);
+    if (!Number.isFinite(v)) continue;
+    out.set(m[1], (out.get(m[1]) || 0) + v);
+  }
+  return out;
+}
+
+let previous = null;
+
+function setTile(name, text) {
+  const tile = document.querySelector(`.tile[data-metric="${name}"] .v`);
+  if (tile) tile.textContent = text;
+}
+
+function ratio(cur, prev, num, den) {
+  const dn = (cur.get(num) || 0) - ((prev && prev.get(num)) || 0);
+  const dd = (cur.get(den) || 0) - ((prev && prev.get(den)) || 0);
+  if (prev && dd > 0) return dn / dd; // over the last interval
+  const n = cur.get(num);
+  const d = cur.get(den);
+  return d ? n / d : NaN; // since start
+}
+
+async function refreshMetrics() {
+  let text;
+  try {
+    const r = await fetch("metrics");
+    if (!r.ok) return;
+    text = await r.text();
+  } catch {
+    return;
+  }
+  const now = performance.now() / 1000;
+  const cur = parseMetrics(text);
+  const prev = previous;
+  const dt = prev ? now - prev.t : NaN;
+  const rate = (name) => (prev && dt > 0 ? ((cur.get(name) || 0) - (prev.m.get(name) || 0)) / dt : NaN);
+
+  setTile("active_streams", fmt(cur.get("openkws_active_streams"), 0));
+  setTile("keywords", fmt(cur.get("openkws_enrolled_keywords"), 0));
+  setTile("audio_rate", fmt(rate("openkws_audio_seconds_total"), 2));
+  setTile("detections", fmt(cur.get("openkws_detections_total") || 0, 0));
+  const pm = prev ? prev.m : null;
+  const lat = ratio(cur, pm, "openkws_detection_latency_seconds_sum", "openkws_detection_latency_seconds_count");
+  setTile("detection_latency", Number.isFinite(lat) ? `${(lat * 1000).toFixed(0)} ms` : "—");
+  setTile("batch_size", fmt(ratio(cur, pm, "openkws_inference_batch_size_sum", "openkws_inference_batch_size_count"), 1));
+  const bt = ratio(cur, pm, "openkws_inference_batch_seconds_sum", "openkws_inference_batch_seconds_count");
+  setTile("batch_latency", Number.isFinite(bt) ? `${(bt * 1000).toFixed(1)} ms` : "—");
+  setTile("errors", fmt(cur.get("openkws_errors_total") || 0, 0));
+  const cpu = rate("process_cpu_seconds_total");
+  setTile("cpu", Number.isFinite(cpu) ? `${(cpu * 100).toFixed(0)} %` : "—");
+  const rss = cur.get("process_resident_memory_bytes");
+  setTile("memory", rss ? `${(rss / 2 ** 20).toFixed(0)} MiB` : "—");
+  previous = { t: now, m: cur };
+}
+
+// ------------------------------------------------------------------------------------------ main
+function main() {
+  $("kw-form").addEventListener("submit", enroll);
+  $("mic-start").addEventListener("click", startMic);
+  $("mic-stop").addEventListener("click", stopMic);
+  setLive(false);
+  refreshReady();
+  refreshKeywords();
+  refreshMetrics();
+  setInterval(refreshReady, READY_EVERY_MS);
+  setInterval(refreshMetrics, METRICS_EVERY_MS);
+  setInterval(drawScore, 100);
+}
+
+main();
