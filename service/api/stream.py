@@ -80,7 +80,10 @@ class StreamHandler:
 
     async def send(self, msg: Any) -> None:
         async with self._send_lock:
-            await self.ws.send_text(msg.model_dump_json())
+            try:
+                await self.ws.send_text(msg.model_dump_json())
+            except (WebSocketDisconnect, OSError, RuntimeError):  # the client went away mid-stream
+                raise _Disconnected() from None
 
     async def receive(self) -> dict[str, Any]:
         try:

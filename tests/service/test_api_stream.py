@@ -304,3 +304,23 @@ def test_empty_stream_gets_summary(client: TestClient) -> None:
         msgs, code = collect(ws)
     assert code == CloseCode.NORMAL
     assert msgs[-1] == {**msgs[-1], "type": "summary", "audio_ms": 0.0, "detections": 0}
+
+
+def test_client_vanishing_mid_stream(client: TestClient, speech: np.ndarray) -> None:
+    data, _, _ = int16_bytes(wav_bytes(speech))
+    for stop_first in (False, True):
+        with client.websocket_connect("/v1/stream") as ws:
+            ws.send_text(json.dumps(START))
+            assert ws.receive_json()["type"] == "ready"
+            for i in range(0, len(data) // 2, 3200):
+                ws.send_bytes(data[i : i + 3200])
+            if stop_first:  # stop, then leave without reading the summary
+                ws.send_text(json.dumps({"type": "stop"}))
+    import time
+
+    deadline = time.monotonic() + 10
+    while client.get("/readyz").json()["active_streams"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.get("/readyz").json()["active_streams"] == 0
+    msgs, code = stream_bytes(client, data[:32000], 3200)
+    assert code == CloseCode.NORMAL and msgs[-1]["type"] == "summary"
