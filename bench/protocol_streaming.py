@@ -17,7 +17,7 @@ import numpy as np
 
 from bench.datasets import EvalData, length_groups, make_templates
 from bench.detectors import ScoreTrace, make_detector
-from bench.streaming import ScoredStream, summarize, sweep
+from bench.streaming import ScoredStream, detection_delays, summarize, sweep
 
 log = logging.getLogger("bench.streaming")
 TARGETS = (0.5, 1.0)
@@ -91,11 +91,17 @@ def run_system(system: str, data: EvalData, options: dict[str, Any]) -> dict[str
                 outputs[name].append(ScoredStream(st.name, st.duration_s, st.occurrences, out_k))
     for name, kws in sets.items():
         curve = sweep(outputs[name], kws)
-        result["sets"][name] = {
-            "keywords": kws,
-            "curve": curve.to_json(),
-            "summary": summarize(curve, TARGETS, length_groups(kws)),
-        }
+        summary = summarize(curve, TARGETS, length_groups(kws))
+        j = curve.operating_point(1.0)
+        if j is not None:
+            d = detection_delays(outputs[name], kws, float(curve.thresholds[j]))
+            if d.size:
+                summary["1"]["delay_s"] = {
+                    "p50": float(np.percentile(d, 50)),
+                    "p95": float(np.percentile(d, 95)),
+                    "n": int(d.size),
+                }
+        result["sets"][name] = {"keywords": kws, "curve": curve.to_json(), "summary": summary}
     result["processing"] = {
         "audio_s": round(audio_s, 1),
         "compute_s": round(compute_s, 1),

@@ -214,7 +214,8 @@ class Renderer:
             "A detection is a hit inside [keyword start, keyword end + 0.5 s]; anything else is a false alarm, "
             "counted over all scored audio (negative and positive streams). FRR is read at the best threshold whose "
             "FA/h is within the budget (a global threshold per system and keyword set; "
-            "`frr_linear` in the JSON interpolates the DET curve instead).",
+            "`frr_linear` in the JSON interpolates the DET curve instead). The delay is algorithmic: from the end of "
+            "the keyword to the end of the audio that made the detection fire (compute and queueing excluded).",
             "",
         ]
         for set_name, title in (("a", "Set (a): openWakeWord's five words (all systems)"),
@@ -222,8 +223,8 @@ class Renderer:
             lines += [
                 f"### {title}",
                 "",
-                "| system | FRR @ 0.5 FA/h | FRR @ 1 FA/h | occurrences | hours scored |",
-                "| --- | --- | --- | --- | --- |",
+                "| system | FRR @ 0.5 FA/h | FRR @ 1 FA/h | delay after keyword end at 1 FA/h (p50 / p95) | occurrences | hours scored |",
+                "| --- | --- | --- | --- | --- | --- |",
             ]
             rows = 0
             for s in _systems(st):
@@ -231,10 +232,14 @@ class Renderer:
                 if not sm:
                     continue
                 rows += 1
+                d = sm["1"].get("delay_s")
+                delay = (
+                    self.v(f"{1000 * d['p50']:.0f} / {1000 * d['p95']:.0f} ms (n={d['n']})") if d else "n/a"
+                )
                 lines.append(f"| {_name(s)} {st[s].get('version', '')} | {self.v(_pct(sm['0.5']['frr']))} | "
-                             f"{self.v(_pct(sm['1']['frr']))} | {sm['positives']} | {sm['hours']:.2f} |")  # fmt: skip
+                             f"{self.v(_pct(sm['1']['frr']))} | {delay} | {sm['positives']} | {sm['hours']:.2f} |")  # fmt: skip
             if not rows:
-                lines.append(f"| all | {NOT_MEASURED} | {NOT_MEASURED} | | |")
+                lines.append(f"| all | {NOT_MEASURED} | {NOT_MEASURED} | {NOT_MEASURED} | | |")
             lines.append("")
             if set_name == "b" and rows:
                 lines += ["By keyword length, FRR at the threshold chosen for 1 FA/h over the whole set:", ""]

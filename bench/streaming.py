@@ -273,6 +273,44 @@ def sweep(
     return DetCurve(keywords, thresholds[sl], hits[:, sl], fas[:, sl], positives, hours)
 
 
+def detection_delays(
+    streams: Sequence[ScoredStream],
+    keywords: Sequence[str],
+    threshold: float,
+    tolerance_s: float = HIT_TOLERANCE_S,
+) -> np.ndarray:
+    """Seconds from each detected occurrence's end to its first detection, at one threshold.
+
+    ``threshold`` is a value of the sweep (for :class:`SweepEvents`, one of its grid values). The
+    delay is algorithmic: when the audio that triggers the detection ends, not compute time.
+
+    >>> from bench.detectors.base import ScoreTrace
+    >>> t = np.arange(0, 10, 0.1)
+    >>> s = ((t > 3.05) & (t < 3.5)).astype(np.float32)
+    >>> st = ScoredStream("x", 10.0, [Occurrence("k", 2.5, 3.0)], ScoreTrace(t, {"k": s}))
+    >>> detection_delays([st], ["k"], 0.5).round(2).tolist()
+    [0.1]
+    """
+    out: list[float] = []
+    for st in streams:
+        if isinstance(st.output, SweepEvents):
+            hit = np.flatnonzero(np.isclose(st.output.thresholds, threshold))
+            if hit.size == 0:
+                raise ValueError(f"threshold {threshold} is not on the decoder's grid")
+            j, grid = int(hit[0]), None
+        else:
+            j, grid = 0, np.array([threshold])
+        for kw in keywords:
+            ev = np.sort(events_at(st.output, kw, j, grid))
+            for o in st.occurrences:
+                if o.keyword != kw:
+                    continue
+                inside = ev[(ev >= o.start_s) & (ev <= o.end_s + tolerance_s)]
+                if inside.size:
+                    out.append(float(inside[0] - o.end_s))
+    return np.asarray(out, np.float64)
+
+
 def summarize(
     curve: DetCurve, targets: Sequence[float] = (0.5, 1.0), groups: dict[str, list[str]] | None = None
 ) -> dict[str, object]:

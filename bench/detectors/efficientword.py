@@ -10,8 +10,7 @@ Its ``engine.HotwordDetector`` imports ``pyaudio`` at module level and gates on 
 "relaxation time", which is meaningless offline. This adapter therefore uses the model backend
 (``audio_processing.Resnet50_Arc_loss``) exactly as the engine does: one embedding per 1.5 s
 window, score = ``max((cos(window, template) + 1) / 2)`` over the keyword's enrolled templates.
-Importing the engine is never needed; should a future version require it, :func:`_pyaudio_stub`
-provides a stub confined to this adapter.
+``engine.py`` is never imported, so no ``pyaudio`` (not even a stub) is needed anywhere.
 
 Enrollment: 3-4 clips per keyword, each padded/cropped to 1.5 s by the package's own
 ``fixPaddingIssues`` (seeded here, since it places the clip at random).
@@ -20,9 +19,7 @@ Enrollment: 3-4 clips per keyword, each padded/cropped to 1.5 s by the package's
 from __future__ import annotations
 
 import random
-import sys
 import types
-from contextlib import contextmanager
 from importlib.metadata import version
 
 import numpy as np
@@ -31,19 +28,6 @@ from bench.detectors.base import Detector, ScoreTrace
 
 WINDOW_S = 1.5
 DEFAULT_HOP_S = 0.5  # the package's mic demo slides by 0.75 s; 0.5 s keeps a <=1 s word inside the hit window
-
-
-@contextmanager
-def _pyaudio_stub():
-    """Make ``import pyaudio`` succeed inside the block only (the engine never opens a microphone here)."""
-    had = "pyaudio" in sys.modules
-    if not had:
-        sys.modules["pyaudio"] = types.ModuleType("pyaudio")
-    try:
-        yield
-    finally:
-        if not had:
-            sys.modules.pop("pyaudio", None)
 
 
 class EfficientWordDetector(Detector):
@@ -55,20 +39,25 @@ class EfficientWordDetector(Detector):
     )
 
     def __init__(self, hop_s: float = DEFAULT_HOP_S, threads: int = 1, seed: int = 0) -> None:
+        import eff_word_net.audio_processing as ap
         import onnxruntime as ort
-        from eff_word_net.audio_processing import Resnet50_Arc_loss
 
         self.version = version("EfficientWord-Net")
         self.hop_s = hop_s
         self.seed = seed
-        model = Resnet50_Arc_loss()
-        # same graph, but pinned to `threads` threads (the package lets onnxruntime pick)
+        # The package's own constructor, with its session limited to `threads` threads (it lets
+        # onnxruntime pick): its module-level `rt` is swapped for the duration of the call only.
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.log_severity_level = 3
-        path = model.onnx_sess._model_path  # type: ignore[attr-defined]
-        model.onnx_sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        shim = types.SimpleNamespace(InferenceSession=ort.InferenceSession, SessionOptions=lambda: so)
+        real_rt = ap.rt
+        ap.rt = shim
+        try:
+            model = ap.Resnet50_Arc_loss()
+        finally:
+            ap.rt = real_rt
         self.model = model
         self.window = model.window_frames
         self.hop = int(round(hop_s * 16_000))
