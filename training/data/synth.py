@@ -92,9 +92,6 @@ def run_synthesis(
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    plan = build_plan(recipe, seed)
-    if num_clips is not None:
-        plan = plan[:num_clips]  # plan order makes any prefix a usable corpus
     meta = {"recipe": asdict(recipe), "seed": seed}
     meta_path = out / "plan.json"
     if meta_path.exists():
@@ -103,6 +100,9 @@ def run_synthesis(
             raise SystemExit(
                 f"{out} holds a corpus from another recipe/seed ({meta_path}); use another --out"
             )
+    plan = build_plan(recipe, seed)
+    if num_clips is not None:
+        plan = plan[:num_clips]  # plan order makes any prefix a usable corpus
     meta_path.write_text(json.dumps({**meta, "planned": len(plan)}, indent=1))
 
     manifest_path = out / "manifest.csv"
