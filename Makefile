@@ -1,7 +1,9 @@
 # openkws developer entry points. `make setup` installs system + python deps on Debian.
 PY ?= python3
 APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
-	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en fortunes libsndfile1
+	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en fortunes libsndfile1 \
+	postgresql \
+	prometheus chromium chromium-driver
 
 .PHONY: setup setup-system setup-python run test lint bench data train
 
@@ -15,7 +17,7 @@ setup-system:
 # EfficientWord-Net (a benchmark peer) goes in with --no-deps: its declared pyaudio/twine/requests are not needed.
 setup-python:
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[train,dev,bench]"
+	$(PY) -m pip install -q -e ".[train,dev,bench,postgres]"
 	$(PY) -m pip install -q --no-deps EfficientWord-Net==1.0.5
 
 run:
