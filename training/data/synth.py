@@ -5,7 +5,8 @@ Layout under ``out`` (default ``data/synth``)::
     clips/NNNN/NNNNNNN.wav   16 kHz mono PCM16, file name = plan index
     manifest.csv             one row per finished clip (see training.data.manifest)
     failures.csv             clips an engine could not render (index, voice, text, error)
-    plan.json                recipe, seed and plan size, to refuse resuming with another recipe
+    plan.json                recipe, seed, voice-registry digest and plan size: resuming with
+                             any of them changed is refused
 
 While running, rows are appended in completion order, so ``manifest.csv`` is usable at any time;
 when the plan is finished it is rewritten in plan order, which makes it byte-identical across
@@ -28,6 +29,7 @@ from training.data.audio import trim_silence, wav_duration, write_wav
 from training.data.manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
 from training.data.plan import ClipSpec, Recipe, build_plan
 from training.data.splits import check_disjoint
+from training.data.tts import list_voices, stable_hash
 
 CHUNK = 16  # clips per worker task: amortises IPC without hurting progress granularity
 
@@ -92,13 +94,17 @@ def run_synthesis(
 
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
-    meta = {"recipe": asdict(recipe), "seed": seed}
+    # The plan depends on the recipe, the seed and the voice registry: resuming with any of them
+    # changed would mix two plans under the same file names.
+    voices = f"{stable_hash(*(v.id for v in list_voices())):08x}"
+    meta = {"recipe": asdict(recipe), "seed": seed, "voices": voices}
     meta_path = out / "plan.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
+        old.setdefault("voices", voices)  # written before the registry digest existed
         if {k: old.get(k) for k in meta} != meta:
             raise SystemExit(
-                f"{out} holds a corpus from another recipe/seed ({meta_path}); use another --out"
+                f"{out} holds a corpus from another recipe/seed/voice registry ({meta_path}); use another --out"
             )
     plan = build_plan(recipe, seed)
     if num_clips is not None:
