@@ -257,7 +257,7 @@ function onServerMessage(ev) {
 
 async function startMic() {
   if (!window.isSecureContext || !navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-    liveStatus("The microphone needs a secure context: open this page over https, or on http://localhost.");
+    liveStatus("The microphone needs a secure context: open this page over https, or from localhost.");
     return;
   }
   setLive(true);

@@ -1,0 +1,189 @@
+"""The web page in real headless Chromium (Debian's chromium + chromedriver, driven by selenium with
+the driver path given, so nothing is downloaded), its microphone a fake device fed from a WAV file.
+
+Through the page: enroll "hey jarvis", enroll "jarvis" and see the confusable warning, start the
+microphone, see the "hey jarvis" detection with its score, watch the meters and metrics move, take
+the screenshot docs/web-demo.png, stop, delete a keyword.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.deploy.conftest import ROOT, Served, speech_wav
+
+SCREENSHOT = ROOT / "docs" / "web-demo.png"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+DETECTION_TIMEOUT_S = 60.0
+
+
+@pytest.fixture(scope="module")
+def fake_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Chromium loops the file: "hey jarvis" about every 3.5 s
+    return speech_wav(tmp_path_factory.mktemp("mic") / "hey_jarvis.wav", lead_s=1.0, tail_s=1.5)
+
+
+@pytest.fixture(scope="module")
+def browser(fake_mic: Path) -> Iterator[Any]:
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
+    driver_path = shutil.which("chromedriver") or (CHROMEDRIVER if os.path.exists(CHROMEDRIVER) else None)
+    if chromium is None or driver_path is None:
+        pytest.skip("Debian's chromium and chromium-driver are not installed (`make setup` installs them)")
+    os.environ["SE_OFFLINE"] = "true"  # selenium-manager must never try to download a driver or browser
+    profile = tempfile.mkdtemp(prefix="openkws-chromium-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1280,1100",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={fake_mic}",
+    ):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_until(predicate: Any, timeout: float, what: str, driver: Any = None) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = ""
+            if driver is not None:
+                extra = "\npage status: " + driver.find_element("id", "live-status").text
+                extra += "\nbrowser log: " + "\n".join(str(e) for e in driver.get_log("browser")[-20:])
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}{extra}")
+        time.sleep(0.2)
+
+
+def enroll_in_page(driver: Any, text: str, threshold: float | None) -> None:
+    box = driver.find_element("id", "kw-text")
+    box.clear()
+    box.send_keys(text)
+    thr = driver.find_element("id", "kw-threshold")
+    thr.clear()
+    if threshold is not None:
+        thr.send_keys(f"{threshold:g}")
+    driver.find_element("id", "kw-enroll").click()
+    wait_until(
+        lambda: driver.find_elements("css selector", f'#kw-list tr[data-text="{text}"]'),
+        30,
+        f"{text!r} in the keyword table",
+        driver,
+    )
+
+
+def test_page_enrolls_streams_and_detects(served: Served, browser: Any, no_keywords: None) -> None:
+    d = browser
+    d.get(served.url + "/")
+    assert d.title.startswith("openkws")
+    wait_until(
+        lambda: d.find_element("id", "status").get_attribute("data-state") == "ready", 30, "status ready", d
+    )
+
+    thr = served.model.threshold
+    enroll_in_page(d, "hey jarvis", thr)
+    enroll_in_page(d, "jarvis", thr)
+    warning = wait_until(
+        lambda: d.find_elements("css selector", ".msg.confusable"), 10, "a confusable warning", d
+    )[0]
+    assert "“hey jarvis”" in warning.text and "contained in" in warning.text, warning.text
+
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        by_text = {k["text"]: k for k in c.get("/v1/keywords").json()["items"]}
+    assert set(by_text) == {"hey jarvis", "jarvis"}
+    row = d.find_element("css selector", '#kw-list tr[data-text="hey jarvis"]')
+    assert row.get_attribute("data-keyword-id") == str(by_text["hey jarvis"]["id"])
+    assert " ".join(by_text["hey jarvis"]["phonemes"]) in row.text
+
+    d.find_element("id", "mic-start").click()
+    wait_until(lambda: "Streaming" in d.find_element("id", "live-status").text, 30, "the stream to start", d)
+    hit = wait_until(
+        lambda: d.find_elements("css selector", '#detections li.detection[data-text="hey jarvis"]'),
+        DETECTION_TIMEOUT_S,
+        "a 'hey jarvis' detection in the page",
+        d,
+    )[0]
+    score = float(hit.get_attribute("data-score"))
+    threshold = by_text["hey jarvis"]["threshold"]
+    assert score >= threshold
+    assert f"{score:.3f}" in hit.text and "hey jarvis" in hit.text
+    level = float(d.find_element("id", "level-meter").get_attribute("aria-valuenow"))
+    assert level > -60, "the level meter saw the fake microphone's audio"
+    wait_until(
+        lambda: d.find_element("css selector", '.tile[data-metric="detections"] .v').text not in ("—", "0"),
+        15,
+        "the metrics panel to count the detection",
+        d,
+    )
+    wait_until(
+        lambda: d.find_element("css selector", '.tile[data-metric="active_streams"] .v').text == "1",
+        15,
+        "the metrics panel to show the open stream",
+        d,
+    )
+    time.sleep(2.5)  # one more metrics refresh, so the rates are filled in for the picture
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    assert d.save_screenshot(str(SCREENSHOT)), "screenshot"
+
+    d.find_element("id", "mic-stop").click()
+    wait_until(lambda: "Stopped:" in d.find_element("id", "live-status").text, 30, "the stream summary", d)
+    assert d.find_element("id", "mic-start").is_enabled()
+
+    # delete "jarvis" through the page
+    d.find_element("css selector", '#kw-list tr[data-text="jarvis"] button.kw-delete').click()
+    wait_until(
+        lambda: not d.find_elements("css selector", '#kw-list tr[data-text="jarvis"]'),
+        15,
+        "'jarvis' to leave the table",
+        d,
+    )
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        assert [k["text"] for k in c.get("/v1/keywords").json()["items"]] == ["hey jarvis"]
+
+    severe = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
+    assert not severe, f"errors in the browser console: {severe}"
+
+
+def test_page_reports_bad_input(served: Served, browser: Any, no_keywords: None) -> None:
+    """A keyword the G2P refuses gives the server's message in the page, not a silent failure."""
+    d = browser
+    d.get(served.url + "/")
+    box = d.find_element("id", "kw-text")
+    box.send_keys("日本語")
+    d.find_element("id", "kw-enroll").click()
+    err = wait_until(lambda: d.find_elements("css selector", ".msg.error"), 15, "an error message", d)[0]
+    assert "text" in err.text and len(err.text) > 20, err.text
+    assert not d.find_elements("css selector", "#kw-list tr")
