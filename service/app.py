@@ -1,8 +1,9 @@
 """The application factory: ``create_app(settings)`` is the single entry point of the service.
 
-Nothing is loaded at import time. The lifespan handler loads the model (checking its contract; a
-mismatched model refuses to start), opens the keyword store, rebuilds the index from it and starts
-the micro-batcher; on shutdown it stops the batcher and closes the store.
+Nothing is loaded at import time. The lifespan handler loads the model (checking its contract and
+file hashes; a mismatched or modified model refuses to start), opens the keyword store, checks the
+index against it (rebuilding it) and starts the micro-batcher; on shutdown it lets open streams end
+with a summary, stops the batcher and closes the store. ``service.server`` runs it under uvicorn.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from service import __version__
-from service.api import detect, health, keywords, stream
+from service.api import detect, health, keys, keywords, stream
 from service.api.errors import install_error_handlers
 from service.engine.model_spec import ModelContractError
 from service.limits import BodyLimitMiddleware
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
         try:
             yield
         finally:
-            state.draining = True
+            await state.drain(settings.shutdown_timeout_s)  # no-op when the server already drained
             if sync is not None:
                 sync.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -86,7 +87,7 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     app.state.metrics = metrics
     app.state.openkws = None
     install_error_handlers(app, metrics)
-    for r in (keywords.router, detect.router, stream.router, health.router):
+    for r in (keywords.router, keys.router, detect.router, stream.router, health.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -9,6 +9,10 @@ Service commands::
     openkws keywords list | openkws keywords rm ID...
     openkws detect FILE                                         # all detections in a file
     openkws stream FILE | --mic                                 # live events over the websocket
+    openkws keys create --tenant T --scope admin|stream         # API keys (in the server's database)
+    openkws keys list [--tenant T] | openkws keys revoke KEY_ID
+
+Client commands send ``--api-key`` (or ``OPENKWS_API_KEY``) as ``Authorization: Bearer``.
 """
 
 from __future__ import annotations
@@ -22,9 +26,15 @@ import typer
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="openkws: open-vocabulary keyword spotting")
 keywords_app = typer.Typer(no_args_is_help=True, help="Enroll, list and remove keywords on a running server.")
 app.add_typer(keywords_app, name="keywords")
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (writes the server's database).")
+app.add_typer(keys_app, name="keys")
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 UrlOpt = Annotated[str, typer.Option("--url", envvar="OPENKWS_URL", help="server base URL")]
+KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="OPENKWS_API_KEY",
+                                            help="API key (needed when the server runs with OPENKWS_AUTH=on)")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="the server's data directory (default OPENKWS_DATA_DIR)")]
+DbUrlOpt = Annotated[str | None, typer.Option(help="the server's database URL (default OPENKWS_DATABASE_URL)")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -32,10 +42,64 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-def _client(url: str) -> Any:
+def _client(url: str, api_key: str | None = None) -> Any:
     from service.client import OpenKWSClient
 
-    return OpenKWSClient(url)
+    return OpenKWSClient(url, api_key=api_key)
+
+
+def _api_keys(data_dir: Path | None, database_url: str | None) -> Any:
+    from service.auth import ApiKeys
+    from service.settings import Settings
+    from service.store import KeywordStore
+
+    overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None}
+    settings = Settings.model_validate(overrides)
+    return ApiKeys(KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous))
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="tenant the key belongs to (its keywords are the only ones it sees)")],
+    scope: Annotated[str, typer.Option(help="admin: manage keywords and keys, and detect; stream: detect only")],
+    name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    try:
+        k = _api_keys(data_dir, database_url).create(tenant, scope, name)
+    except ValueError as e:
+        _fail(str(e), 2)
+    typer.echo(k.token)
+    typer.echo(f"key {k.key_id}: tenant {k.tenant!r}, scope {k.scope!r}; store it now, it cannot be shown again",
+               err=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """List API keys (ids, tenants, scopes; never the secrets)."""
+    for k in _api_keys(data_dir, database_url).list(tenant):
+        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
+        typer.echo(f"{k.key_id}\t{k.tenant}\t{k.scope}\t{state}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{k.name or ''}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_ids: Annotated[list[str], typer.Argument(help="key ids (from `openkws keys list`)")],
+    data_dir: DataDirOpt = None,
+    database_url: DbUrlOpt = None,
+) -> None:
+    """Revoke API keys: requests with them fail from now on."""
+    keys = _api_keys(data_dir, database_url)
+    for key_id in key_ids:
+        if not keys.revoke(key_id):
+            _fail(f"no API key {key_id!r}; `openkws keys list` shows the keys")
+        typer.echo(f"revoked {key_id}")
 
 
 @app.command()
@@ -50,9 +114,7 @@ def serve(
     """Run the REST + websocket server (settings: flags, else OPENKWS_* environment variables)."""
     import logging
 
-    import uvicorn
-
-    from service.app import create_app
+    from service import server
     from service.engine.model_spec import ModelContractError, load_spec
     from service.settings import Settings
 
@@ -65,8 +127,7 @@ def serve(
     except ModelContractError as e:
         _fail(str(e), 2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=log_level,
-                ws_max_size=4 * settings.max_frame_bytes, ws_ping_interval=20, ws_ping_timeout=20)
+    server.run(settings, log_level)
 
 
 @keywords_app.command("add")
@@ -74,11 +135,12 @@ def keywords_add(
     texts: Annotated[list[str], typer.Argument(help="keyword texts, e.g. 'hey jarvis'")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
     url: UrlOpt = DEFAULT_URL,
+    api_key: KeyOpt = None,
 ) -> None:
     """Enroll keywords; prints id, normalized text, phonemes and any confusable keywords."""
     from service.client import OpenKWSError
 
-    with _client(url) as c:
+    with _client(url, api_key) as c:
         try:
             items = [c.add_keyword(texts[0], threshold)] if len(texts) == 1 else c.add_keywords(texts, threshold)
         except OpenKWSError as e:
@@ -92,11 +154,16 @@ def keywords_add(
 
 
 @keywords_app.command("list")
-def keywords_list(url: UrlOpt = DEFAULT_URL,
+def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
                   as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """List enrolled keywords."""
-    with _client(url) as c:
-        items = c.list_keywords()
+    from service.client import OpenKWSError
+
+    with _client(url, api_key) as c:
+        try:
+            items = c.list_keywords()
+        except OpenKWSError as e:
+            _fail(e.message)
     if as_json:
         typer.echo(json.dumps(items, indent=2))
         return
@@ -105,11 +172,12 @@ def keywords_list(url: UrlOpt = DEFAULT_URL,
 
 
 @keywords_app.command("rm")
-def keywords_rm(ids: Annotated[list[int], typer.Argument(help="keyword ids")], url: UrlOpt = DEFAULT_URL) -> None:
+def keywords_rm(ids: Annotated[list[int], typer.Argument(help="keyword ids")], url: UrlOpt = DEFAULT_URL,
+                api_key: KeyOpt = None) -> None:
     """Delete keywords by id."""
     from service.client import OpenKWSError
 
-    with _client(url) as c:
+    with _client(url, api_key) as c:
         for i in ids:
             try:
                 c.delete_keyword(i)
@@ -143,11 +211,12 @@ def detect(
     url: UrlOpt = DEFAULT_URL,
     debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON response")] = False,
+    api_key: KeyOpt = None,
 ) -> None:
     """Upload a file to POST /v1/detect and print every detection."""
     from service.client import OpenKWSError
 
-    with _client(url) as c:
+    with _client(url, api_key) as c:
         try:
             res = c.detect(file, debug=debug)
         except OpenKWSError as e:
@@ -172,13 +241,14 @@ def stream(
     seconds: Annotated[float | None, typer.Option(help="stop the microphone after this long")] = None,
     debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print every server message as JSON")] = False,
+    api_key: KeyOpt = None,
 ) -> None:
     """Stream a file or the microphone over WS /v1/stream and print events as they arrive."""
     from service.client import StreamClosed
 
     if (file is None) == (not mic):
         _fail("give exactly one of FILE or --mic", 2)
-    with _client(url) as c:
+    with _client(url, api_key) as c:
         try:
             events = (c.stream_microphone(chunk_ms=chunk_ms, seconds=seconds, debug=debug) if mic
                       else c.stream_file(file, chunk_ms=chunk_ms, realtime=realtime, debug=debug))

@@ -57,9 +57,13 @@ def _ws_url(base_url: str) -> str:
 
 
 class OpenKWSClient:
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0) -> None:
+    """``api_key``: sent as ``Authorization: Bearer <key>`` on every request and stream (auth on)."""
+
+    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
+                 api_key: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self._headers)
 
     def __enter__(self) -> OpenKWSClient:
         return self
@@ -138,7 +142,8 @@ class OpenKWSClient:
 
         start = {"type": "start", "version": PROTOCOL_VERSION, "sample_rate": sample_rate, "encoding": encoding,
                  "channels": channels, "keywords": keywords, "debug": debug}
-        with connect(_ws_url(self.base_url) + "/v1/stream", max_size=None, open_timeout=30) as ws:
+        with connect(_ws_url(self.base_url) + "/v1/stream", max_size=None, open_timeout=30,
+                     additional_headers=self._headers or None) as ws:
             ws.send(json.dumps(start))
             ready = json.loads(ws.recv())
             yield ready

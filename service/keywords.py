@@ -2,8 +2,9 @@
 
 Every write goes store first, index second, under one lock: a keyword is visible to streams only
 after it is durable, and a deleted keyword leaves the index (and every stream, at its next decode)
-right after its row is gone. On start-up the index is rebuilt from the store, so the store is the
-single source of truth.
+right after its row is gone. The store is the single source of truth: at start-up
+:meth:`KeywordService.reconcile` compares the (empty or stale) index with the store, rebuilds it
+when they are out of step, and checks the result.
 """
 
 from __future__ import annotations
@@ -52,6 +53,29 @@ class Enrolled:
     confusable_with: tuple[Confusable, ...]
 
 
+@dataclass(frozen=True)
+class IndexDiff:
+    """How the in-memory index differs from the store (all empty: in step)."""
+
+    missing: tuple[int, ...] = ()  # in the store, not in the index
+    extra: tuple[int, ...] = ()  # in the index, not in the store
+    thresholds: tuple[int, ...] = ()  # in both, with different thresholds
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.extra or self.thresholds)
+
+    def __str__(self) -> str:
+        return (f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
+                f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})")
+
+
+class TooManyKeywords(Exception):
+    def __init__(self, tenant_count: int, new: int, limit: int) -> None:
+        super().__init__(f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
+                         "accepted per tenant; delete keywords first")
+        self.message = str(self)
+
+
 class InvalidKeywordText(ValueError):
     """Keyword text rejected by the G2P rules; ``position`` is its index in a batch."""
 
@@ -63,8 +87,9 @@ class InvalidKeywordText(ValueError):
 
 class KeywordService:
     def __init__(self, store: KeywordStore, spotter: Spotter, default_threshold: float | None = None,
-                 confusion: ConfusionPolicy | None = None) -> None:
+                 confusion: ConfusionPolicy | None = None, max_keywords_per_tenant: int | None = None) -> None:
         self.store = store
+        self.max_keywords_per_tenant = max_keywords_per_tenant
         self.spotter = spotter
         self.default_threshold = spotter.default_threshold if default_threshold is None else default_threshold
         self.confusion = confusion or ConfusionPolicy()
@@ -77,6 +102,37 @@ class KeywordService:
             rows = [(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records]
             self.spotter.index.replace_all(self.spotter.entries_from(rows))
             return len(rows)
+
+    def check_index(self) -> IndexDiff:
+        """Compare the index with the store: ids per tenant and thresholds."""
+        with self._write:
+            stored = self.store.thresholds()
+            index = self.spotter.index
+            missing: list[int] = []
+            extra: list[int] = []
+            changed: list[int] = []
+            for tenant in set(stored) | set(index.tenants()):
+                want = stored.get(tenant, {})
+                have = index.tenant(tenant).by_id
+                missing += [i for i in want if i not in have]
+                extra += [i for i in have if i not in want]
+                changed += [i for i, t in want.items() if i in have and abs(have[i].threshold - t) > 1e-9]
+            return IndexDiff(tuple(sorted(missing)), tuple(sorted(extra)), tuple(sorted(changed)))
+
+    def reconcile(self) -> tuple[int, IndexDiff]:
+        """Start-up check: when the index and the store are out of step (always, for the empty index
+        of a fresh process with keywords stored), rebuild the index from the store, then verify.
+        Returns (keywords indexed, the difference found before rebuilding)."""
+        found = self.check_index()
+        if found:
+            self.rebuild_index()
+        after = self.check_index()
+        if after:  # a concurrent writer (another replica) between rebuild and check: sync catches up
+            self.sync()
+            after = self.check_index()
+            if after:
+                raise RuntimeError(f"keyword index still out of step with the store after a rebuild: {after}")
+        return self.spotter.index.total(), found
 
     def sync(self) -> tuple[int, int, int]:
         """Bring the index in step with the store (other replicas' writes, or a gap after a crash):
@@ -126,6 +182,11 @@ class KeywordService:
         ]
         with self._write:
             before = self.spotter.index.tenant(tenant)
+            if self.max_keywords_per_tenant is not None:
+                known = {e.text for e in before.by_id.values()}
+                new = {n.text for n in news} - known
+                if new and len(before) + len(new) > self.max_keywords_per_tenant:
+                    raise TooManyKeywords(len(before), len(new), self.max_keywords_per_tenant)
             results = self.store.add_many(tenant, news)
             entries: dict[int, KeywordEntry] = {}
             for (rec, created), proxy in zip(results, proxies, strict=True):

@@ -1,19 +1,92 @@
-"""Request body size limit, enforced before FastAPI parses (and spools) a body.
+"""Limits at the edge: request body size, per-key enrollment rate, per-key concurrent streams.
 
-``POST /v1/detect`` may carry ``max_upload_bytes`` (plus multipart overhead); every other request
-at most ``JSON_BODY_LIMIT`` bytes. A declared ``Content-Length`` over the limit is refused at once;
-a chunked body is counted as it arrives and refused when it crosses the limit.
+Body size is enforced before FastAPI parses (and spools) a body: ``POST /v1/detect`` may carry
+``max_upload_bytes`` (plus multipart overhead); every other request at most ``max_body_bytes``. A
+declared ``Content-Length`` over the limit is refused at once; a chunked body is counted as it
+arrives and refused when it crosses the limit.
+
+Example:
+    >>> b = TokenBucket(rate=2.0, burst=2, now=0.0)
+    >>> [b.take(now=0.0), b.take(now=0.0), b.take(now=0.0)]
+    [0.0, 0.0, 0.5]
+    >>> b.take(now=0.5)  # one token refilled after 1/rate s
+    0.0
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections import OrderedDict
 
 from service.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
 from service.settings import Settings
 
-JSON_BODY_LIMIT = 4 << 20
 MULTIPART_OVERHEAD = 64 << 10
+
+
+class TokenBucket:
+    """``burst`` tokens, refilled at ``rate`` per second; :meth:`take` returns 0.0 when a token was
+    taken, else the seconds until one will be available (nothing is taken then)."""
+
+    def __init__(self, rate: float, burst: int, now: float | None = None) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic() if now is None else now
+
+    def take(self, now: float | None = None) -> float:
+        t = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (t - self.stamp) * self.rate)
+        self.stamp = t
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return 0.0
+        return (1.0 - self.tokens) / self.rate
+
+
+class RateLimiter:
+    """One :class:`TokenBucket` per key, thread-safe. At most ``max_keys`` buckets are kept (least
+    recently used dropped first: a dropped bucket was idle, so it would be full anyway)."""
+
+    def __init__(self, rate: float, burst: int, max_keys: int = 10_000) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_keys = max_keys
+        self._buckets: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        with self._lock:
+            b = self._buckets.get(key)
+            if b is None:
+                b = self._buckets[key] = TokenBucket(self.rate, self.burst)
+                while len(self._buckets) > self.max_keys:
+                    self._buckets.popitem(last=False)
+            else:
+                self._buckets.move_to_end(key)
+            return b.take()
+
+
+class StreamCounter:
+    """Open streams per key (event-loop only); keys with no stream are forgotten."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, int] = {}
+
+    def get(self, key: str) -> int:
+        return self._open.get(key, 0)
+
+    def acquire(self, key: str) -> None:
+        self._open[key] = self._open.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        n = self._open.get(key, 0) - 1
+        if n > 0:
+            self._open[key] = n
+        else:
+            self._open.pop(key, None)
 
 
 class _TooLarge(Exception):
@@ -29,7 +102,7 @@ class BodyLimitMiddleware:
     def limit(self, path: str) -> int:
         if path.rstrip("/") == "/v1/detect":
             return self.settings.max_upload_bytes + MULTIPART_OVERHEAD
-        return JSON_BODY_LIMIT
+        return self.settings.max_body_bytes
 
     async def _refuse(self, send: Send, limit: int) -> None:
         self.metrics.errors.labels("body_too_large").inc()

@@ -45,7 +45,10 @@ class CloseCode(IntEnum):
     TRUNCATED_SAMPLE = 4005  # a binary frame that is not a whole number of samples
     INVALID_SAMPLES = 4006  # float32 audio with NaN or infinity
     IDLE_TIMEOUT = 4008  # no message for idle_timeout_s
-    STREAM_TOO_LONG = 4010  # more than max_stream_seconds of audio
+    SEND_TIMEOUT = 4009  # the client did not read for send_timeout_s (dropped; the client cannot see it)
+    STREAM_TOO_LONG = 4010  # more than max_stream_seconds of audio, or open longer than that
+    UNAUTHORIZED = 4401  # auth on: no API key, or an invalid or revoked one
+    FORBIDDEN = 4403  # the key's scope does not allow streaming
 
 
 class _Msg(BaseModel):
@@ -158,3 +161,5 @@ class SummaryMessage(_Out):
     detections: int
     near_misses: int
     frames: int = Field(description="binary frames received")
+    reason: Literal["stop", "shutting_down"] = Field(
+        "stop", description="stop: the client sent stop; shutting_down: the server is stopping (close 1001 follows)")

@@ -32,9 +32,13 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     verify_model_hashes: bool = True
 
-    # Network
+    # Network and security
     host: str = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    auth: Annotated[bool, Field(description="require API keys (OPENKWS_AUTH=on); off: every caller is the "
+                                            "'default' tenant with admin rights (local use)")] = False
+    shutdown_timeout_s: Annotated[float, Field(gt=0, description="SIGTERM: time for streams to get their summary "
+                                                                 "and for requests to finish")] = 15.0
 
     sync_interval_s: Annotated[float, Field(ge=0.0, description="re-read the store every N s (replicas); 0 = never")] = 0.0
 
@@ -43,9 +47,22 @@ class Settings(BaseSettings):
     max_frame_bytes: Annotated[int, Field(ge=1024, description="largest websocket message")] = 1 << 20
     max_upload_bytes: Annotated[int, Field(ge=1024, description="largest POST /v1/detect upload")] = 64 << 20
     max_upload_seconds: Annotated[float, Field(gt=0)] = 600.0
-    max_stream_seconds: Annotated[float, Field(gt=0, description="audio per websocket stream")] = 3600.0
+    max_body_bytes: Annotated[int, Field(ge=1024, description="largest request body other than uploads")] = 4 << 20
+    max_stream_seconds: Annotated[float, Field(gt=0, description="audio per websocket stream, and its wall-clock "
+                                                                 "duration")] = 3600.0
     max_pending_seconds: Annotated[float, Field(gt=0, description="unprocessed audio per stream before reads pause")] = 30.0
+    max_pending_bytes: Annotated[int, Field(ge=1024, description="unprocessed input bytes per stream before reads "
+                                                                 "pause")] = 8 << 20
+    ws_max_queue: Annotated[int, Field(ge=1, description="websocket messages buffered per connection before the "
+                                                         "server stops reading the socket")] = 4
+    send_timeout_s: Annotated[float, Field(gt=0, description="close a stream whose client does not read for this "
+                                                             "long")] = 30.0
     idle_timeout_s: Annotated[float, Field(gt=0, description="close a stream after this long without a message")] = 30.0
+    max_streams_per_key: Annotated[int, Field(ge=1, description="concurrent streams per API key (auth on)")] = 32
+    max_keywords_per_tenant: Annotated[int, Field(ge=1, description="enrolled keywords per tenant")] = 10_000
+    enroll_rate_per_s: Annotated[float, Field(gt=0, description="enrollment requests per second per API key "
+                                                                "(token bucket; auth on)")] = 10.0
+    enroll_burst: Annotated[int, Field(ge=1, description="enrollment requests a key may make at once")] = 50
     max_batch_keywords: Annotated[int, Field(ge=1, description="keywords per batch enrollment request")] = 1000
     max_metadata_bytes: Annotated[int, Field(ge=2)] = 4096
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
 
 import faiss
 
+from service.auth import ApiKeys
 from service.batcher import MicroBatcher
 from service.engine.runtime import limit_blas_threads
 from service.engine.spotter import DecodeResult, Spotter
 from service.keywords import ConfusionPolicy, KeywordService
+from service.limits import RateLimiter, StreamCounter
 from service.metrics import Metrics
 from service.settings import Settings
 from service.store import KeywordStore
@@ -32,9 +35,43 @@ class AppState:
     started_at: float = field(default_factory=time.time)
     active_streams: int = 0
     draining: bool = False
+    # Set once on shutdown (SIGTERM): every open stream flushes, sends its summary and closes 1001.
+    shutting_down: asyncio.Event = field(default_factory=asyncio.Event)
+    streams_closed: asyncio.Event = field(default_factory=asyncio.Event)
+    streams_per_key: StreamCounter = field(default_factory=StreamCounter)
+    enroll_limiter: RateLimiter = field(init=False)
+    api_keys: ApiKeys = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.enroll_limiter = RateLimiter(self.settings.enroll_rate_per_s, self.settings.enroll_burst)
+        self.api_keys = ApiKeys(self.store)
+        self.streams_closed.set()
 
     def refresh_keyword_gauge(self) -> None:
         self.metrics.keywords.set(self.spotter.index.total())
+
+    def stream_opened(self) -> None:
+        self.active_streams += 1
+        self.streams_closed.clear()
+        self.metrics.active_streams.set(self.active_streams)
+
+    def stream_ended(self) -> None:
+        self.active_streams -= 1
+        if self.active_streams == 0:
+            self.streams_closed.set()
+        self.metrics.active_streams.set(self.active_streams)
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop taking streams and let the open ones end with a summary (close 1001); True when
+        all ended within ``timeout`` seconds. Idempotent."""
+        self.draining = True
+        self.shutting_down.set()
+        try:
+            await asyncio.wait_for(self.streams_closed.wait(), timeout)
+            return True
+        except TimeoutError:
+            log.warning("%d stream(s) still open after %.0f s of shutdown", self.active_streams, timeout)
+            return False
 
 
 def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) -> tuple[Spotter, KeywordStore, KeywordService]:
@@ -53,8 +90,11 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
         store, spotter, settings.default_threshold,
         ConfusionPolicy(settings.confusable_min_cosine, settings.confusable_max_phoneme_distance,
                         settings.confusable_top_k),
+        max_keywords_per_tenant=settings.max_keywords_per_tenant,
     )
-    n = keywords.rebuild_index()
+    n, diff = keywords.reconcile()
+    if diff:
+        log.info("keyword index was out of step with the store (%s); rebuilt from the store", diff)
     spec = spotter.spec
     metrics.model.info({
         "model_version": spec.model_version,

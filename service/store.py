@@ -3,8 +3,14 @@
 
 The store keeps text, phonemes, threshold and metadata, not embeddings: proxies are recomputed by
 the loaded model at start-up, so one registry serves any model version. Every row has a ``tenant``
-(``"default"`` until API keys and tenants arrive); ``(tenant, text)`` is unique, which makes
-enrollment idempotent even across replicas.
+(derived from the caller's API key; ``"default"`` with auth off); ``(tenant, text)`` is unique,
+which makes enrollment idempotent even across replicas. The same database holds the API keys
+(:class:`ApiKeyTable`, hashed; see :mod:`service.auth`).
+
+Durability: with SQLite the journal is WAL. ``synchronous=NORMAL`` makes every committed
+transaction survive a killed process (the WAL frames are written before COMMIT returns and the OS
+keeps them; only a power loss or kernel crash can drop the last commits); ``FULL`` also fsyncs the
+WAL at every commit, which survives power loss. An acknowledged (2xx) write has been committed.
 
 Example:
     >>> store = KeywordStore("sqlite://")
@@ -63,6 +69,20 @@ class KeywordTable(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ApiKeyTable(Base):
+    """API keys: only a hash of the secret token is stored (``service.auth``)."""
+
+    __tablename__ = "api_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)  # public, shown by `keys list`
+    tenant: Mapped[str] = mapped_column(String(MAX_TENANT_CHARS), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    secret_hash: Mapped[str] = mapped_column(String(128))
+    name: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 @dataclass(frozen=True)
@@ -144,6 +164,11 @@ class KeywordStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
+    def sessions(self) -> sessionmaker[Session]:
+        """Session factory (for the API key repository, which shares this database)."""
+        return self._sessions
+
+    @property
     def backend(self) -> str:
         return self.engine.dialect.name
 
@@ -210,6 +235,14 @@ class KeywordStore:
     def all(self) -> list[KeywordRecord]:
         with self._sessions() as s:
             return [_record(r) for r in s.scalars(select(KeywordTable).order_by(KeywordTable.id))]
+
+    def thresholds(self) -> dict[str, dict[int, float]]:
+        """``{tenant: {id: threshold}}`` of every row: what the index must hold (consistency check)."""
+        out: dict[str, dict[int, float]] = {}
+        with self._sessions() as s:
+            for kid, tenant, thr in s.execute(select(KeywordTable.id, KeywordTable.tenant, KeywordTable.threshold)):
+                out.setdefault(tenant, {})[int(kid)] = float(thr)
+        return out
 
     def count(self, tenant: str | None = None) -> int:
         q = select(func.count()).select_from(KeywordTable)

@@ -34,6 +34,7 @@ class AudioSession:
         self.sample_rate = sample_rate
         self._raw: list[bytes | np.ndarray] = []
         self._raw_samples = 0  # per channel, at the input rate
+        self._raw_bytes = 0  # memory held by queued input (bounded by max_pending_bytes)
         self._lock = threading.Lock()
         self._finish = False
         self._flushed = False
@@ -47,6 +48,7 @@ class AudioSession:
         with self._lock:
             self._raw.append(data)
             self._raw_samples += n
+            self._raw_bytes += len(data)
         self.samples_in += n
         self.frames += 1
 
@@ -55,6 +57,7 @@ class AudioSession:
         with self._lock:
             self._raw.append(x)
             self._raw_samples += len(x)
+            self._raw_bytes += x.nbytes
         self.samples_in += len(x)
 
     def finish(self) -> None:
@@ -67,6 +70,11 @@ class AudioSession:
         return self._raw_samples / self.sample_rate + self.stream.pending_samples / SAMPLE_RATE
 
     @property
+    def pending_bytes(self) -> int:
+        """Memory held by input not yet decoded."""
+        return self._raw_bytes
+
+    @property
     def received_ms(self) -> float:
         return 1000.0 * self.samples_in / self.sample_rate
 
@@ -77,7 +85,7 @@ class AudioSession:
     def prepare(self) -> float:
         """Decode and resample queued input into the engine stream; returns 16 kHz seconds added."""
         with self._lock:
-            raw, self._raw, self._raw_samples = self._raw, [], 0
+            raw, self._raw, self._raw_samples, self._raw_bytes = self._raw, [], 0, 0
             finish = self._finish and not self._flushed
         added = 0
         for item in raw:

@@ -1,18 +1,30 @@
-"""Typed FastAPI dependencies (``SpotterDep = Annotated[Spotter, Depends(get_spotter)]``)."""
+"""Typed FastAPI dependencies (``SpotterDep = Annotated[Spotter, Depends(get_spotter)]``).
+
+:func:`get_principal` is the single place that turns a request into a caller: with
+``OPENKWS_AUTH=on`` from its ``Authorization: Bearer <api key>`` header (401 when missing or
+invalid, 403 when the key's scope does not allow the route), with auth off the ``default`` tenant
+with admin rights. Keyword management needs scope ``admin``; detection needs ``stream`` (or admin).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
 from service.api.errors import ApiError
-from service.engine.spotter import DEFAULT_TENANT, Spotter
+from service.auth import LOCAL, Principal, Scope
+from service.engine.spotter import Spotter
 from service.keywords import KeywordService
 from service.metrics import Metrics
 from service.settings import Settings
 from service.state import AppState
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="openkws"'}
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                    description="API key from `openkws keys create` (needed when OPENKWS_AUTH=on)")
 
 
 def get_state(conn: HTTPConnection) -> AppState:
@@ -41,9 +53,58 @@ def get_metrics(state: StateDep) -> Metrics:
     return state.metrics
 
 
-def get_tenant() -> str:
-    """The caller's tenant. Every request is ``default`` until API keys arrive (issue 7)."""
-    return DEFAULT_TENANT
+def authenticate(state: AppState, token: str | None) -> Principal:
+    """The caller behind ``token`` (blocking: a database lookup). Raises 401 ``unauthorized``."""
+    if not state.settings.auth:
+        return LOCAL
+    if not token:
+        raise ApiError(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>' "
+                       "(create one with `openkws keys create --tenant T --scope admin|stream`)",
+                       headers=UNAUTHORIZED_HEADERS)
+    principal = state.api_keys.verify(token)
+    if principal is None:
+        raise ApiError(401, "unauthorized", "the API key is invalid or revoked; `openkws keys list` shows the "
+                       "active keys", headers=UNAUTHORIZED_HEADERS)
+    return principal
+
+
+def get_principal(state: StateDep,
+                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+    return authenticate(state, credentials.credentials if credentials is not None else None)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def forbidden(principal: Principal, needed: Scope) -> ApiError:
+    return ApiError(403, "forbidden", f"this API key has scope {principal.scope!r}; this operation needs "
+                    f"{needed!r} (scope 'admin' manages keywords and keys, 'stream' only detects)")
+
+
+def require_admin(principal: PrincipalDep) -> Principal:
+    if not principal.allows("admin"):
+        raise forbidden(principal, "admin")
+    return principal
+
+
+def require_stream(principal: PrincipalDep) -> Principal:
+    if not principal.allows("stream"):
+        raise forbidden(principal, "stream")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(require_admin)]
+StreamDep = Annotated[Principal, Depends(require_stream)]
+
+
+def get_tenant(principal: AdminDep) -> str:
+    """The tenant whose keywords an admin call manages (``default`` with auth off)."""
+    return principal.tenant
+
+
+def get_stream_tenant(principal: StreamDep) -> str:
+    """The tenant whose keywords a detection call matches."""
+    return principal.tenant
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -51,3 +112,4 @@ SpotterDep = Annotated[Spotter, Depends(get_spotter)]
 KeywordsDep = Annotated[KeywordService, Depends(get_keywords)]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(get_tenant)]
+StreamTenantDep = Annotated[str, Depends(get_stream_tenant)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import StateDep, TenantDep
+from service.api.deps import StateDep, StreamTenantDep
 from service.api.errors import ApiError
 from service.api.schemas import DetectResponse, ErrorResponse
 from service.audio import AudioError, decode_file
@@ -70,8 +70,8 @@ async def run_session(state: AppState, session: AudioSession, result: DecodeResu
 
 
 @router.post("/v1/detect", response_model=DetectResponse,
-             responses={c: {"model": ErrorResponse} for c in (400, 404, 413, 415, 422, 503)})
-async def detect(state: StateDep, tenant: TenantDep,
+             responses={c: {"model": ErrorResponse} for c in (400, 401, 403, 404, 413, 415, 422, 503)})
+async def detect(state: StateDep, tenant: StreamTenantDep,
                  file: UploadFile = File(description="WAV, FLAC or OGG/Vorbis; 8–48 kHz; any channel count up to 8"),
                  keywords: list[int] | None = Query(None, description="only these keyword ids"),
                  debug: bool = Query(False, description="also return near misses")) -> DetectResponse:

@@ -7,12 +7,13 @@ database never block the event loop.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Query, Response, status
 
-from service.api.deps import KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
+from service.api.deps import AdminDep, KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
 from service.api.errors import ApiError
 from service.api.schemas import (
     ErrorResponse,
@@ -24,14 +25,17 @@ from service.api.schemas import (
     KeywordPage,
     KeywordPatch,
 )
-from service.keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService
+from service.auth import Principal
+from service.keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService, TooManyKeywords
 from service.settings import Settings
+from service.state import AppState
 from service.store import KeywordNotFound
 
 router = APIRouter(prefix="/v1/keywords", tags=["keywords"])
 ERRORS: dict[int | str, dict[str, object]] = {
-    404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse},
+    c: {"model": ErrorResponse} for c in (401, 403, 404, 413, 422)
 }
+ENROLL_ERRORS: dict[int | str, dict[str, object]] = {**ERRORS, 409: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
 
 
 def _not_found(keyword_id: int) -> ApiError:
@@ -49,9 +53,25 @@ def _check_metadata(items: Sequence[KeywordCreate], settings: Settings) -> None:
                            f"{where} is {size} bytes of JSON; at most {settings.max_metadata_bytes} are accepted")
 
 
+def _rate_limit(state: AppState, principal: Principal) -> None:
+    """Per-key token bucket on enrollment requests (keys exist only with auth on)."""
+    key = principal.limit_key
+    if key is None:
+        return
+    wait = state.enroll_limiter.take(key)
+    if wait > 0:
+        s = state.settings
+        raise ApiError(429, "rate_limited",
+                       f"too many enrollment requests with this API key (at most {s.enroll_rate_per_s:g}/s, bursts of "
+                       f"{s.enroll_burst}); retry in {wait:.1f} s or enroll several keywords per batch request",
+                       headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
 def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate], batch: bool) -> list[Enrolled]:
     try:
         return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata) for i in items])
+    except TooManyKeywords as e:
+        raise ApiError(409, "too_many_keywords", e.message) from None
     except InvalidKeywordText as e:
         where = f"keywords[{e.position}].text" if batch else "text"
         raise ApiError(422, "invalid_keyword_text", f"{where}: {e.error.message}", rule=e.error.code,
@@ -59,10 +79,12 @@ def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate
 
 
 @router.post("", response_model=KeywordCreated, status_code=status.HTTP_201_CREATED,
-             responses={200: {"model": KeywordCreated, "description": "already enrolled (idempotent)"}, **ERRORS})
+             responses={200: {"model": KeywordCreated, "description": "already enrolled (idempotent)"},
+                        **ENROLL_ERRORS})
 def create_keyword(body: KeywordCreate, response: Response, state: StateDep, keywords: KeywordsDep,
-                   tenant: TenantDep, settings: SettingsDep, metrics: MetricsDep) -> KeywordCreated:
+                   principal: AdminDep, tenant: TenantDep, settings: SettingsDep, metrics: MetricsDep) -> KeywordCreated:
     """Enroll one keyword; the same text again returns the existing keyword (200) unchanged."""
+    _rate_limit(state, principal)
     t0 = time.perf_counter()
     _check_metadata([body], settings)
     (enrolled,) = _enroll(keywords, tenant, [body], batch=False)
@@ -73,10 +95,11 @@ def create_keyword(body: KeywordCreate, response: Response, state: StateDep, key
     return KeywordCreated.from_enrolled(enrolled)
 
 
-@router.post("/batch", response_model=KeywordBatchOut, responses=ERRORS)
-def create_keywords(body: KeywordBatchCreate, state: StateDep, keywords: KeywordsDep, tenant: TenantDep,
-                    settings: SettingsDep, metrics: MetricsDep) -> KeywordBatchOut:
+@router.post("/batch", response_model=KeywordBatchOut, responses=ENROLL_ERRORS)
+def create_keywords(body: KeywordBatchCreate, state: StateDep, keywords: KeywordsDep, principal: AdminDep,
+                    tenant: TenantDep, settings: SettingsDep, metrics: MetricsDep) -> KeywordBatchOut:
     """Enroll several keywords at once: all texts are validated first (all-or-nothing)."""
+    _rate_limit(state, principal)
     if len(body.keywords) > settings.max_batch_keywords:
         raise ApiError(413, "batch_too_large",
                        f"{len(body.keywords)} keywords in one request; at most {settings.max_batch_keywords} are accepted")
@@ -88,7 +111,7 @@ def create_keywords(body: KeywordBatchCreate, state: StateDep, keywords: Keyword
     return KeywordBatchOut(keywords=[KeywordCreated.from_enrolled(e) for e in enrolled])
 
 
-@router.get("", response_model=KeywordPage)
+@router.get("", response_model=KeywordPage, responses=ERRORS)
 def list_keywords(keywords: KeywordsDep, tenant: TenantDep,
                   limit: int = Query(100, ge=1, le=1000, description="page size"),
                   after: int | None = Query(None, description="return keywords with id > after")) -> KeywordPage:

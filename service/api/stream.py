@@ -4,6 +4,13 @@ Per connection two tasks share one :class:`AudioSession`: the reader validates m
 audio (cheap, on the event loop); the worker submits the session to the micro-batcher whenever audio
 is queued and sends the resulting events. Every error is reported as an ``error`` message, then the
 socket closes with a documented code; nothing a client sends affects other streams.
+
+Bounded per connection: at most ``ws_max_queue`` messages wait in the socket layer, input waiting
+for the engine stops the reads at ``max_pending_seconds`` / ``max_pending_bytes`` (TCP backpressure),
+and a client that stops reading is dropped after ``send_timeout_s`` (so nothing queues outbound).
+
+On shutdown (``AppState.shutting_down``) every stream stops reading, flushes what it has, sends
+its ``summary`` (``reason: shutting_down``) and closes with 1001.
 """
 
 from __future__ import annotations
@@ -15,11 +22,14 @@ import time
 from typing import Any
 
 from fastapi import APIRouter, WebSocket
+from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from service.api.deps import authenticate
+from service.api.errors import ApiError
 from service.audio import AudioError, AudioFormat
+from service.auth import WS_SUBPROTOCOL, websocket_token
 from service.batcher import BatcherClosed, QueueFull
-from service.engine.spotter import DEFAULT_TENANT
 from service.protocol import (
     CloseCode,
     DetectionMessage,
@@ -48,6 +58,8 @@ AUDIO_CLOSE = {
     "invalid_samples": CloseCode.INVALID_SAMPLES,
 }
 START_EXAMPLE = '{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le", "channels": 1}'
+CLOSE_TIMEOUT_S = 2.0  # a close frame to a client that does not read must not hold the handler
+SHUTDOWN_MESSAGE = "the server is shutting down; reconnect (another replica, or this one once restarted)"
 
 
 class Close(Exception):
@@ -64,6 +76,10 @@ class _Disconnected(Exception):
     pass
 
 
+class _NotReading(Exception):
+    """The client did not accept a message for ``send_timeout_s``."""
+
+
 class StreamHandler:
     def __init__(self, ws: WebSocket, state: AppState, tenant: str) -> None:
         self.ws = ws
@@ -77,20 +93,35 @@ class StreamHandler:
         self.detections = 0
         self.near_misses = 0
         self._send_lock = asyncio.Lock()
+        self.opened = time.monotonic()
+        self.not_reading = False
 
     async def send(self, msg: Any) -> None:
         async with self._send_lock:
+            if self.not_reading:
+                raise _NotReading()
             try:
-                await self.ws.send_text(msg.model_dump_json())
+                await asyncio.wait_for(self.ws.send_text(msg.model_dump_json()), self.settings.send_timeout_s)
+            except TimeoutError:
+                self.not_reading = True
+                raise _NotReading() from None
             except (WebSocketDisconnect, OSError, RuntimeError):  # the client went away mid-stream
                 raise _Disconnected() from None
 
     async def receive(self) -> dict[str, Any]:
+        s = self.settings
+        left = s.max_stream_seconds - (time.monotonic() - self.opened)
+        if left <= 0:
+            raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
+                        f"the stream has been open for more than {s.max_stream_seconds:g} s; open a new stream")
         try:
-            msg = await asyncio.wait_for(self.ws.receive(), self.settings.idle_timeout_s)
+            msg = await asyncio.wait_for(self.ws.receive(), min(s.idle_timeout_s, left))
         except TimeoutError:
-            raise Close(CloseCode.IDLE_TIMEOUT, "idle_timeout",
-                        f"no message for {self.settings.idle_timeout_s:g} s; send audio continuously or stop") from None
+            if s.idle_timeout_s < left:
+                raise Close(CloseCode.IDLE_TIMEOUT, "idle_timeout",
+                            f"no message for {s.idle_timeout_s:g} s; send audio continuously or stop") from None
+            raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
+                        f"the stream has been open for more than {s.max_stream_seconds:g} s; open a new stream") from None
         if msg["type"] == "websocket.disconnect":
             raise _Disconnected()
         return dict(msg)
@@ -170,7 +201,7 @@ class StreamHandler:
                 self.wake.set()
                 # Backpressure: a client sending faster than we decode is not read from until the
                 # backlog drains, so per-stream memory stays bounded (TCP holds the rest).
-                while session.pending_seconds > s.max_pending_seconds:
+                while session.pending_seconds > s.max_pending_seconds or session.pending_bytes > s.max_pending_bytes:
                     self.drained.clear()
                     await self.drained.wait()
                 continue
@@ -217,43 +248,68 @@ class StreamHandler:
                 if result.finished:
                     await self.send(SummaryMessage(
                         session_id=session.id, audio_ms=session.received_ms, detections=self.detections,
-                        near_misses=self.near_misses, frames=session.frames))
+                        near_misses=self.near_misses, frames=session.frames,
+                        reason="shutting_down" if self.state.shutting_down.is_set() and not self.stopped else "stop"))
                     return
 
-    async def run(self) -> int:
-        """Serve one connection; returns the close code (for metrics)."""
-        tasks: list[asyncio.Task[None]] = []
+    async def _serve(self) -> int:
+        """start, then audio until stop (close 1000) or server shutdown (summary, then 1001)."""
+        watcher = asyncio.create_task(self.state.shutting_down.wait())
+        tasks: list[asyncio.Task[Any]] = [watcher]
         try:
-            self.session = await self.start()
-            reader = asyncio.create_task(self.read_loop(self.session))
-            worker = asyncio.create_task(self.work_loop(self.session))
-            tasks = [reader, worker]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for t in done:
-                if t.exception() is not None:
+            starting = asyncio.create_task(self.start())
+            tasks.append(starting)
+            await asyncio.wait({starting, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if not starting.done():
+                raise Close(CloseCode.GOING_AWAY, "shutting_down", SHUTDOWN_MESSAGE)
+            self.session = session = starting.result()
+            reader = asyncio.create_task(self.read_loop(session))
+            worker = asyncio.create_task(self.work_loop(session))
+            tasks += [reader, worker]
+            await asyncio.wait({reader, worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            for t in (reader, worker):
+                if t.done() and t.exception() is not None:
                     raise t.exception()  # type: ignore[misc]
-            if not worker.done():  # reader saw stop: let the worker flush and send the summary
-                await worker
-            await self._close(CloseCode.NORMAL, "summary sent")
-            return int(CloseCode.NORMAL)
-        except Close as c:
-            self.state.metrics.errors.labels(c.error).inc()
-            await self._send_error(c)
-            return int(c.code)
-        except (_Disconnected, WebSocketDisconnect):
-            return 1005
-        except Exception:
-            log.exception("stream %s failed", self.session.id if self.session else "-")
-            self.state.metrics.errors.labels("internal_error").inc()
-            await self._send_error(Close(CloseCode.INTERNAL_ERROR, "internal_error",
-                                         "internal server error; this stream was closed, others are unaffected"))
-            return int(CloseCode.INTERNAL_ERROR)
+            code = CloseCode.NORMAL
+            if not reader.done():  # shutting down: stop reading, flush what we have, summary, 1001
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+                session.finish()
+                self.wake.set()
+                code = CloseCode.GOING_AWAY
+            await worker  # flushes and sends the summary (raises Close on failure)
+            await self._close(code, "summary sent" if code == CloseCode.NORMAL else "shutting_down")
+            return int(code)
         finally:
             for t in tasks:
                 t.cancel()
             for t in tasks:
                 with contextlib.suppress(BaseException):
                     await t
+
+    async def run(self) -> int:
+        """Serve one connection; returns the close code (for metrics)."""
+        try:
+            return await self._serve()
+        except Close as c:
+            self.state.metrics.errors.labels(c.error).inc()
+            await self._send_error(c)
+            return int(c.code)
+        except (_Disconnected, WebSocketDisconnect):
+            return 1005
+        except _NotReading:
+            self.state.metrics.errors.labels("send_timeout").inc()
+            log.info("stream %s: client did not read for %g s; dropped", self.session.id if self.session else "-",
+                     self.settings.send_timeout_s)
+            await self._close(CloseCode.SEND_TIMEOUT, "send_timeout")
+            return int(CloseCode.SEND_TIMEOUT)
+        except Exception:
+            log.exception("stream %s failed", self.session.id if self.session else "-")
+            self.state.metrics.errors.labels("internal_error").inc()
+            await self._send_error(Close(CloseCode.INTERNAL_ERROR, "internal_error",
+                                         "internal server error; this stream was closed, others are unaffected"))
+            return int(CloseCode.INTERNAL_ERROR)
 
     async def _send_error(self, c: Close) -> None:
         with contextlib.suppress(Exception):
@@ -263,39 +319,66 @@ class StreamHandler:
     async def _close(self, code: CloseCode, reason: str) -> None:
         if self.ws.application_state != WebSocketState.DISCONNECTED:
             with contextlib.suppress(Exception):
-                await self.ws.close(int(code), reason[:120])
+                await asyncio.wait_for(self.ws.close(int(code), reason[:120]), CLOSE_TIMEOUT_S)
+
+
+async def _refuse(ws: WebSocket, state: AppState | None, code: CloseCode, error: str, message: str) -> None:
+    """Refuse a connection before its stream starts: an ``error`` message, then the close code."""
+    if state is not None:
+        state.metrics.errors.labels(error).inc()
+        state.metrics.ws_sessions.labels(str(int(code))).inc()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(ws.send_text(ErrorMessage(code=error, message=message, close_code=int(code))
+                                            .model_dump_json()), CLOSE_TIMEOUT_S)
+        await asyncio.wait_for(ws.close(int(code), error), CLOSE_TIMEOUT_S)
 
 
 @router.websocket("/v1/stream")
 async def stream(ws: WebSocket) -> None:
+    """Authenticate (auth on: ``Authorization: Bearer``, subprotocol ``bearer.<key>`` or ``?token=``),
+    check the stream limits, then serve the protocol."""
     state: AppState | None = getattr(ws.app.state, "openkws", None)
-    await ws.accept()
-    if state is None or state.draining:
-        with contextlib.suppress(Exception):
-            await ws.send_text(ErrorMessage(code="not_ready", message="the service is not ready; retry shortly",
-                                            close_code=int(CloseCode.TRY_AGAIN_LATER)).model_dump_json())
-            await ws.close(int(CloseCode.TRY_AGAIN_LATER), "not_ready")
+    offered = list(ws.scope.get("subprotocols") or [])
+    await ws.accept(subprotocol=WS_SUBPROTOCOL if WS_SUBPROTOCOL in offered else None)
+    if state is None:
+        await _refuse(ws, state, CloseCode.TRY_AGAIN_LATER, "not_ready", "the service is starting; retry shortly")
+        return
+    if state.draining:
+        await _refuse(ws, state, CloseCode.GOING_AWAY, "shutting_down", SHUTDOWN_MESSAGE)
+        return
+    settings = state.settings
+    try:
+        token = websocket_token(ws.headers.get("authorization"), ws.query_params.get("token"), offered)
+        principal = await run_in_threadpool(authenticate, state, token) if settings.auth else authenticate(state, None)
+    except ApiError as e:
+        await _refuse(ws, state, CloseCode.UNAUTHORIZED, e.code, e.message)
+        return
+    if not principal.allows("stream"):
+        await _refuse(ws, state, CloseCode.FORBIDDEN, "forbidden",
+                      f"this API key has scope {principal.scope!r}; streaming needs 'stream' or 'admin'")
+        return
+    limit = settings.max_streams
+    if state.active_streams >= limit:
+        await _refuse(ws, state, CloseCode.TRY_AGAIN_LATER, "too_many_streams",
+                      f"{state.active_streams} streams are open and the limit is {limit}; retry later")
+        return
+    key = principal.limit_key
+    if key is not None and state.streams_per_key.get(key) >= settings.max_streams_per_key:
+        await _refuse(ws, state, CloseCode.TRY_AGAIN_LATER, "too_many_streams",
+                      f"this API key has {state.streams_per_key.get(key)} streams open and the limit per key is "
+                      f"{settings.max_streams_per_key}; close one or retry later")
         return
     metrics = state.metrics
-    limit = state.settings.max_streams
-    if state.active_streams >= limit:
-        metrics.errors.labels("too_many_streams").inc()
-        metrics.ws_sessions.labels(str(int(CloseCode.TRY_AGAIN_LATER))).inc()
-        with contextlib.suppress(Exception):
-            await ws.send_text(ErrorMessage(
-                code="too_many_streams",
-                message=f"{state.active_streams} streams are open and the limit is {limit}; retry later",
-                close_code=int(CloseCode.TRY_AGAIN_LATER)).model_dump_json())
-            await ws.close(int(CloseCode.TRY_AGAIN_LATER), "too_many_streams")
-        return
-    state.active_streams += 1
-    metrics.active_streams.set(state.active_streams)
+    state.stream_opened()
+    if key is not None:
+        state.streams_per_key.acquire(key)
     t0 = time.perf_counter()
     code = int(CloseCode.INTERNAL_ERROR)
     try:
-        code = await StreamHandler(ws, state, DEFAULT_TENANT).run()
+        code = await StreamHandler(ws, state, principal.tenant).run()
     finally:
-        state.active_streams -= 1
-        metrics.active_streams.set(state.active_streams)
+        if key is not None:
+            state.streams_per_key.release(key)
+        state.stream_ended()
         metrics.ws_sessions.labels(str(code)).inc()
         metrics.ws_duration.observe(time.perf_counter() - t0)
