@@ -95,6 +95,9 @@ class PhonemeLossConfig(_Frozen):
     enabled: bool = False
     losses: tuple[str, ...] = ("asyp", "adams")
     weight: float = Field(0.1, ge=0.0)  # lambda_phn
+    # Phoneme positions per batch used as anchors (random subset): the proxy-pair losses build an
+    # anchors x anchors similarity matrix, so cost grows quadratically (K x M x ~6 phonemes > 1000).
+    max_anchors: int = Field(512, ge=8)
 
 
 class MALConfig(_Frozen):
@@ -125,6 +128,7 @@ class DataConfig(_Frozen):
     keywords_per_batch: int = Field(64, ge=2)  # K
     utterances_per_keyword: int = Field(2, ge=2)  # M
     hard_fraction: float = Field(0.5, ge=0.0, le=1.0)  # classes drawn with a confusable neighbour
+    bucket_by_window: bool = True  # batches of one window length (no padding, no length cue)
     augment_variants: int = Field(2, ge=0)  # cached augmented copies per clip (speech_embedding)
     augment_prob: float = Field(0.6, ge=0.0, le=1.0)  # waveform augmentation prob (logmel, on the fly)
     context_seconds: float = Field(0.6, ge=0.0)  # audio padded around each clip before featurising

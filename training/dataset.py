@@ -48,7 +48,7 @@ from training.models.windows import window_for_duration, window_samples
 
 logger = logging.getLogger("training.dataset")
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 SHARD_CLIPS = 512
 SPEECH_THRESHOLD = 0.05  # fraction of the clip's peak frame RMS that counts as speech
 
@@ -204,25 +204,39 @@ def config_clips(cfg: Config) -> tuple[list[Clip], list[Clip]]:
 
 
 # --------------------------------------------------------------------------------------------- augmentation
-def make_augmenter(seed: int) -> Callable[[np.ndarray, np.random.Generator], np.ndarray] | None:
-    """The data layer's waveform augmenter as ``f(wave, rng) -> wave``; None if it is not available."""
+SPEED_PROB = 0.3
+SPEED_RANGE = (0.9, 1.1)
+CONTEXT_WORD_PROB = 0.5
+RIR_COUNT = 100
+RIR_SEED = 0
+
+Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
+
+
+def make_augmenter(speech_paths: Sequence[str] | None = None, rir_dir: Path | None = None) -> Augment | None:
+    """The data layer's :class:`training.data.augment.Augmenter` as ``f(wave, rng) -> wave``.
+
+    Configured to keep timing: its speed perturbation and context padding are off (this module does
+    both itself, so it knows where the keyword is), and its output is cut or zero-padded back to the
+    input length (a reverberation tail past the padded clip is dropped). Noise, reverberation (a
+    cached bank of simulated rooms), babble from ``speech_paths``, telephone/band-limit channels and
+    gain stay as the data layer configures them. ``None`` (logged) when the data layer is absent.
+    """
     try:
-        from training.data.augment import Augmenter
+        from training.data.augment import AugmentConfig, Augmenter, ClipPool, rir_bank
     except ImportError:
         logger.warning("training.data.augment is not available: waveform augmentation is off")
         return None
-    aug = Augmenter(seed=seed) if "seed" in Augmenter.__init__.__code__.co_varnames else Augmenter()
+    rirs = rir_bank(RIR_COUNT, RIR_SEED, rir_dir) if rir_dir is not None else None
+    speech = ClipPool(list(speech_paths)) if speech_paths else None
+    aug = Augmenter(AugmentConfig(p_speed=0.0, p_context=0.0), np.random.default_rng(0), rirs, speech)
 
     def apply(wave: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        for call in (lambda: aug(wave, rng=rng), lambda: aug(wave, rng), lambda: aug(wave)):
-            try:
-                out = call()
-                break
-            except TypeError:
-                continue
-        else:  # pragma: no cover - depends on the data layer's API
-            raise TypeError("cannot call training.data.augment.Augmenter with (wave, rng)")
-        return np.asarray(out, dtype=np.float32)[: len(wave)]
+        aug.rng = rng
+        out = aug(wave)
+        if len(out) >= len(wave):
+            return out[: len(wave)]
+        return np.pad(out, (0, len(wave) - len(out)))
 
     return apply
 
@@ -248,20 +262,42 @@ def add_context_word(
     return out
 
 
+def augmented_padded(
+    wave: np.ndarray, context: int, rng: np.random.Generator, aug: Augment | None, other: np.ndarray | None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """One augmented training rendition of a clip: speed perturbation, context padding, maybe a
+    neighbouring word, then the timing-preserving augmenter. Returns (audio, keyword span)."""
+    if rng.random() < SPEED_PROB:
+        from training.data.augment import speed_perturb
+
+        wave = speed_perturb(wave, float(rng.uniform(*SPEED_RANGE)))
+    s, e = speech_span(wave)  # on the clean (speed-perturbed) clip: noise would blur it
+    padded = pad_with_context(wave, context)
+    if other is not None and rng.random() < CONTEXT_WORD_PROB:
+        padded = add_context_word(padded, other, context, rng)
+    if aug is not None:
+        padded = aug(padded, rng)
+    return padded.astype(np.float32), (s + context, e + context)
+
+
 # --------------------------------------------------------------------------------------------- feature cache
 @dataclass
 class FeatureStore:
-    """All cached features of one split: ``feats[i][v]`` is clip i, variant v, [T, F] float16."""
+    """All cached features of one split: ``feats[i][v]`` is clip i, variant v, [T, F] float16;
+    ``spans[i][v]`` the keyword's (start, end) sample in that variant's padded audio."""
 
     clips: list[Clip]
     feats: list[list[np.ndarray]]
-    spans: np.ndarray  # [N, 2] keyword start/end sample in padded audio
+    spans: list[np.ndarray]  # per clip: [variants, 2]
     context_samples: int
     frontend: str
 
     @property
     def variants(self) -> int:
         return len(self.feats[0]) if self.feats else 0
+
+    def clean_spans(self) -> list[tuple[int, int]]:
+        return [(int(sp[0, 0]), int(sp[0, 1])) for sp in self.spans]
 
 
 def _manifest_digest(clips: Sequence[Clip]) -> str:
@@ -279,7 +315,9 @@ def cache_dir_for(root: Path, frontend: str, clips: Sequence[Clip], context_s: f
 _WORKER: dict[str, object] = {}
 
 
-def _worker_init(frontend: str, context_samples: int, variants: int, seed: int) -> None:
+def _worker_init(
+    frontend: str, context_samples: int, variants: int, speech_paths: list[str] | None, rir_dir: str | None
+) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from training.models.frontend import feature_extractor
 
@@ -287,30 +325,27 @@ def _worker_init(frontend: str, context_samples: int, variants: int, seed: int) 
         fx=feature_extractor(frontend, threads=1),
         ctx=context_samples,
         variants=variants,
-        aug=make_augmenter(seed) if variants else None,
+        aug=make_augmenter(speech_paths, Path(rir_dir) if rir_dir else None) if variants else None,
     )
 
 
-def _featurise(job: tuple[int, str, str | None]) -> tuple[list[np.ndarray], tuple[int, int]]:
-    """One clip -> ([T, F] float16 per variant, keyword span in padded audio)."""
+def _featurise(job: tuple[int, str, str | None]) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+    """One clip -> ([T, F] float16 per variant, keyword span per variant in its padded audio)."""
     idx, path, other_path = job
     fx = _WORKER["fx"]
     ctx = int(_WORKER["ctx"])  # type: ignore[arg-type]
     wave = load_audio(Path(path))
     s, e = speech_span(wave)
-    padded = pad_with_context(wave, ctx)
-    out = [fx.features(padded).astype(np.float16)]  # type: ignore[attr-defined]
+    out = [fx.features(pad_with_context(wave, ctx)).astype(np.float16)]  # type: ignore[attr-defined]
+    spans = [(s + ctx, e + ctx)]
     aug = _WORKER["aug"]
     rng = np.random.default_rng(idx)
-    other = load_audio(Path(other_path)) if other_path else np.zeros(0, np.float32)
+    other = load_audio(Path(other_path)) if other_path else None
     for _ in range(int(_WORKER["variants"])):  # type: ignore[call-overload]
-        w = padded
-        if rng.random() < 0.5:
-            w = add_context_word(w, other, ctx, rng)
-        if aug is not None:
-            w = aug(w, rng)  # type: ignore[operator]
-        out.append(fx.features(w).astype(np.float16))  # type: ignore[attr-defined]
-    return out, (s + ctx, e + ctx)
+        audio, span = augmented_padded(wave, ctx, rng, aug, other)  # type: ignore[arg-type]
+        out.append(fx.features(audio).astype(np.float16))  # type: ignore[attr-defined]
+        spans.append(span)
+    return out, spans
 
 
 def build_feature_cache(
@@ -323,25 +358,20 @@ def build_feature_cache(
     seed: int = 0,
     progress: bool = True,
 ) -> FeatureStore:
-    """Compute (or load) features for ``clips``; ``variants`` augmented copies besides the clean one."""
+    """Compute (or load) features for ``clips``: the clean rendition plus ``variants`` augmented ones.
+
+    Augmentation uses babble from these clips and a bank of simulated rooms cached next to the cache
+    root (``<cache_root>/../rirs``), built once in this process before any worker starts.
+    """
     from tqdm import tqdm
 
     clips = list(clips)
     ctx = int(round(context_s * SAMPLE_RATE))
     out_dir = cache_dir_for(cache_root, frontend, clips, context_s, variants)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "meta.json").write_text(
-        json.dumps(
-            {
-                "frontend": frontend,
-                "clips": len(clips),
-                "context_s": context_s,
-                "variants": variants,
-                "version": CACHE_VERSION,
-            },
-            indent=1,
-        )  # fmt: skip
-    )
+    meta = {"frontend": frontend, "clips": len(clips), "context_s": context_s, "variants": variants,
+            "version": CACHE_VERSION}  # fmt: skip
+    (out_dir / "meta.json").write_text(json.dumps(meta, indent=1))
     n_shards = math.ceil(len(clips) / SHARD_CLIPS)
     todo = [i for i in range(n_shards) if not (out_dir / f"shard_{i:05d}.npz").is_file()]
     if todo:
@@ -354,17 +384,22 @@ def build_feature_cache(
             ]
             for i in todo
         }
+        speech_paths = [str(c.path) for c in clips] if variants else None
+        rir_dir = str(Path(cache_root).parent / "rirs") if variants else None
+        if variants:
+            make_augmenter(None, Path(rir_dir) if rir_dir else None)  # simulate + cache the rooms once, here
         total = sum(len(v) for v in jobs_by_shard.values())
         bar = tqdm(
             total=total, desc=f"features[{frontend}] x{1 + variants}", unit="clip", disable=not progress
         )
+        init_args = (frontend, ctx, variants, speech_paths, rir_dir)
         pool = None
         if workers > 1:
             import multiprocessing as mp
 
-            pool = mp.get_context("spawn").Pool(workers, _worker_init, (frontend, ctx, variants, seed))
+            pool = mp.get_context("spawn").Pool(workers, _worker_init, init_args)
         else:
-            _worker_init(frontend, ctx, variants, seed)
+            _worker_init(*init_args)
         try:
             for i in todo:
                 jobs = jobs_by_shard[i]
@@ -383,34 +418,33 @@ def build_feature_cache(
     return _load_store(out_dir, clips, n_shards, ctx, frontend)
 
 
-def _write_shard(path: Path, feats: list[list[np.ndarray]], spans: list[tuple[int, int]]) -> None:
+def _write_shard(path: Path, feats: list[list[np.ndarray]], spans: list[list[tuple[int, int]]]) -> None:
     flat = [v for clip in feats for v in clip]
     lengths = np.array([len(v) for v in flat], np.int64)
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
         tmp, feats=np.concatenate(flat) if flat else np.zeros((0, 1), np.float16), offsets=offsets,
-        per_clip=np.array(len(feats[0]) if feats else 0), spans=np.array(spans, np.int64).reshape(-1, 2),
+        per_clip=np.array(len(feats[0]) if feats else 0),
+        spans=np.array([sp for clip in spans for sp in clip], np.int64).reshape(-1, 2),
     )  # fmt: skip
     os.replace(tmp, path)
 
 
 def _load_store(out_dir: Path, clips: list[Clip], n_shards: int, ctx: int, frontend: str) -> FeatureStore:
     feats: list[list[np.ndarray]] = []
-    spans = []
+    spans: list[np.ndarray] = []
     for i in range(n_shards):
         z = np.load(out_dir / f"shard_{i:05d}.npz")
-        f, off, per = z["feats"], z["offsets"], int(z["per_clip"])
+        f, off, per, sp = z["feats"], z["offsets"], int(z["per_clip"]), z["spans"]
         views = [f[off[k] : off[k + 1]] for k in range(len(off) - 1)]
         feats.extend(views[k : k + per] for k in range(0, len(views), per))
-        spans.append(z["spans"])
+        spans.extend(sp[k : k + per] for k in range(0, len(sp), per))
     if len(feats) != len(clips):
         raise RuntimeError(
             f"feature cache {out_dir} holds {len(feats)} clips, expected {len(clips)}; delete it"
         )
-    return FeatureStore(
-        clips, feats, np.concatenate(spans) if spans else np.zeros((0, 2), np.int64), ctx, frontend
-    )
+    return FeatureStore(clips, feats, spans, ctx, frontend)
 
 
 # --------------------------------------------------------------------------------------------- waveform store
@@ -421,6 +455,9 @@ class WaveStore:
     clips: list[Clip]
     waves: list[np.ndarray]
     spans: np.ndarray
+
+    def clean_spans(self) -> list[tuple[int, int]]:
+        return [(int(a), int(b)) for a, b in self.spans]
 
 
 def build_wave_store(clips: Sequence[Clip], cache_root: Path, progress: bool = True) -> WaveStore:
@@ -530,6 +567,7 @@ class KeywordBatches:
 
     Sharding for DDP: each rank takes every ``world``-th batch of one shared, seeded class order,
     so ranks see disjoint seed classes (DistributedSampler-style) and equal numbers of batches.
+    With :meth:`set_buckets`, batches hold classes of one window length.
     """
 
     def __init__(
@@ -553,13 +591,16 @@ class KeywordBatches:
         self.class_id = {key: i for i, key in enumerate(self.keys)}
         self.k, self.m = min(k, len(self.keys)), m
         self.seed, self.rank, self.world = seed, rank, world
-        full = len(self.keys) // self.k
-        self.batches_per_epoch = batches_per_epoch or max(1, full // world)
+        # one epoch ~ every class once as a seed (confusable partners come on top)
+        self.batches_per_epoch = batches_per_epoch or max(
+            1, int(len(self.keys) / (1 + hard_fraction)) // self.k // world
+        )
         self.hard_fraction = hard_fraction
         self.neighbours = confusable_neighbours(self.keys) if hard_fraction > 0 else {}
         if self.neighbours:
             usable = set(self.keys)
             self.neighbours = {key: [n for n in v if n in usable] for key, v in self.neighbours.items()}
+        self.bucket: dict[tuple[int, ...], int] = {}
         self.epoch = 0
 
     @property
@@ -594,15 +635,46 @@ class KeywordBatches:
                 seen.add(key)
         return chosen
 
+    def set_buckets(self, clip_bucket: Sequence[int]) -> None:
+        """Group batches by window length: ``clip_bucket[i]`` is clip i's window (frames). A class's
+        bucket is its clips' most common window. Same-length batches waste no compute on padding
+        and make length a useless cue between a batch's negatives."""
+        self.bucket = {}
+        for key in self.keys:
+            vals = [clip_bucket[i] for i in self.by_key[key]]
+            self.bucket[key] = max(set(vals), key=vals.count)
+        if self.neighbours:  # keep confusable partners inside the bucket
+            self.neighbours = {
+                k: [n for n in v if self.bucket[n] == self.bucket[k]] for k, v in self.neighbours.items()
+            }
+
+    def _seed_groups(self, rng: np.random.Generator) -> list[list[tuple[int, ...]]]:
+        """One epoch of seed-class groups (K each), bucketed by window length when buckets are set."""
+        order = [self.keys[i] for i in rng.permutation(len(self.keys))]
+        if not self.bucket:
+            return [order[i : i + self.k] for i in range(0, len(order) - self.k + 1, self.k)]
+        by_bucket: dict[int, list[tuple[int, ...]]] = {}
+        for key in order:
+            by_bucket.setdefault(self.bucket[key], []).append(key)
+        groups, rest = [], []
+        for b in sorted(by_bucket):
+            keys = by_bucket[b]
+            n_full = len(keys) // self.k
+            groups += [keys[i * self.k : (i + 1) * self.k] for i in range(n_full)]
+            rest += keys[n_full * self.k :]
+        groups += [rest[i : i + self.k] for i in range(0, len(rest) - self.k + 1, self.k)]  # mixed leftovers
+        return [groups[i] for i in rng.permutation(len(groups))]
+
     def __iter__(self) -> Iterator[list[int]]:
         rng = np.random.default_rng([self.seed, self.epoch])
-        order: list[tuple[int, ...]] = []
-        needed = self.batches_per_epoch * self.world * self.k
-        while len(order) < needed:
-            order.extend(self.keys[i] for i in rng.permutation(len(self.keys)))
+        groups: list[list[tuple[int, ...]]] = []
+        needed = self.batches_per_epoch * self.world
+        while len(groups) < needed:
+            groups += self._seed_groups(rng) or [
+                [self.keys[i] for i in rng.permutation(len(self.keys))[: self.k]]
+            ]
         for b in range(self.batches_per_epoch):
-            g = b * self.world + self.rank
-            seeds = order[g * self.k : (g + 1) * self.k]
+            seeds = groups[b * self.world + self.rank]
             batch = []
             for key in self._classes(seeds, rng):
                 pool = self.by_key[key]
@@ -625,6 +697,7 @@ class WindowBatcher:
         max_mask_frames: int = 0,
         context_s: float = 0.6,
         augment_prob: float = 0.0,
+        rir_dir: Path | None = None,
     ) -> None:
         self.store, self.frontend, self.windows = store, frontend, windows
         self.class_id, self.train = class_id, train
@@ -632,8 +705,9 @@ class WindowBatcher:
         self.frame_mask_prob, self.max_mask_frames = frame_mask_prob, max_mask_frames
         self.context = int(round(context_s * SAMPLE_RATE))
         self.augment_prob = augment_prob
+        self.rir_dir = rir_dir
         self._fx = None
-        self._aug: Callable[[np.ndarray, np.random.Generator], np.ndarray] | None | bool = False
+        self._aug: Augment | None | bool = False
 
     # logmel: features on the fly from waveforms
     def _wave_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
@@ -643,21 +717,26 @@ class WindowBatcher:
 
             self._fx = feature_extractor(self.frontend, threads=1)
         wave = self.store.waves[i].astype(np.float32) / 32767.0
-        padded = pad_with_context(wave, self.context)
         if self.train and self.augment_prob > 0 and self.rng.random() < self.augment_prob:
             if self._aug is False:
-                self._aug = make_augmenter(int(self.rng.integers(1 << 31)))
-            if self._aug is not None:
-                padded = self._aug(padded, self.rng)  # type: ignore[operator]
-        s, e = self.store.spans[i]
-        return self._fx.features(padded), (int(s) + self.context, int(e) + self.context)  # type: ignore[attr-defined]
+                self._aug = make_augmenter([str(c.path) for c in self.store.clips], self.rir_dir)
+            j = int(self.rng.integers(len(self.store.waves)))
+            other = self.store.waves[j].astype(np.float32) / 32767.0
+            padded, span = augmented_padded(wave, self.context, self.rng, self._aug or None, other)  # type: ignore[arg-type]
+        else:
+            s, e = self.store.spans[i]
+            padded, span = (
+                pad_with_context(wave, self.context),
+                (int(s) + self.context, int(e) + self.context),
+            )
+        return self._fx.features(padded), span  # type: ignore[attr-defined]
 
     def clip_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
         if isinstance(self.store, WaveStore):
             return self._wave_features(i)
         variants = self.store.feats[i]
         v = int(self.rng.integers(len(variants))) if self.train else 0
-        s, e = self.store.spans[i]
+        s, e = self.store.spans[i][v]
         return variants[v].astype(np.float32), (int(s), int(e))
 
     def window(self, i: int) -> np.ndarray:

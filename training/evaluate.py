@@ -180,8 +180,8 @@ def edit_distance(a: Sequence[int], b: Sequence[int]) -> int:
 def build_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: int = 0) -> list[Pair]:
     """LibriPhrase-style pairs: every clip with its own text (positive), with a random other text
     (easy negative) and with the text at the smallest phoneme edit distance (hard negative; distinct
-    pronunciations only, ties broken at random). Uses ``training.data.pairs`` when it provides
-    ``build_pairs``; this is the fallback with the same protocol."""
+    pronunciations only, ties broken at random). :func:`make_pairs` prefers the data layer's
+    ``training.data.pairs`` protocol; this is the fallback when that module is absent."""
     rng = np.random.default_rng(seed)
     vocab = sorted(set(texts))
     if len(vocab) < 2:
@@ -208,29 +208,25 @@ def build_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: 
 def _data_layer_pairs(
     texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: int
 ) -> list[Pair] | None:
+    """Pairs from the data layer's ``training.data.pairs.build_pairs`` (the project's protocol:
+    hard negatives at 1-2 phoneme edits, ranked by a vowel/consonant-weighted distance), mapped back
+    to clip indices; ``None`` if that module is absent."""
     try:
-        from training.data import pairs as dp
+        from training.data.pairs import PairItem
+        from training.data.pairs import build_pairs as dl_build_pairs
     except ImportError:
         return None
-    fn = getattr(dp, "build_pairs", None)
-    if fn is None:
-        return None
-    try:
-        raw = fn(list(texts), seed=seed)
-    except TypeError:
-        return None
-    out = []
-    for p in raw:
-        get = (lambda k, p=p: p[k]) if isinstance(p, dict) else (lambda k, p=p: getattr(p, k))
-        try:
-            out.append(Pair(int(get("clip")), str(get("text")), int(get("label")), str(get("kind"))))
-        except (KeyError, AttributeError, TypeError):
-            return None
-    return out
+    from service.text import load_inventory
+
+    inv = load_inventory()
+    items = [PairItem(str(i), t, tuple(inv.decode(list(phonemes[t])))) for i, t in enumerate(texts)]
+    return [Pair(int(p.path), p.text, int(p.label), str(p.kind)) for p in dl_build_pairs(items, seed=seed)]
 
 
 def make_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: int = 0) -> list[Pair]:
-    return _data_layer_pairs(texts, phonemes, seed) or build_pairs(texts, phonemes, seed)
+    """Match / easy / hard pairs for clips with these texts (phonemes as inventory ids)."""
+    pairs = _data_layer_pairs(texts, phonemes, seed)
+    return pairs if pairs is not None else build_pairs(texts, phonemes, seed)
 
 
 # --------------------------------------------------------------------------------------------- audio

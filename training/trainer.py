@@ -52,8 +52,10 @@ from training.dataset import (
     build_feature_cache,
     build_wave_store,
     config_clips,
+    keyword_window,
+    make_augmenter,
 )
-from training.evaluate import build_pairs, summary
+from training.evaluate import make_pairs, summary
 from training.models.kws_model import KWSModel, build_model
 from training.models.text_encoder import length_mask
 from training.models.windows import window_positions
@@ -133,6 +135,9 @@ class Objective(nn.Module):
             aligned, _ = self.model.align(phn_c, tl, audio)
             valid = (length_mask(tl, ids.shape[1]) > 0) & (ids >= FIRST_PHONE_ID)
             a, t, cls = aligned[valid], phn_c[valid], ids[valid]
+            if a.shape[0] > lc.phoneme.max_anchors:
+                keep = torch.randperm(a.shape[0], device=a.device)[: lc.phoneme.max_anchors]
+                a, t, cls = a[keep], t[keep], cls[keep]
             uniq, inv = torch.unique(cls, return_inverse=True)
             # one proxy per phoneme class: the mean text phoneme embedding of that class in the batch
             sums = torch.zeros(len(uniq), t.shape[1], dtype=t.dtype, device=t.device).index_add(0, inv, t)
@@ -270,7 +275,7 @@ def validate(model: KWSModel, store: FeatureStore | WaveStore, batcher: WindowBa
     phon = {c.text: c.phoneme_ids for c in sub}
     if len(set(texts)) < 2:
         return {}
-    pairs = build_pairs(texts, phon, seed)
+    pairs = make_pairs(texts, phon, seed)
     vocab = sorted(phon)
     ids = [torch.tensor(phon[t]) for t in vocab]
     lengths = torch.tensor([len(i) for i in ids])
@@ -382,6 +387,9 @@ def train(
                                           cache_workers, tc.seed, progress and dinfo.main)  # fmt: skip
     else:
         train_store = build_wave_store(train_clips, cache_root, progress and dinfo.main)
+    rir_dir = cache_root.parent / "rirs"
+    if frontend == "logmel" and dc.augment_prob > 0 and dinfo.main:
+        make_augmenter(None, rir_dir)  # simulate + cache the room bank before loader workers start
     dev_store = build_feature_cache(dev_clips, frontend, cache_root, dc.context_seconds, 0, cache_workers, tc.seed,
                                     progress and dinfo.main)  # fmt: skip
     if dinfo.enabled and dinfo.main:
@@ -390,9 +398,11 @@ def train(
                              dinfo.rank, dinfo.world, tc.batches_per_epoch, dc.hard_fraction)  # fmt: skip
     model = build_model(cfg.model).to(device)
     windows = model.windows
+    if dc.bucket_by_window:
+        sampler.set_buckets([keyword_window(sp, frontend, windows) for sp in train_store.clean_spans()])
     batcher = WindowBatcher(train_store, frontend, windows, sampler.class_id, train=True, seed=tc.seed + 7919 * dinfo.rank,
                             frame_mask_prob=dc.frame_mask_prob, max_mask_frames=dc.max_mask_frames,
-                            context_s=dc.context_seconds, augment_prob=dc.augment_prob)  # fmt: skip
+                            context_s=dc.context_seconds, augment_prob=dc.augment_prob, rir_dir=rir_dir)  # fmt: skip
     dev_batcher = WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds)
 
     # ---- objective + optimizer (model AND loss parameters)

@@ -61,7 +61,7 @@ TRAIN_WORDS = [
     "island",
     "jacket",
 ]
-DEV_WORDS = ["thursday", "lemon", "basket", "marble", "tunnel", "copper", "harbor", "velvet"]
+DEV_WORDS = ["basket", "casket", "tunnel", "funnel", "copper", "hopper", "marble", "velvet"]
 TRAIN_VOICES = ("en-us+m3", "en-us+f2", "en-gb+m1", "en-gb-x-rp+f3", "en-us-nyc+m5", "en-029+m2")
 DEV_VOICES = ("en-us+m7", "en-gb-scotland+f1", "en-us+f4")
 

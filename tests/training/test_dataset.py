@@ -105,7 +105,7 @@ def test_crop_holds_the_keyword() -> None:
 def test_window_batcher_shapes() -> None:
     clips = _clips(4, 2)
     feats = [[np.random.default_rng(i).normal(size=(20, 96)).astype(np.float16)] for i in range(len(clips))]
-    store = FeatureStore(clips, feats, np.tile([[8000, 14000]], (len(clips), 1)), 8000, "speech_embedding")
+    store = FeatureStore(clips, feats, [np.array([[8000, 14000]])] * len(clips), 8000, "speech_embedding")
     kb = KeywordBatches(clips, k=4, m=2)
     batcher = WindowBatcher(store, "speech_embedding", default_windows("speech_embedding"), kb.class_id, train=True,
                             frame_mask_prob=1.0, max_mask_frames=2)  # fmt: skip
@@ -120,3 +120,37 @@ def test_speech_span(lead: int) -> None:
     wave[lead : lead + 3200] = np.sin(np.arange(3200) * 0.1)
     s, e = speech_span(wave)
     assert abs(s - lead) <= 160 and abs(e - (lead + 3200)) <= 160
+
+
+def test_buckets_make_single_length_batches() -> None:
+    clips = _clips(64, 2)
+    kb = KeywordBatches(clips, k=8, m=2, seed=0, hard_fraction=0.5)
+    kb.set_buckets([8 if int(c.text[1:]) % 2 else 12 for c in clips])
+    pure = 0
+    for batch in kb:
+        buckets = {kb.bucket[clips[i].phoneme_ids] for i in batch}
+        pure += len(buckets) == 1
+        assert len(batch) == 16
+    assert pure >= len(kb) - 1
+
+
+def test_feature_cache_with_augmented_variants(
+    corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clean + augmented renditions through the data layer's Augmenter; spans follow each variant."""
+    import training.dataset as ds
+
+    monkeypatch.setattr(ds, "RIR_COUNT", 3)
+    clips = [c for c in ds.read_manifest(corpus) if c.split == "train"][:6]
+    store = ds.build_feature_cache(clips, "speech_embedding", tmp_path / "cache", 0.5, 2, progress=False)
+    assert store.variants == 3 and len(store.spans) == 6
+    assert (tmp_path / "rirs").is_dir()
+    for feats, spans in zip(store.feats, store.spans, strict=True):
+        assert spans.shape == (3, 2)
+        for f, (s, e) in zip(feats, spans, strict=True):
+            n_audio = 12512 + (len(f) - 1) * 1280
+            assert f.dtype == np.float16 and f.shape[1] == 96
+            assert 0 < s < e <= n_audio + 1280
+        assert not np.array_equal(feats[0], feats[1])
+    again = ds.build_feature_cache(clips, "speech_embedding", tmp_path / "cache", 0.5, 2, progress=False)
+    assert np.array_equal(again.feats[2][1], store.feats[2][1])  # read back from the cache
