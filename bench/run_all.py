@@ -128,7 +128,7 @@ def load_data(args: argparse.Namespace) -> datasets.EvalData:
                 "for a small self-built smoke set (never for published figures)."
             )
         log.warning("data layer evaluation sets not found: building the smoke set")
-    minutes = 2.0 if args.quick else 10.0
+    minutes = 1.5 if args.quick else 10.0
     return datasets.build_smoke_set(Path(args.cache) / "smoke", negative_minutes=minutes)
 
 
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         "--pairs-max-clips",
         type=int,
         default=None,
-        help="subsample clips per manifest (default 400; quick 40)",
+        help="subsample clips per manifest (default 400; quick 24)",
     )
     p.add_argument(
         "--speed-seconds", type=float, default=None, help="audio per timing (default 60; quick 15)"
@@ -290,7 +290,7 @@ def _pairs(
     from bench.pairs import PAIR_SYSTEMS, plot_pairs
 
     manifests = _pairs_manifests(args)
-    max_clips = args.pairs_max_clips or (40 if args.quick else 400)
+    max_clips = args.pairs_max_clips or (24 if args.quick else 400)
     _, templ = datasets.smoke_voices(2)
     summary: dict[str, Any] = {}
     ctx = get_context("spawn")

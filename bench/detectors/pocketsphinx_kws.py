@@ -56,7 +56,8 @@ class PocketsphinxDetector(Detector):
         self.version = version("pocketsphinx")
         self.grid = np.asarray(grid, np.float64)
         self.block_s = block_s
-        self.decoder = Decoder(Config(loglevel="ERROR"))
+        # no language model: keyword spotting never uses it (pocketsphinx's own keyphrase set-up drops it too)
+        self.decoder = Decoder(Config(loglevel="ERROR", lm=None))
         self.delay_frames = int(self.decoder.config["kws_delay"])
         self._initial_cmn = self.decoder.get_cmn()
         self._g2p = None
@@ -181,7 +182,7 @@ class PocketsphinxDetector(Detector):
         from pocketsphinx import Config, Decoder
 
         if self._clip is None:
-            self._clip = Decoder(Config(loglevel="ERROR", cmn="batch"))
+            self._clip = Decoder(Config(loglevel="ERROR", cmn="batch", lm=None))
             self._clip_kw = None
         d = self._clip
         if self._clip_kw != keyword:
