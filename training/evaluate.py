@@ -613,7 +613,8 @@ def measure_cost(
     * ``frames_stream_ms_per_frame``: one detector step for ``streams`` streams micro-batched: input
       ``[streams, context + stride, F]`` -> ``stride`` new frames per stream (the graph is stateless,
       so each call recomputes the context frames' intermediate activations).
-    * ``pool_ms_per_window``: every window length once for ``streams`` streams, batched.
+    * ``pool_ms_per_window``: mean over window lengths, each pooled for ``streams`` streams in one batch
+      (a batch per length, as a micro-batching service would group them).
     """
     import time
 
@@ -653,12 +654,15 @@ def measure_cost(
     xs = rng.normal(size=(streams, ctx + hop_frames, spec.feature_dim)).astype(np.float32)
     stream = timed(lambda: fr.run(None, {"features": xs}), repeats) / (streams * hop_frames)
     windows = spec.windows_frames
-    tmax = max(windows) - ctx
-    fb = rng.normal(size=(streams * len(windows), tmax, spec.frame_dim)).astype(np.float32)
-    mask = np.zeros((len(fb), tmax), np.float32)
-    for k in range(len(fb)):
-        mask[k, : windows[k % len(windows)] - ctx] = 1
-    pool = timed(lambda: po.run(None, {"frames": fb, "mask": mask}), max(3, repeats // 4)) / len(fb)
+    pool_per_step = 0.0  # one detector step of one stream: every window length once
+    for w in windows:
+        fb = rng.normal(size=(streams, w - ctx, spec.frame_dim)).astype(np.float32)
+        mask = np.ones((streams, w - ctx), np.float32)
+        pool_per_step += (
+            timed(lambda fb=fb, mask=mask: po.run(None, {"frames": fb, "mask": mask}), max(3, repeats // 4))
+            / streams
+        )
+    pool = pool_per_step / len(windows)
     fps = SAMPLE_RATE / spec.feature_hop_samples
     return {
         "frontend": spec.frontend,  # type: ignore[dict-item]

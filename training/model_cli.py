@@ -127,6 +127,8 @@ def train_estimate(
     import math
     import tempfile
 
+    import numpy as np
+
     from training.trainer import train
 
     cfg = _load(config, overrides)
@@ -142,18 +144,25 @@ def train_estimate(
         with open(Path(tmp) / "epochs.csv") as f:
             epoch_rows = list(csv.DictReader(f))
         val_sec = float(epoch_rows[-1]["val_sec"] or 0.0)
-    per_step = sorted(float(r["sec_per_step"]) for r in rows[2:] or rows)
-    median = per_step[len(per_step) // 2]
+    timed_rows = rows[2:] or rows  # the first steps warm up allocators and caches
+    median = float(np.median([float(r["sec_per_step"]) for r in timed_rows]))
+    cpu = float(np.median([float(r["cpu_sec_per_step"]) for r in timed_rows]))
     from training.dataset import KeywordBatches, config_clips
 
     clips, _ = config_clips(cfg)
     sampler = KeywordBatches(clips, cfg.data.keywords_per_batch, cfg.data.utterances_per_keyword,
-                             batches_per_epoch=cfg.train.batches_per_epoch)  # fmt: skip
+                             batches_per_epoch=cfg.train.batches_per_epoch, hard_fraction=cfg.data.hard_fraction)  # fmt: skip
     total_steps = len(sampler) * cfg.train.epochs
     est = total_steps * median
     n_val = math.ceil(cfg.train.epochs / cfg.train.val_every)
+    # On an idle machine a step takes about its CPU time spread over the threads (80% parallel efficiency).
+    idle = cpu / (cfg.train.threads * 0.8) if cfg.train.threads > 1 else cpu
     typer.echo(
-        f"{res.steps} steps timed: median {median:.3f} s/step; {len(sampler)} steps/epoch x {cfg.train.epochs} "
+        f"CPU time {cpu:.3f} s/step -> ~{idle:.3f} s/step on an idle machine with {cfg.train.threads} threads: "
+        f"~{total_steps * idle / 60:.1f} min of steps"
+    )
+    typer.echo(
+        f"{res.steps} steps timed: median {median:.3f} s/step (wall, current load); {len(sampler)} steps/epoch x {cfg.train.epochs} "
         f"epochs = {total_steps} steps -> ~{est / 60:.1f} min of steps + {n_val} validations x {val_sec:.0f} s "
         f"= ~{(est + n_val * val_sec) / 60:.1f} min (feature cache not included)"
     )

@@ -437,7 +437,7 @@ def train(
 
     names = list(objective.losses())
     step_cols = ["epoch", "step", "lr", "loss", *names, *[f"degenerate_{n}" for n in names],
-                 "mal_acc_utt", "mal_acc_phn", "sec_per_step"]  # fmt: skip
+                 "mal_acc_utt", "mal_acc_phn", "sec_per_step", "cpu_sec_per_step"]  # fmt: skip
     epoch_cols = ["epoch", "step", "train_loss", "val_easy_eer", "val_hard_eer", "val_easy_auc", "val_hard_auc",
                   "val_easy_ap", "val_hard_ap", "lr", "epoch_sec", "val_sec"]  # fmt: skip
     step_log = CSVLog(out_dir / "steps.csv", step_cols, append=bool(resume)) if dinfo.main else None
@@ -457,7 +457,7 @@ def train(
         bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tc.epochs}", unit="batch", total=len(sampler),
                    disable=not (progress and dinfo.main), dynamic_ncols=True)  # fmt: skip
         for batch in bar:
-            t0 = time.time()
+            t0, c0 = time.time(), time.process_time()
             tensors = batch_to_tensors(batch, device)
             total, terms = runner(*tensors)
             if not torch.isfinite(total):
@@ -475,7 +475,8 @@ def train(
                 bar.set_postfix(loss=f"{run_loss / n_batches:.3f}")
                 if step % tc.log_every == 0 or n_batches == 1:
                     row: dict[str, Any] = {"epoch": epoch + 1, "step": step, "lr": optim.param_groups[0]["lr"],
-                                           "loss": float(total.detach()), "sec_per_step": time.time() - t0}  # fmt: skip
+                                           "loss": float(total.detach()), "sec_per_step": time.time() - t0,
+                                           "cpu_sec_per_step": time.process_time() - c0}  # fmt: skip
                     row.update({k: float(v.detach()) for k, v in terms.items()})
                     for n, m in objective.losses().items():
                         row[f"degenerate_{n}"] = getattr(m, "degenerate_batches", 0)

@@ -151,3 +151,12 @@ def test_padding_does_not_change_valid_frames(small_model: torch.nn.Module) -> N
         a = small_model.encode_audio(x, torch.tensor([20])).embedding
         b = small_model.encode_audio(padded, torch.tensor([20])).embedding
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_measure_cost_reports_per_frame_figures(untrained_dirs: dict[str, Path]) -> None:
+    from training.evaluate import measure_cost
+
+    cost = measure_cost(untrained_dirs["speech_embedding"], frames=32, repeats=1, streams=4)
+    assert cost["feature_frames_per_second"] == 12.5
+    assert cost["frames_bulk_ms_per_frame"] > 0 and cost["pool_ms_per_window"] > 0
+    assert cost["acoustic_core_fraction_per_stream"] > 0
