@@ -68,8 +68,24 @@ def test_runtime_image_shape() -> None:
 
 def test_gpu_and_train_images() -> None:
     gpu = DOCKER.joinpath("Dockerfile.gpu").read_text()
-    assert re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:12\.\S+-cudnn-runtime-", gpu, re.MULTILINE)
+    cuda = re.search(r"^ARG CUDA_IMAGE=nvidia/cuda:(\d+)\.\S+-cudnn-runtime-", gpu, re.MULTILINE)
+    assert cuda, "a CUDA runtime base with cuDNN"
     assert 'ARG OPENKWS_EXTRAS="gpu"' in gpu
+    assert "PIP_CONSTRAINT=/src/constraints-gpu.txt" in gpu
+    pins = dict(
+        line.split("==")
+        for line in DOCKER.joinpath("constraints-gpu.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    # The CUDA major each pinned onnxruntime-gpu's CUDA provider links against (libcudart.so.N), as
+    # read with ldd from the installed wheel. A new pin is added here after the same check.
+    known_cuda_major = {"1.31.1": "13"}
+    pin = pins["onnxruntime-gpu"]
+    assert pin in known_cuda_major, f"check which CUDA onnxruntime-gpu {pin} needs and add it here"
+    assert cuda.group(1) == known_cuda_major[pin], (
+        f"base CUDA {cuda.group(1)}, onnxruntime-gpu {pin} needs {known_cuda_major[pin]}"
+    )
+    assert "faiss-gpu-cu12" in pins
     pyproject = (ROOT / "pyproject.toml").read_text()
     gpu_extra = re.search(r"^gpu = \[(.*)\]", pyproject, re.MULTILINE)
     assert gpu_extra and "onnxruntime-gpu" in gpu_extra.group(1) and "faiss-gpu" in gpu_extra.group(1)
