@@ -22,7 +22,7 @@ ABLATION_ROWS = (
     "adml_rpl",
     "adml_add",
     "default",
-    "default_logmel",
+    "adml_logmel",
 )
 
 
