@@ -63,6 +63,7 @@ from training.models.windows import window_positions
 logger = logging.getLogger("training.trainer")
 
 FIRST_PHONE_ID = 3
+VAL_CHUNK = 32  # validation clips per batched forward
 SINGLE_VIEW = frozenset(
     {"triplet", "ap"}
 )  # audio-only losses: no gradient reaches the text encoder  # ids 0..2 are <pad>, <unk> and the word boundary: no phoneme-level class
@@ -248,18 +249,33 @@ def batch_iterator(sampler: KeywordBatches, batcher: WindowBatcher, workers: int
 @torch.no_grad()
 def window_embeddings(model: KWSModel, feats: np.ndarray, device: torch.device) -> torch.Tensor:
     """Every detector window of one clip -> [num_windows, D] (same windows as the service/eval)."""
+    return batch_window_embeddings(model, [feats], device)[0]
+
+
+@torch.no_grad()
+def batch_window_embeddings(
+    model: KWSModel, clips: list[np.ndarray], device: torch.device
+) -> list[torch.Tensor]:
+    """:func:`window_embeddings` for several clips with one ``frames`` call (zero padding at the end
+    of a clip never reaches its valid frames) and one ``pool`` call."""
     ctx = model.context_frames
-    x = torch.from_numpy(np.asarray(feats, np.float32))[None].to(device)
-    frames = model.frames(x)[0]
-    pos = window_positions(len(feats), model.windows, model.window_stride)
-    n_out = [w - ctx for _, w in pos]
-    tmax = max(n_out)
-    batch = torch.zeros(len(pos), tmax, frames.shape[1], device=device)
-    mask = torch.zeros(len(pos), tmax, device=device)
-    for k, ((s, _), n) in enumerate(zip(pos, n_out, strict=True)):
-        batch[k, :n] = frames[s : s + n]
+    x = torch.zeros(len(clips), max(len(f) for f in clips), model.feature_dim)
+    for i, f in enumerate(clips):
+        x[i, : len(f)] = torch.from_numpy(np.asarray(f, np.float32))
+    frames = model.frames(x.to(device))
+    rows: list[tuple[int, int, int]] = []  # (clip, start, n output frames)
+    counts = []
+    for i, f in enumerate(clips):
+        pos = window_positions(len(f), model.windows, model.window_stride)
+        rows += [(i, s, w - ctx) for s, w in pos]
+        counts.append(len(pos))
+    tmax = max(n for _, _, n in rows)
+    batch = torch.zeros(len(rows), tmax, frames.shape[2], device=device)
+    mask = torch.zeros(len(rows), tmax, device=device)
+    for k, (i, s, n) in enumerate(rows):
+        batch[k, :n] = frames[i, s : s + n]
         mask[k, :n] = 1
-    return model.pool(batch, mask)
+    return list(torch.split(model.pool(batch, mask), counts))
 
 
 @torch.no_grad()
@@ -281,13 +297,13 @@ def validate(model: KWSModel, store: FeatureStore | WaveStore, batcher: WindowBa
     lengths = torch.tensor([len(i) for i in ids])
     padded = nn.utils.rnn.pad_sequence(ids, batch_first=True).to(device)
     proxies = dict(zip(vocab, model.text(padded, lengths.to(device)), strict=True))
-    emb = {}
-    scores = np.zeros(len(pairs))
-    for k, p in enumerate(pairs):
-        if p.clip not in emb:
-            feats, _ = batcher.clip_features(idx[p.clip])
-            emb[p.clip] = window_embeddings(model, feats, device)
-        scores[k] = float((emb[p.clip] @ proxies[p.text]).max())
+    emb: dict[int, torch.Tensor] = {}
+    needed = sorted({p.clip for p in pairs})
+    for c0 in range(0, len(needed), VAL_CHUNK):
+        chunk = needed[c0 : c0 + VAL_CHUNK]
+        feats = [batcher.clip_features(idx[c])[0] for c in chunk]
+        emb.update(zip(chunk, batch_window_embeddings(model, feats, device), strict=True))
+    scores = np.array([float((emb[p.clip] @ proxies[p.text]).max()) for p in pairs])
     kinds = np.array([p.kind for p in pairs])
     labels = np.array([p.label for p in pairs])
     out: dict[str, float] = {}

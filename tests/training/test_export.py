@@ -160,3 +160,15 @@ def test_measure_cost_reports_per_frame_figures(untrained_dirs: dict[str, Path])
     assert cost["feature_frames_per_second"] == 12.5
     assert cost["frames_bulk_ms_per_frame"] > 0 and cost["pool_ms_per_window"] > 0
     assert cost["acoustic_core_fraction_per_stream"] > 0
+
+
+def test_batched_window_embeddings_match_single_clip(small_model: torch.nn.Module) -> None:
+    from training.trainer import batch_window_embeddings, window_embeddings
+
+    rng = np.random.default_rng(2)
+    clips = [rng.normal(size=(t, 96)).astype(np.float32) for t in (9, 31, 14)]
+    batched = batch_window_embeddings(small_model, clips, torch.device("cpu"))
+    for f, b in zip(clips, batched, strict=True):
+        torch.testing.assert_close(
+            b, window_embeddings(small_model, f, torch.device("cpu")), atol=1e-5, rtol=0
+        )
