@@ -9,7 +9,8 @@ Examples::
     openkws train run --config smoke --set train.epochs=2 --set data.manifest=/tmp/m.csv
     openkws train estimate --config training/configs/default.yaml --steps 30
     openkws train cache --config training/configs/default.yaml --workers 2
-    openkws export --checkpoint runs/default/checkpoints/best.pt --out models/default
+    openkws export --checkpoint runs/default/checkpoints/best.pt --out models/default \
+        --metrics synthetic_test=runs/eval/default-synth/pairs.json --metrics asterisk=runs/eval/default-asterisk/pairs.json
     openkws export --untrained speech_embedding --out /tmp/untrained
     openkws eval pairs --model models/default --manifest data/eval/asterisk/manifest.csv --out runs/eval/asterisk
     openkws eval pairs --model models/default --manifest data/synth/manifest.csv --split test --baselines
@@ -168,13 +169,39 @@ def train_estimate(
     )
 
 
+def eval_metrics(items: list[str]) -> dict[str, float]:
+    """``["synth_test=runs/x/pairs.json"]`` -> ``{"synth_test.easy.eer": ..., ...}`` (openkws system only).
+
+    >>> import json, tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "pairs.json"
+    >>> _ = p.write_text(json.dumps({"systems": {"openkws:v1": {"easy": {"eer": 0.01, "auc": 0.99, "ap": 0.98}}}}))
+    >>> eval_metrics([f"synth={p}"])
+    {'synth.easy.eer': 0.01, 'synth.easy.auc': 0.99, 'synth.easy.ap': 0.98}
+    """
+    out: dict[str, float] = {}
+    for item in items:
+        if "=" not in item:
+            raise typer.BadParameter(f"--metrics expects NAME=pairs.json, got {item!r}")
+        name, path = item.split("=", 1)
+        report = json.loads(Path(path).read_text())
+        systems = {k: v for k, v in report.get("systems", {}).items() if k.startswith("openkws")}
+        if not systems:
+            raise typer.BadParameter(f"{path} has no openkws system; run `openkws eval pairs --model ...`")
+        for neg, m in next(iter(systems.values())).items():
+            out.update({f"{name}.{neg}.{k}": round(float(m[k]), 5) for k in ("eer", "auc", "ap")})
+    return out
+
+
 @export_app.callback()
 def export(
     checkpoint: Path | None = typer.Option(None, help="trainer checkpoint (.pt)"),
     out: Path = typer.Option(..., help="model directory to write, e.g. models/default"),
     untrained: str | None = typer.Option(None, help="export a random model for this front-end instead"),
     model_version: str | None = typer.Option(None, help="model_version in model.json"),
-    metrics: Path | None = typer.Option(None, help="JSON of metrics to record in model.json / the card"),
+    metrics: list[str] | None = typer.Option(
+        None,
+        help="NAME=pairs.json from `openkws eval pairs` (repeatable): recorded in model.json and the card",
+    ),
 ) -> None:
     """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
     from training.export import export_checkpoint, export_untrained
@@ -184,8 +211,8 @@ def export(
     if untrained is not None:
         path = export_untrained(out, untrained)
     else:
-        extra = json.loads(metrics.read_text()) if metrics else None
-        path = export_checkpoint(checkpoint, out, model_version, extra)  # type: ignore[arg-type]
+        extra = eval_metrics(metrics or [])
+        path = export_checkpoint(checkpoint, out, model_version, extra or None)  # type: ignore[arg-type]
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
 
