@@ -14,6 +14,15 @@ app = typer.Typer(no_args_is_help=True, add_completion=False)
 DATA_DIR = Path("data")
 
 
+def _exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so worker pools are shut down and output stays consistent
+    (a background job's SIGINT is ignored by the shell, so `kill PID` is how one stops it)."""
+    import signal
+    import sys
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+
 @app.command()
 def synth(
     out: Path = typer.Option(DATA_DIR / "synth", help="Output directory (clips/, manifest.csv)."),
@@ -29,6 +38,7 @@ def synth(
     from training.data.plan import get_recipe
     from training.data.synth import run_synthesis
 
+    _exit_on_sigterm()
     res = run_synthesis(
         get_recipe(recipe), out, seed=seed, workers=workers, num_clips=num_clips, progress=progress
     )
@@ -97,6 +107,7 @@ def streams(
     """Long negative audio (false alarms/hour) and keyword streams with ground-truth times."""
     from training.data.streams import build_keyword_streams, build_negatives
 
+    _exit_on_sigterm()
     if negatives:
         rows = build_negatives(out / "negatives", hours=hours, seed=seed, workers=workers)
         clean_h = sum(float(r["duration"]) for r in rows if r["condition"] == "clean") / 3600

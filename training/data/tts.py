@@ -225,6 +225,16 @@ def _flite(text: str, name: str, rng: np.random.Generator) -> np.ndarray:
     return to_16k(*_wav_bytes_to_array(data))
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the parent dies. A festival blocked opening the
+    FIFO for writing would otherwise outlive a killed worker forever (a FIFO open waits for a reader)."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 class _Festival:
     """One long-lived ``festival --pipe`` process (start-up costs ~250 ms; a word costs a few ms).
 
@@ -250,6 +260,7 @@ class _Festival:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             text=True,
+            preexec_fn=_die_with_parent,
         )
         self.lock = threading.Lock()
         self.current: str | None = None
