@@ -59,7 +59,8 @@ class Base(DeclarativeBase):
 
 class KeywordTable(Base):
     __tablename__ = "keywords"
-    __table_args__ = (UniqueConstraint("tenant", "text", name="uq_keywords_tenant_text"),)
+    # sqlite_autoincrement: ids are never reused after a delete (a stale id must not name a new keyword)
+    __table_args__ = (UniqueConstraint("tenant", "text", name="uq_keywords_tenant_text"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
     tenant: Mapped[str] = mapped_column(String(MAX_TENANT_CHARS), index=True, default="default")

@@ -25,6 +25,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -83,11 +84,20 @@ def _strip_stress(phone: str) -> str:
     return phone.rstrip("012")
 
 
-def _number_words(text: str) -> str:
-    import inflect  # light, pure python; imported lazily to keep module import cheap
+@lru_cache(maxsize=1)
+def _inflect_engine() -> Any:
+    # Imported lazily and only for text with digits: inflect's import takes seconds (typeguard
+    # instruments it), which every first enrollment after a start-up would otherwise pay.
+    import inflect
 
-    eng = inflect.engine()
-    text = _ORDINAL_RE.sub(lambda m: " " + str(eng.number_to_words(eng.ordinal(int(m.group(1))))) + " ", text)  # type: ignore[arg-type]
+    return inflect.engine()
+
+
+def _number_words(text: str) -> str:
+    if not any(ch.isdigit() for ch in text):
+        return text.replace(",", " ")  # what the digit-aware rules below reduce to without digits
+    eng = _inflect_engine()
+    text = _ORDINAL_RE.sub(lambda m: " " + str(eng.number_to_words(eng.ordinal(int(m.group(1))))) + " ", text)
     text = text.replace(",", " ") if re.search(r"\d,\d", text) is None else re.sub(r"(?<=\d),(?=\d{3})", "", text)
     return _NUMBER_RE.sub(lambda m: " " + str(eng.number_to_words(m.group(0), andword="")) + " ", text)
 
