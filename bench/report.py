@@ -170,7 +170,7 @@ class Renderer:
                 f"- Date: {run.get('started', '?')}; git `{run.get('git', '?')}`; wall time {run.get('wall_s', 0) / 60:.1f} min.",
                 f"- Command: `{run.get('command', '')}`",
                 f"- Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gib', '?')} GiB RAM, "
-                f"{m.get('os', '?')}, Python {m.get('python', '?')}. Shared by other jobs unless stated.",
+                f"{m.get('os', '?')}, Python {m.get('python', '?')}.",
                 f"- openkws model: `{(run.get('openkws_model') or {}).get('dir', '?')}`"
                 + (
                     " (**untrained stand-in**: harness check only)"
@@ -178,6 +178,13 @@ class Renderer:
                     else ""
                 ),
             ]
+            la, lb = run.get("loadavg_start"), run.get("loadavg_end")
+            if la and lb:
+                busy = max(la[0], lb[0]) > (m.get("cores") or 1)
+                lines.append(
+                    f"- Load average (1/5/15 min) at start {la}, at end {lb}"
+                    + (": **the machine was busy with other work; timings are inflated**." if busy else ".")
+                )
             d = run.get("data")
             if d:
                 lines.append(
@@ -233,8 +240,8 @@ class Renderer:
                     continue
                 rows += 1
                 d = sm["1"].get("delay_s")
-                delay = (
-                    self.v(f"{1000 * d['p50']:.0f} / {1000 * d['p95']:.0f} ms (n={d['n']})") if d else "n/a"
+                delay = self.v(
+                    f"{1000 * d['p50']:.0f} / {1000 * d['p95']:.0f} ms (n={d['n']})" if d else "n/a"
                 )
                 lines.append(f"| {_name(s)} {st[s].get('version', '')} | {self.v(_pct(sm['0.5']['frr']))} | "
                              f"{self.v(_pct(sm['1']['frr']))} | {delay} | {sm['positives']} | {sm['hours']:.2f} |")  # fmt: skip
@@ -320,8 +327,10 @@ class Renderer:
         systems = sp.get("systems", {})
         if not systems:
             return lines + [f"{NOT_MEASURED}.", ""]
+        reps = sp.get("reps", "?")
         lines.append(
-            f"Audio: {sp.get('audio_s', '?')} s of the negative stream, {sp.get('reps', '?')} repetitions per figure."
+            f"Audio: {sp.get('audio_s', '?')} s of a negative stream; {reps} repetition{'s' if reps != 1 else ''} "
+            "per figure, each in a fresh process, interleaved across systems."
         )
         lines.append("")
         counts = sorted({row["keywords"] for rows in systems.values() for row in rows})
@@ -414,7 +423,7 @@ class Renderer:
                       "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
             for lv in levels:
                 lines.append(f"| {lv.get('streams')} | {self.v(str(lv.get('p50_ms_end')) + ' ms')} | {self.v(str(lv.get('p95_ms_end')) + ' ms')} | "
-                             f"{self.v(str(lv.get('server_cpu_rtf_per_stream')))} | {lv.get('errors')} | {self.v('yes' if lv.get('pass') else 'no')} |")  # fmt: skip
+                             f"{self.v(str(lv.get('server_cpu_rtf_per_stream')))} | {self.v(str(lv.get('errors')))} | {self.v('yes' if lv.get('pass') else 'no')} |")  # fmt: skip
         lines.append("")
         return lines
 

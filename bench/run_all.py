@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import platform
 import subprocess
 import sys
@@ -216,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "openkws_model": {"dir": str(model_dir), "untrained": untrained},
         "systems": systems,
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
     }
 
     if "streaming" in protocols:
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         run["service"] = _service(args, str(model_dir), out)
 
     run["wall_s"] = round(time.perf_counter() - t0, 1)
+    run["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     (out / "run.json").write_text(json.dumps(run, indent=2) + "\n")
     if not args.no_docs:
         from bench.report import write_report

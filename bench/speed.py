@@ -176,7 +176,7 @@ def _add_keyword_s(det: Any, system: str, n: int, words: list[str]) -> dict[str,
         return {
             "median_s": statistics.median(emb),
             "reps": len(emb),
-            "what": "embed 4 recorded clips (the user must record them)",
+            "what": "embed 4 clips, which the user must first record",
             "tts_for_4_clips_median_s": statistics.median(tts),
         }
     from bench.detectors.openwakeword import TRAINING_COST
