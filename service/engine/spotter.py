@@ -46,7 +46,9 @@ class DetectorConfig:
 
     hold_ms: int = 240  # longest wait for a candidate's peak before emitting it
     refractory_ms: int = 1000  # no second event of the same keyword within this time
-    max_overlap: float = 0.5  # windows overlapping the last event more than this are the same utterance
+    # Any window sharing audio with the last event of that keyword is the same utterance: long windows
+    # keep scoring a keyword after it was spoken (seen with the trained model: a 2nd event over the tail).
+    max_overlap: float = 0.0
     top_k: int = 16  # candidates per window taken from the index
     near_miss_margin: float = 0.15  # debug: report keywords within this margin below threshold
     near_miss_interval_ms: int = 400  # debug: at most one near-miss message per interval
