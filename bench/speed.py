@@ -59,6 +59,17 @@ def vocabulary(n: int, seed: int = 0) -> list[str]:
 
 
 def peak_rss_mib() -> float:
+    """Peak resident memory of this process image (MiB).
+
+    ``VmHWM`` is reset by ``exec``; ``ru_maxrss`` is not on Linux, so a child started from a large
+    parent (``run_all`` after exporting a model with torch) would report the parent's peak.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
