@@ -26,3 +26,9 @@ def untrained_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("untrained")
     return {fe: export_untrained(root / fe, fe, seed=1) for fe in ("speech_embedding", "logmel")}
+
+
+@pytest.fixture(scope="session")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One feature/waveform cache for every training test on the corpus (keys keep configs apart)."""
+    return tmp_path_factory.mktemp("cache")

@@ -25,10 +25,10 @@ def _cfg(corpus: Path, cache: Path, **train_over: object):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(corpus: Path, tmp_path_factory: pytest.TempPathFactory):
+def smoke_run(corpus: Path, shared_cache: Path, tmp_path_factory: pytest.TempPathFactory):
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("smoke")
-    res = train(_cfg(corpus, root / "cache"), root / "run", progress=False)
+    res = train(_cfg(corpus, shared_cache), root / "run", progress=False)
     return res, root
 
 
@@ -56,9 +56,9 @@ def test_loss_falls(smoke_run) -> None:
     assert (root / "run" / "checkpoints" / "best.pt").is_file()
 
 
-def test_resume_continues(smoke_run, corpus: Path) -> None:
+def test_resume_continues(smoke_run, corpus: Path, shared_cache: Path) -> None:
     res, root = smoke_run
-    more = train(_cfg(corpus, root / "cache", epochs=9), root / "run", resume=True, progress=False)
+    more = train(_cfg(corpus, shared_cache, epochs=9), root / "run", resume=True, progress=False)
     assert more.epochs == 9 and more.steps == res.steps + 8
     with open(root / "run" / "epochs.csv") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == list(range(1, 10))
@@ -96,7 +96,9 @@ def test_export_and_eval_pairs(smoke_run, corpus: Path) -> None:
     assert (root / "eval" / "pairs.png").stat().st_size > 10_000
 
 
-def test_ddp_world_size_one(corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ddp_world_size_one(
+    corpus: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import torch.distributed as dist
 
     with socket.socket() as s:
@@ -106,7 +108,7 @@ def test_ddp_world_size_one(corpus: Path, tmp_path: Path, monkeypatch: pytest.Mo
                  "MASTER_PORT": str(port)}.items():  # fmt: skip
         monkeypatch.setenv(k, v)
     try:
-        res = train(_cfg(corpus, tmp_path / "cache", epochs=1), tmp_path / "run", progress=False, max_steps=2)
+        res = train(_cfg(corpus, shared_cache, epochs=1), tmp_path / "run", progress=False, max_steps=2)
         assert res.steps == 2 and dist.is_initialized() and dist.get_world_size() == 1
     finally:
         if dist.is_initialized():
@@ -114,11 +116,16 @@ def test_ddp_world_size_one(corpus: Path, tmp_path: Path, monkeypatch: pytest.Mo
     assert "WORLD_SIZE" in os.environ
 
 
-def test_logmel_on_the_fly_path_runs(corpus: Path, tmp_path: Path) -> None:
+def test_logmel_on_the_fly_path_runs(
+    corpus: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The log-mel front-end featurises (and augments) waveforms in a DataLoader worker."""
+    import training.dataset as ds
+
+    monkeypatch.setattr(ds, "RIR_COUNT", 3)  # a small room bank: simulating 100 rooms takes a minute
     over = {
         "model": {"frontend": "logmel", "acoustic": {"front_kernel": 5, "blocks": [{"kernel": 3}, {"kernel": 3}], "se_window": 5}},
-        "data": {"manifest": str(corpus), "cache_dir": str(tmp_path / "cache"), "num_workers": 1},
+        "data": {"manifest": str(corpus), "cache_dir": str(shared_cache), "num_workers": 1},
         "train": {"epochs": 1, "batches_per_epoch": 3},
     }  # fmt: skip
     res = train(load_config("smoke", over), tmp_path / "run", progress=False)
