@@ -100,3 +100,19 @@ def test_dtw() -> None:
     assert dtw_distance(a, a) == pytest.approx(0.0, abs=1e-9)
     assert dtw_distance(a, b) > dtw_distance(a, a + 0.01 * rng.normal(size=a.shape))
     assert dtw_distance(a, b) == pytest.approx(dtw_distance(b, a))
+
+
+def test_eval_manifest_with_segments(tmp_path) -> None:  # noqa: ANN001
+    import soundfile as sf
+
+    from training.evaluate import load_eval_audio, read_eval_manifest
+
+    sf.write(tmp_path / "a.wav", np.arange(32000, dtype=np.float32) / 32000, 16000)
+    (tmp_path / "m.csv").write_text("path,text,start,end\na.wav,hello,0.5,1.25\na.wav,world,,\n")
+    clips = read_eval_manifest(tmp_path / "m.csv")
+    assert [c.text for c in clips] == ["hello", "world"] and clips[0].path == tmp_path / "a.wav"
+    seg = load_eval_audio(clips[0])
+    assert len(seg) == 12000 and seg[0] == pytest.approx(0.25, abs=1e-4)
+    assert len(load_eval_audio(clips[1])) == 32000
+    with pytest.raises(ValueError, match="split"):
+        read_eval_manifest(tmp_path / "m.csv", split="test")
