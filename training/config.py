@@ -105,8 +105,13 @@ class MALConfig(_Frozen):
 
     utterance: bool = False
     phoneme: bool = False
-    weight: float = Field(0.1, ge=0.0)  # lambda_adv
+    weight: float = Field(0.1, ge=0.0)  # lambda_adv: the encoders' share of the reversed gradient
     hidden: int = Field(256, ge=4)
+    # "dann": lambda_adv * (2 / (1 + exp(-gamma * progress)) - 1), ramping 0 -> lambda_adv over the
+    # run (Ganin & Lempitsky 2015); an adversary at full strength from step 0 made the modality
+    # accuracy swing between 0 and 1 in the first ablation runs. "constant": lambda_adv throughout.
+    schedule: Literal["dann", "constant"] = "dann"
+    gamma: float = Field(10.0, gt=0.0)
 
 
 class LossConfig(_Frozen):

@@ -7,7 +7,7 @@ modality classifiers) and DDP wraps a single module::
 
     L = L_utt(AWE, AGWE)                                   # cfg.loss.utterance (proxy family)
       + lambda_phn * sum_l L_l(aligned audio per phoneme, phoneme-class proxies)   # AsyP + AdaMS
-      + lambda_adv * (MAL_utt + MAL_phn)                   # gradient reversal inside the MAL loss
+      + MAL_utt + MAL_phn       # classifiers: full gradient; encoders: -lambda_adv x it (GRL, DANN ramp)
       + w_kw * SphereFace2(AWE, training-vocabulary id)
       + w_rpl * RPL(AWE, AGWE of the clip's class) + w_add * ADD(AWE)
 
@@ -106,6 +106,18 @@ class Objective(nn.Module):
         self.kw = _make_loss("sphereface2", dim=d, num_classes=max(2, num_words)) if lc.keyword else None
         self.rpl = _make_loss("rpl", variant=lc.rpl) if lc.rpl else None
         self.add = _make_loss("add") if lc.add_weight > 0 else None
+        self.set_progress(0.0)
+
+    def set_progress(self, progress: float) -> None:
+        """Training progress in [0, 1]: sets the gradient-reversal strength of the MAL losses.
+
+        The modality classifiers take the full BCE gradient (they should win their game), and the
+        encoders receive ``-lambda_adv(progress)`` times it through the reversal layer."""
+        mal = self.cfg.loss.mal
+        ramp = 1.0 if mal.schedule == "constant" else 2.0 / (1.0 + math.exp(-mal.gamma * progress)) - 1.0
+        for m in (self.mal_utt, self.mal_phn):
+            if m is not None:
+                m.grl_lambda = mal.weight * ramp
 
     def losses(self) -> dict[str, nn.Module]:
         out: dict[str, nn.Module] = {"utt": self.utt}
@@ -150,12 +162,12 @@ class Objective(nn.Module):
                 terms[f"phn_{name}"] = loss(a, phn_proxies, inv, **kw)
                 phn_total = phn_total + terms[f"phn_{name}"]
             total = total + lc.phoneme.weight * phn_total
-            if self.mal_phn is not None:
+            if self.mal_phn is not None:  # lambda_adv acts in the reversal layer (set_progress)
                 terms["mal_phn"] = self.mal_phn(a, t)
-                total = total + lc.mal.weight * terms["mal_phn"]
+                total = total + terms["mal_phn"]
         if self.mal_utt is not None:
             terms["mal_utt"] = self.mal_utt(audio.embedding, proxy)
-            total = total + lc.mal.weight * terms["mal_utt"]
+            total = total + terms["mal_utt"]
         if self.kw is not None:
             terms["kw"] = self.kw(audio.embedding, word_ids)
             total = total + lc.keyword_weight * terms["kw"]
@@ -463,6 +475,7 @@ def train(
     from tqdm import tqdm
 
     last_path = ckpt_dir / "last.pt"
+    total_steps = max(1, tc.epochs * len(sampler))
     done = False
     for epoch in range(start_epoch, tc.epochs):
         objective.train()
@@ -474,6 +487,7 @@ def train(
                    disable=not (progress and dinfo.main), dynamic_ncols=True)  # fmt: skip
         for batch in bar:
             t0, c0 = time.time(), time.process_time()
+            objective.set_progress(step / total_steps)
             tensors = batch_to_tensors(batch, device)
             total, terms = runner(*tensors)
             if not torch.isfinite(total):

@@ -114,3 +114,16 @@ def test_single_view_utterance_loss_is_refused() -> None:
     cfg = load_config("asyp", {"loss": {"utterance": "triplet"}})
     with pytest.raises(ValueError, match="text encoder would never train"):
         Objective(cfg, build_model(cfg.model), num_words=4)
+
+
+def test_mal_gradient_reversal_ramps_up() -> None:
+    cfg = load_config("smoke")
+    objective = Objective(cfg, build_model(cfg.model), num_words=6)
+    assert objective.mal_utt is not None and objective.mal_utt.grl_lambda == 0.0
+    objective.set_progress(0.5)
+    mid = objective.mal_utt.grl_lambda
+    objective.set_progress(1.0)
+    assert 0.0 < mid < objective.mal_utt.grl_lambda <= cfg.loss.mal.weight
+    assert objective.mal_utt.grl_lambda == pytest.approx(cfg.loss.mal.weight, rel=1e-3)
+    const = load_config("smoke", {"loss": {"mal": {"schedule": "constant"}}})
+    assert Objective(const, build_model(const.model), num_words=6).mal_phn.grl_lambda == const.loss.mal.weight
