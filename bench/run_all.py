@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         "--speed-seconds", type=float, default=None, help="audio per timing (default 60; quick 15)"
     )
     args = p.parse_args(argv)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")  # worker processes: one thread per math library, as the service runs
     if args.jobs is None:
         args.jobs = 1 if args.quick else 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -115,6 +115,7 @@ class ServerProcess:
         log_path: Path,
         env: dict[str, str] | None = None,
         port: int | None = None,
+        log_level: str = "warning",
     ) -> None:
         self.model_dir = model_dir
         self.data_dir = data_dir
@@ -123,6 +124,7 @@ class ServerProcess:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log_level = log_level
 
     def start(self) -> None:
         env = {**os.environ, "OPENKWS_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **self.env}
@@ -140,7 +142,7 @@ class ServerProcess:
             "--data-dir",
             str(self.data_dir),
             "--log-level",
-            "warning",
+            self.log_level,
         ]
         with open(self.log_path, "ab") as logf:
             self.proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)

@@ -1,7 +1,7 @@
 """Speed and cost: single-thread real-time factor, peak RSS, cost against the number of keywords,
 time to add a keyword. Each (system, keyword count) runs in its own process pinned to one CPU core.
 
-    python -m bench.speed --system pocketsphinx --keywords 100 --audio neg.wav --seconds 60 --reps 3
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python -m bench.speed --system pocketsphinx --keywords 100 --audio neg.wav
 
 prints one JSON object. :func:`run_speed` drives all of them for ``bench.run_all``.
 
@@ -39,9 +39,18 @@ REAL_TEMPLATES = 10
 ADD_REPS = 5
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def single_thread_env() -> dict[str, str]:
+    """Environment for a timed child: math libraries read these when they load (before ``main``), and
+    a BLAS pool of 2 threads spinning on 1 pinned core would time the contention, not the system."""
+    return {**os.environ, **{v: "1" for v in THREAD_VARS}}
+
+
 def pin_one_core() -> int:
     """Restrict this process to one CPU (and math libraries to one thread); returns the core."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    for var in THREAD_VARS:  # for libraries loaded from here on; run_speed sets them before start-up
         os.environ[var] = "1"
     cores = sorted(os.sched_getaffinity(0))
     core = cores[-1]
@@ -281,7 +290,9 @@ def run_speed(
             t0 = time.perf_counter()
             load = os.getloadavg()[0]
             try:
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+                p = subprocess.run(
+                    cmd, capture_output=True, text=True, timeout=timeout_s, env=single_thread_env()
+                )
                 if p.returncode != 0:
                     row = {"keywords": n, "error": (p.stderr.strip().splitlines() or ["failed"])[-1]}
                 else:
