@@ -66,6 +66,11 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI/Starlette body parsing (not UTF-8, broken multipart)
+            metrics.errors.labels("invalid_request").inc()
+            return JSONResponse(error_body("invalid_request", f"the request body could not be parsed ({exc.detail}); "
+                                           "send UTF-8 JSON, or multipart/form-data with a 'file' part to /v1/detect"),
+                                status_code=422)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
         metrics.errors.labels(code).inc()
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)

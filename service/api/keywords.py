@@ -10,8 +10,9 @@ import json
 import math
 import time
 from collections.abc import Sequence
+from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from service.api.deps import AdminDep, KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
 from service.api.errors import ApiError
@@ -36,6 +37,10 @@ ERRORS: dict[int | str, dict[str, object]] = {
     c: {"model": ErrorResponse} for c in (401, 403, 404, 413, 422)
 }
 ENROLL_ERRORS: dict[int | str, dict[str, object]] = {**ERRORS, 409: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
+
+
+MAX_ID = 2**63 - 1  # ids are signed 64-bit in every backend; a larger number is a 422, not a 500
+KeywordId = Annotated[int, Path(ge=1, le=MAX_ID, description="keyword id")]
 
 
 def _not_found(keyword_id: int) -> ApiError:
@@ -114,7 +119,7 @@ def create_keywords(body: KeywordBatchCreate, state: StateDep, keywords: Keyword
 @router.get("", response_model=KeywordPage, responses=ERRORS)
 def list_keywords(keywords: KeywordsDep, tenant: TenantDep,
                   limit: int = Query(100, ge=1, le=1000, description="page size"),
-                  after: int | None = Query(None, description="return keywords with id > after")) -> KeywordPage:
+                  after: int | None = Query(None, ge=0, le=MAX_ID, description="return keywords with id > after")) -> KeywordPage:
     items = keywords.page(tenant, after, limit + 1)
     more = len(items) > limit
     items = items[:limit]
@@ -123,7 +128,7 @@ def list_keywords(keywords: KeywordsDep, tenant: TenantDep,
 
 
 @router.get("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
-def get_keyword(keyword_id: int, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
+def get_keyword(keyword_id: KeywordId, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
     try:
         return KeywordOut.of(keywords.get(tenant, keyword_id))
     except KeywordNotFound:
@@ -131,7 +136,7 @@ def get_keyword(keyword_id: int, keywords: KeywordsDep, tenant: TenantDep) -> Ke
 
 
 @router.patch("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
-def patch_keyword(keyword_id: int, body: KeywordPatch, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
+def patch_keyword(keyword_id: KeywordId, body: KeywordPatch, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
     """Change the threshold; running streams use it from their next decode."""
     try:
         return KeywordOut.of(keywords.set_threshold(tenant, keyword_id, body.threshold))
@@ -140,7 +145,7 @@ def patch_keyword(keyword_id: int, body: KeywordPatch, keywords: KeywordsDep, te
 
 
 @router.delete("/{keyword_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)
-def delete_keyword(keyword_id: int, state: StateDep, keywords: KeywordsDep, tenant: TenantDep) -> Response:
+def delete_keyword(keyword_id: KeywordId, state: StateDep, keywords: KeywordsDep, tenant: TenantDep) -> Response:
     """Delete; running streams stop matching it at their next decode."""
     try:
         keywords.delete(tenant, keyword_id)

@@ -95,6 +95,7 @@ class StreamHandler:
         self._send_lock = asyncio.Lock()
         self.opened = time.monotonic()
         self.not_reading = False
+        self.closing = False
 
     async def send(self, msg: Any) -> None:
         async with self._send_lock:
@@ -182,6 +183,8 @@ class StreamHandler:
         assert fmt is not None
         while True:
             msg = await self.receive()
+            if self.closing:  # shutting down: the session is finished, take no more input
+                return
             data = msg.get("bytes")
             if data is not None:
                 if len(data) > s.max_frame_bytes:
@@ -272,9 +275,8 @@ class StreamHandler:
                     raise t.exception()  # type: ignore[misc]
             code = CloseCode.NORMAL
             if not reader.done():  # shutting down: stop reading, flush what we have, summary, 1001
+                self.closing = True  # also if the cancel lands after a receive completed
                 reader.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader
                 session.finish()
                 self.wake.set()
                 code = CloseCode.GOING_AWAY

@@ -101,8 +101,12 @@ def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
     missing = needed - set(spec.files)
     if missing:
         raise ModelContractError(f"model.json lacks files for roles {sorted(missing)}")
+    root = model_dir.resolve()
     for role in needed:
         f = spec.file_path(model_dir, role)
+        if not f.resolve().is_relative_to(root):  # model.json names files inside its own directory only
+            raise ModelContractError(f"model.json path for {role!r} ({spec.files[role].path!r}) leaves {model_dir}; "
+                                     "files must be inside the model directory")
         if not f.is_file():
             raise ModelContractError(f"model file for {role!r} not found: {f}")
         if verify_hashes and sha256_file(f) != spec.files[role].sha256:
