@@ -316,14 +316,69 @@ class OnnxScorer:
         lengths = np.array([len(i) for i in ids], np.int64)
         return self.text.run(None, {"phoneme_ids": arr, "lengths": lengths})[0]
 
+    def tts_embeddings(
+        self, texts: Sequence[str], voices: Sequence[str], progress: bool = False
+    ) -> np.ndarray:
+        """Acoustic proxies: the mean audio embedding of each text synthesized with ``voices`` (each
+        rendition embedded through the window training would cut for it), L2-normalised. [N, D]."""
+        from tqdm import tqdm
+
+        from training.dataset import crop_window, keyword_window, speech_span
+
+        pad = int(EVAL_PAD_S * self.spec.sample_rate)
+        out = []
+        for t in tqdm(texts, desc="TTS proxies", unit="text", disable=not progress):
+            embs = []
+            for k, v in enumerate(voices):
+                wave = synthesize_any(t, v, seed=k)
+                s, e = speech_span(wave)
+                feats = self.fx.features(pad_eval(wave))
+                w = keyword_window((s + pad, e + pad), self.spec.frontend, tuple(self.spec.windows_frames))
+                w = min(w, len(feats))
+                start = crop_window(len(feats), (s + pad, e + pad), w, self.spec.frontend, None)
+                frames = self.frames.run(
+                    None, {"features": feats[None, start : start + w].astype(np.float32)}
+                )[0]
+                mask = np.ones(frames.shape[:2], np.float32)
+                embs.append(self.pool.run(None, {"frames": frames, "mask": mask})[0][0])
+            m = np.mean(embs, axis=0)
+            out.append(m / max(1e-9, float(np.linalg.norm(m))))
+        return np.stack(out)
+
+    def proxies(self, texts: Sequence[str], mode: str = "text", voices: Sequence[str] | None = None,
+                progress: bool = False) -> np.ndarray:  # fmt: skip
+        """Keyword proxies: ``text`` (text encoder, the service's default), ``tts`` (acoustic proxies
+        from synthesized renditions) or ``both`` (normalised sum)."""
+        if mode not in PROXY_MODES:
+            raise ValueError(f"proxy mode {mode!r}; expected one of {PROXY_MODES}")
+        text = self.text_embeddings(texts) if mode in ("text", "both") else None
+        tts = (
+            self.tts_embeddings(texts, voices or template_voices(), progress)
+            if mode in ("tts", "both")
+            else None
+        )
+        if text is None:
+            return tts  # type: ignore[return-value]
+        if tts is None:
+            return text
+        both = text + tts
+        return both / np.linalg.norm(both, axis=1, keepdims=True)
+
+
+PROXY_MODES = ("text", "tts", "both")
+
 
 def score_pairs_model(
-    scorer: OnnxScorer, clips: Sequence[EvalClip], pairs: Sequence[Pair], progress: bool = True
+    scorer: OnnxScorer,
+    clips: Sequence[EvalClip],
+    pairs: Sequence[Pair],
+    progress: bool = True,
+    proxy: str = "text",
 ) -> np.ndarray:
     from tqdm import tqdm
 
     vocab = sorted({p.text for p in pairs})
-    proxies = dict(zip(vocab, scorer.text_embeddings(vocab), strict=True))
+    proxies = dict(zip(vocab, scorer.proxies(vocab, proxy, progress=progress), strict=True))
     by_clip: dict[int, list[int]] = {}
     for k, p in enumerate(pairs):
         by_clip.setdefault(p.clip, []).append(k)
@@ -547,6 +602,7 @@ def evaluate_pairs(
     seed: int = 0,
     progress: bool = True,
     split: str | None = None,
+    proxies: Sequence[str] = ("text",),
 ) -> dict[str, object]:
     """The ``openkws eval pairs`` pipeline; returns (and writes) the JSON report."""
     from service.text import G2P, load_inventory
@@ -567,7 +623,9 @@ def evaluate_pairs(
         k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")}, "systems": {}}  # fmt: skip
     if model_dir is not None:
         scorer = OnnxScorer(model_dir)
-        systems[f"openkws:{scorer.spec.model_version}"] = score_pairs_model(scorer, clips, pairs, progress)
+        for mode in proxies:
+            name = f"openkws:{scorer.spec.model_version}" + ("" if mode == "text" else f"[proxy={mode}]")
+            systems[name] = score_pairs_model(scorer, clips, pairs, progress, mode)
         report["model"] = {"dir": str(model_dir), "model_version": scorer.spec.model_version,
                            "frontend": scorer.spec.frontend, "windows_frames": scorer.spec.windows_frames}  # fmt: skip
     if baselines:

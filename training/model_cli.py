@@ -225,6 +225,9 @@ def eval_pairs(
     baselines: bool = typer.Option(False, help="also score the untrained TTS-template baselines"),
     max_clips: int | None = typer.Option(None, help="evaluate a random subset of clips"),
     split: str | None = typer.Option(None, help="keep only rows with this value in a `split` column"),
+    proxy: list[str] | None = typer.Option(
+        None, help="keyword proxies to score (repeatable): text (default), tts (acoustic, 8 TTS voices), both"
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest."""
@@ -232,7 +235,9 @@ def eval_pairs(
 
     if model is None and not baselines:
         raise typer.BadParameter("give --model and/or --baselines")
-    report = evaluate_pairs(manifest, model, out, baselines, max_clips, seed, split=split)
+    report = evaluate_pairs(
+        manifest, model, out, baselines, max_clips, seed, split=split, proxies=proxy or ("text",)
+    )
     typer.echo(format_report(report))
     if out is not None:
         typer.echo(f"report: {out / 'pairs.json'}  plot: {out / 'pairs.png'}")

@@ -172,3 +172,17 @@ def test_batched_window_embeddings_match_single_clip(small_model: torch.nn.Modul
         torch.testing.assert_close(
             b, window_embeddings(small_model, f, torch.device("cpu")), atol=1e-5, rtol=0
         )
+
+
+def test_proxy_modes(untrained_dirs: dict[str, Path]) -> None:
+    from training.evaluate import OnnxScorer
+
+    scorer = OnnxScorer(untrained_dirs["speech_embedding"])
+    texts = ["hello", "turn on the light"]
+    voices = ["espeak:en-us+m3"]
+    for mode in ("text", "tts", "both"):
+        p = scorer.proxies(texts, mode, voices)
+        assert p.shape == (2, scorer.spec.embedding_dim)
+        np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="proxy mode"):
+        scorer.proxies(texts, "audio")
