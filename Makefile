@@ -5,7 +5,7 @@ APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
 	postgresql \
 	prometheus chromium chromium-driver
 
-.PHONY: setup setup-system setup-python run test lint bench data train
+.PHONY: setup setup-system setup-python run test lint audit bench soak data train
 
 setup: setup-system setup-python
 
@@ -27,11 +27,18 @@ test:
 	$(PY) -m pytest -q -x --timeout=900
 
 lint:
-	ruff check service training tests bench
+	ruff check service training tests bench tools
 	mypy service
+
+# Dependency advisories (pip-audit, PyPI service). Exit 1: vulnerabilities; 2: no audit result (network).
+audit:
+	$(PY) tools/audit_deps.py
 
 bench:
 	$(PY) -m bench.run_all
+
+soak:
+	$(PY) -m bench.soak --minutes 10
 
 data:
 	openkws data synth

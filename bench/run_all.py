@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="use the self-built smoke set even if the data layer's exists"
     )
     p.add_argument("--systems", default=",".join(DETECTORS), help=f"comma list from {sorted(DETECTORS)}")
-    p.add_argument("--protocols", default="streaming,pairs,speed,service", help="comma list")
+    p.add_argument("--protocols", default="streaming,pairs,speed,service,soak", help="comma list")
     p.add_argument(
         "--model", default=None, help="openkws model dir (default models/default, else an untrained export)"
     )
@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if "service" in protocols:
         run["service"] = _service(args, str(model_dir), out)
+
+    if "soak" in protocols:
+        run["soak"] = _soak(args, str(model_dir), out)
 
     run["wall_s"] = round(time.perf_counter() - t0, 1)
     run["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
@@ -365,6 +368,18 @@ def _service(args: argparse.Namespace, model_dir: str, out: Path) -> dict[str, A
             }
     target.write_text(json.dumps(doc, indent=2) + "\n")
     return {"status": doc["status"]}
+
+
+def _soak(args: argparse.Namespace, model_dir: str, out: Path) -> dict[str, Any]:
+    """``bench/soak.py``: 10 minutes (1 with --quick) of real-time streams and keyword churn."""
+    minutes = "1" if args.quick else "10"
+    cmd = [sys.executable, "-m", "bench.soak", "--minutes", minutes, "--model", model_dir, "--out", str(out / "soak.json")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if not (out / "soak.json").is_file():
+        return {"status": f"failed (exit {p.returncode})", "stderr": p.stderr[-2000:]}
+    res = json.loads((out / "soak.json").read_text())
+    keys = ("errors", "detections_lost", "detections_expected", "latency_ms", "rss_growth_pct")
+    return {"status": "ok" if p.returncode == 0 else "targets missed", **{k: res.get(k) for k in keys}}
 
 
 def _run_pairs(
