@@ -399,6 +399,6 @@ def rir_bank(
         rirs.append(rir / (np.max(np.abs(rir)) + _EPS))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})
+    np.savez_compressed(tmp, **{f"rir{i}": r for i, r in enumerate(rirs)})  # type: ignore[arg-type]
     tmp.replace(path)
     return rirs

@@ -136,7 +136,7 @@ class _Candidates:
             for j in range(1, width + 1):  # insertion chains left to right
                 cur[:, j] = np.minimum(best[:, j - 1], cur[:, j - 1] + 1)
             prev = cur
-        return prev[np.arange(n), lens]
+        return np.asarray(prev[np.arange(n), lens], dtype=np.int64)
 
 
 def _as_candidates(

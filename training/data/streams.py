@@ -110,7 +110,7 @@ def _speak(job: _Job) -> np.ndarray:
         wave = trim_silence(synthesize(job.text, job.voice, seed=job.seed), lead_ms=0, tail_ms=0)
     except (TTSError, ValueError):
         return np.zeros(0, np.float32)
-    return (wave * (TARGET_RMS / (np.sqrt(power(wave)) + 1e-9))).astype(np.float32)
+    return np.asarray(wave * (TARGET_RMS / (np.sqrt(power(wave)) + 1e-9)), dtype=np.float32)
 
 
 def _voice_choice(rng: np.random.Generator, voices: Sequence[str]) -> str:

@@ -378,16 +378,23 @@ class _Piper:
 
 
 # Engine singletons are per process: a forked worker must not share its parent's festival pipe.
-_SINGLETONS: dict[tuple[str, int], object] = {}
+_FESTIVAL: dict[int, _Festival] = {}
+_PIPER: dict[int, _Piper] = {}
 _SINGLETON_LOCK = threading.Lock()
 
 
-def _singleton(kind: str, factory: type) -> object:
-    key = (kind, os.getpid())
+def _festival() -> _Festival:
     with _SINGLETON_LOCK:
-        if key not in _SINGLETONS:
-            _SINGLETONS[key] = factory()
-        return _SINGLETONS[key]
+        if os.getpid() not in _FESTIVAL:
+            _FESTIVAL[os.getpid()] = _Festival()
+        return _FESTIVAL[os.getpid()]
+
+
+def _piper() -> _Piper:
+    with _SINGLETON_LOCK:
+        if os.getpid() not in _PIPER:
+            _PIPER[os.getpid()] = _Piper()
+        return _PIPER[os.getpid()]
 
 
 def synthesize(text: str, voice: str | Voice, seed: int = 0) -> np.ndarray:
@@ -409,7 +416,7 @@ def synthesize(text: str, voice: str | Voice, seed: int = 0) -> np.ndarray:
         return _flite(text, v.name, rng)
     if v.engine == "festival":
         stretch = float(rng.uniform(0.85, 1.2))
-        return _singleton("festival", _Festival).synth(text, v.name, stretch)  # type: ignore[attr-defined]
+        return _festival().synth(text, v.name, stretch)
     if v.engine == "piper":
-        return _singleton("piper", _Piper).synth(text, rng)  # type: ignore[attr-defined]
+        return _piper().synth(text, rng)
     raise KeyError(f"no backend for engine {v.engine!r}")
