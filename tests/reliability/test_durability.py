@@ -162,32 +162,41 @@ def _writer(url: str, known: _Known, rng: random.Random, stop: threading.Event, 
 def test_acknowledged_writes_survive_kill9(model_dir: Path, tmp_path: Path) -> None:
     rng = random.Random(20240607)
     texts = [f"{a} {b}" for a in WORDS for b in WORDS if a != b]
-    rng.shuffle(texts)
+    texts += [f"{a} {b} {c}" for a in WORDS[:16] for b in WORDS[8:24] for c in WORDS[16:] if len({a, b, c}) == 3]
+    rng.shuffle(texts)  # ~4,600 distinct phrases: more than a fast machine enrolls in 20 cycles
     known = _Known()
     startups: list[float] = []
+    phases: dict[str, list[float]] = {"check": [], "first_ack": [], "kill": []}
     stored = 0
     for cycle in range(CYCLES + 1):
         srv = ServerProcess(model_dir, tmp_path / "data", tmp_path / "server.log")
         srv.start()
         try:
             startups.append(srv.wait_ready())
+            t = time.monotonic()
             stored = known.check(srv.url)["stored"]
+            phases["check"].append(time.monotonic() - t)
             if cycle == CYCLES:
                 break
             stop, first_ack = threading.Event(), threading.Event()
             w = threading.Thread(target=_writer, args=(srv.url, known, rng, stop, texts, first_ack), daemon=True)
+            t = time.monotonic()
             w.start()
             # kill at a random moment of the write loop (after its first answer: a slow machine
             # must not turn every cycle into a kill before any write)
-            first_ack.wait(timeout=60)
+            assert first_ack.wait(timeout=120), "no write was acknowledged"
+            phases["first_ack"].append(time.monotonic() - t)
             time.sleep(rng.uniform(0.0, 1.0))
+            t = time.monotonic()
             srv.kill9()
             stop.set()
             w.join(timeout=30)
+            phases["kill"].append(time.monotonic() - t)
             assert not w.is_alive()
         finally:
             srv.kill9()
     assert known.acked >= CYCLES, f"only {known.acked} acknowledged writes in {CYCLES} cycles"
     print(f"\ncrash test: {CYCLES} kill -9 cycles, {known.acked} acknowledged writes "
           f"({len(known.present)} keywords, {len(known.deleted)} deletes), {stored} stored at the end, lost 0; "
-          f"start-up {np.median(startups):.1f} s median, {max(startups):.1f} s max")
+          f"start-up {np.median(startups):.1f} s median, {max(startups):.1f} s max; per cycle (median s): "
+          + ", ".join(f"{k} {np.median(v):.2f}" for k, v in phases.items()))
