@@ -269,7 +269,9 @@ def test_websocket_sequences_never_hurt_others(live: Live, speech: np.ndarray, c
     def fuzz(actions: list[tuple[str, Any]]) -> None:
         code = _fuzz_connection(live, actions)
         codes.append(code)
-        assert code in DOCUMENTED, (code, actions)
+        # 1006: the server closed (error + close frame sent) while this client kept sending; the
+        # kernel answers the unread data with a reset, which can drop the close frame client-side.
+        assert code in DOCUMENTED or code == 1006, (code, actions)
 
     fuzz()
     t.join(timeout=300)
@@ -277,4 +279,7 @@ def test_websocket_sequences_never_hurt_others(live: Live, speech: np.ndarray, c
     assert result["events"] == [baseline, baseline]  # unaffected by everything above
     assert httpx.get(live.url + "/healthz", timeout=30).status_code == 200
     assert _healthy(live, pcm, ids) == baseline
+    metrics = httpx.get(live.url + "/metrics", timeout=30).text  # the server's own view: no stream failed
+    assert 'openkws_errors_total{code="internal_error"}' not in metrics
+    assert 'openkws_websocket_sessions_total{close_code="1011"}' not in metrics
     assert len(codes) >= min(EXAMPLES, 10)
