@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from bench._server import ServerProcess, frames_of, open_stream, send_paced
 from service.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
@@ -201,73 +201,6 @@ def calibrate(model: Path, audio: np.ndarray, texts: list[str]) -> float:
 
 
 # -- 2./3. real server ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, model: Path, data_dir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "OPENKWS_DEVICE": "cpu",
-            "OPENKWS_MAX_STREAMS": "1024",
-            "OPENKWS_MAX_QUEUE": "100000",
-            "OPENKWS_IDLE_TIMEOUT_S": "120",
-        }
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "service.cli",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--model-dir",
-                str(model),
-                "--data-dir",
-                str(data_dir),
-                "--log-level",
-                "warning",
-            ],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        import httpx
-
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read() if self.proc.stderr else ''}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError("server did not become ready")
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        tick = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / tick  # utime + stime (all threads)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
 def enroll_latency(url: str, texts: list[str], threshold: float | None) -> dict[str, Any]:
     import httpx
 
@@ -294,31 +227,15 @@ def enroll_latency(url: str, texts: list[str], threshold: float | None) -> dict[
 
 
 async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, debug: bool) -> dict[str, Any]:
-    import websockets
-
-    chunk = 2 * SAMPLE_RATE * CHUNK_MS // 1000
-    n_chunks = int(seconds * 1000 / CHUNK_MS)
-    total = len(pcm) // chunk
+    frames = frames_of(pcm, CHUNK_MS)
+    frames = [frames[(offset_chunks + k) % len(frames)] for k in range(int(seconds * 1000 / CHUNK_MS))]
     sent_at: list[float] = []
     lat_end: list[float] = []
     lat_decided: list[float] = []
     lat_near: list[float] = []
     errors: list[str] = []
     summary: dict[str, Any] | None = None
-    async with websockets.connect(url.replace("http", "ws") + "/v1/stream", max_size=None) as ws:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "start",
-                    "version": 1,
-                    "sample_rate": SAMPLE_RATE,
-                    "encoding": "pcm16le",
-                    "channels": 1,
-                    "debug": debug,
-                }
-            )
-        )
-        ready = json.loads(await ws.recv())
+    async with open_stream(url, debug=debug) as (ws, ready):
         if ready.get("type") != "ready":
             return {
                 "errors": [ready.get("code", "no ready")],
@@ -348,16 +265,8 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
                     return
 
         rx = asyncio.create_task(receive())
-        t0 = time.perf_counter()
-        for k in range(n_chunks):
-            delay = t0 + k * CHUNK_MS / 1000 - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            i = (offset_chunks + k) % total
-            sent_at.append(time.perf_counter())
-            await ws.send(pcm[i * chunk : (i + 1) * chunk])
+        await send_paced(ws, frames, CHUNK_MS / 1000, time.perf_counter(), sent_at=sent_at)
         stop_at = time.perf_counter()
-        await ws.send(json.dumps({"type": "stop", "version": 1}))
         try:
             await asyncio.wait_for(rx, timeout=30)
         except TimeoutError:
@@ -386,7 +295,7 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def run_levels(server: Server, pcm: bytes, levels: list[int], seconds: float) -> list[dict[str, Any]]:
+def run_levels(server: ServerProcess, pcm: bytes, levels: list[int], seconds: float) -> list[dict[str, Any]]:
     out = []
     for n in levels:
         c0, w0 = server.cpu_seconds(), time.perf_counter()
@@ -465,8 +374,20 @@ def main(argv: list[str] | None = None) -> int:
     texts = CLIP_KEYWORDS + phrases(100 - len(CLIP_KEYWORDS), seed=1)
     threshold = None if trained else calibrate(model, audio, texts)
     with tempfile.TemporaryDirectory(prefix="openkws-bench-") as tmp:
-        server = Server(model, Path(tmp))
+        server = ServerProcess(
+            model,
+            Path(tmp) / "data",
+            Path(tmp) / "server.log",
+            env={
+                "OPENKWS_MAX_STREAMS": "1024",
+                "OPENKWS_MAX_QUEUE": "100000",
+                "OPENKWS_IDLE_TIMEOUT_S": "120",
+            },
+            omp_threads=None,
+        )
+        server.start()
         try:
+            server.wait_ready()
             log("2. enrollment latency (HTTP, one keyword per request)")
             enroll = enroll_latency(server.url, texts, threshold)
             log(
@@ -476,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"3. concurrent real-time streams ({seconds:g} s each, {CHUNK_MS} ms frames, 100 keywords)")
             rows = run_levels(server, pcm, levels, seconds)
         finally:
-            server.stop()
+            server.terminate(timeout=30, sig=signal.SIGINT)
     passing = [r["streams"] for r in rows if r["pass"]]
     best = max(passing) if passing else 0
     # What a dedicated machine of this size would sustain at 80% CPU, from the measured CPU per stream.

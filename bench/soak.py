@@ -32,10 +32,7 @@ import argparse
 import asyncio
 import io
 import json
-import os
 import random
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -45,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
 from service.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
@@ -94,114 +92,6 @@ CHURN_WORDS = (
 
 def log(msg: str) -> None:
     print(msg, flush=True)
-
-
-# -- server subprocess ------------------------------------------------------------------------------
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ServerProcess:
-    """``python -m service.cli serve`` on 127.0.0.1 with a log file; start, wait ready, kill or stop."""
-
-    def __init__(
-        self,
-        model_dir: Path,
-        data_dir: Path,
-        log_path: Path,
-        env: dict[str, str] | None = None,
-        port: int | None = None,
-        log_level: str = "warning",
-    ) -> None:
-        self.model_dir = model_dir
-        self.data_dir = data_dir
-        self.log_path = log_path
-        self.env = env or {}
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_level = log_level
-
-    def start(self) -> None:
-        env = {**os.environ, "OPENKWS_DEVICE": "cpu", "OMP_NUM_THREADS": "1", **self.env}
-        cmd = [
-            sys.executable,
-            "-m",
-            "service.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-            "--model-dir",
-            str(self.model_dir),
-            "--data-dir",
-            str(self.data_dir),
-            "--log-level",
-            self.log_level,
-        ]
-        with open(self.log_path, "ab") as logf:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=logf, stderr=subprocess.STDOUT)
-
-    def wait_ready(self, timeout: float = 120.0) -> float:
-        """Seconds from now until ``/readyz`` answers 200; raises if the process exits first."""
-        import httpx
-
-        assert self.proc is not None
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited with {self.proc.returncode}; log:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return time.monotonic() - t0
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"server not ready after {timeout:.0f} s; log:\n{self.log_tail()}")
-
-    def log_tail(self, n: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-n:]
-        except OSError:
-            return ""
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def rss_bytes(self) -> int:
-        with open(f"/proc/{self.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def kill9(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=30)
-
-    def terminate(self, timeout: float = 60.0) -> int:
-        """SIGTERM and wait (graceful shutdown); SIGKILL if it does not exit in time."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-        return int(self.proc.returncode)
 
 
 # -- inputs -------------------------------------------------------------------------------------------
@@ -298,56 +188,25 @@ def match(reference: list[tuple[int, float]], got: list[tuple[int, float]]) -> t
 async def stream_once(
     url: str,
     token: str,
-    how: str,
+    how: AuthHow,
     pcm: bytes,
     ids: list[int],
     reference: list[tuple[int, float]],
     stats: Stats,
 ) -> None:
-    from websockets.asyncio.client import connect
-
-    ws_url = url.replace("http://", "ws://") + "/v1/stream"
-    kwargs: dict[str, Any] = {"max_size": None, "open_timeout": 30, "close_timeout": 10}
-    if how == "header":
-        kwargs["additional_headers"] = {"Authorization": f"Bearer {token}"}
-    elif how == "subprotocol":
-        kwargs["subprotocols"] = ["openkws.v1", "bearer." + token]
-    else:
-        ws_url += f"?token={token}"
-    step = SAMPLE_RATE * CHUNK_MS // 1000 * 2
     events: list[tuple[int, float]] = []
     summary: dict[str, Any] | None = None
-    async with connect(ws_url, **kwargs) as ws:
-        await ws.send(
-            json.dumps(
-                {
-                    "type": "start",
-                    "version": 1,
-                    "sample_rate": SAMPLE_RATE,
-                    "encoding": "pcm16le",
-                    "channels": 1,
-                    "keywords": ids,
-                }
-            )
-        )
-        ready = json.loads(await ws.recv())
+    async with open_stream(url, token=token, how=how, keywords=ids) as (ws, ready):
         if ready.get("type") != "ready":
             stats.error(f"start refused: {ready}")
             return
-        t0 = time.monotonic()
-
-        async def send() -> None:
-            for k, i in enumerate(range(0, len(pcm), step)):
-                delay = t0 + (k + 1) * CHUNK_MS / 1000 - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                await ws.send(pcm[i : i + step])
-            await ws.send(json.dumps({"type": "stop", "version": 1}))
-
-        sender = asyncio.create_task(send())
+        t0 = time.perf_counter()
+        sender = asyncio.create_task(
+            send_paced(ws, frames_of(pcm, CHUNK_MS), CHUNK_MS / 1000, t0, first_at=CHUNK_MS / 1000)
+        )
         try:
             async for raw in ws:
-                now = time.monotonic()
+                now = time.perf_counter()
                 m = json.loads(raw)
                 if m["type"] == "detection":
                     events.append((int(m["keyword_id"]), float(m["start_ms"])))
@@ -382,7 +241,7 @@ async def streamer(
     until: float,
     server: ServerProcess,
 ) -> None:
-    hows = ("header", "subprotocol", "query")
+    hows: tuple[AuthHow, ...] = ("header", "subprotocol", "query")
     k = 0
     await asyncio.sleep(0.37 * n)  # stagger the clients
     while time.monotonic() < until:

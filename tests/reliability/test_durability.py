@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
-from bench.soak import ServerProcess
+from bench._server import ServerProcess
 from service.engine.index import KeywordEntry
 
 CYCLES = int(os.environ.get("OPENKWS_CRASH_CYCLES", "20"))

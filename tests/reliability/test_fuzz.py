@@ -53,7 +53,7 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, g2p: G2P) -> Iterator[Live]:
-    from bench.soak import free_port
+    from bench._server import free_port
 
     data = tmp_path_factory.mktemp("fuzz")
     keys = ApiKeys(KeywordStore(f"sqlite:///{data / 'keywords.db'}"))

@@ -16,7 +16,7 @@ import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from bench.soak import ServerProcess
+from bench._server import ServerProcess
 from service.constants import SAMPLE_RATE
 from tests.service.conftest import KEYWORDS, pcm16, wav_bytes
 

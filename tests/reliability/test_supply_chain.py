@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from bench.soak import ServerProcess
+from bench._server import ServerProcess
 from service.app import create_app
 from service.engine.model_spec import ModelContractError, load_spec
 from service.settings import Settings
