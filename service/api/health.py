@@ -1,4 +1,5 @@
-"""``/healthz`` (process alive), ``/readyz`` (models and index loaded; backends) and ``/metrics``."""
+"""``/healthz`` (process alive), ``/readyz`` (models and index loaded; backends, the ONNX execution providers
+in use against the requested device) and ``/metrics``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.schemas import Backends, ReadyResponse
+from service.api.schemas import Backends, DeviceReport, ReadyResponse
 from service.state import AppState
 
 router = APIRouter(tags=["health"])
@@ -26,9 +27,12 @@ def readyz(request: Request) -> Any:
         status = "draining" if state is not None else "starting"
         return JSONResponse({"error": {"code": "not_ready", "message": f"the service is {status}"}}, status_code=503)
     sp = state.spotter
+    prov = sp.sessions.providers
     return ReadyResponse(
         status="ready", model_version=sp.spec.model_version, frontend=sp.spec.frontend,
         backend=Backends(onnx=sp.onnx_backend, index=sp.index_backend, database=state.store.backend),
+        device=DeviceReport(requested=prov.requested, onnx_providers=list(prov.names), fallback=prov.fallback,
+                            warning=prov.warning),
         keywords=sp.index.total(), active_streams=state.active_streams, max_streams=state.settings.max_streams,
         queue_depth=state.batcher.depth,
     )

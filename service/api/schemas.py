@@ -132,11 +132,19 @@ class Backends(BaseModel):
     database: str
 
 
+class DeviceReport(BaseModel):
+    requested: str = Field(description="OPENKWS_DEVICE: auto | cpu | cuda")
+    onnx_providers: list[str] = Field(description="execution providers the ONNX sessions use (session.get_providers())")
+    fallback: bool = Field(description="CUDA was offered and asked for, but the sessions run without it")
+    warning: str | None = Field(description="what fell back and what to check; null without a fallback")
+
+
 class ReadyResponse(BaseModel):
     status: str
     model_version: str
     frontend: str
     backend: Backends
+    device: DeviceReport
     keywords: int
     active_streams: int
     max_streams: int

@@ -1,5 +1,6 @@
-"""ONNX sessions for one model directory: provider choice (CUDA when present, else CPU) and the
-start-up contract check of every graph's metadata and input/output names against ``model.json``.
+"""ONNX sessions for one model directory: provider choice (CUDA when present, else CPU), the providers
+the sessions really use, and the start-up contract check of every graph's metadata and input/output
+names against ``model.json``.
 
 A mismatch raises :class:`~service.engine.model_spec.ModelContractError` with a message naming the
 file, the key, what the file says and what ``model.json`` says, so the service refuses to start.
@@ -43,25 +44,60 @@ OWN_ROLES = ("acoustic_frames", "acoustic_pool", "text")
 
 @dataclass(frozen=True)
 class Providers:
-    """Which onnxruntime execution providers the sessions use, and the short name reported."""
+    """onnxruntime execution providers: asked for at start-up, or (after loading) in use.
+
+    ``fallback`` is true when CUDA was asked for but some session runs without it (onnxruntime
+    drops a provider it cannot initialise, e.g. onnxruntime-gpu without the CUDA/cuDNN libraries,
+    with only a log line); ``warning`` then says so in words.
+    """
 
     names: tuple[str, ...]
     backend: Literal["cpu", "cuda"]
+    requested: Device = "auto"
+    fallback: bool = False
+    warning: str | None = None
 
 
 def choose_providers(device: Device) -> Providers:
     """``auto`` picks CUDA when onnxruntime offers it; ``cuda`` insists (error when unavailable)."""
     available = ort.get_available_providers()
     if device == "cpu":
-        return Providers((CPU_PROVIDER,), "cpu")
+        return Providers((CPU_PROVIDER,), "cpu", device)
     if CUDA_PROVIDER in available:
-        return Providers((CUDA_PROVIDER, CPU_PROVIDER), "cuda")
+        return Providers((CUDA_PROVIDER, CPU_PROVIDER), "cuda", device)
     if device == "cuda":
         raise ModelContractError(
             f"device 'cuda' requested but onnxruntime offers only {available}; "
             "install the `gpu` extra (onnxruntime-gpu) or set OPENKWS_DEVICE=cpu|auto"
         )
-    return Providers((CPU_PROVIDER,), "cpu")
+    return Providers((CPU_PROVIDER,), "cpu", device)
+
+
+def providers_in_use(chosen: Providers, sessions: dict[str, ort.InferenceSession]) -> Providers:
+    """What the sessions really run on (``session.get_providers()``), against what was ``chosen``.
+
+    Raises :class:`ModelContractError` when device ``cuda`` was requested and a session has no CUDA.
+    """
+    used: list[str] = []
+    without_cuda: list[str] = []
+    for role, sess in sessions.items():
+        got = sess.get_providers()
+        used += [p for p in got if p not in used]
+        if CUDA_PROVIDER not in got:
+            without_cuda.append(role)
+    backend: Literal["cpu", "cuda"] = "cuda" if sessions and not without_cuda else "cpu"
+    fallback = chosen.backend == "cuda" and bool(without_cuda)
+    warning = None
+    if fallback:
+        warning = (
+            f"device {chosen.requested!r}: onnxruntime offers {CUDA_PROVIDER} but the "
+            f"{', '.join(without_cuda)} session(s) run on {', '.join(sessions[without_cuda[0]].get_providers())}; "
+            "check the CUDA and cuDNN libraries that onnxruntime-gpu needs (its log says which failed), "
+            "or set OPENKWS_DEVICE=cpu"
+        )
+        if chosen.requested == "cuda":
+            raise ModelContractError(warning)
+    return Providers(tuple(used), backend, chosen.requested, fallback, warning)
 
 
 def limit_blas_threads(n: int) -> str | None:
@@ -200,11 +236,14 @@ def load_sessions(spec: ModelSpec, model_dir: Path, device: Device = "auto", thr
             raise ModelContractError(f"{path}: onnxruntime cannot load it ({e})") from e
         check_session(spec, role, sess, path)
         sessions[role] = sess
-    if providers.backend == "cuda":
-        log.info("onnxruntime sessions use CUDA")
+    in_use = providers_in_use(providers, sessions)
+    if in_use.warning:
+        log.warning("CUDA FALLBACK: %s", in_use.warning)
+    else:
+        log.info("onnxruntime sessions (device %r) use %s", device, ", ".join(in_use.names))
     return ModelSessions(
         spec=spec,
-        providers=providers,
+        providers=in_use,
         melspectrogram=sessions["melspectrogram"],
         speech_embedding=sessions.get("speech_embedding"),
         acoustic_frames=sessions["acoustic_frames"],

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 
 import numpy as np
+import onnxruntime as ort
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from service.app import create_app
+from service.engine.model_spec import ModelContractError
+from service.settings import Settings
+from service.text import G2P
 from tests.service.conftest import KEYWORDS, enroll, pcm16, wav_bytes
 
 
@@ -29,7 +36,43 @@ def test_health_and_ready(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     r = client.get("/readyz").json()
     assert r["status"] == "ready" and r["backend"] == {"onnx": "cpu", "index": "cpu", "database": "sqlite"}
+    assert r["device"] == {"requested": "cpu", "onnx_providers": ["CPUExecutionProvider"], "fallback": False,
+                           "warning": None}
     assert r["model_version"].startswith("untrained") and r["max_streams"] == 128
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_readyz_reports_providers_in_use_on_cuda_fallback(make_client: Callable[..., TestClient],
+                                                          monkeypatch: pytest.MonkeyPatch,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
+    """onnxruntime-gpu without working CUDA libraries: the CUDA provider is offered, the sessions drop it
+    with only a log line. On this CPU-only build the same happens when CUDA is claimed to be available."""
+    assert "CUDAExecutionProvider" not in ort.get_available_providers(), "needs a CPU-only onnxruntime"
+    r = make_client(device="auto").get("/readyz").json()  # nothing offered: CPU, and no fallback
+    assert r["backend"]["onnx"] == "cpu"
+    assert r["device"] == {"requested": "auto", "onnx_providers": ["CPUExecutionProvider"], "fallback": False,
+                           "warning": None}
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with caplog.at_level(logging.WARNING, logger="service.engine.runtime"):
+        r = make_client(device="auto").get("/readyz").json()
+    assert r["backend"]["onnx"] == "cpu"  # not "cuda", which was only asked for
+    dev = r["device"]
+    assert dev["requested"] == "auto" and dev["onnx_providers"] == ["CPUExecutionProvider"] and dev["fallback"]
+    assert "CUDAExecutionProvider" in dev["warning"] and "cuDNN" in dev["warning"]
+    assert any(rec.levelno == logging.WARNING and "CUDA FALLBACK" in rec.getMessage() for rec in caplog.records)
+
+
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider'")
+def test_cuda_requested_without_cuda_refuses_to_start(make_settings: Callable[..., Settings], g2p: G2P,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """``cuda`` insists: not offered, or offered and dropped by the sessions, start-up fails and says why."""
+    with pytest.raises(ModelContractError, match="onnxruntime offers only"), \
+            TestClient(create_app(make_settings(device="cuda"), g2p=g2p)):
+        pass
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    with pytest.raises(ModelContractError, match="run on CPUExecutionProvider"), \
+            TestClient(create_app(make_settings(device="cuda"), g2p=g2p)):
+        pass
 
 
 def test_metrics_cover_the_service(make_client: Callable[..., TestClient], speech: np.ndarray,
