@@ -1,6 +1,9 @@
 // openkws web demo: enroll/delete keywords (REST), stream the microphone as PCM16 over the websocket
 // protocol v1 (docs/SERVICE.md), show detections, a level/score meter and this replica's metrics.
 // Plain ES module, no dependencies. URLs are relative, so the page also works behind a path prefix.
+// With OPENKWS_AUTH=on, an API key typed into the page is kept in sessionStorage (this tab only, gone
+// when it closes; never localStorage) and sent as `Authorization: Bearer` on /v1 calls and as the
+// `bearer.<key>` websocket subprotocol (docs/SECURITY.md).
 
 const PROTOCOL_VERSION = 1;
 const CHUNK_SECONDS = 0.05; // audio per websocket frame
@@ -9,6 +12,10 @@ const READY_EVERY_MS = 5000;
 const MAX_DETECTIONS_SHOWN = 200;
 const LEVEL_FLOOR_DB = -60;
 const SCORE_DECAY_PER_S = 0.6;
+const API_KEY_STORAGE = "openkws.apiKey"; // sessionStorage only
+const WS_SUBPROTOCOL = "openkws.v1";
+const AUTH_HINT = "This service needs an API key: paste one into the API key field at the top " +
+  "(`openkws keys create --tenant T --scope admin`; a stream key can stream but not enroll).";
 
 const $ = (id) => document.getElementById(id);
 
@@ -25,8 +32,45 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// ------------------------------------------------------------------------------------- API key
+function apiKey() {
+  try {
+    return sessionStorage.getItem(API_KEY_STORAGE) || "";
+  } catch {
+    return ""; // storage disabled: no key
+  }
+}
+
+function setApiKey(key) {
+  try {
+    if (key) sessionStorage.setItem(API_KEY_STORAGE, key);
+    else sessionStorage.removeItem(API_KEY_STORAGE);
+  } catch { /* storage disabled: the key is not kept */ }
+  showKeyState();
+}
+
+function showKeyState() {
+  const key = apiKey();
+  $("api-key").value = key;
+  $("key-state").textContent = key ? "key set for this tab" : "no key";
+  $("key-form").dataset.state = key ? "set" : "none";
+}
+
+async function useKey(ev) {
+  ev.preventDefault();
+  setApiKey($("api-key").value.trim());
+  await refreshKeywords();
+}
+
+async function forgetKey() {
+  setApiKey("");
+  await refreshKeywords();
+}
+
 async function api(method, path, body) {
   const init = { method, headers: {} };
+  const key = apiKey();
+  if (key) init.headers.authorization = `Bearer ${key}`;
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -36,7 +80,8 @@ async function api(method, path, body) {
   let data = null;
   try { data = await r.json(); } catch { /* empty or non-JSON body */ }
   if (!r.ok) {
-    const msg = data && data.error ? data.error.message : `${method} ${path}: HTTP ${r.status}`;
+    let msg = data && data.error ? data.error.message : `${method} ${path}: HTTP ${r.status}`;
+    if (r.status === 401 || r.status === 403) msg += ` — ${AUTH_HINT}`;
     const err = new Error(msg);
     err.status = r.status;
     err.code = data && data.error ? data.error.code : undefined;
@@ -75,8 +120,10 @@ async function refreshReady() {
     const d = await r.json();
     if (r.ok) {
       status.dataset.state = "ready";
+      const fallback = d.device && d.device.fallback ? " (CUDA fallback)" : "";
       $("status-text").textContent =
-        `ready · ${d.model_version} · ${d.backend.onnx}/${d.backend.index} · ${d.keywords} keyword(s)`;
+        `ready · ${d.model_version} · ${d.backend.onnx}${fallback}/${d.backend.index} · ${d.keywords} keyword(s)`;
+      status.title = (d.device && d.device.warning) || "";
     } else {
       status.dataset.state = "starting";
       $("status-text").textContent = d.error ? d.error.message : `HTTP ${r.status}`;
@@ -245,7 +292,8 @@ function onServerMessage(ev) {
       onNearMiss(m);
       break;
     case "error":
-      liveStatus(`Server closed the stream: ${m.code} — ${m.message}`);
+      liveStatus(`Server closed the stream: ${m.code} — ${m.message}` +
+        (m.code === "unauthorized" || m.code === "forbidden" ? ` ${AUTH_HINT}` : ""));
       break;
     case "summary":
       liveStatus(`Stopped: ${(m.audio_ms / 1000).toFixed(1)} s of audio, ${m.detections} detection(s).`);
@@ -277,7 +325,10 @@ async function startMic() {
   }
   const rate = live.ctx.sampleRate;
   live.rate = rate;
-  const ws = new WebSocket(wsUrl("v1/stream"));
+  // Browsers cannot set headers on a websocket: the key travels as a subprotocol, never in the URL.
+  const key = apiKey();
+  const ws = key ? new WebSocket(wsUrl("v1/stream"), [WS_SUBPROTOCOL, `bearer.${key}`])
+    : new WebSocket(wsUrl("v1/stream"));
   ws.binaryType = "arraybuffer";
   live.ws = ws;
   ws.onopen = () => {
@@ -288,7 +339,7 @@ async function startMic() {
   };
   ws.onmessage = onServerMessage;
   ws.onclose = (ev) => {
-    if (!live.stopping && ev.code !== 1000) {
+    if (!live.stopping && ev.code !== 1000 && ev.code !== 4401 && ev.code !== 4403) { // 44xx: the error message said why
       liveStatus(`Stream closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""}).`);
     }
     teardown();
@@ -401,6 +452,9 @@ async function refreshMetrics() {
 
 // ------------------------------------------------------------------------------------------ main
 function main() {
+  $("key-form").addEventListener("submit", useKey);
+  $("key-forget").addEventListener("click", forgetKey);
+  showKeyState();
   $("kw-form").addEventListener("submit", enroll);
   $("mic-start").addEventListener("click", startMic);
   $("mic-stop").addEventListener("click", stopMic);

@@ -3,7 +3,11 @@ the driver path given, so nothing is downloaded), its microphone a fake device f
 
 Through the page: enroll "hey jarvis", enroll "jarvis" and see the confusable warning, start the
 microphone, see the "hey jarvis" detection with its score, watch the meters and metrics move, take
-the screenshot docs/web-demo.png, stop, delete a keyword.
+a screenshot, stop, delete a keyword. With auth on: the page asks for a key, enrolls and streams with
+the key typed into it, and keeps the key in sessionStorage only.
+
+The screenshot goes to a temporary file; ``OPENKWS_UPDATE_SCREENSHOT=1`` writes docs/web-demo.png
+(the picture in docs/DEPLOY.md) instead.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.deploy.conftest import ROOT, Served, speech_wav
+from bench._server import ServerProcess
+from tests.deploy.conftest import ROOT, Served, ServedModel, speech_wav
 
 SCREENSHOT = ROOT / "docs" / "web-demo.png"
+UPDATE_SCREENSHOT_ENV = "OPENKWS_UPDATE_SCREENSHOT"
+API_KEY_STORAGE = "openkws.apiKey"  # service/static/app.js
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Generous: on a loaded machine the server can fall behind the fake microphone's real time, and
@@ -76,6 +83,37 @@ def browser(fake_mic: Path) -> Iterator[Any]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+@pytest.fixture(scope="module")
+def auth_server(
+    served_model: ServedModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """``openkws serve`` with ``OPENKWS_AUTH=on`` and one admin key: (url, key)."""
+    from service.auth import ApiKeys
+    from service.store import KeywordStore
+
+    work = tmp_path_factory.mktemp("auth")
+    data = work / "data"
+    store = KeywordStore(f"sqlite:///{data / 'keywords.db'}")
+    admin = ApiKeys(store).create("web", "admin", "web demo").token
+    store.engine.dispose()
+    srv = ServerProcess(
+        served_model.path,
+        data,
+        work / "server.log",
+        env={"OPENKWS_AUTH": "on", "OPENKWS_INFERENCE_WORKERS": "1"},
+    )
+    srv.start()
+    try:
+        srv.wait_ready()
+        yield srv.url, admin
+    finally:
+        srv.terminate()
+
+
+def screenshot_path(tmp_path: Path) -> Path:
+    return SCREENSHOT if os.environ.get(UPDATE_SCREENSHOT_ENV) == "1" else tmp_path / "web-demo.png"
+
+
 def wait_until(predicate: Any, timeout: float, what: str, driver: Any = None) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -108,7 +146,9 @@ def enroll_in_page(driver: Any, text: str, threshold: float | None) -> None:
     )
 
 
-def test_page_enrolls_streams_and_detects(served: Served, browser: Any, no_keywords: None) -> None:
+def test_page_enrolls_streams_and_detects(
+    served: Served, browser: Any, no_keywords: None, tmp_path: Path
+) -> None:
     d = browser
     d.get(served.url + "/")
     assert d.title.startswith("openkws")
@@ -163,8 +203,9 @@ def test_page_enrolls_streams_and_detects(served: Served, browser: Any, no_keywo
         d,
     )
     time.sleep(2.5)  # one more metrics refresh, so the rates are filled in for the picture
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    assert d.save_screenshot(str(SCREENSHOT)), "screenshot"
+    shot = screenshot_path(tmp_path)
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    assert d.save_screenshot(str(shot)), "screenshot"
 
     d.find_element("id", "mic-stop").click()
     wait_until(
@@ -200,3 +241,61 @@ def test_page_reports_bad_input(served: Served, browser: Any, no_keywords: None)
     err = wait_until(lambda: d.find_elements("css selector", ".msg.error"), 15, "an error message", d)[0]
     assert "text" in err.text and len(err.text) > 20, err.text
     assert not d.find_elements("css selector", "#kw-list tr")
+
+
+def test_page_with_auth_on_uses_the_key_typed_in(
+    auth_server: tuple[str, str], browser: Any, served_model: ServedModel
+) -> None:
+    """Auth on: without a key the page says what to do; with the key typed in, it lists, enrolls and
+    streams (``bearer.<key>`` subprotocol). The key lives in sessionStorage, never localStorage."""
+    url, admin = auth_server
+    d = browser
+    d.get_log("browser")  # drop earlier tests' entries (the bad-input test's 422)
+    d.get(url + "/")
+    wait_until(
+        lambda: d.find_element("id", "status").get_attribute("data-state") == "ready", 30, "status ready", d
+    )
+    err = wait_until(lambda: d.find_elements("css selector", ".msg.error"), 15, "the 401 message", d)[0]
+    assert "API key" in err.text and "API key field" in err.text, err.text
+
+    d.find_element("id", "api-key").send_keys(admin)
+    d.find_element("id", "key-use").click()
+    wait_until(
+        lambda: d.find_element("id", "key-state").text == "key set for this tab", 10, "the key state", d
+    )
+    assert d.execute_script(f"return sessionStorage.getItem('{API_KEY_STORAGE}')") == admin
+    assert d.execute_script("return localStorage.length") == 0
+
+    enroll_in_page(d, "hey jarvis", served_model.threshold)
+    with httpx.Client(base_url=url, timeout=30) as c:
+        assert c.get("/v1/keywords").status_code == 401
+        items = c.get("/v1/keywords", headers={"Authorization": f"Bearer {admin}"}).json()["items"]
+    assert [k["text"] for k in items] == ["hey jarvis"]
+
+    d.find_element("id", "mic-start").click()  # "Streaming" comes with the server's ready: authenticated
+    wait_until(lambda: "Streaming" in d.find_element("id", "live-status").text, 30, "the stream to start", d)
+    d.find_element("id", "mic-stop").click()
+    wait_until(
+        lambda: "Stopped:" in d.find_element("id", "live-status").text,
+        SUMMARY_TIMEOUT_S,
+        "the stream summary",
+        d,
+    )
+
+    d.refresh()  # the key outlives a reload of this tab
+    wait_until(
+        lambda: d.find_elements("css selector", '#kw-list tr[data-text="hey jarvis"]'),
+        30,
+        "the keyword table after a reload",
+        d,
+    )
+    d.find_element("id", "key-forget").click()
+    wait_until(lambda: d.find_element("id", "key-state").text == "no key", 10, "the key to be forgotten", d)
+    assert d.execute_script(f"return sessionStorage.getItem('{API_KEY_STORAGE}')") is None
+    assert d.execute_script("return localStorage.length") == 0
+    severe = [
+        e
+        for e in d.get_log("browser")
+        if e.get("level") == "SEVERE" and "401 (Unauthorized)" not in e["message"]
+    ]
+    assert not severe, f"errors in the browser console: {severe}"
