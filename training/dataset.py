@@ -42,15 +42,17 @@ from pathlib import Path
 import numpy as np
 
 from service.constants import SAMPLE_RATE
+from service.engine.windows import SPEECH_THRESHOLD as SPEECH_THRESHOLD
+from service.engine.windows import crop_window as crop_window
+from service.engine.windows import keyword_window as keyword_window
+from service.engine.windows import speech_span as speech_span  # window geometry: shared with the service
 from service.text import G2P, load_inventory
 from training.config import Config
-from training.models.windows import window_for_duration, window_samples
 
 logger = logging.getLogger("training.dataset")
 
 CACHE_VERSION = 3
 SHARD_CLIPS = 512
-SPEECH_THRESHOLD = 0.05  # fraction of the clip's peak frame RMS that counts as speech
 
 
 @dataclass(frozen=True)
@@ -120,18 +122,6 @@ def load_audio(path: Path) -> np.ndarray:
 
         wave = soxr.resample(wave, sr, SAMPLE_RATE).astype(np.float32)
     return np.ascontiguousarray(wave, dtype=np.float32)
-
-
-def speech_span(wave: np.ndarray, frame: int = 160) -> tuple[int, int]:
-    """(start, end) samples of the region whose frame RMS exceeds ``SPEECH_THRESHOLD`` x peak."""
-    n = len(wave) // frame
-    if n == 0:
-        return 0, len(wave)
-    rms = np.sqrt((wave[: n * frame].reshape(n, frame) ** 2).mean(axis=1) + 1e-12)
-    on = np.flatnonzero(rms >= SPEECH_THRESHOLD * rms.max())
-    if len(on) == 0:
-        return 0, len(wave)
-    return int(on[0] * frame), int(min(len(wave), (on[-1] + 1) * frame))
 
 
 def limit_clips_per_word(clips: Sequence[Clip], n: int, seed: int = 0) -> list[Clip]:
@@ -481,32 +471,6 @@ def build_wave_store(clips: Sequence[Clip], cache_root: Path, progress: bool = T
     np.savez(tmp, audio=np.concatenate(waves), offsets=offsets, spans=np.array(spans, np.int64))
     os.replace(tmp, path)
     return WaveStore(clips, waves, np.array(spans, np.int64))
-
-
-# --------------------------------------------------------------------------------------------- windows
-def crop_window(
-    num_frames: int, span: tuple[int, int], window: int, frontend: str, rng: np.random.Generator | None
-) -> int:
-    """Start frame of a ``window``-frame crop that holds the keyword span (random among valid starts;
-    centred when ``rng`` is None or the keyword is longer than the window)."""
-    from service.engine.model_spec import FRONTENDS
-
-    hop = FRONTENDS[frontend][0]
-    span_w = window_samples(frontend, window)
-    s, e = span
-    lo = math.ceil((e - span_w) / hop)
-    hi = math.floor(s / hop)
-    hi_limit = max(0, num_frames - window)
-    if lo > hi or rng is None:
-        centre = (s + e) / 2 - span_w / 2
-        start = round(centre / hop)
-    else:
-        start = int(rng.integers(lo, hi + 1))
-    return int(min(max(start, 0), hi_limit))
-
-
-def keyword_window(span: tuple[int, int], frontend: str, windows: tuple[int, ...]) -> int:
-    return window_for_duration(frontend, (span[1] - span[0]) / SAMPLE_RATE, windows)
 
 
 # --------------------------------------------------------------------------------------------- batches

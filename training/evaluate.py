@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from service.engine.acoustic_proxy import PROXY_MODES as PROXY_MODES  # the service's enrollment modes
+
 logger = logging.getLogger("training.evaluate")
 
 EVAL_PAD_S = 0.5  # silence added on both sides of an evaluation clip
@@ -323,32 +325,20 @@ class OnnxScorer:
         rendition embedded through the window training would cut for it), L2-normalised. [N, D]."""
         from tqdm import tqdm
 
-        from training.dataset import crop_window, keyword_window, speech_span
+        from service.engine.acoustic_proxy import AcousticProxies
 
-        pad = int(EVAL_PAD_S * self.spec.sample_rate)
+        acoustic = AcousticProxies(self.spec, self.fx.features, self.frames, self.pool, EVAL_PAD_S)
         out = []
         for t in tqdm(texts, desc="TTS proxies", unit="text", disable=not progress):
-            embs = []
-            for k, v in enumerate(voices):
-                wave = synthesize_any(t, v, seed=k)
-                s, e = speech_span(wave)
-                feats = self.fx.features(pad_eval(wave))
-                w = keyword_window((s + pad, e + pad), self.spec.frontend, tuple(self.spec.windows_frames))
-                w = min(w, len(feats))
-                start = crop_window(len(feats), (s + pad, e + pad), w, self.spec.frontend, None)
-                frames = self.frames.run(
-                    None, {"features": feats[None, start : start + w].astype(np.float32)}
-                )[0]
-                mask = np.ones(frames.shape[:2], np.float32)
-                embs.append(self.pool.run(None, {"frames": frames, "mask": mask})[0][0])
-            m = np.mean(embs, axis=0)
-            out.append(m / max(1e-9, float(np.linalg.norm(m))))
+            out.append(acoustic([synthesize_any(t, v, seed=k) for k, v in enumerate(voices)]))
         return np.stack(out)
 
     def proxies(self, texts: Sequence[str], mode: str = "text", voices: Sequence[str] | None = None,
                 progress: bool = False) -> np.ndarray:  # fmt: skip
         """Keyword proxies: ``text`` (text encoder, the service's default), ``tts`` (acoustic proxies
         from synthesized renditions) or ``both`` (normalised sum)."""
+        from service.engine.acoustic_proxy import combine_proxies
+
         if mode not in PROXY_MODES:
             raise ValueError(f"proxy mode {mode!r}; expected one of {PROXY_MODES}")
         text = self.text_embeddings(texts) if mode in ("text", "both") else None
@@ -357,15 +347,7 @@ class OnnxScorer:
             if mode in ("tts", "both")
             else None
         )
-        if text is None:
-            return tts  # type: ignore[return-value]
-        if tts is None:
-            return text
-        both = text + tts
-        return both / np.linalg.norm(both, axis=1, keepdims=True)
-
-
-PROXY_MODES = ("text", "tts", "both")
+        return combine_proxies(text, tts, mode)
 
 
 def score_pairs_model(
@@ -404,8 +386,9 @@ def template_voices(n: int = TEMPLATE_VOICES) -> list[str]:
     try:
         from training.data.tts import list_voices
     except ImportError:
-        return [f"espeak:{v}" for v in ("en-us+m3", "en-us+f2", "en-gb+m1", "en-gb+f3", "en-us-nyc+m5",
-                                         "en-029+f1", "en-gb-scotland+m2", "en-us+klatt")][:n]  # fmt: skip
+        from service.text.tts import PROXY_VOICES  # the service's acoustic-proxy voices
+
+        return [f"espeak:{v}" for v in PROXY_VOICES][:n]
     voices = [v for v in list_voices() if getattr(v, "split", "train") == "train"]
     ids = [getattr(v, "id", None) or getattr(v, "name", str(v)) for v in voices]
     preferred = [v for v in PREFERRED_TEMPLATE_VOICES if v in ids]
@@ -424,30 +407,14 @@ def template_voices(n: int = TEMPLATE_VOICES) -> list[str]:
 
 
 def synthesize_any(text: str, voice: str, seed: int = 0) -> np.ndarray:
-    """The data layer's TTS, or espeak-ng directly when it is not available."""
+    """The data layer's TTS, or the service's espeak-ng when the data layer is not available."""
     try:
         from training.data.tts import synthesize
     except ImportError:
-        return espeak_synthesize(text, voice.split(":", 1)[-1])
+        from service.text.tts import EspeakTTS
+
+        return EspeakTTS().synthesize(text, voice.split(":", 1)[-1], seed=seed)
     return synthesize(text, voice, seed=seed)
-
-
-def espeak_synthesize(text: str, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> np.ndarray:
-    import io
-    import subprocess
-
-    import soundfile as sf
-    import soxr
-
-    from service.constants import SAMPLE_RATE
-
-    out = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "--stdout", text],
-                         capture_output=True, check=True).stdout  # fmt: skip
-    wave, sr = sf.read(io.BytesIO(out), dtype="float32")
-    if wave.ndim > 1:
-        wave = wave.mean(axis=1)
-    wave = soxr.resample(wave, sr, SAMPLE_RATE).astype(np.float32)
-    return wave / max(1e-6, float(np.abs(wave).max())) * 0.7
 
 
 def _mean_max(feats: np.ndarray) -> np.ndarray:

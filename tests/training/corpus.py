@@ -70,9 +70,9 @@ def _synth(text: str, voice: str, seed: int) -> np.ndarray:
     try:
         from training.data.tts import synthesize
     except ImportError:
-        from training.evaluate import espeak_synthesize
+        from service.text.tts import EspeakTTS
 
-        return espeak_synthesize(text, voice)
+        return EspeakTTS().synthesize(text, voice, seed=seed)
     return synthesize(text, f"espeak:{voice}", seed=seed)
 
 

@@ -17,7 +17,9 @@ Voice identities are ``engine:name`` strings:
   once per process; ``length_scale``/``noise_scale``/``noise_w`` are perturbed.
 
 Every engine's output is resampled to :data:`service.constants.SAMPLE_RATE`, made mono float32 and
-peak-normalised. ``synthesize`` is deterministic for a given ``(text, voice, seed)``: the
+peak-normalised. The espeak-ng engine and the WAV/resampling helpers live in
+:mod:`service.text.tts` (the service synthesizes acoustic keyword proxies with them); this module
+adds the other engines and the voice registry. ``synthesize`` is deterministic for a given ``(text, voice, seed)``: the
 perturbations come from a seeded generator, and Piper's in-graph random noise is replaced by
 noise fed from that generator (see :class:`_Piper`).
 
@@ -41,14 +43,14 @@ import subprocess
 import tempfile
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
+from service.text.tts import TTSError, espeak, perturbation_rng, to_16k, wav_bytes_to_array
+from service.text.tts import stable_hash as stable_hash  # re-exported: the data layer's seeds use it
 
 ESPEAK_ACCENTS: tuple[str, ...] = (
     "en-us",
@@ -89,12 +91,6 @@ HELDOUT_VOICES: frozenset[str] = frozenset(
         "espeak:en-gb+whisper",
     }
 )
-
-PEAK = 0.7  # common output peak: engines differ by >10 dB otherwise
-
-
-class TTSError(RuntimeError):
-    """A synthesis engine failed or produced no audio."""
 
 
 @dataclass(frozen=True)
@@ -139,65 +135,6 @@ def get_voice(voice: str | Voice) -> Voice:
         ) from None
 
 
-def stable_hash(*parts: object) -> int:
-    """A process-independent 32-bit hash (Python's ``hash`` is salted per process)."""
-    return zlib.crc32("\x1f".join(map(str, parts)).encode())
-
-
-def _rng(seed: int, voice_id: str, text: str) -> np.random.Generator:
-    return np.random.default_rng([seed & 0xFFFFFFFF, stable_hash(voice_id, text)])
-
-
-def _wav_bytes_to_array(data: bytes) -> tuple[np.ndarray, int]:
-    """Parse PCM16 RIFF bytes, tolerating streamed headers whose sizes are bogus (espeak --stdout)."""
-    if len(data) < 44 or data[:4] != b"RIFF":
-        raise TTSError("engine returned no WAV data")
-    pos, rate, channels = 12, 0, 1
-    while pos + 8 <= len(data):
-        cid, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
-        body = pos + 8
-        if cid == b"fmt ":
-            channels = int.from_bytes(data[body + 2 : body + 4], "little")
-            rate = int.from_bytes(data[body + 4 : body + 8], "little")
-        elif cid == b"data":
-            end = len(data) if size >= 0x7FFFFFFF or body + size > len(data) else body + size
-            pcm = (
-                np.frombuffer(data[body : end - ((end - body) % 2)], dtype="<i2").astype(np.float32) / 32768.0
-            )
-            if channels > 1:
-                pcm = pcm[: len(pcm) // channels * channels].reshape(-1, channels).mean(axis=1)
-            return pcm, rate
-        pos = body + size + (size & 1)
-    raise TTSError("WAV data chunk not found")
-
-
-def to_16k(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Resample to SAMPLE_RATE, mono float32, peak-normalised to :data:`PEAK`."""
-    wave = np.asarray(wave, dtype=np.float32)
-    if rate != SAMPLE_RATE:
-        import soxr
-
-        wave = soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
-    peak = float(np.max(np.abs(wave))) if wave.size else 0.0
-    if peak < 1e-4:
-        raise TTSError("engine produced silence")
-    return (wave * (PEAK / peak)).astype(np.float32)
-
-
-def _run(cmd: list[str], text: str) -> bytes:
-    proc = subprocess.run(cmd, input=text.encode(), capture_output=True, timeout=60)
-    if proc.returncode != 0:
-        raise TTSError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[:300]}")
-    return proc.stdout
-
-
-def _espeak(text: str, name: str, rng: np.random.Generator) -> np.ndarray:
-    pitch = int(rng.integers(25, 76))  # espeak default 50
-    speed = int(rng.integers(135, 211))  # words per minute; default 175
-    data = _run(["espeak-ng", "-v", name, "-p", str(pitch), "-s", str(speed), "--stdout"], text)
-    return to_16k(*_wav_bytes_to_array(data))
-
-
 def _flite(text: str, name: str, rng: np.random.Generator) -> np.ndarray:
     stretch = float(rng.uniform(0.85, 1.25))
     # kal16 is the 16 kHz build of the same kal diphones: one identity, better audio.
@@ -222,7 +159,7 @@ def _flite(text: str, name: str, rng: np.random.Generator) -> np.ndarray:
         if proc.returncode != 0 or not os.path.exists(out):
             raise TTSError(f"flite failed: {proc.stderr.decode(errors='replace')[:300]}")
         data = Path(out).read_bytes()
-    return to_16k(*_wav_bytes_to_array(data))
+    return to_16k(*wav_bytes_to_array(data))
 
 
 def _die_with_parent() -> None:
@@ -302,7 +239,7 @@ class _Festival:
             if not os.path.exists(out):
                 raise TTSError(f"festival produced no audio for {text!r}")
             data = Path(out).read_bytes()
-        return to_16k(*_wav_bytes_to_array(data))
+        return to_16k(*wav_bytes_to_array(data))
 
 
 class _Piper:
@@ -409,9 +346,9 @@ def synthesize(text: str, voice: str | Voice, seed: int = 0) -> np.ndarray:
     text = " ".join(text.split())
     if not text:
         raise TTSError("nothing to synthesize: empty text")
-    rng = _rng(seed, v.id, text)
+    rng = perturbation_rng(seed, v.id, text)
     if v.engine == "espeak":
-        return _espeak(text, v.name, rng)
+        return espeak(text, v.name, rng)
     if v.engine == "flite":
         return _flite(text, v.name, rng)
     if v.engine == "festival":

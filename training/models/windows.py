@@ -4,9 +4,10 @@ chooses one for a keyword clip so that train-time windows look like serve-time w
 A window of ``W`` feature frames covers ``receptive + (W - 1) * hop`` samples of audio. The
 acoustic encoder consumes ``context`` frames, so a window pools ``W - context`` frame outputs.
 
-Mapping keyword duration -> window (used by training and by the pair evaluation):
-the smallest window whose audio span is at least ``duration + WINDOW_MARGIN_S`` (the keyword plus a
-little context on each side), else the largest window. At serve time the detector slides every
+Mapping keyword duration -> window (used by training, the pair evaluation and the service's
+acoustic proxies; defined in :mod:`service.engine.windows`): the smallest window whose audio span
+is at least ``duration + WINDOW_MARGIN_S`` (the keyword plus a little context on each side), else
+the largest window. At serve time the detector slides every
 window length over the stream and keeps the best-scoring one, so a keyword is always scored by a
 window at least this well fitted.
 
@@ -22,10 +23,11 @@ Example:
 
 from __future__ import annotations
 
-from service.constants import SAMPLE_RATE
-from service.engine.model_spec import FRONTENDS
-
-WINDOW_MARGIN_S = 0.5  # keyword duration + this = minimal window span
+# The duration -> window mapping is shared with the service (acoustic keyword proxies); re-exported here.
+from service.engine.windows import WINDOW_MARGIN_S as WINDOW_MARGIN_S
+from service.engine.windows import window_for_duration as window_for_duration
+from service.engine.windows import window_samples as window_samples
+from service.engine.windows import window_seconds as window_seconds
 
 # Window lengths in feature frames: one short syllable (~1.3 s span incl. the embedding's own 0.78 s
 # receptive field) up to four-word phrases (~3.1 s span).
@@ -42,24 +44,6 @@ def default_windows(frontend: str) -> tuple[int, ...]:
 
 def default_stride(frontend: str) -> int:
     return _DEFAULT_STRIDE[frontend]
-
-
-def window_samples(frontend: str, frames: int) -> int:
-    hop, receptive, _ = FRONTENDS[frontend]
-    return receptive + (frames - 1) * hop
-
-
-def window_seconds(frontend: str, frames: int) -> float:
-    return window_samples(frontend, frames) / SAMPLE_RATE
-
-
-def window_for_duration(frontend: str, duration_s: float, windows: tuple[int, ...]) -> int:
-    """Smallest window spanning ``duration_s + WINDOW_MARGIN_S``; the largest if none does."""
-    need = duration_s + WINDOW_MARGIN_S
-    for w in sorted(windows):
-        if window_seconds(frontend, w) >= need:
-            return w
-    return max(windows)
 
 
 def window_positions(num_frames: int, windows: tuple[int, ...], stride: int) -> list[tuple[int, int]]:
