@@ -388,7 +388,7 @@ def template_voices(n: int = TEMPLATE_VOICES) -> list[str]:
     except ImportError:
         from service.text.tts import PROXY_VOICES  # the service's acoustic-proxy voices
 
-        return [f"espeak:{v}" for v in PROXY_VOICES][:n]
+        return list(PROXY_VOICES[:n])
     voices = [v for v in list_voices() if getattr(v, "split", "train") == "train"]
     ids = [getattr(v, "id", None) or getattr(v, "name", str(v)) for v in voices]
     preferred = [v for v in PREFERRED_TEMPLATE_VOICES if v in ids]
@@ -407,13 +407,13 @@ def template_voices(n: int = TEMPLATE_VOICES) -> list[str]:
 
 
 def synthesize_any(text: str, voice: str, seed: int = 0) -> np.ndarray:
-    """The data layer's TTS, or the service's espeak-ng when the data layer is not available."""
+    """The data layer's TTS, or the service's (espeak-ng and flite) when the data layer is not available."""
     try:
         from training.data.tts import synthesize
     except ImportError:
-        from service.text.tts import EspeakTTS
+        from service.text.tts import ProxyTTS
 
-        return EspeakTTS().synthesize(text, voice.split(":", 1)[-1], seed=seed)
+        return ProxyTTS().synthesize(text, voice, seed=seed)
     return synthesize(text, voice, seed=seed)
 
 

@@ -12,8 +12,8 @@ Proxy modes (:data:`PROXY_MODES`): ``text`` (text encoder), ``tts`` (acoustic pr
 
 The training side's pair evaluation (``training.evaluate.OnnxScorer.tts_embeddings``) uses the same
 :class:`AcousticProxies`, so its figures describe what the service enrolls for the same renditions
-(the service synthesizes with espeak-ng only; the evaluation's default voices also use flite and
-festival).
+(the service synthesizes with espeak-ng and flite, :data:`service.text.tts.PROXY_VOICES`; the
+evaluation's default voices also use festival).
 """
 
 from __future__ import annotations

@@ -70,9 +70,9 @@ def _synth(text: str, voice: str, seed: int) -> np.ndarray:
     try:
         from training.data.tts import synthesize
     except ImportError:
-        from service.text.tts import EspeakTTS
+        from service.text.tts import ProxyTTS
 
-        return EspeakTTS().synthesize(text, voice, seed=seed)
+        return ProxyTTS().synthesize(text, f"espeak:{voice}", seed=seed)
     return synthesize(text, f"espeak:{voice}", seed=seed)
 
 

@@ -17,9 +17,9 @@ Voice identities are ``engine:name`` strings:
   once per process; ``length_scale``/``noise_scale``/``noise_w`` are perturbed.
 
 Every engine's output is resampled to :data:`service.constants.SAMPLE_RATE`, made mono float32 and
-peak-normalised. The espeak-ng engine and the WAV/resampling helpers live in
+peak-normalised. The espeak-ng and flite engines and the WAV/resampling helpers live in
 :mod:`service.text.tts` (the service synthesizes acoustic keyword proxies with them); this module
-adds the other engines and the voice registry. ``synthesize`` is deterministic for a given ``(text, voice, seed)``: the
+adds festival, Piper and the voice registry. ``synthesize`` is deterministic for a given ``(text, voice, seed)``: the
 perturbations come from a seeded generator, and Piper's in-graph random noise is replaced by
 noise fed from that generator (see :class:`_Piper`).
 
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.text.tts import TTSError, espeak, perturbation_rng, to_16k, wav_bytes_to_array
+from service.text.tts import TTSError, espeak, flite, perturbation_rng, to_16k, wav_bytes_to_array
 from service.text.tts import stable_hash as stable_hash  # re-exported: the data layer's seeds use it
 
 ESPEAK_ACCENTS: tuple[str, ...] = (
@@ -133,33 +133,6 @@ def get_voice(voice: str | Voice) -> Voice:
             f"unknown voice {voice!r}; ids look like 'espeak:en-us+m3', 'flite:slt', 'festival:kal', "
             f"'piper:joe' (see list_voices())"
         ) from None
-
-
-def _flite(text: str, name: str, rng: np.random.Generator) -> np.ndarray:
-    stretch = float(rng.uniform(0.85, 1.25))
-    # kal16 is the 16 kHz build of the same kal diphones: one identity, better audio.
-    flite_name = "kal16" if name == "kal" else name
-    with tempfile.TemporaryDirectory(prefix="openkws-flite-") as tmp:
-        out = os.path.join(tmp, "out.wav")
-        proc = subprocess.run(
-            [
-                "flite",
-                "-voice",
-                flite_name,
-                "--setf",
-                f"duration_stretch={stretch:.3f}",
-                "-t",
-                text,
-                "-o",
-                out,
-            ],
-            capture_output=True,
-            timeout=60,
-        )
-        if proc.returncode != 0 or not os.path.exists(out):
-            raise TTSError(f"flite failed: {proc.stderr.decode(errors='replace')[:300]}")
-        data = Path(out).read_bytes()
-    return to_16k(*wav_bytes_to_array(data))
 
 
 def _die_with_parent() -> None:
@@ -350,7 +323,7 @@ def synthesize(text: str, voice: str | Voice, seed: int = 0) -> np.ndarray:
     if v.engine == "espeak":
         return espeak(text, v.name, rng)
     if v.engine == "flite":
-        return _flite(text, v.name, rng)
+        return flite(text, v.name, rng)
     if v.engine == "festival":
         stretch = float(rng.uniform(0.85, 1.2))
         return _festival().synth(text, v.name, stretch)
