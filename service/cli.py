@@ -5,7 +5,7 @@ Sub-apps are imported at start-up, so their modules must not import torch at mod
 Service commands::
 
     openkws serve [--host H] [--port P] [--model-dir DIR]      # the REST + websocket server
-    openkws keywords add "hey jarvis" [--threshold 0.6]         # talk to a running server
+    openkws keywords add "hey jarvis" [--threshold 0.6] [--proxy text|tts|both]  # talk to a running server
     openkws keywords list | openkws keywords rm ID...
     openkws detect FILE                                         # all detections in a file
     openkws stream FILE | --mic                                 # live events over the websocket
@@ -18,6 +18,7 @@ Client commands send ``--api-key`` (or ``OPENKWS_API_KEY``) as ``Authorization: 
 from __future__ import annotations
 
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,6 +36,14 @@ KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="OPENKWS_API_KEY
                                             help="API key (needed when the server runs with OPENKWS_AUTH=on)")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="the server's data directory (default OPENKWS_DATA_DIR)")]
 DbUrlOpt = Annotated[str | None, typer.Option(help="the server's database URL (default OPENKWS_DATABASE_URL)")]
+
+
+class ProxyChoice(str, Enum):
+    """``service.engine.acoustic_proxy.PROXY_MODES`` as CLI choices (the server validates them too)."""
+
+    text = "text"
+    tts = "tts"
+    both = "both"
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -134,20 +143,26 @@ def serve(
 def keywords_add(
     texts: Annotated[list[str], typer.Argument(help="keyword texts, e.g. 'hey jarvis'")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
+    proxy: Annotated[ProxyChoice | None, typer.Option(
+        help="keyword proxy: text (default), tts (from espeak-ng/flite renditions; better on confusable keywords, "
+             "~0.5 s more per keyword) or both")] = None,
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
-    """Enroll keywords; prints id, normalized text, phonemes and any confusable keywords."""
+    """Enroll keywords; prints id, normalized text, phonemes, proxy and any confusable keywords."""
     from service.client import OpenKWSError
 
+    mode = None if proxy is None else proxy.value
     with _client(url, api_key) as c:
         try:
-            items = [c.add_keyword(texts[0], threshold)] if len(texts) == 1 else c.add_keywords(texts, threshold)
+            items = ([c.add_keyword(texts[0], threshold, proxy=mode)] if len(texts) == 1
+                     else c.add_keywords(texts, threshold, proxy=mode))
         except OpenKWSError as e:
             _fail(e.message)
         for kw in items:
             state = "enrolled" if kw["created"] else "already enrolled"
-            typer.echo(f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t({state})")
+            typer.echo(f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
+                       f"proxy={kw['proxy']}\t({state})")
             for cf in kw["confusable_with"]:
                 typer.secho(f"  confusable with {cf['id']} {cf['text']!r}: cosine {cf['cosine']:.2f}, "
                             f"phoneme distance {cf['phoneme_distance']:.2f} ({cf['reason']})", fg=typer.colors.YELLOW)
@@ -168,7 +183,8 @@ def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
         typer.echo(json.dumps(items, indent=2))
         return
     for kw in items:
-        typer.echo(f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}\t{' '.join(kw['phonemes'])}")
+        typer.echo(f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}\tproxy={kw['proxy']}\t"
+                   f"{' '.join(kw['phonemes'])}")
 
 
 @keywords_app.command("rm")

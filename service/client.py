@@ -88,16 +88,21 @@ class OpenKWSClient:
         return dict(self._json(self._http.get("/readyz")))
 
     def add_keyword(self, text: str, threshold: float | None = None,
-                    metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                    metadata: dict[str, Any] | None = None, proxy: str | None = None) -> dict[str, Any]:
+        """Enroll one keyword; ``proxy`` is ``text`` (server default), ``tts`` or ``both``."""
         body: dict[str, Any] = {"text": text}
         if threshold is not None:
             body["threshold"] = threshold
         if metadata is not None:
             body["metadata"] = metadata
+        if proxy is not None:
+            body["proxy"] = proxy
         return dict(self._json(self._http.post("/v1/keywords", json=body)))
 
-    def add_keywords(self, texts: list[str], threshold: float | None = None) -> list[dict[str, Any]]:
-        items = [{"text": t} if threshold is None else {"text": t, "threshold": threshold} for t in texts]
+    def add_keywords(self, texts: list[str], threshold: float | None = None,
+                     proxy: str | None = None) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {k: v for k, v in (("threshold", threshold), ("proxy", proxy)) if v is not None}
+        items = [{"text": t, **extra} for t in texts]
         return list(self._json(self._http.post("/v1/keywords/batch", json={"keywords": items}))["keywords"])
 
     def list_keywords(self, limit: int = 1000) -> list[dict[str, Any]]:

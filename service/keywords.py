@@ -5,22 +5,32 @@ after it is durable, and a deleted keyword leaves the index (and every stream, a
 right after its row is gone. The store is the single source of truth: at start-up
 :meth:`KeywordService.reconcile` compares the (empty or stale) index with the store, rebuilds it
 when they are out of step, and checks the result.
+
+Proxies: ``text`` (the text encoder's embedding of the phonemes; the default), ``tts`` (the
+acoustic encoder's mean embedding of the keyword spoken by the 8 espeak-ng and flite voices of
+:data:`service.text.tts.PROXY_VOICES`; ~0.5 s per keyword) or ``both`` (their normalised sum). Acoustic
+proxies are stored with the keyword, so a restart does not synthesize again.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from service.engine.acoustic_proxy import ProxyMode, combine_proxies
 from service.engine.confusion import length_gap, phoneme_distance, relation
 from service.engine.index import KeywordEntry, TenantIndex
 from service.engine.spotter import Spotter
 from service.store import KeywordRecord, KeywordStore, NewKeyword
 from service.text import G2PError, Pronunciation
+from service.text.tts import ProxyTTS, TTSError
+
+log = logging.getLogger("openkws")
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class EnrollItem:
     text: str
     threshold: float | None = None
     metadata: dict[str, Any] | None = None
+    proxy: ProxyMode = "text"
 
 
 @dataclass(frozen=True)
@@ -87,8 +98,10 @@ class InvalidKeywordText(ValueError):
 
 class KeywordService:
     def __init__(self, store: KeywordStore, spotter: Spotter, default_threshold: float | None = None,
-                 confusion: ConfusionPolicy | None = None, max_keywords_per_tenant: int | None = None) -> None:
+                 confusion: ConfusionPolicy | None = None, max_keywords_per_tenant: int | None = None,
+                 tts: ProxyTTS | None = None) -> None:
         self.store = store
+        self.tts = tts or ProxyTTS()
         self.max_keywords_per_tenant = max_keywords_per_tenant
         self.spotter = spotter
         self.default_threshold = spotter.default_threshold if default_threshold is None else default_threshold
@@ -96,12 +109,40 @@ class KeywordService:
         self._write = threading.Lock()
 
     def rebuild_index(self) -> int:
-        """Recompute every proxy from the stored phonemes and replace the index; returns the count."""
+        """Rebuild the index from the store (text proxies recomputed, acoustic ones reused); returns the count."""
         with self._write:
             records = self.store.all()
-            rows = [(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records]
-            self.spotter.index.replace_all(self.spotter.entries_from(rows))
-            return len(rows)
+            self.spotter.index.replace_all(self._entries(records))
+            return len(records)
+
+    def acoustic_proxy(self, text: str) -> np.ndarray:
+        """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
+        return self.spotter.acoustic_proxy(self.tts.renditions(text))
+
+    def _entries(self, records: Sequence[KeywordRecord]) -> list[KeywordEntry]:
+        """Index entries for stored keywords. Text proxies are recomputed; an acoustic proxy is read
+        from the store when this model computed it, else synthesized again and written back (and, when
+        TTS is unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
+        sp = self.spotter
+        text = sp.entries_from([(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records])
+        fingerprint, dim = sp.acoustic_fingerprint, sp.spec.embedding_dim
+        out = []
+        for r, e in zip(records, text, strict=True):
+            if r.proxy_mode == "text":
+                out.append(e)
+                continue
+            proxy = r.proxy
+            if proxy is None or r.proxy_model != fingerprint or proxy.shape != (dim,):
+                try:
+                    proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text), r.proxy_mode)
+                except TTSError as err:
+                    log.warning("keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
+                                "another model and TTS failed (%s)", r.id, r.text, r.proxy_mode, err)
+                    out.append(e)
+                    continue
+                self.store.set_proxy(r.id, proxy, fingerprint)
+            out.append(replace(e, proxy=proxy))
+        return out
 
     def check_index(self) -> IndexDiff:
         """Compare the index with the store: ids per tenant and thresholds."""
@@ -153,7 +194,7 @@ class KeywordService:
                     removed += len(gone)
                 new = [r for i, r in stored.items() if i not in current.by_id]
                 if new:
-                    index.upsert(self.spotter.entries_from([(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in new]))
+                    index.upsert(self._entries(new))
                     added += len(new)
                 changed = {i: r.threshold for i, r in stored.items()
                            if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9}
@@ -172,13 +213,19 @@ class KeywordService:
         return out
 
     def enroll(self, tenant: str, items: Sequence[EnrollItem]) -> list[Enrolled]:
-        """Validate all texts first (all-or-nothing), then insert new ones and update the index once."""
+        """Validate all texts first (all-or-nothing), then insert new ones and update the index once.
+
+        Acoustic proxies (``tts``/``both``) are synthesized here, before the write lock, and only for
+        texts not enrolled yet (an existing text is returned unchanged); this blocks for the
+        synthesis, so call it from a worker thread. Raises ``TTSUnavailable`` when espeak-ng is missing.
+        """
         prons = self.pronounce_all(items)
-        inv = self.spotter.g2p.inventory
-        proxies = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
+        proxies = self._new_proxies(tenant, prons, [it.proxy for it in items])
+        fingerprint = self.spotter.acoustic_fingerprint
         news = [
-            NewKeyword(p.text, p.phonemes, self.default_threshold if it.threshold is None else it.threshold, it.metadata)
-            for p, it in zip(prons, items, strict=True)
+            NewKeyword(p.text, p.phonemes, self.default_threshold if it.threshold is None else it.threshold, it.metadata,
+                       it.proxy, None if it.proxy == "text" else proxy, None if it.proxy == "text" else fingerprint)
+            for p, it, proxy in zip(prons, items, proxies, strict=True)
         ]
         with self._write:
             before = self.spotter.index.tenant(tenant)
@@ -190,17 +237,40 @@ class KeywordService:
             results = self.store.add_many(tenant, news)
             entries: dict[int, KeywordEntry] = {}
             for (rec, created), proxy in zip(results, proxies, strict=True):
-                if created or rec.id not in before:  # also heals a store/index gap for existing rows
+                if created and proxy is not None:
                     entries[rec.id] = KeywordEntry(rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy)
+                elif rec.id not in before and rec.id not in entries:  # also heals a store/index gap
+                    entries[rec.id] = self._entries([rec])[0]
             if entries:
                 self.spotter.index.upsert(list(entries.values()))
         out: list[Enrolled] = []
         seen: list[tuple[KeywordRecord, np.ndarray]] = []
-        for (rec, created), proxy in zip(results, proxies, strict=True):
-            conf = self._confusables(rec, proxy, before, seen)
+        for rec, created in results:
+            current = entries.get(rec.id) or before.by_id.get(rec.id)
+            assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
+            conf = self._confusables(rec, current.proxy, before, seen)
             out.append(Enrolled(rec, created, conf))
             if all(rec.id != r.id for r, _ in seen):
-                seen.append((rec, proxy))
+                seen.append((rec, current.proxy))
+        return out
+
+    def _new_proxies(self, tenant: str, prons: Sequence[Pronunciation],
+                     modes: Sequence[ProxyMode]) -> list[np.ndarray | None]:
+        """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
+        inv = self.spotter.g2p.inventory
+        text = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
+        enrolled = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}
+        acoustic: dict[str, np.ndarray] = {}  # a text twice in one batch is synthesized once
+        out: list[np.ndarray | None] = []
+        for p, mode, t in zip(prons, modes, text, strict=True):
+            if mode == "text":
+                out.append(t)
+            elif p.text in enrolled:
+                out.append(None)
+            else:
+                if p.text not in acoustic:
+                    acoustic[p.text] = self.acoustic_proxy(p.text)
+                out.append(combine_proxies(t, acoustic[p.text], mode))
         return out
 
     def _confusables(self, rec: KeywordRecord, proxy: np.ndarray, before: TenantIndex,

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.15
     near_miss_interval_ms: Annotated[int, Field(ge=10)] = 400
 
+    # Acoustic keyword proxies (enrollment with proxy "tts" or "both")
+    espeak_binary: Annotated[str, Field(min_length=1, description="espeak-ng executable (name on PATH or path) "
+                                                                  "that synthesizes TTS proxies")] = "espeak-ng"
+    flite_binary: Annotated[str, Field(min_length=1, description="flite executable (name on PATH or path) "
+                                                                 "that synthesizes TTS proxies")] = "flite"
+
     # Confusable keywords reported at enrollment
     confusable_min_cosine: Annotated[float, Field(ge=-1.0, le=1.01)] = 0.75
     confusable_max_phoneme_distance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5

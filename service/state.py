@@ -20,6 +20,7 @@ from service.settings import Settings
 from service.store import KeywordStore
 from service.streaming import AudioSession, BatchRunner
 from service.text import G2P
+from service.text.tts import ProxyTTS
 
 log = logging.getLogger("openkws")
 
@@ -91,6 +92,7 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
         ConfusionPolicy(settings.confusable_min_cosine, settings.confusable_max_phoneme_distance,
                         settings.confusable_top_k),
         max_keywords_per_tenant=settings.max_keywords_per_tenant,
+        tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
     )
     n, diff = keywords.reconcile()
     if diff:

@@ -1,8 +1,12 @@
 """Durable keyword registry (SQLAlchemy 2): SQLite by default (WAL journal), PostgreSQL through
 ``OPENKWS_DATABASE_URL``.
 
-The store keeps text, phonemes, threshold and metadata, not embeddings: proxies are recomputed by
-the loaded model at start-up, so one registry serves any model version. Every row has a ``tenant``
+The store keeps text, phonemes, threshold and metadata. Text proxies are not stored: they are
+recomputed by the loaded model at start-up, so one registry serves any model version. Acoustic
+proxies (``proxy_mode`` ``tts`` or ``both``) cost a TTS synthesis each, so their vector is stored
+with the fingerprint of the model that computed it (``proxy_vector``, ``proxy_model``); a model
+with another fingerprint recomputes it (:meth:`service.keywords.KeywordService.rebuild_index`).
+Columns added after a database was created are added at start-up (:func:`add_missing_columns`). Every row has a ``tenant``
 (derived from the caller's API key; ``"default"`` with auth off); ``(tenant, text)`` is unique,
 which makes enrollment idempotent even across replicas. The same database holds the API keys
 (:class:`ApiKeyTable`, hashed; see :mod:`service.auth`).
@@ -27,30 +31,38 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
     Float,
     Integer,
+    LargeBinary,
     String,
     UniqueConstraint,
     create_engine,
     event,
     func,
+    inspect,
     select,
+    text,
+    update,
 )
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from service.engine.acoustic_proxy import ProxyMode
+
 MAX_TEXT_CHARS = 256
 MAX_TENANT_CHARS = 64
+DEFAULT_PROXY_MODE: ProxyMode = "text"  # rows written before proxy modes existed are text proxies
 
 
 class Base(DeclarativeBase):
@@ -70,6 +82,39 @@ class KeywordTable(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    # Added later (add_missing_columns): how the proxy is made, and the stored acoustic proxy.
+    proxy_mode: Mapped[str] = mapped_column(String(8), default=DEFAULT_PROXY_MODE,
+                                            server_default=DEFAULT_PROXY_MODE)
+    proxy_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # float32 little-endian
+    proxy_model: Mapped[str | None] = mapped_column(String(64), nullable=True)  # Spotter.acoustic_fingerprint
+
+
+# Columns added to ``keywords`` after its first release, with the DDL suffix that keeps old rows valid.
+ADDED_COLUMNS: dict[str, str] = {
+    "proxy_mode": f"NOT NULL DEFAULT '{DEFAULT_PROXY_MODE}'",
+    "proxy_vector": "",
+    "proxy_model": "",
+}
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """``ALTER TABLE keywords ADD COLUMN`` for each of :data:`ADDED_COLUMNS` an older database lacks
+    (SQLite and PostgreSQL); returns the names added. Safe against a replica doing the same at once."""
+    table, columns = KeywordTable.__tablename__, KeywordTable.__table__.c
+    have = {c["name"] for c in inspect(engine).get_columns(table)}
+    added = []
+    for name, suffix in ADDED_COLUMNS.items():
+        if name in have:
+            continue
+        ddl = f"ALTER TABLE {table} ADD COLUMN {name} {columns[name].type.compile(engine.dialect)} {suffix}"
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(ddl.strip()))
+            added.append(name)
+        except DBAPIError:  # another replica added it first; anything else fails the check below
+            if name not in {c["name"] for c in inspect(engine).get_columns(table)}:
+                raise
+    return added
 
 
 class ApiKeyTable(Base):
@@ -92,6 +137,9 @@ class NewKeyword:
     phonemes: tuple[str, ...]
     threshold: float
     metadata: dict[str, Any] | None
+    proxy_mode: ProxyMode = DEFAULT_PROXY_MODE
+    proxy: np.ndarray | None = field(default=None, repr=False, compare=False)  # stored for tts/both
+    proxy_model: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,16 +152,26 @@ class KeywordRecord:
     metadata: dict[str, Any] | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    proxy_mode: ProxyMode = DEFAULT_PROXY_MODE
+    proxy: np.ndarray | None = field(default=None, repr=False, compare=False)  # [D] float32, tts/both
+    proxy_model: str | None = None
 
 
 def _utc(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo is not None else t.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone
 
 
+def _vector_bytes(v: np.ndarray | None) -> bytes | None:
+    return None if v is None else np.asarray(v, "<f4").reshape(-1).tobytes()
+
+
 def _record(r: KeywordTable) -> KeywordRecord:
     return KeywordRecord(
         id=r.id, tenant=r.tenant, text=r.text, phonemes=tuple(r.phonemes.split()), threshold=r.threshold,
         metadata=r.meta, created_at=_utc(r.created_at), updated_at=_utc(r.updated_at),
+        proxy_mode=cast(ProxyMode, r.proxy_mode or DEFAULT_PROXY_MODE),
+        proxy=None if r.proxy_vector is None else np.frombuffer(r.proxy_vector, "<f4").astype(np.float32),
+        proxy_model=r.proxy_model,
     )
 
 
@@ -162,6 +220,7 @@ class KeywordStore:
         self.url = url
         self.engine = make_engine(url, sqlite_synchronous)
         Base.metadata.create_all(self.engine)
+        add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -201,7 +260,9 @@ class KeywordStore:
                             out.append((row, False))
                             continue
                         row = KeywordTable(tenant=tenant, text=kw.text, phonemes=" ".join(kw.phonemes),
-                                           threshold=kw.threshold, meta=kw.metadata, created_at=now, updated_at=now)
+                                           threshold=kw.threshold, meta=kw.metadata, created_at=now, updated_at=now,
+                                           proxy_mode=kw.proxy_mode, proxy_vector=_vector_bytes(kw.proxy),
+                                           proxy_model=kw.proxy_model)
                         s.add(row)
                         fresh[kw.text] = row
                         out.append((row, True))
@@ -261,6 +322,12 @@ class KeywordStore:
             row.updated_at = dt.datetime.now(dt.timezone.utc)
             s.flush()
             return _record(row)
+
+    def set_proxy(self, keyword_id: int, proxy: np.ndarray, proxy_model: str) -> None:
+        """Replace a stored acoustic proxy (recomputed for another model); a deleted id is a no-op."""
+        with self._sessions.begin() as s:
+            s.execute(update(KeywordTable).where(KeywordTable.id == keyword_id)
+                      .values(proxy_vector=_vector_bytes(proxy), proxy_model=proxy_model))
 
     def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions.begin() as s:

@@ -1,7 +1,7 @@
 """``/v1/keywords``: enroll (single and batch), list, get, change threshold, delete.
 
-Handlers are plain ``def``: FastAPI runs them in its thread pool, so G2P, the text encoder and the
-database never block the event loop.
+Handlers are plain ``def``: FastAPI runs them in its thread pool, so G2P, the text encoder, TTS
+synthesis (``proxy`` ``tts``/``both``) and the database never block the event loop.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ from service.keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordSe
 from service.settings import Settings
 from service.state import AppState
 from service.store import KeywordNotFound
+from service.text.tts import TTSError, TTSUnavailable
 
 router = APIRouter(prefix="/v1/keywords", tags=["keywords"])
 ERRORS: dict[int | str, dict[str, object]] = {
     c: {"model": ErrorResponse} for c in (401, 403, 404, 413, 422)
 }
-ENROLL_ERRORS: dict[int | str, dict[str, object]] = {**ERRORS, 409: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
+ENROLL_ERRORS: dict[int | str, dict[str, object]] = {
+    **ERRORS, **{c: {"model": ErrorResponse} for c in (409, 429, 503)}}
 
 
 MAX_ID = 2**63 - 1  # ids are signed 64-bit in every backend; a larger number is a 422, not a 500
@@ -74,7 +76,14 @@ def _rate_limit(state: AppState, principal: Principal) -> None:
 
 def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate], batch: bool) -> list[Enrolled]:
     try:
-        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata) for i in items])
+        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy) for i in items])
+    except TTSUnavailable as e:
+        raise ApiError(503, "tts_unavailable", f"proxy 'tts' and 'both' need espeak-ng and flite, which this "
+                       f"server cannot run ({e}); enroll with proxy 'text', or install them (OPENKWS_ESPEAK_BINARY "
+                       "and OPENKWS_FLITE_BINARY name the executables)") from None
+    except TTSError as e:
+        raise ApiError(503, "tts_failed", f"speech synthesis for the acoustic proxy failed ({e}); retry, or "
+                       "enroll with proxy 'text'") from None
     except TooManyKeywords as e:
         raise ApiError(409, "too_many_keywords", e.message) from None
     except InvalidKeywordText as e:

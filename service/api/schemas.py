@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.engine.acoustic_proxy import ProxyMode
 from service.engine.spotter import DecodeResult
 from service.keywords import Confusable, Enrolled
 from service.store import KeywordRecord
@@ -26,6 +27,10 @@ class KeywordCreate(BaseModel):
     text: str = Field(max_length=1024, description="1-6 English words, e.g. 'hey jarvis'")
     threshold: Annotated[float | None, Field(ge=0.0, le=1.0, description="cosine threshold; default: the service's")] = None
     metadata: Annotated[dict[str, Any] | None, Field(description="free-form JSON object stored with the keyword")] = None
+    proxy: Annotated[ProxyMode, Field(description=(
+        "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
+        "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
+        "'both' (normalised sum of the two)"))] = "text"
 
 
 class KeywordBatchCreate(BaseModel):
@@ -56,13 +61,14 @@ class KeywordOut(BaseModel):
     phonemes: list[str] = Field(description="ARPAbet without stress; '|' between words")
     threshold: float
     metadata: dict[str, Any] | None
+    proxy: ProxyMode = Field(description="how the proxy was made: text | tts | both")
     created_at: dt.datetime
     updated_at: dt.datetime
 
     @classmethod
     def of(cls, r: KeywordRecord) -> KeywordOut:
         return cls(id=r.id, text=r.text, phonemes=list(r.phonemes), threshold=r.threshold, metadata=r.metadata,
-                   created_at=r.created_at, updated_at=r.updated_at)
+                   proxy=r.proxy_mode, created_at=r.created_at, updated_at=r.updated_at)
 
 
 class KeywordCreated(KeywordOut):

@@ -22,6 +22,7 @@ Geometry (all in *feature frames* of ``hop`` samples; see ``service.engine.model
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from service.constants import SAMPLE_RATE
+from service.engine.acoustic_proxy import AcousticProxies
 from service.engine.decision import Decider, Hit
 from service.engine.features import FeatureExtractor, FeatureStream
 from service.engine.index import KeywordEntry, KeywordIndex, TenantIndex, l2_normalize
@@ -248,6 +250,8 @@ class Spotter:
             embedding_session=sessions.speech_embedding,
         )
         self.index = KeywordIndex(spec.embedding_dim, prefer_gpu=prefer_gpu_index)
+        self._acoustic_proxies = AcousticProxies(spec, self.features.features, sessions.acoustic_frames,
+                                                 sessions.acoustic_pool)
         self.hop = spec.feature_hop_samples
         self.receptive = spec.feature_receptive_samples
         self.context = spec.acoustic_context_frames
@@ -297,6 +301,18 @@ class Spotter:
         if not out:
             return np.zeros((0, self.spec.embedding_dim), np.float32)
         return l2_normalize(np.concatenate(out))
+
+    def acoustic_proxy(self, renditions: Sequence[np.ndarray]) -> np.ndarray:
+        """Spoken renditions of one keyword (16 kHz float32) -> its L2-normalised acoustic proxy [D]."""
+        return self._acoustic_proxies(renditions)
+
+    @property
+    def acoustic_fingerprint(self) -> str:
+        """Identifies the audio side of the model (front-end + acoustic encoder files): a stored
+        acoustic proxy is valid only for the model that computed it."""
+        roles = sorted(r for r in self.spec.files if r != "text")
+        digest = hashlib.sha256("|".join(f"{r}:{self.spec.files[r].sha256}" for r in roles).encode())
+        return digest.hexdigest()[:32]
 
     # -- streams ---------------------------------------------------------------------------------
     def create_stream(self, keyword_subset: Iterable[int] | None = None, tenant: str = DEFAULT_TENANT,

@@ -102,6 +102,12 @@ def test_cli_commands(server: str, wav_file: Path) -> None:
     assert r.exit_code == 1 and "not found" in r.output
     r = runner.invoke(cli_app, ["keywords", "add", "!!!"], env=env)
     assert r.exit_code == 1 and "no pronounceable words" in r.output
+    r = runner.invoke(cli_app, ["keywords", "add", "hey travis", "--proxy", "tts"], env=env)
+    assert r.exit_code == 0 and "proxy=tts" in r.output, r.output
+    r = runner.invoke(cli_app, ["keywords", "add", "hey travis", "--proxy", "audio"], env=env)
+    assert r.exit_code == 2 and "audio" in r.output
+    with OpenKWSClient(server) as c:
+        assert [k["proxy"] for k in c.add_keywords(["red light", "green light"], proxy="both")] == ["both", "both"]
     r = runner.invoke(cli_app, ["stream"], env=env)
     assert r.exit_code == 2 and "exactly one of FILE or --mic" in r.output
 

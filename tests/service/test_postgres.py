@@ -116,3 +116,29 @@ def test_app_on_postgres_survives_restart(postgres_url: str, make_settings: Call
     with TestClient(create_app(settings, g2p=g2p)) as c:
         assert [k["text"] for k in c.get("/v1/keywords").json()["items"]] == ["hey jarvis"]
         assert c.get("/readyz").json()["keywords"] == 1
+
+
+def test_postgres_old_table_gains_proxy_columns(postgres_url: str) -> None:
+    """A keywords table from before proxy modes is migrated at start-up; acoustic proxies round-trip (bytea)."""
+    import numpy as np
+    from sqlalchemy import text
+
+    from service.store import ADDED_COLUMNS
+
+    _reset(postgres_url)
+    url = Settings(database_url=postgres_url).resolved_database_url()
+    store = KeywordStore(url)
+    old, _ = store.add("default", NewKeyword("hey jarvis", ("HH", "EY"), 0.5, None))
+    with store.engine.begin() as conn:
+        for name in ADDED_COLUMNS:
+            conn.execute(text(f"ALTER TABLE keywords DROP COLUMN {name}"))
+    store.close()
+    store = KeywordStore(url)
+    (rec,) = store.all()
+    assert (rec.id, rec.proxy_mode, rec.proxy, rec.proxy_model) == (old.id, "text", None, None)
+    vec = np.linspace(-1, 1, 8, dtype=np.float32)
+    new, _ = store.add("default", NewKeyword("okay computer", ("OW",), 0.5, None, "tts", vec, "fp"))
+    got = store.get("default", new.id)
+    assert got.proxy_mode == "tts" and got.proxy_model == "fp" and got.proxy is not None
+    np.testing.assert_array_equal(got.proxy, vec)
+    store.close()
