@@ -8,6 +8,7 @@ metrics and plots are the model engineer's (:mod:`training.evaluate`: ``read_eva
 Systems and their pair score:
 
 * openkws: the engine's best cosine between any detector window of the (padded) clip and the text;
+* openkws-tts: the same against the keyword's acoustic proxy (the service's ``proxy: "tts"``);
 * pocketsphinx: the keyphrase's best margin over the phone loop in the clip (log10 per phone);
 * EfficientWord-Net: best window confidence against 4 templates of the text synthesized by
   held-out voices (audio enrollment is all it has);
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("bench.pairs")
-PAIR_SYSTEMS = ("openkws", "pocketsphinx", "efficientword")
+PAIR_SYSTEMS = ("openkws", "openkws-tts", "pocketsphinx", "efficientword")
 
 
 def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int = 3) -> Path:

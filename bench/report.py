@@ -20,11 +20,12 @@ from typing import Any
 NOT_MEASURED = "not yet measured"
 SYSTEM_NAMES = {
     "openkws": "openkws",
+    "openkws-tts": "openkws (TTS proxies)",
     "openwakeword": "openWakeWord",
     "pocketsphinx": "pocketsphinx (KWS)",
     "efficientword": "EfficientWord-Net",
 }
-ORDER = ("openkws", "openwakeword", "pocketsphinx", "efficientword")
+ORDER = ("openkws", "openkws-tts", "openwakeword", "pocketsphinx", "efficientword")
 IMG_DIR = Path("docs/benchmarks")
 
 
@@ -466,6 +467,8 @@ class Renderer:
             "",
             "- **openkws**: the service's own `Spotter` (offline whole-file path, the same engine as streaming); per-keyword "
             "scores are recorded at every window the engine evaluates.",
+            '- **openkws (TTS proxies)**: the same engine with each keyword enrolled as the service\'s `proxy: "tts"` '
+            "does it: the mean acoustic embedding of 8 espeak-ng/flite renditions instead of the text encoder's proxy.",
             "- **pocketsphinx**: keyword-spotting search with its bundled US English model; words missing from its dictionary "
             "get openkws' G2P pronunciation. Its threshold is swept over a grid of log10 thresholds *per phone* "
             "(keyphrase threshold = 10^(x * phones)); every grid point is decoded in the same pass by giving the decoder "

@@ -33,7 +33,7 @@ OUT = Path("bench/out")
 DOC = Path("docs/BENCHMARKS.md")
 DATA_ROOTS = [Path("data/eval"), Path("data/evalsets"), Path("data")]
 DEFAULT_MODEL = Path("models/default")
-COST_ORDER = ["efficientword", "pocketsphinx", "openwakeword", "openkws"]
+COST_ORDER = ["efficientword", "pocketsphinx", "openwakeword", "openkws-tts", "openkws"]
 # the data layer's pairs dev sets: held-out synthetic clips and the Asterisk real-speech prompts
 # (manifest, split): unseen words by held-out voices from the synthetic corpus, and real speech
 PAIRS_MANIFESTS: dict[str, tuple[Path, str | None]] = {
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     protocols = {s.strip() for s in args.protocols.split(",") if s.strip()}
     t0 = time.perf_counter()
     model_dir, untrained = _model_dir(args.model, Path(args.cache))
-    options: dict[str, Any] = {"openkws": {"model_dir": str(model_dir)}}
+    options: dict[str, Any] = {s: {"model_dir": str(model_dir)} for s in ("openkws", "openkws-tts")}
     run: dict[str, Any] = {
         "started": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "git": git_rev(),

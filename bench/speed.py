@@ -88,11 +88,11 @@ def _build(system: str, model_dir: str | None) -> Any:
     from bench.detectors import make_detector
     from service.text.g2p import normalize
 
-    if system in ("openkws", "pocketsphinx"):
+    if system in ("openkws", "openkws-tts", "pocketsphinx"):
         normalize("warm up 1")  # both normalize keyword text with openkws' rules (number words import)
 
-    if system == "openkws":
-        return make_detector("openkws", model_dir=model_dir, trace=False)
+    if system in ("openkws", "openkws-tts"):
+        return make_detector(system, model_dir=model_dir, trace=False)
     if system == "pocketsphinx":
         return make_detector("pocketsphinx", grid=(-2.0,), block_s=1e9)  # one utterance per stream
     if system == "openwakeword":
@@ -147,7 +147,7 @@ def _enroll(det: Any, system: str, n: int, keywords: list[str]) -> tuple[float, 
 
 def _run_once(det: Any, system: str, audio: np.ndarray) -> float:
     t0 = time.perf_counter()
-    if system == "openkws":
+    if system in ("openkws", "openkws-tts"):
         det.detect(audio)
     else:
         det.process(audio)
@@ -157,7 +157,7 @@ def _run_once(det: Any, system: str, audio: np.ndarray) -> float:
 def _add_keyword_s(det: Any, system: str, n: int, words: list[str]) -> dict[str, Any]:
     """Median time to add one keyword to ``n`` enrolled ones (``ADD_REPS`` different words)."""
     times = []
-    if system == "openkws":
+    if system in ("openkws", "openkws-tts"):
         for w in words[:ADD_REPS]:
             t0 = time.perf_counter()
             det.add_keyword(w)
@@ -165,7 +165,10 @@ def _add_keyword_s(det: Any, system: str, n: int, words: list[str]) -> dict[str,
         return {
             "median_s": statistics.median(times),
             "reps": len(times),
-            "what": "G2P + text encoder + index swap",
+            "what": "G2P + text encoder + index swap"
+            + (
+                " + 8 espeak-ng/flite renditions embedded (acoustic proxy)" if system == "openkws-tts" else ""
+            ),
         }
     if system == "pocketsphinx":
         base = list(det.keywords)

@@ -18,6 +18,12 @@ def _openkws(**kw: Any) -> Detector:
     return OpenKWSDetector(**kw)
 
 
+def _openkws_tts(**kw: Any) -> Detector:
+    from bench.detectors.openkws import OpenKWSTTSDetector
+
+    return OpenKWSTTSDetector(**kw)
+
+
 def _pocketsphinx(**kw: Any) -> Detector:
     from bench.detectors.pocketsphinx_kws import PocketsphinxDetector
 
@@ -38,6 +44,7 @@ def _efficientword(**kw: Any) -> Detector:
 
 DETECTORS: dict[str, Callable[..., Detector]] = {
     "openkws": _openkws,
+    "openkws-tts": _openkws_tts,
     "pocketsphinx": _pocketsphinx,
     "openwakeword": _openwakeword,
     "efficientword": _efficientword,

@@ -16,6 +16,7 @@ or any directory exported by ``openkws export`` (``training.export.export_untrai
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -77,7 +78,7 @@ class OpenKWSDetector(Detector):
         for i, kw in enumerate(keywords):
             p = sp.pronounce(kw)
             rows.append((FIRST_ID + i, "default", p.text, p.phonemes, self.default_threshold))
-        entries = sp.entries_from(rows)
+        entries = self._entries(rows)
         sp.index.replace_all(entries)
         self.keywords = list(keywords)
         self.ids = {kw: FIRST_ID + i for i, kw in enumerate(keywords)}
@@ -88,9 +89,13 @@ class OpenKWSDetector(Detector):
         sp = self.spotter
         p = sp.pronounce(keyword)
         kid = FIRST_ID + len(self.keywords)
-        sp.index.upsert(sp.entries_from([(kid, "default", p.text, p.phonemes, self.default_threshold)]))
+        sp.index.upsert(self._entries([(kid, "default", p.text, p.phonemes, self.default_threshold)]))
         self.keywords.append(keyword)
         self.ids[keyword] = kid
+
+    def _entries(self, rows: list[tuple[int, str, str, tuple[str, ...], float]]) -> list[object]:
+        """Index entries for (id, tenant, text, phonemes, threshold) rows: the service's text proxies."""
+        return self.spotter.entries_from(rows)
 
     def _run(self, audio: np.ndarray) -> tuple[list[object], dict[int, np.ndarray]]:
         sp = self.spotter
@@ -132,3 +137,24 @@ class OpenKWSDetector(Detector):
         trace = self.process(audio)
         s = trace.scores[keyword]
         return float(s.max()) if s.size else -1.0
+
+
+class OpenKWSTTSDetector(OpenKWSDetector):
+    """openkws with acoustic keyword proxies: the service's enrollment with ``proxy: "tts"`` (the mean
+    acoustic embedding of 8 espeak-ng/flite renditions, :mod:`service.engine.acoustic_proxy`)."""
+
+    name = "openkws-tts"
+    install = OpenKWSDetector.install + "; espeak-ng and flite (make setup)"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        from service.text.tts import ProxyTTS
+
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.tts = ProxyTTS()
+        self.version += ", tts proxies"
+
+    def _entries(self, rows: list[tuple[int, str, str, tuple[str, ...], float]]) -> list[object]:
+        sp = self.spotter
+        return [
+            replace(e, proxy=sp.acoustic_proxy(self.tts.renditions(e.text))) for e in sp.entries_from(rows)
+        ]

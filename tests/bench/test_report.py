@@ -70,3 +70,17 @@ def test_publishable_rules() -> None:
     assert publishable(good) == (True, [])
     ok, why = publishable({**good, "openkws_model": {"untrained": True}})
     assert not ok and "untrained" in why[0]
+
+
+def test_openkws_tts_gets_its_own_rows(tmp_path: Path) -> None:
+    """A new system name (openkws-tts) is listed under its display name next to openkws."""
+    out = tmp_path / "out"
+    _write_run(out, quick=True, source="smoke", untrained=True, frr_ok=0.12, frr_oww=0.2)
+    c = _curve([0.07, 0.9], [0, 0])
+    sets = {"a": {"keywords": ["kw"], "curve": c.to_json(), "summary": summarize(c)}}
+    (out / "streaming_openkws-tts.json").write_text(
+        json.dumps({"system": "openkws-tts", "version": "1", "sets": sets})
+    )
+    report, _ = write_report(out, tmp_path / "docs" / "BENCHMARKS.md")
+    rows = [ln for ln in report.read_text().splitlines() if ln.startswith("| openkws")]
+    assert any(ln.startswith("| openkws (TTS proxies) ") and "7.0%" in ln for ln in rows), rows

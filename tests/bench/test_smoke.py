@@ -93,6 +93,21 @@ def test_openkws_stream(short_stream, untrained_model) -> None:
     assert "lighthouse" in det.ids
 
 
+def test_openkws_tts_stream(short_stream, untrained_model) -> None:
+    """openkws with acoustic (TTS) proxies: same engine, other proxies, same well-formed outputs."""
+    audio, occ = short_stream
+    det = make_detector("openkws-tts", model_dir=untrained_model)
+    assert det.name == "openkws-tts"
+    _score(det, audio, occ, KEYWORDS)
+    text = make_detector("openkws", model_dir=untrained_model)
+    text.enroll(list(KEYWORDS))
+    assert not np.allclose(det.spotter.proxies, text.spotter.proxies), (
+        "tts proxies must differ from text ones"
+    )
+    det.add_keyword("lighthouse")
+    assert "lighthouse" in det.ids
+
+
 def test_speed_measure_one_config(stream_wav) -> None:
     _need("pocketsphinx")
     from bench.speed import measure
