@@ -35,6 +35,9 @@ import numpy as np
 
 KEYWORD_COUNTS = (1, 10, 100, 1000, 10000)
 OWW_COUNTS = (1, 5, 10, 100)
+# openkws-tts runs the same engine as openkws (only the proxy vectors differ), but enrolls through
+# TTS at ~0.6 s a keyword: 1,000+ keywords would spend the run synthesizing, not streaming.
+TTS_PROXY_COUNTS = (1, 10, 100)
 REAL_TEMPLATES = 10
 ADD_REPS = 5
 
@@ -258,6 +261,8 @@ def counts_for(system: str, quick: bool) -> tuple[int, ...]:
         return (5,) if quick else OWW_COUNTS
     if quick:
         return (1, 100)
+    if system == "openkws-tts":
+        return TTS_PROXY_COUNTS
     return KEYWORD_COUNTS
 
 
