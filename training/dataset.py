@@ -456,10 +456,12 @@ def build_wave_store(clips: Sequence[Clip], cache_root: Path, progress: bool = T
     clips = list(clips)
     path = Path(cache_root) / f"waves-{_manifest_digest(clips)}.npz"
     if path.is_file():
-        z = np.load(path)
-        off = z["offsets"]
-        waves = [z["audio"][off[i] : off[i + 1]] for i in range(len(clips))]
-        return WaveStore(clips, waves, z["spans"])
+        with np.load(path) as z:
+            # z["audio"] reads (and copies) the whole array on every access: read it once, or each
+            # clip's view pins its own full copy (30k clips -> OOM).
+            audio, off, spans_ = z["audio"], z["offsets"], z["spans"]
+        waves = [audio[off[i] : off[i + 1]] for i in range(len(clips))]
+        return WaveStore(clips, waves, spans_)
     waves, spans = [], []
     for c in tqdm(clips, desc="waveforms", unit="clip", disable=not progress):
         w = load_audio(c.path)
