@@ -12,19 +12,30 @@ from pathlib import Path
 # (row, system, config, synthetic report, Asterisk report, system key in the report or None = the model)
 ROWS = [
     ("B1", "TTS templates, speech embedding (mean+max, cosine), untrained", "`--baselines`",
-     None, "asterisk", "tts_template_speech_embedding"),
-    ("B2", "TTS templates, DTW on log-mel, untrained", "`--baselines`", None, "asterisk", "tts_template_dtw_logmel"),
+     "baselines-synth", "asterisk", "tts_template_speech_embedding"),
+    ("B2", "TTS templates, DTW on log-mel, untrained", "`--baselines`", "baselines-synth", "asterisk",
+     "tts_template_dtw_logmel"),
     ("1", "triplet (multi-view)", "`triplet.yaml`", "triplet-synth", "triplet-asterisk", None),
     ("2", "Proxy-MS", "`proxy_ms.yaml`", "proxy_ms-synth", "proxy_ms-asterisk", None),
-    ("3", "AsyP (**shipped**)", "`asyp.yaml`", "asyp-synth", "asyp-asterisk", None),
+    ("3", "AsyP", "`asyp.yaml`", "asyp-synth", "asyp-asterisk", None),
     ("4", "AsyP + MAL", "`asyp_mal.yaml`", "asyp_mal-synth", "asyp_mal-asterisk", None),
     ("5", "full ADML (AsyP+AdaMS phoneme level, MAL both levels, SphereFace2)", "`adml.yaml`",
      "adml-synth", "adml-asterisk", None),
     ("6", "full ADML + RPL", "`adml_rpl.yaml`", "adml_rpl-synth", "adml_rpl-asterisk", None),
     ("7", "full ADML + ADD", "`adml_add.yaml`", "adml_add-synth", "adml_add-asterisk", None),
-    ("8b", "log-mel front-end (row 5 recipe)", "`adml_logmel.yaml`", "adml_logmel-synth", "adml_logmel-asterisk", None),
+    ("8a", "speech-embedding front-end, row 3 recipe (= row 3)", "`asyp.yaml`", "asyp-synth", "asyp-asterisk", None),
+    ("8b", "log-mel front-end, row 3 recipe", "`asyp_logmel.yaml`", "asyp_logmel-synth", "asyp_logmel-asterisk", None),
     ("S0", "full ADML, 12 epochs (first shipped candidate)", "`default.yaml`", "synth_test", "asterisk", "openkws:"),
+    ("S1", "AsyP, 20 epochs (**shipped**)", "`asyp_long.yaml`", "asyp_long-synth", "asyp_long-asterisk", None),
+    ("S1t", "shipped model, TTS acoustic proxies (`proxy: tts`)", "`--proxy tts`", "asyp_long-synth-tts",
+     "asyp_long-asterisk-tts", None),
 ]  # fmt: skip
+
+
+HEADER = (
+    "| # | system | config | synth easy EER | AUC | AP | synth hard EER | AUC | AP "
+    "| Asterisk easy EER | AUC | Asterisk hard EER | AUC |\n" + "| --- " * 13 + "|"
+)
 
 
 def _system(report: dict, key: str | None) -> dict | None:
@@ -58,4 +69,5 @@ def render(root: Path) -> str:
 
 
 if __name__ == "__main__":
+    print(HEADER)
     print(render(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/eval")))
