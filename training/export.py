@@ -369,10 +369,14 @@ def export_checkpoint(
     out_dir: Path,
     model_version: str | None = None,
     metrics: Mapping[str, object] | None = None,
+    default_threshold: float | None = None,
 ) -> Path:
-    """Export a trainer checkpoint (see :mod:`training.trainer`)."""
+    """Export a trainer checkpoint (see :mod:`training.trainer`). ``default_threshold`` overrides the
+    checkpoint config's: the decision threshold is calibrated on the trained model, after training."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = Config.model_validate(state["config"])
+    if default_threshold is not None:
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"default_threshold": default_threshold})})
     model = build_model(cfg.model)
     model.load_state_dict(state["model"])
     version = model_version or f"{cfg.name}-ep{state.get('epoch', 0)}"

@@ -202,6 +202,9 @@ def export(
         None,
         help="NAME=pairs.json from `openkws eval pairs` (repeatable): recorded in model.json and the card",
     ),
+    threshold: float | None = typer.Option(
+        None, min=0.0, max=1.0, help="default_threshold in model.json (default: the checkpoint config's)"
+    ),
 ) -> None:
     """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
     from training.export import export_checkpoint, export_untrained
@@ -212,7 +215,7 @@ def export(
         path = export_untrained(out, untrained)
     else:
         extra = eval_metrics(metrics or [])
-        path = export_checkpoint(checkpoint, out, model_version, extra or None)  # type: ignore[arg-type]
+        path = export_checkpoint(checkpoint, out, model_version, extra or None, threshold)  # type: ignore[arg-type]
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
 

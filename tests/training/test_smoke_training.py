@@ -73,12 +73,14 @@ def test_export_and_eval_pairs(smoke_run, corpus: Path) -> None:
     res, root = smoke_run
     runner = CliRunner()
     out = root / "model"
-    r = runner.invoke(
-        app, ["export", "--checkpoint", str(root / "run" / "checkpoints" / "best.pt"), "--out", str(out)]
-    )
+    ckpt = str(root / "run" / "checkpoints" / "best.pt")
+    r = runner.invoke(app, ["export", "--checkpoint", ckpt, "--out", str(out), "--threshold", "0.7"])
     assert r.exit_code == 0, r.output
     spec = load_spec(out)
     assert spec.recipe["config_name"] == "smoke" and spec.embedding_dim == 64
+    assert spec.default_threshold == 0.7  # calibrated after training, not the config's 0.5
+    r = runner.invoke(app, ["export", "--checkpoint", ckpt, "--out", str(root / "bad"), "--threshold", "1.5"])
+    assert r.exit_code == 2 and "less than or equal to 1" in r.output  # refused, saying the range
     card = (out / "MODEL_CARD.md").read_text()
     assert "openkws train run --config training/configs/smoke.yaml" in card
     # evaluation manifest in the public format: path,text only, recordings the model never saw
