@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from starlette.testclient import WebSocketTestSession
 from typer.testing import CliRunner
 
 from service.cli import app as cli_app
@@ -20,19 +19,10 @@ from service.protocol import CloseCode
 from service.server import is_loopback, warn_if_exposed
 from service.settings import Settings
 from tests.reliability.conftest import Tenant
-from tests.service.conftest import KEYWORDS, pcm16, wav_bytes
+from tests.service.conftest import KEYWORDS, START, collect, pcm16, wav_bytes
 
-START = {"type": "start", "version": 1, "sample_rate": SAMPLE_RATE, "encoding": "pcm16le", "channels": 1}
 STOP = json.dumps({"type": "stop", "version": 1})
 
-
-def collect(ws: WebSocketTestSession) -> tuple[list[dict[str, Any]], int]:
-    out = []
-    while True:
-        m = ws.receive()
-        if m["type"] == "websocket.close":
-            return out, int(m["code"])
-        out.append(json.loads(m["text"]))
 
 
 def stream(c: TestClient, audio: np.ndarray, start: dict[str, Any] | None = None, url: str = "/v1/stream",

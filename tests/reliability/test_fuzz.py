@@ -35,7 +35,7 @@ from service.server import make_server
 from service.settings import Settings
 from service.store import KeywordStore
 from service.text import G2P, G2PError
-from tests.service.conftest import KEYWORDS, pcm16, wav_bytes
+from tests.service.conftest import KEYWORDS, pcm16, serve_in_thread, wav_bytes
 
 EXAMPLES = int(os.environ.get("OPENKWS_FUZZ_EXAMPLES", "25"))
 FRAME_LIMIT = 8192
@@ -62,13 +62,7 @@ def live(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, g2p: G2P) ->
                  max_frame_bytes=FRAME_LIMIT, idle_timeout_s=5.0, max_streams=64, max_streams_per_key=64,
                  enroll_rate_per_s=1000.0, enroll_burst=1000, shutdown_timeout_s=5.0)
     srv = make_server(create_app(s, g2p=g2p), s, log_level="warning")
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 120
-    while not srv.started:
-        if time.monotonic() > deadline or not t.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
+    t = serve_in_thread(srv, 120)
     yield Live(f"http://127.0.0.1:{s.port}", admin, stream)
     srv.should_exit = True
     t.join(timeout=60)

@@ -8,9 +8,12 @@ lists between paths (offline vs streaming, chunk sizes) rather than expecting a 
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import pytest
 import soundfile as sf
 import soxr
 from fastapi.testclient import TestClient
+from starlette.testclient import WebSocketTestSession
 
 from service.app import create_app
 from service.constants import SAMPLE_RATE
@@ -166,3 +170,29 @@ def wav_bytes(audio: np.ndarray, rate: int = SAMPLE_RATE, fmt: str = "WAV", subt
 def pcm16(audio: np.ndarray) -> bytes:
     """Same quantization as soundfile's PCM_16 writer, so streamed and uploaded audio are equal."""
     return np.clip(np.round(audio * 32767.0), -32768, 32767).astype("<i2").tobytes()
+
+
+# websocket protocol: the start message every streaming test sends
+START = {"type": "start", "version": 1, "sample_rate": SAMPLE_RATE, "encoding": "pcm16le", "channels": 1}
+
+
+def collect(ws: WebSocketTestSession) -> tuple[list[dict[str, Any]], int]:
+    """Every message until the server closes; returns (messages, close code)."""
+    out = []
+    while True:
+        m = ws.receive()
+        if m["type"] == "websocket.close":
+            return out, int(m["code"])
+        out.append(json.loads(m["text"]))
+
+
+def serve_in_thread(server: Any, timeout_s: float) -> threading.Thread:
+    """Run a uvicorn ``Server`` in a daemon thread; fail the test if it has not started in time."""
+    t = threading.Thread(target=server.run, daemon=True)
+    t.start()
+    deadline = time.monotonic() + timeout_s
+    while not server.started:
+        if time.monotonic() > deadline or not t.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    return t

@@ -16,20 +16,10 @@ from starlette.testclient import WebSocketTestSession
 
 from service.constants import SAMPLE_RATE
 from service.protocol import CloseCode
-from tests.service.conftest import KEYWORDS, enroll, wav_bytes
+from tests.service.conftest import KEYWORDS, START, collect, enroll, wav_bytes
 
-START = {"type": "start", "version": 1, "sample_rate": SAMPLE_RATE, "encoding": "pcm16le", "channels": 1}
 Event = tuple[int, float, float, float]
 
-
-def collect(ws: WebSocketTestSession) -> tuple[list[dict[str, Any]], int]:
-    """Every message until the server closes; returns (messages, close code)."""
-    out = []
-    while True:
-        m = ws.receive()
-        if m["type"] == "websocket.close":
-            return out, int(m["code"])
-        out.append(json.loads(m["text"]))
 
 
 def stream_bytes(c: TestClient, data: bytes, bytes_per_chunk: int, start: dict[str, Any] | None = None,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from service.cli import app as cli_app
 from service.client import OpenKWSClient, OpenKWSError, StreamClosed
 from service.settings import Settings
 from service.text import G2P
-from tests.service.conftest import KEYWORDS, wav_bytes
+from tests.service.conftest import KEYWORDS, serve_in_thread, wav_bytes
 
 
 def _free_port() -> int:
@@ -35,13 +33,7 @@ def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, g2p: G2P) 
                         inference_workers=1, port=port)
     srv = uvicorn.Server(uvicorn.Config(create_app(settings, g2p=g2p), host="127.0.0.1", port=port,
                                         log_level="warning", ws_max_size=4 * settings.max_frame_bytes))
-    t = threading.Thread(target=srv.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 60
-    while not srv.started:
-        if time.monotonic() > deadline or not t.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
+    t = serve_in_thread(srv, 60)
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     t.join(timeout=30)
