@@ -1,4 +1,4 @@
-"""Shared plumbing for the benchmarks that drive a real server: a ``service.cli serve`` subprocess on a
+"""Shared plumbing for the benchmarks that drive a real server: a ``openkws.cli serve`` subprocess on a
 free loopback port, and a websocket streaming client (start message, real-time paced frames, stop).
 
 Used by ``bench.service_bench``, ``bench.soak`` and the reliability tests.
@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from service.constants import SAMPLE_RATE
+from openkws.constants import SAMPLE_RATE
 
 HOST = "127.0.0.1"
 READY_POLL_S = 0.05
@@ -37,7 +37,7 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """``python -m service.cli serve`` on 127.0.0.1 with a log file; start, wait ready, kill or stop.
+    """``python -m openkws.cli serve`` on 127.0.0.1 with a log file; start, wait ready, kill or stop.
 
     The server runs on CPU (``OPENKWS_DEVICE=cpu``) and, unless ``omp_threads`` is None, with
     ``OMP_NUM_THREADS`` set; ``env`` is laid over that and the caller's environment.
@@ -71,7 +71,7 @@ class ServerProcess:
         cmd = [
             sys.executable,
             "-m",
-            "service.cli",
+            "openkws.cli",
             "serve",
             "--host",
             HOST,

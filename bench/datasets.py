@@ -127,7 +127,7 @@ def length_groups(keywords: Sequence[str]) -> dict[str, list[str]]:
 
 
 def heldout_voices() -> list[str]:
-    from training.data.tts import list_voices
+    from openkws.training.data.tts import list_voices
 
     return [v.id for v in list_voices() if v.split == "heldout"]
 
@@ -143,7 +143,7 @@ def smoke_voices(n_positive: int) -> tuple[list[str], list[str]]:
 
 def benchmark_set() -> list[str]:
     """Set (b): the data layer's 50 benchmark keywords (``training/data/keywords_bench.txt``)."""
-    from training.data.keywords import benchmark_keywords
+    from openkws.training.data.keywords import benchmark_keywords
 
     return list(benchmark_keywords())
 
@@ -172,7 +172,7 @@ def load_data_layer(
 ) -> EvalData | None:
     """Read the data layer's evaluation audio under ``root`` (None when it is not built).
 
-    Layout (:mod:`training.data.streams`): ``negatives/manifest.csv``
+    Layout (:mod:`openkws.training.data.streams`): ``negatives/manifest.csv``
     (``path,condition,noise,snr_db,duration,...``) and ``streams/manifest.csv``
     (``path,background,snr_db,duration,keywords``) with ``streams/ground_truth.csv``
     (``stream,keyword,start,end,voice,snr_db,background``). ``negatives`` picks the negative
@@ -231,7 +231,7 @@ def build_set_a_streams(out: Path, minutes: float = 5.0, per_condition: int = 1,
     """
     if (out / "manifest.csv").is_file() and (out / "ground_truth.csv").is_file():
         return out
-    from training.data.streams import build_keyword_streams
+    from openkws.training.data.streams import build_keyword_streams
 
     build_keyword_streams(
         out, minutes=minutes, streams_per_condition=per_condition, keywords=list(SET_A), seed=seed, workers=1
@@ -263,7 +263,7 @@ def _pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _speech_bed(seconds: float, voices: Sequence[str], rng: np.random.Generator, seed: int) -> np.ndarray:
     """Running TTS speech from ``voices`` with short pauses, cut to ``seconds``."""
-    from training.data.tts import synthesize
+    from openkws.training.data.tts import synthesize
 
     n = int(seconds * SAMPLE_RATE)
     parts, total, i = [], 0, 0
@@ -312,7 +312,7 @@ def build_smoke_set(
     background at each SNR in :data:`SNRS_DB` (keyword power over its extent vs background power
     there). Enrollment templates come from the other held-out voices.
     """
-    from training.data.tts import list_voices, synthesize
+    from openkws.training.data.tts import list_voices, synthesize
 
     out_dir = Path(out_dir)
     stamp = out_dir / "smoke.json"
@@ -393,6 +393,6 @@ def make_templates(
     keywords: Sequence[str], voices: Sequence[str], seed: int = 7
 ) -> dict[str, list[np.ndarray]]:
     """Enrollment clips for audio-enrolled systems: each keyword by each template voice."""
-    from training.data.tts import synthesize
+    from openkws.training.data.tts import synthesize
 
     return {kw: [synthesize(kw, v, seed=seed) for v in voices] for kw in keywords}

@@ -1,8 +1,8 @@
 """The pairs protocol (LibriPhrase style): EER / ROC-AUC / AP on (clip, text) pairs, easy and hard.
 
-Pairs come from the data layer's builder (:func:`training.data.pairs.build_pairs`), with
+Pairs come from the data layer's builder (:func:`openkws.training.data.pairs.build_pairs`), with
 negatives drawn from every text of the evaluated set (also when its clips are subsampled); manifests,
-metrics and plots are the model engineer's (:mod:`training.evaluate`: ``read_eval_manifest``,
+metrics and plots are the model engineer's (:mod:`openkws.training.evaluate`: ``read_eval_manifest``,
 ``pair_metrics``, ``pad_eval``, ``plot_curves``). This module only scores the pairs with each system.
 
 Systems and their pair score:
@@ -34,8 +34,7 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
     import csv
 
     import soundfile as sf
-
-    from training.data.tts import synthesize
+    from openkws.training.data.tts import synthesize
 
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "manifest.csv"
@@ -57,17 +56,17 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
 def build_pairs(
     clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None
 ) -> list[Any]:
-    """The data layer's LibriPhrase pair builder (``training.data.pairs``) on the clips, with
-    negatives drawn from ``candidates`` (default: the clips' own texts), as ``training.evaluate.Pair``
+    """The data layer's LibriPhrase pair builder (``openkws.training.data.pairs``) on the clips, with
+    negatives drawn from ``candidates`` (default: the clips' own texts), as ``openkws.training.evaluate.Pair``
     rows (clip index, text, label, kind); the model engineer's ``make_pairs`` when the data layer's
     builder is absent."""
-    from training.evaluate import Pair
+    from openkws.training.evaluate import Pair
 
     try:
-        from training.data.pairs import PairItem
-        from training.data.pairs import build_pairs as data_layer_build_pairs
+        from openkws.training.data.pairs import PairItem
+        from openkws.training.data.pairs import build_pairs as data_layer_build_pairs
     except ImportError:
-        from training.evaluate import make_pairs
+        from openkws.training.evaluate import make_pairs
 
         texts = [c.text for c in clips]
         phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
@@ -91,10 +90,11 @@ def run_pairs(
     split: str | None = None,
 ) -> dict[str, Any]:
     """Score every pair of ``manifest`` with ``system``; returns metrics and the raw scores."""
+    from openkws.text import G2P, load_inventory
+    from openkws.training.evaluate import load_eval_audio, pad_eval, pair_metrics, read_eval_manifest
+
     from bench.datasets import make_templates
     from bench.detectors import make_detector
-    from service.text import G2P, load_inventory
-    from training.evaluate import load_eval_audio, pad_eval, pair_metrics, read_eval_manifest
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t_start = time.perf_counter()
@@ -150,7 +150,7 @@ def run_pairs(
 
 
 def plot_pairs(results: dict[str, dict[str, Any]], path: Path, title: str) -> Path | None:
-    from training.evaluate import Pair, plot_curves
+    from openkws.training.evaluate import Pair, plot_curves
 
     curves = {}
     for system, r in results.items():

@@ -277,9 +277,9 @@ class Renderer:
             "## Pairs (LibriPhrase protocol)",
             "",
             "Command: `python -m bench.run_all --protocols pairs`. Pairs come from the data layer's builder "
-            "(`training.data.pairs.build_pairs`): each clip with its own text (match), a random text more than 2 "
+            "(`openkws.training.data.pairs.build_pairs`): each clip with its own text (match), a random text more than 2 "
             "phoneme edits away (easy) and the closest text within 2 edits (hard), drawn from every text of the set; "
-            "metrics are `training.evaluate.pair_metrics`. Clips are padded with 0.5 s of silence; each system's "
+            "metrics are `openkws.training.evaluate.pair_metrics`. Clips are padded with 0.5 s of silence; each system's "
             "score is its best window on the clip (pocketsphinx: the keyphrase's best margin over its phone loop, per "
             "phone; EfficientWord-Net: best cosine against 4 TTS templates of the text). openWakeWord cannot score "
             "arbitrary text and is absent.",

@@ -56,9 +56,9 @@ def _model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
     else:
         path = cache / "untrained-full"
         if not (path / "model.json").is_file():
-            from training.config import ModelConfig
-            from training.export import export_model
-            from training.models.kws_model import build_model
+            from openkws.training.config import ModelConfig
+            from openkws.training.export import export_model
+            from openkws.training.models.kws_model import build_model
 
             log.warning(
                 "no trained model in %s: exporting an untrained full-size one to %s (harness check only)",

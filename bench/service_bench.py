@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from openkws.constants import SAMPLE_RATE
 
 from bench._server import ServerProcess, frames_of, open_stream, send_paced
-from service.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
 DEFAULT_MODEL = Path("models/default")
@@ -74,9 +74,9 @@ def model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
         return DEFAULT_MODEL, True
     target = cache / "untrained-full"
     if not (target / "model.json").is_file():
-        from training.config import ModelConfig
-        from training.export import export_model
-        from training.models.kws_model import build_model
+        from openkws.training.config import ModelConfig
+        from openkws.training.export import export_model
+        from openkws.training.models.kws_model import build_model
 
         log(f"no trained model in {DEFAULT_MODEL}: exporting an untrained full-size model to {target}")
         export_model(build_model(ModelConfig()), target, "untrained-full-size", check=False)
@@ -85,7 +85,7 @@ def model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
 
 def synth(text: str, voice: str) -> np.ndarray:
     try:
-        from training.data.tts import synthesize
+        from openkws.training.data.tts import synthesize
 
         return np.asarray(synthesize(text, voice), np.float32)
     except ImportError:
@@ -132,9 +132,8 @@ def phrases(n: int, seed: int = 0) -> list[str]:
 # -- 1. keyword scaling (in process) ----------------------------------------------------------------
 def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> dict[str, Any]:
     import faiss
-
-    from service.engine.runtime import limit_blas_threads
-    from service.engine.spotter import Spotter
+    from openkws.engine.runtime import limit_blas_threads
+    from openkws.engine.spotter import Spotter
 
     faiss.omp_set_num_threads(1)
     limit_blas_threads(1)
@@ -185,7 +184,7 @@ def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> 
 
 def calibrate(model: Path, audio: np.ndarray, texts: list[str]) -> float:
     """Untrained model: a threshold that ~3% of frames' best scores cross (a few events per stream-minute)."""
-    from service.engine.spotter import Spotter
+    from openkws.engine.spotter import Spotter
 
     sp = Spotter.load(model, device="cpu")
     prons = [sp.pronounce(t) for t in texts]

@@ -41,9 +41,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from openkws.constants import SAMPLE_RATE
 
 from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
-from service.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
 CHUNK_MS = 100
@@ -120,7 +120,7 @@ def wav_bytes(pcm: bytes) -> bytes:
 def gap_threshold(model: Path, audio: np.ndarray, texts: list[str], quantile: float = 0.95) -> float:
     """For an untrained model: a threshold near the ``quantile`` of the best per-frame scores, placed
     in a gap between observed scores (so float noise between batch sizes cannot flip a decision)."""
-    from service.engine.spotter import Spotter
+    from openkws.engine.spotter import Spotter
 
     sp = Spotter.load(model, device="cpu")
     prons = [sp.pronounce(t) for t in texts]
@@ -308,9 +308,8 @@ def run_soak(
 ) -> dict[str, Any]:
     """Run the soak; returns the figures (see the module docstring)."""
     import httpx
-
-    from service.auth import ApiKeys
-    from service.store import KeywordStore
+    from openkws.auth import ApiKeys
+    from openkws.store import KeywordStore
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="openkws-soak-"))
     data_dir = tmp / "data"

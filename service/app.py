@@ -3,7 +3,7 @@
 Nothing is loaded at import time. The lifespan handler loads the model (checking its contract and
 file hashes; a mismatched or modified model refuses to start), opens the keyword store, checks the
 index against it (rebuilding it) and starts the micro-batcher; on shutdown it lets open streams end
-with a summary, stops the batcher and closes the store. ``service.server`` runs it under uvicorn.
+with a summary, stops the batcher and closes the store. ``openkws.server`` runs it under uvicorn.
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from service import __version__
-from service.api import detect, health, keys, keywords, stream
-from service.api.errors import install_error_handlers
-from service.engine.model_spec import ModelContractError
-from service.limits import BodyLimitMiddleware
-from service.metrics import HTTPMetricsMiddleware, Metrics
-from service.settings import Settings
-from service.state import AppState, load_engine, make_batcher
-from service.text import G2P
+from . import __version__
+from .api import detect, health, keys, keywords, stream
+from .api.errors import install_error_handlers
+from .engine.model_spec import ModelContractError
+from .limits import BodyLimitMiddleware
+from .metrics import HTTPMetricsMiddleware, Metrics
+from .settings import Settings
+from .state import AppState, load_engine, make_batcher
+from .text import G2P
 
 log = logging.getLogger("openkws")
 STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)

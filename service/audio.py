@@ -28,7 +28,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from service.constants import SAMPLE_RATE
+from .constants import SAMPLE_RATE
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000

@@ -11,7 +11,7 @@ detect (``WS /v1/stream``, ``POST /v1/detect``). Every key belongs to one tenant
 made with it sees only that tenant's keywords.
 
 Example:
-    >>> from service.store import KeywordStore
+    >>> from openkws.store import KeywordStore
     >>> keys = ApiKeys(KeywordStore("sqlite://"))
     >>> created = keys.create("acme", "stream", name="kiosk")
     >>> created.token.startswith("okws_" + created.key_id + "_")
@@ -37,8 +37,8 @@ from typing import Literal
 
 from sqlalchemy import select
 
-from service.engine.spotter import DEFAULT_TENANT
-from service.store import MAX_TENANT_CHARS, ApiKeyTable, KeywordStore
+from .engine.spotter import DEFAULT_TENANT
+from .store import MAX_TENANT_CHARS, ApiKeyTable, KeywordStore
 
 Scope = Literal["admin", "stream"]
 SCOPES: tuple[Scope, ...] = ("admin", "stream")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from service.metrics import Metrics
+from .metrics import Metrics
 
 T = TypeVar("T")
 R = TypeVar("R")

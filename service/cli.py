@@ -39,7 +39,7 @@ DbUrlOpt = Annotated[str | None, typer.Option(help="the server's database URL (d
 
 
 class ProxyChoice(str, Enum):
-    """``service.engine.acoustic_proxy.PROXY_MODES`` as CLI choices (the server validates them too)."""
+    """``openkws.engine.acoustic_proxy.PROXY_MODES`` as CLI choices (the server validates them too)."""
 
     text = "text"
     tts = "tts"
@@ -52,15 +52,15 @@ def _fail(message: str, code: int = 1) -> None:
 
 
 def _client(url: str, api_key: str | None = None) -> Any:
-    from service.client import OpenKWSClient
+    from .client import OpenKWSClient
 
     return OpenKWSClient(url, api_key=api_key)
 
 
 def _api_keys(data_dir: Path | None, database_url: str | None) -> Any:
-    from service.auth import ApiKeys
-    from service.settings import Settings
-    from service.store import KeywordStore
+    from .auth import ApiKeys
+    from .settings import Settings
+    from .store import KeywordStore
 
     overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None}
     settings = Settings.model_validate(overrides)
@@ -123,9 +123,9 @@ def serve(
     """Run the REST + websocket server (settings: flags, else OPENKWS_* environment variables)."""
     import logging
 
-    from service import server
-    from service.engine.model_spec import ModelContractError, load_spec
-    from service.settings import Settings
+    from . import server
+    from .engine.model_spec import ModelContractError, load_spec
+    from .settings import Settings
 
     overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "model_dir": model_dir,
                                                    "data_dir": data_dir, "database_url": database_url}.items()
@@ -150,7 +150,7 @@ def keywords_add(
     api_key: KeyOpt = None,
 ) -> None:
     """Enroll keywords; prints id, normalized text, phonemes, proxy and any confusable keywords."""
-    from service.client import OpenKWSError
+    from .client import OpenKWSError
 
     mode = None if proxy is None else proxy.value
     with _client(url, api_key) as c:
@@ -172,7 +172,7 @@ def keywords_add(
 def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
                   as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
     """List enrolled keywords."""
-    from service.client import OpenKWSError
+    from .client import OpenKWSError
 
     with _client(url, api_key) as c:
         try:
@@ -191,7 +191,7 @@ def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
 def keywords_rm(ids: Annotated[list[int], typer.Argument(help="keyword ids")], url: UrlOpt = DEFAULT_URL,
                 api_key: KeyOpt = None) -> None:
     """Delete keywords by id."""
-    from service.client import OpenKWSError
+    from .client import OpenKWSError
 
     with _client(url, api_key) as c:
         for i in ids:
@@ -230,7 +230,7 @@ def detect(
     api_key: KeyOpt = None,
 ) -> None:
     """Upload a file to POST /v1/detect and print every detection."""
-    from service.client import OpenKWSError
+    from .client import OpenKWSError
 
     with _client(url, api_key) as c:
         try:
@@ -260,7 +260,7 @@ def stream(
     api_key: KeyOpt = None,
 ) -> None:
     """Stream a file or the microphone over WS /v1/stream and print events as they arrive."""
-    from service.client import StreamClosed
+    from .client import StreamClosed
 
     if (file is None) == (not mic):
         _fail("give exactly one of FILE or --mic", 2)
@@ -282,7 +282,7 @@ def _register_training_apps() -> None:
     import importlib
 
     try:  # imported by name so that type-checking the service does not descend into training code
-        training_cli = importlib.import_module("training.cli")
+        training_cli = importlib.import_module("openkws.training.cli")
     except ImportError:  # runtime-only install (no `train` extra): serving commands only
         return
     training_cli.register(app)

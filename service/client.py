@@ -2,7 +2,7 @@
 
 Example (against a running server)::
 
-    from service.client import OpenKWSClient
+    from .client import OpenKWSClient
     with OpenKWSClient("http://127.0.0.1:8000") as kws:
         kw = kws.add_keyword("hey jarvis")
         for event in kws.stream_file("clip.wav", realtime=True):

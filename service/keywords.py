@@ -8,7 +8,7 @@ when they are out of step, and checks the result.
 
 Proxies: ``text`` (the text encoder's embedding of the phonemes; the default), ``tts`` (the
 acoustic encoder's mean embedding of the keyword spoken by the 8 espeak-ng and flite voices of
-:data:`service.text.tts.PROXY_VOICES`; ~0.5 s per keyword) or ``both`` (their normalised sum). Acoustic
+:data:`openkws.text.tts.PROXY_VOICES`; ~0.5 s per keyword) or ``both`` (their normalised sum). Acoustic
 proxies are stored with the keyword, so a restart does not synthesize again.
 """
 
@@ -22,13 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from service.engine.acoustic_proxy import ProxyMode, combine_proxies
-from service.engine.confusion import length_gap, phoneme_distance, relation
-from service.engine.index import KeywordEntry, TenantIndex
-from service.engine.spotter import Spotter
-from service.store import KeywordRecord, KeywordStore, NewKeyword
-from service.text import G2PError, Pronunciation
-from service.text.tts import ProxyTTS, TTSError
+from .engine.acoustic_proxy import ProxyMode, combine_proxies
+from .engine.confusion import length_gap, phoneme_distance, relation
+from .engine.index import KeywordEntry, TenantIndex
+from .engine.spotter import Spotter
+from .store import KeywordRecord, KeywordStore, NewKeyword
+from .text import G2PError, Pronunciation
+from .text.tts import ProxyTTS, TTSError
 
 log = logging.getLogger("openkws")
 

@@ -20,8 +20,8 @@ import threading
 import time
 from collections import OrderedDict
 
-from service.metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
-from service.settings import Settings
+from .metrics import ASGIApp, Message, Metrics, Receive, Scope, Send
+from .settings import Settings
 
 MULTIPART_OVERHEAD = 64 << 10
 

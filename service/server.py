@@ -17,8 +17,8 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
-from service.auth import redact
-from service.settings import Settings
+from .auth import redact
+from .settings import Settings
 
 log = logging.getLogger("openkws")
 
@@ -91,7 +91,7 @@ def make_server(app: FastAPI, settings: Settings, log_level: str = "info") -> Gr
 
 def run(settings: Settings, log_level: str = "info") -> None:
     """``openkws serve``: build the app and serve it until SIGTERM/SIGINT."""
-    from service.app import create_app
+    from .app import create_app
 
     warn_if_exposed(settings)
     make_server(create_app(settings), settings, log_level).run()

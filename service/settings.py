@@ -1,5 +1,5 @@
 """Service settings: one typed object, read from ``OPENKWS_*`` environment variables and passed
-explicitly to :func:`service.app.create_app`. Nothing reads the environment later.
+explicitly to :func:`openkws.app.create_app`. Nothing reads the environment later.
 
 Example:
     >>> s = Settings(data_dir=Path("/tmp/okws"), max_streams=8)
@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.engine.spotter import DetectorConfig
+from .engine.spotter import DetectorConfig
 
 
 class Settings(BaseSettings):

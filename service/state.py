@@ -9,18 +9,18 @@ from dataclasses import dataclass, field
 
 import faiss
 
-from service.auth import ApiKeys
-from service.batcher import MicroBatcher
-from service.engine.runtime import limit_blas_threads
-from service.engine.spotter import DecodeResult, Spotter
-from service.keywords import ConfusionPolicy, KeywordService
-from service.limits import RateLimiter, StreamCounter
-from service.metrics import Metrics
-from service.settings import Settings
-from service.store import KeywordStore
-from service.streaming import AudioSession, BatchRunner
-from service.text import G2P
-from service.text.tts import ProxyTTS
+from .auth import ApiKeys
+from .batcher import MicroBatcher
+from .engine.runtime import limit_blas_threads
+from .engine.spotter import DecodeResult, Spotter
+from .keywords import ConfusionPolicy, KeywordService
+from .limits import RateLimiter, StreamCounter
+from .metrics import Metrics
+from .settings import Settings
+from .store import KeywordStore
+from .streaming import AudioSession, BatchRunner
+from .text import G2P
+from .text.tts import ProxyTTS
 
 log = logging.getLogger("openkws")
 

@@ -5,11 +5,11 @@ The store keeps text, phonemes, threshold and metadata. Text proxies are not sto
 recomputed by the loaded model at start-up, so one registry serves any model version. Acoustic
 proxies (``proxy_mode`` ``tts`` or ``both``) cost a TTS synthesis each, so their vector is stored
 with the fingerprint of the model that computed it (``proxy_vector``, ``proxy_model``); a model
-with another fingerprint recomputes it (:meth:`service.keywords.KeywordService.rebuild_index`).
+with another fingerprint recomputes it (:meth:`openkws.keywords.KeywordService.rebuild_index`).
 Columns added after a database was created are added at start-up (:func:`add_missing_columns`). Every row has a ``tenant``
 (derived from the caller's API key; ``"default"`` with auth off); ``(tenant, text)`` is unique,
 which makes enrollment idempotent even across replicas. The same database holds the API keys
-(:class:`ApiKeyTable`, hashed; see :mod:`service.auth`).
+(:class:`ApiKeyTable`, hashed; see :mod:`openkws.auth`).
 
 Durability: with SQLite the journal is WAL. ``synchronous=NORMAL`` makes every committed
 transaction survive a killed process (the WAL frames are written before COMMIT returns and the OS
@@ -58,7 +58,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from service.engine.acoustic_proxy import ProxyMode
+from .engine.acoustic_proxy import ProxyMode
 
 MAX_TEXT_CHARS = 256
 MAX_TENANT_CHARS = 64
@@ -118,7 +118,7 @@ def add_missing_columns(engine: Engine) -> list[str]:
 
 
 class ApiKeyTable(Base):
-    """API keys: only a hash of the secret token is stored (``service.auth``)."""
+    """API keys: only a hash of the secret token is stored (``openkws.auth``)."""
 
     __tablename__ = "api_keys"
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.audio import AudioConverter, AudioFormat, pcm_to_float
-from service.constants import SAMPLE_RATE
-from service.engine.spotter import DecodeResult, KeywordStream, Spotter
-from service.metrics import Metrics
+from .audio import AudioConverter, AudioFormat, pcm_to_float
+from .constants import SAMPLE_RATE
+from .engine.spotter import DecodeResult, KeywordStream, Spotter
+from .metrics import Metrics
 
 
 class AudioSession:

@@ -9,11 +9,11 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from training.data.cli import app as data_app
+    from .data.cli import app as data_app
 
     app.add_typer(data_app, name="data", help="Synthesize the training corpus and build evaluation sets.")
     try:
-        from training.model_cli import eval_app, export_app, train_app
+        from .model_cli import eval_app, export_app, train_app
     except ImportError:
         return
     app.add_typer(train_app, name="train", help="Train encoders.")

@@ -115,7 +115,7 @@ class MALConfig(_Frozen):
 
 
 class LossConfig(_Frozen):
-    utterance: str = "asyp"  # name in training.losses.LOSSES (proxy family)
+    utterance: str = "asyp"  # name in openkws.training.losses.LOSSES (proxy family)
     utterance_kwargs: dict[str, Any] = Field(default_factory=dict)
     phoneme: PhonemeLossConfig = PhonemeLossConfig()
     mal: MALConfig = MALConfig()

@@ -1,6 +1,6 @@
 """Training data: manifest -> (cached) front-end features -> K keywords x M utterances window batches.
 
-Front-end features are computed with the service's own :class:`service.engine.features.FeatureExtractor`
+Front-end features are computed with the service's own :class:`openkws.engine.features.FeatureExtractor`
 over the bundled ONNX graphs, so training sees exactly the features the service computes.
 
 Augmentation trade-off (why the two front-ends differ):
@@ -18,7 +18,7 @@ Augmentation trade-off (why the two front-ends differ):
 
 Every clip is padded with ``context_seconds`` of silence on both sides before featurising (augmentation
 then fills it with noise), so a training window can hold the keyword anywhere, with context, like a
-window cut from a stream. The window length comes from :func:`training.models.windows.window_for_duration`
+window cut from a stream. The window length comes from :func:`openkws.training.models.windows.window_for_duration`
 applied to the detected speech span of the clip.
 
 Cache layout: ``<cache_dir>/<frontend>-<key>/`` with ``meta.json`` and one ``<split>_<shard>.npz`` per
@@ -40,16 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.windows import SPEECH_THRESHOLD as SPEECH_THRESHOLD
+from openkws.engine.windows import crop_window as crop_window
+from openkws.engine.windows import keyword_window as keyword_window
+from openkws.engine.windows import speech_span as speech_span  # window geometry: shared with the service
+from openkws.text import G2P, load_inventory
 
-from service.constants import SAMPLE_RATE
-from service.engine.windows import SPEECH_THRESHOLD as SPEECH_THRESHOLD
-from service.engine.windows import crop_window as crop_window
-from service.engine.windows import keyword_window as keyword_window
-from service.engine.windows import speech_span as speech_span  # window geometry: shared with the service
-from service.text import G2P, load_inventory
-from training.config import Config
+from .config import Config
 
-logger = logging.getLogger("training.dataset")
+logger = logging.getLogger("openkws.training.dataset")
 
 CACHE_VERSION = 3
 SHARD_CLIPS = 512
@@ -204,7 +204,7 @@ Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
 
 def make_augmenter(speech_paths: Sequence[str] | None = None, rir_dir: Path | None = None) -> Augment | None:
-    """The data layer's :class:`training.data.augment.Augmenter` as ``f(wave, rng) -> wave``.
+    """The data layer's :class:`openkws.training.data.augment.Augmenter` as ``f(wave, rng) -> wave``.
 
     Configured to keep timing: its speed perturbation and context padding are off (this module does
     both itself, so it knows where the keyword is), and its output is cut or zero-padded back to the
@@ -213,9 +213,9 @@ def make_augmenter(speech_paths: Sequence[str] | None = None, rir_dir: Path | No
     gain stay as the data layer configures them. ``None`` (logged) when the data layer is absent.
     """
     try:
-        from training.data.augment import AugmentConfig, Augmenter, ClipPool, rir_bank
+        from .data.augment import AugmentConfig, Augmenter, ClipPool, rir_bank
     except ImportError:
-        logger.warning("training.data.augment is not available: waveform augmentation is off")
+        logger.warning("openkws.training.data.augment is not available: waveform augmentation is off")
         return None
     rirs = rir_bank(RIR_COUNT, RIR_SEED, rir_dir) if rir_dir is not None else None
     speech = ClipPool(list(speech_paths)) if speech_paths else None
@@ -258,7 +258,7 @@ def augmented_padded(
     """One augmented training rendition of a clip: speed perturbation, context padding, maybe a
     neighbouring word, then the timing-preserving augmenter. Returns (audio, keyword span)."""
     if rng.random() < SPEED_PROB:
-        from training.data.augment import speed_perturb
+        from .data.augment import speed_perturb
 
         wave = speed_perturb(wave, float(rng.uniform(*SPEED_RANGE)))
     s, e = speech_span(wave)  # on the clean (speed-perturbed) clip: noise would blur it
@@ -309,7 +309,7 @@ def _worker_init(
     frontend: str, context_samples: int, variants: int, speech_paths: list[str] | None, rir_dir: str | None
 ) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from training.models.frontend import feature_extractor
+    from .models.frontend import feature_extractor
 
     _WORKER.update(
         fx=feature_extractor(frontend, threads=1),
@@ -679,7 +679,7 @@ class WindowBatcher:
     def _wave_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
         assert isinstance(self.store, WaveStore)
         if self._fx is None:
-            from training.models.frontend import feature_extractor
+            from .models.frontend import feature_extractor
 
             self._fx = feature_extractor(self.frontend, threads=1)
         wave = self.store.waves[i].astype(np.float32) / 32767.0

@@ -7,7 +7,7 @@ Pair scoring uses the *exported* ONNX graphs through numpy + onnxruntime, exactl
 does: the clip is padded with ``EVAL_PAD_S`` of silence on both sides (a stream has audio around a
 keyword), featurised with the service's front-end, ``acoustic_frames`` runs once over the whole clip,
 and ``acoustic_pool`` embeds every window the streaming detector would evaluate (every length in
-``windows_frames``, every ``window_stride_frames``; see :func:`training.models.windows.window_positions`).
+``windows_frames``, every ``window_stride_frames``; see :func:`openkws.training.models.windows.window_positions`).
 A pair's score is the maximum cosine over those windows, which is the score the detector would reach
 on that audio.
 
@@ -33,10 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from openkws.engine.acoustic_proxy import PROXY_MODES as PROXY_MODES  # the service's enrollment modes
 
-from service.engine.acoustic_proxy import PROXY_MODES as PROXY_MODES  # the service's enrollment modes
-
-logger = logging.getLogger("training.evaluate")
+logger = logging.getLogger("openkws.training.evaluate")
 
 EVAL_PAD_S = 0.5  # silence added on both sides of an evaluation clip
 
@@ -183,7 +182,7 @@ def build_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: 
     """LibriPhrase-style pairs: every clip with its own text (positive), with a random other text
     (easy negative) and with the text at the smallest phoneme edit distance (hard negative; distinct
     pronunciations only, ties broken at random). :func:`make_pairs` prefers the data layer's
-    ``training.data.pairs`` protocol; this is the fallback when that module is absent."""
+    ``openkws.training.data.pairs`` protocol; this is the fallback when that module is absent."""
     rng = np.random.default_rng(seed)
     vocab = sorted(set(texts))
     if len(vocab) < 2:
@@ -210,15 +209,15 @@ def build_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: 
 def _data_layer_pairs(
     texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: int
 ) -> list[Pair] | None:
-    """Pairs from the data layer's ``training.data.pairs.build_pairs`` (the project's protocol:
+    """Pairs from the data layer's ``openkws.training.data.pairs.build_pairs`` (the project's protocol:
     hard negatives at 1-2 phoneme edits, ranked by a vowel/consonant-weighted distance), mapped back
     to clip indices; ``None`` if that module is absent."""
     try:
-        from training.data.pairs import PairItem
-        from training.data.pairs import build_pairs as dl_build_pairs
+        from .data.pairs import PairItem
+        from .data.pairs import build_pairs as dl_build_pairs
     except ImportError:
         return None
-    from service.text import load_inventory
+    from openkws.text import load_inventory
 
     inv = load_inventory()
     items = [PairItem(str(i), t, tuple(inv.decode(list(phonemes[t])))) for i, t in enumerate(texts)]
@@ -233,8 +232,9 @@ def make_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: i
 
 # --------------------------------------------------------------------------------------------- audio
 def load_eval_audio(clip: EvalClip) -> np.ndarray:
-    from service.constants import SAMPLE_RATE
-    from training.dataset import load_audio
+    from openkws.constants import SAMPLE_RATE
+
+    from .dataset import load_audio
 
     wave = load_audio(clip.path)
     if clip.start is not None or clip.end is not None:
@@ -245,7 +245,7 @@ def load_eval_audio(clip: EvalClip) -> np.ndarray:
 
 
 def pad_eval(wave: np.ndarray) -> np.ndarray:
-    from service.constants import SAMPLE_RATE
+    from openkws.constants import SAMPLE_RATE
 
     pad = int(EVAL_PAD_S * SAMPLE_RATE)
     return np.pad(np.asarray(wave, np.float32), (pad, pad))
@@ -257,9 +257,8 @@ class OnnxScorer:
 
     def __init__(self, model_dir: Path, threads: int = 1) -> None:
         import onnxruntime as ort
-
-        from service.engine.features import FeatureExtractor
-        from service.engine.model_spec import load_spec
+        from openkws.engine.features import FeatureExtractor
+        from openkws.engine.model_spec import load_spec
 
         self.dir = Path(model_dir)
         self.spec = load_spec(self.dir)
@@ -286,7 +285,7 @@ class OnnxScorer:
 
     def window_embeddings(self, wave: np.ndarray) -> np.ndarray:
         """[N] audio -> [num_windows, D] L2-normalised embeddings of every detector window."""
-        from training.models.windows import window_positions
+        from .models.windows import window_positions
 
         ctx = self.spec.acoustic_context_frames
         feats = self.fx.features(pad_eval(wave))
@@ -306,7 +305,7 @@ class OnnxScorer:
         return self.pool.run(None, {"frames": batch, "mask": mask})[0]
 
     def text_embeddings(self, texts: Sequence[str]) -> np.ndarray:
-        from service.text import G2P
+        from openkws.text import G2P
 
         if self._g2p is None:
             self._g2p = G2P()
@@ -323,9 +322,8 @@ class OnnxScorer:
     ) -> np.ndarray:
         """Acoustic proxies: the mean audio embedding of each text synthesized with ``voices`` (each
         rendition embedded through the window training would cut for it), L2-normalised. [N, D]."""
+        from openkws.engine.acoustic_proxy import AcousticProxies
         from tqdm import tqdm
-
-        from service.engine.acoustic_proxy import AcousticProxies
 
         acoustic = AcousticProxies(self.spec, self.fx.features, self.frames, self.pool, EVAL_PAD_S)
         out = []
@@ -337,7 +335,7 @@ class OnnxScorer:
                 progress: bool = False) -> np.ndarray:  # fmt: skip
         """Keyword proxies: ``text`` (text encoder, the service's default), ``tts`` (acoustic proxies
         from synthesized renditions) or ``both`` (normalised sum)."""
-        from service.engine.acoustic_proxy import combine_proxies
+        from openkws.engine.acoustic_proxy import combine_proxies
 
         if mode not in PROXY_MODES:
             raise ValueError(f"proxy mode {mode!r}; expected one of {PROXY_MODES}")
@@ -384,9 +382,9 @@ PREFERRED_TEMPLATE_VOICES = (
 def template_voices(n: int = TEMPLATE_VOICES) -> list[str]:
     """``n`` training voices spread over engines/accents (the data layer's registry when present)."""
     try:
-        from training.data.tts import list_voices
+        from .data.tts import list_voices
     except ImportError:
-        from service.text.tts import PROXY_VOICES  # the service's acoustic-proxy voices
+        from openkws.text.tts import PROXY_VOICES  # the service's acoustic-proxy voices
 
         return list(PROXY_VOICES[:n])
     voices = [v for v in list_voices() if getattr(v, "split", "train") == "train"]
@@ -409,9 +407,9 @@ def template_voices(n: int = TEMPLATE_VOICES) -> list[str]:
 def synthesize_any(text: str, voice: str, seed: int = 0) -> np.ndarray:
     """The data layer's TTS, or the service's (espeak-ng and flite) when the data layer is not available."""
     try:
-        from training.data.tts import synthesize
+        from .data.tts import synthesize
     except ImportError:
-        from service.text.tts import ProxyTTS
+        from openkws.text.tts import ProxyTTS
 
         return ProxyTTS().synthesize(text, voice, seed=seed)
     return synthesize(text, voice, seed=seed)
@@ -423,7 +421,7 @@ def _mean_max(feats: np.ndarray) -> np.ndarray:
 
 
 def _trim(wave: np.ndarray) -> np.ndarray:
-    from training.dataset import speech_span
+    from .dataset import speech_span
 
     s, e = speech_span(wave)
     return wave[s:e]
@@ -463,7 +461,7 @@ class TemplateBaselines:
     """
 
     def __init__(self, voices: Sequence[str] | None = None, threads: int = 1) -> None:
-        from training.models.frontend import feature_extractor
+        from .models.frontend import feature_extractor
 
         self.voices = list(voices or template_voices())
         self.emb_fx = feature_extractor("speech_embedding", threads)
@@ -572,7 +570,7 @@ def evaluate_pairs(
     proxies: Sequence[str] = ("text",),
 ) -> dict[str, object]:
     """The ``openkws eval pairs`` pipeline; returns (and writes) the JSON report."""
-    from service.text import G2P, load_inventory
+    from openkws.text import G2P, load_inventory
 
     clips = read_eval_manifest(manifest, split)
     if not clips:
@@ -644,9 +642,8 @@ def measure_cost(
     import time
 
     import onnxruntime as ort
-
-    from service.constants import SAMPLE_RATE
-    from service.engine.model_spec import load_spec
+    from openkws.constants import SAMPLE_RATE
+    from openkws.engine.model_spec import load_spec
 
     spec = load_spec(Path(model_dir))
     so = ort.SessionOptions()

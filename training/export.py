@@ -1,4 +1,4 @@
-"""Export trained encoders to the serving contract (``service.engine.model_spec``).
+"""Export trained encoders to the serving contract (``openkws.engine.model_spec``).
 
 A model directory holds:
 
@@ -28,14 +28,14 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.model_spec import FORMAT_VERSION, ModelSpec, load_spec, sha256_file
+from openkws.text import load_inventory
 from torch import nn
 
-from service.constants import SAMPLE_RATE
-from service.engine.model_spec import FORMAT_VERSION, ModelSpec, load_spec, sha256_file
-from service.text import load_inventory
-from training.config import Config, ModelConfig, load_config
-from training.models.frontend import FRONTEND_LICENSE, embedding_path, mel_path
-from training.models.kws_model import KWSModel, build_model
+from .config import Config, ModelConfig, load_config
+from .models.frontend import FRONTEND_LICENSE, embedding_path, mel_path
+from .models.kws_model import KWSModel, build_model
 
 OPSET = 17
 MAX_MODEL_DIR_BYTES = 25 * 1024 * 1024
@@ -352,7 +352,7 @@ def export_untrained(out_dir: Path, frontend: str = "speech_embedding", seed: in
         model_version=f"untrained-{frontend}-seed{seed}",
         recipe={"config_name": "untrained", "seed": seed},
         cfg=cfg,
-        reproduce=f'python -c \'from training.export import export_untrained; export_untrained("{out_dir}", "{frontend}", {seed})\'',
+        reproduce=f'python -c \'from openkws.training.export import export_untrained; export_untrained("{out_dir}", "{frontend}", {seed})\'',
         data_notes="None: randomly initialised weights, for contract and service tests only.",
     )
 
@@ -371,7 +371,7 @@ def export_checkpoint(
     metrics: Mapping[str, object] | None = None,
     default_threshold: float | None = None,
 ) -> Path:
-    """Export a trainer checkpoint (see :mod:`training.trainer`). ``default_threshold`` overrides the
+    """Export a trainer checkpoint (see :mod:`openkws.training.trainer`). ``default_threshold`` overrides the
     checkpoint config's: the decision threshold is calibrated on the trained model, after training."""
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = Config.model_validate(state["config"])

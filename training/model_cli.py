@@ -53,7 +53,7 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 
 def _load(config: str, overrides: list[str] | None):  # noqa: ANN202
-    from training.config import load_config
+    from .config import load_config
 
     return load_config(config, parse_overrides(overrides))
 
@@ -78,7 +78,7 @@ def train_run(
 ) -> None:
     """Train encoders with a config; writes checkpoints, steps.csv and epochs.csv."""
     _setup_logging(verbose)
-    from training.trainer import train
+    from .trainer import train
 
     cfg = _load(config, overrides)
     run_dir = out or Path("runs") / cfg.name
@@ -86,7 +86,7 @@ def train_run(
     typer.echo(f"trained {res.epochs} epochs / {res.steps} steps; best {json.dumps(res.best)}")
     typer.echo(f"checkpoints in {run_dir / 'checkpoints'}")
     if export_to is not None:
-        from training.export import export_checkpoint
+        from .export import export_checkpoint
 
         best = run_dir / "checkpoints" / "best.pt"
         export_checkpoint(best if best.is_file() else res.checkpoint, export_to)
@@ -100,7 +100,7 @@ def train_cache(
     workers: int = typer.Option(2, help="processes"),
 ) -> None:
     """Precompute the front-end feature cache (train + dev) for a config."""
-    from training.dataset import build_feature_cache, build_wave_store, config_clips
+    from .dataset import build_feature_cache, build_wave_store, config_clips
 
     cfg = _load(config, overrides)
     dc = cfg.data
@@ -130,7 +130,7 @@ def train_estimate(
 
     import numpy as np
 
-    from training.trainer import train
+    from .trainer import train
 
     cfg = _load(config, overrides)
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,7 +148,7 @@ def train_estimate(
     timed_rows = rows[2:] or rows  # the first steps warm up allocators and caches
     median = float(np.median([float(r["sec_per_step"]) for r in timed_rows]))
     cpu = float(np.median([float(r["cpu_sec_per_step"]) for r in timed_rows]))
-    from training.dataset import KeywordBatches, config_clips
+    from .dataset import KeywordBatches, config_clips
 
     clips, _ = config_clips(cfg)
     sampler = KeywordBatches(clips, cfg.data.keywords_per_batch, cfg.data.utterances_per_keyword,
@@ -207,7 +207,7 @@ def export(
     ),
 ) -> None:
     """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
-    from training.export import export_checkpoint, export_untrained
+    from .export import export_checkpoint, export_untrained
 
     if (checkpoint is None) == (untrained is None):
         raise typer.BadParameter("give exactly one of --checkpoint or --untrained")
@@ -234,7 +234,7 @@ def eval_pairs(
     seed: int = typer.Option(0),
 ) -> None:
     """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest."""
-    from training.evaluate import evaluate_pairs, format_report
+    from .evaluate import evaluate_pairs, format_report
 
     if model is None and not baselines:
         raise typer.BadParameter("give --model and/or --baselines")
@@ -253,6 +253,6 @@ def eval_cost(
     repeats: int = typer.Option(20),
 ) -> None:
     """Per-frame cost of acoustic_frames and per-window cost of acoustic_pool (onnxruntime, 1 thread)."""
-    from training.evaluate import measure_cost
+    from .evaluate import measure_cost
 
     typer.echo(json.dumps(measure_cost(model, frames, repeats), indent=2))

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
+from openkws.text import load_inventory
 from torch import nn
 
-from service.text import load_inventory
-from training.config import Config, TrainConfig
-from training.dataset import (
+from .config import Config, TrainConfig
+from .dataset import (
     Batch,
     Clip,
     FeatureStore,
@@ -55,12 +55,12 @@ from training.dataset import (
     keyword_window,
     make_augmenter,
 )
-from training.evaluate import make_pairs, summary
-from training.models.kws_model import KWSModel, build_model
-from training.models.text_encoder import length_mask
-from training.models.windows import window_positions
+from .evaluate import make_pairs, summary
+from .models.kws_model import KWSModel, build_model
+from .models.text_encoder import length_mask
+from .models.windows import window_positions
 
-logger = logging.getLogger("training.trainer")
+logger = logging.getLogger("openkws.training.trainer")
 
 FIRST_PHONE_ID = 3
 VAL_CHUNK = 32  # validation clips per batched forward
@@ -71,7 +71,7 @@ SINGLE_VIEW = frozenset(
 
 # --------------------------------------------------------------------------------------------- objective
 def _make_loss(name: str, **kwargs: Any) -> nn.Module:
-    from training.losses import LOSSES, build_loss
+    from .losses import LOSSES, build_loss
 
     cls = LOSSES.get(name)
     if cls is not None and "reduction" in inspect.signature(cls.__init__).parameters:

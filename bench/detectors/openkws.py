@@ -1,4 +1,4 @@
-"""openkws through its own engine: :class:`service.engine.spotter.Spotter`, offline whole-file path.
+"""openkws through its own engine: :class:`openkws.engine.spotter.Spotter`, offline whole-file path.
 
 The stream is fed to one ``KeywordStream`` exactly as the service does (``accept_waveform`` the
 whole file, ``input_finished``, ``decode`` until done), so the figures are the service's figures.
@@ -11,7 +11,7 @@ then lets the engine decide as usual. The embeddings are the engine's; only the 
 Time stamps are the engine's ``decided_ms``: the end of the audio that completed the window.
 
 Install: part of this repository (``pip install -e .``); the model directory is ``models/default``
-or any directory exported by ``openkws export`` (``training.export.export_untrained`` for checks).
+or any directory exported by ``openkws export`` (``openkws.training.export.export_untrained`` for checks).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ FIRST_ID = 1
 
 
 def _tracing_spotter_class():  # built lazily: importing the engine loads onnxruntime/faiss
-    from service.engine.spotter import Spotter
+    from openkws.engine.spotter import Spotter
 
     class _TracingSpotter(Spotter):
         """A Spotter that also records per-keyword scores of every window it evaluates."""
@@ -141,13 +141,13 @@ class OpenKWSDetector(Detector):
 
 class OpenKWSTTSDetector(OpenKWSDetector):
     """openkws with acoustic keyword proxies: the service's enrollment with ``proxy: "tts"`` (the mean
-    acoustic embedding of 8 espeak-ng/flite renditions, :mod:`service.engine.acoustic_proxy`)."""
+    acoustic embedding of 8 espeak-ng/flite renditions, :mod:`openkws.engine.acoustic_proxy`)."""
 
     name = "openkws-tts"
     install = OpenKWSDetector.install + "; espeak-ng and flite (make setup)"
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        from service.text.tts import ProxyTTS
+        from openkws.text.tts import ProxyTTS
 
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.tts = ProxyTTS()

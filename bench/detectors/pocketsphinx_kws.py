@@ -4,7 +4,7 @@ Install: ``pip install pocketsphinx`` (the ``bench`` extra); the wheel carries t
 acoustic model and CMU dictionary. Nothing is downloaded.
 
 Words missing from its dictionary get a pronunciation from openkws' own offline G2P
-(:class:`service.text.G2P`: stress-free ARPAbet, the phone set of pocketsphinx's model).
+(:class:`openkws.text.G2P`: stress-free ARPAbet, the phone set of pocketsphinx's model).
 
 Threshold sweep in one pass
 ---------------------------
@@ -76,7 +76,7 @@ class PocketsphinxDetector(Detector):
         if found:
             return found
         if self._g2p is None:
-            from service.text import G2P
+            from openkws.text import G2P
 
             self._g2p = G2P()
         phones = " ".join(self._g2p.word(word))
@@ -97,13 +97,13 @@ class PocketsphinxDetector(Detector):
 
     def pronounce(self, keyword: str) -> list[str]:
         """Keyword -> its words' phone strings (dictionary first, then openkws' G2P)."""
-        from service.text.g2p import normalize
+        from openkws.text.g2p import normalize
 
         return [self._word_phones(w) for w in normalize(keyword)]
 
     # ----- enrollment -----
     def enroll(self, keywords: list[str], templates: dict[str, list[np.ndarray]] | None = None) -> None:
-        from service.text.g2p import normalize
+        from openkws.text.g2p import normalize
 
         lines = []
         self._phrases = {}
@@ -186,7 +186,7 @@ class PocketsphinxDetector(Detector):
             self._clip_kw = None
         d = self._clip
         if self._clip_kw != keyword:
-            from service.text.g2p import normalize
+            from openkws.text.g2p import normalize
 
             words = normalize(keyword)
             phones = [self._word_phones(w) for w in words]

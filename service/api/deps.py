@@ -14,13 +14,13 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import HTTPConnection
 
-from service.api.errors import ApiError
-from service.auth import LOCAL, Principal, Scope
-from service.engine.spotter import Spotter
-from service.keywords import KeywordService
-from service.metrics import Metrics
-from service.settings import Settings
-from service.state import AppState
+from ..auth import LOCAL, Principal, Scope
+from ..engine.spotter import Spotter
+from ..keywords import KeywordService
+from ..metrics import Metrics
+from ..settings import Settings
+from ..state import AppState
+from .errors import ApiError
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="openkws"'}
 bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",

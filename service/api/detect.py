@@ -9,14 +9,14 @@ from __future__ import annotations
 from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
-from service.api.deps import StateDep, StreamTenantDep
-from service.api.errors import ApiError
-from service.api.schemas import DetectResponse, ErrorResponse
-from service.audio import AudioError, decode_file
-from service.batcher import BatcherClosed, QueueFull
-from service.engine.spotter import DecodeResult
-from service.state import AppState
-from service.streaming import AudioSession, merge
+from ..audio import AudioError, decode_file
+from ..batcher import BatcherClosed, QueueFull
+from ..engine.spotter import DecodeResult
+from ..state import AppState
+from ..streaming import AudioSession, merge
+from .deps import StateDep, StreamTenantDep
+from .errors import ApiError
+from .schemas import DetectResponse, ErrorResponse
 
 router = APIRouter(tags=["detect"])
 

@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.metrics import Metrics
+from ..metrics import Metrics
 
 log = logging.getLogger("openkws")
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.schemas import Backends, DeviceReport, ReadyResponse
-from service.state import AppState
+from ..state import AppState
+from .schemas import Backends, DeviceReport, ReadyResponse
 
 router = APIRouter(tags=["health"])
 

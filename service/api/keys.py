@@ -12,10 +12,10 @@ import datetime as dt
 from fastapi import APIRouter, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.deps import AdminDep, StateDep
-from service.api.errors import ApiError
-from service.api.schemas import ErrorResponse
-from service.auth import KeyInfo, Scope
+from ..auth import KeyInfo, Scope
+from .deps import AdminDep, StateDep
+from .errors import ApiError
+from .schemas import ErrorResponse
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 ERRORS: dict[int | str, dict[str, object]] = {c: {"model": ErrorResponse} for c in (401, 403, 404, 422)}

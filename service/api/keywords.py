@@ -14,9 +14,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response, status
 
-from service.api.deps import AdminDep, KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
-from service.api.errors import ApiError
-from service.api.schemas import (
+from ..auth import Principal
+from ..keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService, TooManyKeywords
+from ..settings import Settings
+from ..state import AppState
+from ..store import KeywordNotFound
+from ..text.tts import TTSError, TTSUnavailable
+from .deps import AdminDep, KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
+from .errors import ApiError
+from .schemas import (
     ErrorResponse,
     KeywordBatchCreate,
     KeywordBatchOut,
@@ -26,12 +32,6 @@ from service.api.schemas import (
     KeywordPage,
     KeywordPatch,
 )
-from service.auth import Principal
-from service.keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService, TooManyKeywords
-from service.settings import Settings
-from service.state import AppState
-from service.store import KeywordNotFound
-from service.text.tts import TTSError, TTSUnavailable
 
 router = APIRouter(prefix="/v1/keywords", tags=["keywords"])
 ERRORS: dict[int | str, dict[str, object]] = {

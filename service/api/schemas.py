@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.engine.acoustic_proxy import ProxyMode
-from service.engine.spotter import DecodeResult
-from service.keywords import Confusable, Enrolled
-from service.store import KeywordRecord
+from ..engine.acoustic_proxy import ProxyMode
+from ..engine.spotter import DecodeResult
+from ..keywords import Confusable, Enrolled
+from ..store import KeywordRecord
 
 
 class ErrorDetail(BaseModel):

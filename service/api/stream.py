@@ -1,4 +1,4 @@
-"""``WS /v1/stream``: live detection over a websocket (protocol in :mod:`service.protocol`).
+"""``WS /v1/stream``: live detection over a websocket (protocol in :mod:`openkws.protocol`).
 
 Per connection two tasks share one :class:`AudioSession`: the reader validates messages and appends
 audio (cheap, on the event loop); the worker submits the session to the micro-batcher whenever audio
@@ -25,12 +25,10 @@ from fastapi import APIRouter, WebSocket
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from service.api.deps import authenticate
-from service.api.errors import ApiError
-from service.audio import AudioError, AudioFormat
-from service.auth import WS_SUBPROTOCOL, websocket_token
-from service.batcher import BatcherClosed, QueueFull
-from service.protocol import (
+from ..audio import AudioError, AudioFormat
+from ..auth import WS_SUBPROTOCOL, websocket_token
+from ..batcher import BatcherClosed, QueueFull
+from ..protocol import (
     CloseCode,
     DetectionMessage,
     ErrorMessage,
@@ -44,8 +42,10 @@ from service.protocol import (
     SummaryMessage,
     parse_client_message,
 )
-from service.state import AppState
-from service.streaming import AudioSession
+from ..state import AppState
+from ..streaming import AudioSession
+from .deps import authenticate
+from .errors import ApiError
 
 log = logging.getLogger("openkws")
 router = APIRouter(tags=["stream"])

@@ -3,16 +3,16 @@ spoken renditions of it (TTS), instead of from the text encoder.
 
 Each rendition is padded with :data:`RENDITION_PAD_S` of silence on both sides (a stream has audio
 around a keyword), and embedded through the one window training would cut for it: the keyword
-window (:func:`service.engine.windows.keyword_window`) centred on the detected speech span. The
+window (:func:`openkws.engine.windows.keyword_window`) centred on the detected speech span. The
 proxy is the L2-normalised mean of the renditions' embeddings. On real speech this proxy separates
 confusable keywords better than the text proxy (docs/RESULTS.md, "Acoustic proxies from TTS").
 
 Proxy modes (:data:`PROXY_MODES`): ``text`` (text encoder), ``tts`` (acoustic proxy) and ``both``
 (the L2-normalised sum of the two; :func:`combine_proxies`).
 
-The training side's pair evaluation (``training.evaluate.OnnxScorer.tts_embeddings``) uses the same
+The training side's pair evaluation (``openkws.training.evaluate.OnnxScorer.tts_embeddings``) uses the same
 :class:`AcousticProxies`, so its figures describe what the service enrolls for the same renditions
-(the service synthesizes with espeak-ng and flite, :data:`service.text.tts.PROXY_VOICES`; the
+(the service synthesizes with espeak-ng and flite, :data:`openkws.text.tts.PROXY_VOICES`; the
 evaluation's default voices also use festival).
 """
 
@@ -24,8 +24,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from service.engine.model_spec import ModelSpec
-from service.engine.windows import crop_window, keyword_window, speech_span
+from .model_spec import ModelSpec
+from .windows import crop_window, keyword_window, speech_span
 
 RENDITION_PAD_S = 0.5  # silence added on both sides of a rendition (the evaluation's EVAL_PAD_S)
 
@@ -84,7 +84,7 @@ def combine_proxies(text: np.ndarray | None, acoustic: np.ndarray | None, mode: 
 
     Example:
         >>> t, a = np.array([1.0, 0.0]), np.array([0.0, 1.0])
-        >>> combine_proxies(t, a, "both").round(3).tolist(), combine_proxies(None, a, "tts").tolist()
+        >>> combine_proxies(t, a, "both").astype(float).round(3).tolist(), combine_proxies(None, a, "tts").tolist()
         ([0.707, 0.707], [0.0, 1.0])
     """
     if mode not in PROXY_MODES:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from service.text.phonemes import WORD_BOUNDARY
+from ..text.phonemes import WORD_BOUNDARY
 
 
 def phones(seq: Sequence[str]) -> tuple[str, ...]:

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from service.constants import (
+from ..constants import (
     EMBEDDING_HOP_MEL_FRAMES,
     EMBEDDING_WINDOW_MEL_FRAMES,
     MEL_HOP_SAMPLES,
     MEL_WINDOW_SAMPLES,
 )
-from service.engine.model_spec import FRONTENDS
+from .model_spec import FRONTENDS
 
 INT16_SCALE = 32767.0  # the bundled mel graph expects int16-range samples
 FRAMEWISE_OUTPUT = "log_mel_db"

@@ -13,7 +13,7 @@ Example:
     >>> idx.upsert(e)
     >>> t = idx.tenant("default")
     >>> scores, ids = t.search(np.array([[0.8, 0.6]], np.float32), 2)
-    >>> ids.tolist(), np.round(scores, 2).tolist()
+    >>> ids.tolist(), np.round(scores.astype(float), 2).tolist()
     ([[1, 2]], [[0.8, 0.6]])
     >>> idx.remove("default", [1]); idx.tenant("default").ids.tolist()
     [2]

@@ -2,7 +2,7 @@
 the sessions really use, and the start-up contract check of every graph's metadata and input/output
 names against ``model.json``.
 
-A mismatch raises :class:`~service.engine.model_spec.ModelContractError` with a message naming the
+A mismatch raises :class:`~openkws.engine.model_spec.ModelContractError` with a message naming the
 file, the key, what the file says and what ``model.json`` says, so the service refuses to start.
 """
 
@@ -18,8 +18,8 @@ from typing import Literal
 
 import onnxruntime as ort
 
-from service.engine.model_spec import ModelContractError, ModelSpec
-from service.text import load_inventory
+from ..text import load_inventory
+from .model_spec import ModelContractError, ModelSpec
 
 log = logging.getLogger(__name__)
 

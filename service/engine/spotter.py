@@ -6,7 +6,7 @@ frame history, debounce timers). The models hold no stream state, so any number 
 decoded together in one batch: :meth:`Spotter.decode_streams` is the only inference entry point, and
 offline detection is just one stream fed a whole file.
 
-Geometry (all in *feature frames* of ``hop`` samples; see ``service.engine.model_spec``):
+Geometry (all in *feature frames* of ``hop`` samples; see ``openkws.engine.model_spec``):
 
 * feature frame ``t`` covers audio samples ``[t*hop, t*hop + receptive)`` and is computed once;
 * ``acoustic_frames`` turns features ``[j, j + context]`` into acoustic frame ``j``; each stream
@@ -30,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
-from service.engine.acoustic_proxy import AcousticProxies
-from service.engine.decision import Decider, Hit
-from service.engine.features import FeatureExtractor, FeatureStream
-from service.engine.index import KeywordEntry, KeywordIndex, TenantIndex, l2_normalize
-from service.engine.model_spec import ModelSpec, load_spec
-from service.engine.runtime import Device, ModelSessions, load_sessions
-from service.text import G2P, Pronunciation
+from ..constants import SAMPLE_RATE
+from ..text import G2P, Pronunciation
+from .acoustic_proxy import AcousticProxies
+from .decision import Decider, Hit
+from .features import FeatureExtractor, FeatureStream
+from .index import KeywordEntry, KeywordIndex, TenantIndex, l2_normalize
+from .model_spec import ModelSpec, load_spec
+from .runtime import Device, ModelSessions, load_sessions
 
 DEFAULT_TENANT = "default"
 

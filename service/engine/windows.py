@@ -5,7 +5,7 @@ A window of ``W`` feature frames covers ``receptive + (W - 1) * hop`` samples of
 keyword's duration to a window: the smallest window whose audio span is at least
 ``duration + WINDOW_MARGIN_S`` (the keyword plus a little context on each side), else the largest.
 Training cuts its keyword crops this way, and the service embeds TTS renditions of a keyword the
-same way for acoustic proxies (:meth:`service.engine.spotter.Spotter.acoustic_proxy`), so both
+same way for acoustic proxies (:meth:`openkws.engine.spotter.Spotter.acoustic_proxy`), so both
 look like the windows the detector scores.
 
 Example:
@@ -26,8 +26,8 @@ import math
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
-from service.engine.model_spec import FRONTENDS
+from ..constants import SAMPLE_RATE
+from .model_spec import FRONTENDS
 
 WINDOW_MARGIN_S = 0.5  # keyword duration + this = minimal window span
 SPEECH_THRESHOLD = 0.05  # fraction of the clip's peak frame RMS that counts as speech

@@ -1,6 +1,6 @@
 """Text front-end shared by training and serving: phoneme inventory and offline G2P."""
 
-from service.text.g2p import G2P, G2PError, Pronunciation
-from service.text.phonemes import PhonemeInventory, load_inventory
+from .g2p import G2P, G2PError, Pronunciation
+from .phonemes import PhonemeInventory, load_inventory
 
 __all__ = ["G2P", "G2PError", "PhonemeInventory", "Pronunciation", "load_inventory"]

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from service.text.phonemes import WORD_BOUNDARY, PhonemeInventory, load_inventory
+from .phonemes import WORD_BOUNDARY, PhonemeInventory, load_inventory
 
 MAX_CHARS = 64
 MAX_WORDS = 6

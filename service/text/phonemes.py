@@ -59,7 +59,7 @@ class PhonemeInventory:
 
 @lru_cache(maxsize=1)
 def load_inventory() -> PhonemeInventory:
-    data = json.loads(resources.files("service.text").joinpath("phonemes.json").read_text())
+    data = json.loads(resources.files("openkws.text").joinpath("phonemes.json").read_text())
     symbols = tuple(data["specials"]) + tuple(data["phones"])
     return PhonemeInventory(
         name=data["name"],

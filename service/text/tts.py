@@ -1,13 +1,13 @@
 """Offline speech synthesis for the service (espeak-ng and flite, via subprocess): the renditions
 behind acoustic keyword proxies.
 
-This is the one espeak-ng and flite implementation in the project: :mod:`training.data.tts` builds
+This is the one espeak-ng and flite implementation in the project: :mod:`openkws.training.data.tts` builds
 its multi-engine voice registry on it, so a voice (``espeak:<accent>+<variant>``, ``flite:<name>``)
 with a given seed gives the same audio at training and at serving time.
 
 Perturbations (espeak-ng pitch ``-p`` and speed ``-s``, flite duration stretch) are drawn from
 ``(seed, voice id, text)``, so synthesis is deterministic. Output is
-:data:`service.constants.SAMPLE_RATE` mono float32, peak-normalised to :data:`PEAK`, with the
+:data:`openkws.constants.SAMPLE_RATE` mono float32, peak-normalised to :data:`PEAK`, with the
 engine's own leading and trailing silence.
 
 :data:`PROXY_VOICES` mixes both engines: on real speech (Asterisk, 120 clips) acoustic proxies from
@@ -36,14 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
+from ..constants import SAMPLE_RATE
 
 ESPEAK_BINARY = "espeak-ng"
 FLITE_BINARY = "flite"
 PEAK = 0.7  # common output peak: engines differ by >10 dB otherwise
 TIMEOUT_S = 60.0
 # Voices of acoustic keyword proxies: plain, intelligible training voices of both engines (none of
-# training.data.tts.HELDOUT_VOICES, so synthetic held-out tests stay unseen). Voice k uses seed k.
+# openkws.training.data.tts.HELDOUT_VOICES, so synthetic held-out tests stay unseen). Voice k uses seed k.
 PROXY_VOICES: tuple[str, ...] = (
     "espeak:en-us+m3", "espeak:en-us+f2", "flite:slt", "flite:kal",
     "espeak:en-gb+m1", "flite:rms", "espeak:en-us+f4", "espeak:en-029+f1",

@@ -17,9 +17,9 @@ VOICE = "piper:joe"
 @pytest.fixture(scope="session")
 def tts():
     try:
-        from training.data.tts import synthesize
+        from openkws.training.data.tts import synthesize
     except ImportError as e:  # pragma: no cover - the data layer ships with the repo
-        pytest.skip(f"training.data.tts unavailable: {e}")
+        pytest.skip(f"openkws.training.data.tts unavailable: {e}")
     return synthesize
 
 
@@ -49,7 +49,7 @@ def stream_wav(short_stream, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def untrained_model(tmp_path_factory) -> Path:
     try:
-        from training.export import export_untrained
+        from openkws.training.export import export_untrained
     except ImportError as e:
         pytest.skip(f"training extra not installed, cannot export a test model: {e}")
     return export_untrained(tmp_path_factory.mktemp("model"), seed=5)

@@ -1,4 +1,4 @@
-"""The data layer's evaluation layout is read as documented in training.data.streams."""
+"""The data layer's evaluation layout is read as documented in openkws.training.data.streams."""
 
 from __future__ import annotations
 

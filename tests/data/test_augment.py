@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.augment import (
+from openkws.training.data.augment import (
     AugmentConfig,
     Augmenter,
     add_context,

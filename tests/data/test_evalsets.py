@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.data.asterisk import build_asterisk, read_transcripts, short_prompts
-from training.data.audio import read_wav
-from training.data.keywords import evaluation_keywords
-from training.data.splits import is_test_word
-from training.data.streams import build_keyword_streams, fortune_sentences, is_clean_sentence
+from openkws.training.data.asterisk import build_asterisk, read_transcripts, short_prompts
+from openkws.training.data.audio import read_wav
+from openkws.training.data.keywords import evaluation_keywords
+from openkws.training.data.splits import is_test_word
+from openkws.training.data.streams import build_keyword_streams, fortune_sentences, is_clean_sentence
 
 
 def test_asterisk_short_prompts_cover_digits_letters_and_phrases() -> None:

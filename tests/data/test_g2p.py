@@ -8,7 +8,7 @@ import textwrap
 
 import pytest
 
-from service.text.g2p import G2P, MAX_CHARS, MAX_WORDS, G2PError
+from openkws.text.g2p import G2P, MAX_CHARS, MAX_WORDS, G2PError
 
 _BLOCK_NETWORK = """
 import socket
@@ -23,7 +23,7 @@ socket.getaddrinfo = _no_network
 """
 
 _EXERCISE = """
-from service.text.g2p import G2P
+from openkws.text.g2p import G2P
 g2p = G2P()
 assert g2p("Hey Jarvis").phonemes == ("HH", "EY", "|", "JH", "AA", "R", "V", "AH", "S")
 assert g2p("the 7th floor at 42").words == ("the", "seventh", "floor", "at", "forty", "two")

@@ -7,15 +7,15 @@ import collections
 import numpy as np
 import pytest
 
-from service.text.g2p import G2P
-from training.data.pairs import (
+from openkws.text.g2p import G2P
+from openkws.training.data.pairs import (
     MAX_HARD_DISTANCE,
     PairItem,
     _Candidates,
     build_pairs,
     phoneme_edit_distance,
 )
-from training.data.vocab import frequent_words
+from openkws.training.data.vocab import frequent_words
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import collections
 
 import pytest
 
-from training.data.keywords import OPENWAKEWORD_KEYWORDS, benchmark_keywords
-from training.data.plan import RECIPES, build_plan
-from training.data.splits import check_disjoint, clip_split, exempt_words, is_test_word, text_split
-from training.data.tts import list_voices
+from openkws.training.data.keywords import OPENWAKEWORD_KEYWORDS, benchmark_keywords
+from openkws.training.data.plan import RECIPES, build_plan
+from openkws.training.data.splits import check_disjoint, clip_split, exempt_words, is_test_word, text_split
+from openkws.training.data.tts import list_voices
 
 
 @pytest.fixture(scope="module")

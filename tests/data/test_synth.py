@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from training.data.manifest import COLUMNS, read_manifest
-from training.data.plan import RECIPES, build_plan
-from training.data.splits import check_disjoint
-from training.data.synth import finalize_manifest, run_synthesis
+from openkws.training.data.manifest import COLUMNS, read_manifest
+from openkws.training.data.plan import RECIPES, build_plan
+from openkws.training.data.splits import check_disjoint
+from openkws.training.data.synth import finalize_manifest, run_synthesis
 
 
 def _audio_hashes(root: Path) -> dict[str, str]:

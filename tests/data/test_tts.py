@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.data.tts import HELDOUT_VOICES, get_voice, list_voices, synthesize
+from openkws.training.data.tts import HELDOUT_VOICES, get_voice, list_voices, synthesize
 
 
 @pytest.mark.parametrize("voice", ["espeak:en-us+m3", "flite:slt", "festival:kal", "piper:joe"])

@@ -97,7 +97,7 @@ def served_model(tmp_path_factory: pytest.TempPathFactory) -> ServedModel:
     if is_trained(DEFAULT_MODEL):
         return ServedModel(DEFAULT_MODEL, True)
     try:
-        from training.export import export_untrained
+        from openkws.training.export import export_untrained
     except ImportError as e:
         pytest.skip(
             f"models/default is not a trained model and the training extra is missing to export one: {e}"
@@ -239,16 +239,15 @@ def speech_wav(path: Path, text: str = "hey jarvis", lead_s: float = 1.0, tail_s
     """16 kHz mono PCM16 WAV: silence, ``text`` spoken by the data layer's TTS (espeak-ng), silence."""
     import numpy as np
     import soundfile as sf
-
-    from service.constants import SAMPLE_RATE
+    from openkws.constants import SAMPLE_RATE
 
     try:
-        from training.data.tts import synthesize
+        from openkws.training.data.tts import synthesize
 
         voice = synthesize(text, "espeak:en-us+m3")
     except ImportError:
         if shutil.which("espeak-ng") is None:
-            pytest.skip("neither training.data.tts nor espeak-ng is available to synthesize speech")
+            pytest.skip("neither openkws.training.data.tts nor espeak-ng is available to synthesize speech")
         raw = path.with_suffix(".raw.wav")
         subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), text], check=True)
         import soxr

@@ -24,6 +24,7 @@ def test_build_context_is_what_the_dockerfile_copies() -> None:
         "README.md",
         "service",
         "training",
+        "models",
         "docker/install-runtime.sh",
     ]
 
@@ -37,7 +38,7 @@ def test_runtime_venv_has_no_torch(runtime_venv: RuntimeVenv) -> None:
         assert needed in pkgs, f"{needed} missing from the runtime environment"
     assert "pip" not in pkgs, "install-runtime.sh leaves no installer behind"
     r = subprocess.run(
-        [str(runtime_venv.python), "-c", "import service, sys; print(service.__file__)"],
+        [str(runtime_venv.python), "-c", "import openkws, sys; print(openkws.__file__)"],
         capture_output=True,
         text=True,
         check=True,

@@ -88,8 +88,8 @@ def auth_server(
     served_model: ServedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     """``openkws serve`` with ``OPENKWS_AUTH=on`` and one admin key: (url, key)."""
-    from service.auth import ApiKeys
-    from service.store import KeywordStore
+    from openkws.auth import ApiKeys
+    from openkws.store import KeywordStore
 
     work = tmp_path_factory.mktemp("auth")
     data = work / "data"

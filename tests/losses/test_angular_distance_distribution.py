@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from training.losses import AngularDistanceDistributionLoss
+from openkws.training.losses import AngularDistanceDistributionLoss
 
 DEG = [0.0, 30.0, 100.0, 130.0, 170.0, 250.0]
 LABELS = [0, 0, 1, 1, 1, 2]

@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from training.losses import AngularPrototypicalFCLoss, AngularPrototypicalLoss
+from openkws.training.losses import AngularPrototypicalFCLoss, AngularPrototypicalLoss
 
 AUDIO_DEG = [0.0, 40.0, 100.0, 130.0, 170.0, 260.0]
 LABELS = [0, 0, 1, 1, 1, 2]  # class 2 has one clip: a centroid for others, never a query

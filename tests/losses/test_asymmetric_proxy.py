@@ -7,8 +7,7 @@ import math
 
 import pytest
 import torch
-
-from training.losses import AsymmetricProxyLoss
+from openkws.training.losses import AsymmetricProxyLoss
 
 AUDIO_DEG = [0.0, 40.0, 100.0, 150.0, 260.0]
 RADII = [1.0, 2.0, 0.5, 3.0, 1.5]  # non-unit norms: the loss must normalise itself
@@ -83,7 +82,7 @@ def test_single_class_is_degenerate_and_connected(unit, caplog: pytest.LogCaptur
     audio = unit([0.0, 30.0]).requires_grad_(True)
     proxies = unit([10.0, 200.0]).requires_grad_(True)
     loss_fn = AsymmetricProxyLoss()
-    with caplog.at_level(logging.WARNING, logger="training.losses"):
+    with caplog.at_level(logging.WARNING, logger="openkws.training.losses"):
         loss = loss_fn(audio, proxies, torch.tensor([1, 1]))
     assert loss.item() == 0.0 and loss_fn.degenerate_batches == 1
     assert "no negatives" in caplog.text

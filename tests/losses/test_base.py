@@ -8,8 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from training.losses.base import (
+from openkws.training.losses.base import (
     MetricLoss,
     check_embeddings,
     check_labels,
@@ -99,7 +98,7 @@ def test_degenerate_counts_logs_and_stays_connected(caplog: pytest.LogCaptureFix
 
     loss_fn = WithParam()
     x = torch.randn(3, 2, requires_grad=True)
-    with caplog.at_level(logging.WARNING, logger="training.losses"):
+    with caplog.at_level(logging.WARNING, logger="openkws.training.losses"):
         zero = loss_fn._degenerate("testing", x)
         loss_fn._degenerate("testing", x)
     assert loss_fn.degenerate_batches == 2

@@ -7,8 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
-from training.losses import GradientReversal, ModalityAdversarialLoss, grad_reverse
+from openkws.training.losses import GradientReversal, ModalityAdversarialLoss, grad_reverse
 
 
 @pytest.mark.parametrize("lam", [1.0, 0.1, 2.5])

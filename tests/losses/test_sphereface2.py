@@ -6,9 +6,8 @@ import math
 
 import pytest
 import torch
-
-from training.losses import SphereFace2Loss
-from training.losses.sphereface2 import initial_bias
+from openkws.training.losses import SphereFace2Loss
+from openkws.training.losses.sphereface2 import initial_bias
 
 W_DEG = [0.0, 120.0, 240.0]
 AUDIO_DEG = [10.0, 100.0, 250.0, 30.0]

@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from openkws.cli import app as cli_app
+from openkws.constants import SAMPLE_RATE
+from openkws.protocol import CloseCode
+from openkws.server import is_loopback, warn_if_exposed
+from openkws.settings import Settings
 from typer.testing import CliRunner
 
-from service.cli import app as cli_app
-from service.constants import SAMPLE_RATE
-from service.protocol import CloseCode
-from service.server import is_loopback, warn_if_exposed
-from service.settings import Settings
 from tests.reliability.conftest import Tenant
 from tests.service.conftest import KEYWORDS, START, collect, pcm16, wav_bytes
 

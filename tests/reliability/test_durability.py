@@ -16,10 +16,10 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from openkws.engine.index import KeywordEntry
 from websockets.sync.client import connect
 
 from bench._server import ServerProcess
-from service.engine.index import KeywordEntry
 
 CYCLES = int(os.environ.get("OPENKWS_CRASH_CYCLES", "20"))
 WORDS = ("alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike", "oscar", "papa",

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
+from openkws.api.stream import StreamHandler
+from openkws.app import create_app
+from openkws.audio import AudioFormat
+from openkws.limits import TokenBucket
+from openkws.protocol import CloseCode
+from openkws.server import make_server
+from openkws.streaming import AudioSession
 from starlette.websockets import WebSocketState
 
-from service.api.stream import StreamHandler
-from service.app import create_app
-from service.audio import AudioFormat
-from service.limits import TokenBucket
-from service.protocol import CloseCode
-from service.server import make_server
-from service.streaming import AudioSession
 from tests.reliability.conftest import new_tenant
 from tests.reliability.test_auth_tenants import START, STOP, collect, refused
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from openkws.app import create_app
+from openkws.engine.model_spec import ModelContractError, load_spec
+from openkws.settings import Settings
 
 from bench._server import ServerProcess
-from service.app import create_app
-from service.engine.model_spec import ModelContractError, load_spec
-from service.settings import Settings
 from tests.service.conftest import wav_bytes
 
 SERVICE = Path(__file__).resolve().parents[2] / "service"

@@ -23,13 +23,12 @@ import pytest
 import soundfile as sf
 import soxr
 from fastapi.testclient import TestClient
+from openkws.app import create_app
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.spotter import Spotter
+from openkws.settings import Settings
+from openkws.text import G2P
 from starlette.testclient import WebSocketTestSession
-
-from service.app import create_app
-from service.constants import SAMPLE_RATE
-from service.engine.spotter import Spotter
-from service.settings import Settings
-from service.text import G2P
 
 # Seed 5 of the untrained export gives cosines around 0.1-0.3 (seed 0 is mostly negative, and
 # thresholds live in [0, 1]).
@@ -43,7 +42,7 @@ VOICE2 = "espeak:en-gb+f2"
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A complete untrained model directory exported by the training side."""
     try:
-        from training.export import export_untrained
+        from openkws.training.export import export_untrained
     except ImportError as e:
         pytest.skip(f"training extra not installed, cannot export a test model: {e}")
     return export_untrained(tmp_path_factory.mktemp("model"), seed=UNTRAINED_SEED)
@@ -51,7 +50,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _espeak(text: str, voice: str) -> np.ndarray:
     if shutil.which("espeak-ng") is None:
-        pytest.skip("neither training.data.tts nor espeak-ng is available to synthesize test speech")
+        pytest.skip("neither openkws.training.data.tts nor espeak-ng is available to synthesize test speech")
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
         subprocess.run(["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True)
         audio, rate = sf.read(f.name, dtype="float32")
@@ -62,7 +61,7 @@ def _espeak(text: str, voice: str) -> np.ndarray:
 def synth() -> Callable[[str, str], np.ndarray]:
     """``synth(text, voice) -> 16 kHz float32`` from the data layer (espeak-ng fallback), cached."""
     try:
-        from training.data.tts import synthesize
+        from openkws.training.data.tts import synthesize
     except ImportError:
         synthesize = None
     cache: dict[tuple[str, str], np.ndarray] = {}

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+from openkws.audio import AudioConverter, AudioFormat, decode_file, pcm_to_float
+from openkws.constants import SAMPLE_RATE
 
-from service.audio import AudioConverter, AudioFormat, decode_file, pcm_to_float
-from service.constants import SAMPLE_RATE
 from tests.service.conftest import enroll, wav_bytes
 
 

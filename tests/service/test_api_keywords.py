@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
-from service.app import create_app
-from service.engine.model_spec import ModelContractError
-from service.settings import Settings
-from service.text import G2P
+from openkws.app import create_app
+from openkws.engine.model_spec import ModelContractError
+from openkws.settings import Settings
+from openkws.text import G2P
 
 
 def test_enroll_returns_normalized_text_phonemes_threshold(client: TestClient) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from service.engine.decision import Decider, Hit
+from openkws.engine.decision import Decider, Hit
 
 
 def feed(d: Decider, seq: list[dict[int, Hit]], enrolled: set[int]) -> list[tuple[int, float, int, int, int]]:

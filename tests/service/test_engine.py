@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.spotter import DecodeResult, Detection, KeywordStream, Spotter, StreamStateError
+from openkws.text import G2P
 
-from service.constants import SAMPLE_RATE
-from service.engine.spotter import DecodeResult, Detection, KeywordStream, Spotter, StreamStateError
-from service.text import G2P
 from tests.service.conftest import KEYWORDS
 
 

@@ -10,12 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
+from openkws.app import create_app
+from openkws.engine.model_spec import ModelContractError
+from openkws.settings import Settings
+from openkws.text import G2P
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.app import create_app
-from service.engine.model_spec import ModelContractError
-from service.settings import Settings
-from service.text import G2P
 from tests.service.conftest import KEYWORDS, enroll, pcm16, wav_bytes
 
 
@@ -53,7 +53,7 @@ def test_readyz_reports_providers_in_use_on_cuda_fallback(make_client: Callable[
     assert r["device"] == {"requested": "auto", "onnx_providers": ["CPUExecutionProvider"], "fallback": False,
                            "warning": None}
     monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
-    with caplog.at_level(logging.WARNING, logger="service.engine.runtime"):
+    with caplog.at_level(logging.WARNING, logger="openkws.engine.runtime"):
         r = make_client(device="auto").get("/readyz").json()
     assert r["backend"]["onnx"] == "cpu"  # not "cuda", which was only asked for
     dev = r["device"]

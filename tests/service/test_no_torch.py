@@ -7,15 +7,15 @@ import sys
 
 SERVICE = """
 import sys
-import service.app, service.client, service.engine.spotter, service.keywords, service.store
-from service.app import create_app
-from service.settings import Settings
+import openkws.app, openkws.client, openkws.engine.spotter, openkws.keywords, openkws.store
+from openkws.app import create_app
+from openkws.settings import Settings
 create_app(Settings())  # building the app loads nothing yet
 print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training'))))
 """
 CLI = """
 import sys
-import service.cli
+import openkws.cli
 print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))
 """
 

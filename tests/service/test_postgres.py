@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
-from service.app import create_app
-from service.settings import Settings
-from service.store import KeywordStore, NewKeyword
-from service.text import G2P
+from openkws.app import create_app
+from openkws.settings import Settings
+from openkws.store import KeywordStore, NewKeyword
+from openkws.text import G2P
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
 
@@ -121,9 +120,8 @@ def test_app_on_postgres_survives_restart(postgres_url: str, make_settings: Call
 def test_postgres_old_table_gains_proxy_columns(postgres_url: str) -> None:
     """A keywords table from before proxy modes is migrated at start-up; acoustic proxies round-trip (bytea)."""
     import numpy as np
+    from openkws.store import ADDED_COLUMNS
     from sqlalchemy import text
-
-    from service.store import ADDED_COLUMNS
 
     _reset(postgres_url)
     url = Settings(database_url=postgres_url).resolved_database_url()

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from openkws.app import create_app
+from openkws.settings import Settings
+from openkws.text import G2P
 
-from service.app import create_app
-from service.settings import Settings
-from service.text import G2P
 from tests.service.conftest import pcm16, silence, wav_bytes
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from openkws.engine.acoustic_proxy import combine_proxies
+from openkws.engine.spotter import Spotter
+from openkws.state import AppState
+from openkws.store import KeywordStore
+from openkws.text.tts import PROXY_VOICES, ProxyTTS
 from sqlalchemy import create_engine, text
 
-from service.engine.acoustic_proxy import combine_proxies
-from service.engine.spotter import Spotter
-from service.state import AppState
-from service.store import KeywordStore
-from service.text.tts import PROXY_VOICES, ProxyTTS
 from tests.service.conftest import silence
 from tests.service.test_trained_model import trained_model  # noqa: F401  (fixture)
 
@@ -189,7 +189,7 @@ def test_old_database_gains_the_proxy_columns(tmp_path: Path) -> None:
 
 def test_service_proxy_equals_the_evaluated_one(make_trained: Callable[..., TestClient]) -> None:
     """The pair evaluation (``openkws eval pairs --proxy tts``) scores the proxy the service enrolls."""
-    evaluate = pytest.importorskip("training.evaluate", reason="the training extra is not installed")
+    evaluate = pytest.importorskip("openkws.training.evaluate", reason="the training extra is not installed")
     c = make_trained()
     kid = c.post("/v1/keywords", json={"text": "hey jarvis", "proxy": "tts"}).json()["id"]
     scorer = evaluate.OnnxScorer(_state(c).settings.model_dir)

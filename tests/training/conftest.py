@@ -22,7 +22,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def untrained_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    from training.export import export_untrained
+    from openkws.training.export import export_untrained
 
     root = tmp_path_factory.mktemp("untrained")
     return {fe: export_untrained(root / fe, fe, seed=1) for fe in ("speech_embedding", "logmel")}

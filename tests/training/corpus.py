@@ -1,6 +1,6 @@
 """A tiny real TTS corpus for the training tests: a few hundred espeak-ng clips + manifest.
 
-Uses the data layer's ``training.data.tts.synthesize`` when it imports, else espeak-ng directly.
+Uses the data layer's ``openkws.training.data.tts.synthesize`` when it imports, else espeak-ng directly.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-
-from service.constants import SAMPLE_RATE
-from service.text import G2P
+from openkws.constants import SAMPLE_RATE
+from openkws.text import G2P
 
 TRAIN_WORDS = [
     "apple",
@@ -68,9 +67,9 @@ DEV_VOICES = ("en-us+m7", "en-gb-scotland+f1", "en-us+f4")
 
 def _synth(text: str, voice: str, seed: int) -> np.ndarray:
     try:
-        from training.data.tts import synthesize
+        from openkws.training.data.tts import synthesize
     except ImportError:
-        from service.text.tts import ProxyTTS
+        from openkws.text.tts import ProxyTTS
 
         return ProxyTTS().synthesize(text, f"espeak:{voice}", seed=seed)
     return synthesize(text, f"espeak:{voice}", seed=seed)

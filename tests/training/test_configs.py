@@ -7,10 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from training.config import CONFIG_DIR, load_config, shipped_configs
-from training.models.kws_model import build_model
-from training.trainer import Objective
+from openkws.training.config import CONFIG_DIR, load_config, shipped_configs
+from openkws.training.models.kws_model import build_model
+from openkws.training.trainer import Objective
 
 CONFIGS = shipped_configs()
 ABLATION_ROWS = (
@@ -90,7 +89,7 @@ def test_window_lengths_exceed_context() -> None:
 
 
 def test_one_optimizer_step_moves_loss_parameters() -> None:
-    from training.trainer import build_optimizer
+    from openkws.training.trainer import build_optimizer
 
     torch.manual_seed(0)
     cfg = load_config("smoke")

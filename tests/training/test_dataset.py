@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from training.dataset import (
+from openkws.training.dataset import (
     Clip,
     FeatureStore,
     KeywordBatches,
@@ -19,7 +18,7 @@ from training.dataset import (
     select_clips,
     speech_span,
 )
-from training.models.windows import default_windows, window_samples
+from openkws.training.models.windows import default_windows, window_samples
 
 
 def _clips(n_words: int, per_word: int, homophone: bool = False) -> list[Clip]:
@@ -138,7 +137,7 @@ def test_feature_cache_with_augmented_variants(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Clean + augmented renditions through the data layer's Augmenter; spans follow each variant."""
-    import training.dataset as ds
+    import openkws.training.dataset as ds
 
     monkeypatch.setattr(ds, "RIR_COUNT", 3)
     clips = [c for c in ds.read_manifest(corpus) if c.split == "train"][:6]

@@ -11,12 +11,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-
-from service.engine.model_spec import ModelContractError, load_spec
-from service.text import G2P, load_inventory
-from training.config import load_config
-from training.export import FILES, MAX_MODEL_DIR_BYTES, check_parity, export_model
-from training.models.kws_model import build_model
+from openkws.engine.model_spec import ModelContractError, load_spec
+from openkws.text import G2P, load_inventory
+from openkws.training.config import load_config
+from openkws.training.export import FILES, MAX_MODEL_DIR_BYTES, check_parity, export_model
+from openkws.training.models.kws_model import build_model
 
 META_KEYS = {"sample_rate", "feature_hop_samples", "windows_frames", "embedding_dim", "phoneme_inventory_hash",
              "model_version", "role"}  # fmt: skip
@@ -154,7 +153,7 @@ def test_padding_does_not_change_valid_frames(small_model: torch.nn.Module) -> N
 
 
 def test_measure_cost_reports_per_frame_figures(untrained_dirs: dict[str, Path]) -> None:
-    from training.evaluate import measure_cost
+    from openkws.training.evaluate import measure_cost
 
     cost = measure_cost(untrained_dirs["speech_embedding"], frames=32, repeats=1, streams=4)
     assert cost["feature_frames_per_second"] == 12.5
@@ -163,7 +162,7 @@ def test_measure_cost_reports_per_frame_figures(untrained_dirs: dict[str, Path])
 
 
 def test_batched_window_embeddings_match_single_clip(small_model: torch.nn.Module) -> None:
-    from training.trainer import batch_window_embeddings, window_embeddings
+    from openkws.training.trainer import batch_window_embeddings, window_embeddings
 
     rng = np.random.default_rng(2)
     clips = [rng.normal(size=(t, 96)).astype(np.float32) for t in (9, 31, 14)]
@@ -175,7 +174,7 @@ def test_batched_window_embeddings_match_single_clip(small_model: torch.nn.Modul
 
 
 def test_proxy_modes(untrained_dirs: dict[str, Path]) -> None:
-    from training.evaluate import OnnxScorer
+    from openkws.training.evaluate import OnnxScorer
 
     scorer = OnnxScorer(untrained_dirs["speech_embedding"])
     texts = ["hello", "turn on the light"]

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from training.evaluate import (
+from openkws.training.evaluate import (
     average_precision,
     build_pairs,
     dtw_distance,
@@ -16,7 +15,7 @@ from training.evaluate import (
     roc_curve,
     summary,
 )
-from training.models.windows import window_for_duration, window_positions, window_seconds
+from openkws.training.models.windows import window_for_duration, window_positions, window_seconds
 
 
 def test_perfect_and_inverted_separation() -> None:
@@ -104,8 +103,7 @@ def test_dtw() -> None:
 
 def test_eval_manifest_with_segments(tmp_path) -> None:  # noqa: ANN001
     import soundfile as sf
-
-    from training.evaluate import load_eval_audio, read_eval_manifest
+    from openkws.training.evaluate import load_eval_audio, read_eval_manifest
 
     sf.write(tmp_path / "a.wav", np.arange(32000, dtype=np.float32) / 32000, 16000)
     (tmp_path / "m.csv").write_text("path,text,start,end\na.wav,hello,0.5,1.25\na.wav,world,,\n")

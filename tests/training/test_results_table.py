@@ -3,7 +3,7 @@
 import json
 from pathlib import Path
 
-from training.results_table import render
+from openkws.training.results_table import render
 
 
 def _report(path: Path, systems: dict) -> None:

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from openkws.engine.model_spec import load_spec
+from openkws.training.config import load_config
+from openkws.training.trainer import train
 from typer.testing import CliRunner
-
-from service.engine.model_spec import load_spec
-from training.config import load_config
-from training.trainer import train
 
 
 def _cfg(corpus: Path, cache: Path, **train_over: object):
@@ -68,7 +67,7 @@ def test_resume_continues(smoke_run, corpus: Path, shared_cache: Path) -> None:
 
 
 def test_export_and_eval_pairs(smoke_run, corpus: Path) -> None:
-    from service.cli import app
+    from openkws.cli import app
 
     res, root = smoke_run
     runner = CliRunner()
@@ -125,7 +124,7 @@ def test_logmel_on_the_fly_path_runs(
     corpus: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The log-mel front-end featurises (and augments) waveforms in a DataLoader worker."""
-    import training.dataset as ds
+    import openkws.training.dataset as ds
 
     monkeypatch.setattr(ds, "RIR_COUNT", 3)  # a small room bank: simulating 100 rooms takes a minute
     over = {

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
-from service.text.g2p import G2P, G2PError
-from training.data.audio import write_wav
+from openkws.constants import SAMPLE_RATE
+from openkws.text.g2p import G2P, G2PError
+from .audio import write_wav
 
 TRANSCRIPTS = Path("/usr/share/doc/asterisk-core-sounds-en/core-sounds-en.txt.gz")
 G722_PACKAGE = "asterisk-core-sounds-en-g722"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
+from openkws.constants import SAMPLE_RATE
 
 FRAME_MS = 10
 TRIM_TOP_DB = 40.0  # frames quieter than the loudest frame by this much count as silence

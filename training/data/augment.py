@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
+from openkws.constants import SAMPLE_RATE
 
 SpeechSource = Callable[[np.random.Generator], np.ndarray]
 TELEPHONE_RATE = 8_000
@@ -346,7 +346,7 @@ class ClipPool:
         self.cache_size = cache_size
 
     def __call__(self, rng: np.random.Generator) -> np.ndarray:
-        from training.data.audio import read_wav
+        from .audio import read_wav
 
         path = self.paths[int(rng.integers(len(self.paths)))]
         wave = self.cache.get(path)

@@ -35,8 +35,8 @@ def synth(
     progress: bool = typer.Option(True, help="Show a progress bar."),
 ) -> None:
     """Render isolated words and 2-4 word phrases with every offline TTS voice (resumable)."""
-    from training.data.plan import get_recipe
-    from training.data.synth import run_synthesis
+    from .plan import get_recipe
+    from .synth import run_synthesis
 
     _exit_on_sigterm()
     res = run_synthesis(
@@ -55,8 +55,8 @@ def manifest(
     seed: int = typer.Option(0),
 ) -> None:
     """Rebuild manifest.csv (plan order) from the clips present, e.g. while synth is still running."""
-    from training.data.plan import build_plan, get_recipe
-    from training.data.synth import finalize_manifest
+    from .plan import build_plan, get_recipe
+    from .synth import finalize_manifest
 
     rows = finalize_manifest(out, build_plan(get_recipe(recipe), seed))
     typer.echo(f"{len(rows)} clips in {out / 'manifest.csv'}")
@@ -65,7 +65,7 @@ def manifest(
 @app.command()
 def stats(manifest_path: Path = typer.Argument(DATA_DIR / "synth" / "manifest.csv")) -> None:
     """Print the figures of a synthesis manifest: clips, voices, distinct texts, hours, per split."""
-    from training.data.manifest import read_manifest
+    from .manifest import read_manifest
 
     rows = read_manifest(manifest_path)
     for split in ("train", "dev", "test", None):
@@ -83,7 +83,7 @@ def asterisk(
     limit: int | None = typer.Option(None, help="Only the first N prompts (quick check)."),
 ) -> None:
     """Real-speech dev set from the Asterisk prompts (EVALUATION ONLY, never training)."""
-    from training.data.asterisk import build_asterisk
+    from .asterisk import build_asterisk
 
     rows = build_asterisk(out, limit)
     typer.echo(
@@ -105,7 +105,7 @@ def streams(
     keyword_streams: bool = typer.Option(True, help="Build the keyword test streams."),
 ) -> None:
     """Long negative audio (false alarms/hour) and keyword streams with ground-truth times."""
-    from training.data.streams import build_keyword_streams, build_negatives
+    from .streams import build_keyword_streams, build_negatives
 
     _exit_on_sigterm()
     if negatives:

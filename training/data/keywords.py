@@ -1,6 +1,6 @@
 """Evaluation keywords: openWakeWord's five and the 50 benchmark keywords in ``keywords_bench.txt``.
 
-None of these may be trained on: :mod:`training.data.splits` forces their distinctive words into
+None of these may be trained on: :mod:`openkws.training.data.splits` forces their distinctive words into
 the held-out test-word set, and the long negative audio excludes every sentence containing them.
 
 Example:
@@ -19,7 +19,7 @@ OPENWAKEWORD_KEYWORDS: tuple[str, ...] = ("alexa", "hey jarvis", "hey mycroft", 
 @lru_cache(maxsize=1)
 def benchmark_keywords() -> tuple[str, ...]:
     """The 50 benchmark keywords, in file order (comments and blank lines skipped)."""
-    text = resources.files("training.data").joinpath("keywords_bench.txt").read_text()
+    text = resources.files("openkws.training.data").joinpath("keywords_bench.txt").read_text()
     return tuple(
         line.strip().lower() for line in text.splitlines() if line.strip() and not line.startswith("#")
     )

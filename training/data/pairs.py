@@ -46,7 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.text.phonemes import WORD_BOUNDARY, load_inventory
+from openkws.text.phonemes import WORD_BOUNDARY, load_inventory
 
 MAX_HARD_DISTANCE = 2
 
@@ -149,7 +149,7 @@ def _as_candidates(
     for c in candidate_texts:
         if isinstance(c, str):
             if g2p is None:
-                from service.text.g2p import G2P
+                from openkws.text.g2p import G2P
 
                 g2p = G2P()
             text, ph = c, _phones(g2p(c).phonemes)

@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from service.text.g2p import G2P, G2PError
-from training.data.keywords import evaluation_keywords
-from training.data.splits import clip_split
-from training.data.tts import Voice, list_voices, stable_hash
-from training.data.vocab import Text, frequent_words, make_phrases
+from openkws.text.g2p import G2P, G2PError
+from .keywords import evaluation_keywords
+from .splits import clip_split
+from .tts import Voice, list_voices, stable_hash
+from .vocab import Text, frequent_words, make_phrases
 
 BLOCK_TEXTS = 500
 SPLITS = ("train", "dev", "test")

@@ -1,13 +1,13 @@
 """Open-vocabulary splits: disjoint word sets and disjoint voice sets.
 
 Words: a word is a *test word* when it is an evaluation-keyword word (see
-:mod:`training.data.keywords`) or when a salted CRC32 of it falls in the lowest
+:mod:`openkws.training.data.keywords`) or when a salted CRC32 of it falls in the lowest
 ``TEST_FRACTION`` (10 %) of the hash range. Hashing makes the assignment independent of the
 vocabulary, the recipe and the seed, so every run, and any later word list, agrees on it.
 :data:`EXEMPT_WORDS` (the most frequent English words and the template/command words) are never
 test words, otherwise "the" or "turn" landing in the test set would drag most phrases with it.
 
-Voices: :data:`training.data.tts.HELDOUT_VOICES` (all of Piper plus a few espeak-ng/flite
+Voices: :data:`openkws.training.data.tts.HELDOUT_VOICES` (all of Piper plus a few espeak-ng/flite
 identities) are held out.
 
 A clip's split follows from its text and voice:
@@ -34,8 +34,8 @@ import zlib
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
 
-from training.data.keywords import evaluation_keywords
-from training.data.tts import get_voice
+from .keywords import evaluation_keywords
+from .tts import get_voice
 
 TEST_FRACTION = 0.10
 _SALT = "openkws-split-v1"

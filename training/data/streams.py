@@ -2,8 +2,8 @@
 
 Running text comes from the apt ``fortunes`` quotations, split into sentences and normalised to
 lowercase words (exactly what the TTS is given). A sentence is dropped if it contains any
-evaluation keyword (:mod:`training.data.keywords`) or any held-out test word
-(:func:`training.data.splits.is_test_word`), so no evaluated keyword is ever spoken in it.
+evaluation keyword (:mod:`openkws.training.data.keywords`) or any held-out test word
+(:func:`openkws.training.data.splits.is_test_word`), so no evaluated keyword is ever spoken in it.
 Speech is rendered by the held-out voices (Piper joe, the held-out espeak-ng identities, flite
 awb), one voice per sentence, RMS-levelled, joined with 0.15-0.9 s pauses.
 
@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from service.constants import SAMPLE_RATE
-from training.data.audio import trim_silence, write_wav
-from training.data.augment import add_noise, colored_noise, power
-from training.data.keywords import evaluation_keywords
-from training.data.splits import is_test_word
-from training.data.tts import HELDOUT_VOICES, stable_hash
+from openkws.constants import SAMPLE_RATE
+from .audio import trim_silence, write_wav
+from .augment import add_noise, colored_noise, power
+from .keywords import evaluation_keywords
+from .splits import is_test_word
+from .tts import HELDOUT_VOICES, stable_hash
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 _SKIP_FILES = {"ascii-art", "art"}  # pictures made of characters, not prose
@@ -104,7 +104,7 @@ class _Job:
 
 
 def _speak(job: _Job) -> np.ndarray:
-    from training.data.tts import TTSError, synthesize
+    from .tts import TTSError, synthesize
 
     try:
         wave = trim_silence(synthesize(job.text, job.voice, seed=job.seed), lead_ms=0, tail_ms=0)
@@ -248,7 +248,7 @@ def build_keyword_streams(
     voices: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """Streams with keywords (held-out voices) inserted at known times; returns ground-truth rows."""
-    from training.data.tts import synthesize
+    from .tts import synthesize
 
     keywords = list(keywords or evaluation_keywords())
     voices = list(voices or heldout_voices())

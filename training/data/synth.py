@@ -3,7 +3,7 @@
 Layout under ``out`` (default ``data/synth``)::
 
     clips/NNNN/NNNNNNN.wav   16 kHz mono PCM16, file name = plan index
-    manifest.csv             one row per finished clip (see training.data.manifest)
+    manifest.csv             one row per finished clip (see openkws.training.data.manifest)
     failures.csv             clips an engine could not render (index, voice, text, error)
     plan.json                recipe, seed, voice-registry digest and plan size: resuming with
                              any of them changed is refused
@@ -24,12 +24,12 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from service.constants import SAMPLE_RATE
-from training.data.audio import trim_silence, wav_duration, write_wav
-from training.data.manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
-from training.data.plan import ClipSpec, Recipe, build_plan
-from training.data.splits import check_disjoint
-from training.data.tts import list_voices, stable_hash
+from openkws.constants import SAMPLE_RATE
+from .audio import trim_silence, wav_duration, write_wav
+from .manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
+from .plan import ClipSpec, Recipe, build_plan
+from .splits import check_disjoint
+from .tts import list_voices, stable_hash
 
 CHUNK = 16  # clips per worker task: amortises IPC without hurting progress granularity
 
@@ -51,7 +51,7 @@ def _row(spec: ClipSpec, duration: float) -> ManifestRow:
 
 def render_clip(spec: ClipSpec, out: Path) -> ManifestRow:
     """Synthesize, trim to the planned lead/tail, and write one clip."""
-    from training.data.tts import synthesize
+    from .tts import synthesize
 
     wave = synthesize(spec.text, spec.voice, seed=spec.seed)
     wave = trim_silence(wave, lead_ms=spec.lead_ms, tail_ms=spec.tail_ms)

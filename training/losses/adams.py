@@ -8,8 +8,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from training.losses.asymmetric_proxy import AsymmetricProxyLoss
-from training.losses.proxy_pair import Reduction
+from .asymmetric_proxy import AsymmetricProxyLoss
+from .proxy_pair import Reduction
 
 
 class AdaMSLoss(AsymmetricProxyLoss):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from training.losses.base import MetricLoss, check_embeddings, check_labels, cosine_matrix
+from .base import MetricLoss, check_embeddings, check_labels, cosine_matrix
 
 VAR_EPS = 1e-12  # inside the sqrt of sigma: keeps d sigma / d x finite when all distances are equal
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.losses.base import MetricLoss, check_proxy_inputs, cosine_matrix, l2_normalize
+from .base import MetricLoss, check_proxy_inputs, cosine_matrix, l2_normalize
 
 INIT_W = 10.0  # Chung et al.'s initial scale and offset
 INIT_B = -5.0

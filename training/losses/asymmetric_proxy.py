@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from training.losses.proxy_pair import ProxyPairLoss, Reduction, SimilarityType
+from .proxy_pair import ProxyPairLoss, Reduction, SimilarityType
 
 
 class AsymmetricProxyLoss(ProxyPairLoss):

@@ -11,7 +11,7 @@
 
 Degenerate batches. A batch on which a loss is undefined (no negatives because it holds one class, no
 positive pair, ...) is never silently turned into a zero. The loss increments
-:attr:`MetricLoss.degenerate_batches`, logs a warning on the ``training.losses`` logger, and returns a
+:attr:`MetricLoss.degenerate_batches`, logs a warning on the ``openkws.training.losses`` logger, and returns a
 zero that stays connected to the graph (``0 * (inputs.sum() + parameters.sum())``), so ``backward()``
 works, every parameter receives a (zero) gradient (DDP needs that) and the trainer can log the count.
 An empty batch (``B == 0``) is a caller bug and raises ``ValueError``.
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-logger = logging.getLogger("training.losses")
+logger = logging.getLogger("openkws.training.losses")
 
 NORM_EPS = 1e-12  # F.normalize eps: only guards all-zero vectors
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.losses.base import MetricLoss, check_embeddings, l2_normalize
+from .base import MetricLoss, check_embeddings, l2_normalize
 
 
 class _GradReverse(torch.autograd.Function):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from training.losses.proxy_pair import Reduction, SimilarityType, SymmetricProxyLoss
+from .proxy_pair import Reduction, SimilarityType, SymmetricProxyLoss
 
 
 class ProxyMSLoss(SymmetricProxyLoss):

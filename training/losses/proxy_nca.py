@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from training.losses.proxy_pair import Reduction, SimilarityType, SymmetricProxyLoss
+from .proxy_pair import Reduction, SimilarityType, SymmetricProxyLoss
 
 
 class ProxyNCALoss(SymmetricProxyLoss):
@@ -17,7 +17,7 @@ class ProxyNCALoss(SymmetricProxyLoss):
         L = sum_i [ log sum_{j in P_i} exp(-s * S_ij) + log sum_{k in N_i} exp(s * S_ik) ]
 
     With one positive this is ``-s*S_ip + log sum_k exp(s*S_ik)``, i.e. ``-log(e^{s S_ip} / sum_k e^{s S_ik})``,
-    the original Proxy-NCA. In the multi-view batch (see :class:`~training.losses.proxy_pair.ProxyPairLoss`)
+    the original Proxy-NCA. In the multi-view batch (see :class:`~openkws.training.losses.proxy_pair.ProxyPairLoss`)
     the type-P/N positive set holds ``n_c`` copies of the anchor's own proxy, which adds the constant
     ``log n_c`` (no gradient). Anchors are summed (seed 002, Eq. 10). The default ``s = 1`` is the
     original's; the paper's AsyP scales do not apply to LSE (it has no margin, Sec. 4.5).

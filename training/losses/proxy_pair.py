@@ -1,7 +1,7 @@
 """The generalised proxy-based loss of the Asymmetric-Proxy paper (seed 002, Eq. 10).
 
 AsyP, Proxy-NCA, Proxy-BD, Proxy-MS and AdaMS are this one class with different hooks:
-the positive/negative pair functions (:data:`~training.losses.base.PAIR_FUNCTIONS`), the type of
+the positive/negative pair functions (:data:`~openkws.training.losses.base.PAIR_FUNCTIONS`), the type of
 similarity each term uses, and (for AdaMS) where the scales and the margin come from.
 """
 
@@ -11,7 +11,7 @@ from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from training.losses.base import PAIR_FUNCTIONS, MetricLoss, check_proxy_inputs, cosine_matrix
+from .base import PAIR_FUNCTIONS, MetricLoss, check_proxy_inputs, cosine_matrix
 
 SimilarityType = Literal["pn", "a"]
 Reduction = Literal["sum", "mean"]

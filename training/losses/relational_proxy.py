@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from training.losses.base import MetricLoss, check_embeddings, check_labels, l2_normalize
+from .base import MetricLoss, check_embeddings, check_labels, l2_normalize
 
 Variant = Literal["distance", "angle", "prototype"]
 

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from training.losses.base import MetricLoss, check_embeddings, check_labels, cosine_matrix
+from .base import MetricLoss, check_embeddings, check_labels, cosine_matrix
 
 
 def _similarity_adjustment(cos: Tensor | float, t: float | None) -> Tensor | float:

@@ -7,7 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from training.losses.base import MetricLoss, check_proxy_inputs, cosine_matrix
+from .base import MetricLoss, check_proxy_inputs, cosine_matrix
 
 Mining = Literal["all", "hardest"]
 

@@ -21,7 +21,7 @@ import math
 import torch
 from torch import nn
 
-from training.models.ecapa import MASK_NEG
+from .ecapa import MASK_NEG
 
 
 class PhonemeCrossAttention(nn.Module):

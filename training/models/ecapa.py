@@ -12,7 +12,7 @@ frames of one window, then a linear projection and L2 normalisation.
 
 Example:
     >>> import torch
-    >>> from training.config import AcousticConfig
+    >>> from openkws.training.config import AcousticConfig
     >>> cfg = AcousticConfig(channels=32, mfa_channels=48, se_bottleneck=8, attention_hidden=8)
     >>> frames = AcousticFrames(96, cfg)
     >>> y = frames(torch.randn(2, 20, 96))
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.config import AcousticConfig, BlockConfig
+from ..config import AcousticConfig, BlockConfig
 
 MASK_NEG = -1.0e4  # added to attention logits of padded frames (finite: stays exportable and NaN-free)
 

