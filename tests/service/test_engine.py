@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import DecodeResult, Detection, KeywordStream, Spotter, StreamStateError
+from openkws.engine.spotter import (
+    DecodeResult,
+    Detection,
+    FrameScores,
+    KeywordStream,
+    Spotter,
+    StreamStateError,
+)
 from openkws.text import G2P
 
 from tests.service.conftest import KEYWORDS
@@ -158,14 +165,74 @@ def test_no_keywords_enrolled(model_dir: Path, g2p: G2P, speech: np.ndarray) -> 
     assert s.trace and all(p.keyword_id == -1 for p in s.trace)
 
 
-def test_concurrent_decode_of_one_stream_is_refused(spotter: Spotter) -> None:
-    s = spotter.create_stream()
-    assert s._busy.acquire(blocking=False)
+def test_concurrent_decode_of_one_stream_is_refused(spotter: Spotter, speech: np.ndarray) -> None:
+    """A second decode of a stream while the first runs (held inside the score hook) is refused."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hook(_: FrameScores) -> None:
+        inside.set()
+        release.wait(10)
+
+    s = spotter.create_stream(score_hook=hook)
+    s.accept_waveform(SAMPLE_RATE, speech[: 3 * SAMPLE_RATE])
+    t = threading.Thread(target=lambda: errors.extend([]) if s.decode() else None)
+    t.start()
     try:
-        with pytest.raises(StreamStateError):
+        assert inside.wait(30)
+        with pytest.raises(StreamStateError, match="two threads"):
             spotter.decode_streams([s])
+        with pytest.raises(StreamStateError, match="being decoded"):
+            s.reset()
     finally:
-        s._busy.release()
+        release.set()
+        t.join()
+    assert not errors
+
+
+def test_score_hook_sees_every_window_of_the_plan(spotter: Spotter, speech: np.ndarray) -> None:
+    """The public hook gets each evaluated frame's windows, as the window plan lists them."""
+    seen: list[FrameScores] = []
+    s = spotter.create_stream(score_hook=seen.append)
+    s.accept_waveform(speech)
+    s.input_finished()
+    s.decode()
+    plan = spotter.plan
+    assert [f.frame for f in seen] == sorted({t for _, t in plan.positions(s.num_features)})
+    for f in seen:
+        assert f.starts == tuple(st for st, _ in plan.ending_at(f.frame))
+        np.testing.assert_allclose(np.linalg.norm(f.embeddings, axis=1), 1.0, atol=1e-4)
+
+
+def test_accept_waveform_resamples_and_downmixes(spotter: Spotter, speech: np.ndarray) -> None:
+    """The stream owns resampling: 8 kHz stereo in small chunks gives the events of 8 kHz mono whole."""
+    import soxr
+
+    low = np.asarray(soxr.resample(speech, SAMPLE_RATE, 8000), np.float32)
+    whole = spotter.create_stream()
+    whole.accept_waveform(8000, low)
+    whole.input_finished()
+    ref = whole.decode().detections
+    assert ref
+    stereo = np.stack([low, low], axis=1)
+    s = spotter.create_stream()
+    for i in range(0, len(stereo), 800):
+        s.accept_waveform(8000, stereo[i : i + 800])
+    assert abs(s.pending_seconds - len(low) / 8000) < 1e-9 and s.pending_bytes == stereo.nbytes
+    s.input_finished()
+    got = s.decode().detections
+    assert s.finished and s.pending_bytes == 0
+    same_events(got, ref)
+    with pytest.raises(StreamStateError, match="sample rate changed"):
+        t = spotter.create_stream()
+        t.accept_waveform(8000, low[:10])
+        t.accept_waveform(16000, speech[:10])
+    with pytest.raises(ValueError, match="shape"):
+        spotter.create_stream().accept_waveform(SAMPLE_RATE, np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="competition"):
+        spotter.create_stream(competition="first")  # type: ignore[arg-type]
 
 
 def test_proxies_are_normalized_and_deterministic(spotter: Spotter, g2p: G2P) -> None:

@@ -79,7 +79,7 @@ def feature_geometry(frontend: str) -> tuple[int, int, int]:
 
 def feature_extractor(frontend: str, threads: int = 1):  # noqa: ANN201 - service type, imported lazily
     """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve)."""
-    from openkws.engine.features import FeatureExtractor
+    from openkws.engine.encoders import FeatureExtractor
 
     emb = embedding_path() if frontend == "speech_embedding" else None
     return FeatureExtractor(frontend, mel_path(), emb, threads=threads)
