@@ -194,9 +194,9 @@ def test_batched_window_embeddings_match_single_clip(small_model: torch.nn.Modul
 
 
 def test_proxy_modes(untrained_dirs: dict[str, Path]) -> None:
-    from openkws.training.evaluate import OnnxScorer
+    from openkws.training.evaluate import EngineScorer
 
-    scorer = OnnxScorer(untrained_dirs["speech_embedding"])
+    scorer = EngineScorer(untrained_dirs["speech_embedding"])
     texts = ["hello", "turn on the light"]
     voices = ["espeak:en-us+m3"]
     for mode in ("text", "tts", "both"):
