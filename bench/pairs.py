@@ -1,6 +1,6 @@
 """The pairs protocol (LibriPhrase style): EER / ROC-AUC / AP on (clip, text) pairs, easy and hard.
 
-Pairs come from the data layer's builder (:func:`openkws.training.data.pairs.build_pairs`), with
+Pairs come from the project's one builder (:func:`openkws.training.evaluate.make_pairs`), with
 negatives drawn from every text of the evaluated set (also when its clips are subsampled); manifests,
 metrics and plots are the model engineer's (:mod:`openkws.training.evaluate`: ``read_eval_manifest``,
 ``pair_metrics``, ``pad_eval``, ``plot_curves``). This module only scores the pairs with each system.
@@ -53,31 +53,15 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
     return manifest
 
 
-def build_pairs(
-    clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None
-) -> list[Any]:
-    """The data layer's LibriPhrase pair builder (``openkws.training.data.pairs``) on the clips, with
-    negatives drawn from ``candidates`` (default: the clips' own texts), as ``openkws.training.evaluate.Pair``
-    rows (clip index, text, label, kind); the model engineer's ``make_pairs`` when the data layer's
-    builder is absent."""
-    from openkws.training.evaluate import Pair
+def build_pairs(clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None) -> list[Any]:
+    """The project's pairs (:func:`openkws.training.evaluate.make_pairs`, one builder) on the clips,
+    with negatives drawn from ``candidates`` (default: the clips' own texts)."""
+    from openkws.training.evaluate import make_pairs
 
-    try:
-        from openkws.training.data.pairs import PairItem
-        from openkws.training.data.pairs import build_pairs as data_layer_build_pairs
-    except ImportError:
-        from openkws.training.evaluate import make_pairs
-
-        texts = [c.text for c in clips]
-        phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
-        return make_pairs(texts, phonemes, seed)
-    pool = sorted({c.text for c in clips} | set(candidates or []))
-    phones = {t: g2p(t).phones_only for t in pool}
-    items = [PairItem(str(i), c.text, phones[c.text]) for i, c in enumerate(clips)]
-    cands = [(t, phones[t]) for t in pool]
-    return [
-        Pair(int(p.path), p.text, p.label, p.kind) for p in data_layer_build_pairs(items, cands, seed=seed)
-    ]
+    texts = [c.text for c in clips]
+    pool = sorted(set(texts) | set(candidates or []))
+    phonemes = {t: tuple(inv.encode(list(g2p(t).phones_only))) for t in pool}
+    return make_pairs(texts, phonemes, seed, pool)
 
 
 def run_pairs(

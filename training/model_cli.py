@@ -233,7 +233,8 @@ def eval_pairs(
     ),
     seed: int = typer.Option(0),
 ) -> None:
-    """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest."""
+    """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest, scored through
+    the serving engine (the service's Spotter, window plan and enrollment)."""
     from .evaluate import evaluate_pairs, format_report
 
     if model is None and not baselines:
@@ -252,7 +253,7 @@ def eval_cost(
     frames: int = typer.Option(256, help="feature frames per timed call"),
     repeats: int = typer.Option(20),
 ) -> None:
-    """Per-frame cost of acoustic_frames and per-window cost of acoustic_pool (onnxruntime, 1 thread)."""
+    """Per-frame cost of acoustic_frames and per-window cost of acoustic_pool (the engine's encoders, 1 thread)."""
     from .evaluate import measure_cost
 
     typer.echo(json.dumps(measure_cost(model, frames, repeats), indent=2))
