@@ -10,8 +10,8 @@ frames no new candidate opens, and afterwards windows that overlap the emitted w
 keyword for a while after it was spoken).
 
 Keyword competition (``competition="best"``, the default): when candidates of several keywords
-cover the same audio (their peak windows overlap by more than :data:`COMPETE_OVERLAP` of the
-shorter one), only the best-scoring one is emitted; a ready candidate waits (at most
+cover the same audio (their peak windows overlap by more than ``max_overlap``, the rule that makes
+two windows one utterance of the same keyword), only the best-scoring one is emitted; a ready candidate waits (at most
 ``hold_frames``) for overlapping candidates still open, and a candidate over audio already claimed
 by another keyword's event is dropped. The losers are returned by :meth:`Decider.take_lost` (debug
 near-misses). ``competition="all"`` emits every keyword independently.
@@ -36,7 +36,6 @@ from typing import Literal
 
 Competition = Literal["best", "all"]
 COMPETITIONS: tuple[Competition, ...] = ("best", "all")
-COMPETE_OVERLAP = 0.5  # windows sharing more than this fraction of the shorter one cover the same audio
 
 
 @dataclass(frozen=True)
@@ -63,10 +62,10 @@ class _Candidate:
     opened: int
 
 
-def _same_audio(a: Hit | Decision, b: Hit | Decision) -> bool:
-    overlap = min(a.end_frame, b.end_frame) - max(a.start_frame, b.start_frame) + 1
-    shorter = min(a.end_frame - a.start_frame, b.end_frame - b.start_frame) + 1
-    return overlap > COMPETE_OVERLAP * shorter
+def _overlap(a: Hit | Decision, b: Hit | Decision) -> float:
+    """Frames shared by two windows, as a fraction of the first one's length."""
+    shared = min(a.end_frame, b.end_frame) - max(a.start_frame, b.start_frame) + 1
+    return shared / (a.end_frame - a.start_frame + 1)
 
 
 class Decider:
@@ -91,6 +90,9 @@ class Decider:
         self._last.clear()
         self._lost.clear()
 
+    def _same_audio(self, a: Hit, b: Hit | Decision) -> bool:
+        return _overlap(a, b) > self.max_overlap
+
     def take_lost(self) -> list[Decision]:
         """Candidates that lost a competition since the last call (never emitted)."""
         lost, self._lost = self._lost, []
@@ -102,8 +104,7 @@ class Decider:
             return False
         if frame - last.decided_frame < self.refractory_frames:
             return True
-        overlap = min(hit.end_frame, last.end_frame) - max(hit.start_frame, last.start_frame) + 1
-        return overlap > self.max_overlap * (hit.end_frame - hit.start_frame + 1)
+        return self._same_audio(hit, last)
 
     def step(self, frame: int, above: dict[int, Hit], enrolled: Callable[[int], bool]) -> list[Decision]:
         """Advance to ``frame`` with the keywords scoring at or above their threshold there.
@@ -133,12 +134,12 @@ class Decider:
             return [self._emit(kid, self._open[kid], frame) for kid in ready]
         if not final:  # a ready candidate waits for overlapping ones still open (at most hold_frames)
             waiting = [c.peak for k, c in self._open.items() if k not in ready]
-            ready = [k for k in ready if not any(_same_audio(self._open[k].peak, w) for w in waiting)]
+            ready = [k for k in ready if not any(self._same_audio(self._open[k].peak, w) for w in waiting)]
         out: list[Decision] = []
         for kid in sorted(ready, key=lambda k: (-self._open[k].peak.score, k)):
             cand = self._open[kid]
             claimed = [d for k, d in self._last.items() if k != kid] + out
-            if any(_same_audio(cand.peak, d) for d in claimed):
+            if any(self._same_audio(cand.peak, d) for d in claimed):
                 self._lost.append(Decision(kid, cand.peak.score, cand.peak.start_frame, cand.peak.end_frame, frame))
                 del self._open[kid]
             else:
