@@ -53,7 +53,9 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
     return manifest
 
 
-def build_pairs(clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None) -> list[Any]:
+def build_pairs(
+    clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None
+) -> list[Any]:
     """The project's pairs (:func:`openkws.training.evaluate.make_pairs`, one builder) on the clips,
     with negatives drawn from ``candidates`` (default: the clips' own texts)."""
     from openkws.training.evaluate import make_pairs

@@ -91,7 +91,9 @@ class BatchRunner:
         if self.metrics is not None:
             for s, b in zip(sessions, before, strict=True):
                 if s.stream.samples_received > b:
-                    self.metrics.audio_seconds.labels(s.source).inc((s.stream.samples_received - b) / SAMPLE_RATE)
+                    self.metrics.audio_seconds.labels(s.source).inc(
+                        (s.stream.samples_received - b) / SAMPLE_RATE
+                    )
         return results
 
 

@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.encoders import cpu_session
@@ -140,7 +139,9 @@ def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityRe
     Raises :class:`ParityError` when any output differs by more than ``atol`` (or a shape differs).
     """
     model = model.eval()
-    sessions = {r: cpu_session(out_dir / GRAPHS[r].file) for r in ("acoustic_frames", "acoustic_pool", "text")}
+    sessions = {
+        r: cpu_session(out_dir / GRAPHS[r].file) for r in ("acoustic_frames", "acoustic_pool", "text")
+    }
     feats = _parity_features(model.cfg.frontend)
     t = min(len(f) for f in feats)
     batch = np.stack([f[:t] for f in feats]).astype(np.float32)
@@ -154,7 +155,9 @@ def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityRe
     mask = (np.arange(ref.shape[1])[None, :] < lengths[:, None]).astype(np.float32)
     with torch.no_grad():
         ref_e = model.pool(torch.from_numpy(ref), torch.from_numpy(mask)).numpy()
-    worst[1] = float(np.abs(sessions["acoustic_pool"].run(None, {"frames": ref, "mask": mask})[0] - ref_e).max())
+    worst[1] = float(
+        np.abs(sessions["acoustic_pool"].run(None, {"frames": ref, "mask": mask})[0] - ref_e).max()
+    )
     g2p = G2P()
     seqs = [list(g2p(text).ids) for text in PARITY_TEXTS]
     ids = np.zeros((len(seqs), max(map(len, seqs))), np.int64)
@@ -163,7 +166,9 @@ def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityRe
     lens = np.array([len(seq) for seq in seqs], np.int64)
     with torch.no_grad():
         ref_p = model.text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
-    worst[2] = float(np.abs(sessions["text"].run(None, {"phoneme_ids": ids, "lengths": lens})[0] - ref_p).max())
+    worst[2] = float(
+        np.abs(sessions["text"].run(None, {"phoneme_ids": ids, "lengths": lens})[0] - ref_p).max()
+    )
     for name, v in zip(("acoustic_frames", "acoustic_pool", "text"), worst, strict=True):
         if not v <= atol:
             raise ParityError(f"ONNX parity failed for {name}: max |torch - onnxruntime| = {v:.2e} > {atol}")
@@ -327,7 +332,9 @@ def export_checkpoint(
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = Config.model_validate(state["config"])
     if default_threshold is not None:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"default_threshold": default_threshold})})
+        cfg = cfg.model_copy(
+            update={"model": cfg.model.model_copy(update={"default_threshold": default_threshold})}
+        )
     model = build_model(cfg.model)
     model.load_state_dict(state["model"])
     version = model_version or f"{cfg.name}-ep{state.get('epoch', 0)}"

@@ -140,7 +140,9 @@ class Decider:
             cand = self._open[kid]
             claimed = [d for k, d in self._last.items() if k != kid] + out
             if any(self._same_audio(cand.peak, d) for d in claimed):
-                self._lost.append(Decision(kid, cand.peak.score, cand.peak.start_frame, cand.peak.end_frame, frame))
+                self._lost.append(
+                    Decision(kid, cand.peak.score, cand.peak.start_frame, cand.peak.end_frame, frame)
+                )
                 del self._open[kid]
             else:
                 out.append(self._emit(kid, cand, frame))

@@ -41,7 +41,9 @@ def cpu_session(path: Path, threads: int = 1) -> ort.InferenceSession:
 
 
 def mel_frame_count(num_samples: int) -> int:
-    return (num_samples - MEL_WINDOW_SAMPLES) // MEL_HOP_SAMPLES + 1 if num_samples >= MEL_WINDOW_SAMPLES else 0
+    return (
+        (num_samples - MEL_WINDOW_SAMPLES) // MEL_HOP_SAMPLES + 1 if num_samples >= MEL_WINDOW_SAMPLES else 0
+    )
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,9 @@ class FeatureExtractor:
         """[Tm_i, 32] mel per row -> [Te_i, 96] speech embeddings, Te = (Tm - 76) // 8 + 1; one call."""
         if self.embedding is None:
             raise RuntimeError(f"front-end {self.frontend!r} has no speech-embedding graph")
-        counts = [max(0, (len(m) - EMBEDDING_WINDOW_MEL_FRAMES) // EMBEDDING_HOP_MEL_FRAMES + 1) for m in mels]
+        counts = [
+            max(0, (len(m) - EMBEDDING_WINDOW_MEL_FRAMES) // EMBEDDING_HOP_MEL_FRAMES + 1) for m in mels
+        ]
         offsets = np.arange(EMBEDDING_WINDOW_MEL_FRAMES)[None, :]
         windows = [m[np.arange(te)[:, None] * EMBEDDING_HOP_MEL_FRAMES + offsets] for m, te in zip(mels, counts, strict=True)
                    if te]  # fmt: skip
@@ -173,7 +177,9 @@ class Encoders:
             cap = max(1, FRAMES_BATCH_VALUES // length)
             for j in range(0, len(rows), cap):
                 part = rows[j : j + cap]
-                y = self._frames.run(None, {"features": np.stack([inputs[i] for i in part]).astype(np.float32)})[0]
+                y = self._frames.run(
+                    None, {"features": np.stack([inputs[i] for i in part]).astype(np.float32)}
+                )[0]
                 for r, i in enumerate(part):
                     out[i] = y[r]
         return out

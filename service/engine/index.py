@@ -61,8 +61,14 @@ def gpu_available() -> bool:
 class TenantIndex:
     """Immutable keyword set of one tenant: sorted ids, proxies [K, D], thresholds [K], texts."""
 
-    def __init__(self, dim: int, entries: Sequence[KeywordEntry], backend: IndexBackend = "cpu",
-                 gpu_resources: Any = None, _faiss: Any = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        entries: Sequence[KeywordEntry],
+        backend: IndexBackend = "cpu",
+        gpu_resources: Any = None,
+        _faiss: Any = None,
+    ) -> None:
         order = sorted(entries, key=lambda e: e.id)
         self.dim = dim
         self.backend = backend

@@ -43,7 +43,11 @@ MEL_TOP_DB = 80.0  # the bundled mel graph's dynamic-range floor
 FRONTENDS: dict[str, tuple[int, int, int]] = {
     "logmel": (MEL_HOP_SAMPLES, MEL_WINDOW_SAMPLES, MEL_BINS),
     # 76 mel frames hop 8: 75*160 + 512 samples per embedding, one embedding every 1280 samples.
-    "speech_embedding": (8 * MEL_HOP_SAMPLES, 75 * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES, SPEECH_EMBEDDING_DIM),
+    "speech_embedding": (
+        8 * MEL_HOP_SAMPLES,
+        75 * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES,
+        SPEECH_EMBEDDING_DIM,
+    ),
 }
 
 
@@ -196,15 +200,21 @@ def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
     """Read and validate ``model.json``; check the front-end geometry and (optionally) file hashes."""
     path = model_dir / "model.json"
     if not path.is_file():
-        raise ModelContractError(f"{path} not found; point OPENKWS_MODEL_DIR at a directory exported by `openkws export`")
+        raise ModelContractError(
+            f"{path} not found; point OPENKWS_MODEL_DIR at a directory exported by `openkws export`"
+        )
     spec = ModelSpec.model_validate(json.loads(path.read_text()))
     if spec.format_version != FORMAT_VERSION:
-        raise ModelContractError(f"model.json format_version {spec.format_version}; this service reads {FORMAT_VERSION}")
+        raise ModelContractError(
+            f"model.json format_version {spec.format_version}; this service reads {FORMAT_VERSION}"
+        )
     if spec.sample_rate != SAMPLE_RATE:
         raise ModelContractError(f"model sample_rate {spec.sample_rate}; the service runs at {SAMPLE_RATE}")
     hop, receptive, dim = FRONTENDS[spec.frontend]
     if (spec.feature_hop_samples, spec.feature_receptive_samples, spec.feature_dim) != (hop, receptive, dim):
-        raise ModelContractError(f"front-end {spec.frontend!r} geometry mismatch: expected hop/receptive/dim {hop}/{receptive}/{dim}")
+        raise ModelContractError(
+            f"front-end {spec.frontend!r} geometry mismatch: expected hop/receptive/dim {hop}/{receptive}/{dim}"
+        )
     needed = required_roles(spec.frontend)
     missing = set(needed) - set(spec.files)
     if missing:
@@ -213,10 +223,14 @@ def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
     for role in needed:
         f = spec.file_path(model_dir, role)
         if not f.resolve().is_relative_to(root):  # model.json names files inside its own directory only
-            raise ModelContractError(f"model.json path for {role!r} ({spec.files[role].path!r}) leaves {model_dir}; "
-                                     "files must be inside the model directory")
+            raise ModelContractError(
+                f"model.json path for {role!r} ({spec.files[role].path!r}) leaves {model_dir}; "
+                "files must be inside the model directory"
+            )
         if not f.is_file():
             raise ModelContractError(f"model file for {role!r} not found: {f}")
         if verify_hashes and sha256_file(f) != spec.files[role].sha256:
-            raise ModelContractError(f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it")
+            raise ModelContractError(
+                f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"
+            )
     return spec

@@ -27,6 +27,7 @@ Device = Literal["auto", "cpu", "cuda"]
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
 
+
 @dataclass(frozen=True)
 class Providers:
     """onnxruntime execution providers: asked for at start-up, or (after loading) in use.
@@ -107,8 +108,12 @@ def limit_blas_threads(n: int) -> str | None:
             lib = ctypes.CDLL(str(so))  # already loaded by numpy: same handle, same thread pool
         except OSError:
             continue
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
             fn = getattr(lib, name, None)
             if fn is not None:
                 fn(int(n))
@@ -138,7 +143,9 @@ def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, pat
     for key, want in graph_metadata(spec, role).items():
         if key not in props:
             if graph.exported:
-                raise ModelContractError(f"{path.name}: ONNX metadata lacks {key!r} (model.json says {want!r}); re-export the model")
+                raise ModelContractError(
+                    f"{path.name}: ONNX metadata lacks {key!r} (model.json says {want!r}); re-export the model"
+                )
             continue
         if not _same(key, props[key], want):
             raise ModelContractError(
@@ -151,7 +158,9 @@ def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, pat
     # Outputs: the contract's names must be there; extras are allowed (e.g. the front-end copy's
     # pre-floor ``log_mel_db`` that FeatureExtractor uses for frame-local mel).
     if got_in != inputs or not set(outputs) <= set(got_out):
-        raise ModelContractError(f"{path.name}: inputs {got_in} / outputs {got_out}; the contract needs {inputs} / {outputs}")
+        raise ModelContractError(
+            f"{path.name}: inputs {got_in} / outputs {got_out}; the contract needs {inputs} / {outputs}"
+        )
     dims = {
         "acoustic_frames": (session.get_inputs()[0].shape[-1], spec.feature_dim, "feature_dim"),
         "acoustic_pool": (session.get_outputs()[0].shape[-1], spec.embedding_dim, "embedding_dim"),
@@ -164,7 +173,9 @@ def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, pat
     if role == "acoustic_pool":
         frame_in = session.get_inputs()[0].shape[-1]
         if isinstance(frame_in, int) and frame_in != spec.frame_dim:
-            raise ModelContractError(f"{path.name}: frames dimension {frame_in} but model.json frame_dim is {spec.frame_dim}")
+            raise ModelContractError(
+                f"{path.name}: frames dimension {frame_in} but model.json frame_dim is {spec.frame_dim}"
+            )
 
 
 def check_inventory(spec: ModelSpec) -> None:
@@ -194,7 +205,9 @@ class ModelSessions:
     text: ort.InferenceSession
 
 
-def load_sessions(spec: ModelSpec, model_dir: Path, device: Device = "auto", threads: int = 1) -> ModelSessions:
+def load_sessions(
+    spec: ModelSpec, model_dir: Path, device: Device = "auto", threads: int = 1
+) -> ModelSessions:
     check_inventory(spec)
     providers = choose_providers(device)
     sessions: dict[str, ort.InferenceSession] = {}

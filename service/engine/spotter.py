@@ -188,7 +188,12 @@ class Spotter:
         ]  # fmt: skip
         scores = score_windows(emb, requests, self.config.top_k)
         return [
-            s.decide(windows[i], scores[bounds[i] : bounds[i + 1]], emb[bounds[i] : bounds[i + 1]], tenants[s.tenant])
+            s.decide(
+                windows[i],
+                scores[bounds[i] : bounds[i + 1]],
+                emb[bounds[i] : bounds[i + 1]],
+                tenants[s.tenant],
+            )
             for i, s in enumerate(streams)
         ]
 
@@ -211,7 +216,9 @@ class Spotter:
         return l2_normalize(emb) if len(flat) else emb
 
     # -- keyword index helpers ---------------------------------------------------------------------
-    def entries_from(self, rows: Sequence[tuple[int, str, str, tuple[str, ...], float]]) -> list[KeywordEntry]:
+    def entries_from(
+        self, rows: Sequence[tuple[int, str, str, tuple[str, ...], float]]
+    ) -> list[KeywordEntry]:
         """(id, tenant, text, phonemes, threshold) rows -> index entries with freshly computed proxies."""
         inv = self.g2p.inventory
         proxies = self.embed_phoneme_ids([inv.encode(list(r[3])) for r in rows])

@@ -137,7 +137,9 @@ class KeywordStream:
         self.spotter = spotter
         self.params = params
         self.tenant = tenant
-        self.keyword_subset: frozenset[int] | None = None if keyword_subset is None else frozenset(keyword_subset)
+        self.keyword_subset: frozenset[int] | None = (
+            None if keyword_subset is None else frozenset(keyword_subset)
+        )
         self.debug = debug
         self.competition: Competition = competition
         self.score_hook = score_hook
@@ -273,7 +275,10 @@ class KeywordStream:
         """The scores of this step's windows -> detections and near-misses (the stream decides)."""
         subset = self.keyword_subset
         enrolled: Callable[[int], bool] = (
-            tenant_index.__contains__ if subset is None else (lambda kid: kid in subset and kid in tenant_index))
+            tenant_index.__contains__
+            if subset is None
+            else (lambda kid: kid in subset and kid in tenant_index)
+        )
         res = DecodeResult()
         j = 0
         while j < len(windows):
@@ -305,7 +310,9 @@ class KeywordStream:
         for w, sc in zip(windows, scores, strict=True):
             if sc.top[0] >= 0 and sc.top[1] > top[1]:
                 top = sc.top
-            for kid_, score_, thr_ in zip(sc.ids.tolist(), sc.scores.tolist(), sc.thresholds.tolist(), strict=True):
+            for kid_, score_, thr_ in zip(
+                sc.ids.tolist(), sc.scores.tolist(), sc.thresholds.tolist(), strict=True
+            ):
                 if kid_ < 0:
                     continue
                 if score_ >= thr_:
@@ -356,6 +363,8 @@ class KeywordStream:
             self._nm_start = frame + 1
 
     def _flush_near_miss(self, frame: int, res: DecodeResult) -> None:
-        best = sorted(self._nm_best.values(), key=lambda c: (-c.score, c.keyword_id))[: self.params.near_miss_top]
+        best = sorted(self._nm_best.values(), key=lambda c: (-c.score, c.keyword_id))[
+            : self.params.near_miss_top
+        ]
         res.near_misses.append(NearMiss(self.params.ms(frame, self.samples_received), tuple(best)))
         self._nm_best = {}

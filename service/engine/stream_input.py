@@ -54,9 +54,13 @@ class StreamInput:
             if self.rate is None:
                 self.rate = int(sample_rate)
                 if self.rate != SAMPLE_RATE:
-                    self._resampler = soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+                    self._resampler = soxr.ResampleStream(
+                        self.rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"
+                    )
             elif sample_rate != self.rate:
-                raise StreamStateError(f"sample rate changed from {self.rate} to {sample_rate} Hz within one stream")
+                raise StreamStateError(
+                    f"sample rate changed from {self.rate} to {sample_rate} Hz within one stream"
+                )
             if len(x):
                 self._chunks.append(x)
                 self._queued += len(x)

@@ -53,7 +53,9 @@ def phoneme_edit_distance(a: Sequence[str] | str, b: Sequence[str] | str) -> int
     return int(edit_distance(phones(a), phones(b)))
 
 
-def weighted_phoneme_distance(a: Sequence[str] | str, b: Sequence[str] | str, vowels: frozenset[str]) -> float:
+def weighted_phoneme_distance(
+    a: Sequence[str] | str, b: Sequence[str] | str, vowels: frozenset[str]
+) -> float:
     """Edit distance where a same-class substitution (vowel/vowel, consonant/consonant) costs 0.5."""
     return edit_distance(phones(a), phones(b), lambda x, y: 0.5 if (x in vowels) == (y in vowels) else 1.0)
 
@@ -104,7 +106,7 @@ def one_edit_neighbours(keys: Sequence[tuple[T, ...]]) -> dict[tuple[T, ...], li
         for v in variants(p):
             cands |= index.get(v, set())
         cands.discard(p)
-        out[p] = sorted(cands)  # type: ignore[type-var]
+        out[p] = sorted(cands)
     return out
 
 

@@ -24,7 +24,9 @@ VOICES = ("espeak:en-gb+f2", "espeak:en-us+f3")
 @pytest.fixture(scope="module")
 def spotter() -> Spotter:
     spec = DEFAULT_MODEL / "model.json"
-    if not spec.is_file() or str(json.loads(spec.read_text()).get("model_version", "")).startswith("untrained"):
+    if not spec.is_file() or str(json.loads(spec.read_text()).get("model_version", "")).startswith(
+        "untrained"
+    ):
         pytest.skip(f"needs the trained model in {DEFAULT_MODEL}")
     sp = Spotter.load(DEFAULT_MODEL, device="cpu")
     rows = [(i + 1, "default", sp.pronounce(t).text, sp.pronounce(t).phonemes, sp.default_threshold)

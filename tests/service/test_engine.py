@@ -23,7 +23,9 @@ from tests.service.conftest import KEYWORDS
 @pytest.fixture(scope="module")
 def spotter(model_dir: Path, g2p: G2P, calibrated_threshold: float) -> Spotter:
     sp = Spotter.load(model_dir, device="cpu", g2p=g2p)
-    rows = [(i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold) for i, t in enumerate(KEYWORDS)]
+    rows = [
+        (i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold) for i, t in enumerate(KEYWORDS)
+    ]
     sp.index.replace_all(sp.entries_from(rows))
     return sp
 
@@ -111,8 +113,9 @@ def test_event_fields(spotter: Spotter, speech: np.ndarray) -> None:
         assert d.text in KEYWORDS
 
 
-def test_delete_takes_effect_at_next_decode(spotter: Spotter, g2p: G2P, speech: np.ndarray,
-                                            calibrated_threshold: float) -> None:
+def test_delete_takes_effect_at_next_decode(
+    spotter: Spotter, g2p: G2P, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     ids = {e.id for e in spotter.index.tenant("default").entries}
     s = spotter.create_stream()
     half = len(speech) // 2
@@ -126,7 +129,10 @@ def test_delete_takes_effect_at_next_decode(spotter: Spotter, g2p: G2P, speech: 
         assert rest == [], "no event of a deleted keyword after the delete"
         assert all(d.keyword_id in ids for d in first)
     finally:
-        rows = [(i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold) for i, t in enumerate(KEYWORDS)]
+        rows = [
+            (i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
+            for i, t in enumerate(KEYWORDS)
+        ]
         spotter.index.replace_all(spotter.entries_from(rows))
 
 
@@ -245,13 +251,16 @@ def test_proxies_are_normalized_and_deterministic(spotter: Spotter, g2p: G2P) ->
     assert spotter.embed_phoneme_ids([]).shape == (0, spotter.spec.embedding_dim)
 
 
-def test_enrollment_during_decoding_never_breaks_a_stream(spotter: Spotter, g2p: G2P, speech: np.ndarray,
-                                                          calibrated_threshold: float) -> None:
+def test_enrollment_during_decoding_never_breaks_a_stream(
+    spotter: Spotter, g2p: G2P, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     """Writers swap snapshots while a stream decodes: no errors, and only enrolled ids are reported."""
     import threading
 
-    extra = [(100 + i, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
-             for i, t in enumerate(["lights off", "good night", "open the door", "next song"])]
+    extra = [
+        (100 + i, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
+        for i, t in enumerate(["lights off", "good night", "open the door", "next song"])
+    ]
     entries = spotter.entries_from(extra)
     ever = {e.id for e in spotter.index.tenant("default").entries} | {e.id for e in entries}
     stop = threading.Event()

@@ -51,8 +51,7 @@ def measure_cost(
         fb = rng.normal(size=(streams, w - ctx, spec.frame_dim)).astype(np.float32)
         mask = np.ones((streams, w - ctx), np.float32)
         pool_per_step += (
-            timed(lambda fb=fb, mask=mask: encoders.pool(fb, mask), max(3, repeats // 4))
-            / streams
+            timed(lambda fb=fb, mask=mask: encoders.pool(fb, mask), max(3, repeats // 4)) / streams
         )
     pool = pool_per_step / len(windows)
     fps = SAMPLE_RATE / spec.feature_hop_samples

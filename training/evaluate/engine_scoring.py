@@ -57,7 +57,9 @@ class EngineScorer:
         """Text proxies as the service enrolls them (G2P pronunciation -> text encoder)."""
         return self.spotter.embed_phoneme_ids([self.spotter.pronounce(t).ids for t in texts])
 
-    def tts_embeddings(self, texts: Sequence[str], voices: Sequence[str], progress: bool = False) -> np.ndarray:
+    def tts_embeddings(
+        self, texts: Sequence[str], voices: Sequence[str], progress: bool = False
+    ) -> np.ndarray:
         """Acoustic proxies: the service's ``acoustic_proxy`` of each text synthesized with ``voices``. [N, D]"""
         out = [self.spotter.acoustic_proxy([synthesize_any(t, v, seed=k) for k, v in enumerate(voices)])
                for t in tqdm(texts, desc="TTS proxies", unit="text", disable=not progress)]  # fmt: skip
@@ -69,7 +71,11 @@ class EngineScorer:
         if mode not in PROXY_MODES:
             raise ValueError(f"proxy mode {mode!r}; expected one of {PROXY_MODES}")
         text = self.text_embeddings(texts) if mode in ("text", "both") else None
-        tts = self.tts_embeddings(texts, voices or template_voices(), progress) if mode in ("tts", "both") else None
+        tts = (
+            self.tts_embeddings(texts, voices or template_voices(), progress)
+            if mode in ("tts", "both")
+            else None
+        )
         return combine_proxies(text, tts, mode)
 
 

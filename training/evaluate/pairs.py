@@ -76,7 +76,9 @@ def make_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: i
     phones = {t: tuple(inv.decode(list(phonemes[t]))) for t in {*texts, *(candidates or ())}}
     items = [PairItem(str(i), t, phones[t]) for i, t in enumerate(texts)]
     pool = [(t, phones[t]) for t in sorted(set(candidates or texts))]
-    return [Pair(int(p.path), p.text, int(p.label), str(p.kind)) for p in build_data_pairs(items, pool, seed=seed)]
+    return [
+        Pair(int(p.path), p.text, int(p.label), str(p.kind)) for p in build_data_pairs(items, pool, seed=seed)
+    ]
 
 
 def read_eval_clip(clip: EvalClip) -> tuple[int, np.ndarray]:
