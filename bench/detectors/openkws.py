@@ -24,6 +24,7 @@ import numpy as np
 from openkws.engine.index import KeywordEntry
 from openkws.engine.scoring import similarities
 from openkws.engine.spotter import Detection, FrameScores, Spotter
+from openkws.text.tts import ProxyTTS
 
 from bench.detectors.base import Detector, ScoreTrace
 
@@ -127,8 +128,6 @@ class OpenKWSTTSDetector(OpenKWSDetector):
     install = OpenKWSDetector.install + "; espeak-ng and flite (make setup)"
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        from openkws.text.tts import ProxyTTS
-
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.tts = ProxyTTS()
         self.version += ", tts proxies"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnxruntime as ort
 
 from ..text import load_inventory
@@ -94,15 +95,13 @@ def limit_blas_threads(n: int) -> str | None:
     busy 2-core machine). Uses threadpoolctl when installed, else numpy's bundled OpenBLAS directly.
     """
     try:
-        from threadpoolctl import threadpool_limits  # optional
+        from threadpoolctl import threadpool_limits  # optional dependency: imported where it is used
 
         threadpool_limits(n, user_api="blas")
         return "threadpoolctl"
     except ImportError:
         pass
-    import numpy
-
-    libdir = Path(numpy.__file__).resolve().parent.parent / "numpy.libs"
+    libdir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
     for so in sorted(libdir.glob("*openblas*.so*")):
         try:
             lib = ctypes.CDLL(str(so))  # already loaded by numpy: same handle, same thread pool
@@ -156,7 +155,7 @@ def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, pat
     got_in = tuple(i.name for i in session.get_inputs())
     got_out = tuple(o.name for o in session.get_outputs())
     # Outputs: the contract's names must be there; extras are allowed (e.g. the front-end copy's
-    # pre-floor ``log_mel_db`` that FeatureExtractor uses for frame-local mel).
+    # pre-floor mel output, ``model_spec.FRAMEWISE_MEL_OUTPUT``).
     if got_in != inputs or not set(outputs) <= set(got_out):
         raise ModelContractError(
             f"{path.name}: inputs {got_in} / outputs {got_out}; the contract needs {inputs} / {outputs}"
