@@ -288,3 +288,20 @@ def test_enrollment_during_decoding_never_breaks_a_stream(
         spotter.index.remove("default", [e.id for e in entries])
     assert not errors
     assert dets and {d.keyword_id for d in dets} <= ever
+
+
+def test_front_end_batched_across_streams_equals_each_alone(spotter: Spotter, speech: np.ndarray) -> None:
+    """One batched front-end step over rows of different lengths gives each row its own features."""
+    fx = spotter.features
+    rows = [
+        speech[: 3 * SAMPLE_RATE],
+        speech[5000 : 5000 + 2 * SAMPLE_RATE],
+        speech[:700],
+        speech[: 3 * SAMPLE_RATE],
+    ]
+    empty_mel = np.zeros((0, 32), np.float32)
+    steps = fx.step(rows, [empty_mel] * len(rows))
+    for audio, step in zip(rows, steps, strict=True):
+        alone = fx.features(audio)
+        assert step.features.shape == (fx.num_frames(len(audio)), fx.dim) == alone.shape
+        np.testing.assert_allclose(step.features, alone, atol=1e-5)

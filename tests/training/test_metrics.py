@@ -132,3 +132,14 @@ def test_training_windows_are_the_serving_windows(frontend: str) -> None:
     for n in (max(windows) - 1, max(windows) + 3 * stride + 1, 3 * max(windows)):
         trained = sorted((s, s + w - 1) for s, w in window_positions(n, windows, stride))
         assert trained == plan.positions(n), (frontend, n)
+
+
+def test_evaluation_opens_no_onnx_session_of_its_own() -> None:
+    """Evaluation scores through the serving engine: no module of it talks to onnxruntime."""
+    import inspect
+
+    import openkws.training.evaluate as evaluate
+
+    for name in ("baselines", "cost", "engine_scoring", "metrics", "pairs", "plots", "report"):
+        source = inspect.getsource(getattr(evaluate, name))
+        assert "import onnxruntime" not in source and "InferenceSession" not in source, name

@@ -29,7 +29,7 @@ def measure_cost(
     ctx = spec.acoustic_context_frames
 
     def timed(fn: Callable[[], object], n: int) -> float:
-        """Best of 5 rounds of ``n`` calls, in process CPU time: onnxruntime runs on this one thread,
+        """Best of 5 rounds of ``n`` calls, in process CPU time: the encoders run on this one thread,
         so CPU time is the model's cost even when other jobs share the cores (wall time is not)."""
         fn()
         best = float("inf")
