@@ -1,8 +1,8 @@
-"""Audio at the service edge: declared formats, PCM frame decoding, file decoding, and the
-per-stream converter (downmix to mono, streaming resample to 16 kHz).
+"""Audio at the service edge: declared formats, PCM frame decoding and file decoding.
 
-Websocket frames and uploaded files both end in :class:`AudioConverter`, so the engine sees the
-same samples whichever way the audio came. Every error carries a ``code`` and a message saying what
+Websocket frames and uploaded files both become float32 [n, channels] in [-1, 1] (one PCM scale,
+:data:`openkws.constants.PCM_SCALE`) and go to the engine stream, which downmixes and resamples
+(:mod:`openkws.engine.stream_input`), so the engine sees the same samples whichever way the audio came. Every error carries a ``code`` and a message saying what
 was wrong and what is accepted.
 
 Example:
@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from .constants import SAMPLE_RATE
+from .constants import PCM_SCALE
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
@@ -89,39 +88,10 @@ def pcm_to_float(data: bytes, fmt: AudioFormat) -> np.ndarray:
         )
     x = np.frombuffer(data, ENCODINGS[fmt.encoding]).reshape(-1, fmt.channels)
     if fmt.encoding == "pcm16le":
-        return (x.astype(np.float32) / 32768.0).astype(np.float32)
+        return x.astype(np.float32) / np.float32(PCM_SCALE)
     if not np.isfinite(x).all():
         raise AudioError("invalid_samples", "float32le audio contains NaN or infinity; send finite samples in [-1, 1]")
     return np.clip(x, -1.0, 1.0).astype(np.float32)
-
-
-class AudioConverter:
-    """Per-stream downmix + streaming resampler to 16 kHz (chunking does not change the output
-    beyond float rounding; ``flush`` returns the resampler's tail at end of stream)."""
-
-    def __init__(self, sample_rate: int, channels: int) -> None:
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self._rs = None if sample_rate == SAMPLE_RATE else soxr.ResampleStream(
-            sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        self.samples_in = 0  # per channel, at the input rate
-
-    def push(self, x: np.ndarray) -> np.ndarray:
-        """float32 [n, channels] -> mono 16 kHz float32 [m]."""
-        x = np.asarray(x, np.float32)
-        if x.ndim == 1:
-            x = x[:, None]
-        self.samples_in += len(x)
-        mono = x[:, 0] if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
-        mono = np.ascontiguousarray(mono, np.float32)
-        if self._rs is None:
-            return mono
-        return np.asarray(self._rs.resample_chunk(mono, last=False), np.float32)
-
-    def flush(self) -> np.ndarray:
-        if self._rs is None:
-            return np.zeros(0, np.float32)
-        return np.asarray(self._rs.resample_chunk(np.zeros(0, np.float32), last=True), np.float32)
 
 
 def _wav_truncated(data: bytes) -> tuple[int, int] | None:

@@ -23,11 +23,11 @@ from typing import Any
 import numpy as np
 
 from .engine.acoustic_proxy import ProxyMode, combine_proxies
-from .engine.confusion import length_gap, phoneme_distance, relation
 from .engine.index import KeywordEntry, TenantIndex
 from .engine.spotter import Spotter
 from .store import KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
+from .text.phonetics import length_gap, phoneme_distance, relation
 from .text.tts import ProxyTTS, TTSError
 
 log = logging.getLogger("openkws")

@@ -16,9 +16,9 @@ from .engine.spotter import DecodeResult, Spotter
 from .keywords import ConfusionPolicy, KeywordService
 from .limits import RateLimiter, StreamCounter
 from .metrics import Metrics
+from .sessions import AudioSession, BatchRunner
 from .settings import Settings
 from .store import KeywordStore
-from .streaming import AudioSession, BatchRunner
 from .text import G2P
 from .text.tts import ProxyTTS
 

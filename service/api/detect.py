@@ -6,14 +6,16 @@ engine step as a websocket stream, so a file and the same audio streamed give th
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ..audio import AudioError, decode_file
 from ..batcher import BatcherClosed, QueueFull
 from ..engine.spotter import DecodeResult
+from ..sessions import AudioSession, merge
 from ..state import AppState
-from ..streaming import AudioSession, merge
 from .deps import StateDep, StreamTenantDep
 from .errors import ApiError
 from .schemas import DetectResponse, ErrorResponse
@@ -74,7 +76,9 @@ async def run_session(state: AppState, session: AudioSession, result: DecodeResu
 async def detect(state: StateDep, tenant: StreamTenantDep,
                  file: UploadFile = File(description="WAV, FLAC or OGG/Vorbis; 8–48 kHz; any channel count up to 8"),
                  keywords: list[int] | None = Query(None, description="only these keyword ids"),
-                 debug: bool = Query(False, description="also return near misses")) -> DetectResponse:
+                 debug: bool = Query(False, description="also return near misses"),
+                 competition: Literal["best", "all"] = Query(
+                     "best", description="best: only the best of keywords firing on the same audio; all: each")) -> DetectResponse:
     settings = state.settings
     check_subset(state, tenant, keywords)
     data = await _read_limited(file, settings.max_upload_bytes)
@@ -83,7 +87,7 @@ async def detect(state: StateDep, tenant: StreamTenantDep,
     except AudioError as e:
         raise ApiError(AUDIO_ERROR_STATUS.get(e.code, 400), e.code, e.message) from None
     samples = decoded.samples
-    stream = state.spotter.create_stream(keywords, tenant, debug=debug)
+    stream = state.spotter.create_stream(keywords, tenant, debug=debug, competition=competition)
     session = AudioSession(stream, decoded.sample_rate, samples.shape[1], source="detect")
     result = DecodeResult()
     chunk = max(1, int(settings.offline_chunk_seconds * decoded.sample_rate))

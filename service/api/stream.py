@@ -42,8 +42,8 @@ from ..protocol import (
     SummaryMessage,
     parse_client_message,
 )
+from ..sessions import AudioSession
 from ..state import AppState
-from ..streaming import AudioSession
 from .deps import authenticate
 from .errors import ApiError
 
@@ -142,7 +142,8 @@ class StreamHandler:
         except AudioError as e:
             raise Close(AUDIO_CLOSE[e.code], e.code, e.message) from None
         subset = self._subset(parsed)
-        stream = self.state.spotter.create_stream(subset, self.tenant, debug=parsed.debug)
+        stream = self.state.spotter.create_stream(subset, self.tenant, debug=parsed.debug,
+                                                  competition=parsed.competition)
         session = AudioSession(stream, fmt.sample_rate, fmt.channels, fmt)
         n = len(self.state.spotter.index.tenant(self.tenant)) if subset is None else len(subset)
         await self.send(ReadyMessage(

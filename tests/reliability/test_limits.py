@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,10 +16,11 @@ from fastapi.testclient import TestClient
 from openkws.api.stream import StreamHandler
 from openkws.app import create_app
 from openkws.audio import AudioFormat
+from openkws.engine.spotter import Spotter
 from openkws.limits import TokenBucket
 from openkws.protocol import CloseCode
 from openkws.server import make_server
-from openkws.streaming import AudioSession
+from openkws.sessions import AudioSession
 from starlette.websockets import WebSocketState
 
 from tests.reliability.conftest import new_tenant
@@ -103,20 +105,15 @@ def test_body_size_limit(make_client: Callable[..., TestClient]) -> None:
     assert c.post("/v1/keywords", json={"text": "hey jarvis"}).status_code == 201
 
 
-def test_pending_input_is_accounted() -> None:
+def test_pending_input_is_accounted(model_dir: Path) -> None:
     """The reader pauses on max_pending_bytes as well as seconds: the session counts queued bytes."""
 
-    class _Stream:
-        pending_samples = 0
-
-        def accept_waveform(self, x: np.ndarray) -> None:
-            pass
-
     fmt = AudioFormat(48_000, "float32le", 8)
-    s = AudioSession(_Stream(), 48_000, 8, fmt)  # type: ignore[arg-type]
+    spotter = Spotter.load(model_dir, device="cpu")
+    s = AudioSession(spotter.create_stream(), 48_000, 8, fmt)
     s.push_bytes(b"\0" * 4 * 8 * 4800)  # 0.1 s of 8-channel float32 at 48 kHz
     assert s.pending_bytes == 153_600 and abs(s.pending_seconds - 0.1) < 1e-9
-    s.prepare()
+    spotter.decode_streams([s.stream])
     assert s.pending_bytes == 0
 
 

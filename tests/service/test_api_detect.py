@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
-from openkws.audio import AudioConverter, AudioFormat, decode_file, pcm_to_float
+from openkws.audio import AudioFormat, decode_file, pcm_to_float
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.stream_input import StreamInput
 
 from tests.service.conftest import enroll, wav_bytes
 
@@ -112,9 +113,14 @@ def test_pcm_decoding_matches_soundfile() -> None:
 
 def test_resampler_chunking_is_stable() -> None:
     x = _tone(2.0, 44_100)
-    whole = AudioConverter(44_100, 1)
-    a = np.concatenate([whole.push(x), whole.flush()])
-    chunked = AudioConverter(44_100, 1)
-    b = np.concatenate([*(chunked.push(x[i : i + 882]) for i in range(0, len(x), 882)), chunked.flush()])
+    whole = StreamInput()
+    whole.accept(44_100, x)
+    whole.finish()
+    a = whole.take(10 * SAMPLE_RATE)[0]
+    chunked = StreamInput()
+    for i in range(0, len(x), 882):
+        chunked.accept(44_100, x[i : i + 882])
+    chunked.finish()
+    b = np.concatenate([chunked.take(1000)[0] for _ in range(40)])
     assert len(a) == len(b) == 32_000
     np.testing.assert_allclose(a, b, atol=1e-6)
