@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -18,6 +19,11 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .engine.spotter import DetectorConfig
+from .registry import ConfusionPolicy
+
+# Decision and confusable defaults are defined once, by the engine and registry dataclasses.
+_DECISION = DetectorConfig()
+_CONFUSION = ConfusionPolicy()
 
 
 class Settings(BaseSettings):
@@ -53,8 +59,9 @@ class Settings(BaseSettings):
     max_pending_seconds: Annotated[float, Field(gt=0, description="unprocessed audio per stream before reads pause")] = 30.0
     max_pending_bytes: Annotated[int, Field(ge=1024, description="unprocessed input bytes per stream before reads "
                                                                  "pause")] = 8 << 20
-    ws_max_queue: Annotated[int, Field(ge=1, description="websocket messages buffered per connection before the "
-                                                         "server stops reading the socket")] = 4
+    ws_ping_interval_s: Annotated[float, Field(gt=0, description="websocket keepalive ping interval")] = 20.0
+    ws_ping_timeout_s: Annotated[float, Field(gt=0, description="close a connection whose pong is this late while "
+                                                                "the server reads (not while it pauses reads)")] = 20.0
     send_timeout_s: Annotated[float, Field(gt=0, description="close a stream whose client does not read for this "
                                                              "long")] = 30.0
     idle_timeout_s: Annotated[float, Field(gt=0, description="close a stream after this long without a message")] = 30.0
@@ -64,15 +71,17 @@ class Settings(BaseSettings):
                                                                 "(token bucket; auth on)")] = 10.0
     enroll_burst: Annotated[int, Field(ge=1, description="enrollment requests a key may make at once")] = 50
     max_batch_keywords: Annotated[int, Field(ge=1, description="keywords per batch enrollment request")] = 1000
-    max_metadata_bytes: Annotated[int, Field(ge=2)] = 4096
+    max_metadata_bytes: Annotated[int, Field(ge=2, description="keyword metadata, as UTF-8 JSON")] = 4096
+    metrics_auth: Annotated[bool, Field(description="GET /metrics needs an API key with scope 'admin' (auth on); "
+                                                    "off: anyone who reaches the port reads it")] = False
 
     # Detection
     default_threshold: Annotated[float | None, Field(ge=0.0, le=1.0, description="None: the model's default")] = None
-    hold_ms: Annotated[int, Field(ge=0)] = 240
-    refractory_ms: Annotated[int, Field(ge=0)] = 1000
-    top_k: Annotated[int, Field(ge=1)] = 16
-    near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = 0.15
-    near_miss_interval_ms: Annotated[int, Field(ge=10)] = 400
+    hold_ms: Annotated[int, Field(ge=0)] = _DECISION.hold_ms
+    refractory_ms: Annotated[int, Field(ge=0)] = _DECISION.refractory_ms
+    top_k: Annotated[int, Field(ge=1)] = _DECISION.top_k
+    near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = _DECISION.near_miss_margin
+    near_miss_interval_ms: Annotated[int, Field(ge=10)] = _DECISION.near_miss_interval_ms
 
     # Acoustic keyword proxies (enrollment with proxy "tts" or "both")
     espeak_binary: Annotated[str, Field(min_length=1, description="espeak-ng executable (name on PATH or path) "
@@ -81,9 +90,9 @@ class Settings(BaseSettings):
                                                                  "that synthesizes TTS proxies")] = "flite"
 
     # Confusable keywords reported at enrollment
-    confusable_min_cosine: Annotated[float, Field(ge=-1.0, le=1.01)] = 0.75
-    confusable_max_phoneme_distance: Annotated[float, Field(ge=0.0, le=1.0)] = 0.5
-    confusable_top_k: Annotated[int, Field(ge=1)] = 10
+    confusable_min_cosine: Annotated[float, Field(ge=-1.0, le=1.01)] = _CONFUSION.min_cosine
+    confusable_max_phoneme_distance: Annotated[float, Field(ge=0.0, le=1.0)] = _CONFUSION.max_phoneme_distance
+    confusable_top_k: Annotated[int, Field(ge=1)] = _CONFUSION.top_k
 
     # Batching and threads
     max_batch: Annotated[int, Field(ge=1, description="streams per inference batch")] = 64
@@ -111,10 +120,8 @@ class Settings(BaseSettings):
         return url
 
     def detector_config(self) -> DetectorConfig:
-        return DetectorConfig(
-            hold_ms=self.hold_ms,
-            refractory_ms=self.refractory_ms,
-            top_k=self.top_k,
-            near_miss_margin=self.near_miss_margin,
-            near_miss_interval_ms=self.near_miss_interval_ms,
-        )
+        return replace(_DECISION, hold_ms=self.hold_ms, refractory_ms=self.refractory_ms, top_k=self.top_k,
+                       near_miss_margin=self.near_miss_margin, near_miss_interval_ms=self.near_miss_interval_ms)
+
+    def confusion_policy(self) -> ConfusionPolicy:
+        return ConfusionPolicy(self.confusable_min_cosine, self.confusable_max_phoneme_distance, self.confusable_top_k)

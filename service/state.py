@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import faiss
@@ -12,10 +13,10 @@ import faiss
 from .auth import ApiKeys
 from .batcher import MicroBatcher
 from .engine.runtime import limit_blas_threads
-from .engine.spotter import DecodeResult, Spotter
-from .keywords import ConfusionPolicy, KeywordService
+from .engine.spotter import DecodeResult, Detection, Spotter
 from .limits import RateLimiter, StreamCounter
-from .metrics import Metrics
+from .metrics import DetectionCounts, Metrics
+from .registry import KeywordRegistry
 from .settings import Settings
 from .store import KeywordStore
 from .streaming import AudioSession, BatchRunner
@@ -31,8 +32,9 @@ class AppState:
     metrics: Metrics
     spotter: Spotter
     store: KeywordStore
-    keywords: KeywordService
+    registry: KeywordRegistry
     batcher: MicroBatcher[AudioSession, DecodeResult]
+    counts: DetectionCounts
     started_at: float = field(default_factory=time.time)
     active_streams: int = 0
     draining: bool = False
@@ -48,8 +50,11 @@ class AppState:
         self.api_keys = ApiKeys(self.store)
         self.streams_closed.set()
 
-    def refresh_keyword_gauge(self) -> None:
-        self.metrics.keywords.set(self.spotter.index.total())
+    def record_detections(self, tenant: str, detections: Sequence[Detection], source: str) -> None:
+        """Count detections: Prometheus by source only, per keyword in :class:`DetectionCounts`."""
+        if detections:
+            self.metrics.detections.labels(source).inc(len(detections))
+            self.counts.add(tenant, (d.keyword_id for d in detections))
 
     def stream_opened(self) -> None:
         self.active_streams += 1
@@ -75,8 +80,10 @@ class AppState:
             return False
 
 
-def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) -> tuple[Spotter, KeywordStore, KeywordService]:
-    """Blocking start-up work (run in a thread): models, contract check, store, index rebuild.
+def load_engine(settings: Settings, metrics: Metrics, counts: DetectionCounts,
+                g2p: G2P | None = None) -> tuple[Spotter, KeywordStore, KeywordRegistry]:
+    """Blocking start-up work (run in a thread): models, contract check, store, the keyword registry
+    (index rebuilt from the store). The keyword gauge reads the registry, so no route updates it.
 
     Raises ``ModelContractError`` (model mismatch) or a SQLAlchemy error (database unreachable).
     """
@@ -87,14 +94,13 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
     spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
                            threads=settings.onnx_threads, g2p=g2p, verify_hashes=settings.verify_model_hashes)
     store = KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous)
-    keywords = KeywordService(
-        store, spotter, settings.default_threshold,
-        ConfusionPolicy(settings.confusable_min_cosine, settings.confusable_max_phoneme_distance,
-                        settings.confusable_top_k),
+    registry = KeywordRegistry(
+        store, spotter, settings.default_threshold, settings.confusion_policy(),
         max_keywords_per_tenant=settings.max_keywords_per_tenant,
         tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
+        on_removed=counts.forget,
     )
-    n, diff = keywords.reconcile()
+    n, diff = registry.reconcile()
     if diff:
         log.info("keyword index was out of step with the store (%s); rebuilt from the store", diff)
     spec = spotter.spec
@@ -106,11 +112,11 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
         "index_backend": spotter.index_backend,
         "database": store.backend,
     })
-    metrics.keywords.set(n)
+    metrics.keywords.set_function(registry.total)
     log.info("openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
              spec.model_version, spec.frontend, spotter.onnx_backend, spotter.index_backend, n, store.backend,
              time.perf_counter() - t0)
-    return spotter, store, keywords
+    return spotter, store, registry
 
 
 def make_batcher(settings: Settings, spotter: Spotter, metrics: Metrics) -> MicroBatcher[AudioSession, DecodeResult]:

@@ -11,9 +11,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..limits import BodyTooLarge, too_large_body
 from ..metrics import Metrics
 
 log = logging.getLogger("openkws")
@@ -65,7 +66,10 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return JSONResponse(error_body("invalid_request", message), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse | Response:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wrapped our limit into "could not parse"
+            metrics.errors.labels("body_too_large").inc()
+            return Response(too_large_body(exc.__cause__.limit), status_code=413, media_type="application/json")
         if exc.status_code == 400:  # FastAPI/Starlette body parsing (not UTF-8, broken multipart)
             metrics.errors.labels("invalid_request").inc()
             return JSONResponse(error_body("invalid_request", f"the request body could not be parsed ({exc.detail}); "

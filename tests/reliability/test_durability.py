@@ -30,7 +30,7 @@ WORDS = ("alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "l
 def test_reconcile_rebuilds_an_index_out_of_step(client: TestClient) -> None:
     r = client.post("/v1/keywords/batch", json={"keywords": [{"text": t} for t in ("hey jarvis", "play music", "stop")]})
     ids = [k["id"] for k in r.json()["keywords"]]
-    kw = client.app.state.openkws.keywords  # type: ignore[attr-defined]
+    kw = client.app.state.openkws.registry  # type: ignore[attr-defined]
     index = kw.spotter.index
     assert not kw.check_index()
     # drift three ways: a missing keyword, a stale extra one, a different threshold
@@ -54,7 +54,7 @@ def test_startup_rebuilds_the_index_from_the_store(make_client: Callable[..., Te
         second = make_client()  # same data_dir: a fresh process finds the store and an empty index
     assert any("out of step" in r.getMessage() for r in caplog.records)
     assert second.get("/readyz").json()["keywords"] == 2
-    assert not second.app.state.openkws.keywords.check_index()  # type: ignore[attr-defined]
+    assert not second.app.state.openkws.registry.check_index()  # type: ignore[attr-defined]
     assert sorted(second.app.state.openkws.spotter.index.tenant("default").by_id) == sorted(ids)  # type: ignore[attr-defined]
 
 

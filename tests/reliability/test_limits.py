@@ -17,7 +17,7 @@ from openkws.app import create_app
 from openkws.audio import AudioFormat
 from openkws.limits import TokenBucket
 from openkws.protocol import CloseCode
-from openkws.server import make_server
+from openkws.server import KeepaliveProtocol, make_server
 from openkws.streaming import AudioSession
 from starlette.websockets import WebSocketState
 
@@ -160,9 +160,9 @@ def test_client_that_stops_reading_is_dropped(make_settings: Callable[..., Any],
 
 
 def test_server_bounds_socket_buffers(make_settings: Callable[..., Any], g2p: Any) -> None:
-    settings = make_settings(max_frame_bytes=65536, ws_max_queue=3, shutdown_timeout_s=7.5)
+    settings = make_settings(max_frame_bytes=65536, shutdown_timeout_s=7.5)
     cfg = make_server(create_app(settings, g2p=g2p), settings).config
-    assert cfg.ws_max_size == 2 * 65536 and cfg.ws_max_queue == 3  # <= 384 KiB queued per connection
+    assert cfg.ws_max_size == 2 * 65536 and cfg.ws is KeepaliveProtocol  # one message (<= 128 KiB) waits per connection
     assert cfg.ws_per_message_deflate is False
     assert cfg.timeout_graceful_shutdown == 8
     assert cfg.host == "127.0.0.1"
