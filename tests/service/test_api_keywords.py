@@ -41,7 +41,7 @@ def test_batch_enrollment_is_all_or_nothing(client: TestClient) -> None:
     r = client.post("/v1/keywords/batch", json={"keywords": [{"text": "play music"}, {"text": "@@@"}]})
     assert r.status_code == 422
     err = r.json()["error"]
-    assert err["code"] == "invalid_keyword_text" and err["rule"] == "no_words" and err["position"] == 1
+    assert err["code"] == "invalid_keyword_text" and err["rule"] == "unsupported_character" and err["position"] == 1
     assert "keywords[1].text" in err["message"]
     assert client.get("/v1/keywords").json()["total"] == 0
     r = client.post("/v1/keywords/batch", json={"keywords": [{"text": "play music"}, {"text": "stop", "threshold": 0.7},
