@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 from openkws.constants import SAMPLE_RATE
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from bench._server import STOP_MESSAGE, ServerProcess, start_message
 
@@ -37,9 +39,6 @@ MiB = 1 << 20
 
 
 async def sender(url: str, frame: bytes, seconds: float, out: dict[str, Any]) -> None:
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
     out.update(frames=0, messages={}, final=None, close_code=None, error=None)
     async with connect(url.replace("http://", "ws://") + "/v1/stream", max_size=None, ping_interval=None,
                        open_timeout=60, close_timeout=60) as ws:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from openkws.api.stream import StreamHandler
+from openkws.stream_handler import StreamHandler
 from openkws.app import create_app
 from openkws.audio import AudioFormat
 from openkws.limits import TokenBucket
