@@ -40,8 +40,13 @@ MiB = 1 << 20
 
 async def sender(url: str, frame: bytes, seconds: float, out: dict[str, Any]) -> None:
     out.update(frames=0, messages={}, final=None, close_code=None, error=None)
-    async with connect(url.replace("http://", "ws://") + "/v1/stream", max_size=None, ping_interval=None,
-                       open_timeout=60, close_timeout=60) as ws:
+    async with connect(
+        url.replace("http://", "ws://") + "/v1/stream",
+        max_size=None,
+        ping_interval=None,
+        open_timeout=60,
+        close_timeout=60,
+    ) as ws:
         await ws.send(start_message())
 
         async def read() -> None:
@@ -90,21 +95,33 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]
     stop.set()
     await sampler
     end = server.rss_bytes()
-    no_final = [i for i, r in enumerate(results)
-                if r["final"] is None or r["final"].get("type") not in ("summary", "error")]
+    no_final = [
+        i
+        for i, r in enumerate(results)
+        if r["final"] is None or r["final"].get("type") not in ("summary", "error")
+    ]
     peak = max(rss, default=baseline)
     return {
-        "clients": args.clients, "frame_bytes": args.frame_bytes, "send_seconds": args.seconds, "wall_s": round(wall, 1),
+        "clients": args.clients,
+        "frame_bytes": args.frame_bytes,
+        "send_seconds": args.seconds,
+        "wall_s": round(wall, 1),
         "streams_without_final_message": len(no_final),
         "close_codes": sorted(r["close_code"] for r in results),
         "final_types": [r["final"]["type"] if r["final"] else None for r in results],
-        "final_reasons": [(r["final"] or {}).get("reason") or (r["final"] or {}).get("code") for r in results],
+        "final_reasons": [
+            (r["final"] or {}).get("reason") or (r["final"] or {}).get("code") for r in results
+        ],
         "frames_sent": [r["frames"] for r in results],
         "audio_sent_s": [round(r["frames"] * samples / SAMPLE_RATE, 1) for r in results],
         "audio_processed_s": [round((r["final"] or {}).get("audio_ms", 0.0) / 1000.0, 1) for r in results],
         "detections": [r["messages"].get("detection", 0) for r in results],
-        "rss_mib": {"baseline": round(baseline / MiB, 1), "peak": round(peak / MiB, 1), "end": round(end / MiB, 1),
-                    "per_stream_peak": round((peak - baseline) / MiB / args.clients, 1)},
+        "rss_mib": {
+            "baseline": round(baseline / MiB, 1),
+            "peak": round(peak / MiB, 1),
+            "end": round(end / MiB, 1),
+            "per_stream_peak": round((peak - baseline) / MiB / args.clients, 1),
+        },
     }
 
 
@@ -125,8 +142,11 @@ def main() -> None:
         finally:
             server.terminate()
             log = server.log_tail(20000)
-        report["server_log_errors"] = [line for line in log.splitlines()
-                                       if "Traceback" in line or "Logging error" in line or "ERROR" in line][:20]
+        report["server_log_errors"] = [
+            line
+            for line in log.splitlines()
+            if "Traceback" in line or "Logging error" in line or "ERROR" in line
+        ][:20]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -23,8 +23,8 @@ SHUTDOWN_MESSAGE = "the server is shutting down; reconnect (another replica, or 
 CLOSE_TIMEOUT_S = 2.0  # a close frame to a client that does not read must not hold the handler
 
 
-class Refused(Exception):
-    """A stream refused before it starts: an ``error`` message, then ``code``."""
+class Close(Exception):
+    """End a stream, or refuse one before it starts: an ``error`` message, then ``code``."""
 
     def __init__(self, code: CloseCode, error: str, message: str) -> None:
         super().__init__(message)
@@ -37,9 +37,9 @@ def serving_state(ws: WebSocket) -> AppState:
     """The app's state when it takes streams (not starting, not draining)."""
     state: AppState | None = getattr(ws.app.state, "openkws", None)
     if state is None:
-        raise Refused(CloseCode.TRY_AGAIN_LATER, "not_ready", "the service is starting; retry shortly")
+        raise Close(CloseCode.TRY_AGAIN_LATER, "not_ready", "the service is starting; retry shortly")
     if state.draining:
-        raise Refused(CloseCode.GOING_AWAY, "shutting_down", SHUTDOWN_MESSAGE)
+        raise Close(CloseCode.GOING_AWAY, "shutting_down", SHUTDOWN_MESSAGE)
     return state
 
 
@@ -47,17 +47,26 @@ def serving_state(ws: WebSocket) -> AppState:
 async def stream_slot(state: AppState, principal: Principal) -> AsyncIterator[None]:
     """Check scope and the stream limits, then hold one slot (global and per key) while the body runs."""
     if not principal.allows("stream"):
-        raise Refused(CloseCode.FORBIDDEN, "forbidden",
-                      f"this API key has scope {principal.scope!r}; streaming needs 'stream' or 'admin'")
+        raise Close(
+            CloseCode.FORBIDDEN,
+            "forbidden",
+            f"this API key has scope {principal.scope!r}; streaming needs 'stream' or 'admin'",
+        )
     settings = state.settings
     if state.active_streams >= settings.max_streams:
-        raise Refused(CloseCode.TRY_AGAIN_LATER, "too_many_streams",
-                      f"{state.active_streams} streams are open and the limit is {settings.max_streams}; retry later")
+        raise Close(
+            CloseCode.TRY_AGAIN_LATER,
+            "too_many_streams",
+            f"{state.active_streams} streams are open and the limit is {settings.max_streams}; retry later",
+        )
     key = principal.limit_key
     if key is not None and state.streams_per_key.get(key) >= settings.max_streams_per_key:
-        raise Refused(CloseCode.TRY_AGAIN_LATER, "too_many_streams",
-                      f"this API key has {state.streams_per_key.get(key)} streams open and the limit per key is "
-                      f"{settings.max_streams_per_key}; close one or retry later")
+        raise Close(
+            CloseCode.TRY_AGAIN_LATER,
+            "too_many_streams",
+            f"this API key has {state.streams_per_key.get(key)} streams open and the limit per key is "
+            f"{settings.max_streams_per_key}; close one or retry later",
+        )
     state.stream_opened()
     if key is not None:
         state.streams_per_key.acquire(key)
@@ -69,13 +78,17 @@ async def stream_slot(state: AppState, principal: Principal) -> AsyncIterator[No
         state.stream_ended()
 
 
-async def refuse(ws: WebSocket, r: Refused) -> None:
+async def refuse(ws: WebSocket, c: Close) -> None:
     """Send the refusal's ``error`` message and close (best effort: the client may be gone)."""
     state: AppState | None = getattr(ws.app.state, "openkws", None)
     if state is not None:
-        state.metrics.errors.labels(r.error).inc()
-        state.metrics.ws_sessions.labels(str(int(r.code))).inc()
+        state.metrics.errors.labels(c.error).inc()
+        state.metrics.ws_sessions.labels(str(int(c.code))).inc()
     with contextlib.suppress(Exception):
-        await asyncio.wait_for(ws.send_text(ErrorMessage(code=r.error, message=r.message, close_code=int(r.code))
-                                            .model_dump_json()), CLOSE_TIMEOUT_S)
-        await asyncio.wait_for(ws.close(int(r.code), r.error), CLOSE_TIMEOUT_S)
+        await asyncio.wait_for(
+            ws.send_text(
+                ErrorMessage(code=c.error, message=c.message, close_code=int(c.code)).model_dump_json()
+            ),
+            CLOSE_TIMEOUT_S,
+        )
+        await asyncio.wait_for(ws.close(int(c.code), c.error), CLOSE_TIMEOUT_S)

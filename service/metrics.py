@@ -38,34 +38,59 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.http_requests = Counter("openkws_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r)
-        self.http_latency = Histogram("openkws_http_request_duration_seconds", "HTTP request latency",
-                                      ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ws_sessions = Counter("openkws_websocket_sessions_total", "Websocket streams by close code",
-                                   ["close_code"], registry=r)
-        self.ws_duration = Histogram("openkws_websocket_session_duration_seconds", "Websocket stream duration",
-                                     buckets=(0.1, 1, 5, 15, 60, 300, 1800, 3600), registry=r)
+        self.http_requests = Counter(
+            "openkws_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "openkws_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ws_sessions = Counter(
+            "openkws_websocket_sessions_total", "Websocket streams by close code", ["close_code"], registry=r
+        )
+        self.ws_duration = Histogram(
+            "openkws_websocket_session_duration_seconds",
+            "Websocket stream duration",
+            buckets=(0.1, 1, 5, 15, 60, 300, 1800, 3600),
+            registry=r,
+        )
         self.active_streams = Gauge("openkws_active_streams", "Open websocket streams", registry=r)
-        self.audio_seconds = Counter("openkws_audio_seconds_total", "Audio processed (16 kHz seconds)", ["source"],
-                                     registry=r)
-        self.batch_size = Histogram("openkws_inference_batch_size", "Streams per inference batch",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_latency = Histogram("openkws_inference_batch_seconds", "Inference time per batch",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram("openkws_inference_queue_wait_seconds", "Time a job waited for a batch",
-                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.audio_seconds = Counter(
+            "openkws_audio_seconds_total", "Audio processed (16 kHz seconds)", ["source"], registry=r
+        )
+        self.batch_size = Histogram(
+            "openkws_inference_batch_size", "Streams per inference batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_latency = Histogram(
+            "openkws_inference_batch_seconds", "Inference time per batch", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "openkws_inference_queue_wait_seconds",
+            "Time a job waited for a batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge("openkws_inference_queue_depth", "Jobs waiting for a batch", registry=r)
-        self.detections = Counter("openkws_detections_total", "Detections by source (stream | detect)", ["source"],
-                                  registry=r)
+        self.detections = Counter(
+            "openkws_detections_total", "Detections by source (stream | detect)", ["source"], registry=r
+        )
         self.keywords = Gauge("openkws_enrolled_keywords", "Keywords in the index", registry=r)
-        self.errors = Counter("openkws_errors_total", "Client and server errors by code", ["code"], registry=r)
+        self.errors = Counter(
+            "openkws_errors_total", "Client and server errors by code", ["code"], registry=r
+        )
         self.model = Info("openkws_model", "Loaded model and backends", registry=r)
-        self.enroll_latency = Histogram("openkws_enrollment_seconds", "Time to enroll one request",
-                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.enroll_latency = Histogram(
+            "openkws_enrollment_seconds", "Time to enroll one request", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.detection_latency = Histogram(
             "openkws_detection_latency_seconds",
             "Streamed detections: end of the keyword's window to the event (decision delay + decode time)",
-            buckets=LATENCY_BUCKETS, registry=r)
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     def render(self) -> bytes:

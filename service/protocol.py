@@ -60,6 +60,16 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403  # the key's scope does not allow streaming
 
 
+# AudioError codes (openkws.audio) and the close code each ends a stream with
+AUDIO_CLOSE: dict[str, CloseCode] = {
+    "unsupported_sample_rate": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "unsupported_encoding": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "unsupported_channels": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "truncated_sample": CloseCode.TRUNCATED_SAMPLE,
+    "invalid_samples": CloseCode.INVALID_SAMPLES,
+}
+
+
 class _Msg(BaseModel):
     # strict: a JSON string or boolean is never coerced to a number (docs promise 4001 for wrong types)
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -108,8 +118,10 @@ def parse_client_message(text: str) -> StartMessage | StopMessage:
             'or {"type": "stop", "version": 1}',
         ) from None
     if msg.version != PROTOCOL_VERSION:
-        raise ProtocolError(CloseCode.UNSUPPORTED_VERSION,
-                            f"protocol version {msg.version} not supported; this server speaks version {PROTOCOL_VERSION}")
+        raise ProtocolError(
+            CloseCode.UNSUPPORTED_VERSION,
+            f"protocol version {msg.version} not supported; this server speaks version {PROTOCOL_VERSION}",
+        )
     return msg
 
 
@@ -196,4 +208,6 @@ class SummaryMessage(_Out):
     near_misses: int
     frames: int = Field(description="binary frames received")
     reason: Literal["stop", "shutting_down"] = Field(
-        "stop", description="stop: the client sent stop; shutting_down: the server is stopping (close 1001 follows)")
+        "stop",
+        description="stop: the client sent stop; shutting_down: the server is stopping (close 1001 follows)",
+    )

@@ -78,14 +78,18 @@ class IndexDiff:
         return bool(self.missing or self.extra or self.thresholds)
 
     def __str__(self) -> str:
-        return (f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
-                f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})")
+        return (
+            f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
+            f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})"
+        )
 
 
 class TooManyKeywords(Exception):
     def __init__(self, tenant_count: int, new: int, limit: int) -> None:
-        super().__init__(f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
-                         "accepted per tenant; delete keywords first")
+        super().__init__(
+            f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
+            "accepted per tenant; delete keywords first"
+        )
         self.message = str(self)
 
 
@@ -99,9 +103,16 @@ class InvalidKeywordText(ValueError):
 
 
 class KeywordRegistry:
-    def __init__(self, store: KeywordStore, spotter: Spotter, default_threshold: float | None = None,
-                 confusion: ConfusionPolicy | None = None, max_keywords_per_tenant: int | None = None,
-                 tts: ProxyTTS | None = None, on_removed: Callable[[str, Sequence[int]], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: KeywordStore,
+        spotter: Spotter,
+        default_threshold: float | None = None,
+        confusion: ConfusionPolicy | None = None,
+        max_keywords_per_tenant: int | None = None,
+        tts: ProxyTTS | None = None,
+        on_removed: Callable[[str, Sequence[int]], None] | None = None,
+    ) -> None:
         self.store = store
         self.on_removed = on_removed  # told which ids left the index (per-keyword counters drop them)
         self.tts = tts or ProxyTTS()
@@ -139,8 +150,14 @@ class KeywordRegistry:
                 try:
                     proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text), r.proxy_mode)
                 except TTSError as err:
-                    log.warning("keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
-                                "another model and TTS failed (%s)", r.id, r.text, r.proxy_mode, err)
+                    log.warning(
+                        "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
+                        "another model and TTS failed (%s)",
+                        r.id,
+                        r.text,
+                        r.proxy_mode,
+                        err,
+                    )
                     out.append(e)
                     continue
                 self.store.set_proxy(r.id, proxy, fingerprint)
@@ -201,8 +218,11 @@ class KeywordRegistry:
                 if new:
                     index.upsert(self._entries(new))
                     added += len(new)
-                changed = {i: r.threshold for i, r in stored.items()
-                           if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9}
+                changed = {
+                    i: r.threshold
+                    for i, r in stored.items()
+                    if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9
+                }
                 if changed:
                     index.set_thresholds(tenant, changed)
                     updated += len(changed)
@@ -231,8 +251,15 @@ class KeywordRegistry:
         proxies = self._new_proxies(tenant, prons, [it.proxy for it in items])
         fingerprint = self.spotter.acoustic_fingerprint
         news = [
-            NewKeyword(p.text, p.phonemes, self.default_threshold if it.threshold is None else it.threshold, it.metadata,
-                       it.proxy, None if it.proxy == "text" else proxy, None if it.proxy == "text" else fingerprint)
+            NewKeyword(
+                p.text,
+                p.phonemes,
+                self.default_threshold if it.threshold is None else it.threshold,
+                it.metadata,
+                it.proxy,
+                None if it.proxy == "text" else proxy,
+                None if it.proxy == "text" else fingerprint,
+            )
             for p, it, proxy in zip(prons, items, proxies, strict=True)
         ]
         with self._write:
@@ -246,7 +273,9 @@ class KeywordRegistry:
             entries: dict[int, KeywordEntry] = {}
             for (rec, created), proxy in zip(results, proxies, strict=True):
                 if created and proxy is not None:
-                    entries[rec.id] = KeywordEntry(rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy)
+                    entries[rec.id] = KeywordEntry(
+                        rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy
+                    )
                 elif rec.id not in before and rec.id not in entries:  # also heals a store/index gap
                     entries[rec.id] = self._entries([rec])[0]
             if entries:
@@ -262,8 +291,9 @@ class KeywordRegistry:
                 seen.append((rec, current.proxy))
         return out
 
-    def _new_proxies(self, tenant: str, prons: Sequence[Pronunciation],
-                     modes: Sequence[ProxyMode]) -> list[np.ndarray | None]:
+    def _new_proxies(
+        self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]
+    ) -> list[np.ndarray | None]:
         """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
         inv = self.spotter.g2p.inventory
         text = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
@@ -281,8 +311,13 @@ class KeywordRegistry:
                 out.append(combine_proxies(t, acoustic[p.text], mode))
         return out
 
-    def _confusables(self, rec: KeywordRecord, proxy: np.ndarray, before: TenantIndex,
-                     batch: list[tuple[KeywordRecord, np.ndarray]]) -> tuple[Confusable, ...]:
+    def _confusables(
+        self,
+        rec: KeywordRecord,
+        proxy: np.ndarray,
+        before: TenantIndex,
+        batch: list[tuple[KeywordRecord, np.ndarray]],
+    ) -> tuple[Confusable, ...]:
         """Enrolled keywords (and earlier ones of the same batch) that sound like ``rec``."""
         pol = self.confusion
         cands: dict[int, tuple[str, tuple[str, ...], float]] = {}

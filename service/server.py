@@ -51,7 +51,9 @@ class _RedactTokens(logging.Filter):
         return True
 
 
-KEEPALIVE_MESSAGE = "no answer to a websocket ping for {:g} s while the server was reading; the connection is closed"
+KEEPALIVE_MESSAGE = (
+    "no answer to a websocket ping for {:g} s while the server was reading; the connection is closed"
+)
 
 
 class KeepaliveProtocol(WebSocketsSansIOProtocol):
@@ -90,8 +92,11 @@ class KeepaliveProtocol(WebSocketsSansIOProtocol):
         code = int(CloseCode.KEEPALIVE_TIMEOUT)
         message = KEEPALIVE_MESSAGE.format(self.ping_timeout or 0.0)
         # The final message goes out before the close frame, in case the peer still reads.
-        self.conn.send_text(ErrorMessage(code="keepalive_timeout", message=message, close_code=code)
-                            .model_dump_json().encode())
+        self.conn.send_text(
+            ErrorMessage(code="keepalive_timeout", message=message, close_code=code)
+            .model_dump_json()
+            .encode()
+        )
         self.conn.fail(code, "keepalive_timeout")
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
@@ -118,7 +123,11 @@ def warn_if_exposed(settings: Settings) -> bool:
     log.warning(
         "\n%s\nAUTHENTICATION IS OFF while listening on %s: anyone who can reach this port can enroll, delete and "
         "detect keywords. Set OPENKWS_AUTH=on and create keys with `openkws keys create --tenant T --scope admin`, "
-        "or bind to 127.0.0.1.\n%s", "!" * 100, settings.host, "!" * 100)
+        "or bind to 127.0.0.1.\n%s",
+        "!" * 100,
+        settings.host,
+        "!" * 100,
+    )
     return True
 
 
@@ -140,13 +149,18 @@ class GracefulServer(uvicorn.Server):
 
 def make_server(app: FastAPI, settings: Settings, log_level: str = "info") -> GracefulServer:
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=log_level,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
         # The handler answers a message up to 2x max_frame_bytes with a readable 1009 error; larger
         # ones are refused by the websocket layer itself (also 1009). The protocol pauses reading
         # after each message until the app takes it: one message waits per connection.
-        ws=KeepaliveProtocol, ws_max_size=2 * settings.max_frame_bytes,
+        ws=KeepaliveProtocol,
+        ws_max_size=2 * settings.max_frame_bytes,
         ws_per_message_deflate=False,  # audio does not compress; no inflate work for clients to trigger
-        ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_timeout_s,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
         timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_s),
     )
     for name in ("uvicorn.error", "uvicorn.access"):

@@ -80,8 +80,9 @@ class AppState:
             return False
 
 
-def load_engine(settings: Settings, metrics: Metrics, counts: DetectionCounts,
-                g2p: G2P | None = None) -> tuple[Spotter, KeywordStore, KeywordRegistry]:
+def load_engine(
+    settings: Settings, metrics: Metrics, counts: DetectionCounts, g2p: G2P | None = None
+) -> tuple[Spotter, KeywordStore, KeywordRegistry]:
     """Blocking start-up work (run in a thread): models, contract check, store, the keyword registry
     (index rebuilt from the store). The keyword gauge reads the registry, so no route updates it.
 
@@ -91,11 +92,20 @@ def load_engine(settings: Settings, metrics: Metrics, counts: DetectionCounts,
     faiss.omp_set_num_threads(settings.faiss_threads)
     limit_blas_threads(settings.blas_threads)
     t0 = time.perf_counter()
-    spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
-                           threads=settings.onnx_threads, g2p=g2p, verify_hashes=settings.verify_model_hashes)
+    spotter = Spotter.load(
+        settings.model_dir,
+        settings.detector_config(),
+        device=settings.device,
+        threads=settings.onnx_threads,
+        g2p=g2p,
+        verify_hashes=settings.verify_model_hashes,
+    )
     store = KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous)
     registry = KeywordRegistry(
-        store, spotter, settings.default_threshold, settings.confusion_policy(),
+        store,
+        spotter,
+        settings.default_threshold,
+        settings.confusion_policy(),
         max_keywords_per_tenant=settings.max_keywords_per_tenant,
         tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
         on_removed=counts.forget,
@@ -104,22 +114,33 @@ def load_engine(settings: Settings, metrics: Metrics, counts: DetectionCounts,
     if diff:
         log.info("keyword index was out of step with the store (%s); rebuilt from the store", diff)
     spec = spotter.spec
-    metrics.model.info({
-        "model_version": spec.model_version,
-        "frontend": spec.frontend,
-        "embedding_dim": str(spec.embedding_dim),
-        "onnx_backend": spotter.onnx_backend,
-        "index_backend": spotter.index_backend,
-        "database": store.backend,
-    })
+    metrics.model.info(
+        {
+            "model_version": spec.model_version,
+            "frontend": spec.frontend,
+            "embedding_dim": str(spec.embedding_dim),
+            "onnx_backend": spotter.onnx_backend,
+            "index_backend": spotter.index_backend,
+            "database": store.backend,
+        }
+    )
     metrics.keywords.set_function(registry.total)
-    log.info("openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
-             spec.model_version, spec.frontend, spotter.onnx_backend, spotter.index_backend, n, store.backend,
-             time.perf_counter() - t0)
+    log.info(
+        "openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
+        spec.model_version,
+        spec.frontend,
+        spotter.onnx_backend,
+        spotter.index_backend,
+        n,
+        store.backend,
+        time.perf_counter() - t0,
+    )
     return spotter, store, registry
 
 
-def make_batcher(settings: Settings, spotter: Spotter, metrics: Metrics) -> MicroBatcher[AudioSession, DecodeResult]:
+def make_batcher(
+    settings: Settings, spotter: Spotter, metrics: Metrics
+) -> MicroBatcher[AudioSession, DecodeResult]:
     return MicroBatcher(
         BatchRunner(spotter, metrics),
         max_batch=settings.max_batch,

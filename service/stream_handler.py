@@ -26,10 +26,11 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from .admission import CLOSE_TIMEOUT_S, SHUTDOWN_MESSAGE
+from .admission import CLOSE_TIMEOUT_S, SHUTDOWN_MESSAGE, Close
 from .audio import AudioError, AudioFormat
 from .batcher import BatcherClosed, QueueFull
 from .protocol import (
+    AUDIO_CLOSE,
     CloseCode,
     DetectionMessage,
     ErrorMessage,
@@ -48,24 +49,7 @@ from .streaming import AudioSession
 
 log = logging.getLogger("openkws")
 
-AUDIO_CLOSE = {
-    "unsupported_sample_rate": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
-    "unsupported_encoding": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
-    "unsupported_channels": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
-    "truncated_sample": CloseCode.TRUNCATED_SAMPLE,
-    "invalid_samples": CloseCode.INVALID_SAMPLES,
-}
 START_EXAMPLE = '{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le", "channels": 1}'
-
-
-class Close(Exception):
-    """End the stream with an ``error`` message and a close code."""
-
-    def __init__(self, code: CloseCode, error: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.error = error
-        self.message = message
 
 
 class _Disconnected(Exception):
@@ -113,17 +97,23 @@ class StreamHandler:
     async def receive(self) -> dict[str, Any]:
         s = self.settings
         left = s.max_stream_seconds - (time.monotonic() - self.opened)
+        too_long = Close(
+            CloseCode.STREAM_TOO_LONG,
+            "stream_too_long",
+            f"the stream has been open for more than {s.max_stream_seconds:g} s; open a new stream",
+        )
         if left <= 0:
-            raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
-                        f"the stream has been open for more than {s.max_stream_seconds:g} s; open a new stream")
+            raise too_long
         try:
             msg = await asyncio.wait_for(self.ws.receive(), min(s.idle_timeout_s, left))
         except TimeoutError:
             if s.idle_timeout_s < left:
-                raise Close(CloseCode.IDLE_TIMEOUT, "idle_timeout",
-                            f"no message for {s.idle_timeout_s:g} s; send audio continuously or stop") from None
-            raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
-                        f"the stream has been open for more than {s.max_stream_seconds:g} s; open a new stream") from None
+                raise Close(
+                    CloseCode.IDLE_TIMEOUT,
+                    "idle_timeout",
+                    f"no message for {s.idle_timeout_s:g} s; send audio continuously or stop",
+                ) from None
+            raise too_long from None
         if msg["type"] == "websocket.disconnect":
             raise _Disconnected(int(msg.get("code") or 1005), str(msg.get("reason") or ""))
         return dict(msg)
@@ -132,11 +122,18 @@ class StreamHandler:
     async def start(self) -> AudioSession:
         msg = await self.receive()
         if msg.get("bytes") is not None:
-            raise Close(CloseCode.BINARY_BEFORE_START, "binary_before_start",
-                        f"binary audio frame before start; send a JSON start message first, e.g. {START_EXAMPLE}")
+            raise Close(
+                CloseCode.BINARY_BEFORE_START,
+                "binary_before_start",
+                f"binary audio frame before start; send a JSON start message first, e.g. {START_EXAMPLE}",
+            )
         parsed = self._parse(msg.get("text") or "")
         if isinstance(parsed, StopMessage):
-            raise Close(CloseCode.INVALID_MESSAGE, "invalid_message", f"stop before start; send start first, e.g. {START_EXAMPLE}")
+            raise Close(
+                CloseCode.INVALID_MESSAGE,
+                "invalid_message",
+                f"stop before start; send start first, e.g. {START_EXAMPLE}",
+            )
         fmt = AudioFormat(parsed.sample_rate, parsed.encoding, parsed.channels)
         try:
             fmt.validate()
@@ -146,19 +143,30 @@ class StreamHandler:
         stream = self.state.spotter.create_stream(subset, self.tenant, debug=parsed.debug)
         session = AudioSession(stream, fmt.sample_rate, fmt.channels, fmt)
         n = self.state.registry.indexed(self.tenant) if subset is None else len(subset)
-        await self.send(ReadyMessage(
-            session_id=session.id, model_version=self.state.spotter.spec.model_version,
-            sample_rate=fmt.sample_rate, encoding=fmt.encoding, channels=fmt.channels, keywords=n,
-            limits=Limits(max_frame_bytes=self.settings.max_frame_bytes,
-                          max_stream_seconds=self.settings.max_stream_seconds,
-                          idle_timeout_s=self.settings.idle_timeout_s),
-        ))
+        await self.send(
+            ReadyMessage(
+                session_id=session.id,
+                model_version=self.state.spotter.spec.model_version,
+                sample_rate=fmt.sample_rate,
+                encoding=fmt.encoding,
+                channels=fmt.channels,
+                keywords=n,
+                limits=Limits(
+                    max_frame_bytes=self.settings.max_frame_bytes,
+                    max_stream_seconds=self.settings.max_stream_seconds,
+                    idle_timeout_s=self.settings.idle_timeout_s,
+                ),
+            )
+        )
         return session
 
     def _parse(self, text: str) -> StartMessage | StopMessage:
         if len(text.encode()) > self.settings.max_frame_bytes:
-            raise Close(CloseCode.MESSAGE_TOO_BIG, "frame_too_large",
-                        f"text message of {len(text.encode())} bytes; at most {self.settings.max_frame_bytes} are accepted")
+            raise Close(
+                CloseCode.MESSAGE_TOO_BIG,
+                "frame_too_large",
+                f"text message of {len(text.encode())} bytes; at most {self.settings.max_frame_bytes} are accepted",
+            )
         try:
             return parse_client_message(text)
         except ProtocolError as e:
@@ -169,12 +177,18 @@ class StreamHandler:
         if start.keywords is None:
             return None
         if not start.keywords:
-            raise Close(CloseCode.INVALID_MESSAGE, "invalid_message",
-                        "keywords is an empty list; omit it (or send null) to match every enrolled keyword")
+            raise Close(
+                CloseCode.INVALID_MESSAGE,
+                "invalid_message",
+                "keywords is an empty list; omit it (or send null) to match every enrolled keyword",
+            )
         missing = self.state.registry.missing(self.tenant, start.keywords)
         if missing:
-            raise Close(CloseCode.UNKNOWN_KEYWORD, "unknown_keyword",
-                        f"keyword ids {missing[:20]} are not enrolled; GET /v1/keywords lists enrolled ids")
+            raise Close(
+                CloseCode.UNKNOWN_KEYWORD,
+                "unknown_keyword",
+                f"keyword ids {missing[:20]} are not enrolled; GET /v1/keywords lists enrolled ids",
+            )
         return start.keywords
 
     # -- phase 2: audio --------------------------------------------------------------------------
@@ -189,30 +203,45 @@ class StreamHandler:
             data = msg.get("bytes")
             if data is not None:
                 if len(data) > s.max_frame_bytes:
-                    raise Close(CloseCode.MESSAGE_TOO_BIG, "frame_too_large",
-                                f"binary frame of {len(data)} bytes; at most {s.max_frame_bytes} are accepted "
-                                "(send audio in chunks of 20–1000 ms)")
+                    raise Close(
+                        CloseCode.MESSAGE_TOO_BIG,
+                        "frame_too_large",
+                        f"binary frame of {len(data)} bytes; at most {s.max_frame_bytes} are accepted "
+                        "(send audio in chunks of 20–1000 ms)",
+                    )
                 if len(data) % fmt.bytes_per_frame:
-                    raise Close(CloseCode.TRUNCATED_SAMPLE, "truncated_sample",
-                                f"binary frame of {len(data)} bytes is not a whole number of samples: {fmt.encoding} "
-                                f"with {fmt.channels} channel(s) needs a multiple of {fmt.bytes_per_frame} bytes")
+                    raise Close(
+                        CloseCode.TRUNCATED_SAMPLE,
+                        "truncated_sample",
+                        f"binary frame of {len(data)} bytes is not a whole number of samples: {fmt.encoding} "
+                        f"with {fmt.channels} channel(s) needs a multiple of {fmt.bytes_per_frame} bytes",
+                    )
                 if not data:
                     continue
                 if session.received_ms / 1000.0 > s.max_stream_seconds:
-                    raise Close(CloseCode.STREAM_TOO_LONG, "stream_too_long",
-                                f"more than {s.max_stream_seconds:g} s of audio in one stream; open a new stream")
+                    raise Close(
+                        CloseCode.STREAM_TOO_LONG,
+                        "stream_too_long",
+                        f"more than {s.max_stream_seconds:g} s of audio in one stream; open a new stream",
+                    )
                 session.push_bytes(data)
                 self.wake.set()
                 # Backpressure: a client sending faster than we decode is not read from until the
                 # backlog drains, so per-stream memory stays bounded (TCP holds the rest).
-                while session.pending_seconds > s.max_pending_seconds or session.pending_bytes > s.max_pending_bytes:
+                while (
+                    session.pending_seconds > s.max_pending_seconds
+                    or session.pending_bytes > s.max_pending_bytes
+                ):
                     self.drained.clear()
                     await self.drained.wait()
                 continue
             parsed = self._parse(msg.get("text") or "")
             if isinstance(parsed, StartMessage):
-                raise Close(CloseCode.INVALID_MESSAGE, "invalid_message",
-                            "start was already received; send binary audio frames or {\"type\": \"stop\", \"version\": 1}")
+                raise Close(
+                    CloseCode.INVALID_MESSAGE,
+                    "invalid_message",
+                    'start was already received; send binary audio frames or {"type": "stop", "version": 1}',
+                )
             session.finish()
             self.stopped = True
             self.wake.set()
@@ -234,7 +263,9 @@ class StreamHandler:
                 except BatcherClosed as e:
                     raise Close(CloseCode.GOING_AWAY, "shutting_down", str(e)) from None
                 except AudioError as e:
-                    raise Close(AUDIO_CLOSE.get(e.code, CloseCode.INVALID_MESSAGE), e.code, e.message) from None
+                    raise Close(
+                        AUDIO_CLOSE.get(e.code, CloseCode.INVALID_MESSAGE), e.code, e.message
+                    ) from None
                 finally:
                     self.drained.set()
                 decode_s = time.perf_counter() - submitted
@@ -247,10 +278,18 @@ class StreamHandler:
                     self.near_misses += 1
                     await self.send(to_wire(NearMissMessage, n))
                 if result.finished:
-                    await self.send(SummaryMessage(
-                        session_id=session.id, audio_ms=session.received_ms, detections=self.detections,
-                        near_misses=self.near_misses, frames=session.frames,
-                        reason="shutting_down" if self.state.shutting_down.is_set() and not self.stopped else "stop"))
+                    await self.send(
+                        SummaryMessage(
+                            session_id=session.id,
+                            audio_ms=session.received_ms,
+                            detections=self.detections,
+                            near_misses=self.near_misses,
+                            frames=session.frames,
+                            reason="shutting_down"
+                            if self.state.shutting_down.is_set() and not self.stopped
+                            else "stop",
+                        )
+                    )
                     return
 
     async def _serve(self) -> int:
@@ -304,33 +343,40 @@ class StreamHandler:
             return int(d.code)
         except _NotReading:
             self.state.metrics.errors.labels("send_timeout").inc()
-            log.info("stream %s: client did not read for %g s; dropped", self._id, self.settings.send_timeout_s)
-            await self._last_word(Close(CloseCode.SEND_TIMEOUT, "send_timeout",
-                                        f"the client did not read for {self.settings.send_timeout_s:g} s"))
+            log.info(
+                "stream %s: client did not read for %g s; dropped", self._id, self.settings.send_timeout_s
+            )
+            await self._send_error(
+                Close(
+                    CloseCode.SEND_TIMEOUT,
+                    "send_timeout",
+                    f"the client did not read for {self.settings.send_timeout_s:g} s",
+                )
+            )
             return int(CloseCode.SEND_TIMEOUT)
         except Exception:
             log.exception("stream %s failed", self._id)
             self.state.metrics.errors.labels("internal_error").inc()
-            await self._send_error(Close(CloseCode.INTERNAL_ERROR, "internal_error",
-                                         "internal server error; this stream was closed, others are unaffected"))
+            await self._send_error(
+                Close(
+                    CloseCode.INTERNAL_ERROR,
+                    "internal_error",
+                    "internal server error; this stream was closed, others are unaffected",
+                )
+            )
             return int(CloseCode.INTERNAL_ERROR)
 
     @property
     def _id(self) -> str:
         return self.session.id if self.session else "-"
 
-    async def _last_word(self, c: Close) -> None:
-        """The final ``error`` to a client that stopped reading: it may still fit in the socket
-        buffers, so it is written without waiting longer than the close timeout."""
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.send_text(ErrorMessage(code=c.error, message=c.message,
-                                                                  close_code=int(c.code)).model_dump_json()),
-                                   CLOSE_TIMEOUT_S)
-        await self._close(c.code, c.error)
-
     async def _send_error(self, c: Close) -> None:
+        """The final ``error``, then the close code. To a client that stopped reading it is still
+        attempted (it may fit in the socket buffers), for at most the close timeout."""
+        msg = ErrorMessage(code=c.error, message=c.message, close_code=int(c.code)).model_dump_json()
         with contextlib.suppress(Exception):
-            await self.send(ErrorMessage(code=c.error, message=c.message, close_code=int(c.code)))
+            timeout = CLOSE_TIMEOUT_S if self.not_reading else self.settings.send_timeout_s
+            await asyncio.wait_for(self.ws.send_text(msg), timeout)
         await self._close(c.code, c.error)
 
     async def _close(self, code: CloseCode, reason: str) -> None:

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
-from ..admission import Refused
+from ..admission import Close
 from ..auth import LOCAL, Principal, Scope, bearer_token, websocket_token
 from ..engine.spotter import Spotter
 from ..metrics import Metrics
@@ -28,8 +28,11 @@ from ..state import AppState
 from .errors import ApiError
 
 UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="openkws"'}
-bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
-                    description="API key from `openkws keys create` (needed when OPENKWS_AUTH=on)")
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ApiKey",
+    description="API key from `openkws keys create` (needed when OPENKWS_AUTH=on)",
+)
 
 
 def get_state(conn: HTTPConnection) -> AppState:
@@ -63,18 +66,27 @@ def authenticate(state: AppState, token: str | None) -> Principal:
     if not state.settings.auth:
         return LOCAL
     if not token:
-        raise ApiError(401, "unauthorized", "an API key is required: send 'Authorization: Bearer <key>' "
-                       "(create one with `openkws keys create --tenant T --scope admin|stream`)",
-                       headers=UNAUTHORIZED_HEADERS)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "an API key is required: send 'Authorization: Bearer <key>' "
+            "(create one with `openkws keys create --tenant T --scope admin|stream`)",
+            headers=UNAUTHORIZED_HEADERS,
+        )
     principal = state.api_keys.verify(token)
     if principal is None:
-        raise ApiError(401, "unauthorized", "the API key is invalid or revoked; `openkws keys list` shows the "
-                       "active keys", headers=UNAUTHORIZED_HEADERS)
+        raise ApiError(
+            401,
+            "unauthorized",
+            "the API key is invalid or revoked; `openkws keys list` shows the active keys",
+            headers=UNAUTHORIZED_HEADERS,
+        )
     return principal
 
 
-def get_principal(state: StateDep,
-                  credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+def get_principal(
+    state: StateDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> Principal:
     return authenticate(state, credentials.credentials if credentials is not None else None)
 
 
@@ -83,19 +95,23 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 async def websocket_principal(state: AppState, ws: WebSocket, offered: list[str]) -> Principal:
     """The caller of a websocket (header, ``bearer.<key>`` subprotocol or ``?token=``); raises
-    :class:`openkws.admission.Refused` (4401) like the REST routes' 401."""
+    :class:`openkws.admission.Close` (4401) like the REST routes' 401."""
     if not state.settings.auth:
         return LOCAL
     try:
         token = websocket_token(ws.headers.get("authorization"), ws.query_params.get("token"), offered)
         return await run_in_threadpool(authenticate, state, token)
     except ApiError as e:
-        raise Refused(CloseCode.UNAUTHORIZED, e.code, e.message) from None
+        raise Close(CloseCode.UNAUTHORIZED, e.code, e.message) from None
 
 
 def forbidden(principal: Principal, needed: Scope) -> ApiError:
-    return ApiError(403, "forbidden", f"this API key has scope {principal.scope!r}; this operation needs "
-                    f"{needed!r} (scope 'admin' manages keywords and keys, 'stream' only detects)")
+    return ApiError(
+        403,
+        "forbidden",
+        f"this API key has scope {principal.scope!r}; this operation needs "
+        f"{needed!r} (scope 'admin' manages keywords and keys, 'stream' only detects)",
+    )
 
 
 def require_admin(principal: PrincipalDep) -> Principal:
@@ -122,10 +138,13 @@ def enroll_rate_limit(state: StateDep, principal: AdminDep) -> None:
     wait = state.enroll_limiter.take(key)
     if wait > 0:
         s = state.settings
-        raise ApiError(429, "rate_limited",
-                       f"too many enrollment requests with this API key (at most {s.enroll_rate_per_s:g}/s, bursts of "
-                       f"{s.enroll_burst}); retry in {wait:.1f} s or enroll several keywords per batch request",
-                       headers={"Retry-After": str(max(1, math.ceil(wait)))})
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"too many enrollment requests with this API key (at most {s.enroll_rate_per_s:g}/s, bursts of "
+            f"{s.enroll_burst}); retry in {wait:.1f} s or enroll several keywords per batch request",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
 
 
 def metrics_access(request: HTTPConnection) -> None:

@@ -46,7 +46,9 @@ async def _read_limited(file: UploadFile, limit: int) -> bytes:
     while chunk := await file.read(READ_CHUNK):
         size += len(chunk)
         if size > limit:
-            raise ApiError(413, "upload_too_large", f"the upload exceeds {limit} bytes; send at most {limit} bytes")
+            raise ApiError(
+                413, "upload_too_large", f"the upload exceeds {limit} bytes; send at most {limit} bytes"
+            )
         parts.append(chunk)
     return b"".join(parts)
 
@@ -58,8 +60,11 @@ def check_subset(state: AppState, tenant: str, keywords: list[int] | None) -> No
         raise ApiError(422, "invalid_request", "keywords is empty; omit it to match every enrolled keyword")
     missing = state.registry.missing(tenant, keywords)
     if missing:
-        raise ApiError(404, "keyword_not_found",
-                       f"keyword ids {missing} are not enrolled; GET /v1/keywords lists enrolled ids")
+        raise ApiError(
+            404,
+            "keyword_not_found",
+            f"keyword ids {missing} are not enrolled; GET /v1/keywords lists enrolled ids",
+        )
 
 
 async def run_session(state: AppState, session: AudioSession, result: DecodeResult) -> DecodeResult:
@@ -74,12 +79,18 @@ async def run_session(state: AppState, session: AudioSession, result: DecodeResu
     return result
 
 
-@router.post("/v1/detect", response_model=DetectResponse,
-             responses={c: {"model": ErrorResponse} for c in (400, 401, 403, 404, 413, 415, 422, 503)})
-async def detect(state: StateDep, tenant: StreamTenantDep,
-                 file: UploadFile = File(description=f"{ACCEPTED_FILES}; 8–48 kHz; up to 8 channels"),
-                 keywords: list[int] | None = Query(None, description="only these keyword ids"),
-                 debug: bool = Query(False, description="also return near misses")) -> DetectResponse:
+@router.post(
+    "/v1/detect",
+    response_model=DetectResponse,
+    responses={c: {"model": ErrorResponse} for c in (400, 401, 403, 404, 413, 415, 422, 503)},
+)
+async def detect(
+    state: StateDep,
+    tenant: StreamTenantDep,
+    file: UploadFile = File(description=f"{ACCEPTED_FILES}; 8–48 kHz; up to 8 channels"),
+    keywords: list[int] | None = Query(None, description="only these keyword ids"),
+    debug: bool = Query(False, description="also return near misses"),
+) -> DetectResponse:
     settings = state.settings
     check_subset(state, tenant, keywords)
     data = await _read_limited(file, settings.max_upload_bytes)
@@ -98,20 +109,32 @@ async def detect(state: StateDep, tenant: StreamTenantDep,
     session.finish()
     await run_session(state, session, result)
     state.record_detections(tenant, result.detections, "detect")
-    return DetectResponse(detections=[to_wire(DetectionEvent, d) for d in result.detections],
-                          near_misses=[to_wire(NearMissEvent, n) for n in result.near_misses],
-                          duration_ms=1000.0 * decoded.seconds,
-                          sample_rate=decoded.sample_rate, channels=int(samples.shape[1]), format=decoded.format,
-                          model_version=state.spotter.spec.model_version)
+    return DetectResponse(
+        detections=[to_wire(DetectionEvent, d) for d in result.detections],
+        near_misses=[to_wire(NearMissEvent, n) for n in result.near_misses],
+        duration_ms=1000.0 * decoded.seconds,
+        sample_rate=decoded.sample_rate,
+        channels=int(samples.shape[1]),
+        format=decoded.format,
+        model_version=state.spotter.spec.model_version,
+    )
 
 
-@router.get("/v1/detections/counts", response_model=DetectionCountsOut,
-            responses={c: {"model": ErrorResponse} for c in (401, 403, 422)})
-def detection_counts(state: StateDep, tenant: StreamTenantDep,
-                     limit: int = Query(20, ge=1, le=1000, description="how many keywords")) -> DetectionCountsOut:
+@router.get(
+    "/v1/detections/counts",
+    response_model=DetectionCountsOut,
+    responses={c: {"model": ErrorResponse} for c in (401, 403, 422)},
+)
+def detection_counts(
+    state: StateDep,
+    tenant: StreamTenantDep,
+    limit: int = Query(20, ge=1, le=1000, description="how many keywords"),
+) -> DetectionCountsOut:
     """Detections per keyword (streams and uploads) since this replica started, most first; deleted
     keywords are dropped. Per-keyword figures are here rather than in Prometheus labels."""
     top = state.counts.top(tenant, limit)
     texts = state.registry.texts(tenant, [i for i, _ in top])
-    return DetectionCountsOut(since=dt.datetime.fromtimestamp(state.counts.since, dt.timezone.utc),
-                              keywords=[KeywordCount(id=i, text=texts[i], detections=n) for i, n in top if i in texts])
+    return DetectionCountsOut(
+        since=dt.datetime.fromtimestamp(state.counts.since, dt.timezone.utc),
+        keywords=[KeywordCount(id=i, text=texts[i], detections=n) for i, n in top if i in texts],
+    )

@@ -26,15 +26,25 @@ def readyz(request: Request) -> Any:
     state: AppState | None = getattr(request.app.state, "openkws", None)
     if state is None or state.draining:
         status = "draining" if state is not None else "starting"
-        return JSONResponse({"error": {"code": "not_ready", "message": f"the service is {status}"}}, status_code=503)
+        return JSONResponse(
+            {"error": {"code": "not_ready", "message": f"the service is {status}"}}, status_code=503
+        )
     sp = state.spotter
     prov = sp.sessions.providers
     return ReadyResponse(
-        status="ready", model_version=sp.spec.model_version, frontend=sp.spec.frontend,
+        status="ready",
+        model_version=sp.spec.model_version,
+        frontend=sp.spec.frontend,
         backend=Backends(onnx=sp.onnx_backend, index=sp.index_backend, database=state.store.backend),
-        device=DeviceReport(requested=prov.requested, onnx_providers=list(prov.names), fallback=prov.fallback,
-                            warning=prov.warning),
-        keywords=state.registry.total(), active_streams=state.active_streams, max_streams=state.settings.max_streams,
+        device=DeviceReport(
+            requested=prov.requested,
+            onnx_providers=list(prov.names),
+            fallback=prov.fallback,
+            warning=prov.warning,
+        ),
+        keywords=state.registry.total(),
+        active_streams=state.active_streams,
+        max_streams=state.settings.max_streams,
         queue_depth=state.batcher.depth,
     )
 

@@ -25,7 +25,9 @@ def _no_negative_zero(x: float) -> float:
 def _finite_json(value: Any, where: str = "metadata") -> Any:
     """JSON has no NaN or infinity (Python's parser accepts them, PostgreSQL's JSON does not)."""
     if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"{where} holds {value!r}, which is not a JSON number; use finite numbers or strings")
+        raise ValueError(
+            f"{where} holds {value!r}, which is not a JSON number; use finite numbers or strings"
+        )
     if isinstance(value, dict):
         for k, v in value.items():
             _finite_json(v, f"{where}.{k}")
@@ -51,13 +53,23 @@ class ErrorResponse(BaseModel):
 class KeywordCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     text: str = Field(max_length=1024, description="1-6 English words, e.g. 'hey jarvis'")
-    threshold: Annotated[Threshold | None, Field(description="cosine threshold; default: the service's")] = None
-    metadata: Annotated[Metadata | None, Field(description="free-form JSON object stored with the keyword "
-                                                           "(finite numbers only)")] = None
-    proxy: Annotated[ProxyMode, Field(description=(
-        "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
-        "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
-        "'both' (normalised sum of the two)"))] = "text"
+    threshold: Annotated[Threshold | None, Field(description="cosine threshold; default: the service's")] = (
+        None
+    )
+    metadata: Annotated[
+        Metadata | None,
+        Field(description="free-form JSON object stored with the keyword (finite numbers only)"),
+    ] = None
+    proxy: Annotated[
+        ProxyMode,
+        Field(
+            description=(
+                "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
+                "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
+                "'both' (normalised sum of the two)"
+            )
+        ),
+    ] = "text"
 
 
 class KeywordBatchCreate(BaseModel):
@@ -79,7 +91,9 @@ class ConfusableOut(BaseModel):
 
     @classmethod
     def of(cls, c: Confusable) -> ConfusableOut:
-        return cls(id=c.id, text=c.text, cosine=c.cosine, phoneme_distance=c.phoneme_distance, reason=c.reason)
+        return cls(
+            id=c.id, text=c.text, cosine=c.cosine, phoneme_distance=c.phoneme_distance, reason=c.reason
+        )
 
 
 class KeywordOut(BaseModel):
@@ -94,21 +108,35 @@ class KeywordOut(BaseModel):
 
     @classmethod
     def of(cls, r: KeywordRecord) -> KeywordOut:
-        return cls(id=r.id, text=r.text, phonemes=list(r.phonemes), threshold=r.threshold, metadata=r.metadata,
-                   proxy=r.proxy_mode, created_at=r.created_at, updated_at=r.updated_at)
+        return cls(
+            id=r.id,
+            text=r.text,
+            phonemes=list(r.phonemes),
+            threshold=r.threshold,
+            metadata=r.metadata,
+            proxy=r.proxy_mode,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
 
 
 class KeywordCreated(KeywordOut):
     created: bool = Field(description="false when the same text was already enrolled (idempotent)")
     confusable_with: list[ConfusableOut]
-    rewrites: list[str] = Field(description="what normalisation changed in the submitted text beyond case and "
-                                            "punctuation (invisible characters, NFKC, accents, numbers); empty: none")
+    rewrites: list[str] = Field(
+        description="what normalisation changed in the submitted text beyond case and "
+        "punctuation (invisible characters, NFKC, accents, numbers); empty: none"
+    )
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
         base = KeywordOut.of(e.record).model_dump()
-        return cls(**base, created=e.created, confusable_with=[ConfusableOut.of(c) for c in e.confusable_with],
-                   rewrites=list(e.rewrites))
+        return cls(
+            **base,
+            created=e.created,
+            confusable_with=[ConfusableOut.of(c) for c in e.confusable_with],
+            rewrites=list(e.rewrites),
+        )
 
 
 class KeywordBatchOut(BaseModel):
@@ -150,7 +178,9 @@ class Backends(BaseModel):
 
 class DeviceReport(BaseModel):
     requested: str = Field(description="OPENKWS_DEVICE: auto | cpu | cuda")
-    onnx_providers: list[str] = Field(description="execution providers the ONNX sessions use (session.get_providers())")
+    onnx_providers: list[str] = Field(
+        description="execution providers the ONNX sessions use (session.get_providers())"
+    )
     fallback: bool = Field(description="CUDA was offered and asked for, but the sessions run without it")
     warning: str | None = Field(description="what fell back and what to check; null without a fallback")
 

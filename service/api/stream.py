@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, WebSocket
 
-from ..admission import Refused, refuse, serving_state, stream_slot
+from ..admission import Close, refuse, serving_state, stream_slot
 from ..auth import WS_SUBPROTOCOL
 from ..stream_handler import serve_stream
 from .deps import websocket_principal
@@ -27,5 +27,5 @@ async def stream(ws: WebSocket) -> None:
         principal = await websocket_principal(state, ws, offered)
         async with stream_slot(state, principal):
             await serve_stream(ws, state, principal.tenant)
-    except Refused as r:
-        await refuse(ws, r)
+    except Close as c:
+        await refuse(ws, c)

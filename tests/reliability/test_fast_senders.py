@@ -25,7 +25,9 @@ from websockets.exceptions import ConnectionClosed
 
 from tests.service.conftest import START, serve_in_thread
 
-FRAME = np.random.default_rng(0).integers(-2000, 2000, 1 << 19, dtype=np.int16).astype("<i2").tobytes()  # 1 MiB
+FRAME = (
+    np.random.default_rng(0).integers(-2000, 2000, 1 << 19, dtype=np.int16).astype("<i2").tobytes()
+)  # 1 MiB
 FAST = {"ws_ping_interval_s": 0.2, "ws_ping_timeout_s": 0.4, "max_pending_seconds": 1.0}
 
 
@@ -97,8 +99,11 @@ def test_plain_keepalive_cut_fast_senders(make_settings: Callable[..., Any], g2p
 
 def _ws_frame(opcode: int, payload: bytes) -> bytes:
     mask = os.urandom(4)
-    head = bytes([0x80 | opcode, 0x80 | len(payload)]) if len(payload) < 126 else \
-        bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", len(payload))
+    head = (
+        bytes([0x80 | opcode, 0x80 | len(payload)])
+        if len(payload) < 126
+        else bytes([0x80 | opcode, 0x80 | 126]) + struct.pack("!H", len(payload))
+    )
     return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
@@ -130,8 +135,12 @@ def test_silent_peer_gets_a_final_message(make_settings: Callable[..., Any], g2p
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
             key = base64.b64encode(os.urandom(16)).decode()
-            sock.sendall((f"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+            sock.sendall(
+                (
+                    f"GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                ).encode()
+            )
             head = b""
             while b"\r\n\r\n" not in head:
                 head += sock.recv(1)
@@ -143,7 +152,11 @@ def test_silent_peer_gets_a_final_message(make_settings: Callable[..., Any], g2p
     texts = [json.loads(p) for op, p in frames if op == 0x1]
     closes = [struct.unpack("!H", p[:2])[0] for op, p in frames if op == 0x8]
     assert texts[0]["type"] == "ready"
-    assert texts[-1]["type"] == "error" and texts[-1]["code"] == "keepalive_timeout" and texts[-1]["close_code"] == 4011
+    assert (
+        texts[-1]["type"] == "error"
+        and texts[-1]["code"] == "keepalive_timeout"
+        and texts[-1]["close_code"] == 4011
+    )
     assert closes == [4011]  # never 1011, which the docs reserve for server bugs
 
 
@@ -152,13 +165,17 @@ def test_redacted_access_line_is_still_formatted(capsys: pytest.CaptureFixture[s
     # lines per request and lost the access line.
     logger = logging.getLogger("test.uvicorn.access")
     handler = logging.StreamHandler()
-    handler.setFormatter(AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False))
+    handler.setFormatter(
+        AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    )
     logger.addHandler(handler)
     logger.addFilter(_RedactTokens())
     logger.propagate = False
     logger.setLevel(logging.INFO)
     try:
-        logger.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5555", "GET", "/healthz?token=s3cr3t-key", "1.1", 401)
+        logger.info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:5555", "GET", "/healthz?token=s3cr3t-key", "1.1", 401
+        )
     finally:
         logger.removeHandler(handler)
     err = capsys.readouterr().err

@@ -32,12 +32,16 @@ def _tampered(model_dir: Path, tmp_path: Path) -> Path:
     return bad
 
 
-def test_tampered_model_refuses_to_start_in_process(model_dir: Path, tmp_path: Path,
-                                                   make_settings: Callable[..., Settings]) -> None:
+def test_tampered_model_refuses_to_start_in_process(
+    model_dir: Path, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
     bad = _tampered(model_dir, tmp_path)
     with pytest.raises(ModelContractError, match="sha256 mismatch"):
         load_spec(bad)
-    with pytest.raises(ModelContractError, match="sha256 mismatch"), TestClient(create_app(make_settings(model_dir=bad))):
+    with (
+        pytest.raises(ModelContractError, match="sha256 mismatch"),
+        TestClient(create_app(make_settings(model_dir=bad))),
+    ):
         pass
 
 
@@ -95,7 +99,13 @@ def test_service_never_unpickles() -> None:
                 problems += [f"{path.name}: imports {m}" for m in mods if m.split(".")[0] in banned_modules]
         for call in _calls(tree):
             name = _name(call.func)
-            if name in ("torch.load", "yaml.load", "yaml.unsafe_load", "pd.read_pickle", "pandas.read_pickle"):
+            if name in (
+                "torch.load",
+                "yaml.load",
+                "yaml.unsafe_load",
+                "pd.read_pickle",
+                "pandas.read_pickle",
+            ):
                 problems.append(f"{path.name}:{call.lineno}: {name}")
             if name in ("np.load", "numpy.load"):
                 kw = {k.arg: k.value for k in call.keywords}
@@ -108,8 +118,12 @@ def test_service_never_unpickles() -> None:
 def test_upload_names_are_never_paths(client: TestClient, tmp_path: Path, speech: object) -> None:
     """Uploads are decoded from memory; the client's file name is never used (AST: no ``.filename``
     in the service), and hostile names write nothing anywhere."""
-    uses = [f"{p.name}:{n.lineno}" for p in SERVICE.rglob("*.py")
-            for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Attribute) and n.attr == "filename"]
+    uses = [
+        f"{p.name}:{n.lineno}"
+        for p in SERVICE.rglob("*.py")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.Attribute) and n.attr == "filename"
+    ]
     assert not uses, uses
     target = tmp_path / "evil.wav"
     data_dir = Path(client.app.state.openkws.settings.data_dir)  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from openkws.constants import SAMPLE_RATE
 from openkws.store import KeywordNotFound
 from sqlalchemy import event
 
-from tests.service.conftest import KEYWORDS, enroll, speech, wav_bytes  # noqa: F401  (fixture)
+from tests.service.conftest import KEYWORDS, enroll, wav_bytes
 
 
 def _series(c: TestClient) -> int:
@@ -38,11 +38,18 @@ def test_patch_threshold_string_is_refused_and_negative_zero_is_zero(client: Tes
     kid = client.post("/v1/keywords", json={"text": "hey jarvis"}).json()["id"]
     r = client.patch(f"/v1/keywords/{kid}", json={"threshold": "0.3"})
     assert r.status_code == 422, r.text
-    assert client.patch(f"/v1/keywords/{kid}", json={"threshold": 1}).json()["threshold"] == 1.0  # an int is a number
-    r = client.patch(f"/v1/keywords/{kid}", content=b'{"threshold": -0.0}', headers={"content-type": "application/json"})
+    assert (
+        client.patch(f"/v1/keywords/{kid}", json={"threshold": 1}).json()["threshold"] == 1.0
+    )  # an int is a number
+    r = client.patch(
+        f"/v1/keywords/{kid}", content=b'{"threshold": -0.0}', headers={"content-type": "application/json"}
+    )
     assert r.status_code == 200 and '"threshold":0.0' in r.text.replace(" ", "")  # was echoed as -0.0
-    r = client.post("/v1/keywords", content=b'{"text": "stop", "threshold": -0.0}',
-                    headers={"content-type": "application/json"})
+    r = client.post(
+        "/v1/keywords",
+        content=b'{"text": "stop", "threshold": -0.0}',
+        headers={"content-type": "application/json"},
+    )
     assert '"threshold":0.0' in r.text.replace(" ", "")
 
 
@@ -65,8 +72,15 @@ def test_metadata_size_is_utf8(make_client: Callable[..., TestClient]) -> None:
 
 
 # -- 5. text rewrites ---------------------------------------------------------------------------------
-@pytest.mark.parametrize(("text", "rule"), [("½", "unsupported_character"), ("straße", "unsupported_letter"),
-                                            ("100%", "unsupported_character"), ("-1", "ambiguous_number")])
+@pytest.mark.parametrize(
+    ("text", "rule"),
+    [
+        ("½", "unsupported_character"),
+        ("straße", "unsupported_letter"),
+        ("100%", "unsupported_character"),
+        ("-1", "ambiguous_number"),
+    ],
+)
 def test_ambiguous_text_is_refused_not_rewritten(client: TestClient, text: str, rule: str) -> None:
     r = client.post("/v1/keywords", json={"text": text})
     assert r.status_code == 422, r.text  # was enrolled as "one two", "stra e", "one hundred", "one"
@@ -103,13 +117,19 @@ def test_chunked_upload_over_the_limit_is_413(make_client: Callable[..., TestCli
     boundary = "b0undary"
 
     def multipart() -> Iterator[bytes]:
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
-               "Content-Type: audio/wav\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.wav"\r\n'
+            "Content-Type: audio/wav\r\n\r\n"
+        ).encode()
         for _ in range(40):
             yield b"\0" * (64 << 10)
         yield f"\r\n--{boundary}--\r\n".encode()
 
-    r = c.post("/v1/detect", content=multipart(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+    r = c.post(
+        "/v1/detect",
+        content=multipart(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+    )
     assert r.status_code == 413, r.text
     assert r.json()["error"]["code"] == "body_too_large"
     assert 'openkws_errors_total{code="body_too_large"} 1.0' in c.get("/metrics").text
@@ -140,7 +160,9 @@ class _Det:
         self.keyword_id = kid
 
 
-def test_detect_counts_real_detections(client: TestClient, speech: np.ndarray, calibrated_threshold: float) -> None:  # noqa: F811
+def test_detect_counts_real_detections(
+    client: TestClient, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     ids = enroll(client, KEYWORDS, threshold=calibrated_threshold)
     body = client.post("/v1/detect", files={"file": ("s.wav", wav_bytes(speech), "audio/wav")}).json()
     assert body["detections"], "the calibrated threshold makes some windows fire"
@@ -187,7 +209,7 @@ def _encoded(audio: np.ndarray, rate: int, fmt: str, subtype: str) -> bytes:
     return b.getvalue()
 
 
-def test_truncated_ogg_is_refused(client: TestClient, speech: np.ndarray) -> None:  # noqa: F811
+def test_truncated_ogg_is_refused(client: TestClient, speech: np.ndarray) -> None:
     data = _encoded(speech[: 2 * SAMPLE_RATE], SAMPLE_RATE, "OGG", "VORBIS")
     whole = client.post("/v1/detect", files={"file": ("a.ogg", data, "audio/ogg")})
     assert whole.status_code == 200 and whole.json()["duration_ms"] == pytest.approx(2000)
@@ -196,7 +218,7 @@ def test_truncated_ogg_is_refused(client: TestClient, speech: np.ndarray) -> Non
     assert r.json()["error"]["code"] == "truncated_audio"
 
 
-def test_ogg_opus_is_accepted(client: TestClient, speech: np.ndarray) -> None:  # noqa: F811
+def test_ogg_opus_is_accepted(client: TestClient, speech: np.ndarray) -> None:
     data = _encoded(speech[: 2 * SAMPLE_RATE], SAMPLE_RATE, "OGG", "OPUS")
     r = client.post("/v1/detect", files={"file": ("a.opus", data, "audio/ogg")})
     assert r.status_code == 200, r.text
@@ -223,8 +245,10 @@ def test_415_names_the_file(client: TestClient) -> None:
 
 
 # -- 6. strict types on the websocket start -------------------------------------------------------------------
-@pytest.mark.parametrize("change", [{"version": "1"}, {"version": None}, {"sample_rate": "16000"}, {"debug": "yes"},
-                                   {"channels": 1.0}])
+@pytest.mark.parametrize(
+    "change",
+    [{"version": "1"}, {"version": None}, {"sample_rate": "16000"}, {"debug": "yes"}, {"channels": 1.0}],
+)
 def test_start_of_wrong_type_closes_4001(client: TestClient, change: dict[str, object]) -> None:
     from tests.service.conftest import START, collect
 
