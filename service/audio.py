@@ -162,7 +162,9 @@ def _ogg_truncated(data: bytes) -> bool:
 
 
 def _named(name: str | None) -> str:
-    return f"{name!r}" if name else "the upload"
+    """The client's file name for a message: quoted with repr (control characters escaped), cut to
+    80 characters; never used as a path."""
+    return repr(name[:80]) if name else "the upload"
 
 
 @dataclass(frozen=True)
