@@ -7,13 +7,14 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import faiss
 
 from .auth import ApiKeys
 from .batcher import MicroBatcher
 from .engine.runtime import limit_blas_threads
-from .engine.spotter import DecodeResult, Detection, Spotter
+from .engine.spotter import DecodeResult, Spotter
 from .limits import RateLimiter, StreamCounter
 from .metrics import DetectionCounts, Metrics
 from .registry import KeywordRegistry
@@ -24,6 +25,13 @@ from .text import G2P
 from .text.tts import ProxyTTS
 
 log = logging.getLogger("openkws")
+
+
+class KeywordEvent(Protocol):
+    """What counting needs of an engine detection (any object with a ``keyword_id``)."""
+
+    @property
+    def keyword_id(self) -> int: ...
 
 
 @dataclass
@@ -50,7 +58,7 @@ class AppState:
         self.api_keys = ApiKeys(self.store)
         self.streams_closed.set()
 
-    def record_detections(self, tenant: str, detections: Sequence[Detection], source: str) -> None:
+    def record_detections(self, tenant: str, detections: Sequence[KeywordEvent], source: str) -> None:
         """Count detections: Prometheus by source only, per keyword in :class:`DetectionCounts`."""
         if detections:
             self.metrics.detections.labels(source).inc(len(detections))
