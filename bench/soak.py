@@ -410,11 +410,30 @@ def run_soak(
             "warm": round(base / 2**20, 1),
             "end": round(end_rss / 2**20, 1),
             "max": round(max((r for _, r in stats.rss), default=end_rss) / 2**20, 1),
+            # the shape: a plateau (working memory reaching its peak batch) or a steady climb (a leak)
+            "per_minute": per_minute(stats.rss),
         },
         "rss_growth_pct": round(100.0 * (end_rss - base) / base, 2) if base else None,
+        "rss_growth_second_half_pct": half_growth(stats.rss, end_rss),
         "server_cpu_s_per_audio_s": round(cpu / max(1e-9, elapsed * clients), 4),
     }
     return res
+
+
+def per_minute(samples: list[tuple[float, int]]) -> list[float]:
+    """RSS (MB) at the first sample of each minute."""
+    out: dict[int, int] = {}
+    for t, rss in samples:
+        out.setdefault(int(t // 60), rss)
+    return [round(v / 2**20, 1) for _, v in sorted(out.items())]
+
+
+def half_growth(samples: list[tuple[float, int]], end_rss: int) -> float | None:
+    """RSS growth (%) from the middle of the run to its end."""
+    if not samples:
+        return None
+    mid = samples[len(samples) // 2][1]
+    return round(100.0 * (end_rss - mid) / mid, 2) if mid else None
 
 
 def main(argv: list[str] | None = None) -> int:
