@@ -34,7 +34,9 @@ MAX_SAMPLE_RATE = 48_000
 MAX_CHANNELS = 8
 ENCODINGS: dict[str, np.dtype[np.generic]] = {"pcm16le": np.dtype("<i2"), "float32le": np.dtype("<f4")}
 FILE_FORMATS = ("WAV", "WAVEX", "FLAC", "OGG")
-ACCEPTED_FILES = "WAV, FLAC or OGG/Vorbis"
+# OGG means Vorbis or Opus: libsndfile decodes both, both are tested, and both are documented.
+ACCEPTED_FILES = "WAV, FLAC or OGG (Vorbis or Opus)"
+UNKNOWN_LENGTH = 2**63 - 1  # libsndfile's frame count when a header does not declare the length
 
 
 class AudioError(ValueError):
@@ -110,6 +112,31 @@ def _wav_truncated(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _ogg_truncated(data: bytes) -> bool:
+    """True when an Ogg file does not end with a whole page carrying the end-of-stream flag.
+
+    libsndfile decodes the pages that are present and says nothing, so half a file would answer
+    with half the audio."""
+    pos, flags = 0, -1
+    while pos < len(data):
+        if data[pos : pos + 4] != b"OggS" or pos + 27 > len(data):
+            return True
+        segments = data[pos + 26]
+        if pos + 27 + segments > len(data):
+            return True
+        end = pos + 27 + segments + sum(data[pos + 27 : pos + 27 + segments])
+        if end > len(data):
+            return True
+        flags, pos = data[pos + 5], end
+    return flags < 0 or not flags & 0x04
+
+
+def _named(name: str | None) -> str:
+    """The client's file name for a message: quoted with repr (control characters escaped), cut to
+    80 characters; never used as a path."""
+    return repr(name[:80]) if name else "the upload"
+
+
 @dataclass(frozen=True)
 class DecodedFile:
     samples: np.ndarray  # float32 [n, channels]
@@ -121,23 +148,33 @@ class DecodedFile:
         return len(self.samples) / self.sample_rate
 
 
-def decode_file(data: bytes, max_seconds: float) -> DecodedFile:
-    """Decode an uploaded WAV/FLAC/OGG file; raises :class:`AudioError` for every bad case."""
+def decode_file(data: bytes, max_seconds: float, name: str | None = None) -> DecodedFile:
+    """Decode an uploaded WAV/FLAC/OGG file (``name``: its file name, for messages); raises
+    :class:`AudioError` for every bad case."""
+    what = _named(name)
     if not data:
-        raise AudioError("empty_audio", f"the upload is empty; send a {ACCEPTED_FILES} file")
+        raise AudioError("empty_audio", f"{what} is empty; send a {ACCEPTED_FILES} file")
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        reason = e.error_string if isinstance(e, sf.LibsndfileError) else str(e)  # str(e) holds the BytesIO repr
         raise AudioError("undecodable_audio",
-                         f"could not read the upload as audio ({e}); accepted: {ACCEPTED_FILES}") from None
+                         f"could not read {what} as audio ({reason}); accepted: {ACCEPTED_FILES}") from None
     if info.format not in FILE_FORMATS:
-        raise AudioError("unsupported_format", f"audio format {info.format} not supported; accepted: {ACCEPTED_FILES}")
+        raise AudioError("unsupported_format",
+                         f"{what} is {info.format} audio, which is not supported; accepted: {ACCEPTED_FILES}")
     check_rate(int(info.samplerate))
     check_channels(int(info.channels))
     cut = _wav_truncated(data) if info.format in ("WAV", "WAVEX") else None
     if cut is not None:
         raise AudioError("truncated_audio",
                          f"the WAV file is truncated: its header declares {cut[0]} bytes of audio but {cut[1]} are present")
+    if info.format == "OGG" and _ogg_truncated(data):
+        raise AudioError("truncated_audio", f"the OGG file {what} is truncated: it does not end with a complete "
+                         "end-of-stream page")
+    if info.frames >= UNKNOWN_LENGTH:
+        raise AudioError("unknown_length", f"the {info.format} header of {what} does not declare its length (total "
+                         "samples 0, as streaming encoders write); re-encode it with its length, or send WAV")
     if info.frames / info.samplerate > max_seconds:
         raise AudioError("audio_too_long",
                          f"the file has {info.frames / info.samplerate:.1f} s of audio; at most {max_seconds:g} s are accepted")
