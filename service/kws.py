@@ -36,7 +36,8 @@ from pathlib import Path
 import numpy as np
 import soxr  # noqa: F401  (used by the doctest; a runtime dependency anyway)
 
-from .audio import AudioConverter, AudioError, check_channels, check_rate, decode_file
+from .audio import AudioConverter, AudioError, check_channels, check_rate
+from .audiofile import read_audio_file
 from .engine.acoustic_proxy import PROXY_MODES, ProxyMode, combine_proxies
 from .engine.index import KeywordEntry
 from .engine.runtime import Device
@@ -184,12 +185,7 @@ class KeywordSpotter:
 
     def detect_file(self, path: Path | str) -> list[Detection]:
         """Every detection in a WAV, FLAC or OGG/Vorbis file; raises ``AudioError`` (formats by name)."""
-        p = Path(path)
-        try:
-            data = p.read_bytes()
-        except OSError as e:
-            raise AudioError("unreadable_file", f"cannot read {p}: {e.strerror or e}") from None
-        decoded = decode_file(data, max_seconds=float("inf"))
+        decoded = read_audio_file(path)
         stream = self.create_stream(decoded.sample_rate, decoded.samples.shape[1])
         stream.accept_waveform(decoded.samples)
         stream.input_finished()
