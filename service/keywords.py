@@ -26,6 +26,7 @@ from .engine.acoustic_proxy import ProxyMode, combine_proxies
 from .engine.confusion import length_gap, phoneme_distance, relation
 from .engine.index import KeywordEntry, TenantIndex
 from .engine.spotter import Spotter
+from .pronunciation import override
 from .store import KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
 from .text.tts import ProxyTTS, TTSError
@@ -46,6 +47,7 @@ class EnrollItem:
     threshold: float | None = None
     metadata: dict[str, Any] | None = None
     proxy: ProxyMode = "text"
+    phonemes: tuple[str, ...] | None = None  # override of the G2P (validated against the inventory)
 
 
 @dataclass(frozen=True)
@@ -207,7 +209,10 @@ class KeywordService:
         out = []
         for i, item in enumerate(items):
             try:
-                out.append(self.spotter.pronounce(item.text))
+                pron = self.spotter.pronounce(item.text)
+                if item.phonemes is not None:
+                    pron = override(pron, item.phonemes, self.spotter.g2p.inventory)
+                out.append(pron)
             except G2PError as e:
                 raise InvalidKeywordText(i, e) from e
         return out

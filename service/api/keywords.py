@@ -74,9 +74,28 @@ def _rate_limit(state: AppState, principal: Principal) -> None:
                        headers={"Retry-After": str(max(1, math.ceil(wait)))})
 
 
+def _phonemes(value: list[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(value.split()) if isinstance(value, str) else tuple(value)
+
+
+def _created(keywords: KeywordService, item: KeywordCreate, e: Enrolled) -> KeywordCreated:
+    """The response for one item: which words were guessed, and a note when a re-enrolled text kept
+    a threshold other than the one asked for."""
+    out = KeywordCreated.from_enrolled(e)
+    if item.phonemes is None:
+        out.guessed_words = [w for w in e.record.text.split() if not keywords.spotter.g2p.in_vocabulary(w)]
+    if not e.created and item.threshold is not None and abs(item.threshold - e.record.threshold) > 1e-9:
+        out.note = (f"already enrolled with threshold {e.record.threshold:g}; the requested {item.threshold:g} was not "
+                    f"applied: PATCH /v1/keywords/{e.record.id} changes it")
+    return out
+
+
 def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate], batch: bool) -> list[Enrolled]:
     try:
-        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy) for i in items])
+        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy, _phonemes(i.phonemes))
+                                        for i in items])
     except TTSUnavailable as e:
         raise ApiError(503, "tts_unavailable", f"proxy 'tts' and 'both' need espeak-ng and flite, which this "
                        f"server cannot run ({e}); enroll with proxy 'text', or install them (OPENKWS_ESPEAK_BINARY "
@@ -87,7 +106,8 @@ def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate
     except TooManyKeywords as e:
         raise ApiError(409, "too_many_keywords", e.message) from None
     except InvalidKeywordText as e:
-        where = f"keywords[{e.position}].text" if batch else "text"
+        field = "phonemes" if e.error.code == "invalid_phonemes" else "text"
+        where = f"keywords[{e.position}].{field}" if batch else field
         raise ApiError(422, "invalid_keyword_text", f"{where}: {e.error.message}", rule=e.error.code,
                        position=e.position) from None
 
@@ -97,7 +117,8 @@ def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate
                         **ENROLL_ERRORS})
 def create_keyword(body: KeywordCreate, response: Response, state: StateDep, keywords: KeywordsDep,
                    principal: AdminDep, tenant: TenantDep, settings: SettingsDep, metrics: MetricsDep) -> KeywordCreated:
-    """Enroll one keyword; the same text again returns the existing keyword (200) unchanged."""
+    """Enroll one keyword; the same text again returns the existing keyword (200) unchanged, with a
+    ``note`` when the request asked for another threshold."""
     _rate_limit(state, principal)
     t0 = time.perf_counter()
     _check_metadata([body], settings)
@@ -106,7 +127,7 @@ def create_keyword(body: KeywordCreate, response: Response, state: StateDep, key
         response.status_code = status.HTTP_200_OK
     state.refresh_keyword_gauge()
     metrics.enroll_latency.observe(time.perf_counter() - t0)
-    return KeywordCreated.from_enrolled(enrolled)
+    return _created(keywords, body, enrolled)
 
 
 @router.post("/batch", response_model=KeywordBatchOut, responses=ENROLL_ERRORS)
@@ -122,7 +143,7 @@ def create_keywords(body: KeywordBatchCreate, state: StateDep, keywords: Keyword
     enrolled = _enroll(keywords, tenant, body.keywords, batch=True)
     state.refresh_keyword_gauge()
     metrics.enroll_latency.observe(time.perf_counter() - t0)
-    return KeywordBatchOut(keywords=[KeywordCreated.from_enrolled(e) for e in enrolled])
+    return KeywordBatchOut(keywords=[_created(keywords, i, e) for i, e in zip(body.keywords, enrolled, strict=True)])
 
 
 @router.get("", response_model=KeywordPage, responses=ERRORS)

@@ -31,6 +31,9 @@ class KeywordCreate(BaseModel):
         "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
         "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
         "'both' (normalised sum of the two)"))] = "text"
+    phonemes: Annotated[list[str] | str | None, Field(max_length=256, description=(
+        "pronunciation override: ARPAbet without stress, '|' between words, e.g. 'EH K S | K EY | S IY | D IY' "
+        "(a list, or a string split on spaces); validated against the model's phoneme inventory"))] = None
 
 
 class KeywordBatchCreate(BaseModel):
@@ -74,6 +77,11 @@ class KeywordOut(BaseModel):
 class KeywordCreated(KeywordOut):
     created: bool = Field(description="false when the same text was already enrolled (idempotent)")
     confusable_with: list[ConfusableOut]
+    guessed_words: list[str] = Field(default_factory=list, description=(
+        "words not in the pronouncing dictionary whose phonemes the neural G2P guessed: check `phonemes`, or "
+        "enroll again with a `phonemes` override"))
+    note: str | None = Field(None, description="set when the request asked for something it did not get, e.g. a "
+                                               "new threshold for a text already enrolled (PATCH changes it)")
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
