@@ -87,7 +87,7 @@ class _Transport(httpx.HTTPTransport):
         try:
             return super().handle_request(request)
         except httpx.ConnectError as e:
-            raise ServerUnreachable("server_unreachable", f"no openkws server answers at {base} ({_reason(e)}); "
+            raise ServerUnreachable("server_unreachable", f"cannot reach an openkws server at {base} ({_reason(e)}); "
                                     "start one with `openkws serve`, or pass --url / set OPENKWS_URL") from None
         except httpx.TimeoutException:
             raise ServerUnreachable("server_timeout", f"the server at {base} did not answer in time; check that it "
@@ -215,7 +215,7 @@ class OpenKWSClient:
             conn = connect(_ws_url(self.base_url) + "/v1/stream", max_size=None, open_timeout=30,
                            additional_headers=self._headers or None)
         except (OSError, TimeoutError) as e:
-            raise ServerUnreachable("server_unreachable", f"no openkws server answers at {self.base_url} "
+            raise ServerUnreachable("server_unreachable", f"cannot reach an openkws server at {self.base_url} "
                                     f"({_reason(e)}); start one with `openkws serve`, or pass --url / set "
                                     "OPENKWS_URL") from None
         except InvalidHandshake as e:
