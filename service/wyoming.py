@@ -38,7 +38,7 @@ from .audio import AudioError
 from .kws import KeywordSpotter, Stream
 
 log = logging.getLogger("openkws.wyoming")
-ATTRIBUTION = Attribution(name="openkws", url="https://github.com/openkws/openkws")
+ATTRIBUTION = Attribution(name="openkws", url="")  # no public project URL yet; set it when there is one
 
 
 @dataclass(frozen=True)
