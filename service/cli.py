@@ -234,10 +234,14 @@ def listen(
     model_dir: Annotated[Path | None, typer.Option(help="model directory (default: the packaged model)")] = None,
 ) -> None:
     """Listen to the microphone in this process: a live level meter, and each detection as it happens."""
+    from .listen import ListenError
     from .listen import listen as run_listen
+    from .text import G2PError
 
-    with handled():
+    try:
         run_listen(keywords, threshold=threshold, device=device, seconds=seconds, model_dir=model_dir)
+    except (ListenError, G2PError) as e:
+        fail(str(e))
 
 
 def _register_training_apps() -> None:
