@@ -35,7 +35,7 @@ def level_db(block: np.ndarray) -> float:
     """RMS level of int16 (or float in [-1, 1]) audio in dBFS, floored at -60."""
     x = block.astype(np.float32) / (32768.0 if block.dtype == np.int16 else 1.0)
     rms = float(np.sqrt(np.mean(np.square(x)))) if len(x) else 0.0
-    return max(FLOOR_DB, 20.0 * np.log10(max(rms, 1e-9)))
+    return max(FLOOR_DB, 20.0 * float(np.log10(max(rms, 1e-9))))
 
 
 def level_meter(block: np.ndarray) -> str:

@@ -126,13 +126,12 @@ class WakeHandler(AsyncEventHandler):
             except (AudioError, ValueError) as e:
                 return await self._error(getattr(e, "code", "bad_audio"), str(e))
             await self._emit(await asyncio.to_thread(self.stream.detections))
-        elif AudioStop.is_type(event.type):
-            if self.stream is not None:
-                stream, self.stream = self.stream, None
-                stream.input_finished()
-                await self._emit(await asyncio.to_thread(stream.detections))
-                if not self.detected:
-                    await self.write_event(NotDetected().event())
+        elif AudioStop.is_type(event.type) and self.stream is not None:
+            stream, self.stream = self.stream, None
+            stream.input_finished()
+            await self._emit(await asyncio.to_thread(stream.detections))
+            if not self.detected:
+                await self.write_event(NotDetected().event())
         return True
 
     async def _emit(self, detections: list[Any]) -> None:

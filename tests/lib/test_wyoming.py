@@ -4,6 +4,7 @@ through the REST API into the same database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -21,7 +22,7 @@ from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
-from wyoming.wake import Detect, Detection, NotDetected
+from wyoming.wake import Detect, Detection
 
 SR = 16_000
 
@@ -50,10 +51,8 @@ def server(data_dir: Path) -> Iterator[str]:
         task = asyncio.ensure_future(run_server(service, uri, ev))
         await ev.wait()
         started.set()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
 
     t = threading.Thread(target=lambda: loop.run_until_complete(main()), daemon=True)
     t.start()
