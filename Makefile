@@ -3,7 +3,7 @@ PY ?= python3
 APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
 	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en fortunes libsndfile1 \
 	postgresql \
-	prometheus chromium chromium-driver
+	prometheus chromium chromium-driver libportaudio2
 
 .PHONY: setup setup-system setup-python run test lint audit bench soak data train
 

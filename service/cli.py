@@ -5,10 +5,13 @@ Sub-apps are imported at start-up, so their modules must not import torch at mod
 Service commands::
 
     openkws serve [--host H] [--port P] [--model-dir DIR]      # the REST + websocket server
-    openkws keywords add "hey jarvis" [--threshold 0.6] [--proxy text|tts|both]  # talk to a running server
-    openkws keywords list | openkws keywords rm ID...
+    openkws keywords add "hey jarvis" [--threshold 0.6] [--proxy text|tts|both] [--phonemes "..."]
+    openkws keywords list | rm ID... | set ID --threshold T     # talk to a running server
+    openkws keywords import FILE | export FILE                  # YAML or CSV keyword lists
     openkws detect FILE                                         # all detections in a file
     openkws stream FILE | --mic                                 # live events over the websocket
+    openkws wyoming --uri tcp://127.0.0.1:10400                 # wake words for Home Assistant
+    openkws listen "hey jarvis"                                 # the microphone, in this process
     openkws keys create --tenant T --scope admin|stream         # API keys (in the server's database)
     openkws keys list [--tenant T] | openkws keys revoke KEY_ID
 
@@ -18,43 +21,27 @@ Client commands send ``--api-key`` (or ``OPENKWS_API_KEY``) as ``Authorization: 
 from __future__ import annotations
 
 import json
-from enum import Enum
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help="openkws: open-vocabulary keyword spotting")
-keywords_app = typer.Typer(no_args_is_help=True, help="Enroll, list and remove keywords on a running server.")
+from .cli_common import DEFAULT_URL, KeyOpt, UrlOpt, fail, handled
+from .cli_common import client as _client
+from .cli_keywords import ProxyChoice, keywords_app
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="openkws: open-vocabulary keyword spotting")
 app.add_typer(keywords_app, name="keywords")
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (writes the server's database).")
 app.add_typer(keys_app, name="keys")
 
-DEFAULT_URL = "http://127.0.0.1:8000"
-UrlOpt = Annotated[str, typer.Option("--url", envvar="OPENKWS_URL", help="server base URL")]
-KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="OPENKWS_API_KEY",
-                                            help="API key (needed when the server runs with OPENKWS_AUTH=on)")]
 DataDirOpt = Annotated[Path | None, typer.Option(help="the server's data directory (default OPENKWS_DATA_DIR)")]
 DbUrlOpt = Annotated[str | None, typer.Option(help="the server's database URL (default OPENKWS_DATABASE_URL)")]
-
-
-class ProxyChoice(str, Enum):
-    """``openkws.engine.acoustic_proxy.PROXY_MODES`` as CLI choices (the server validates them too)."""
-
-    text = "text"
-    tts = "tts"
-    both = "both"
-
-
-def _fail(message: str, code: int = 1) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code)
-
-
-def _client(url: str, api_key: str | None = None) -> Any:
-    from .client import OpenKWSClient
-
-    return OpenKWSClient(url, api_key=api_key)
+_fail = fail
+__all__ = ["DEFAULT_URL", "ProxyChoice", "app", "main"]
 
 
 def _api_keys(data_dir: Path | None, database_url: str | None) -> Any:
@@ -115,8 +102,8 @@ def keys_revoke(
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default OPENKWS_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default OPENKWS_PORT or 8000)")] = None,
-    model_dir: Annotated[Path | None, typer.Option(help="model directory (default OPENKWS_MODEL_DIR or models/default)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="where the SQLite keyword store lives")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="model directory (default OPENKWS_MODEL_DIR or the packaged model)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where the SQLite keyword store lives (default OPENKWS_DATA_DIR or ~/.local/share/openkws)")] = None,
     database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db")] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
@@ -137,69 +124,6 @@ def serve(
         _fail(str(e), 2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server.run(settings, log_level)
-
-
-@keywords_app.command("add")
-def keywords_add(
-    texts: Annotated[list[str], typer.Argument(help="keyword texts, e.g. 'hey jarvis'")],
-    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    proxy: Annotated[ProxyChoice | None, typer.Option(
-        help="keyword proxy: text (default), tts (from espeak-ng/flite renditions; better on confusable keywords, "
-             "~0.5 s more per keyword) or both")] = None,
-    url: UrlOpt = DEFAULT_URL,
-    api_key: KeyOpt = None,
-) -> None:
-    """Enroll keywords; prints id, normalized text, phonemes, proxy and any confusable keywords."""
-    from .client import OpenKWSError
-
-    mode = None if proxy is None else proxy.value
-    with _client(url, api_key) as c:
-        try:
-            items = ([c.add_keyword(texts[0], threshold, proxy=mode)] if len(texts) == 1
-                     else c.add_keywords(texts, threshold, proxy=mode))
-        except OpenKWSError as e:
-            _fail(e.message)
-        for kw in items:
-            state = "enrolled" if kw["created"] else "already enrolled"
-            typer.echo(f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
-                       f"proxy={kw['proxy']}\t({state})")
-            for cf in kw["confusable_with"]:
-                typer.secho(f"  confusable with {cf['id']} {cf['text']!r}: cosine {cf['cosine']:.2f}, "
-                            f"phoneme distance {cf['phoneme_distance']:.2f} ({cf['reason']})", fg=typer.colors.YELLOW)
-
-
-@keywords_app.command("list")
-def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
-                  as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
-    """List enrolled keywords."""
-    from .client import OpenKWSError
-
-    with _client(url, api_key) as c:
-        try:
-            items = c.list_keywords()
-        except OpenKWSError as e:
-            _fail(e.message)
-    if as_json:
-        typer.echo(json.dumps(items, indent=2))
-        return
-    for kw in items:
-        typer.echo(f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}\tproxy={kw['proxy']}\t"
-                   f"{' '.join(kw['phonemes'])}")
-
-
-@keywords_app.command("rm")
-def keywords_rm(ids: Annotated[list[int], typer.Argument(help="keyword ids")], url: UrlOpt = DEFAULT_URL,
-                api_key: KeyOpt = None) -> None:
-    """Delete keywords by id."""
-    from .client import OpenKWSError
-
-    with _client(url, api_key) as c:
-        for i in ids:
-            try:
-                c.delete_keyword(i)
-                typer.echo(f"deleted {i}")
-            except OpenKWSError as e:
-                _fail(e.message)
 
 
 def _print_event(ev: dict[str, Any], as_json: bool) -> None:
@@ -223,20 +147,19 @@ def _print_event(ev: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def detect(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="WAV, FLAC or OGG file")],
+    file: Annotated[Path, typer.Argument(dir_okay=False, help="WAV, FLAC or OGG (Vorbis or Opus) file")],
     url: UrlOpt = DEFAULT_URL,
     debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON response")] = False,
     api_key: KeyOpt = None,
 ) -> None:
     """Upload a file to POST /v1/detect and print every detection."""
-    from .client import OpenKWSError
+    from .audiofile import check_audio_file
 
-    with _client(url, api_key) as c:
-        try:
-            res = c.detect(file, debug=debug)
-        except OpenKWSError as e:
-            _fail(e.message)
+    with handled():
+        check_audio_file(file)  # a bad file is named here, before any upload
+    with _client(url, api_key) as c, handled():
+        res = c.detect(file, debug=debug)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
@@ -249,7 +172,7 @@ def detect(
 
 @app.command()
 def stream(
-    file: Annotated[Path | None, typer.Argument(exists=True, dir_okay=False, help="audio file to stream")] = None,
+    file: Annotated[Path | None, typer.Argument(dir_okay=False, help="audio file to stream")] = None,
     mic: Annotated[bool, typer.Option("--mic", help="stream the default microphone instead of a file")] = False,
     url: UrlOpt = DEFAULT_URL,
     chunk_ms: Annotated[int, typer.Option(min=10, max=1000, help="audio per websocket frame")] = 100,
@@ -260,22 +183,65 @@ def stream(
     api_key: KeyOpt = None,
 ) -> None:
     """Stream a file or the microphone over WS /v1/stream and print events as they arrive."""
-    from .client import StreamClosed
+    from .audiofile import check_audio_file
 
     if (file is None) == (not mic):
-        _fail("give exactly one of FILE or --mic", 2)
-    with _client(url, api_key) as c:
+        fail("give exactly one of FILE or --mic", 2)
+    if file is not None:
+        with handled():
+            check_audio_file(file)
+    with _client(url, api_key) as c, handled():
         try:
             events = (c.stream_microphone(chunk_ms=chunk_ms, seconds=seconds, debug=debug) if mic
                       else c.stream_file(file, chunk_ms=chunk_ms, realtime=realtime, debug=debug))
             for ev in events:
                 _print_event(ev, as_json)
-        except StreamClosed as e:
-            _fail(str(e))
+        except OSError as e:  # the connection dropped mid-stream
+            fail(f"cannot reach {url}: {e}")
         except RuntimeError as e:  # e.g. --mic without sounddevice
-            _fail(str(e))
-        except OSError as e:
-            _fail(f"cannot reach {url}: {e}")
+            fail(str(e))
+
+
+@app.command()
+def wyoming(
+    uri: Annotated[str, typer.Option(help="where to listen: tcp://HOST:PORT, unix://PATH or stdio://")] = "tcp://127.0.0.1:10400",
+    model_dir: Annotated[Path | None, typer.Option(help="model directory (default: the packaged model)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="the keyword database's directory (the REST server's)")] = None,
+    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the REST server's database")] = None,
+    tenant: Annotated[str, typer.Option(help="whose keywords are the wake words (auth off: 'default')")] = "default",
+    log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+) -> None:
+    """Serve the enrolled keywords as wake words over the Wyoming protocol (Home Assistant)."""
+    import logging
+
+    from .engine.model_spec import ModelContractError
+    from .wyoming import WyomingConfig, WyomingError, serve_wyoming
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        serve_wyoming(WyomingConfig(uri, model_dir, data_dir, database_url, tenant))
+    except (WyomingError, ModelContractError) as e:
+        fail(str(e), 2)
+
+
+@app.command()
+def listen(
+    keywords: Annotated[list[str], typer.Argument(help="keywords to listen for, e.g. 'hey jarvis'")],
+    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold (default: the "
+                                                                             "model's)")] = None,
+    device: Annotated[str | None, typer.Option(help="input device name or index (default: the system's)")] = None,
+    seconds: Annotated[float | None, typer.Option(min=0.1, help="stop after this long (default: Ctrl-C)")] = None,
+    model_dir: Annotated[Path | None, typer.Option(help="model directory (default: the packaged model)")] = None,
+) -> None:
+    """Listen to the microphone in this process: a live level meter, and each detection as it happens."""
+    from .listen import ListenError
+    from .listen import listen as run_listen
+    from .text import G2PError
+
+    try:
+        run_listen(keywords, threshold=threshold, device=device, seconds=seconds, model_dir=model_dir)
+    except (ListenError, G2PError) as e:
+        fail(str(e))
 
 
 def _register_training_apps() -> None:
@@ -292,7 +258,17 @@ _register_training_apps()
 
 
 def main() -> None:
-    app()
+    """The console entry point: an error nobody anticipated is still one line (OPENKWS_DEBUG=1: traceback)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:
+        if os.environ.get("OPENKWS_DEBUG"):
+            raise
+        typer.secho(f"error: unexpected {type(e).__name__}: {e}; rerun with OPENKWS_DEBUG=1 for the traceback and "
+                    "report it", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

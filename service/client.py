@@ -37,6 +37,37 @@ class OpenKWSError(RuntimeError):
         self.message = message
 
 
+class ServerUnreachable(OpenKWSError):
+    """No answer from the server (not running, wrong host or port, bad URL); ``status`` is 0."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(0, code, message)
+
+
+def check_url(base_url: str) -> str:
+    """``base_url`` without a trailing slash; raises :class:`ServerUnreachable` for a URL that
+    cannot work (no ``http://``/``https://`` scheme, no host).
+
+    >>> check_url("http://127.0.0.1:8000/")
+    'http://127.0.0.1:8000'
+    >>> try:
+    ...     check_url("127.0.0.1:8200")
+    ... except ServerUnreachable as e:
+    ...     print(e.message)
+    the URL '127.0.0.1:8200' has no scheme; use http://127.0.0.1:8200 (or https://...)
+    """
+    scheme, sep, rest = base_url.strip().partition("://")
+    rest = rest.rstrip("/")
+    if not sep:
+        raise ServerUnreachable("bad_url", f"the URL {base_url!r} has no scheme; use http://{scheme.rstrip('/')} "
+                                           "(or https://...)")
+    if scheme.lower() not in ("http", "https"):
+        raise ServerUnreachable("bad_url", f"the URL {base_url!r} has scheme {scheme!r}; use http:// or https://")
+    if not rest or rest.startswith(("/", ":")):
+        raise ServerUnreachable("bad_url", f"the URL {base_url!r} has no host; use e.g. http://127.0.0.1:8000")
+    return f"{scheme}://{rest}"
+
+
 class StreamClosed(RuntimeError):
     """The server closed the stream abnormally; ``code`` is the websocket close code."""
 
@@ -46,6 +77,29 @@ class StreamClosed(RuntimeError):
         self.code = code
         self.reason = reason
         self.error = error
+
+
+class _Transport(httpx.HTTPTransport):
+    """Turns connection failures into :class:`ServerUnreachable` with what to do about them."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        base = f"{request.url.scheme}://{request.url.netloc.decode()}"
+        try:
+            return super().handle_request(request)
+        except httpx.ConnectError as e:
+            raise ServerUnreachable("server_unreachable", f"cannot reach an openkws server at {base} ({_reason(e)}); "
+                                    "start one with `openkws serve`, or pass --url / set OPENKWS_URL") from None
+        except httpx.TimeoutException:
+            raise ServerUnreachable("server_timeout", f"the server at {base} did not answer in time; check that it "
+                                    "is an openkws server and not overloaded (GET /readyz)") from None
+        except httpx.TransportError as e:
+            raise ServerUnreachable("transport_error", f"talking to {base} failed ({_reason(e)}); "
+                                    "check the URL and that an openkws server runs there") from None
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip() or type(e).__name__
+    return text.split("] ", 1)[-1]  # drop "[Errno 111] "
 
 
 def _ws_url(base_url: str) -> str:
@@ -61,9 +115,10 @@ class OpenKWSClient:
 
     def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
                  api_key: str | None = None) -> None:
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_url(base_url)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self._headers)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self._headers,
+                                  transport=_Transport())
 
     def __enter__(self) -> OpenKWSClient:
         return self
@@ -88,16 +143,19 @@ class OpenKWSClient:
         return dict(self._json(self._http.get("/readyz")))
 
     def add_keyword(self, text: str, threshold: float | None = None,
-                    metadata: dict[str, Any] | None = None, proxy: str | None = None) -> dict[str, Any]:
-        """Enroll one keyword; ``proxy`` is ``text`` (server default), ``tts`` or ``both``."""
+                    metadata: dict[str, Any] | None = None, proxy: str | None = None,
+                    phonemes: list[str] | None = None) -> dict[str, Any]:
+        """Enroll one keyword; ``proxy`` is ``text`` (server default), ``tts`` or ``both``;
+        ``phonemes`` overrides the pronunciation (ARPAbet, ``|`` between words)."""
         body: dict[str, Any] = {"text": text}
-        if threshold is not None:
-            body["threshold"] = threshold
-        if metadata is not None:
-            body["metadata"] = metadata
-        if proxy is not None:
-            body["proxy"] = proxy
+        for k, v in (("threshold", threshold), ("metadata", metadata), ("proxy", proxy), ("phonemes", phonemes)):
+            if v is not None:
+                body[k] = v
         return dict(self._json(self._http.post("/v1/keywords", json=body)))
+
+    def add_keyword_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Enroll a batch of ``POST /v1/keywords`` bodies at once (all or nothing)."""
+        return list(self._json(self._http.post("/v1/keywords/batch", json={"keywords": items}))["keywords"])
 
     def add_keywords(self, texts: list[str], threshold: float | None = None,
                      proxy: str | None = None) -> list[dict[str, Any]]:
@@ -125,6 +183,12 @@ class OpenKWSClient:
     def set_threshold(self, keyword_id: int, threshold: float) -> dict[str, Any]:
         return dict(self._json(self._http.patch(f"/v1/keywords/{keyword_id}", json={"threshold": threshold})))
 
+    def update_keyword(self, keyword_id: int, **fields: Any) -> dict[str, Any]:
+        """``PATCH /v1/keywords/{id}`` with the given fields (``threshold``, or ``sensitivity`` where the
+        server offers it); None values are left out."""
+        body = {k: v for k, v in fields.items() if v is not None}
+        return dict(self._json(self._http.patch(f"/v1/keywords/{keyword_id}", json=body)))
+
     def delete_keyword(self, keyword_id: int) -> None:
         self._json(self._http.delete(f"/v1/keywords/{keyword_id}"))
 
@@ -142,13 +206,22 @@ class OpenKWSClient:
                       keywords: list[int] | None = None, debug: bool = False) -> Iterator[dict[str, Any]]:
         """Send ``start``, every chunk (a sender thread), then ``stop``; yield server messages as they
         arrive, ending with ``summary``. Raises :class:`StreamClosed` on an abnormal close."""
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, InvalidHandshake
         from websockets.sync.client import connect
 
         start = {"type": "start", "version": PROTOCOL_VERSION, "sample_rate": sample_rate, "encoding": encoding,
                  "channels": channels, "keywords": keywords, "debug": debug}
-        with connect(_ws_url(self.base_url) + "/v1/stream", max_size=None, open_timeout=30,
-                     additional_headers=self._headers or None) as ws:
+        try:
+            conn = connect(_ws_url(self.base_url) + "/v1/stream", max_size=None, open_timeout=30,
+                           additional_headers=self._headers or None)
+        except (OSError, TimeoutError) as e:
+            raise ServerUnreachable("server_unreachable", f"cannot reach an openkws server at {self.base_url} "
+                                    f"({_reason(e)}); start one with `openkws serve`, or pass --url / set "
+                                    "OPENKWS_URL") from None
+        except InvalidHandshake as e:
+            raise ServerUnreachable("bad_handshake", f"{self.base_url} refused the websocket ({_reason(e)}); is it "
+                                    "an openkws server, and is the API key right?") from None
+        with conn as ws:
             ws.send(json.dumps(start))
             ready = json.loads(ws.recv())
             yield ready

@@ -25,6 +25,7 @@ import numpy as np
 from .engine.acoustic_proxy import ProxyMode, combine_proxies
 from .engine.index import KeywordEntry, TenantIndex
 from .engine.spotter import Spotter
+from .pronunciation import override
 from .store import KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
 from .text.g2p import check_keyword_text
@@ -47,6 +48,7 @@ class EnrollItem:
     threshold: float | None = None
     metadata: dict[str, Any] | None = None
     proxy: ProxyMode = "text"
+    phonemes: tuple[str, ...] | None = None  # override of the G2P (validated against the inventory)
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,10 @@ class KeywordRegistry:
         for i, item in enumerate(items):
             try:
                 checked = check_keyword_text(item.text)
-                prons.append(self.spotter.pronounce(checked.text))
+                pron = self.spotter.pronounce(checked.text)
+                if item.phonemes is not None:
+                    pron = override(pron, item.phonemes, self.spotter.g2p.inventory)
+                prons.append(pron)
             except G2PError as e:
                 raise InvalidKeywordText(i, e) from e
             rewrites.append(checked.rewrites)

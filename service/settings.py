@@ -26,12 +26,28 @@ _DECISION = DetectorConfig()
 _CONFUSION = ConfusionPolicy()
 
 
+def packaged_model_dir() -> Path:
+    """The default model shipped inside the package (``openkws.models``/default), wherever it is installed."""
+    from importlib.resources import files
+
+    return Path(str(files("openkws.models") / "default"))
+
+
+def user_data_dir() -> Path:
+    """Per-user data directory ($XDG_DATA_HOME/openkws, else ~/.local/share/openkws): the keyword
+    database must not depend on the directory the server happens to start in."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "openkws"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENKWS_", extra="ignore", frozen=True)
 
     # Model and storage
-    model_dir: Path = Path("models/default")
-    data_dir: Path = Path("data/service")
+    model_dir: Path = Field(default_factory=packaged_model_dir)
+    data_dir: Path = Field(default_factory=user_data_dir)
     database_url: Annotated[
         str | None, Field(description="SQLAlchemy URL; default: SQLite file in data_dir")
     ] = None

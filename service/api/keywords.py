@@ -62,11 +62,30 @@ def _check_metadata(items: Sequence[KeywordCreate], settings: Settings) -> None:
             )
 
 
+def _phonemes(value: list[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    return tuple(value.split()) if isinstance(value, str) else tuple(value)
+
+
+def _created(keywords: KeywordRegistry, item: KeywordCreate, e: Enrolled) -> KeywordCreated:
+    """The response for one item: which words were guessed, and a note when a re-enrolled text kept
+    a threshold other than the one asked for."""
+    out = KeywordCreated.from_enrolled(e)
+    if item.phonemes is None:
+        out.guessed_words = [w for w in e.record.text.split() if not keywords.spotter.g2p.in_vocabulary(w)]
+    if not e.created and item.threshold is not None and abs(item.threshold - e.record.threshold) > 1e-9:
+        out.note = (f"already enrolled with threshold {e.record.threshold:g}; the requested {item.threshold:g} was not "
+                    f"applied: PATCH /v1/keywords/{e.record.id} changes it")
+    return out
+
+
 def _enroll(
     keywords: KeywordRegistry, tenant: str, items: Sequence[KeywordCreate], batch: bool
 ) -> list[Enrolled]:
     try:
-        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy) for i in items])
+        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy, _phonemes(i.phonemes))
+                                        for i in items])
     except TTSUnavailable as e:
         raise ApiError(
             503,
@@ -84,7 +103,8 @@ def _enroll(
     except TooManyKeywords as e:
         raise ApiError(409, "too_many_keywords", e.message) from None
     except InvalidKeywordText as e:
-        where = f"keywords[{e.position}].text" if batch else "text"
+        field = "phonemes" if e.error.code == "invalid_phonemes" else "text"
+        where = f"keywords[{e.position}].{field}" if batch else field
         raise ApiError(
             422, "invalid_keyword_text", f"{where}: {e.error.message}", rule=e.error.code, position=e.position
         ) from None
@@ -108,15 +128,16 @@ def create_keyword(
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> KeywordCreated:
-    """Enroll one keyword; the same text again returns the existing keyword (200) unchanged. ``rewrites``
-    lists what normalisation changed in the text."""
+    """Enroll one keyword; the same text again returns the existing keyword (200) unchanged, with a
+    ``note`` when the request asked for another threshold. ``rewrites`` lists what normalisation
+    changed in the text."""
     t0 = time.perf_counter()
     _check_metadata([body], settings)
     (enrolled,) = _enroll(keywords, tenant, [body], batch=False)
     if not enrolled.created:
         response.status_code = status.HTTP_200_OK
     metrics.enroll_latency.observe(time.perf_counter() - t0)
-    return KeywordCreated.from_enrolled(enrolled)
+    return _created(keywords, body, enrolled)
 
 
 @router.post(
@@ -143,7 +164,7 @@ def create_keywords(
     _check_metadata(body.keywords, settings)
     enrolled = _enroll(keywords, tenant, body.keywords, batch=True)
     metrics.enroll_latency.observe(time.perf_counter() - t0)
-    return KeywordBatchOut(keywords=[KeywordCreated.from_enrolled(e) for e in enrolled])
+    return KeywordBatchOut(keywords=[_created(keywords, i, e) for i, e in zip(body.keywords, enrolled, strict=True)])
 
 
 @router.get("", response_model=KeywordPage, responses=ERRORS)

@@ -70,6 +70,9 @@ class KeywordCreate(BaseModel):
             )
         ),
     ] = "text"
+    phonemes: Annotated[list[str] | str | None, Field(max_length=256, description=(
+        "pronunciation override: ARPAbet without stress, '|' between words, e.g. 'EH K S | K EY | S IY | D IY' "
+        "(a list, or a string split on spaces); validated against the model's phoneme inventory"))] = None
 
 
 class KeywordBatchCreate(BaseModel):
@@ -127,6 +130,11 @@ class KeywordCreated(KeywordOut):
         description="what normalisation changed in the submitted text beyond case and "
         "punctuation (invisible characters, NFKC, accents, numbers); empty: none"
     )
+    guessed_words: list[str] = Field(default_factory=list, description=(
+        "words not in the pronouncing dictionary whose phonemes the neural G2P guessed: check `phonemes`, or "
+        "enroll again with a `phonemes` override"))
+    note: str | None = Field(None, description="set when the request asked for something it did not get, e.g. a "
+                                               "new threshold for a text already enrolled (PATCH changes it)")
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:

@@ -137,6 +137,12 @@ async function refreshReady() {
 // ------------------------------------------------------------------------------------- keywords
 const keywordText = new Map(); // id -> text, for near-miss and detection display
 
+// The threshold, with the expected false alarms per hour where the server reports them.
+function thresholdText(kw) {
+  const fa = kw.expected_fa_per_hour;
+  return typeof fa === "number" ? `${fmt(kw.threshold)} (≈${fmt(fa, 1)} FA/h)` : fmt(kw.threshold);
+}
+
 async function refreshKeywords(freshId) {
   let page;
   try {
@@ -156,7 +162,7 @@ async function refreshKeywords(freshId) {
     const tr = el("tr", { "data-keyword-id": String(kw.id), "data-text": kw.text },
       el("td", { class: "kw-text", text: kw.text }),
       el("td", { class: "phon", text: kw.phonemes.join(" ") }),
-      el("td", { class: "num", text: fmt(kw.threshold) }),
+      el("td", { class: "num", text: thresholdText(kw) }),
       el("td", { class: "num" }, del));
     if (kw.id === freshId) tr.classList.add("fresh");
     tbody.append(tr);
@@ -186,8 +192,13 @@ async function enroll(ev) {
         "one may fire on the other. Consider a longer phrase or a higher threshold.", items);
       box.classList.add("confusable");
     } else {
-      showMessage("info", `${what} “${kw.text}” (${kw.phonemes.join(" ")}), threshold ${fmt(kw.threshold)}.`);
+      showMessage("info", `${what} “${kw.text}” (${kw.phonemes.join(" ")}), threshold ${thresholdText(kw)}.`);
     }
+    if (kw.guessed_words && kw.guessed_words.length) {
+      showMessage("warn", `The pronunciation of ${kw.guessed_words.map((w) => `“${w}”`).join(", ")} was guessed ` +
+        `(${kw.phonemes.join(" ")}); if it is wrong, enroll again with a phonemes override (API or CLI --phonemes).`);
+    }
+    if (kw.note) showMessage("warn", kw.note);
     $("kw-text").value = "";
     await refreshKeywords(kw.id);
     refreshReady();
