@@ -35,7 +35,21 @@ STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)
 
 
 async def _follow_store(state: AppState) -> None:
-    """Replicas sharing one PostgreSQL registry: pick up the others' writes every sync_interval_s."""
+    """Replicas sharing one registry pick up the others' writes. PostgreSQL: the change feed
+    (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
+    :mod:`openkws.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
+    if state.store.backend == "postgresql":
+        from .changefeed import StoreFollower
+
+        follower = StoreFollower(state.keywords, state.settings.sync_interval_s, state.metrics.registry,
+                                 on_applied=lambda _applied: state.refresh_keyword_gauge())
+        await run_in_threadpool(follower.start_from_store)
+        state.refresh_keyword_gauge()
+        follower.start()
+        try:
+            await asyncio.Event().wait()  # until cancelled at shutdown
+        finally:
+            await run_in_threadpool(follower.stop)
     while True:
         await asyncio.sleep(state.settings.sync_interval_s)
         try:
