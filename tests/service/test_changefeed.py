@@ -4,6 +4,7 @@ the poll interval, and catch up after a dropped connection or a pruned log."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -112,6 +113,7 @@ def test_replicas_apply_each_others_writes_through_notify(url: str, make_setting
           f"{removed * 1000:.0f} ms")
 
 
+@contextlib.contextmanager
 def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P) -> Iterator[tuple[Any, StoreFollower]]:
     from openkws.metrics import Metrics
     from openkws.state import load_engine
@@ -120,14 +122,16 @@ def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P) -> Ite
     _spotter, store, svc = load_engine(settings, Metrics(), g2p)
     f = StoreFollower(svc, POLL_S, reconnect_s=0.2)
     f.start_from_store()
-    yield svc, f
-    f.stop()
-    store.close()
+    try:
+        yield svc, f
+    finally:
+        f.stop()
+        store.close()
 
 
 def test_follower_reconnects_and_catches_up_after_a_dropped_connection(
         url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
-    for svc, f in _follower(url, make_settings, g2p):
+    with _follower(url, make_settings, g2p) as (svc, f):
         f.start()
         _wait(lambda: f.metrics.listening._value.get() == 1, 10, "LISTEN connected")
         writer = KeywordStore(url)
@@ -144,7 +148,7 @@ def test_follower_reconnects_and_catches_up_after_a_dropped_connection(
 
 def test_incremental_read_without_notifications_and_rebuild_after_pruning(
         url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
-    for svc, f in _follower(url, make_settings, g2p):  # not started: catch_up() is the periodic read
+    with _follower(url, make_settings, g2p) as (svc, f):  # not started: catch_up() is the periodic read
         writer = KeywordStore(url)
         a, _ = writer.add("default", NewKeyword("hey jarvis", ("HH", "EY"), 0.5, None))
         b, _ = writer.add("t2", NewKeyword("stop", ("S", "T", "AA", "P"), 0.5, None))
