@@ -39,17 +39,11 @@ async def _follow_store(state: AppState) -> None:
     (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
     :mod:`openkws.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
     if state.store.backend == "postgresql":
-        from .changefeed import StoreFollower
+        from .changefeed import follow_change_feed
 
-        follower = StoreFollower(state.keywords, state.settings.sync_interval_s, state.metrics.registry,
-                                 on_applied=lambda _applied: state.refresh_keyword_gauge())
-        await run_in_threadpool(follower.start_from_store)
-        state.refresh_keyword_gauge()
-        follower.start()
-        try:
-            await asyncio.Event().wait()  # until cancelled at shutdown
-        finally:
-            await run_in_threadpool(follower.stop)
+        await follow_change_feed(state.keywords, state.settings.sync_interval_s, state.metrics.registry,
+                                 state.refresh_keyword_gauge)
+        return
     while True:
         await asyncio.sleep(state.settings.sync_interval_s)
         try:

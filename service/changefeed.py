@@ -22,21 +22,23 @@ SQLite (the single-node default) has no change log: nothing here runs for it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from sqlalchemy import BigInteger, DateTime, Integer, String, delete, func, insert, inspect, select, text
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from .keywords import KeywordService
-from .store import MAX_TENANT_CHARS, ApiKeyTable, KeywordStore, KeywordTable, _record
+from .engine.index import KeywordEntry
+from .engine.spotter import Spotter
+from .store import MAX_TENANT_CHARS, ApiKeyTable, KeywordRecord, KeywordStore, KeywordTable, _record
 
 log = logging.getLogger("openkws")
 
@@ -44,6 +46,19 @@ CHANNEL = "openkws_registry"
 # pg_advisory_xact_lock key that orders change-log writers ("okws" in ASCII).
 LOCK_KEY = 0x6F6B7773
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Registry(Protocol):
+    """What the follower needs of the keyword registry (:mod:`openkws.keywords`): the store, the
+    index (through the spotter), its write lock, entry building and a full re-sync."""
+
+    store: KeywordStore
+    spotter: Spotter
+    _write: threading.Lock
+
+    def _entries(self, records: Sequence[KeywordRecord]) -> list[KeywordEntry]: ...
+
+    def sync(self) -> tuple[int, int, int]: ...
 
 
 class _ChangeBase(DeclarativeBase):  # its own metadata: SQLite stores never get this table
@@ -165,7 +180,7 @@ class Applied:
 class StoreFollower:
     """Applies the change log to a replica's index: LISTEN/NOTIFY, with periodic incremental reads."""
 
-    def __init__(self, keywords: KeywordService, poll_interval_s: float = 5.0,
+    def __init__(self, keywords: Registry, poll_interval_s: float = 5.0,
                  registry: CollectorRegistry | None = None, on_applied: Callable[[Applied], None] | None = None,
                  retention_s: float = 86_400.0, reconnect_s: float = 1.0) -> None:
         if poll_interval_s <= 0:
@@ -319,6 +334,22 @@ class StoreFollower:
                 self.log.prune(self.retention_s)
         except Exception:  # a database blip: the next notification or poll retries from self.seq
             log.exception("change feed: catching up from sequence %d failed", self.seq)
+
+
+async def follow_change_feed(registry: Registry, poll_interval_s: float, metrics: CollectorRegistry | None,
+                             on_applied: Callable[[], None] | None = None) -> None:
+    """Run a :class:`StoreFollower` for an app until cancelled (the app's shutdown)."""
+    loop = asyncio.get_running_loop()
+    follower = StoreFollower(registry, poll_interval_s, metrics,
+                             on_applied=None if on_applied is None else lambda _a: on_applied())
+    await loop.run_in_executor(None, follower.start_from_store)
+    if on_applied is not None:
+        on_applied()
+    follower.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await loop.run_in_executor(None, follower.stop)
 
 
 def _sum(a: Applied, b: Applied) -> Applied:
