@@ -165,8 +165,9 @@ class Stream:
         from websockets.sync.client import connect
 
         ws_url = self.base_url.replace("http://", "ws://") + "/v1/stream"
-        self.ws = connect(ws_url, max_size=None, open_timeout=10,
-                          additional_headers={"Authorization": f"Bearer {self.token}"})
+        self._stack = contextlib.ExitStack()
+        self.ws = self._stack.enter_context(connect(ws_url, max_size=None, open_timeout=10,
+                                                    additional_headers={"Authorization": f"Bearer {self.token}"}))
         self.ws.send(json.dumps({"type": "start", "version": 1, "sample_rate": 16_000, "encoding": "pcm16le",
                                  "channels": 1}))
         ready = json.loads(self.ws.recv(timeout=30))
@@ -210,7 +211,7 @@ class Stream:
 
     def close(self) -> None:
         with contextlib.suppress(Exception):  # already gone (a killed replica)
-            self.ws.close()
+            self._stack.close()
 
 
 def silence(seconds: float) -> bytes:

@@ -10,7 +10,8 @@ Wall times are printed (``-s``) and kept in the session's ``podman.timings``.
 
 from __future__ import annotations
 
-import base64
+import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,10 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
 def image(podman: Podman) -> Iterator[str]:
     if not is_trained(MODEL):
         pytest.skip("models/default is not a trained model: the image would serve an untrained one")
+    reuse = os.environ.get("OPENKWS_TEST_IMAGE")  # development: an image built before (kept)
+    if reuse and podman.image_exists(reuse):
+        yield reuse
+        return
     t0 = time.monotonic()
     base = podman.ensure_base()
     tag = f"localhost/{unique('openkws-test')}:cpu"
@@ -98,20 +103,25 @@ def test_cpu_image_serves_enrolls_detects_and_has_tts(podman: Podman, image: str
 
 
 def _kube_yaml(image: str, port: int) -> str:
-    """The production overlay's Deployment as rendered, with the test image, a published port on
-    127.0.0.1 and its Secret (a SQLite URL on the pod's emptyDir: no PostgreSQL in this pod)."""
+    """The production overlay's Deployment as rendered, with the test image and a port published on
+    127.0.0.1. Its Secret is made with ``podman secret create`` (:func:`_database_secret`)."""
     docs = render("overlays/production")
     dep = by_kind(docs, "Deployment", "openkws")
     dep["spec"]["replicas"] = 1
-    pod = dep["spec"]["template"]["spec"]
-    (c,) = pod["containers"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
     c["image"] = image
     c["imagePullPolicy"] = "Never"
     c["ports"][0].update({"hostPort": port, "hostIP": "127.0.0.1"})
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-              "metadata": {"name": "openkws-database", "namespace": "openkws"},
-              "data": {"url": base64.b64encode(b"sqlite:////var/lib/openkws/keywords.db").decode()}}
-    return yaml.safe_dump_all([secret, dep])
+    return yaml.safe_dump(dep)
+
+
+def _database_secret(podman: Podman) -> None:
+    """``openkws-database`` as podman's kube play reads a secretKeyRef: a podman secret holding the
+    Kubernetes Secret as JSON. The URL is SQLite on the pod's emptyDir: no PostgreSQL in this pod."""
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": "openkws-database"},
+              "stringData": {"url": "sqlite:////var/lib/openkws/keywords.db"}}
+    podman("secret", "rm", "openkws-database", check=False)
+    podman("secret", "create", "openkws-database", "-", input=json.dumps(secret).encode())
 
 
 def test_kube_play_runs_the_k8s_deployment(podman: Podman, image: str, tmp_path: Path) -> None:
@@ -119,6 +129,7 @@ def test_kube_play_runs_the_k8s_deployment(podman: Podman, image: str, tmp_path:
     port = free_port()
     kube = tmp_path / "openkws-kube.yaml"
     kube.write_text(_kube_yaml(image, port))
+    _database_secret(podman)
     t0 = time.monotonic()
     r = podman("kube", "play", str(kube), check=False, timeout=300)
     try:
