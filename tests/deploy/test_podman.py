@@ -10,6 +10,7 @@ Wall times are printed (``-s``) and kept in the session's ``podman.timings``.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import time
@@ -68,8 +69,9 @@ def _wait_ready(url: str, logs: Any, timeout: float = READY_TIMEOUT_S) -> dict[s
         time.sleep(0.5)
 
 
-def _enroll_and_detect(url: str, wav: Path) -> None:
-    with httpx.Client(base_url=url, timeout=60) as c:
+def _enroll_and_detect(url: str, wav: Path, token: str | None = None) -> None:
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as c:
         r = c.post("/v1/keywords", json={"text": "hey jarvis"})
         assert r.status_code in (200, 201), r.text
         r = c.post("/v1/detect", files={"file": ("speech.wav", wav.read_bytes(), "audio/wav")})
@@ -116,12 +118,12 @@ def _kube_yaml(image: str, port: int) -> str:
 
 
 def _database_secret(podman: Podman) -> None:
-    """``openkws-database`` as podman's kube play reads a secretKeyRef: a podman secret holding the
-    Kubernetes Secret as JSON. The URL is SQLite on the pod's emptyDir: no PostgreSQL in this pod."""
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque", "metadata": {"name": "openkws-database"},
-              "stringData": {"url": "sqlite:////var/lib/openkws/keywords.db"}}
+    """``openkws-database`` as podman 4.3's kube play reads a secretKeyRef: a podman secret holding a
+    JSON map of key -> base64 value (it ignores Secret documents in the YAML). The URL is SQLite on
+    the pod's emptyDir: there is no PostgreSQL in this pod."""
+    data = {"url": base64.b64encode(b"sqlite:////var/lib/openkws/keywords.db").decode()}
     podman("secret", "rm", "openkws-database", check=False)
-    podman("secret", "create", "openkws-database", "-", input=json.dumps(secret).encode())
+    podman("secret", "create", "openkws-database", "-", input=json.dumps(data).encode())
 
 
 def test_kube_play_runs_the_k8s_deployment(podman: Podman, image: str, tmp_path: Path) -> None:
@@ -141,10 +143,12 @@ def test_kube_play_runs_the_k8s_deployment(podman: Podman, image: str, tmp_path:
         url = f"http://127.0.0.1:{port}"
         ready = _wait_ready(url, lambda: podman("logs", ctr, check=False).stdout[-3000:])
         assert ready["backend"]["database"] == "sqlite"
-        _enroll_and_detect(url, wav)
+        # The Deployment turns auth on: a key made with the CLI inside the pod, as an operator would.
+        token = podman("exec", ctr, "openkws", "keys", "create", "--tenant", "acme", "--scope", "admin").stdout
+        _enroll_and_detect(url, wav, token.strip())
         # The Deployment's security context, as podman applied it.
-        info = podman("inspect", ctr, "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}").stdout.split()
-        assert info == ["10001:10001", "true"] or info[1] == "true", info
+        assert podman("exec", ctr, "id", "-u").stdout.strip() == "10001"
+        assert podman("inspect", ctr, "--format", "{{.HostConfig.ReadonlyRootfs}}").stdout.strip() == "true"
         write = podman("exec", ctr, "sh", "-c", "touch /opt/x", check=False)
         assert write.returncode != 0, "the root filesystem is read-only"
         print(f"\n[podman] kube play Deployment ready and detecting in {time.monotonic() - t0:.1f} s")
