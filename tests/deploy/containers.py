@@ -69,11 +69,13 @@ class Podman:
     def image_exists(self, tag: str) -> bool:
         return self("image", "exists", tag, check=False).returncode == 0
 
-    def build(self, tag: str, dockerfile: Path, context: Path, *build_args: str, timeout: float = 900) -> None:
-        """``podman build`` on the host network, with this machine's CA bundle for pip (CONTAINERS.md, 4)."""
+    def build(self, tag: str, dockerfile: Path, context: Path, *build_args: str, timeout: float = 900,
+              pip_ca: bool = True) -> None:
+        """``podman build`` on the host network; ``pip_ca``: with this machine's CA bundle mounted for pip
+        (CONTAINERS.md, 4; not for the base, whose apt installs ca-certificates onto that path)."""
         t0 = time.monotonic()
         args = ["build", "--network", "host", "--format", "docker", "-f", str(dockerfile), "-t", tag]
-        if CA_BUNDLE.is_file():
+        if pip_ca and CA_BUNDLE.is_file():
             args += ["-v", f"{CA_BUNDLE}:{CA_BUNDLE}:ro", "--env", f"PIP_CERT={CA_BUNDLE}"]
         for a in build_args:
             args += ["--build-arg", a]
@@ -99,7 +101,8 @@ class Podman:
                 self.made_images.append(DEBIAN_TAG)
             finally:
                 shutil.rmtree(rootfs, ignore_errors=True)
-        self.build(BASE_TAG, ROOT / "docker" / "Dockerfile.base", ROOT / "docker", f"DEBIAN_IMAGE={DEBIAN_TAG}")
+        self.build(BASE_TAG, ROOT / "docker" / "Dockerfile.base", ROOT / "docker", f"DEBIAN_IMAGE={DEBIAN_TAG}",
+                   pip_ca=False)
         self.timings["base image"] = time.monotonic() - t0
         return BASE_TAG
 
