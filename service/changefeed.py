@@ -45,6 +45,7 @@ log = logging.getLogger("openkws")
 CHANNEL = "openkws_registry"
 # pg_advisory_xact_lock key that orders change-log writers ("okws" in ASCII).
 LOCK_KEY = 0x6F6B7773
+WAKE_S = 0.5  # how often a waiting follower checks for stop()
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -74,7 +75,8 @@ class ChangeTable(_ChangeBase):
     kind: Mapped[str] = mapped_column(String(16))  # "keyword" | "api_key"
     op: Mapped[str] = mapped_column(String(8))  # "insert" | "update" | "delete"
     ref: Mapped[str] = mapped_column(String(32))  # keyword id or API key id
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # clock_timestamp(), not now(): now() is the transaction's start, and the lag metric wants the write
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=text("clock_timestamp()"))
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,6 @@ class StoreFollower:
         self.seq = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._conn: Any = None
         self._last_prune = 0.0
 
     # -- applying ---------------------------------------------------------------------------------
@@ -275,13 +276,7 @@ class StoreFollower:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.cancel_safe(timeout=1.0)  # wake a thread blocked in notifies()
-            except Exception:  # closing anyway
-                log.debug("could not cancel the LISTEN connection", exc_info=True)
+        self._stop.set()  # the thread sees it within WAKE_S
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
@@ -296,19 +291,23 @@ class StoreFollower:
         while not self._stop.is_set():
             try:
                 with psycopg.connect(self._listen_conninfo(), autocommit=True, connect_timeout=5) as conn:
-                    self._conn = conn
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.metrics.listening.set(1)
                     self._safe_catch_up()  # whatever was written while we were not listening
+                    next_poll = time.monotonic() + self.poll_interval_s
                     while not self._stop.is_set():
-                        # Wakes at the first notification or after poll_interval_s (the fallback read).
-                        for _ in conn.notifies(timeout=self.poll_interval_s, stop_after=1):
-                            pass
+                        # Wakes at a notification, or every WAKE_S to notice stop(); reads the log on a
+                        # notification or every poll_interval_s (the fallback for lost notifications).
+                        notified = False
+                        for _ in conn.notifies(timeout=WAKE_S, stop_after=1):
+                            notified = True
                         if self._stop.is_set():
                             break
-                        while conn.pgconn.notifies() is not None:  # coalesce a burst into one read
-                            pass
-                        self._safe_catch_up()
+                        if notified or time.monotonic() >= next_poll:
+                            while conn.pgconn.notifies() is not None:  # coalesce a burst into one read
+                                pass
+                            self._safe_catch_up()
+                            next_poll = time.monotonic() + self.poll_interval_s
             except Exception as e:
                 if self._stop.is_set():
                     break
@@ -317,7 +316,6 @@ class StoreFollower:
                             "is back", e, self.poll_interval_s)
                 self._poll_until_reconnect()
             finally:
-                self._conn = None
                 self.metrics.listening.set(0)
 
     def _poll_until_reconnect(self) -> None:

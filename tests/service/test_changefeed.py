@@ -114,13 +114,14 @@ def test_replicas_apply_each_others_writes_through_notify(url: str, make_setting
 
 
 @contextlib.contextmanager
-def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P) -> Iterator[tuple[Any, StoreFollower]]:
+def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P,
+              poll_s: float = POLL_S) -> Iterator[tuple[Any, StoreFollower]]:
     from openkws.metrics import Metrics
     from openkws.state import load_engine
 
     settings = make_settings(database_url=url)
     _spotter, store, svc = load_engine(settings, Metrics(), g2p)
-    f = StoreFollower(svc, POLL_S, reconnect_s=0.2)
+    f = StoreFollower(svc, poll_s, reconnect_s=0.2)
     f.start_from_store()
     try:
         yield svc, f
@@ -167,4 +168,26 @@ def test_incremental_read_without_notifications_and_rebuild_after_pruning(
         got = f.catch_up()
         assert got.rebuilt and c.id in svc.spotter.index.tenant("default")
         assert f.metrics.rebuilds._value.get() == 1
+        writer.close()
+
+
+def test_a_lost_notification_is_covered_by_the_periodic_read(
+        url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
+    import datetime as dt
+
+    from sqlalchemy import insert
+
+    with _follower(url, make_settings, g2p, poll_s=0.5) as (svc, f):
+        f.start()
+        _wait(lambda: f.metrics.listening._value.get() == 1, 10, "LISTEN connected")
+        writer = KeywordStore(url)
+        now = dt.datetime.now(dt.timezone.utc)
+        # A write whose NOTIFY never arrives: rows inserted with Core, outside the logging session.
+        with writer.engine.begin() as conn:
+            kid = conn.execute(insert(KeywordTable).values(
+                tenant="default", text="lost note", phonemes="L AO S T", threshold=0.5, meta=None,
+                created_at=now, updated_at=now, proxy_mode="text").returning(KeywordTable.id)).scalar_one()
+            conn.execute(insert(ChangeTable).values(tenant="default", kind="keyword", op="insert", ref=str(kid)))
+        took = _wait(lambda: kid in svc.spotter.index.tenant("default"), 5.0, "periodic read applies it")
+        assert took > 0.05, "applied before any read could have run: was it notified after all?"
         writer.close()
