@@ -220,6 +220,8 @@ def test_kill9_mid_stream_reconnects_and_loses_no_acknowledged_keyword(cluster: 
     assert wait_until(lambda: all(kid_in(r, 1) for r in c.replicas), 2) is not None
     stream = Stream(c.lb.url, c.keys["acme"])
     stream.send(silence(1.0), realtime=1.0)
+    # Earlier tests' streams may take a moment to be counted closed.
+    wait_until(lambda: sum(r.metrics().get("openkws_active_streams", 0) for r in c.replicas) == 1, 5, 0.05)
     serving = [r for r in c.replicas if r.metrics().get("openkws_active_streams") == 1]
     assert len(serving) == 1, "exactly one replica serves the stream"
     victim = serving[0]
