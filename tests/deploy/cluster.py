@@ -209,6 +209,17 @@ class Stream:
             time.sleep(0.005)
         return None
 
+    def finish(self, timeout: float = 120) -> dict[str, Any] | None:
+        """Send ``stop`` and wait for the ``summary`` (all audio sent has been processed)."""
+        self.ws.send(json.dumps({"type": "stop", "version": 1}))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for _, m in self.events:
+                if m.get("type") == "summary":
+                    return m
+            time.sleep(0.01)
+        return None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # already gone (a killed replica)
             self._stack.close()
