@@ -17,7 +17,7 @@ import yaml
 
 from tests.deploy.conftest import DOCKER, ROOT, dockerfile_stages
 
-DOCKERFILES = ("Dockerfile", "Dockerfile.gpu", "Dockerfile.train")
+DOCKERFILES = ("Dockerfile", "Dockerfile.gpu", "Dockerfile.train", "Dockerfile.base")
 COMPOSE = DOCKER / "compose.yaml"
 PROMETHEUS_YML = DOCKER / "prometheus" / "prometheus.yml"
 GRAFANA = DOCKER / "grafana"
