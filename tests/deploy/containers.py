@@ -51,6 +51,7 @@ class Podman:
     conf: Path
     made_images: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    images_before: set[str] = field(default_factory=set)  # ids (with layers) that existed before us
 
     @property
     def env(self) -> dict[str, str]:
@@ -106,11 +107,26 @@ class Podman:
         self.timings["base image"] = time.monotonic() - t0
         return BASE_TAG
 
+    def image_ids(self) -> set[str]:
+        return set(self("images", "-a", "-q", "--no-trunc", check=False).stdout.split())
+
     def cleanup(self, keep_base: bool = False) -> None:
+        """Remove the tagged images made here, then every other image id (build stages, layers, the
+        pause image of kube play) that did not exist before; a kept base keeps its own layers."""
         for tag in reversed(self.made_images):
             if keep_base and tag in (BASE_TAG, DEBIAN_TAG):
                 continue
             self("rmi", "-f", tag, check=False, timeout=120)
+        keep = set(self.images_before)
+        if keep_base:
+            for tag in (BASE_TAG, DEBIAN_TAG):
+                keep |= set(self("images", "-q", "--no-trunc", tag, check=False).stdout.split())
+        for _ in range(3):  # children first: retry what was still in use
+            left = sorted(self.image_ids() - keep)
+            if not left:
+                break
+            for image_id in left:
+                self("rmi", image_id, check=False, timeout=120)
 
 
 @dataclass
@@ -129,6 +145,7 @@ def podman_session(tmp: Path) -> Iterator[Podman]:
     conf = tmp / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     p = Podman(conf)
+    p.images_before = p.image_ids()
     try:
         yield p
     finally:
