@@ -3,15 +3,23 @@ PY ?= python3
 APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
 	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en fortunes libsndfile1 \
 	postgresql \
+	podman runc debootstrap haproxy \
 	prometheus chromium chromium-driver libportaudio2
 
-.PHONY: setup setup-system setup-python run test lint audit bench soak data train
+.PHONY: setup setup-system setup-python setup-tools run test lint audit bench soak data train
 
-setup: setup-system setup-python
+setup: setup-system setup-python setup-tools
+
+# checkov (tests/deploy/test_manifests.py) lives in its own venv: its pins would downgrade ours.
+CHECKOV_VENV ?= $(HOME)/.local/share/openkws/checkov-venv
 
 setup-system:
 	@if [ "$$(id -u)" = "0" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); \
 	else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES); fi
+	@# `kubectl kustomize` renders deploy/: Debian's kubernetes-client, unless a kubectl is already there
+	@# (another package's /usr/bin/kubectl would make the install fail on the shared path).
+	@command -v kubectl >/dev/null || { if [ "$$(id -u)" = "0" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; \
+	else sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client; fi; }
 
 # torch is installed first and pinned: the CPU wheel; an unpinned torch drags in GBs of CUDA.
 # EfficientWord-Net (a benchmark peer) goes in with --no-deps: its declared pyaudio/twine/requests are not needed.
@@ -19,6 +27,9 @@ setup-python:
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[train,dev,bench,postgres]"
 	$(PY) -m pip install -q --no-deps EfficientWord-Net==1.0.5
+
+setup-tools:
+	@test -x $(CHECKOV_VENV)/bin/checkov || { $(PY) -m venv $(CHECKOV_VENV) && $(CHECKOV_VENV)/bin/pip install -q checkov==3.3.30; }
 
 run:
 	openkws serve

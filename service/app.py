@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from . import __version__
 from .api import detect, health, keys, keywords, stream
 from .api.errors import install_error_handlers
+from .changefeed import follow_change_feed
 from .engine.model_spec import ModelContractError
 from .limits import BodyLimitMiddleware
 from .metrics import DetectionCounts, HTTPMetricsMiddleware, Metrics
@@ -35,7 +36,12 @@ STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)
 
 
 async def _follow_store(state: AppState) -> None:
-    """Replicas sharing one PostgreSQL registry: pick up the others' writes every sync_interval_s."""
+    """Replicas sharing one registry pick up the others' writes. PostgreSQL: the change feed
+    (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
+    :mod:`openkws.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
+    if state.store.backend == "postgresql":
+        await follow_change_feed(state.registry, state.settings.sync_interval_s, state.metrics.registry)
+        return
     while True:
         await asyncio.sleep(state.settings.sync_interval_s)
         try:

@@ -222,6 +222,10 @@ class KeywordStore:
         Base.metadata.create_all(self.engine)
         add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if self.backend == "postgresql":  # replicas follow each other's writes (openkws.changefeed)
+            from .changefeed import install_change_log
+
+            install_change_log(self)
 
     @property
     def sessions(self) -> sessionmaker[Session]:

@@ -17,7 +17,7 @@ import yaml
 
 from tests.deploy.conftest import DOCKER, ROOT, dockerfile_stages
 
-DOCKERFILES = ("Dockerfile", "Dockerfile.gpu", "Dockerfile.train")
+DOCKERFILES = ("Dockerfile", "Dockerfile.gpu", "Dockerfile.train", "Dockerfile.base")
 COMPOSE = DOCKER / "compose.yaml"
 PROMETHEUS_YML = DOCKER / "prometheus" / "prometheus.yml"
 GRAFANA = DOCKER / "grafana"
@@ -57,9 +57,12 @@ def test_runtime_image_shape() -> None:
     assert re.search(r"^HEALTHCHECK .*healthcheck\.py", runtime, re.MULTILINE)
     assert re.search(r"^COPY models/default /opt/openkws/models/default$", runtime, re.MULTILINE)
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    # The one system install: the TTS engines behind `proxy: "tts"` (tests/deploy/test_podman.py runs it).
+    apt = re.findall(r"apt-get install[^&]*", runtime)
+    assert len(apt) == 1 and apt[0].split()[-2:] == ["espeak-ng", "flite"], apt
     assert not re.search(
-        r"\b(pip|apt-get|gcc|g\+\+|build-essential|torch)\b", runtime.replace("/opt/openkws", "")
-    ), "the runtime stage installs nothing itself"
+        r"\b(pip|gcc|g\+\+|build-essential|torch)\b", runtime.replace("/opt/openkws", "")
+    ), "the runtime stage installs no Python packages or compilers itself"
     build = "\n".join(stages["build"])
     assert 'ARG OPENKWS_EXTRAS=""' in build, "the default image installs no extras"
     assert re.search(r'install-runtime\.sh /opt/venv /src "\$\{OPENKWS_EXTRAS\}"', build)
@@ -229,7 +232,12 @@ def test_grafana_provisioning_matches_compose() -> None:
     dash = json.loads(DASHBOARD.read_text())
     uids = {p["datasource"]["uid"] for p in dash["panels"] if "datasource" in p}
     uids |= {t["datasource"]["uid"] for p in dash["panels"] for t in p.get("targets", [])}
-    assert uids == {ds["uid"]}, f"panels use datasources {uids}, provisioned is {ds['uid']}"
+    provisioned = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    api = next(d for d in provisioned["datasources"] if d["uid"] == "openkws-api")
+    assert api["type"] == "yesoreyeram-infinity-datasource" and api["url"] == "http://openkws:8000"
+    plugin = c["services"]["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+    assert plugin.split()[0] == api["type"], "compose installs the plugin the datasource needs"
+    assert uids == {ds["uid"], api["uid"]}, f"panels use datasources {uids}"
 
 
 REQUIRED_PANELS = {
@@ -238,7 +246,7 @@ REQUIRED_PANELS = {
     "detection latency": ["openkws_detection_latency_seconds_bucket"],
     "inference batch size": ["openkws_inference_batch_size"],
     "inference batch latency": ["openkws_inference_batch_seconds_bucket"],
-    "detections per keyword": ["openkws_detections_total"],
+    "detections by source": ["openkws_detections_total"],
     "errors by type": ["openkws_errors_total"],
     "enrolled keywords": ["openkws_enrolled_keywords"],
     "cpu": ["process_cpu_seconds_total"],
@@ -252,7 +260,8 @@ def test_dashboard_panels() -> None:
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids)), "panel ids are unique"
     for p in panels:
-        assert p.get("targets") and all(t.get("expr") for t in p["targets"]), p["title"]
+        prom = [t for t in p.get("targets", []) if t["datasource"]["uid"] == "prometheus"]
+        assert p.get("targets") and all(t.get("expr") for t in prom), p["title"]
         assert {"x", "y", "w", "h"} <= set(p["gridPos"])
     for title, metrics in REQUIRED_PANELS.items():
         matching = [p for p in panels if title in p["title"].lower()]
@@ -266,3 +275,54 @@ def test_dashboard_panels() -> None:
     assert sorted(
         re.findall(r"histogram_quantile\((0\.\d+)", " ".join(t["expr"] for t in latency["targets"]))
     ) == ["0.5", "0.95", "0.99"]
+
+
+def test_no_panel_has_a_series_per_keyword() -> None:
+    """Keywords are named by text in a bounded table (the API's top 10), never as Prometheus series."""
+    dash = json.loads(DASHBOARD.read_text())
+    exprs = " ".join(t.get("expr", "") for p in dash["panels"] for t in p.get("targets", []))
+    assert "keyword_id" not in exprs and "keyword" not in re.sub(r"openkws_enrolled_keywords", "", exprs)
+    (top,) = [p for p in dash["panels"] if "top keywords by text" in p["title"].lower()]
+    (t,) = top["targets"]
+    assert t["url"] == "/v1/detections/counts" and t["root_selector"] == "keywords"
+    assert {"key": "limit", "value": "10"} in t["url_options"]["params"]
+    assert [c["selector"] for c in t["columns"]] == ["text", "detections"]
+
+
+def test_compose_publishes_on_loopback_by_default() -> None:
+    for name, s in _compose()["services"].items():
+        for port in s.get("ports", []):
+            assert str(port).startswith("${PUBLISH_ADDR:-127.0.0.1}:"), f"{name} publishes {port} beyond loopback"
+
+
+def _grafana_entrypoint(password: str | None) -> subprocess.CompletedProcess[str]:
+    """Run the compose Grafana entrypoint script under sh, as compose would ($$ -> $), with /run.sh
+    (Grafana's own entrypoint) replaced by an echo."""
+    ep = _compose()["services"]["grafana"]["entrypoint"]
+    assert ep[:2] == ["/bin/sh", "-c"]
+    script = ep[2].replace("$$", "$").replace("exec /run.sh", "echo grafana-started")
+    env = {"PATH": "/usr/bin:/bin"}
+    if password is not None:
+        env["GF_SECURITY_ADMIN_PASSWORD"] = password
+    return subprocess.run(["sh", "-c", script, ep[3]], env=env, capture_output=True, text=True, timeout=30)
+
+
+def test_grafana_refuses_to_start_without_an_admin_password() -> None:
+    env = _compose()["services"]["grafana"]["environment"]
+    assert env["GF_SECURITY_ADMIN_PASSWORD"] == "${GRAFANA_ADMIN_PASSWORD:-}", "no default password"
+    for pw in (None, "", "admin"):
+        r = _grafana_entrypoint(pw)
+        assert r.returncode == 64 and "set GRAFANA_ADMIN_PASSWORD" in r.stderr, (pw, r)
+    r = _grafana_entrypoint("a-password-you-chose")
+    assert r.returncode == 0 and r.stdout.strip() == "grafana-started"
+
+
+def test_replicas_profile_adds_postgres() -> None:
+    s = _compose()["services"]
+    assert s["postgres"]["profiles"] == ["replicas"] and "ports" not in s["postgres"], "the database stays inside"
+    rep = s["openkws-replica"]
+    assert rep["profiles"] == ["replicas"] and rep["build"]["args"]["OPENKWS_EXTRAS"] == "postgres"
+    env = rep["environment"]
+    assert "@postgres:5432/" in env["OPENKWS_DATABASE_URL"] and float(env["OPENKWS_SYNC_INTERVAL_S"]) > 0
+    assert rep["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "openkws" in rep["networks"]["default"]["aliases"], "Prometheus scrapes the replicas too"

@@ -35,6 +35,8 @@ def dashboard_queries() -> list[tuple[str, str]]:
     out = []
     for p in dash["panels"]:
         for t in p.get("targets", []):
+            if "expr" not in t:  # the API table (Infinity datasource), not PromQL
+                continue
             expr = t["expr"].replace("$__rate_interval", RATE_INTERVAL)
             for name, value in variables.items():
                 expr = expr.replace(f"${name}", value)
