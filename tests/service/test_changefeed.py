@@ -14,7 +14,9 @@ from fastapi.testclient import TestClient
 from openkws.app import create_app
 from openkws.auth import ApiKeys
 from openkws.changefeed import ChangeLog, ChangeTable, StoreFollower, install_change_log
+from openkws.metrics import DetectionCounts, Metrics
 from openkws.settings import Settings
+from openkws.state import load_engine
 from openkws.store import KeywordStore, KeywordTable, NewKeyword
 from openkws.text import G2P
 from sqlalchemy import text
@@ -116,11 +118,8 @@ def test_replicas_apply_each_others_writes_through_notify(url: str, make_setting
 @contextlib.contextmanager
 def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P,
               poll_s: float = POLL_S) -> Iterator[tuple[Any, StoreFollower]]:
-    from openkws.metrics import Metrics
-    from openkws.state import load_engine
-
     settings = make_settings(database_url=url)
-    _spotter, store, svc = load_engine(settings, Metrics(), g2p)
+    _spotter, store, svc = load_engine(settings, Metrics(), DetectionCounts(), g2p)
     f = StoreFollower(svc, poll_s, reconnect_s=0.2)
     f.start_from_store()
     try:
