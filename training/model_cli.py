@@ -256,3 +256,50 @@ def eval_cost(
     from .evaluate import measure_cost
 
     typer.echo(json.dumps(measure_cost(model, frames, repeats), indent=2))
+
+
+@eval_app.command("streams")
+def eval_streams(
+    manifest: Path = typer.Option(Path("data/eval/asterisk/manifest.csv"), help="CSV with path,text (keyword clips)"),
+    model: Path = typer.Option(Path("models/default"), help="exported model directory"),
+    out: Path = typer.Option(Path("runs/eval/streams"), help="streams.json, streams.md, det.png, score_hist.png"),
+    cache: Path = typer.Option(Path("data/cache/eval_streams"), help="built audio and per-stream events (reruns reuse them)"),
+    condition: list[str] | None = typer.Option(None, help="quiet, noise, music, babble, reverb (repeatable; default all)"),
+    negatives: list[str] | None = typer.Option(
+        None, help="recorded, tts, music, or a folder of audio (<name>.txt beside a file = its transcript); repeatable"),
+    proxy: list[str] | None = typer.Option(None, help="openkws proxies: text, tts, both (repeatable; default text and tts)"),
+    peer: list[str] | None = typer.Option(None, help="also run pocketsphinx and/or efficientword (repository checkout)"),
+    tts_minutes: float = typer.Option(30.0, help="minutes of TTS running text among the negatives"),
+    floor: float = typer.Option(0.4, help="enrollment threshold of the sweep (lowest threshold reported)"),
+    doc: Path | None = typer.Option(None, help="write the tables into this markdown file (e.g. docs/BENCHMARKS.md)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine."""
+    from .eval_streams.conditions import CONDITIONS
+    from .eval_streams.report import markdown, update_doc
+    from .eval_streams.run import PEERS, PROXY_KINDS, StreamsConfig, run_streams
+
+    for p in proxy or ():
+        if p not in ("text", "tts", "both"):
+            raise typer.BadParameter(f"proxy {p!r}: choose text, tts or both")
+    for p in peer or ():
+        if p not in PEERS:
+            raise typer.BadParameter(f"peer {p!r}: choose from {', '.join(PEERS)}")
+    for c in condition or ():
+        if c not in CONDITIONS:
+            raise typer.BadParameter(f"condition {c!r}: choose from {', '.join(CONDITIONS)}")
+    if not 0.0 <= floor < 1.0:
+        raise typer.BadParameter("floor must be in [0, 1)")
+    _setup_logging(False)
+    cfg = StreamsConfig(manifest=manifest, model=model, out=out, cache=cache,
+                        conditions=tuple(condition or CONDITIONS), negatives=tuple(negatives or ("recorded", "tts", "music")),
+                        proxies=tuple(proxy or PROXY_KINDS), peers=tuple(peer or ()), tts_minutes=tts_minutes,
+                        floor=floor, seed=seed)
+    report = run_streams(cfg)
+    table = markdown(report)
+    typer.echo(table)
+    if doc is not None:
+        cmd = "openkws eval streams " + " ".join(f"--peer {p}" for p in cfg.peers)
+        update_doc(doc, table, f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
+                   f"model `{report['model_version']}`; wall time {report['wall_s']} s.")
+    typer.echo(f"report: {out / 'streams.json'}  plots: {out / 'det.png'}, {out / 'score_hist.png'}")
