@@ -16,6 +16,7 @@ from .engine.spotter import DecodeResult, Spotter
 from .keywords import ConfusionPolicy, KeywordService
 from .limits import RateLimiter, StreamCounter
 from .metrics import Metrics
+from .sensitivity import Sensitivity
 from .settings import Settings
 from .store import KeywordStore
 from .streaming import AudioSession, BatchRunner
@@ -93,6 +94,7 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
                         settings.confusable_top_k),
         max_keywords_per_tenant=settings.max_keywords_per_tenant,
         tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
+        sensitivity=Sensitivity.load(settings.model_dir, spotter),
     )
     n, diff = keywords.reconcile()
     if diff:

@@ -303,3 +303,22 @@ def eval_streams(
         update_doc(doc, table, f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
                    f"model `{report['model_version']}`; wall time {report['wall_s']} s.")
     typer.echo(f"report: {out / 'streams.json'}  plots: {out / 'det.png'}, {out / 'score_hist.png'}")
+
+
+@eval_app.command("bank")
+def eval_bank(
+    model: Path = typer.Option(Path("models/default"), help="exported model directory to (re)build the bank in"),
+    tts_minutes: float = typer.Option(14.0, help="minutes of TTS running speech"),
+    noise_minutes: float = typer.Option(3.0, help="minutes of stationary noise"),
+    music_minutes: float = typer.Option(3.0, help="minutes of synthetic music"),
+    stride: int = typer.Option(4, help="keep windows ending at every STRIDE-th feature frame"),
+    seed: int = typer.Option(0),
+) -> None:
+    """(Re)build the calibration bank behind `sensitivity` (FA/h): background window embeddings, never recorded speech."""
+    from .calibration_bank import build_bank
+
+    if stride < 1 or min(tts_minutes, noise_minutes, music_minutes) < 0:
+        raise typer.BadParameter("stride must be >= 1 and minutes >= 0")
+    _setup_logging(True)
+    path = build_bank(model, tts_minutes * 60, noise_minutes * 60, music_minutes * 60, stride, seed)
+    typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")

@@ -18,7 +18,7 @@ from ..auth import Principal
 from ..keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService, TooManyKeywords
 from ..settings import Settings
 from ..state import AppState
-from ..store import KeywordNotFound
+from ..store import KeywordNotFound, KeywordRecord
 from ..text.tts import TTSError, TTSUnavailable
 from .deps import AdminDep, KeywordsDep, MetricsDep, SettingsDep, StateDep, TenantDep
 from .errors import ApiError
@@ -76,7 +76,7 @@ def _rate_limit(state: AppState, principal: Principal) -> None:
 
 def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate], batch: bool) -> list[Enrolled]:
     try:
-        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy) for i in items])
+        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy, i.target_fa_per_hour) for i in items])
     except TTSUnavailable as e:
         raise ApiError(503, "tts_unavailable", f"proxy 'tts' and 'both' need espeak-ng and flite, which this "
                        f"server cannot run ({e}); enroll with proxy 'text', or install them (OPENKWS_ESPEAK_BINARY "
@@ -132,25 +132,35 @@ def list_keywords(keywords: KeywordsDep, tenant: TenantDep,
     items = keywords.page(tenant, after, limit + 1)
     more = len(items) > limit
     items = items[:limit]
-    return KeywordPage(items=[KeywordOut.of(r) for r in items], total=keywords.count(tenant),
+    return KeywordPage(items=[_out(keywords, tenant, r) for r in items], total=keywords.count(tenant),
                        next_after=items[-1].id if more and items else None)
 
 
 @router.get("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
 def get_keyword(keyword_id: KeywordId, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
     try:
-        return KeywordOut.of(keywords.get(tenant, keyword_id))
+        return _out(keywords, tenant, keywords.get(tenant, keyword_id))
     except KeywordNotFound:
         raise _not_found(keyword_id) from None
 
 
 @router.patch("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
 def patch_keyword(keyword_id: KeywordId, body: KeywordPatch, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
-    """Change the threshold; running streams use it from their next decode."""
+    """Change the threshold (raw, or from `target_fa_per_hour`); running streams use it from their next decode."""
     try:
-        return KeywordOut.of(keywords.set_threshold(tenant, keyword_id, body.threshold))
+        if body.threshold is not None:
+            return _out(keywords, tenant, keywords.set_threshold(tenant, keyword_id, body.threshold))
+        assert body.target_fa_per_hour is not None  # the schema requires one of the two
+        return _out(keywords, tenant, keywords.set_target(tenant, keyword_id, body.target_fa_per_hour))
     except KeywordNotFound:
         raise _not_found(keyword_id) from None
+    except ValueError as e:
+        raise ApiError(409, "no_calibration_bank", str(e)) from None
+
+
+def _out(keywords: KeywordService, tenant: str, r: KeywordRecord) -> KeywordOut:
+    """A stored keyword with the false alarms per hour its threshold is expected to give."""
+    return KeywordOut.of(r).model_copy(update={"expected_fa_per_hour": keywords.expected_fa_per_hour(tenant, r.id, r.threshold)})
 
 
 @router.delete("/{keyword_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..engine.acoustic_proxy import ProxyMode
 from ..engine.spotter import DecodeResult
@@ -31,6 +31,9 @@ class KeywordCreate(BaseModel):
         "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
         "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
         "'both' (normalised sum of the two)"))] = "text"
+    target_fa_per_hour: Annotated[float | None, Field(gt=0.0, le=3600.0, description=(
+        "sensitivity: the threshold is set so that the keyword is expected to fire this many times per hour on "
+        "background speech (default 0.5, from the model's calibration bank); a raw `threshold` overrides it"))] = None
 
 
 class KeywordBatchCreate(BaseModel):
@@ -40,7 +43,15 @@ class KeywordBatchCreate(BaseModel):
 
 class KeywordPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    threshold: float = Field(ge=0.0, le=1.0)
+    threshold: float | None = Field(None, ge=0.0, le=1.0, description="raw cosine threshold")
+    target_fa_per_hour: float | None = Field(None, gt=0.0, le=3600.0,
+                                             description="or: the threshold for this many expected false alarms per hour")
+
+    @model_validator(mode="after")
+    def _one(self) -> KeywordPatch:
+        if (self.threshold is None) == (self.target_fa_per_hour is None):
+            raise ValueError("give exactly one of threshold and target_fa_per_hour")
+        return self
 
 
 class ConfusableOut(BaseModel):
@@ -48,7 +59,7 @@ class ConfusableOut(BaseModel):
     text: str
     cosine: float
     phoneme_distance: float
-    reason: str = Field(description="similar | contains | contained_in")
+    reason: str = Field(description="similar | contains | contained_in | one_word")
 
     @classmethod
     def of(cls, c: Confusable) -> ConfusableOut:
@@ -62,6 +73,9 @@ class KeywordOut(BaseModel):
     threshold: float
     metadata: dict[str, Any] | None
     proxy: ProxyMode = Field(description="how the proxy was made: text | tts | both")
+    expected_fa_per_hour: float | None = Field(default=None, description=(
+        "false alarms per hour expected at this threshold on background speech (model calibration bank; null "
+        "without one)"))
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -74,11 +88,13 @@ class KeywordOut(BaseModel):
 class KeywordCreated(KeywordOut):
     created: bool = Field(description="false when the same text was already enrolled (idempotent)")
     confusable_with: list[ConfusableOut]
+    warnings: list[str] = Field(default_factory=list, description="too short, fires often, one word from another")
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
-        base = KeywordOut.of(e.record).model_dump()
-        return cls(**base, created=e.created, confusable_with=[ConfusableOut.of(c) for c in e.confusable_with])
+        base = KeywordOut.of(e.record).model_dump() | {"expected_fa_per_hour": e.expected_fa_per_hour}
+        return cls(**base, created=e.created, confusable_with=[ConfusableOut.of(c) for c in e.confusable_with],
+                   warnings=list(e.warnings))
 
 
 class KeywordBatchOut(BaseModel):

@@ -91,8 +91,9 @@ class Calibrator:
         self.refractory_frames = int(refractory_frames)
 
     @classmethod
-    def load(cls, model_dir: Path, embedding_dim: int, refractory_frames: int) -> Calibrator | None:
-        """The model's bank, or None when it ships none; a bank of the wrong dimension raises."""
+    def load(cls, model_dir: Path, embedding_dim: int, refractory_frames: int,
+             fingerprint: str | None = None) -> Calibrator | None:
+        """The model's bank, or None when it ships none; a bank of another model raises."""
         path = Path(model_dir) / BANK_FILE
         if not path.is_file():
             return None
@@ -101,6 +102,9 @@ class Calibrator:
             emb = q.astype(np.float32) * scale[..., None]
             if emb.shape[-1] != embedding_dim:
                 raise CalibrationError(f"{path}: embeddings of dim {emb.shape[-1]}, the model has {embedding_dim}")
+            if fingerprint is not None and str(z["fingerprint"]) != fingerprint:
+                raise CalibrationError(f"{path} was built for another acoustic model; rebuild it with "
+                                       "`openkws eval bank --model <dir>`")
             return cls(emb, z["segment"], z["frame"], float(z["hours"]), refractory_frames)
 
     def peaks(self, proxy: np.ndarray) -> Peaks:

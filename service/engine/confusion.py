@@ -9,6 +9,8 @@ Example:
     0.375
     >>> relation(("HH", "AH", "L", "OW"), ("HH", "AH", "L", "OW", "|", "AH", "L", "EH", "K", "S", "AH"))
     'contained_in'
+    >>> one_word_apart("turn on the lights", "turn off the lights"), one_word_apart("stop", "go")
+    (True, False)
 """
 
 from __future__ import annotations
@@ -59,3 +61,13 @@ def relation(new: Sequence[str], old: Sequence[str]) -> str | None:
     if _contains(po, pn):
         return "contained_in"
     return None
+
+
+def one_word_apart(a: str, b: str) -> bool:
+    """Two phrases of 2+ words that differ by one word (substituted, inserted or deleted).
+
+    Such pairs ("turn on the lights" / "turn off the lights") share most of their audio, so each
+    tends to fire on the other whatever their embeddings' cosine.
+    """
+    wa, wb = a.split(), b.split()
+    return max(len(wa), len(wb)) >= 2 and wa != wb and edit_distance(wa, wb) == 1

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-
 from openkws.constants import SAMPLE_RATE
 
 from .conditions import CONDITIONS, RT60, Backgrounds, Placed, build_stream

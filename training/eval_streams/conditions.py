@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from openkws.constants import SAMPLE_RATE
 
 from .sources import SPEECH_RMS, Segment, level

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from openkws.constants import SAMPLE_RATE
 
 MOH_DIR = Path("/usr/share/asterisk/moh")
