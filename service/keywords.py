@@ -316,20 +316,22 @@ class KeywordService:
         for other, p in batch:
             cands.setdefault(other.id, (other.text, other.phonemes, float(proxy @ p)))
         for e in before.by_id.values():  # one word apart: confusable whatever the cosine
-            if one_word_apart(rec.text, e.text):
+            if one_word_apart(rec.phonemes, e.phonemes):
                 cands.setdefault(e.id, (e.text, e.phonemes, float(proxy @ e.proxy)))
         out = []
         for kid, (text, phonemes, cos) in cands.items():
-            one = one_word_apart(rec.text, text)
+            one = one_word_apart(rec.phonemes, phonemes)
             if kid == rec.id or (cos < pol.min_cosine and not one):
                 continue
             rel = relation(rec.phonemes, phonemes)
             if rel is None and not one and length_gap(rec.phonemes, phonemes) > pol.max_phoneme_distance:
                 continue  # the distance is at least the length gap: skip the O(n*m) edit distance
             dist = phoneme_distance(rec.phonemes, phonemes)
-            if rel is None and not one and dist > pol.max_phoneme_distance:
+            similar = cos >= pol.min_cosine and dist <= pol.max_phoneme_distance
+            if rel is None and not one and not similar:
                 continue
-            out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), "one_word" if one else rel or "similar"))
+            reason = rel or ("one_word" if one else "similar")
+            out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), reason))
         return tuple(sorted(out, key=lambda c: (-c.cosine, c.id)))
 
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:

@@ -398,7 +398,11 @@ def export_checkpoint(
         f"manifest `{cfg.data.manifest}`."
     )
     reproduce = f"openkws train run --config training/configs/{cfg.name}.yaml\nopenkws export --checkpoint {checkpoint} --out {out_dir}"
-    return export_model(model, out_dir, version, all_metrics, recipe, cfg, reproduce, notes)
+    out = export_model(model, out_dir, version, all_metrics, recipe, cfg, reproduce, notes)
+    from .calibration_bank import build_bank  # sensitivity in FA/h (openkws.engine.calibration)
+
+    build_bank(out)
+    return out
 
 
 def temporary_untrained(frontend: str = "speech_embedding") -> Path:

@@ -9,7 +9,9 @@ Example:
     0.375
     >>> relation(("HH", "AH", "L", "OW"), ("HH", "AH", "L", "OW", "|", "AH", "L", "EH", "K", "S", "AH"))
     'contained_in'
-    >>> one_word_apart("turn on the lights", "turn off the lights"), one_word_apart("stop", "go")
+    >>> on = ("T", "ER", "N", "|", "AA", "N", "|", "DH", "AH", "|", "L", "AY", "T", "S")
+    >>> off = ("T", "ER", "N", "|", "AO", "F", "|", "DH", "AH", "|", "L", "AY", "T", "S")
+    >>> one_word_apart(on, off), one_word_apart(("S", "T", "AA", "P"), ("G", "OW"))
     (True, False)
 """
 
@@ -63,11 +65,25 @@ def relation(new: Sequence[str], old: Sequence[str]) -> str | None:
     return None
 
 
-def one_word_apart(a: str, b: str) -> bool:
-    """Two phrases of 2+ words that differ by one word (substituted, inserted or deleted).
+def _words(seq: Sequence[str]) -> list[tuple[str, ...]]:
+    out: list[list[str]] = [[]]
+    for p in seq:
+        if p == WORD_BOUNDARY:
+            out.append([])
+        else:
+            out[-1].append(p)
+    return [tuple(w) for w in out if w]
+
+
+def one_word_apart(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Two phrases (phonemes, ``|`` between words) that differ by one word (substituted, inserted or
+    deleted) while the words they share carry at least half of the longer phrase's phones.
 
     Such pairs ("turn on the lights" / "turn off the lights") share most of their audio, so each
     tends to fire on the other whatever their embeddings' cosine.
     """
-    wa, wb = a.split(), b.split()
-    return max(len(wa), len(wb)) >= 2 and wa != wb and edit_distance(wa, wb) == 1
+    wa, wb = _words(a), _words(b)
+    if max(len(wa), len(wb)) < 2 or wa == wb or edit_distance(wa, wb) != 1:  # type: ignore[arg-type]
+        return False
+    shared = sum(len(w) for w in wa if w in wb)
+    return 2 * shared >= max(len(phones(a)), len(phones(b)))
