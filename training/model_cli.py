@@ -272,6 +272,7 @@ def eval_streams(
     tts_minutes: float = typer.Option(30.0, help="minutes of TTS running text among the negatives"),
     floor: float = typer.Option(0.4, help="enrollment threshold of the sweep (lowest threshold reported)"),
     doc: Path | None = typer.Option(None, help="write the tables into this markdown file (e.g. docs/BENCHMARKS.md)"),
+    cached_only: bool = typer.Option(False, help="report from the per-stream events computed so far (no decoding)"),
     seed: int = typer.Option(0),
 ) -> None:
     """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine."""
@@ -294,7 +295,7 @@ def eval_streams(
     cfg = StreamsConfig(manifest=manifest, model=model, out=out, cache=cache,
                         conditions=tuple(condition or CONDITIONS), negatives=tuple(negatives or ("recorded", "tts", "music")),
                         proxies=tuple(proxy or PROXY_KINDS), peers=tuple(peer or ()), tts_minutes=tts_minutes,
-                        floor=floor, seed=seed)
+                        floor=floor, seed=seed, cached_only=cached_only)
     report = run_streams(cfg)
     table = markdown(report)
     typer.echo(table)

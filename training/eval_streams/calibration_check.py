@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .build import Stream
+from .engine_adapter import ID_BLOCK, TENANT
 from .scoring import Scores
 from .sources import contains_text
 
@@ -34,7 +35,8 @@ def recorded_hours(streams: Sequence[Stream], texts: Sequence[str]) -> dict[str,
 
 
 def calibration_report(spotter: object, model_dir: object, scores: dict[str, Scores], streams: Sequence[Stream],
-                       texts: Sequence[str], tenants: dict[str, str], floor: float = 0.0) -> dict[str, object] | None:
+                       texts: Sequence[str], systems: dict[str, str], floor: float = 0.0) -> dict[str, object] | None:
+    """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`)."""
     from openkws.engine.calibration import Calibrator
 
     cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.refractory_frames)  # type: ignore[arg-type, attr-defined]
@@ -43,11 +45,12 @@ def calibration_report(spotter: object, model_dir: object, scores: dict[str, Sco
     hours = recorded_hours(streams, texts)
     out: dict[str, object] = {"bank_hours": cal.hours, "recorded_keyword_hours": round(sum(hours.values()), 2),
                               "ratio_target": RATIO_TARGET, "proxies": {}}
-    for tenant, kind in tenants.items():
-        sc = scores.get(tenant)
+    enrolled = spotter.index.tenant(TENANT).entries  # type: ignore[attr-defined]
+    for n, (name, kind) in enumerate(systems.items()):
+        sc = scores.get(name)
         if sc is None:
             continue
-        entries = {e.text: e for e in spotter.index.tenant(tenant).entries}  # type: ignore[attr-defined]
+        entries = {e.text: e for e in enrolled if e.id // ID_BLOCK == n}
         fa = {k: np.asarray([s for s, kd in zip(sc.neg.get(k, []), sc.neg_kind.get(k, []), strict=True)
                              if kd == "recorded"]) for k in texts}
         peaks = {k: cal.peaks(entries[k].proxy) for k in texts}

@@ -1,13 +1,17 @@
 """The only coupling between the streams protocol and the serving engine.
 
-Keywords are enrolled in the engine's index (one tenant per proxy kind, so text and TTS proxies
-never see each other, as two users' vocabularies would not), every one at the same low
-``floor`` threshold, and each stream is decoded by the service's own ``Spotter`` and decision code
-through its public calls: ``create_stream``, ``accept_waveform``, ``input_finished`` and
-``decode_streams``. Each emitted event keeps its peak score, so the result at any stricter
-threshold ``t`` is the events scoring at least ``t`` (a candidate that stays above the floor
-between two peaks over ``t`` is one event here and could be two at ``t``: the sweep slightly
-undercounts false alarms at strict thresholds; the refractory second bounds the effect).
+Keywords are enrolled in the engine's index, every one at the same low ``floor`` threshold, and
+each stream is decoded once by the service's own ``Spotter`` and decision code through its public
+calls: ``create_stream``, ``accept_waveform``, ``input_finished`` and ``decode_streams``. Each
+emitted event keeps its peak score, so the result at any stricter threshold ``t`` is the events
+scoring at least ``t`` (a candidate that stays above the floor between two peaks over ``t`` is one
+event here and could be two at ``t``: the sweep slightly undercounts false alarms at strict
+thresholds; the refractory second bounds the effect).
+
+Several proxy kinds (text, TTS) are enrolled side by side in one tenant, with id ranges per kind,
+so the audio is embedded once for all of them. That equals one tenant per kind because this
+engine decides every keyword on its own; an engine where enrolled keywords compete must give each
+kind its own tenant (two streams per audio) instead.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+TENANT = "eval-streams"
+ID_BLOCK = 100_000  # keyword ids of proxy kind n: n * ID_BLOCK + 1 ...
 
 
 @dataclass(frozen=True)
@@ -28,18 +35,15 @@ class Event:
     decided_s: float  # stream time of the audio that completed the decision
 
 
-def decode_events(spotter: object, audio: np.ndarray, tenants: Sequence[str]) -> dict[str, list[Event]]:
-    """Decode one stream once per tenant (batched through the engine) -> events per tenant."""
-    streams = [spotter.create_stream(tenant=t) for t in tenants]  # type: ignore[attr-defined]
-    for s in streams:
-        s.accept_waveform(audio)
-        s.input_finished()
-    out: dict[str, list[Event]] = {t: [] for t in tenants}
-    while any(s.ready() for s in streams):
-        live = [s for s in streams if s.ready()]
-        for s, r in zip(live, spotter.decode_streams(live), strict=True):  # type: ignore[attr-defined]
-            out[s.tenant] += [Event(d.text, float(d.score), d.start_ms / 1e3, d.end_ms / 1e3, d.decided_ms / 1e3)
-                              for d in r.detections]
+def decode_events(spotter: object, audio: np.ndarray, kinds: Sequence[str]) -> dict[str, list[Event]]:
+    """Decode one stream through the engine -> events per proxy kind (by keyword id range)."""
+    stream = spotter.create_stream(tenant=TENANT)  # type: ignore[attr-defined]
+    stream.accept_waveform(audio)
+    stream.input_finished()
+    out: dict[str, list[Event]] = {k: [] for k in kinds}
+    for d in stream.decode().detections:
+        out[kinds[d.keyword_id // ID_BLOCK]].append(
+            Event(d.text, float(d.score), d.start_ms / 1e3, d.end_ms / 1e3, d.decided_ms / 1e3))
     return out
 
 
@@ -57,26 +61,27 @@ def tts_proxies(spotter: object, texts: Sequence[str], cache: Path) -> np.ndarra
         from tqdm import tqdm
 
         tts = ProxyTTS()
-        for t in tqdm(missing, desc="tts proxies", unit="kw"):
-            known[t] = spotter.acoustic_proxy(tts.renditions(t))  # type: ignore[attr-defined]
         path.parent.mkdir(parents=True, exist_ok=True)
-        keys = sorted(known)
-        np.savez(path, texts=np.array(keys), proxies=np.stack([known[k] for k in keys]))
+        for j, t in enumerate(tqdm(missing, desc="tts proxies", unit="kw")):
+            known[t] = spotter.acoustic_proxy(tts.renditions(t))  # type: ignore[attr-defined]
+            if j % 25 == 24 or j == len(missing) - 1:  # resumable
+                keys = sorted(known)
+                np.savez(path, texts=np.array(keys), proxies=np.stack([known[k] for k in keys]))
     return np.stack([known[t] for t in texts]).astype(np.float32)
 
 
-def enroll(spotter: object, texts: Sequence[str], proxies: dict[str, str], floor: float, cache: Path) -> None:
-    """Enroll ``texts`` once per ``{tenant: proxy kind}`` (``text``/``tts``/``both``) at ``floor``."""
+def enroll(spotter: object, texts: Sequence[str], kinds: Sequence[str], floor: float, cache: Path) -> None:
+    """Enroll ``texts`` once per proxy kind (``text``/``tts``/``both``) at ``floor``."""
     from dataclasses import replace
 
     from openkws.engine.acoustic_proxy import combine_proxies
 
     entries = []
-    for n, (tenant, kind) in enumerate(proxies.items()):
+    for n, kind in enumerate(kinds):
         rows = []
         for i, t in enumerate(texts):
             p = spotter.pronounce(t)  # type: ignore[attr-defined]
-            rows.append((n * 100_000 + i + 1, tenant, t, p.phonemes, floor))
+            rows.append((n * ID_BLOCK + i + 1, TENANT, t, p.phonemes, floor))
         es = spotter.entries_from(rows)  # type: ignore[attr-defined]
         if kind != "text":
             ac = tts_proxies(spotter, texts, cache)
