@@ -162,7 +162,9 @@ def keywords_add(
         for kw in items:
             state = "enrolled" if kw["created"] else "already enrolled"
             typer.echo(f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
-                       f"proxy={kw['proxy']}\t({state})")
+                       f"{_fa_h(kw)}proxy={kw['proxy']}\t({state})")
+            for w in kw.get("warnings", []):
+                typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW)
             for cf in kw["confusable_with"]:
                 typer.secho(f"  confusable with {cf['id']} {cf['text']!r}: cosine {cf['cosine']:.2f}, "
                             f"phoneme distance {cf['phoneme_distance']:.2f} ({cf['reason']})", fg=typer.colors.YELLOW)
@@ -183,8 +185,14 @@ def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
         typer.echo(json.dumps(items, indent=2))
         return
     for kw in items:
-        typer.echo(f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}\tproxy={kw['proxy']}\t"
+        typer.echo(f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}\t{_fa_h(kw)}proxy={kw['proxy']}\t"
                    f"{' '.join(kw['phonemes'])}")
+
+
+def _fa_h(kw: dict[str, object]) -> str:
+    """``expected_fa_per_hour=...`` and a tab, when the server's model has a calibration bank."""
+    fa = kw.get("expected_fa_per_hour")
+    return "" if fa is None else f"expected_fa_per_hour={fa:.3g}\t"
 
 
 @keywords_app.command("rm")

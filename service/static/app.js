@@ -156,7 +156,9 @@ async function refreshKeywords(freshId) {
     const tr = el("tr", { "data-keyword-id": String(kw.id), "data-text": kw.text },
       el("td", { class: "kw-text", text: kw.text }),
       el("td", { class: "phon", text: kw.phonemes.join(" ") }),
-      el("td", { class: "num", text: fmt(kw.threshold) }),
+      el("td", { class: "num", text: fmt(kw.threshold),
+        title: kw.expected_fa_per_hour == null ? "" : `about ${fmt(kw.expected_fa_per_hour, 2)} false alarms per hour expected` },
+        ...(kw.expected_fa_per_hour == null ? [] : [el("small", { text: ` · ${fmt(kw.expected_fa_per_hour, 2)} FA/h` })])),
       el("td", { class: "num" }, del));
     if (kw.id === freshId) tr.classList.add("fresh");
     tbody.append(tr);
@@ -186,8 +188,10 @@ async function enroll(ev) {
         "one may fire on the other. Consider a longer phrase or a higher threshold.", items);
       box.classList.add("confusable");
     } else {
-      showMessage("info", `${what} “${kw.text}” (${kw.phonemes.join(" ")}), threshold ${fmt(kw.threshold)}.`);
+      showMessage("info", `${what} “${kw.text}” (${kw.phonemes.join(" ")}), threshold ${fmt(kw.threshold)}` +
+        (kw.expected_fa_per_hour == null ? "." : `, about ${fmt(kw.expected_fa_per_hour, 2)} false alarms per hour expected.`));
     }
+    if (kw.warnings && kw.warnings.length) showMessage("warn", `Advice for “${kw.text}”:`, kw.warnings);
     $("kw-text").value = "";
     await refreshKeywords(kw.id);
     refreshReady();
