@@ -104,13 +104,47 @@ def run(model: Path, proxy: str = "text", threshold: float | None = None) -> dic
             "keywords": kws, "false_alarms": fired_on}
 
 
+DOC_BEGIN, DOC_END = "<!-- user-test:begin -->", "<!-- user-test:end -->"
+
+
+def doc_section(results: list[dict[str, object]]) -> str:
+    """The markdown table of one or more saved results (``--out`` JSON files)."""
+    lines = [f"{DOC_BEGIN}", "## New-user test (`python -m bench.user_test`)", "",
+             f"Keywords {', '.join(repr(k) for k in KEYWORDS)} enrolled together; voices {', '.join(VOICES)}; "
+             f"{len(KEYWORD_SENTENCES)} keyword sentences and {len(OTHER_SENTENCES)} others per voice (fixed lists "
+             "in `bench/user_test.py`). A false alarm is a detection of a keyword the sentence does not contain.", "",
+             "| proxy | threshold | hits | sentences with a false alarm | false alarms in all | hits per keyword |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for r in results:
+        per = ", ".join(f"{k} {v}/{len(VOICES) * 2}" for k, v in r["hits_by_keyword"].items())  # type: ignore[union-attr]
+        lines.append(f"| {r['proxy']} | {r['threshold']} | {r['hits']}/{r['keyword_sentences']} | "
+                     f"{r['false_alarm_sentences']}/{r['other_sentences']} | {r['false_alarms_total']} | {per} |")
+    return "\n".join(lines + ["", DOC_END])
+
+
+def write_doc(doc: Path, results: list[dict[str, object]]) -> None:
+    text = doc.read_text() if doc.is_file() else ""
+    block = doc_section(results)
+    if DOC_BEGIN in text and DOC_END in text:
+        text = text[: text.index(DOC_BEGIN)] + block + text[text.index(DOC_END) + len(DOC_END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    doc.write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/default"))
     ap.add_argument("--proxy", choices=("text", "tts", "both"), default="text")
     ap.add_argument("--threshold", type=float, default=None, help="raw threshold (default: the default sensitivity)")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--doc", type=Path, default=None,
+                    help="only write the table of these saved results (--results) into this markdown file")
+    ap.add_argument("--results", type=Path, nargs="*", default=[])
     a = ap.parse_args()
+    if a.doc is not None:
+        write_doc(a.doc, [json.loads(p.read_text()) for p in a.results])
+        return
     res = run(a.model, a.proxy, a.threshold)
     print(f"{a.proxy} proxies, {res['threshold']}: hits {res['hits']}/{res['keyword_sentences']}, false alarms in "
           f"{res['false_alarm_sentences']}/{res['other_sentences']} other sentences ({res['false_alarms_total']} in all)")

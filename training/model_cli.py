@@ -300,9 +300,20 @@ def eval_streams(
     table = markdown(report)
     typer.echo(table)
     if doc is not None:
+        import shutil
+
         cmd = "openkws eval streams " + " ".join(f"--peer {p}" for p in cfg.peers)
-        update_doc(doc, table, f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
-                   f"model `{report['model_version']}`; wall time {report['wall_s']} s.")
+        figs = doc.parent / "benchmarks"
+        figs.mkdir(parents=True, exist_ok=True)
+        links = []
+        for name, title in (("det", "DET"), ("score_hist", "score histogram"), ("calibration", "calibration")):
+            if (out / f"{name}.png").is_file():
+                shutil.copyfile(out / f"{name}.png", figs / f"streams_{name}.png")
+                links.append(f"![streams {title}](benchmarks/streams_{name}.png)")
+        update_doc(doc, table + "\n" + "\n".join(links) + "\n",
+                   f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
+                   f"model `{report['model_version']}`; wall time {report['wall_s']} s (`--cached-only` "
+                   "reruns report from the per-stream events saved by earlier runs).")
     typer.echo(f"report: {out / 'streams.json'}  plots: {out / 'det.png'}, {out / 'score_hist.png'}")
 
 
