@@ -33,20 +33,22 @@ def markdown(report: dict[str, object]) -> str:
         "a keyword's false alarms are counted outside segments whose transcript contains it. "
         "FA/h is per keyword (false alarms / keywords / hours) at one global threshold per system.",
         "",
-        "| system | FRR @ 0.1 FA/h | FRR @ 0.5 FA/h | FRR @ 1 FA/h | total FA/h at 1 | delay p50 / p95 at 1 (ms) |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| system | FRR @ 0.1 FA/h | FRR @ 0.5 FA/h | FRR @ 1 FA/h | total FA/h at 1 | delay p50 / p95 at 1 (ms) "
+        "| clips scored | streams scored |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, s in systems.items():
         t = s["targets"]
         d = t["1"]["delay_ms"]
         delay = "n/a" if d["p50"] is None else f"{d['p50']:.0f} / {d['p95']:.0f}"
         lines.append(f"| {LABELS.get(name, name)} | {_pct(t['0.1']['frr'])} | {_pct(t['0.5']['frr'])} | "
-                     f"{_pct(t['1']['frr'])} | {t['1']['fa_per_hour_total']:.1f} | {delay} |")
+                     f"{_pct(t['1']['frr'])} | {t['1']['fa_per_hour_total']:.1f} | {delay} | {s['positives']} | "
+                     f"{s.get('streams_scored', 'all')} |")
     lines += ["", "FRR at 1 FA/h per keyword, by condition:", "",
               "| system | " + " | ".join(conds) + " |", "| --- |" + " --- |" * len(conds)]
     for name, s in systems.items():
         by = s["targets"]["1"]["by_condition"]
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(_pct(by.get(c)) for c in conds) + " |")
+        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(_pct(by[c]) if c in by else "not run" for c in conds) + " |")
     groups = ("1-3", "4-5", "6-8", "9+")
     lines += ["", "FRR at 1 FA/h per keyword, by keyword length in phones (clips):", "",
               "| system | " + " | ".join(f"{g} phones" for g in groups) + " |", "| --- |" + " --- |" * len(groups)]
