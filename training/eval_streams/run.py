@@ -125,7 +125,8 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
     }
     from .calibration_check import calibration_report
 
-    cal = calibration_report(spotter, cfg.model, scores, streams, texts, dict(zip(names, kinds, strict=True)), cfg.floor)
+    scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
+    cal = calibration_report(spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor)
     if cal:
         report["calibration"] = cal
     report["wall_s"] = round(time.perf_counter() - t0, 1)
