@@ -61,7 +61,8 @@ def contains(sentence: str, keyword: str) -> bool:
     return f" {keyword} " in f" {sentence} "
 
 
-def run(model: Path, proxy: str = "text", threshold: float | None = None) -> dict[str, object]:
+def run(model: Path, proxy: str = "text", threshold: float | None = None,
+        target: float | None = None) -> dict[str, object]:
     from openkws.engine.spotter import Spotter
     from openkws.keywords import EnrollItem, KeywordService
     from openkws.sensitivity import Sensitivity
@@ -71,7 +72,8 @@ def run(model: Path, proxy: str = "text", threshold: float | None = None) -> dic
     with tempfile.TemporaryDirectory() as tmp:
         store = KeywordStore(f"sqlite:///{tmp}/kw.db")
         svc = KeywordService(store, sp, sensitivity=Sensitivity.load(model, sp))
-        enrolled = svc.enroll("default", [EnrollItem(k, threshold, None, proxy) for k in KEYWORDS])  # type: ignore[arg-type]
+        items = [EnrollItem(k, threshold, None, proxy, target) for k in KEYWORDS]  # type: ignore[arg-type]
+        enrolled = svc.enroll("default", items)
     kws = {e.record.text: {"threshold": e.record.threshold, "expected_fa_per_hour": e.expected_fa_per_hour,
                            "warnings": list(e.warnings), "confusable_with": [c.text for c in e.confusable_with]}
            for e in enrolled}
@@ -97,7 +99,9 @@ def run(model: Path, proxy: str = "text", threshold: float | None = None) -> dic
         hits += h
         fa_sent += f
         per_voice[v] = {"hits": h, "false_alarm_sentences": f}
-    return {"model": str(model), "proxy": proxy, "threshold": threshold or "default sensitivity",
+    setting = (f"raw threshold {threshold}" if threshold is not None else
+               f"target {target:g} FA/h" if target is not None else "default sensitivity (0.5 FA/h)")
+    return {"model": str(model), "proxy": proxy, "threshold": setting,
             "hits": hits, "keyword_sentences": len(KEYWORD_SENTENCES) * len(VOICES),
             "false_alarm_sentences": fa_sent, "other_sentences": len(OTHER_SENTENCES) * len(VOICES),
             "false_alarms_total": fa_total, "hits_by_keyword": by_kw, "per_voice": per_voice,
@@ -137,6 +141,7 @@ def main() -> None:
     ap.add_argument("--model", type=Path, default=Path("models/default"))
     ap.add_argument("--proxy", choices=("text", "tts", "both"), default="text")
     ap.add_argument("--threshold", type=float, default=None, help="raw threshold (default: the default sensitivity)")
+    ap.add_argument("--target", type=float, default=None, help="target_fa_per_hour (default: the service's)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--doc", type=Path, default=None,
                     help="only write the table of these saved results (--results) into this markdown file")
@@ -145,7 +150,7 @@ def main() -> None:
     if a.doc is not None:
         write_doc(a.doc, [json.loads(p.read_text()) for p in a.results])
         return
-    res = run(a.model, a.proxy, a.threshold)
+    res = run(a.model, a.proxy, a.threshold, a.target)
     print(f"{a.proxy} proxies, {res['threshold']}: hits {res['hits']}/{res['keyword_sentences']}, false alarms in "
           f"{res['false_alarm_sentences']}/{res['other_sentences']} other sentences ({res['false_alarms_total']} in all)")
     print(json.dumps({k: res[k] for k in ("hits_by_keyword", "keywords")}, indent=1))
