@@ -117,11 +117,13 @@ def doc_section(results: list[dict[str, object]]) -> str:
              f"Keywords {', '.join(repr(k) for k in KEYWORDS)} enrolled together; voices {', '.join(VOICES)}; "
              f"{len(KEYWORD_SENTENCES)} keyword sentences and {len(OTHER_SENTENCES)} others per voice (fixed lists "
              "in `bench/user_test.py`). A false alarm is a detection of a keyword the sentence does not contain.", "",
-             "| proxy | threshold | hits | sentences with a false alarm | false alarms in all | hits per keyword |",
+             "| proxy | setting | hits | sentences with a false alarm | false alarms in all | hits per keyword |",
              "| --- | --- | --- | --- | --- | --- |"]
     for r in results:
         per = ", ".join(f"{k} {v}/{len(VOICES) * 2}" for k, v in r["hits_by_keyword"].items())  # type: ignore[union-attr]
-        lines.append(f"| {r['proxy']} | {r['threshold']} | {r['hits']}/{r['keyword_sentences']} | "
+        setting = f"raw threshold {r['threshold']}" if isinstance(r["threshold"], float) else r["threshold"]
+        setting = "default sensitivity (0.5 FA/h)" if setting == "default sensitivity" else setting  # older files
+        lines.append(f"| {r['proxy']} | {setting} | {r['hits']}/{r['keyword_sentences']} | "
                      f"{r['false_alarm_sentences']}/{r['other_sentences']} | {r['false_alarms_total']} | {per} |")
     return "\n".join(lines + ["", DOC_END])
 
