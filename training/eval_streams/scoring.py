@@ -45,7 +45,17 @@ class Scores:
         return np.asarray(self.pos_level, np.float64)
 
     def all_fa(self) -> np.ndarray:
-        return np.sort(np.concatenate([np.asarray(v, np.float64) for v in self.neg.values()] or [np.zeros(0)]))[::-1]
+        """Every false-alarm score, descending (cached until the next :func:`score_stream`)."""
+        n = sum(len(v) for v in self.neg.values())
+        if getattr(self, "_fa_cache", (None, -1))[1] != n:
+            fa = np.sort(np.concatenate([np.asarray(v, np.float64) for v in self.neg.values()] or [np.zeros(0)]))[::-1]
+            self._fa_cache = (fa, n)
+        return self._fa_cache[0]  # type: ignore[no-any-return]
+
+    def fa_counts(self, thresholds: np.ndarray) -> np.ndarray:
+        """False alarms at or above each threshold (vectorised)."""
+        asc = self.all_fa()[::-1]
+        return len(asc) - np.searchsorted(asc, np.asarray(thresholds, np.float64), side="left")
 
     @property
     def keyword_hours(self) -> float:
@@ -101,11 +111,14 @@ def score_stream(sc: Scores, stream: Stream, events: Sequence[Event]) -> None:
                 excluded.setdefault(k, []).append((a, b))
     for k in sc.keywords:
         sc.hours[k] = sc.hours.get(k, 0.0) + hours - sum(b - a for a, b in excluded.get(k, [])) / 3600.0
+    starts = np.asarray([sp[0] for sp in stream.spans], np.float64)
     for e in events:
         t = 0.5 * (e.start_s + e.end_s) if e.end_s > e.start_s else e.end_s
-        if any(a - 0.5 <= t <= b + 0.5 for a, b in excluded.get(e.keyword, [])):
+        ex = excluded.get(e.keyword)
+        if ex and any(a - 0.5 <= t <= b + 0.5 for a, b in ex):
             continue
-        kind = next((s[2] for s in stream.spans if s[0] - 1.0 <= t <= s[1] + 1.0), "gap")
+        i = int(np.searchsorted(starts, t + 1.0, side="right")) - 1  # the span starting last before t (+1 s)
+        kind = stream.spans[i][2] if i >= 0 and t <= stream.spans[i][1] + 1.0 else "gap"
         sc.neg.setdefault(e.keyword, []).append(e.score)
         sc.neg_kind.setdefault(e.keyword, []).append(kind)
 
