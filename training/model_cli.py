@@ -312,8 +312,9 @@ def eval_streams(
                 links.append(f"![streams {title}](benchmarks/streams_{name}.png)")
         update_doc(doc, table + "\n" + "\n".join(links) + "\n",
                    f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
-                   f"model `{report['model_version']}`; wall time {report['wall_s']} s (`--cached-only` "
-                   "reruns report from the per-stream events saved by earlier runs).")
+                   f"model `{report['model_version']}`; " + (
+                       "tables from the per-stream events that earlier runs of the same command decoded and cached "
+                       f"(`--cached-only`, {report['wall_s']} s)." if cached_only else f"wall time {report['wall_s']} s."))
     typer.echo(f"report: {out / 'streams.json'}  plots: {out / 'det.png'}, {out / 'score_hist.png'}")
 
 
