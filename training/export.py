@@ -370,6 +370,7 @@ def export_checkpoint(
     model_version: str | None = None,
     metrics: Mapping[str, object] | None = None,
     default_threshold: float | None = None,
+    bank_minutes: float = 20.0,
 ) -> Path:
     """Export a trainer checkpoint (see :mod:`openkws.training.trainer`). ``default_threshold`` overrides the
     checkpoint config's: the decision threshold is calibrated on the trained model, after training."""
@@ -401,7 +402,8 @@ def export_checkpoint(
     out = export_model(model, out_dir, version, all_metrics, recipe, cfg, reproduce, notes)
     from .calibration_bank import build_bank  # sensitivity in FA/h (openkws.engine.calibration)
 
-    build_bank(out)
+    if bank_minutes > 0:  # 70% TTS running speech, 15% noise, 15% synthetic music
+        build_bank(out, bank_minutes * 42.0, bank_minutes * 9.0, bank_minutes * 9.0)
     return out
 
 

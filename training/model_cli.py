@@ -205,6 +205,8 @@ def export(
     threshold: float | None = typer.Option(
         None, min=0.0, max=1.0, help="default_threshold in model.json (default: the checkpoint config's)"
     ),
+    bank_minutes: float = typer.Option(
+        20.0, min=0.0, help="minutes of background audio in the calibration bank (0: none; `openkws eval bank`)"),
 ) -> None:
     """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
     from .export import export_checkpoint, export_untrained
@@ -215,7 +217,8 @@ def export(
         path = export_untrained(out, untrained)
     else:
         extra = eval_metrics(metrics or [])
-        path = export_checkpoint(checkpoint, out, model_version, extra or None, threshold)  # type: ignore[arg-type]
+        path = export_checkpoint(checkpoint, out, model_version, extra or None, threshold,  # type: ignore[arg-type]
+                                 bank_minutes=bank_minutes)
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
 
