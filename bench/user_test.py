@@ -125,6 +125,10 @@ def doc_section(results: list[dict[str, object]]) -> str:
         setting = "default sensitivity (0.5 FA/h)" if setting == "default sensitivity" else setting  # older files
         lines.append(f"| {r['proxy']} | {setting} | {r['hits']}/{r['keyword_sentences']} | "
                      f"{r['false_alarm_sentences']}/{r['other_sentences']} | {r['false_alarms_total']} | {per} |")
+    met = [r for r in results if int(r["hits"]) >= 0.9 * int(r["keyword_sentences"])  # type: ignore[call-overload]
+           and int(r["false_alarms_total"]) <= 2]  # type: ignore[call-overload]
+    lines += ["", "The robust-model issue aims at >= 90% of hits with at most 2 false alarms: "
+              + (f"met by {len(met)} of these rows." if met else "met by none of these rows.")]
     return "\n".join(lines + ["", DOC_END])
 
 
