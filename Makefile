@@ -1,7 +1,7 @@
 # openkws developer entry points. `make setup` installs system + python deps on Debian.
 PY ?= python3
 APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k festvox-kdlpc16k \
-	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en fortunes libsndfile1 \
+	festvox-us-slt-hts asterisk-core-sounds-en-g722 asterisk-core-sounds-en asterisk-moh-opsound-wav fortunes libsndfile1 \
 	postgresql \
 	podman runc debootstrap haproxy \
 	prometheus chromium chromium-driver libportaudio2

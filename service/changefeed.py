@@ -15,7 +15,7 @@ or a listener that cannot connect), reads the changes after the last sequence it
 applies them to the index. A change names a keyword; the follower reads that keyword's current row
 and adds, re-thresholds or removes it, so applying a change twice, or out of date, is harmless.
 After a dropped connection it reconnects and catches up from its last sequence; if the log was
-pruned past that sequence it rebuilds from the store (:meth:`KeywordService.sync`).
+pruned past that sequence it rebuilds from the store (:meth:`KeywordRegistry.sync`).
 
 SQLite (the single-node default) has no change log: nothing here runs for it.
 """

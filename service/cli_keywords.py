@@ -32,7 +32,7 @@ Unit = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
 
 def _no_sensitivity(e: Any) -> None:
     """A server without the ``sensitivity`` field rejects it as an unknown input: say so plainly."""
-    if getattr(e, "status", None) == 422 and "sensitivity" in str(getattr(e, "message", "")):
+    if getattr(e, "status", None) == 422 and "target_fa_per_hour" in str(getattr(e, "message", "")):
         fail("this server does not offer sensitivity (it takes raw cosine thresholds); use --threshold")
 
 
@@ -41,6 +41,8 @@ def _show(kw: dict[str, Any], state: str) -> None:
     extra = f"\texpected {fa:g} false alarms/h" if isinstance(fa, int | float) else ""
     typer.echo(f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
                f"proxy={kw['proxy']}{extra}\t({state})")
+    for w in kw.get("warnings", []):
+        typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW)
     for cf in kw.get("confusable_with", []):
         typer.secho(f"  confusable with {cf['id']} {cf['text']!r}: cosine {cf['cosine']:.2f}, "
                     f"phoneme distance {cf['phoneme_distance']:.2f} ({cf['reason']})", fg=typer.colors.YELLOW)
@@ -61,8 +63,8 @@ def _enroll(c: Any, bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], 
     out = []
     for body, kw in zip(bodies, items, strict=True):
         state = "enrolled" if kw["created"] else "already enrolled"
-        wanted = {k: body[k] for k in ("threshold", "sensitivity") if body.get(k) is not None}
-        if not kw["created"] and wanted and ("sensitivity" in wanted
+        wanted = {k: body[k] for k in ("threshold", "target_fa_per_hour") if body.get(k) is not None}
+        if not kw["created"] and wanted and ("target_fa_per_hour" in wanted
                                              or abs(wanted["threshold"] - kw["threshold"]) > 1e-9):
             old = kw["threshold"]
             kw = {**kw, **c.update_keyword(kw["id"], **wanted)}
@@ -75,8 +77,9 @@ def _enroll(c: Any, bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], 
 def keywords_add(
     texts: Annotated[list[str], typer.Argument(help="keyword texts, e.g. 'hey jarvis'")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    sensitivity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=(
-        "instead of --threshold, where the server offers it"))] = None,
+    sensitivity: Annotated[float | None, typer.Option("--sensitivity", "--fa-per-hour", min=1e-6, max=3600.0, help=(
+        "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
+        "the threshold from its calibration bank (default 0.5)"))] = None,
     proxy: Annotated[ProxyChoice | None, typer.Option(
         help="keyword proxy: text (default), tts (from espeak-ng/flite renditions; better on confusable keywords, "
              "~0.5 s more per keyword) or both")] = None,
@@ -90,7 +93,7 @@ def keywords_add(
         fail("give --threshold or --sensitivity, not both", 2)
     if phonemes is not None and len(texts) != 1:
         fail("--phonemes applies to one keyword; enroll the others separately", 2)
-    extra = {"threshold": threshold, "sensitivity": sensitivity, "phonemes": phonemes,
+    extra = {"threshold": threshold, "target_fa_per_hour": sensitivity, "phonemes": phonemes,
              "proxy": None if proxy is None else proxy.value}
     bodies = [{"text": t, **{k: v for k, v in extra.items() if v is not None}} for t in texts]
     with client(url, api_key) as c, handled():
@@ -102,8 +105,9 @@ def keywords_add(
 def keywords_set(
     keyword_id: Annotated[int, typer.Argument(help="keyword id (from `openkws keywords list`)")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    sensitivity: Annotated[float | None, typer.Option(min=0.0, max=1.0, help=(
-        "instead of --threshold, where the server offers it"))] = None,
+    sensitivity: Annotated[float | None, typer.Option("--sensitivity", "--fa-per-hour", min=1e-6, max=3600.0, help=(
+        "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
+        "the threshold from its calibration bank (default 0.5)"))] = None,
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
@@ -114,7 +118,7 @@ def keywords_set(
         fail("give exactly one of --threshold or --sensitivity", 2)
     with client(url, api_key) as c, handled():
         try:
-            kw = c.update_keyword(keyword_id, threshold=threshold, sensitivity=sensitivity)
+            kw = c.update_keyword(keyword_id, threshold=threshold, target_fa_per_hour=sensitivity)
         except OpenKWSError as e:
             _no_sensitivity(e)
             raise

@@ -144,11 +144,14 @@ class OpenKWSClient:
 
     def add_keyword(self, text: str, threshold: float | None = None,
                     metadata: dict[str, Any] | None = None, proxy: str | None = None,
-                    phonemes: list[str] | None = None) -> dict[str, Any]:
+                    phonemes: list[str] | str | None = None,
+                    target_fa_per_hour: float | None = None) -> dict[str, Any]:
         """Enroll one keyword; ``proxy`` is ``text`` (server default), ``tts`` or ``both``;
-        ``phonemes`` overrides the pronunciation (ARPAbet, ``|`` between words)."""
+        ``phonemes`` overrides the pronunciation (ARPAbet, ``|`` between words);
+        ``target_fa_per_hour`` sets the threshold from the model's calibration bank."""
         body: dict[str, Any] = {"text": text}
-        for k, v in (("threshold", threshold), ("metadata", metadata), ("proxy", proxy), ("phonemes", phonemes)):
+        for k, v in (("threshold", threshold), ("metadata", metadata), ("proxy", proxy), ("phonemes", phonemes),
+                     ("target_fa_per_hour", target_fa_per_hour)):
             if v is not None:
                 body[k] = v
         return dict(self._json(self._http.post("/v1/keywords", json=body)))
@@ -184,8 +187,8 @@ class OpenKWSClient:
         return dict(self._json(self._http.patch(f"/v1/keywords/{keyword_id}", json={"threshold": threshold})))
 
     def update_keyword(self, keyword_id: int, **fields: Any) -> dict[str, Any]:
-        """``PATCH /v1/keywords/{id}`` with the given fields (``threshold``, or ``sensitivity`` where the
-        server offers it); None values are left out."""
+        """``PATCH /v1/keywords/{id}`` with the given fields (``threshold``, or ``target_fa_per_hour``);
+        None values are left out."""
         body = {k: v for k, v in fields.items() if v is not None}
         return dict(self._json(self._http.patch(f"/v1/keywords/{keyword_id}", json=body)))
 

@@ -1,7 +1,7 @@
 """Keyword lists as files (``openkws keywords import|export``): YAML or CSV, chosen by suffix.
 
-Each keyword has ``text`` and optionally ``threshold`` (cosine) or ``sensitivity`` (where the
-server offers it), ``proxy`` (text | tts | both), ``phonemes`` (ARPAbet, ``|`` between words) and
+Each keyword has ``text`` and optionally ``threshold`` (cosine) or ``sensitivity`` (the target
+false alarms per hour; the server sets the threshold from its calibration bank), ``proxy`` (text | tts | both), ``phonemes`` (ARPAbet, ``|`` between words) and
 ``metadata`` (a JSON object; a JSON string in CSV). YAML is a list, or a mapping with ``keywords:``.
 
 Example:
@@ -56,10 +56,11 @@ class KeywordSpec:
     def request(self) -> dict[str, Any]:
         """The ``POST /v1/keywords`` body."""
         body: dict[str, Any] = {"text": self.text, "proxy": self.proxy}
-        for k in ("threshold", "sensitivity", "phonemes", "metadata"):
+        for k, field in (("threshold", "threshold"), ("sensitivity", "target_fa_per_hour"),
+                         ("phonemes", "phonemes"), ("metadata", "metadata")):
             v = getattr(self, k)
             if v is not None:
-                body[k] = v
+                body[field] = v
         return body
 
     @classmethod
@@ -76,6 +77,10 @@ def _format(path: Path) -> str:
     return fmt
 
 
+# threshold: a cosine; sensitivity: expected false alarms per hour (as the API's target_fa_per_hour).
+RANGES = {"threshold": (0.0, 1.0, "a value in [0, 1]"), "sensitivity": (1e-6, 3600.0, "false alarms per hour in (0, 3600]")}
+
+
 def _number(where: str, name: str, value: Any) -> float | None:
     if value is None or value == "":
         return None
@@ -83,8 +88,9 @@ def _number(where: str, name: str, value: Any) -> float | None:
         x = float(value)
     except (TypeError, ValueError):
         raise KeyfileError(f"{where}: {name} {value!r} is not a number") from None
-    if not 0.0 <= x <= 1.0:
-        raise KeyfileError(f"{where}: {name} {x:g} is out of range; use a value in [0, 1]")
+    lo, hi, what = RANGES[name]
+    if not lo <= x <= hi:
+        raise KeyfileError(f"{where}: {name} {x:g} is out of range; use {what}")
     return x
 
 

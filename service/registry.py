@@ -26,10 +26,11 @@ from .engine.acoustic_proxy import ProxyMode, combine_proxies
 from .engine.index import KeywordEntry, TenantIndex
 from .engine.spotter import Spotter
 from .pronunciation import override
+from .sensitivity import Sensitivity
 from .store import KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
 from .text.g2p import check_keyword_text
-from .text.phonetics import length_gap, phoneme_distance, relation
+from .text.phonetics import length_gap, one_word_apart, phoneme_distance, relation
 from .text.tts import ProxyTTS, TTSError
 
 log = logging.getLogger("openkws")
@@ -49,6 +50,7 @@ class EnrollItem:
     metadata: dict[str, Any] | None = None
     proxy: ProxyMode = "text"
     phonemes: tuple[str, ...] | None = None  # override of the G2P (validated against the inventory)
+    target_fa_per_hour: float | None = None  # used when threshold is None
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class Confusable:
     text: str
     cosine: float
     phoneme_distance: float
-    reason: str  # "similar" | "contains" | "contained_in"
+    reason: str  # "similar" | "contains" | "contained_in" | "one_word"
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,8 @@ class Enrolled:
     created: bool
     confusable_with: tuple[Confusable, ...]
     rewrites: tuple[str, ...] = ()  # what normalisation changed in the submitted text
+    expected_fa_per_hour: float | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,7 @@ class KeywordRegistry:
         max_keywords_per_tenant: int | None = None,
         tts: ProxyTTS | None = None,
         on_removed: Callable[[str, Sequence[int]], None] | None = None,
+        sensitivity: Sensitivity | None = None,
     ) -> None:
         self.store = store
         self.on_removed = on_removed  # told which ids left the index (per-keyword counters drop them)
@@ -122,6 +127,9 @@ class KeywordRegistry:
         self.spotter = spotter
         self.default_threshold = spotter.default_threshold if default_threshold is None else default_threshold
         self.confusion = confusion or ConfusionPolicy()
+        # an operator's explicit default threshold wins over the default FA/h target
+        self._explicit_default = default_threshold is not None
+        self.sensitivity = sensitivity or Sensitivity(None, self.default_threshold)
         self._write = threading.Lock()
 
     def rebuild_index(self) -> int:
@@ -259,7 +267,7 @@ class KeywordRegistry:
             NewKeyword(
                 p.text,
                 p.phonemes,
-                self.default_threshold if it.threshold is None else it.threshold,
+                self._threshold(it, proxy),
                 it.metadata,
                 it.proxy,
                 None if it.proxy == "text" else proxy,
@@ -291,10 +299,33 @@ class KeywordRegistry:
             current = entries.get(rec.id) or before.by_id.get(rec.id)
             assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
             conf = self._confusables(rec, current.proxy, before, seen)
-            out.append(Enrolled(rec, created, conf, changed))
+            expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold)
+            warn = self.sensitivity.warnings(rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"])
+            out.append(Enrolled(rec, created, conf, changed, expected, tuple(warn)))
             if all(rec.id != r.id for r, _ in seen):
                 seen.append((rec, current.proxy))
         return out
+
+    def _threshold(self, item: EnrollItem, proxy: np.ndarray | None) -> float:
+        """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target."""
+        if item.threshold is not None:
+            return item.threshold
+        if proxy is None or (item.target_fa_per_hour is None and self._explicit_default) or not self.sensitivity.available:
+            return self.default_threshold
+        return self.sensitivity.threshold(proxy, item.target_fa_per_hour)
+
+    def set_target(self, tenant: str, keyword_id: int, target_fa_per_hour: float) -> KeywordRecord:
+        """Set the threshold that meets ``target_fa_per_hour`` for this keyword's proxy."""
+        self.store.get(tenant, keyword_id)  # raises KeywordNotFound
+        entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
+        if entry is None or not self.sensitivity.available:
+            raise ValueError("this model has no calibration bank; set a raw threshold instead")
+        return self.set_threshold(tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour))
+
+    def expected_fa_per_hour(self, tenant: str, keyword_id: int, threshold: float) -> float | None:
+        """Expected false alarms per hour of a keyword at ``threshold`` (None without a bank)."""
+        entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
+        return None if entry is None else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold)
 
     def _new_proxies(
         self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]
@@ -333,17 +364,23 @@ class KeywordRegistry:
                 cands[e.id] = (e.text, e.phonemes, float(s))
         for other, p in batch:
             cands.setdefault(other.id, (other.text, other.phonemes, float(proxy @ p)))
+        for e in before.by_id.values():  # one word apart: confusable whatever the cosine
+            if one_word_apart(rec.phonemes, e.phonemes):
+                cands.setdefault(e.id, (e.text, e.phonemes, float(proxy @ e.proxy)))
         out = []
         for kid, (text, phonemes, cos) in cands.items():
-            if kid == rec.id or cos < pol.min_cosine:
+            one = one_word_apart(rec.phonemes, phonemes)
+            if kid == rec.id or (cos < pol.min_cosine and not one):
                 continue
             rel = relation(rec.phonemes, phonemes)
-            if rel is None and length_gap(rec.phonemes, phonemes) > pol.max_phoneme_distance:
+            if rel is None and not one and length_gap(rec.phonemes, phonemes) > pol.max_phoneme_distance:
                 continue  # the distance is at least the length gap: skip the O(n*m) edit distance
             dist = phoneme_distance(rec.phonemes, phonemes)
-            if rel is None and dist > pol.max_phoneme_distance:
+            similar = cos >= pol.min_cosine and dist <= pol.max_phoneme_distance
+            if rel is None and not one and not similar:
                 continue
-            out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), rel or "similar"))
+            reason = rel or ("one_word" if one else "similar")
+            out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), reason))
         return tuple(sorted(out, key=lambda c: (-c.cosine, c.id)))
 
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:

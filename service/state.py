@@ -18,6 +18,7 @@ from .engine.spotter import DecodeResult, Spotter
 from .limits import RateLimiter, StreamCounter
 from .metrics import DetectionCounts, Metrics
 from .registry import KeywordRegistry
+from .sensitivity import Sensitivity
 from .sessions import AudioSession, BatchRunner
 from .settings import Settings
 from .store import KeywordStore
@@ -117,6 +118,7 @@ def load_engine(
         max_keywords_per_tenant=settings.max_keywords_per_tenant,
         tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
         on_removed=counts.forget,
+        sensitivity=Sensitivity.load(settings.model_dir, spotter),
     )
     n, diff = registry.reconcile()
     if diff:

@@ -55,7 +55,7 @@ class WakeService:
 
     def __init__(self, kws: KeywordSpotter, registry: Any, model_version: str) -> None:
         self.kws = kws
-        self.registry = registry  # KeywordService: sync() and page()
+        self.registry = registry  # KeywordRegistry: sync() and page()
         self.model_version = model_version
 
     @classmethod

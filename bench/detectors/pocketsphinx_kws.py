@@ -121,7 +121,7 @@ class PocketsphinxDetector(Detector):
                     copy.append(name)
                 phrase = " ".join(copy)
                 self._phrases[phrase] = (kw, j)
-                lines.append(f"{phrase} /{10.0 ** (x * n_phones):.3e}/")
+                lines.append(f"{phrase} /{10.0 ** min(x * n_phones, 300.0):.3e}/")  # float range
         fd, path = tempfile.mkstemp(prefix="openkws-bench-", suffix=".kws")
         with os.fdopen(fd, "w") as f:
             f.write("\n".join(lines) + "\n")

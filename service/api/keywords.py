@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from ..registry import Enrolled, EnrollItem, InvalidKeywordText, KeywordRegistry, TooManyKeywords
 from ..settings import Settings
-from ..store import KeywordNotFound
+from ..store import KeywordNotFound, KeywordRecord
 from ..text.tts import TTSError, TTSUnavailable
 from .deps import MetricsDep, RegistryDep, SettingsDep, TenantDep, enroll_rate_limit
 from .errors import ApiError
@@ -84,8 +84,20 @@ def _enroll(
     keywords: KeywordRegistry, tenant: str, items: Sequence[KeywordCreate], batch: bool
 ) -> list[Enrolled]:
     try:
-        return keywords.enroll(tenant, [EnrollItem(i.text, i.threshold, i.metadata, i.proxy, _phonemes(i.phonemes))
-                                        for i in items])
+        return keywords.enroll(
+            tenant,
+            [
+                EnrollItem(
+                    i.text,
+                    i.threshold,
+                    i.metadata,
+                    i.proxy,
+                    phonemes=_phonemes(i.phonemes),
+                    target_fa_per_hour=i.target_fa_per_hour,
+                )
+                for i in items
+            ],
+        )
     except TTSUnavailable as e:
         raise ApiError(
             503,
@@ -178,7 +190,7 @@ def list_keywords(
     more = len(items) > limit
     items = items[:limit]
     return KeywordPage(
-        items=[KeywordOut.of(r) for r in items],
+        items=[_out(keywords, tenant, r) for r in items],
         total=keywords.count(tenant),
         next_after=items[-1].id if more and items else None,
     )
@@ -187,7 +199,7 @@ def list_keywords(
 @router.get("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
 def get_keyword(keyword_id: KeywordId, keywords: RegistryDep, tenant: TenantDep) -> KeywordOut:
     try:
-        return KeywordOut.of(keywords.get(tenant, keyword_id))
+        return _out(keywords, tenant, keywords.get(tenant, keyword_id))
     except KeywordNotFound:
         raise _not_found(keyword_id) from None
 
@@ -196,11 +208,22 @@ def get_keyword(keyword_id: KeywordId, keywords: RegistryDep, tenant: TenantDep)
 def patch_keyword(
     keyword_id: KeywordId, body: KeywordPatch, keywords: RegistryDep, tenant: TenantDep
 ) -> KeywordOut:
-    """Change the threshold; running streams use it from their next decode."""
+    """Change the threshold (raw, or from `target_fa_per_hour`); running streams use it from their next decode."""
     try:
-        return KeywordOut.of(keywords.set_threshold(tenant, keyword_id, body.threshold))
+        if body.threshold is not None:
+            return _out(keywords, tenant, keywords.set_threshold(tenant, keyword_id, body.threshold))
+        if body.target_fa_per_hour is None:  # the schema requires one of the two; kept under python -O
+            raise ApiError(422, "invalid_request", "give exactly one of threshold and target_fa_per_hour")
+        return _out(keywords, tenant, keywords.set_target(tenant, keyword_id, body.target_fa_per_hour))
     except KeywordNotFound:
         raise _not_found(keyword_id) from None
+    except ValueError as e:
+        raise ApiError(409, "no_calibration_bank", str(e)) from None
+
+
+def _out(keywords: KeywordRegistry, tenant: str, r: KeywordRecord) -> KeywordOut:
+    """A stored keyword with the false alarms per hour its threshold is expected to give."""
+    return KeywordOut.of(r).model_copy(update={"expected_fa_per_hour": keywords.expected_fa_per_hour(tenant, r.id, r.threshold)})
 
 
 @router.delete("/{keyword_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)

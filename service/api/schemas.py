@@ -10,7 +10,7 @@ import datetime as dt
 import math
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..engine.acoustic_proxy import ProxyMode
 from ..protocol import DetectionEvent, NearMissEvent
@@ -39,6 +39,8 @@ def _finite_json(value: Any, where: str = "metadata") -> Any:
 
 Threshold = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_no_negative_zero)]
 Metadata = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+# Strict: a JSON number only (not "0.5" or true); range checked by the field.
+FaPerHour = Annotated[float, Field(gt=0.0, le=3600.0)]
 
 
 class ErrorDetail(BaseModel):
@@ -73,6 +75,9 @@ class KeywordCreate(BaseModel):
     phonemes: Annotated[list[str] | str | None, Field(max_length=256, description=(
         "pronunciation override: ARPAbet without stress, '|' between words, e.g. 'EH K S | K EY | S IY | D IY' "
         "(a list, or a string split on spaces); validated against the model's phoneme inventory"))] = None
+    target_fa_per_hour: Annotated[FaPerHour | None, Field(gt=0.0, le=3600.0, description=(
+        "sensitivity: the threshold is set so that the keyword is expected to fire this many times per hour on "
+        "background speech (default 0.5, from the model's calibration bank); a raw `threshold` overrides it"))] = None
 
 
 class KeywordBatchCreate(BaseModel):
@@ -82,7 +87,16 @@ class KeywordBatchCreate(BaseModel):
 
 class KeywordPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    threshold: Threshold
+    threshold: Threshold | None = Field(None, description="raw cosine threshold")
+    target_fa_per_hour: FaPerHour | None = Field(
+        None, description="or: the threshold for this many expected false alarms per hour"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> KeywordPatch:
+        if (self.threshold is None) == (self.target_fa_per_hour is None):
+            raise ValueError("give exactly one of threshold and target_fa_per_hour")
+        return self
 
 
 class ConfusableOut(BaseModel):
@@ -90,7 +104,7 @@ class ConfusableOut(BaseModel):
     text: str
     cosine: float
     phoneme_distance: float
-    reason: str = Field(description="similar | contains | contained_in")
+    reason: str = Field(description="similar | contains | contained_in | one_word")
 
     @classmethod
     def of(cls, c: Confusable) -> ConfusableOut:
@@ -106,6 +120,9 @@ class KeywordOut(BaseModel):
     threshold: float
     metadata: dict[str, Any] | None
     proxy: ProxyMode = Field(description="how the proxy was made: text | tts | both")
+    expected_fa_per_hour: float | None = Field(default=None, description=(
+        "false alarms per hour expected at this threshold on background speech (model calibration bank; null "
+        "without one)"))
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -136,14 +153,17 @@ class KeywordCreated(KeywordOut):
     note: str | None = Field(None, description="set when the request asked for something it did not get, e.g. a "
                                                "new threshold for a text already enrolled (PATCH changes it)")
 
+    warnings: list[str] = Field(default_factory=list, description="too short, fires often, one word from another")
+
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
-        base = KeywordOut.of(e.record).model_dump()
+        base = KeywordOut.of(e.record).model_dump() | {"expected_fa_per_hour": e.expected_fa_per_hour}
         return cls(
             **base,
             created=e.created,
             confusable_with=[ConfusableOut.of(c) for c in e.confusable_with],
             rewrites=list(e.rewrites),
+            warnings=list(e.warnings),
         )
 
 

@@ -162,7 +162,9 @@ async function refreshKeywords(freshId) {
     const tr = el("tr", { "data-keyword-id": String(kw.id), "data-text": kw.text },
       el("td", { class: "kw-text", text: kw.text }),
       el("td", { class: "phon", text: kw.phonemes.join(" ") }),
-      el("td", { class: "num", text: thresholdText(kw) }),
+      el("td", { class: "num", text: fmt(kw.threshold),
+        title: kw.expected_fa_per_hour == null ? "" : `about ${fmt(kw.expected_fa_per_hour, 2)} false alarms per hour expected` },
+        ...(kw.expected_fa_per_hour == null ? [] : [el("small", { text: ` · ${fmt(kw.expected_fa_per_hour, 2)} FA/h` })])),
       el("td", { class: "num" }, del));
     if (kw.id === freshId) tr.classList.add("fresh");
     tbody.append(tr);
@@ -199,6 +201,7 @@ async function enroll(ev) {
         `(${kw.phonemes.join(" ")}); if it is wrong, enroll again with a phonemes override (API or CLI --phonemes).`);
     }
     if (kw.note) showMessage("warn", kw.note);
+    if (kw.warnings && kw.warnings.length) showMessage("warn", `Advice for “${kw.text}”:`, kw.warnings);
     $("kw-text").value = "";
     await refreshKeywords(kw.id);
     refreshReady();

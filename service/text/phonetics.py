@@ -123,3 +123,32 @@ def relation(new: Sequence[str], old: Sequence[str]) -> str | None:
     if _contains(po, pn):
         return "contained_in"
     return None
+
+
+def _words(seq: Sequence[str]) -> list[tuple[str, ...]]:
+    out: list[list[str]] = [[]]
+    for p in seq:
+        if p == WORD_BOUNDARY:
+            out.append([])
+        else:
+            out[-1].append(p)
+    return [tuple(w) for w in out if w]
+
+
+def one_word_apart(a: Sequence[str], b: Sequence[str]) -> bool:
+    """Two phrases (phonemes, ``|`` between words) that differ by one word (substituted, inserted or
+    deleted) while the words they share carry at least half of the longer phrase's phones.
+
+    Such pairs ("turn on the lights" / "turn off the lights") share most of their audio, so each
+    tends to fire on the other whatever their embeddings' cosine.
+
+    >>> on = ("T", "ER", "N", "|", "AA", "N", "|", "DH", "AH", "|", "L", "AY", "T", "S")
+    >>> off = ("T", "ER", "N", "|", "AO", "F", "|", "DH", "AH", "|", "L", "AY", "T", "S")
+    >>> one_word_apart(on, off), one_word_apart(("S", "T", "AA", "P"), ("G", "OW"))
+    (True, False)
+    """
+    wa, wb = _words(a), _words(b)
+    if max(len(wa), len(wb)) < 2 or wa == wb or edit_distance(wa, wb) != 1:
+        return False
+    shared = sum(len(w) for w in wa if w in wb)
+    return 2 * shared >= max(len(phones(a)), len(phones(b)))

@@ -1,0 +1,92 @@
+"""Peers in ``openkws eval streams``: pocketsphinx KWS (text-enrolled) and EfficientWord-Net
+(TTS templates), through the benchmark's own adapters in :mod:`bench.detectors`.
+
+The streams protocol compares events by score level: an event's level is the strictest threshold
+at which the system still reports it. Both peers are run once per stream over a threshold grid
+(pocketsphinx: its one-pass keyphrase copies, :class:`SweepEvents`; EfficientWord-Net: its score
+trace turned into refractory-debounced events at each grid value), and events of the same keyword
+within :data:`MERGE_S` of an event already seen at a stricter value are the same event.
+Times are the systems' own report times, so these peers are matched by time
+(``[start, end + 0.5 s]`` of the keyword), like the benchmark's streaming protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from openkws.training.eval_streams.engine_adapter import Event
+
+from bench.detectors import ScoreTrace, SweepEvents, make_detector, trace_events
+
+MERGE_S = 0.5
+EWN_GRID = tuple(np.round(np.arange(0.60, 1.0001, 0.01), 3).tolist())
+PS_GRID = (0.0, 3.0, 6.0, 12.0, 25.0, 50.0, 100.0)  # log10 per phone, capped at 1e300: 300+ keyphrases need a strict end
+EWN_HOP_S = 0.75  # the package's own microphone demo hop
+# EfficientWord-Net is audio-enrolled: templates are the service's first 4 TTS proxy voices
+TEMPLATE_VOICES = ("espeak:en-us+m3", "espeak:en-us+f2", "flite:slt", "flite:kal")
+
+
+def nest(per_level: Sequence[tuple[float, dict[str, np.ndarray]]]) -> list[Event]:
+    """``[(threshold, {keyword: times})]`` from permissive to strict -> one event per detection,
+    scored with the strictest threshold that still reports it.
+
+    >>> ev = nest([(0.1, {"k": np.array([1.0, 5.0])}), (0.2, {"k": np.array([1.1])})])
+    >>> [(e.keyword, e.score, e.end_s) for e in ev]
+    [('k', 0.2, 1.1), ('k', 0.1, 5.0)]
+    """
+    events: dict[str, list[Event]] = {}
+    for thr, found in reversed(list(per_level)):
+        for kw, times in found.items():
+            seen = events.setdefault(kw, [])
+            for t in np.asarray(times, np.float64):
+                if not any(abs(e.end_s - t) <= MERGE_S for e in seen):
+                    seen.append(Event(kw, float(thr), float(t), float(t), float(t)))
+    return [e for kws in events.values() for e in kws]
+
+
+def make_runner(name: str, keywords: Sequence[str], cache: Path) -> Callable[[np.ndarray], list[Event]]:
+    """A function stream audio -> events for peer ``name`` with every keyword enrolled at once."""
+    kws = list(keywords)
+    if name == "pocketsphinx":
+        det = make_detector("pocketsphinx", grid=PS_GRID)
+        det.enroll(kws)
+
+        def run_ps(audio: np.ndarray) -> list[Event]:
+            out = det.process(audio)
+            assert isinstance(out, SweepEvents)
+            return nest([(float(t), {k: out.events.get(k, [np.zeros(0)] * len(out.thresholds))[j] for k in kws})
+                         for j, t in enumerate(out.thresholds)])
+
+        return run_ps
+    if name == "efficientword":
+        det = make_detector("efficientword", hop_s=EWN_HOP_S)
+        det.enroll_embeddings(_ewn_templates(det, kws, Path(cache)))
+
+        def run_ewn(audio: np.ndarray) -> list[Event]:
+            out = det.process(audio)
+            assert isinstance(out, ScoreTrace)
+            return nest([(t, {k: trace_events(out.times, out.scores[k], t) for k in kws}) for t in EWN_GRID])
+
+        return run_ewn
+    raise ValueError(f"unknown peer {name!r}; choose pocketsphinx or efficientword")
+
+
+def _ewn_templates(det: object, kws: list[str], cache: Path) -> dict[str, np.ndarray]:
+    path = cache / "ewn_templates.npz"
+    known: dict[str, np.ndarray] = {}
+    if path.is_file():
+        with np.load(path) as z:
+            known = {k: z[k] for k in z.files}
+    missing = [k for k in kws if k not in known]
+    if missing:
+        from openkws.training.data.tts import synthesize
+        from tqdm import tqdm
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for j, k in enumerate(tqdm(missing, desc="efficientword templates", unit="kw")):
+            known[k] = np.stack([det.embed(synthesize(k, v, seed=7)) for v in TEMPLATE_VOICES])  # type: ignore[attr-defined]
+            if j % 25 == 24 or j == len(missing) - 1:  # resumable
+                np.savez(path, **known)
+    return {k: known[k] for k in kws}

@@ -1,0 +1,129 @@
+"""Sensitivity in false alarms per hour: keyword proxy + background bank -> threshold, and back.
+
+The model directory may carry ``calibration_bank.npz`` (written at export by
+``openkws.training.calibration_bank``): the engine's window embeddings of background audio (TTS
+running speech, noise and music; never recorded human speech), every window length at every
+``stride_frames``-th frame, int8 with one scale per vector. A keyword's false alarms on that audio
+are its *events*: bank frames scoring above threshold (best window length), merged within the
+detector's refractory time, as the decision code merges them. The expected rate is
+
+* the empirical event count per hour where the bank has at least :data:`TAIL_K` events, and
+* beyond that, an exponential tail fitted to the top :data:`TAIL_K` event peaks (the excess over
+  the ``K``-th peak has mean ``beta``): ``rate(t) = K / hours * exp(-(t - u) / beta)``.
+
+Both are non-increasing in the threshold, so :meth:`Calibrator.threshold_for` is monotonic in
+the target, and the two functions invert each other.
+
+Example:
+    >>> rng = np.random.default_rng(0)
+    >>> emb = rng.standard_normal((400, 2, 8)).astype(np.float32)
+    >>> emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
+    >>> cal = Calibrator(emb, segment=np.zeros(400, np.int32), frame=np.arange(400) * 3, hours=0.1,
+    ...                  refractory_frames=6)
+    >>> p = emb[0, 0]
+    >>> t1, t2 = cal.threshold_for(p, 1.0), cal.threshold_for(p, 10.0)
+    >>> t1 > t2, round(cal.expected_fa_per_hour(p, t2), 1)
+    (True, 10.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BANK_FILE = "calibration_bank.npz"
+TAIL_K = 20
+MIN_BETA = 0.005
+DEFAULT_TARGET_FA_PER_HOUR = 0.5  # the documented default sensitivity
+MAX_THRESHOLD = 0.99
+
+
+class CalibrationError(ValueError):
+    """A bank file that does not fit the model, or a target outside (0, inf)."""
+
+
+@dataclass(frozen=True)
+class Peaks:
+    """Event peak scores (descending) of one keyword on the bank, and the bank's hours."""
+
+    scores: np.ndarray
+    hours: float
+
+    def rate(self, threshold: float) -> float:
+        p, k = self.scores, min(TAIL_K, len(self.scores))
+        if k == 0:
+            return 0.0
+        u = float(p[k - 1])
+        if threshold <= u:
+            return float(np.count_nonzero(p >= threshold)) / self.hours
+        beta = max(MIN_BETA, float(np.mean(p[:k] - u)))
+        return k / self.hours * float(np.exp(-(threshold - u) / beta))
+
+    def threshold(self, target: float) -> float:
+        if not target > 0:
+            raise CalibrationError(f"target false alarms per hour must be > 0, got {target}")
+        p, k = self.scores, min(TAIL_K, len(self.scores))
+        if k == 0:
+            return 0.0
+        m = int(np.floor(target * self.hours + 1e-9))  # events allowed in the bank
+        if m >= k:  # inside the measured range: just above the (m+1)-th peak
+            return float(np.nextafter(p[m], np.inf)) if m < len(p) else float(p[-1]) - 1e-6
+        u = float(p[k - 1])
+        beta = max(MIN_BETA, float(np.mean(p[:k] - u)))
+        return min(MAX_THRESHOLD, u + beta * float(np.log(k / (target * self.hours))))
+
+
+class Calibrator:
+    """Background window embeddings ``[F, W, D]`` of a bank and the geometry to count events."""
+
+    def __init__(self, embeddings: np.ndarray, segment: np.ndarray, frame: np.ndarray, hours: float,
+                 refractory_frames: int) -> None:
+        if embeddings.ndim != 3 or len(embeddings) != len(segment) or len(segment) != len(frame):
+            raise CalibrationError("bank arrays disagree: embeddings [F, W, D], segment [F], frame [F]")
+        if not hours > 0:
+            raise CalibrationError("bank hours must be > 0")
+        self.embeddings = np.asarray(embeddings, np.float32)
+        self.segment = np.asarray(segment, np.int64)
+        self.frame = np.asarray(frame, np.int64)
+        self.hours = float(hours)
+        self.refractory_frames = int(refractory_frames)
+
+    @classmethod
+    def load(cls, model_dir: Path, embedding_dim: int, refractory_frames: int,
+             fingerprint: str | None = None) -> Calibrator | None:
+        """The model's bank, or None when it ships none; a bank of another model raises."""
+        path = Path(model_dir) / BANK_FILE
+        if not path.is_file():
+            return None
+        with np.load(path) as z:
+            q, scale = z["embeddings"], z["scales"].astype(np.float32)
+            emb = q.astype(np.float32) * scale[..., None]
+            if emb.shape[-1] != embedding_dim:
+                raise CalibrationError(f"{path}: embeddings of dim {emb.shape[-1]}, the model has {embedding_dim}")
+            if fingerprint is not None and str(z["fingerprint"]) != fingerprint:
+                raise CalibrationError(f"{path} was built for another acoustic model; rebuild it with "
+                                       "`openkws eval bank --model <dir>`")
+            return cls(emb, z["segment"], z["frame"], float(z["hours"]), refractory_frames)
+
+    def peaks(self, proxy: np.ndarray) -> Peaks:
+        """Greedy non-maximum suppression of the per-frame best score within the refractory time."""
+        s = (self.embeddings @ np.asarray(proxy, np.float32)).max(axis=1)
+        order = np.argsort(-s, kind="stable")[: 50 * TAIL_K + int(self.hours * 200)]
+        kept: list[float] = []
+        taken: dict[int, list[int]] = {}
+        for i in order:
+            seg, fr = int(self.segment[i]), int(self.frame[i])
+            near = taken.setdefault(seg, [])
+            if any(abs(fr - f) < self.refractory_frames for f in near):
+                continue
+            near.append(fr)
+            kept.append(float(s[i]))
+        return Peaks(np.asarray(kept, np.float64), self.hours)
+
+    def expected_fa_per_hour(self, proxy: np.ndarray, threshold: float) -> float:
+        return self.peaks(proxy).rate(threshold)
+
+    def threshold_for(self, proxy: np.ndarray, target_fa_per_hour: float) -> float:
+        return self.peaks(proxy).threshold(target_fa_per_hour)

@@ -1,0 +1,90 @@
+"""The only coupling between the streams protocol and the serving engine.
+
+Keywords are enrolled in the engine's index, every one at the same low ``floor`` threshold, and
+each stream is decoded once by the service's own ``Spotter`` and decision code through its public
+calls: ``create_stream``, ``accept_waveform``, ``input_finished`` and ``decode_streams``. Each
+emitted event keeps its peak score, so the result at any stricter threshold ``t`` is the events
+scoring at least ``t`` (a candidate that stays above the floor between two peaks over ``t`` is one
+event here and could be two at ``t``: the sweep slightly undercounts false alarms at strict
+thresholds; the refractory second bounds the effect).
+
+Several proxy kinds (text, TTS) are enrolled side by side in one tenant, with id ranges per kind,
+so the audio is embedded once for all of them. That equals one tenant per kind because this
+engine decides every keyword on its own; an engine where enrolled keywords compete must give each
+kind its own tenant (two streams per audio) instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+TENANT = "eval-streams"
+ID_BLOCK = 100_000  # keyword ids of proxy kind n: n * ID_BLOCK + 1 ...
+
+
+@dataclass(frozen=True)
+class Event:
+    keyword: str
+    score: float
+    start_s: float  # the detected window's span
+    end_s: float
+    decided_s: float  # stream time of the audio that completed the decision
+
+
+def decode_events(spotter: object, audio: np.ndarray, kinds: Sequence[str]) -> dict[str, list[Event]]:
+    """Decode one stream through the engine -> events per proxy kind (by keyword id range)."""
+    stream = spotter.create_stream(tenant=TENANT)  # type: ignore[attr-defined]
+    stream.accept_waveform(audio)
+    stream.input_finished()
+    out: dict[str, list[Event]] = {k: [] for k in kinds}
+    for d in stream.decode().detections:
+        out[kinds[d.keyword_id // ID_BLOCK]].append(
+            Event(d.text, float(d.score), d.start_ms / 1e3, d.end_ms / 1e3, d.decided_ms / 1e3))
+    return out
+
+
+def tts_proxies(spotter: object, texts: Sequence[str], cache: Path) -> np.ndarray:
+    """The service's ``proxy: "tts"`` proxies (espeak-ng/flite renditions), cached per model."""
+    from openkws.text.tts import ProxyTTS
+
+    path = Path(cache) / f"tts_proxies_{spotter.acoustic_fingerprint[:12]}.npz"  # type: ignore[attr-defined]
+    known: dict[str, np.ndarray] = {}
+    if path.is_file():
+        with np.load(path) as z:
+            known = dict(zip(z["texts"].tolist(), z["proxies"], strict=True))
+    missing = [t for t in texts if t not in known]
+    if missing:
+        from tqdm import tqdm
+
+        tts = ProxyTTS()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for j, t in enumerate(tqdm(missing, desc="tts proxies", unit="kw")):
+            known[t] = spotter.acoustic_proxy(tts.renditions(t))  # type: ignore[attr-defined]
+            if j % 25 == 24 or j == len(missing) - 1:  # resumable
+                keys = sorted(known)
+                np.savez(path, texts=np.array(keys), proxies=np.stack([known[k] for k in keys]))
+    return np.stack([known[t] for t in texts]).astype(np.float32)
+
+
+def enroll(spotter: object, texts: Sequence[str], kinds: Sequence[str], floor: float, cache: Path) -> None:
+    """Enroll ``texts`` once per proxy kind (``text``/``tts``/``both``) at ``floor``."""
+    from dataclasses import replace
+
+    from openkws.engine.acoustic_proxy import combine_proxies
+
+    entries = []
+    for n, kind in enumerate(kinds):
+        rows = []
+        for i, t in enumerate(texts):
+            p = spotter.pronounce(t)  # type: ignore[attr-defined]
+            rows.append((n * ID_BLOCK + i + 1, TENANT, t, p.phonemes, floor))
+        es = spotter.entries_from(rows)  # type: ignore[attr-defined]
+        if kind != "text":
+            ac = tts_proxies(spotter, texts, cache)
+            es = [replace(e, proxy=combine_proxies(e.proxy, ac[i], kind)) for i, e in enumerate(es)]
+        entries += es
+    spotter.index.replace_all(entries)  # type: ignore[attr-defined]
