@@ -65,6 +65,8 @@ class StartMessage(_Msg):
     channels: int = 1
     keywords: Annotated[list[int] | None, Field(description="only these keyword ids; null = all")] = None
     debug: Annotated[bool, Field(description="also stream near-miss scores")] = False
+    vad: Annotated[Literal["on", "off"] | None, Field(
+        description="voice-activity gating: score speech segments only; null = the server's default")] = None
 
 
 class StopMessage(_Msg):

@@ -18,6 +18,7 @@ import numpy as np
 from .audio import AudioConverter, AudioFormat, pcm_to_float
 from .constants import SAMPLE_RATE
 from .engine.spotter import DecodeResult, KeywordStream, Spotter
+from .engine.vad import VadGate
 from .metrics import Metrics
 
 
@@ -25,7 +26,7 @@ class AudioSession:
     """One stream: declared input format -> converter -> engine stream. One job in flight at a time."""
 
     def __init__(self, stream: KeywordStream, sample_rate: int, channels: int, fmt: AudioFormat | None = None,
-                 source: str = "stream") -> None:
+                 source: str = "stream", gate: VadGate | None = None) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.stream = stream
         self.fmt = fmt
@@ -40,6 +41,7 @@ class AudioSession:
         self._flushed = False
         self.frames = 0
         self.samples_in = 0  # per channel, at the input rate (everything accepted)
+        self.gate = gate  # voice-activity gate: the engine gets speech segments only (engine/vad.py)
 
     # -- event loop side: cheap appends only ---------------------------------------------------
     def push_bytes(self, data: bytes) -> None:
@@ -91,12 +93,14 @@ class AudioSession:
         for item in raw:
             x = pcm_to_float(item, self.fmt) if isinstance(item, bytes) else item  # type: ignore[arg-type]
             y = self.converter.push(x)
-            self.stream.accept_waveform(y)
             added += len(y)
+            self.stream.accept_waveform(y if self.gate is None else self.gate.push(y))
         if finish:
             tail = self.converter.flush()
-            self.stream.accept_waveform(tail)
             added += len(tail)
+            if self.gate is not None:
+                tail = np.concatenate([self.gate.push(tail), self.gate.flush()])
+            self.stream.accept_waveform(tail)
             self.stream.input_finished()
             self._flushed = True
         return added / SAMPLE_RATE
@@ -114,7 +118,8 @@ class BatchRunner:
             seconds = s.prepare()
             if self.metrics is not None and seconds:
                 self.metrics.audio_seconds.labels(s.source).inc(seconds)
-        return self.spotter.decode_streams([s.stream for s in sessions])
+        results = self.spotter.decode_streams([s.stream for s in sessions])
+        return [r if s.gate is None else s.gate.map_result(r) for s, r in zip(sessions, results, strict=True)]
 
 
 def merge(into: DecodeResult, more: DecodeResult) -> DecodeResult:

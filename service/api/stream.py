@@ -28,6 +28,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from ..audio import AudioError, AudioFormat
 from ..auth import WS_SUBPROTOCOL, websocket_token
 from ..batcher import BatcherClosed, QueueFull
+from ..engine.vad import VadConfig, VadGate
 from ..protocol import (
     CloseCode,
     DetectionMessage,
@@ -143,7 +144,9 @@ class StreamHandler:
             raise Close(AUDIO_CLOSE[e.code], e.code, e.message) from None
         subset = self._subset(parsed)
         stream = self.state.spotter.create_stream(subset, self.tenant, debug=parsed.debug)
-        session = AudioSession(stream, fmt.sample_rate, fmt.channels, fmt)
+        vad = (parsed.vad or self.settings.vad) == "on"
+        gate = VadGate(VadConfig(aggressiveness=self.settings.vad_aggressiveness)) if vad else None
+        session = AudioSession(stream, fmt.sample_rate, fmt.channels, fmt, gate=gate)
         n = len(self.state.spotter.index.tenant(self.tenant)) if subset is None else len(subset)
         await self.send(ReadyMessage(
             session_id=session.id, model_version=self.state.spotter.spec.model_version,

@@ -79,8 +79,8 @@ class VadGate:
         self._speech_frames = 0
         self._frames = 0
         # (engine sample, stream sample) at the start of each contiguous segment fed to the engine
-        self._seg_engine: list[int] = [0]
-        self._seg_stream: list[int] = [0]
+        self._seg_engine: list[int] = []
+        self._seg_stream: list[int] = []
 
     @property
     def is_open(self) -> bool:
@@ -131,7 +131,7 @@ class VadGate:
         return out[0]
 
     def _emit(self, chunks: list[np.ndarray], stream_start: int, out: list[np.ndarray]) -> None:
-        if stream_start - self._seg_stream[-1] != self._fed - self._seg_engine[-1]:
+        if not self._seg_engine or stream_start - self._seg_stream[-1] != self._fed - self._seg_engine[-1]:
             self._seg_engine.append(self._fed)  # audio was dropped before this chunk: new segment
             self._seg_stream.append(stream_start)
         for c in chunks:
@@ -141,6 +141,8 @@ class VadGate:
     def stream_ms(self, engine_ms: float, end: bool = False) -> float:
         """Engine time -> stream time. ``end``: an exclusive end on a segment boundary stays in the
         segment before it."""
+        if not self._seg_engine:
+            return engine_ms
         e = engine_ms * SAMPLE_RATE / 1000.0
         find = bisect.bisect_left if end else bisect.bisect_right
         i = max(0, find(self._seg_engine, e) - 1)
