@@ -75,7 +75,7 @@ class Settings(BaseSettings):
     near_miss_interval_ms: Annotated[int, Field(ge=10)] = 400
     vad: Annotated[Literal["on", "off"], Field(description="default voice-activity gating of websocket streams "
                                                             "(a stream's start message may override it)")] = "off"
-    vad_aggressiveness: Annotated[int, Field(ge=0, le=3, description="webrtcvad mode: 0 keeps most audio, 3 the least")] = 2
+    vad_aggressiveness: Annotated[int, Field(ge=0, le=3, description="webrtcvad mode: 0 keeps most audio, 3 the least")] = 3
 
     # Acoustic keyword proxies (enrollment with proxy "tts" or "both")
     espeak_binary: Annotated[str, Field(min_length=1, description="espeak-ng executable (name on PATH or path) "

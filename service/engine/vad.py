@@ -49,11 +49,13 @@ FRAME_SAMPLES = 480  # 30 ms: the longest frame webrtcvad accepts (fewest calls)
 
 @dataclass(frozen=True)
 class VadConfig:
-    aggressiveness: int = 2  # webrtcvad mode: 0 (keeps most audio) .. 3 (drops most)
+    # webrtcvad mode 0 (keeps most audio) .. 3 (drops most). Mode 2 took -60 dBFS white noise after
+    # speech for speech (its noise model adapts); mode 3 did not, and kept every keyword (BENCHMARKS.md).
+    aggressiveness: int = 3
     # Pre-roll: receptive field (0.78 s) + acoustic context (5 x 80 ms) + slack for a soft onset.
-    preroll_ms: int = 1500
-    # Hangover: the longest window reaches ~1 s past a short keyword's end, plus the 240 ms hold.
-    hangover_ms: int = 1500
+    preroll_ms: int = 1200
+    # Hangover: the best window of a keyword ends ~0.25 s after it, then the 240 ms decision hold.
+    hangover_ms: int = 800
 
     def __post_init__(self) -> None:
         if not 0 <= self.aggressiveness <= 3:
@@ -116,7 +118,7 @@ class VadGate:
             else:
                 self._ring.append(frame)
                 self._ring_samples += FRAME_SAMPLES
-                while self._ring_samples - len(self._ring[0]) >= self._preroll:
+                while self._ring and self._ring_samples - len(self._ring[0]) >= self._preroll:
                     self._ring_samples -= len(self._ring.popleft())
         return np.concatenate(out) if out else np.zeros(0, np.float32)
 
@@ -148,9 +150,16 @@ class VadGate:
         i = max(0, find(self._seg_engine, e) - 1)
         return 1000.0 * (self._seg_stream[i] + e - self._seg_engine[i]) / SAMPLE_RATE
 
+    def _start_ms(self, start_ms: float, end_ms: float) -> float:
+        """A window reaching back over a cut holds audio of two segments; the keyword is in the
+        segment of the window's end, so the reported start is not earlier than that segment."""
+        i = max(0, bisect.bisect_left(self._seg_engine, end_ms * SAMPLE_RATE / 1000.0) - 1)
+        first = 1000.0 * self._seg_stream[i] / SAMPLE_RATE if self._seg_stream else 0.0
+        return max(self.stream_ms(start_ms), first)
+
     def map_result(self, res: DecodeResult) -> DecodeResult:
         """Rewrite the engine times of a decode result to stream times (in place; returned)."""
-        res.detections = [replace(d, start_ms=round(self.stream_ms(d.start_ms), 3),
+        res.detections = [replace(d, start_ms=round(self._start_ms(d.start_ms, d.end_ms), 3),
                                   end_ms=round(self.stream_ms(d.end_ms, end=True), 3),
                                   decided_ms=round(self.stream_ms(d.decided_ms, end=True), 3))
                           for d in res.detections]
