@@ -10,7 +10,8 @@ Why these knobs (measured with ``bench.profile_frontend --sweep-embedding``, see
 * ``arena``: the CPU memory arena; off trades a little speed for less resident memory.
 * ``optimization``: graph optimisation level (``all`` fuses Conv+BatchNorm and activations).
 * ``fixed_batch``: pin the symbolic batch dimension (``free_dimension_override``) so the graph is
-  planned for one shape; for streams that always run one row at a time.
+  planned for one shape; only for callers that always run that many rows (another batch size fails;
+  the streaming path sometimes completes two embeddings in one 100 ms chunk, so it is off by default).
 
 Example:
     >>> o = OrtOptions(threads=2, spinning=False)
