@@ -38,6 +38,7 @@ from .features import FeatureExtractor, FeatureStream
 from .index import KeywordEntry, KeywordIndex, TenantIndex, l2_normalize
 from .model_spec import ModelSpec, load_spec
 from .runtime import Device, ModelSessions, load_sessions
+from .scoring import ThresholdScorer
 
 DEFAULT_TENANT = "default"
 
@@ -110,6 +111,13 @@ class _Window:
     group: int  # nominal window length W (the acoustic_pool batch it joins)
     count: int  # valid acoustic frames
     first: int  # index of its first acoustic frame in the stream's local frame array
+
+
+@dataclass(frozen=True)
+class _CachedScorer:
+    proxies_src: np.ndarray
+    thresholds_src: np.ndarray
+    scorer: ThresholdScorer
 
 
 class StreamStateError(RuntimeError):
@@ -263,6 +271,7 @@ class Spotter:
         self.near_miss_frames = max(1, round(self.config.near_miss_interval_ms / frame_ms))
         self.max_step_samples = max(self.hop, int(self.config.max_step_seconds * SAMPLE_RATE))
         self._hist_keep = max(self.windows) - self.context - 1
+        self._scorers: dict[int, _CachedScorer] = {}
 
     @classmethod
     def load(cls, model_dir: Path, config: DetectorConfig | None = None, device: Device = "auto",
@@ -476,18 +485,19 @@ class Spotter:
         for ids, prox, thr, rows in groups.values():
             if len(ids) == 0:
                 continue
+            scorer = self._scorer(prox, thr)  # exact hits; int8 prefilter for large sets (engine/scoring.py)
             for c in range(0, len(rows), 256):
                 part = rows[c : c + 256]
-                sims = emb[part] @ prox.T  # [n, K]
-                hit_r, hit_k = np.nonzero(sims >= thr[None, :] - margin[part][:, None])
+                hit_r, hit_k, hit_s = scorer.hits(emb[part], margin[part])
                 bounds = np.searchsorted(hit_r, np.arange(len(part) + 1))
                 for r, kw in enumerate(part):
                     ks = hit_k[bounds[r] : bounds[r + 1]]
                     if len(ks):
-                        cand_ids[kw], cand_scores[kw], cand_thr[kw] = ids[ks], sims[r, ks], thr[ks]
+                        cand_ids[kw], cand_scores[kw], cand_thr[kw] = ids[ks], hit_s[bounds[r] : bounds[r + 1]], thr[ks]
                     if want_top[kw]:
-                        b = int(np.argmax(sims[r]))
-                        top1[kw] = (int(ids[b]), float(sims[r, b]))
+                        sims = prox @ emb[kw]
+                        b = int(np.argmax(sims))
+                        top1[kw] = (int(ids[b]), float(sims[b]))
 
         for i, s in enumerate(streams):
             t_index = tenants[s.tenant]
@@ -535,6 +545,16 @@ class Spotter:
                 s._decider.forget(enrolled)
                 s.finished = True
                 res.finished = True
+
+    def _scorer(self, prox: np.ndarray, thr: np.ndarray) -> ThresholdScorer:
+        """The scorer of one keyword set, cached while the index snapshot (its arrays) lives."""
+        hit = self._scorers.get(id(prox))
+        if hit is None or hit.proxies_src is not prox or hit.thresholds_src is not thr:
+            if len(self._scorers) > 256:
+                self._scorers.clear()
+            hit = _CachedScorer(prox, thr, ThresholdScorer(prox, thr))
+            self._scorers[id(prox)] = hit
+        return hit.scorer
 
     def _detection(self, t_index: TenantIndex, kid: int, score: float, start: int, end: int, decided: int,
                    limit: int) -> Detection:
