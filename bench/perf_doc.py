@@ -134,10 +134,10 @@ def _profile(doc: dict[str, Any]) -> list[str]:
     if sw:
         out += ["", f"Speech embedding alone: one call of {sw[0]['rows']} rows against {sw[0]['rows']} calls of one row "
                 "(process CPU and wall ms), by onnxruntime session options (`openkws.engine.ort_options`):", "",
-                "| options | 1-row calls CPU | 1-row calls wall | one batched call CPU | one batched call wall |",
-                "| --- | --- | --- | --- | --- |"]
-        out += [f"| {s['options']} | {s['one_row_calls_cpu_ms']} | {s['one_row_calls_wall_ms']} | "
-                f"{s['batched_call_cpu_ms']} | {s['batched_call_wall_ms']} |" for s in sw]
+                "| model | options | 1-row calls CPU | 1-row calls wall | one batched call CPU | one batched call wall |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        out += [f"| {s.get('variant', 'float')} | {s['options']} | {s['one_row_calls_cpu_ms']} | "
+                f"{s['one_row_calls_wall_ms']} | {s['batched_call_cpu_ms']} | {s['batched_call_wall_ms']} |" for s in sw]
         out += ["", "Why batching the embedding does not pay on a CPU: the graph is 20 convolutions that onnxruntime's "
                 "CPU kernels run image by image (im2col + GEMM per row), so a batch saves only the per-call "
                 "overhead, while a batch's activations are that many times larger and fall out of the L2 cache. "

@@ -169,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
             audio = speech_audio(secs)
             runs = [dict(profile(m, audio, 32, 100, mode), variant=label)
                     for label, m in models.items() for mode in ("single", "batched")]
-            save(step, {"runs": runs, "embedding_sweep": sweep_embedding(model, 32, 3 if a.quick else 5)})
+            sweeps = [dict(r, variant=label) for label, m in models.items()
+                      for r in sweep_embedding(m, 32, 3 if a.quick else 5)]
+            save(step, {"runs": runs, "embedding_sweep": sweeps})
         elif step == "speed":
             from bench.service_bench import speech_clip
             from bench.speed import run_speed
