@@ -60,10 +60,28 @@ def ensure_int8(model: Path, out: Path, manifest: Path) -> Path:
     return out
 
 
+def snapshot(manifest: Path, split: str) -> Path:
+    """The ``split`` rows of a manifest, paths made absolute, frozen in bench/out: the synthetic
+    corpus may still be growing, and both models must be scored on the same clips."""
+    import csv
+
+    out = OUT / f"perf_{manifest.stem}_{split}.csv"
+    with manifest.open(newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("split") == split]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "text"])
+        w.writeheader()
+        for r in rows:
+            w.writerow({"path": str((manifest.parent / r["path"]).resolve()), "text": r["text"]})
+    return out
+
+
 def accuracy(models: dict[str, Path], asterisk: Path, synth: Path) -> dict[str, Any]:
     res: dict[str, Any] = {}
+    dev = snapshot(synth, "dev") if synth.is_file() else synth
     for label, model in models.items():
-        for set_name, manifest, split in (("asterisk", asterisk, None), ("synthetic_dev", synth, "dev")):
+        for set_name, manifest, split in (("asterisk", asterisk, None), ("synthetic_dev", dev, None)):
             if not manifest.is_file():
                 res.setdefault(label, {})[set_name] = {"error": f"{manifest} missing"}
                 continue
