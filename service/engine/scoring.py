@@ -11,8 +11,9 @@ it is done in two stages, with the same answer:
    rescored exactly in fp32. A pair under its threshold in fp32 is never reported; a pair at or above
    it is never missed.
 
-Rows with no candidate are skipped before ``np.nonzero`` (which costs more than the mask itself on a
-[256, 10000] array). Below ``min_keywords`` keywords the fp32 product is already cheap and is used.
+Rows whose best score cannot reach the lowest threshold (most windows) are dropped after one pass
+(row maximum); only the others get the per-keyword mask and ``np.nonzero``, which on a full
+[256, 10000] array costs more than the product's int8 stage. Below ``min_keywords`` keywords the fp32 product is already cheap and is used.
 
 Example:
     >>> import numpy as np
@@ -66,6 +67,7 @@ class ThresholdScorer:
         if self.proxies.ndim != 2 or self.thresholds.shape != (len(self.proxies),):
             raise ValueError(f"proxies [K, D] and thresholds [K] expected, got {self.proxies.shape} and "
                              f"{self.thresholds.shape}")
+        self._thr_min = float(self.thresholds.min()) if len(self.thresholds) else np.inf
         self.int8 = len(self.proxies) >= min_keywords
         if self.int8:
             amax = float(np.abs(self.proxies).max()) or 1.0
@@ -80,10 +82,9 @@ class ThresholdScorer:
     def hits(self, emb: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(row, keyword, fp32 score) of every pair with score >= threshold - margin[row]; rows ascending."""
         if not self.int8:
-            floor = self.thresholds[None, :] - margin[:, None]
             sims = emb @ self.proxies.T
-            rows = np.flatnonzero((sims >= floor).any(axis=1))
-            r, k = np.nonzero(sims[rows] >= floor[rows])
+            rows = np.flatnonzero(sims.max(axis=1, initial=-np.inf) >= self._thr_min - margin)
+            r, k = np.nonzero(sims[rows] >= self.thresholds[None, :] - margin[rows][:, None])
             return rows[r], k, sims[rows[r], k]
         emb = np.ascontiguousarray(emb, np.float32)
         sq = np.abs(emb).max(axis=1) / 127.0
@@ -95,13 +96,15 @@ class ThresholdScorer:
         # |Q.P - sq*sp*qa.qp| <= sp/2*|Q|_1 + sq/2*|P|_1 + D*sq*sp/4: a bound per row, all keywords.
         d = emb.shape[1]
         bound = 0.5 * self._sp * np.abs(emb).sum(axis=1) + 0.5 * sq * self._p_l1_max + 0.25 * d * sq * self._sp
-        approx = y.astype(np.float32)
-        approx *= (sq * self._sp)[:, None]
-        cand = approx >= self.thresholds[None, :] - (margin + bound)[:, None]
-        rows = np.flatnonzero(cand.any(axis=1))
+        scale = sq * self._sp
+        slack = margin + bound
+        # most windows match nothing: one pass (row max against the lowest threshold) drops them
+        rows = np.flatnonzero(y.max(axis=1) * scale >= self._thr_min - slack)
         if not len(rows):
             return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        r, k = np.nonzero(cand[rows])
+        approx = y[rows].astype(np.float32)
+        approx *= scale[rows][:, None]
+        r, k = np.nonzero(approx >= self.thresholds[None, :] - slack[rows][:, None])
         r = rows[r]
         exact = np.einsum("ij,ij->i", emb[r], self.proxies[k])
         keep = exact >= self.thresholds[k] - margin[r]
