@@ -197,10 +197,12 @@ def _gating(doc: dict[str, Any]) -> list[str]:
            "(`openkws.engine.vad`, mode 3, 1.2 s pre-roll, 0.8 s hangover) or straight, decoded together; CPU "
            "includes the VAD. The 25%-speech audio is the same utterances separated by quiet noise (about "
            f"-50 dBFS). {_load(doc, 'gating')}.", "",
-           "| speech | VAD | RTF per stream | audio reaching the engine | detections |", "| --- | --- | --- | --- | --- |"]
+           "| speech | VAD | RTF per stream | audio reaching the engine | keywords detected | other events |",
+           "| --- | --- | --- | --- | --- | --- |"]
     for r in g["rows"]:
+        found = f"{r['keywords_detected']}/{r['keywords_spoken']}" if "keywords_detected" in r else "-"
         out.append(f"| {r['speech_fraction']:.0%} | {r['vad']} | {r['rtf_per_stream']:.5f} | {r['fed_fraction']:.0%} | "
-                   f"{r['detections']} |")
+                   f"{found} | {r.get('other_events', r['detections'])} |")
     out += ["", "With gaps of a few seconds the pre-roll and hangover keep part of every gap; longer silences are "
             "dropped entirely. Streams default to `vad: off` (`OPENKWS_VAD`): the gate has not yet been checked on "
             "the evaluation streams, which is the bar for turning it on by default.", ""]

@@ -13,7 +13,8 @@ DOC = {
     "scaling": {"load_average_before": [9.0, 8.0, 7.0], "result": {
         "int8": {"cpu_s_per_audio_s_10": 0.0106, "cpu_s_per_audio_s_10000": 0.0142, "ratio_10000_vs_10": 1.339}}},
     "gating": {"load_average_before": [9.0, 8.0, 7.0], "result": {"rows": [
-        {"speech_fraction": 0.25, "vad": "on", "rtf_per_stream": 0.0073, "fed_fraction": 0.58, "detections": 50}]}},
+        {"speech_fraction": 0.25, "vad": "on", "rtf_per_stream": 0.0073, "fed_fraction": 0.58, "detections": 50,
+        "keywords_spoken": 96, "keywords_detected": 90, "other_events": 10}]}},
 }
 
 
@@ -22,7 +23,7 @@ def test_render_states_no_gpu_and_misses() -> None:
     assert text.startswith(BEGIN) and text.rstrip().endswith(END)
     assert "no GPU machine was lent" in text
     assert "| cost 10,000 / 10 keywords <= 1.1 (int8) | 1.339 | missed |" in text
-    assert "| 25% | on | 0.00730 | 58% | 50 |" in text
+    assert "| 25% | on | 0.00730 | 58% | 90/96 | 10 |" in text
     assert "load average 9.0/8.0/7.0 on 2 cores" in text
 
 
