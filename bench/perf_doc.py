@@ -195,7 +195,7 @@ def _scaling(doc: dict[str, Any]) -> list[str]:
     out += ["", "The extra cost is scoring every window against every keyword: 5 windows per 80 ms frame x "
             "10,000 keywords x 256 dimensions, about 160 M multiply-adds per stream-second. It is a fixed amount per "
             "stream, so a cheaper front-end makes the ratio larger. With 2,048 keywords or more the engine scores "
-            "with an int8 prefilter (`openkws.engine.scoring`: onnxruntime `MatMulInteger` on the CPU's VNNI "
+            "with an int8 prefilter (`openkws.engine.prefilter`: onnxruntime `MatMulInteger` on the CPU's VNNI "
             "units, a rigorous bound on the quantisation error, fp32 rescoring of the few pairs near a threshold), "
             "which reports exactly the pairs the fp32 product does (`tests/service/test_scoring.py`). On a GPU the "
             "FAISS index takes the product off the CPU.", ""]

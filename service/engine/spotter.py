@@ -38,7 +38,7 @@ from .features import FeatureExtractor, FeatureStream
 from .index import KeywordEntry, KeywordIndex, TenantIndex, l2_normalize
 from .model_spec import ModelSpec, load_spec
 from .runtime import Device, ModelSessions, load_sessions
-from .scoring import ThresholdScorer
+from .prefilter import ThresholdScorer
 
 DEFAULT_TENANT = "default"
 
@@ -485,7 +485,7 @@ class Spotter:
         for ids, prox, thr, rows in groups.values():
             if len(ids) == 0:
                 continue
-            scorer = self._scorer(prox, thr)  # exact hits; int8 prefilter for large sets (engine/scoring.py)
+            scorer = self._scorer(prox, thr)  # exact hits; int8 prefilter for large sets (engine/prefilter.py)
             for c in range(0, len(rows), 256):
                 part = rows[c : c + 256]
                 hit_r, hit_k, hit_s = scorer.hits(emb[part], margin[part])

@@ -1,11 +1,11 @@
-"""openkws.engine.scoring: the int8 prefilter reports exactly the pairs the fp32 product does, even
+"""openkws.engine.prefilter: the int8 prefilter reports exactly the pairs the fp32 product does, even
 for scores a hair either side of their threshold."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from openkws.engine.scoring import ThresholdScorer
+from openkws.engine.prefilter import ThresholdScorer
 
 
 def unit(x: np.ndarray) -> np.ndarray:
