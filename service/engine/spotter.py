@@ -37,8 +37,8 @@ from .decision import Decider, Hit
 from .features import FeatureExtractor, FeatureStream
 from .index import KeywordEntry, KeywordIndex, TenantIndex, l2_normalize
 from .model_spec import ModelSpec, load_spec
-from .runtime import Device, ModelSessions, load_sessions
 from .prefilter import ThresholdScorer
+from .runtime import Device, ModelSessions, load_sessions
 
 DEFAULT_TENANT = "default"
 
