@@ -82,11 +82,26 @@ def _targets(doc: dict[str, Any]) -> list[str]:
     for name, want in (("speech_vad_off", TARGETS["streams"]), ("speech25_vad_on", TARGETS["streams_gated"])):
         if sv and name in sv:
             best = sv[name]["max_realtime_streams_p95_le_500ms"]
-            rows.append(f"| >= {want} streams, p95 <= 500 ms from the keyword's end ({name}) | {best} | "
-                        f"{'met' if best >= want else 'missed (see the load)'} |")
+            busy = max(r["server_cores_busy"] for r in sv[name]["streams"])
+            proj = projected(sv[name], doc["machine"]["cpus"])
+            rows.append(f"| >= {want} streams, p95 <= 500 ms from the keyword's end ({name}) | {best} measured "
+                        f"(the server got at most {busy} of {doc['machine']['cpus']} cores); {proj} projected from "
+                        f"its CPU per stream | {'met' if best >= want else 'missed'} |")
+    lat = _r(doc, "latency")
+    for r in lat or []:
+        if r["hold_ms"] == 240 and r["p95_ms"] is not None:
+            rows.append(f"| p95 <= 500 ms from the keyword's end, engine alone (default 240 ms hold) | "
+                        f"{r['p95_ms']} ms | {'met' if r['p95_ms'] <= TARGETS['p95_ms'] else 'missed: algorithmic delay'} |")
     if not rows:
         return []
     return ["### Targets", "", "| target | measured | status |", "| --- | --- | --- |", *rows, ""]
+
+
+def projected(service: dict[str, Any], cpus: int) -> int:
+    """Streams a dedicated machine of ``cpus`` cores would carry at 80% CPU, from the server's measured
+    CPU per stream-second at the largest level run (the busier the server, the lower its per-stream CPU)."""
+    rtf = service["streams"][-1]["server_cpu_rtf_per_stream"]
+    return int(0.8 * cpus / rtf) if rtf > 0 else 0
 
 
 def _variant(label: str) -> str:
@@ -247,7 +262,10 @@ def _service(doc: dict[str, Any]) -> list[str]:
         return ["### The service under load", "", "Not run in this round (`python -m bench.perf_suite --only service,doc`).", ""]
     out = ["### The service under load (wall clock)", "",
            "`bench.service_bench`: websocket clients on the same machine, 100 keywords, 100 ms frames in real time; "
-           "latency from the end of the spoken keyword (algorithmic delay included) to the event's arrival.", "",
+           "latency from the end of the spoken keyword (algorithmic delay included) to the event's arrival. "
+           "Wall-clock figures on a shared machine: the load average before each level and the cores the server "
+           "actually got are beside each row; the projection divides 80% of the cores by the server's CPU per "
+           "stream-second.", "",
            "| audio | streams | p50 | p95 | keywords detected | server RTF per stream | server cores busy | load before | pass |",
            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, res in sv.items():
@@ -255,6 +273,9 @@ def _service(doc: dict[str, Any]) -> list[str]:
             out.append(f"| {name} | {r['streams']} | {r.get('p50_ms_spoken')} ms | {r.get('p95_ms_spoken')} ms | "
                        f"{r.get('keywords_detected')}/{r.get('keywords_spoken')} | {r['server_cpu_rtf_per_stream']} | "
                        f"{r['server_cores_busy']} | {r.get('load_average_before')} | {'yes' if r['pass'] else 'no'} |")
+    for name, res in sv.items():
+        out.append(f"\n{name}: {projected(res, doc['machine']['cpus'])} streams projected for {doc['machine']['cpus']} "
+                   "dedicated cores at 80% CPU.")
     return out + [""]
 
 
