@@ -26,8 +26,14 @@ from openkws.constants import SAMPLE_RATE
 STEP = SAMPLE_RATE // 10
 
 
-def run(model: Path, audio: np.ndarray, streams: int, vad: bool, keywords: int,
-        marks: list[tuple[str, float]] | None = None) -> dict[str, Any]:
+def run(
+    model: Path,
+    audio: np.ndarray,
+    streams: int,
+    vad: bool,
+    keywords: int,
+    marks: list[tuple[str, float]] | None = None,
+) -> dict[str, Any]:
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
     from openkws.engine.vad import VadGate
@@ -38,8 +44,11 @@ def run(model: Path, audio: np.ndarray, streams: int, vad: bool, keywords: int,
     sp = Spotter.load(model, device="cpu")
     texts = CLIP_KEYWORDS + phrases(keywords - len(CLIP_KEYWORDS), seed=1)
     prons = [sp.pronounce(t) for t in texts]
-    sp.index.replace_all(sp.entries_from([(i + 1, "default", p.text, p.phonemes, sp.default_threshold)
-                                          for i, p in enumerate(prons)]))
+    sp.index.replace_all(
+        sp.entries_from(
+            [(i + 1, "default", p.text, p.phonemes, sp.default_threshold) for i, p in enumerate(prons)]
+        )
+    )
     ss = [sp.create_stream() for _ in range(streams)]
     gates = [VadGate() if vad else None for _ in range(streams)]
     offsets = [(k * 37 * STEP) % len(audio) for k in range(streams)]
@@ -63,11 +72,17 @@ def run(model: Path, audio: np.ndarray, streams: int, vad: bool, keywords: int,
             if text == d.text and abs(d.end_ms / 1000 - t) <= 2.0:
                 hits.add((k, j))
     fed = [g.stats()["fed_fraction"] for g in gates if g is not None]
-    return {"vad": "on" if vad else "off", "streams": streams, "cpu_s": round(cpu, 3),
-            "rtf_per_stream": round(cpu / (streams * len(audio) / SAMPLE_RATE), 6),
-            "fed_fraction": round(float(np.mean(fed)), 3) if fed else 1.0, "detections": len(events),
-            "keywords_spoken": streams * len(marks or []), "keywords_detected": len(hits),
-            "other_events": len(events) - len(hits)}
+    return {
+        "vad": "on" if vad else "off",
+        "streams": streams,
+        "cpu_s": round(cpu, 3),
+        "rtf_per_stream": round(cpu / (streams * len(audio) / SAMPLE_RATE), 6),
+        "fed_fraction": round(float(np.mean(fed)), 3) if fed else 1.0,
+        "detections": len(events),
+        "keywords_spoken": streams * len(marks or []),
+        "keywords_detected": len(hits),
+        "other_events": len(events) - len(hits),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,8 +96,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fractions", default="1.0,0.25", help="speech fractions of the audio")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
-    doc: dict[str, Any] = {"model": a.model, "load_average": [round(x, 2) for x in os.getloadavg()],
-                           "timer": "process CPU time, 1 thread", "rows": []}
+    doc: dict[str, Any] = {
+        "model": a.model,
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "timer": "process CPU time, 1 thread",
+        "rows": [],
+    }
     for frac in (float(f) for f in a.fractions.split(",")):
         audio, marks = speech_clip_marked(a.seconds, frac)
         for vad in (False, True):

@@ -28,7 +28,9 @@ def measure(keywords: int, queries: int, device: str, reps: int = 5, top_k: int 
     rng = np.random.default_rng(0)
     proxies = l2_normalize(rng.standard_normal((keywords, DIM)).astype(np.float32))
     index = KeywordIndex(DIM, prefer_gpu=device != "cpu")
-    index.replace_all([KeywordEntry(i + 1, "default", f"k{i}", ("K",), 0.65, proxies[i]) for i in range(keywords)])
+    index.replace_all(
+        [KeywordEntry(i + 1, "default", f"k{i}", ("K",), 0.65, proxies[i]) for i in range(keywords)]
+    )
     t = index.tenant("default")
     q = l2_normalize(rng.standard_normal((queries, DIM)).astype(np.float32))
 
@@ -46,9 +48,16 @@ def measure(keywords: int, queries: int, device: str, reps: int = 5, top_k: int 
         once()
     wall, cpu = (time.perf_counter() - w0) / reps, (time.process_time() - c0) / reps
     wps = queries / wall
-    return {"keywords": keywords, "backend": t.backend, "queries": queries, "wall_ms": round(1000 * wall, 2),
-            "cpu_ms": round(1000 * cpu, 2), "windows_per_s": round(wps), "keyword_scores_per_s": round(wps * keywords),
-            "streams_equivalent": round(wps / WINDOWS_PER_STREAM_S)}
+    return {
+        "keywords": keywords,
+        "backend": t.backend,
+        "queries": queries,
+        "wall_ms": round(1000 * wall, 2),
+        "cpu_ms": round(1000 * cpu, 2),
+        "windows_per_s": round(wps),
+        "keyword_scores_per_s": round(wps * keywords),
+        "streams_equivalent": round(wps / WINDOWS_PER_STREAM_S),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

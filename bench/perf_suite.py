@@ -86,14 +86,31 @@ def accuracy(models: dict[str, Path], asterisk: Path, synth: Path) -> dict[str, 
                 res.setdefault(label, {})[set_name] = {"error": f"{manifest} missing"}
                 continue
             out = OUT / "perf_eval" / f"{label}-{set_name}"
-            cmd = [sys.executable, "-m", "openkws.cli", "eval", "pairs", "--model", str(model), "--manifest",
-                   str(manifest), "--out", str(out)] + (["--split", split] if split else [])
+            cmd = [
+                sys.executable,
+                "-m",
+                "openkws.cli",
+                "eval",
+                "pairs",
+                "--model",
+                str(model),
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(out),
+            ] + (["--split", split] if split else [])
             subprocess.run(cmd, check=True, capture_output=True)
             doc = json.loads((out / "pairs.json").read_text())
             sysres = next(iter(doc["systems"].values()))
-            res.setdefault(label, {})[set_name] = {k: {"eer": round(v["eer"], 5), "auc": round(v["auc"], 5),
-                                                        "n_pos": v["n_pos"], "n_neg": v["n_neg"]}
-                                                    for k, v in sysres.items()}
+            res.setdefault(label, {})[set_name] = {
+                k: {
+                    "eer": round(v["eer"], 5),
+                    "auc": round(v["auc"], 5),
+                    "n_pos": v["n_pos"],
+                    "n_neg": v["n_neg"],
+                }
+                for k, v in sysres.items()
+            }
     return res
 
 
@@ -118,8 +135,11 @@ def algorithmic_latency(model: Path, holds: tuple[int, ...] = (240, 0)) -> list[
     for hold in holds:
         sp = Spotter.load(model, config=DetectorConfig(hold_ms=hold), device="cpu")
         prons = [sp.pronounce(t) for t in texts]
-        sp.index.replace_all(sp.entries_from([(i + 1, "default", p.text, p.phonemes, sp.default_threshold)
-                                              for i, p in enumerate(prons)]))
+        sp.index.replace_all(
+            sp.entries_from(
+                [(i + 1, "default", p.text, p.phonemes, sp.default_threshold) for i, p in enumerate(prons)]
+            )
+        )
         s = sp.create_stream()
         dets = []
         step = SAMPLE_RATE // 10
@@ -131,15 +151,23 @@ def algorithmic_latency(model: Path, holds: tuple[int, ...] = (240, 0)) -> list[
             m = [t for d, t in dets if d.text == text and abs(d.end_ms / 1000 - end) <= 2.0]
             if m:
                 lat.append(m[0] - 1000 * end)
-        rows.append({"hold_ms": hold, "keywords_spoken": len(marks), "detected": len(lat),
-                     "p50_ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
-                     "p95_ms": round(float(np.percentile(lat, 95)), 1) if lat else None})
+        rows.append(
+            {
+                "hold_ms": hold,
+                "keywords_spoken": len(marks),
+                "detected": len(lat),
+                "p50_ms": round(float(np.percentile(lat, 50)), 1) if lat else None,
+                "p95_ms": round(float(np.percentile(lat, 95)), 1) if lat else None,
+            }
+        )
     return rows
 
 
 def run_json(cmd: list[str], out: Path) -> Any:
     log(" ".join(cmd))
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    subprocess.run(
+        cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    )
     return json.loads(out.read_text())
 
 
@@ -147,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.perf_suite", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/default"))
     ap.add_argument("--int8", type=Path, default=Path("runs/quant/default-int8"))
-    ap.add_argument("--manifest", type=Path, default=SYNTH, help="synthetic manifest (int8 calibration, dev split)")
+    ap.add_argument(
+        "--manifest", type=Path, default=SYNTH, help="synthetic manifest (int8 calibration, dev split)"
+    )
     ap.add_argument("--asterisk", type=Path, default=ASTERISK)
     ap.add_argument("--out", type=Path, default=OUT / "perf.json")
     ap.add_argument("--doc", type=Path, default=Path("docs/BENCHMARKS.md"))
@@ -166,8 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     int8 = a.int8
 
     def save(step: str, value: Any) -> None:
-        doc[step] = {"load_average_before": before, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                     "result": value}
+        doc[step] = {
+            "load_average_before": before,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "result": value,
+        }
         a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps(doc, indent=2) + "\n")
 
@@ -185,10 +218,16 @@ def main(argv: list[str] | None = None) -> int:
             from bench.profile_frontend import profile, speech_audio, sweep_embedding
 
             audio = speech_audio(secs)
-            runs = [dict(profile(m, audio, 32, 100, mode), variant=label)
-                    for label, m in models.items() for mode in ("single", "batched")]
-            sweeps = [dict(r, variant=label) for label, m in models.items()
-                      for r in sweep_embedding(m, 32, 3 if a.quick else 5)]
+            runs = [
+                dict(profile(m, audio, 32, 100, mode), variant=label)
+                for label, m in models.items()
+                for mode in ("single", "batched")
+            ]
+            sweeps = [
+                dict(r, variant=label)
+                for label, m in models.items()
+                for r in sweep_embedding(m, 32, 3 if a.quick else 5)
+            ]
             save(step, {"runs": runs, "embedding_sweep": sweeps})
         elif step == "speed":
             from bench.service_bench import speech_clip
@@ -197,29 +236,80 @@ def main(argv: list[str] | None = None) -> int:
             wav = write_wav(OUT / "perf_speech_30s.wav", speech_clip(30.0))
             systems = ["openkws", f"openkws@{int8}", "openwakeword"]
             counts = {"openkws": (100,), f"openkws@{int8}": (100,), "openwakeword": (5,)}
-            save(step, {"audio": "30 s of continuous synthesized speech (espeak-ng phrases, 0.4 s gaps)",
-                        "chunk_ms": 100, "systems": run_speed(systems, wav, 30.0, 1 if a.quick else 3, str(model),
-                                                              False, counts=counts, chunk_ms=100)})
+            save(
+                step,
+                {
+                    "audio": "30 s of continuous synthesized speech (espeak-ng phrases, 0.4 s gaps)",
+                    "chunk_ms": 100,
+                    "systems": run_speed(
+                        systems,
+                        wav,
+                        30.0,
+                        1 if a.quick else 3,
+                        str(model),
+                        False,
+                        counts=counts,
+                        chunk_ms=100,
+                    ),
+                },
+            )
         elif step == "scaling":
             from bench.service_bench import keyword_scaling, speech_clip
 
             audio = speech_clip(secs)
-            save(step, {label: keyword_scaling(m, audio, 16, 1 if a.quick else 2) for label, m in models.items()})
+            save(
+                step,
+                {label: keyword_scaling(m, audio, 16, 1 if a.quick else 2) for label, m in models.items()},
+            )
         elif step == "gating":
             out = OUT / "perf_gating.json"
-            save(step, run_json([sys.executable, "-m", "bench.gating", "--model", str(int8), "--streams", "16",
-                                 "--seconds", "30" if a.quick else "60", "--out", str(out)], out))
+            save(
+                step,
+                run_json(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.gating",
+                        "--model",
+                        str(int8),
+                        "--streams",
+                        "16",
+                        "--seconds",
+                        "30" if a.quick else "60",
+                        "--out",
+                        str(out),
+                    ],
+                    out,
+                ),
+            )
         elif step == "latency":
             save(step, algorithmic_latency(int8))
         elif step == "service":
             rows = {}
-            for name, extra in (("speech_vad_off", ["--vad", "off", "--levels", "32,64,100,150,200"]),
-                                ("speech25_vad_on", ["--vad", "on", "--speech-fraction", "0.25",
-                                                     "--levels", "100,200,300,400"])):
+            for name, extra in (
+                ("speech_vad_off", ["--vad", "off", "--levels", "32,64,100,150,200"]),
+                (
+                    "speech25_vad_on",
+                    ["--vad", "on", "--speech-fraction", "0.25", "--levels", "100,200,300,400"],
+                ),
+            ):
                 out = OUT / f"perf_service_{name}.json"
-                rows[name] = run_json([sys.executable, "-m", "bench.service_bench", "--model", str(int8),
-                                       "--skip-scaling", "--seconds", "8" if a.quick else "20", "--out", str(out),
-                                       *extra], out)
+                rows[name] = run_json(
+                    [
+                        sys.executable,
+                        "-m",
+                        "bench.service_bench",
+                        "--model",
+                        str(int8),
+                        "--skip-scaling",
+                        "--seconds",
+                        "8" if a.quick else "20",
+                        "--out",
+                        str(out),
+                        *extra,
+                    ],
+                    out,
+                )
             save(step, rows)
     if "doc" in steps:
         from bench.perf_doc import update_doc

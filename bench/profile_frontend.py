@@ -89,8 +89,9 @@ def instrument(sp: Any) -> dict[str, TimedSession]:
     return t
 
 
-def profile(model: Path, audio: np.ndarray, streams: int, keywords: int, mode: str,
-            options: OrtOptions | None = None) -> dict[str, Any]:
+def profile(
+    model: Path, audio: np.ndarray, streams: int, keywords: int, mode: str, options: OrtOptions | None = None
+) -> dict[str, Any]:
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
 
@@ -104,8 +105,9 @@ def profile(model: Path, audio: np.ndarray, streams: int, keywords: int, mode: s
         apply_options(sp, model, options)
     texts = phrases(keywords, seed=1)
     prons = [sp.pronounce(t) for t in texts]
-    sp.index.replace_all(sp.entries_from([(i + 1, "default", p.text, p.phonemes, 0.99)
-                                          for i, p in enumerate(prons)]))
+    sp.index.replace_all(
+        sp.entries_from([(i + 1, "default", p.text, p.phonemes, 0.99) for i, p in enumerate(prons)])
+    )
     timers = instrument(sp)
     ss = [sp.create_stream() for _ in range(streams)]
     step = int(STEP_S * SAMPLE_RATE)
@@ -132,11 +134,21 @@ def profile(model: Path, audio: np.ndarray, streams: int, keywords: int, mode: s
             "share": round(t.cpu_s / total, 3) if total else None,
         }
     other = total - sum(t.cpu_s for t in timers.values())
-    rows["other"] = {"cpu_s": round(other, 4), "rtf_per_stream": round(other / stream_s, 6),
-                     "share": round(other / total, 3) if total else None}
-    return {"mode": mode, "streams": streams, "keywords": keywords, "audio_s_per_stream": len(audio) / SAMPLE_RATE,
-            "cpu_s": round(total, 3), "rtf_per_stream": round(total / stream_s, 6),
-            "options": None if options is None else options.describe(), "components": rows}
+    rows["other"] = {
+        "cpu_s": round(other, 4),
+        "rtf_per_stream": round(other / stream_s, 6),
+        "share": round(other / total, 3) if total else None,
+    }
+    return {
+        "mode": mode,
+        "streams": streams,
+        "keywords": keywords,
+        "audio_s_per_stream": len(audio) / SAMPLE_RATE,
+        "cpu_s": round(total, 3),
+        "rtf_per_stream": round(total / stream_s, 6),
+        "options": None if options is None else options.describe(),
+        "components": rows,
+    }
 
 
 def sweep_embedding(model: Path, rows: int, reps: int) -> list[dict[str, Any]]:
@@ -147,8 +159,13 @@ def sweep_embedding(model: Path, rows: int, reps: int) -> list[dict[str, Any]]:
     x1 = np.random.default_rng(0).standard_normal((1, 76, 32, 1)).astype(np.float32)
     xb = np.repeat(x1, rows, axis=0)
     out = []
-    for opts in (OrtOptions(), OrtOptions(threads=2), OrtOptions(threads=2, spinning=False),
-                 OrtOptions(arena=False), OrtOptions(optimization="basic")):
+    for opts in (
+        OrtOptions(),
+        OrtOptions(threads=2),
+        OrtOptions(threads=2, spinning=False),
+        OrtOptions(arena=False),
+        OrtOptions(optimization="basic"),
+    ):
         sess = ort.InferenceSession(str(path), session_options(opts), providers=["CPUExecutionProvider"])
         for _ in range(3):
             sess.run(None, {"input_1": x1})
@@ -162,9 +179,16 @@ def sweep_embedding(model: Path, rows: int, reps: int) -> list[dict[str, Any]]:
         for _ in range(reps):
             sess.run(None, {"input_1": xb})
         c_b, w_b = (time.process_time() - c0) / reps, (time.perf_counter() - w0) / reps
-        out.append({"options": opts.describe(), "rows": rows,
-                    "one_row_calls_cpu_ms": round(1000 * c_one, 2), "one_row_calls_wall_ms": round(1000 * w_one, 2),
-                    "batched_call_cpu_ms": round(1000 * c_b, 2), "batched_call_wall_ms": round(1000 * w_b, 2)})
+        out.append(
+            {
+                "options": opts.describe(),
+                "rows": rows,
+                "one_row_calls_cpu_ms": round(1000 * c_one, 2),
+                "one_row_calls_wall_ms": round(1000 * w_one, 2),
+                "batched_call_cpu_ms": round(1000 * c_b, 2),
+                "batched_call_wall_ms": round(1000 * w_b, 2),
+            }
+        )
     return out
 
 
@@ -180,9 +204,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     model = Path(a.model)
     audio = speech_audio(a.seconds)
-    doc: dict[str, Any] = {"model": str(model), "load_average": [round(x, 2) for x in os.getloadavg()],
-                           "runs": []}
-    for mode in (("single", "batched") if a.mode == "both" else (a.mode,)):
+    doc: dict[str, Any] = {
+        "model": str(model),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "runs": [],
+    }
+    for mode in ("single", "batched") if a.mode == "both" else (a.mode,):
         doc["runs"].append(profile(model, audio, a.streams, a.keywords, mode))
     if a.sweep_embedding:
         doc["embedding_sweep"] = sweep_embedding(model, a.streams, 5)

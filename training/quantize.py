@@ -76,10 +76,14 @@ def calibration_feeds(model_dir: Path, audio: list[np.ndarray]) -> dict[str, lis
     import onnxruntime as ort
 
     spec = load_spec(model_dir, verify_hashes=False)
-    fx = FeatureExtractor(spec.frontend, spec.file_path(model_dir, "melspectrogram"),
-                          spec.file_path(model_dir, "speech_embedding"))
-    frames_sess = ort.InferenceSession(str(spec.file_path(model_dir, "acoustic_frames")),
-                                       providers=["CPUExecutionProvider"])
+    fx = FeatureExtractor(
+        spec.frontend,
+        spec.file_path(model_dir, "melspectrogram"),
+        spec.file_path(model_dir, "speech_embedding"),
+    )
+    frames_sess = ort.InferenceSession(
+        str(spec.file_path(model_dir, "acoustic_frames")), providers=["CPUExecutionProvider"]
+    )
     feeds: dict[str, list[dict[str, np.ndarray]]] = {r: [] for r in QUANTIZABLE}
     pad = np.zeros(spec.feature_receptive_samples // 2, np.float32)
     for x in audio:
@@ -106,9 +110,16 @@ def quantize_file(src: Path, dst: Path, method: str, feeds: list[dict[str, np.nd
         else:
             if not feeds:
                 raise ValueError(f"{src.name}: no calibration inputs (is the calibration audio too short?)")
-            quantize_static(str(pre), str(dst), _Reader(feeds), quant_format=QuantFormat.QDQ,
-                            per_channel=True, weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8,
-                            calibrate_method=CalibrationMethod.MinMax)
+            quantize_static(
+                str(pre),
+                str(dst),
+                _Reader(feeds),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+                activation_type=QuantType.QUInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+            )
     # quantisation rebuilds the graph: carry the serving contract's metadata over
     m, orig = onnx.load(str(dst)), onnx.load(str(src))
     del m.metadata_props[:]
@@ -117,8 +128,14 @@ def quantize_file(src: Path, dst: Path, method: str, feeds: list[dict[str, np.nd
     onnx.save(m, str(dst))
 
 
-def quantize_model(model_dir: Path, out_dir: Path, roles: tuple[str, ...], method: str,
-                   manifest: Path | None, clips: int = 200) -> dict[str, Any]:
+def quantize_model(
+    model_dir: Path,
+    out_dir: Path,
+    roles: tuple[str, ...],
+    method: str,
+    manifest: Path | None,
+    clips: int = 200,
+) -> dict[str, Any]:
     bad = [r for r in roles if r not in QUANTIZABLE]
     if bad:
         raise ValueError(f"cannot quantise {bad}; choose from {list(QUANTIZABLE)}")
@@ -139,27 +156,42 @@ def quantize_model(model_dir: Path, out_dir: Path, roles: tuple[str, ...], metho
         name = spec_doc["files"][role]["path"]
         quantize_file(model_dir / name, out_dir / name, method, feeds.get(role))
         spec_doc["files"][role]["sha256"] = sha256_file(out_dir / name)
-        sizes[role] = {"float_bytes": (model_dir / name).stat().st_size, "int8_bytes": (out_dir / name).stat().st_size}
-    spec_doc["quantization"] = {"method": method, "roles": list(roles), "calibration_clips": clips if feeds else 0,
-                                "source_model": spec_doc["model_version"]}
+        sizes[role] = {
+            "float_bytes": (model_dir / name).stat().st_size,
+            "int8_bytes": (out_dir / name).stat().st_size,
+        }
+    spec_doc["quantization"] = {
+        "method": method,
+        "roles": list(roles),
+        "calibration_clips": clips if feeds else 0,
+        "source_model": spec_doc["model_version"],
+    }
     (out_dir / "model.json").write_text(json.dumps(spec_doc, indent=2) + "\n")
     with (out_dir / "MODEL_CARD.md").open("a") as f:
-        f.write(f"\n\n## int8 variant\n\n{method} int8 quantisation of {', '.join(roles)} by "
-                "`openkws.training.quantize`; compare with the float model before use.\n")
+        f.write(
+            f"\n\n## int8 variant\n\n{method} int8 quantisation of {', '.join(roles)} by "
+            "`openkws.training.quantize`; compare with the float model before use.\n"
+        )
     load_spec(out_dir)  # hashes and contract fields check out
     return {"out": str(out_dir), "method": method, "roles": list(roles), "sizes": sizes}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m openkws.training.quantize", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m openkws.training.quantize", description=__doc__.split("\n\n")[0]
+    )
     ap.add_argument("--model", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--roles", default="speech_embedding,acoustic_frames,acoustic_pool")
     ap.add_argument("--method", choices=("static", "dynamic"), default="static")
-    ap.add_argument("--manifest", type=Path, default=None, help="synthetic manifest (training split calibrates)")
+    ap.add_argument(
+        "--manifest", type=Path, default=None, help="synthetic manifest (training split calibrates)"
+    )
     ap.add_argument("--clips", type=int, default=200)
     a = ap.parse_args(argv)
-    res = quantize_model(a.model, a.out, tuple(r for r in a.roles.split(",") if r), a.method, a.manifest, a.clips)
+    res = quantize_model(
+        a.model, a.out, tuple(r for r in a.roles.split(",") if r), a.method, a.manifest, a.clips
+    )
     print(json.dumps(res, indent=2))
     return 0
 

@@ -64,8 +64,10 @@ class OrtOptions:
             raise ValueError(f"fixed_batch must be >= 1 or None, got {self.fixed_batch}")
 
     def describe(self) -> str:
-        s = (f"threads={self.threads} spin={'on' if self.spinning else 'off'} "
-             f"arena={'on' if self.arena else 'off'} opt={self.optimization}")
+        s = (
+            f"threads={self.threads} spin={'on' if self.spinning else 'off'} "
+            f"arena={'on' if self.arena else 'off'} opt={self.optimization}"
+        )
         return s + (f" batch={self.fixed_batch}" if self.fixed_batch else "")
 
 
@@ -96,7 +98,12 @@ def apply_options(sp: Spotter, model_dir: Path, opts: OrtOptions) -> None:
 
     mel = make("melspectrogram")
     emb = make("speech_embedding") if sp.sessions.speech_embedding is not None else None
-    sp.sessions = replace(sp.sessions, melspectrogram=mel, speech_embedding=emb,
-                          acoustic_frames=make("acoustic_frames"), acoustic_pool=make("acoustic_pool"))
+    sp.sessions = replace(
+        sp.sessions,
+        melspectrogram=mel,
+        speech_embedding=emb,
+        acoustic_frames=make("acoustic_frames"),
+        acoustic_pool=make("acoustic_pool"),
+    )
     sp.features.mel = mel
     sp.features.embedding = emb

@@ -43,11 +43,15 @@ _ZERO = np.array(128, np.uint8)
 def _matmul_integer() -> ort.InferenceSession:
     d, k = "d", "k"
     graph = helper.make_graph(
-        [helper.make_node("MatMulInteger", ["a", "b", "a_zero"], ["y"])], "openkws_scores",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, ["n", d]),
-         helper.make_tensor_value_info("b", TensorProto.INT8, [d, k]),
-         helper.make_tensor_value_info("a_zero", TensorProto.UINT8, [])],
-        [helper.make_tensor_value_info("y", TensorProto.INT32, ["n", k])])
+        [helper.make_node("MatMulInteger", ["a", "b", "a_zero"], ["y"])],
+        "openkws_scores",
+        [
+            helper.make_tensor_value_info("a", TensorProto.UINT8, ["n", d]),
+            helper.make_tensor_value_info("b", TensorProto.INT8, [d, k]),
+            helper.make_tensor_value_info("a_zero", TensorProto.UINT8, []),
+        ],
+        [helper.make_tensor_value_info("y", TensorProto.INT32, ["n", k])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     so = ort.SessionOptions()
@@ -65,8 +69,10 @@ class ThresholdScorer:
         self.proxies = np.ascontiguousarray(proxies, np.float32)
         self.thresholds = np.asarray(thresholds, np.float32)
         if self.proxies.ndim != 2 or self.thresholds.shape != (len(self.proxies),):
-            raise ValueError(f"proxies [K, D] and thresholds [K] expected, got {self.proxies.shape} and "
-                             f"{self.thresholds.shape}")
+            raise ValueError(
+                f"proxies [K, D] and thresholds [K] expected, got {self.proxies.shape} and "
+                f"{self.thresholds.shape}"
+            )
         self._thr_min = float(self.thresholds.min()) if len(self.thresholds) else np.inf
         self.int8 = len(self.proxies) >= min_keywords
         if self.int8:
@@ -95,7 +101,9 @@ class ThresholdScorer:
         # Q = sq*qa + eq, P = sp*qp + ep with |eq| <= sq/2, |ep| <= sp/2 per element, so
         # |Q.P - sq*sp*qa.qp| <= sp/2*|Q|_1 + sq/2*|P|_1 + D*sq*sp/4: a bound per row, all keywords.
         d = emb.shape[1]
-        bound = 0.5 * self._sp * np.abs(emb).sum(axis=1) + 0.5 * sq * self._p_l1_max + 0.25 * d * sq * self._sp
+        bound = (
+            0.5 * self._sp * np.abs(emb).sum(axis=1) + 0.5 * sq * self._p_l1_max + 0.25 * d * sq * self._sp
+        )
         scale = sq * self._sp
         slack = margin + bound
         # most windows match nothing: one pass (row max against the lowest threshold) drops them

@@ -61,7 +61,9 @@ class VadConfig:
         if not 0 <= self.aggressiveness <= 3:
             raise ValueError(f"aggressiveness must be 0..3, got {self.aggressiveness}")
         if self.preroll_ms < 0 or self.hangover_ms < 0:
-            raise ValueError(f"preroll_ms and hangover_ms must be >= 0, got {self.preroll_ms}, {self.hangover_ms}")
+            raise ValueError(
+                f"preroll_ms and hangover_ms must be >= 0, got {self.preroll_ms}, {self.hangover_ms}"
+            )
 
 
 class VadGate:
@@ -159,14 +161,25 @@ class VadGate:
 
     def map_result(self, res: DecodeResult) -> DecodeResult:
         """Rewrite the engine times of a decode result to stream times (in place; returned)."""
-        res.detections = [replace(d, start_ms=round(self._start_ms(d.start_ms, d.end_ms), 3),
-                                  end_ms=round(self.stream_ms(d.end_ms, end=True), 3),
-                                  decided_ms=round(self.stream_ms(d.decided_ms, end=True), 3))
-                          for d in res.detections]
-        res.near_misses = [replace(m, time_ms=round(self.stream_ms(m.time_ms, end=True), 3)) for m in res.near_misses]
+        res.detections = [
+            replace(
+                d,
+                start_ms=round(self._start_ms(d.start_ms, d.end_ms), 3),
+                end_ms=round(self.stream_ms(d.end_ms, end=True), 3),
+                decided_ms=round(self.stream_ms(d.decided_ms, end=True), 3),
+            )
+            for d in res.detections
+        ]
+        res.near_misses = [
+            replace(m, time_ms=round(self.stream_ms(m.time_ms, end=True), 3)) for m in res.near_misses
+        ]
         return res
 
     def stats(self) -> dict[str, Any]:
         """Speech frames seen and the fraction of the stream's audio the engine received."""
-        return {"frames": self._frames, "speech_frames": self._speech_frames, "segments": len(self._seg_engine),
-                "fed_fraction": round(self._fed / self._received, 4) if self._received else 0.0}
+        return {
+            "frames": self._frames,
+            "speech_frames": self._speech_frames,
+            "segments": len(self._seg_engine),
+            "fed_fraction": round(self._fed / self._received, 4) if self._received else 0.0,
+        }

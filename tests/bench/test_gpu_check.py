@@ -18,8 +18,9 @@ NO_CUDA = "CUDAExecutionProvider" not in ort.get_available_providers()
 
 def run(*args: str, tmp_path: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GPU_CHECK_PYTHON": sys.executable, "OUT": str(tmp_path / "out")}
-    return subprocess.run(["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        ["bash", str(SCRIPT), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_syntax() -> None:

@@ -10,11 +10,33 @@ from bench.perf_doc import BEGIN, END, keep_section, render, update_doc
 
 DOC = {
     "machine": {"cpus": 2, "gpu_lent": False},
-    "scaling": {"load_average_before": [9.0, 8.0, 7.0], "result": {
-        "int8": {"cpu_s_per_audio_s_10": 0.0106, "cpu_s_per_audio_s_10000": 0.0142, "ratio_10000_vs_10": 1.339}}},
-    "gating": {"load_average_before": [9.0, 8.0, 7.0], "result": {"rows": [
-        {"speech_fraction": 0.25, "vad": "on", "rtf_per_stream": 0.0073, "fed_fraction": 0.58, "detections": 50,
-        "keywords_spoken": 96, "keywords_detected": 90, "other_events": 10}]}},
+    "scaling": {
+        "load_average_before": [9.0, 8.0, 7.0],
+        "result": {
+            "int8": {
+                "cpu_s_per_audio_s_10": 0.0106,
+                "cpu_s_per_audio_s_10000": 0.0142,
+                "ratio_10000_vs_10": 1.339,
+            }
+        },
+    },
+    "gating": {
+        "load_average_before": [9.0, 8.0, 7.0],
+        "result": {
+            "rows": [
+                {
+                    "speech_fraction": 0.25,
+                    "vad": "on",
+                    "rtf_per_stream": 0.0073,
+                    "fed_fraction": 0.58,
+                    "detections": 50,
+                    "keywords_spoken": 96,
+                    "keywords_detected": 90,
+                    "other_events": 10,
+                }
+            ]
+        },
+    },
 }
 
 

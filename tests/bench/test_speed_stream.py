@@ -19,7 +19,8 @@ def test_split_system() -> None:
 def test_streamed_variant(stream_wav) -> None:
     if not (MODEL / "model.json").is_file():
         pytest.skip("no model in models/default")
-    row = measure(f"openkws@{MODEL}", 3, str(stream_wav), seconds=3.0, reps=1, model_dir=None, add=False,
-                  chunk_ms=100)
+    row = measure(
+        f"openkws@{MODEL}", 3, str(stream_wav), seconds=3.0, reps=1, model_dir=None, add=False, chunk_ms=100
+    )
     assert row["system"] == f"openkws@{MODEL}" and row["model"] == str(MODEL) and row["chunk_ms"] == 100
     assert row["rtf"] > 0 and row["timer"] == "process CPU time"

@@ -16,7 +16,9 @@ def unit(x: np.ndarray) -> np.ndarray:
 def test_int8_prefilter_is_exact(seed: int) -> None:
     rng = np.random.default_rng(seed)
     prox = unit(rng.standard_normal((5000, 256)))
-    q = unit(np.concatenate([prox[:40] + 0.3 * rng.standard_normal((40, 256)), rng.standard_normal((200, 256))]))
+    q = unit(
+        np.concatenate([prox[:40] + 0.3 * rng.standard_normal((40, 256)), rng.standard_normal((200, 256))])
+    )
     exact = q @ prox.T
     thr = np.full(5000, 0.65, np.float32)
     # thresholds within 1e-4 of real scores: the quantisation error is far larger, the bound must hold
@@ -37,7 +39,9 @@ def test_int8_prefilter_is_exact(seed: int) -> None:
 
 def test_no_hits_and_bad_shapes() -> None:
     prox = unit(np.random.default_rng(0).standard_normal((3000, 64)))
-    r, k, s = ThresholdScorer(prox, np.full(3000, 2.0, np.float32), min_keywords=0).hits(prox[:3], np.zeros(3, np.float32))
+    r, k, s = ThresholdScorer(prox, np.full(3000, 2.0, np.float32), min_keywords=0).hits(
+        prox[:3], np.zeros(3, np.float32)
+    )
     assert len(r) == len(k) == len(s) == 0
     with pytest.raises(ValueError, match="thresholds \\[K\\] expected"):
         ThresholdScorer(prox, np.zeros(5, np.float32))

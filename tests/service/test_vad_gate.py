@@ -49,7 +49,9 @@ def spotter(g2p: G2P) -> Spotter:
     return sp
 
 
-def test_keyword_at_speech_onset_same_with_gate(spotter: Spotter, synth: Callable[[str, str], np.ndarray]) -> None:
+def test_keyword_at_speech_onset_same_with_gate(
+    spotter: Spotter, synth: Callable[[str, str], np.ndarray]
+) -> None:
     kw = synth(KEYWORD, VOICE)
     audio = np.concatenate([silence(6.0), kw, silence(4.0)])
     plain = run(spotter, audio, None)
