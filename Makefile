@@ -28,6 +28,8 @@ test:
 
 lint:
 	ruff check service training tests bench tools
+	ruff check --select C901 service training
+	ruff format --check service training tests bench tools
 	mypy service
 
 # Dependency advisories (pip-audit, PyPI service). Exit 1: vulnerabilities; 2: no audit result (network).

@@ -1,6 +1,6 @@
 """The pairs protocol (LibriPhrase style): EER / ROC-AUC / AP on (clip, text) pairs, easy and hard.
 
-Pairs come from the data layer's builder (:func:`openkws.training.data.pairs.build_pairs`), with
+Pairs come from the project's one builder (:func:`openkws.training.evaluate.make_pairs`), with
 negatives drawn from every text of the evaluated set (also when its clips are subsampled); manifests,
 metrics and plots are the model engineer's (:mod:`openkws.training.evaluate`: ``read_eval_manifest``,
 ``pair_metrics``, ``pad_eval``, ``plot_curves``). This module only scores the pairs with each system.
@@ -17,6 +17,7 @@ Systems and their pair score:
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 from collections import defaultdict
@@ -24,6 +25,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
+from openkws.text import G2P, load_inventory
+from openkws.training.data.tts import synthesize
+from openkws.training.evaluate import (
+    Pair,
+    load_eval_audio,
+    make_pairs,
+    pad_eval,
+    pair_metrics,
+    plot_curves,
+    read_eval_manifest,
+)
+
+from bench.datasets import make_templates
+from bench.detectors import make_detector
 
 log = logging.getLogger("bench.pairs")
 PAIR_SYSTEMS = ("openkws", "openkws-tts", "pocketsphinx", "efficientword")
@@ -31,11 +47,6 @@ PAIR_SYSTEMS = ("openkws", "openkws-tts", "pocketsphinx", "efficientword")
 
 def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int = 3) -> Path:
     """A tiny clip manifest (``path,text``) for quick runs: each text by each voice."""
-    import csv
-
-    import soundfile as sf
-    from openkws.training.data.tts import synthesize
-
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = out_dir / "manifest.csv"
     if manifest.is_file():
@@ -56,28 +67,12 @@ def smoke_manifest(out_dir: Path, texts: list[str], voices: list[str], seed: int
 def build_pairs(
     clips: list[Any], g2p: Any, inv: Any, seed: int, candidates: list[str] | None = None
 ) -> list[Any]:
-    """The data layer's LibriPhrase pair builder (``openkws.training.data.pairs``) on the clips, with
-    negatives drawn from ``candidates`` (default: the clips' own texts), as ``openkws.training.evaluate.Pair``
-    rows (clip index, text, label, kind); the model engineer's ``make_pairs`` when the data layer's
-    builder is absent."""
-    from openkws.training.evaluate import Pair
-
-    try:
-        from openkws.training.data.pairs import PairItem
-        from openkws.training.data.pairs import build_pairs as data_layer_build_pairs
-    except ImportError:
-        from openkws.training.evaluate import make_pairs
-
-        texts = [c.text for c in clips]
-        phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
-        return make_pairs(texts, phonemes, seed)
-    pool = sorted({c.text for c in clips} | set(candidates or []))
-    phones = {t: g2p(t).phones_only for t in pool}
-    items = [PairItem(str(i), c.text, phones[c.text]) for i, c in enumerate(clips)]
-    cands = [(t, phones[t]) for t in pool]
-    return [
-        Pair(int(p.path), p.text, p.label, p.kind) for p in data_layer_build_pairs(items, cands, seed=seed)
-    ]
+    """The project's pairs (:func:`openkws.training.evaluate.make_pairs`, one builder) on the clips,
+    with negatives drawn from ``candidates`` (default: the clips' own texts)."""
+    texts = [c.text for c in clips]
+    pool = sorted(set(texts) | set(candidates or []))
+    phonemes = {t: tuple(inv.encode(list(g2p(t).phones_only))) for t in pool}
+    return make_pairs(texts, phonemes, seed, pool)
 
 
 def run_pairs(
@@ -90,12 +85,6 @@ def run_pairs(
     split: str | None = None,
 ) -> dict[str, Any]:
     """Score every pair of ``manifest`` with ``system``; returns metrics and the raw scores."""
-    from openkws.text import G2P, load_inventory
-    from openkws.training.evaluate import load_eval_audio, pad_eval, pair_metrics, read_eval_manifest
-
-    from bench.datasets import make_templates
-    from bench.detectors import make_detector
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     t_start = time.perf_counter()
     clips = read_eval_manifest(manifest, split)
@@ -150,8 +139,6 @@ def run_pairs(
 
 
 def plot_pairs(results: dict[str, dict[str, Any]], path: Path, title: str) -> Path | None:
-    from openkws.training.evaluate import Pair, plot_curves
-
     curves = {}
     for system, r in results.items():
         if "scores" not in r:

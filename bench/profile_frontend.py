@@ -8,8 +8,8 @@ Streams are fed 100 ms of speech at a time, as the service does, either each dec
 session is wrapped by a proxy that adds the calling thread's CPU time (``time.thread_time``) per
 call; with one intra-op thread onnxruntime computes on the calling thread, so this is the CPU the
 component costs, and it is hardly affected by other load on a shared machine (unlike wall time).
-``scoring`` is ``Spotter._score_and_decide`` (keyword matrix product, thresholds, decisions);
-``other`` is the rest of the step (Python bookkeeping, window assembly).
+``scoring`` is ``openkws.engine.scoring.score_windows`` (windows against every keyword, thresholds);
+``other`` is the rest of the step (decisions, Python bookkeeping, window assembly).
 
 ``--sweep-embedding`` also times the speech-embedding graph alone: one call of ``R`` rows against
 ``R`` calls of one row, under several session options (``openkws.engine.ort_options``).
@@ -22,7 +22,6 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -68,23 +67,25 @@ def instrument(sp: Any) -> dict[str, TimedSession]:
     t = {
         "mel": TimedSession(sp.features.mel),
         "embedding": TimedSession(sp.features.embedding),
-        "acoustic_frames": TimedSession(sp.sessions.acoustic_frames),
-        "acoustic_pool": TimedSession(sp.sessions.acoustic_pool),
+        "acoustic_frames": TimedSession(sp.encoders._frames),
+        "acoustic_pool": TimedSession(sp.encoders._pool),
     }
     sp.features.mel, sp.features.embedding = t["mel"], t["embedding"]
-    sp.sessions = replace(sp.sessions, acoustic_frames=t["acoustic_frames"], acoustic_pool=t["acoustic_pool"])
+    sp.encoders._frames, sp.encoders._pool = t["acoustic_frames"], t["acoustic_pool"]
     scoring = TimedSession(None)
-    inner = sp._score_and_decide
+    import openkws.engine.spotter as spotter_module
 
-    def timed_score(*args: Any) -> Any:
+    inner = spotter_module.score_windows
+
+    def timed_score(*args: Any, **kwargs: Any) -> Any:
         c0 = time.thread_time()
         try:
-            return inner(*args)
+            return inner(*args, **kwargs)
         finally:
             scoring.cpu_s += time.thread_time() - c0
             scoring.calls += 1
 
-    sp._score_and_decide = timed_score
+    spotter_module.score_windows = timed_score  # this process only
     t["scoring"] = scoring
     return t
 

@@ -40,10 +40,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
+import soundfile as sf
+from openkws.auth import ApiKeys
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.spotter import Spotter
+from openkws.store import KeywordStore
 
 from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
+from bench.service_bench import model_dir, synth
 
 OUT = Path("bench/out")
 CHUNK_MS = 100
@@ -96,8 +102,6 @@ def log(msg: str) -> None:
 
 # -- inputs -------------------------------------------------------------------------------------------
 def clip_audio() -> np.ndarray:
-    from bench.service_bench import synth
-
     gap = np.zeros(int(0.5 * SAMPLE_RATE), np.float32)
     parts = [gap]
     for text, voice in CLIP_PARTS:
@@ -110,8 +114,6 @@ def pcm16(audio: np.ndarray) -> bytes:
 
 
 def wav_bytes(pcm: bytes) -> bytes:
-    import soundfile as sf
-
     b = io.BytesIO()
     sf.write(b, np.frombuffer(pcm, "<i2"), SAMPLE_RATE, format="WAV", subtype="PCM_16")
     return b.getvalue()
@@ -120,8 +122,6 @@ def wav_bytes(pcm: bytes) -> bytes:
 def gap_threshold(model: Path, audio: np.ndarray, texts: list[str], quantile: float = 0.95) -> float:
     """For an untrained model: a threshold near the ``quantile`` of the best per-frame scores, placed
     in a gap between observed scores (so float noise between batch sizes cannot flip a decision)."""
-    from openkws.engine.spotter import Spotter
-
     sp = Spotter.load(model, device="cpu")
     prons = [sp.pronounce(t) for t in texts]
     sp.index.replace_all(
@@ -258,8 +258,6 @@ async def streamer(
 
 
 async def churner(n: int, url: str, token: str, stats: Stats, until: float, rate_per_s: float) -> None:
-    import httpx
-
     rng = random.Random(1000 + n)
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as c:
@@ -307,10 +305,6 @@ def run_soak(
     threshold: float | None = None,
 ) -> dict[str, Any]:
     """Run the soak; returns the figures (see the module docstring)."""
-    import httpx
-    from openkws.auth import ApiKeys
-    from openkws.store import KeywordStore
-
     tmp = Path(workdir or tempfile.mkdtemp(prefix="openkws-soak-"))
     data_dir = tmp / "data"
     keys = ApiKeys(KeywordStore(f"sqlite:///{data_dir / 'keywords.db'}"))
@@ -416,11 +410,30 @@ def run_soak(
             "warm": round(base / 2**20, 1),
             "end": round(end_rss / 2**20, 1),
             "max": round(max((r for _, r in stats.rss), default=end_rss) / 2**20, 1),
+            # the shape: a plateau (working memory reaching its peak batch) or a steady climb (a leak)
+            "per_minute": per_minute(stats.rss),
         },
         "rss_growth_pct": round(100.0 * (end_rss - base) / base, 2) if base else None,
+        "rss_growth_second_half_pct": half_growth(stats.rss, end_rss),
         "server_cpu_s_per_audio_s": round(cpu / max(1e-9, elapsed * clients), 4),
     }
     return res
+
+
+def per_minute(samples: list[tuple[float, int]]) -> list[float]:
+    """RSS (MB) at the first sample of each minute."""
+    out: dict[int, int] = {}
+    for t, rss in samples:
+        out.setdefault(int(t // 60), rss)
+    return [round(v / 2**20, 1) for _, v in sorted(out.items())]
+
+
+def half_growth(samples: list[tuple[float, int]], end_rss: int) -> float | None:
+    """RSS growth (%) from the middle of the run to its end."""
+    if not samples:
+        return None
+    mid = samples[len(samples) // 2][1]
+    return round(100.0 * (end_rss - mid) / mid, 2) if mid else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -440,8 +453,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", default=str(OUT / "soak.json"))
     a = p.parse_args(argv)
-    from bench.service_bench import model_dir
-
     OUT.mkdir(parents=True, exist_ok=True)
     model, _ = model_dir(a.model, OUT / "cache")
     res = run_soak(model, a.minutes, a.clients, a.churners, a.churn_rate)

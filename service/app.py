@@ -25,7 +25,7 @@ from .api import detect, health, keys, keywords, stream
 from .api.errors import install_error_handlers
 from .engine.model_spec import ModelContractError
 from .limits import BodyLimitMiddleware
-from .metrics import HTTPMetricsMiddleware, Metrics
+from .metrics import DetectionCounts, HTTPMetricsMiddleware, Metrics
 from .settings import Settings
 from .state import AppState, load_engine, make_batcher
 from .text import G2P
@@ -39,13 +39,12 @@ async def _follow_store(state: AppState) -> None:
     while True:
         await asyncio.sleep(state.settings.sync_interval_s)
         try:
-            added, removed, updated = await run_in_threadpool(state.keywords.sync)
+            added, removed, updated = await run_in_threadpool(state.registry.sync)
         except Exception:  # a database blip must not stop the service; the next round retries
             log.exception("keyword store sync failed")
             continue
         if added or removed or updated:
             log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
-            state.refresh_keyword_gauge()
 
 
 def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
@@ -53,17 +52,18 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     between app instances, e.g. in tests; by default each app loads its own."""
     settings = settings or Settings()
     metrics = Metrics()
+    counts = DetectionCounts()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
-            spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics, g2p)
+            spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics, counts, g2p)
         except ModelContractError as e:
             log.error("openkws refuses to start: %s", e)
             raise
         batcher = make_batcher(settings, spotter, metrics)
         batcher.start()
-        state = AppState(settings, metrics, spotter, store, registry, batcher)
+        state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
         app.state.openkws = state
         sync = asyncio.create_task(_follow_store(state)) if settings.sync_interval_s > 0 else None
         try:

@@ -1,8 +1,8 @@
-"""Audio at the service edge: declared formats, PCM frame decoding, file decoding, and the
-per-stream converter (downmix to mono, streaming resample to 16 kHz).
+"""Audio at the service edge: declared formats, PCM frame decoding and file decoding.
 
-Websocket frames and uploaded files both end in :class:`AudioConverter`, so the engine sees the
-same samples whichever way the audio came. Every error carries a ``code`` and a message saying what
+Websocket frames and uploaded files both become float32 [n, channels] in [-1, 1] (one PCM scale,
+:data:`openkws.constants.PCM_SCALE`) and go to the engine stream, which downmixes and resamples
+(:mod:`openkws.engine.stream_input`), so the engine sees the same samples whichever way the audio came. Every error carries a ``code`` and a message saying what
 was wrong and what is accepted.
 
 Example:
@@ -26,16 +26,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-from .constants import SAMPLE_RATE
+from .constants import PCM_SCALE
 
 MIN_SAMPLE_RATE = 8_000
 MAX_SAMPLE_RATE = 48_000
 MAX_CHANNELS = 8
 ENCODINGS: dict[str, np.dtype[np.generic]] = {"pcm16le": np.dtype("<i2"), "float32le": np.dtype("<f4")}
 FILE_FORMATS = ("WAV", "WAVEX", "FLAC", "OGG")
-ACCEPTED_FILES = "WAV, FLAC or OGG/Vorbis"
+# OGG means Vorbis or Opus: libsndfile decodes both, both are tested, and both are documented.
+ACCEPTED_FILES = "WAV, FLAC or OGG (Vorbis or Opus)"
+UNKNOWN_LENGTH = 2**63 - 1  # libsndfile's frame count when a header does not declare the length
 
 
 class AudioError(ValueError):
@@ -89,39 +90,10 @@ def pcm_to_float(data: bytes, fmt: AudioFormat) -> np.ndarray:
         )
     x = np.frombuffer(data, ENCODINGS[fmt.encoding]).reshape(-1, fmt.channels)
     if fmt.encoding == "pcm16le":
-        return (x.astype(np.float32) / 32768.0).astype(np.float32)
+        return x.astype(np.float32) / np.float32(PCM_SCALE)
     if not np.isfinite(x).all():
         raise AudioError("invalid_samples", "float32le audio contains NaN or infinity; send finite samples in [-1, 1]")
     return np.clip(x, -1.0, 1.0).astype(np.float32)
-
-
-class AudioConverter:
-    """Per-stream downmix + streaming resampler to 16 kHz (chunking does not change the output
-    beyond float rounding; ``flush`` returns the resampler's tail at end of stream)."""
-
-    def __init__(self, sample_rate: int, channels: int) -> None:
-        self.sample_rate = sample_rate
-        self.channels = channels
-        self._rs = None if sample_rate == SAMPLE_RATE else soxr.ResampleStream(
-            sample_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
-        self.samples_in = 0  # per channel, at the input rate
-
-    def push(self, x: np.ndarray) -> np.ndarray:
-        """float32 [n, channels] -> mono 16 kHz float32 [m]."""
-        x = np.asarray(x, np.float32)
-        if x.ndim == 1:
-            x = x[:, None]
-        self.samples_in += len(x)
-        mono = x[:, 0] if x.shape[1] == 1 else x.mean(axis=1, dtype=np.float32)
-        mono = np.ascontiguousarray(mono, np.float32)
-        if self._rs is None:
-            return mono
-        return np.asarray(self._rs.resample_chunk(mono, last=False), np.float32)
-
-    def flush(self) -> np.ndarray:
-        if self._rs is None:
-            return np.zeros(0, np.float32)
-        return np.asarray(self._rs.resample_chunk(np.zeros(0, np.float32), last=True), np.float32)
 
 
 def _wav_truncated(data: bytes) -> tuple[int, int] | None:
@@ -140,6 +112,31 @@ def _wav_truncated(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _ogg_truncated(data: bytes) -> bool:
+    """True when an Ogg file does not end with a whole page carrying the end-of-stream flag.
+
+    libsndfile decodes the pages that are present and says nothing, so half a file would answer
+    with half the audio."""
+    pos, flags = 0, -1
+    while pos < len(data):
+        if data[pos : pos + 4] != b"OggS" or pos + 27 > len(data):
+            return True
+        segments = data[pos + 26]
+        if pos + 27 + segments > len(data):
+            return True
+        end = pos + 27 + segments + sum(data[pos + 27 : pos + 27 + segments])
+        if end > len(data):
+            return True
+        flags, pos = data[pos + 5], end
+    return flags < 0 or not flags & 0x04
+
+
+def _named(name: str | None) -> str:
+    """The client's file name for a message: quoted with repr (control characters escaped), cut to
+    80 characters; never used as a path."""
+    return repr(name[:80]) if name else "the upload"
+
+
 @dataclass(frozen=True)
 class DecodedFile:
     samples: np.ndarray  # float32 [n, channels]
@@ -151,23 +148,33 @@ class DecodedFile:
         return len(self.samples) / self.sample_rate
 
 
-def decode_file(data: bytes, max_seconds: float) -> DecodedFile:
-    """Decode an uploaded WAV/FLAC/OGG file; raises :class:`AudioError` for every bad case."""
+def decode_file(data: bytes, max_seconds: float, name: str | None = None) -> DecodedFile:
+    """Decode an uploaded WAV/FLAC/OGG file (``name``: its file name, for messages); raises
+    :class:`AudioError` for every bad case."""
+    what = _named(name)
     if not data:
-        raise AudioError("empty_audio", f"the upload is empty; send a {ACCEPTED_FILES} file")
+        raise AudioError("empty_audio", f"{what} is empty; send a {ACCEPTED_FILES} file")
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        reason = e.error_string if isinstance(e, sf.LibsndfileError) else str(e)  # str(e) holds the BytesIO repr
         raise AudioError("undecodable_audio",
-                         f"could not read the upload as audio ({e}); accepted: {ACCEPTED_FILES}") from None
+                         f"could not read {what} as audio ({reason}); accepted: {ACCEPTED_FILES}") from None
     if info.format not in FILE_FORMATS:
-        raise AudioError("unsupported_format", f"audio format {info.format} not supported; accepted: {ACCEPTED_FILES}")
+        raise AudioError("unsupported_format",
+                         f"{what} is {info.format} audio, which is not supported; accepted: {ACCEPTED_FILES}")
     check_rate(int(info.samplerate))
     check_channels(int(info.channels))
     cut = _wav_truncated(data) if info.format in ("WAV", "WAVEX") else None
     if cut is not None:
         raise AudioError("truncated_audio",
                          f"the WAV file is truncated: its header declares {cut[0]} bytes of audio but {cut[1]} are present")
+    if info.format == "OGG" and _ogg_truncated(data):
+        raise AudioError("truncated_audio", f"the OGG file {what} is truncated: it does not end with a complete "
+                         "end-of-stream page")
+    if info.frames >= UNKNOWN_LENGTH:
+        raise AudioError("unknown_length", f"the {info.format} header of {what} does not declare its length (total "
+                         "samples 0, as streaming encoders write); re-encode it with its length, or send WAV")
     if info.frames / info.samplerate > max_seconds:
         raise AudioError("audio_too_long",
                          f"the file has {info.frames / info.samplerate:.1f} s of audio; at most {max_seconds:g} s are accepted")

@@ -92,8 +92,10 @@ def hash_token(token: str) -> str:
 
 def check_tenant(tenant: str) -> str:
     if not TENANT_RE.match(tenant):
-        raise ValueError(f"tenant {tenant!r} is invalid; use 1-{MAX_TENANT_CHARS} characters from A-Z a-z 0-9 _ . - "
-                         "starting with a letter or digit")
+        raise ValueError(
+            f"tenant {tenant!r} is invalid; use 1-{MAX_TENANT_CHARS} characters from A-Z a-z 0-9 _ . - "
+            "starting with a letter or digit"
+        )
     return tenant
 
 
@@ -128,8 +130,17 @@ class ApiKeys:
         token = f"{TOKEN_PREFIX}_{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
         now = dt.datetime.now(dt.timezone.utc)
         with self._sessions.begin() as s:
-            s.add(ApiKeyTable(key_id=key_id, tenant=tenant, scope=sc, secret_hash=hash_token(token), name=name,
-                              created_at=now, revoked_at=None))
+            s.add(
+                ApiKeyTable(
+                    key_id=key_id,
+                    tenant=tenant,
+                    scope=sc,
+                    secret_hash=hash_token(token),
+                    name=name,
+                    created_at=now,
+                    revoked_at=None,
+                )
+            )
         return CreatedKey(key_id, tenant, sc, name, now, None, token)
 
     def verify(self, token: str) -> Principal | None:
@@ -176,7 +187,9 @@ WS_SUBPROTOCOL = "openkws.v1"
 WS_TOKEN_PROTOCOL_PREFIX = "bearer."
 
 
-def websocket_token(authorization: str | None, query_token: str | None, subprotocols: list[str]) -> str | None:
+def websocket_token(
+    authorization: str | None, query_token: str | None, subprotocols: list[str]
+) -> str | None:
     """A websocket's token: the Authorization header, else a ``bearer.<token>`` subprotocol (what a
     browser can send: ``new WebSocket(url, ["openkws.v1", "bearer." + token])``), else ``?token=``."""
     token = bearer_token(authorization)
@@ -184,7 +197,7 @@ def websocket_token(authorization: str | None, query_token: str | None, subproto
         return token
     for p in subprotocols:
         if p.startswith(WS_TOKEN_PROTOCOL_PREFIX) and len(p) > len(WS_TOKEN_PROTOCOL_PREFIX):
-            return p[len(WS_TOKEN_PROTOCOL_PREFIX):]
+            return p[len(WS_TOKEN_PROTOCOL_PREFIX) :]
     return query_token or None
 
 

@@ -41,8 +41,17 @@ class _Job(Generic[T, R]):
 
 
 class MicroBatcher(Generic[T, R]):
-    def __init__(self, process: Callable[[Sequence[T]], Sequence[R]], *, max_batch: int, max_wait_s: float,
-                 workers: int, max_queue: int, metrics: Metrics | None = None, name: str = "openkws-infer") -> None:
+    def __init__(
+        self,
+        process: Callable[[Sequence[T]], Sequence[R]],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        workers: int,
+        max_queue: int,
+        metrics: Metrics | None = None,
+        name: str = "openkws-infer",
+    ) -> None:
         self._process = process
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
@@ -80,7 +89,9 @@ class MicroBatcher(Generic[T, R]):
         if self._closed:
             raise BatcherClosed("the server is shutting down")
         if len(self._jobs) >= self.max_queue:
-            raise QueueFull(f"{len(self._jobs)} inference jobs are queued; the server is overloaded, retry later")
+            raise QueueFull(
+                f"{len(self._jobs)} inference jobs are queued; the server is overloaded, retry later"
+            )
         job: _Job[T, R] = _Job(item, asyncio.get_running_loop().create_future())
         self._jobs.append(job)
         self._gauge()
@@ -149,7 +160,9 @@ class MicroBatcher(Generic[T, R]):
 
     def _done(self, fut: asyncio.Future[list[R | BaseException]], batch: list[_Job[T, R]]) -> None:
         self._slots.release()
-        exc: BaseException | None = BatcherClosed("the server is shutting down") if fut.cancelled() else fut.exception()
+        exc: BaseException | None = (
+            BatcherClosed("the server is shutting down") if fut.cancelled() else fut.exception()
+        )
         results: list[R | BaseException] = [exc] * len(batch) if exc is not None else fut.result()
         for job, res in zip(batch, results, strict=True):
             if job.future.done():

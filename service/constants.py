@@ -7,3 +7,5 @@ MEL_BINS = 32
 EMBEDDING_WINDOW_MEL_FRAMES = 76  # speech-embedding model input: 76 mel frames (~775 ms)
 EMBEDDING_HOP_MEL_FRAMES = 8  # one speech embedding every 8 mel frames (80 ms)
 SPEECH_EMBEDDING_DIM = 96
+# One PCM scale end to end: int16 sample v <-> float v / PCM_SCALE in [-1, 1); the mel graph takes v.
+PCM_SCALE = 32768.0

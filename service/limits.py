@@ -3,7 +3,10 @@
 Body size is enforced before FastAPI parses (and spools) a body: ``POST /v1/detect`` may carry
 ``max_upload_bytes`` (plus multipart overhead); every other request at most ``max_body_bytes``. A
 declared ``Content-Length`` over the limit is refused at once; a chunked body is counted as it
-arrives and refused when it crosses the limit.
+arrives and refused when it crosses the limit. Both answer ``413 body_too_large`` and count in
+``openkws_errors_total{code="body_too_large"}``: FastAPI wraps an error raised while it reads a
+body into a 400, so the error handlers unwrap :class:`BodyTooLarge` (``openkws.api.errors``), and
+this middleware replaces any other answer the app gives after the limit was crossed.
 
 Example:
     >>> b = TokenBucket(rate=2.0, burst=2, now=0.0)
@@ -89,8 +92,16 @@ class StreamCounter:
             self._open.pop(key, None)
 
 
-class _TooLarge(Exception):
-    pass
+class BodyTooLarge(Exception):
+    """Raised from ``receive`` when a request body crosses ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds {limit} bytes; send at most {limit} bytes")
+        self.limit = limit
+
+
+def too_large_body(limit: int) -> bytes:
+    return json.dumps({"error": {"code": "body_too_large", "message": str(BodyTooLarge(limit))}}).encode()
 
 
 class BodyLimitMiddleware:
@@ -106,10 +117,17 @@ class BodyLimitMiddleware:
 
     async def _refuse(self, send: Send, limit: int) -> None:
         self.metrics.errors.labels("body_too_large").inc()
-        body = json.dumps({"error": {"code": "body_too_large",
-                                     "message": f"request body exceeds {limit} bytes; send at most {limit} bytes"}}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        body = too_large_body(limit)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -127,25 +145,28 @@ class BodyLimitMiddleware:
                     await self._refuse(send, limit)
                     return
         received = 0
-        started = False
+        started = crossed = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, crossed
             msg = await receive()
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
                 if received > limit:
-                    raise _TooLarge()
+                    crossed = True
+                    raise BodyTooLarge(limit)
             return msg
 
         async def tracking_send(msg: Message) -> None:
             nonlocal started
+            if crossed and not started and msg["type"] == "http.response.start" and msg["status"] != 413:
+                raise BodyTooLarge(limit)  # the app answered something else for a body it could not read
             if msg["type"] == "http.response.start":
                 started = True
             await send(msg)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not started:
                 await self._refuse(send, limit)

@@ -1,13 +1,18 @@
 """Prometheus metrics of one app instance, in its own :class:`CollectorRegistry` (never the global
 one), so several apps can live in one process (tests) without clashing.
 
-All names start with ``openkws_``; docs/SERVICE.md lists them.
+All names start with ``openkws_``; docs/SERVICE.md lists them. Labels are bounded: no label holds
+a keyword id or a tenant (a label per keyword adds series with every keyword ever detected, and
+shows every tenant's ids to whoever reads ``/metrics``). Per-keyword counts live in
+:class:`DetectionCounts`, served per tenant by ``GET /v1/detections/counts``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 from prometheus_client import (
@@ -33,38 +38,93 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
-        self.http_requests = Counter("openkws_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r)
-        self.http_latency = Histogram("openkws_http_request_duration_seconds", "HTTP request latency",
-                                      ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ws_sessions = Counter("openkws_websocket_sessions_total", "Websocket streams by close code",
-                                   ["close_code"], registry=r)
-        self.ws_duration = Histogram("openkws_websocket_session_duration_seconds", "Websocket stream duration",
-                                     buckets=(0.1, 1, 5, 15, 60, 300, 1800, 3600), registry=r)
+        self.http_requests = Counter(
+            "openkws_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.http_latency = Histogram(
+            "openkws_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ws_sessions = Counter(
+            "openkws_websocket_sessions_total", "Websocket streams by close code", ["close_code"], registry=r
+        )
+        self.ws_duration = Histogram(
+            "openkws_websocket_session_duration_seconds",
+            "Websocket stream duration",
+            buckets=(0.1, 1, 5, 15, 60, 300, 1800, 3600),
+            registry=r,
+        )
         self.active_streams = Gauge("openkws_active_streams", "Open websocket streams", registry=r)
-        self.audio_seconds = Counter("openkws_audio_seconds_total", "Audio processed (16 kHz seconds)", ["source"],
-                                     registry=r)
-        self.batch_size = Histogram("openkws_inference_batch_size", "Streams per inference batch",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batch_latency = Histogram("openkws_inference_batch_seconds", "Inference time per batch",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_wait = Histogram("openkws_inference_queue_wait_seconds", "Time a job waited for a batch",
-                                    buckets=LATENCY_BUCKETS, registry=r)
+        self.audio_seconds = Counter(
+            "openkws_audio_seconds_total", "Audio processed (16 kHz seconds)", ["source"], registry=r
+        )
+        self.batch_size = Histogram(
+            "openkws_inference_batch_size", "Streams per inference batch", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batch_latency = Histogram(
+            "openkws_inference_batch_seconds", "Inference time per batch", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_wait = Histogram(
+            "openkws_inference_queue_wait_seconds",
+            "Time a job waited for a batch",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge("openkws_inference_queue_depth", "Jobs waiting for a batch", registry=r)
-        self.detections = Counter("openkws_detections_total", "Detections by keyword", ["keyword_id", "source"],
-                                  registry=r)
+        self.detections = Counter(
+            "openkws_detections_total", "Detections by source (stream | detect)", ["source"], registry=r
+        )
         self.keywords = Gauge("openkws_enrolled_keywords", "Keywords in the index", registry=r)
-        self.errors = Counter("openkws_errors_total", "Client and server errors by code", ["code"], registry=r)
+        self.errors = Counter(
+            "openkws_errors_total", "Client and server errors by code", ["code"], registry=r
+        )
         self.model = Info("openkws_model", "Loaded model and backends", registry=r)
-        self.enroll_latency = Histogram("openkws_enrollment_seconds", "Time to enroll one request",
-                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.enroll_latency = Histogram(
+            "openkws_enrollment_seconds", "Time to enroll one request", buckets=LATENCY_BUCKETS, registry=r
+        )
         self.detection_latency = Histogram(
             "openkws_detection_latency_seconds",
             "Streamed detections: end of the keyword's window to the event (decision delay + decode time)",
-            buckets=LATENCY_BUCKETS, registry=r)
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class DetectionCounts:
+    """Detections per keyword since this process started, per tenant (thread-safe). Bounded by the
+    enrolled keywords: :meth:`forget` drops deleted ones (the registry calls it)."""
+
+    def __init__(self) -> None:
+        self._by_tenant: dict[str, Tally[int]] = {}
+        self._lock = threading.Lock()
+        self.since = time.time()
+
+    def add(self, tenant: str, keyword_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._by_tenant.setdefault(tenant, Tally()).update(keyword_ids)
+
+    def forget(self, tenant: str, keyword_ids: Iterable[int]) -> None:
+        with self._lock:
+            counts = self._by_tenant.get(tenant)
+            if counts is None:
+                return
+            for i in keyword_ids:
+                counts.pop(i, None)
+            if not counts:
+                del self._by_tenant[tenant]
+
+    def top(self, tenant: str, k: int) -> list[tuple[int, int]]:
+        """The ``k`` most detected keywords of ``tenant``: ``(keyword_id, count)``, most first."""
+        with self._lock:
+            counts = self._by_tenant.get(tenant)
+            return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k] if counts else []
 
 
 def route_label(scope: Scope) -> str:

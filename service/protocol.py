@@ -12,17 +12,25 @@ Server -> client
 
 Close codes (also in docs/SERVICE.md): see :class:`CloseCode`.
 
+Types are strict: ``version`` is a JSON integer (required in ``start``), ``sample_rate`` and
+``channels`` integers, ``debug`` a boolean; ``"16000"`` or ``"yes"`` close the stream with 4001.
+
 Example:
-    >>> parse_client_message('{"type": "start", "sample_rate": 8000, "encoding": "pcm16le"}').channels
+    >>> parse_client_message('{"type": "start", "version": 1, "sample_rate": 8000}').channels
     1
     >>> parse_client_message('{"type": "stop"}').type
     'stop'
+    >>> try:
+    ...     parse_client_message('{"type": "start", "version": 1, "sample_rate": "16000"}')
+    ... except ProtocolError as e:
+    ...     print(int(e.code), e.message.split(";")[0])
+    4001 invalid control message (start.sample_rate: Input should be a valid integer)
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -47,17 +55,29 @@ class CloseCode(IntEnum):
     IDLE_TIMEOUT = 4008  # no message for idle_timeout_s
     SEND_TIMEOUT = 4009  # the client did not read for send_timeout_s (dropped; the client cannot see it)
     STREAM_TOO_LONG = 4010  # more than max_stream_seconds of audio, or open longer than that
+    KEEPALIVE_TIMEOUT = 4011  # no pong within ws_ping_timeout_s while the server was reading
     UNAUTHORIZED = 4401  # auth on: no API key, or an invalid or revoked one
     FORBIDDEN = 4403  # the key's scope does not allow streaming
 
 
+# AudioError codes (openkws.audio) and the close code each ends a stream with
+AUDIO_CLOSE: dict[str, CloseCode] = {
+    "unsupported_sample_rate": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "unsupported_encoding": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "unsupported_channels": CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+    "truncated_sample": CloseCode.TRUNCATED_SAMPLE,
+    "invalid_samples": CloseCode.INVALID_SAMPLES,
+}
+
+
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    version: int = PROTOCOL_VERSION
+    # strict: a JSON string or boolean is never coerced to a number (docs promise 4001 for wrong types)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class StartMessage(_Msg):
     type: Literal["start"]
+    version: int
     # Plain types here: the ranges are checked by the handler, so that an unsupported value closes
     # with UNSUPPORTED_AUDIO_FORMAT and a message listing what is accepted.
     sample_rate: int
@@ -65,12 +85,16 @@ class StartMessage(_Msg):
     channels: int = 1
     keywords: Annotated[list[int] | None, Field(description="only these keyword ids; null = all")] = None
     debug: Annotated[bool, Field(description="also stream near-miss scores")] = False
+    competition: Annotated[Literal["best", "all"], Field(
+        description="best: of several keywords firing on the same audio only the best-scoring one is "
+                    "emitted (the others are near-misses in debug mode); all: each keyword on its own")] = "best"
     vad: Annotated[Literal["on", "off"] | None, Field(
         description="voice-activity gating: score speech segments only; null = the server's default")] = None
 
 
 class StopMessage(_Msg):
     type: Literal["stop"]
+    version: int = PROTOCOL_VERSION
 
 
 ClientMessage = Annotated[StartMessage | StopMessage, Field(discriminator="type")]
@@ -99,8 +123,10 @@ def parse_client_message(text: str) -> StartMessage | StopMessage:
             'or {"type": "stop", "version": 1}',
         ) from None
     if msg.version != PROTOCOL_VERSION:
-        raise ProtocolError(CloseCode.UNSUPPORTED_VERSION,
-                            f"protocol version {msg.version} not supported; this server speaks version {PROTOCOL_VERSION}")
+        raise ProtocolError(
+            CloseCode.UNSUPPORTED_VERSION,
+            f"protocol version {msg.version} not supported; this server speaks version {PROTOCOL_VERSION}",
+        )
     return msg
 
 
@@ -125,8 +151,11 @@ class ReadyMessage(_Out):
     limits: Limits
 
 
-class DetectionMessage(_Out):
-    type: Literal["detection"] = "detection"
+class DetectionEvent(BaseModel):
+    """One detection on the wire (websocket ``detection`` and ``POST /v1/detect``), built from the
+    engine's ``Detection`` by :func:`to_wire`."""
+
+    model_config = ConfigDict(from_attributes=True)
     keyword_id: int
     text: str
     score: float
@@ -137,16 +166,36 @@ class DetectionMessage(_Out):
 
 
 class NearMissCandidate(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
     keyword_id: int
     text: str
     score: float
     threshold: float
 
 
-class NearMissMessage(_Out):
-    type: Literal["near_miss"] = "near_miss"
+class NearMissEvent(BaseModel):
+    """Keywords that scored just below their threshold (``debug``), built from the engine's ``NearMiss``."""
+
+    model_config = ConfigDict(from_attributes=True)
     time_ms: float
     candidates: list[NearMissCandidate]
+
+
+class DetectionMessage(_Out, DetectionEvent):
+    type: Literal["detection"] = "detection"
+
+
+class NearMissMessage(_Out, NearMissEvent):
+    type: Literal["near_miss"] = "near_miss"
+
+
+WireModel = TypeVar("WireModel", bound=BaseModel)
+
+
+def to_wire(model: type[WireModel], event: object) -> WireModel:
+    """The one mapping from an engine event (``Detection``, ``NearMiss``) to its wire model: fields
+    are read by name, so a wire field the engine lacks fails here, not silently."""
+    return model.model_validate(event, from_attributes=True)
 
 
 class ErrorMessage(_Out):
@@ -164,4 +213,6 @@ class SummaryMessage(_Out):
     near_misses: int
     frames: int = Field(description="binary frames received")
     reason: Literal["stop", "shutting_down"] = Field(
-        "stop", description="stop: the client sent stop; shutting_down: the server is stopping (close 1001 follows)")
+        "stop",
+        description="stop: the client sent stop; shutting_down: the server is stopping (close 1001 follows)",
+    )

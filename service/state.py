@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import faiss
 
@@ -13,16 +15,23 @@ from .auth import ApiKeys
 from .batcher import MicroBatcher
 from .engine.runtime import limit_blas_threads
 from .engine.spotter import DecodeResult, Spotter
-from .keywords import ConfusionPolicy, KeywordService
 from .limits import RateLimiter, StreamCounter
-from .metrics import Metrics
+from .metrics import DetectionCounts, Metrics
+from .registry import KeywordRegistry
+from .sessions import AudioSession, BatchRunner
 from .settings import Settings
 from .store import KeywordStore
-from .streaming import AudioSession, BatchRunner
 from .text import G2P
 from .text.tts import ProxyTTS
 
 log = logging.getLogger("openkws")
+
+
+class KeywordEvent(Protocol):
+    """What counting needs of an engine detection (any object with a ``keyword_id``)."""
+
+    @property
+    def keyword_id(self) -> int: ...
 
 
 @dataclass
@@ -31,8 +40,9 @@ class AppState:
     metrics: Metrics
     spotter: Spotter
     store: KeywordStore
-    keywords: KeywordService
+    registry: KeywordRegistry
     batcher: MicroBatcher[AudioSession, DecodeResult]
+    counts: DetectionCounts
     started_at: float = field(default_factory=time.time)
     active_streams: int = 0
     draining: bool = False
@@ -48,8 +58,11 @@ class AppState:
         self.api_keys = ApiKeys(self.store)
         self.streams_closed.set()
 
-    def refresh_keyword_gauge(self) -> None:
-        self.metrics.keywords.set(self.spotter.index.total())
+    def record_detections(self, tenant: str, detections: Sequence[KeywordEvent], source: str) -> None:
+        """Count detections: Prometheus by source only, per keyword in :class:`DetectionCounts`."""
+        if detections:
+            self.metrics.detections.labels(source).inc(len(detections))
+            self.counts.add(tenant, (d.keyword_id for d in detections))
 
     def stream_opened(self) -> None:
         self.active_streams += 1
@@ -75,8 +88,11 @@ class AppState:
             return False
 
 
-def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) -> tuple[Spotter, KeywordStore, KeywordService]:
-    """Blocking start-up work (run in a thread): models, contract check, store, index rebuild.
+def load_engine(
+    settings: Settings, metrics: Metrics, counts: DetectionCounts, g2p: G2P | None = None
+) -> tuple[Spotter, KeywordStore, KeywordRegistry]:
+    """Blocking start-up work (run in a thread): models, contract check, store, the keyword registry
+    (index rebuilt from the store). The keyword gauge reads the registry, so no route updates it.
 
     Raises ``ModelContractError`` (model mismatch) or a SQLAlchemy error (database unreachable).
     """
@@ -84,36 +100,55 @@ def load_engine(settings: Settings, metrics: Metrics, g2p: G2P | None = None) ->
     faiss.omp_set_num_threads(settings.faiss_threads)
     limit_blas_threads(settings.blas_threads)
     t0 = time.perf_counter()
-    spotter = Spotter.load(settings.model_dir, settings.detector_config(), device=settings.device,
-                           threads=settings.onnx_threads, g2p=g2p, verify_hashes=settings.verify_model_hashes)
+    spotter = Spotter.load(
+        settings.model_dir,
+        settings.detector_config(),
+        device=settings.device,
+        threads=settings.onnx_threads,
+        g2p=g2p,
+        verify_hashes=settings.verify_model_hashes,
+    )
     store = KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous)
-    keywords = KeywordService(
-        store, spotter, settings.default_threshold,
-        ConfusionPolicy(settings.confusable_min_cosine, settings.confusable_max_phoneme_distance,
-                        settings.confusable_top_k),
+    registry = KeywordRegistry(
+        store,
+        spotter,
+        settings.default_threshold,
+        settings.confusion_policy(),
         max_keywords_per_tenant=settings.max_keywords_per_tenant,
         tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
+        on_removed=counts.forget,
     )
-    n, diff = keywords.reconcile()
+    n, diff = registry.reconcile()
     if diff:
         log.info("keyword index was out of step with the store (%s); rebuilt from the store", diff)
     spec = spotter.spec
-    metrics.model.info({
-        "model_version": spec.model_version,
-        "frontend": spec.frontend,
-        "embedding_dim": str(spec.embedding_dim),
-        "onnx_backend": spotter.onnx_backend,
-        "index_backend": spotter.index_backend,
-        "database": store.backend,
-    })
-    metrics.keywords.set(n)
-    log.info("openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
-             spec.model_version, spec.frontend, spotter.onnx_backend, spotter.index_backend, n, store.backend,
-             time.perf_counter() - t0)
-    return spotter, store, keywords
+    metrics.model.info(
+        {
+            "model_version": spec.model_version,
+            "frontend": spec.frontend,
+            "embedding_dim": str(spec.embedding_dim),
+            "onnx_backend": spotter.onnx_backend,
+            "index_backend": spotter.index_backend,
+            "database": store.backend,
+        }
+    )
+    metrics.keywords.set_function(registry.total)
+    log.info(
+        "openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
+        spec.model_version,
+        spec.frontend,
+        spotter.onnx_backend,
+        spotter.index_backend,
+        n,
+        store.backend,
+        time.perf_counter() - t0,
+    )
+    return spotter, store, registry
 
 
-def make_batcher(settings: Settings, spotter: Spotter, metrics: Metrics) -> MicroBatcher[AudioSession, DecodeResult]:
+def make_batcher(
+    settings: Settings, spotter: Spotter, metrics: Metrics
+) -> MicroBatcher[AudioSession, DecodeResult]:
     return MicroBatcher(
         BatchRunner(spotter, metrics),
         max_batch=settings.max_batch,

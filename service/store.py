@@ -5,7 +5,7 @@ The store keeps text, phonemes, threshold and metadata. Text proxies are not sto
 recomputed by the loaded model at start-up, so one registry serves any model version. Acoustic
 proxies (``proxy_mode`` ``tts`` or ``both``) cost a TTS synthesis each, so their vector is stored
 with the fingerprint of the model that computed it (``proxy_vector``, ``proxy_model``); a model
-with another fingerprint recomputes it (:meth:`openkws.keywords.KeywordService.rebuild_index`).
+with another fingerprint recomputes it (:meth:`openkws.registry.KeywordRegistry.rebuild_index`).
 Columns added after a database was created are added at start-up (:func:`add_missing_columns`). Every row has a ``tenant``
 (derived from the caller's API key; ``"default"`` with auth off); ``(tenant, text)`` is unique,
 which makes enrollment idempotent even across replicas. The same database holds the API keys
@@ -272,10 +272,16 @@ class KeywordStore:
                 continue
         raise RuntimeError("could not insert keywords after 3 attempts (concurrent writers)")
 
+    @staticmethod
+    def _owned(s: Session, tenant: str, keyword_id: int) -> KeywordTable | None:
+        # Tenant in the WHERE clause: another tenant's id costs the same as a missing one (no timing hint).
+        return s.scalars(select(KeywordTable).where(KeywordTable.id == keyword_id,
+                                                    KeywordTable.tenant == tenant)).one_or_none()
+
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions() as s:
-            row = s.get(KeywordTable, keyword_id)
-            if row is None or row.tenant != tenant:
+            row = self._owned(s, tenant, keyword_id)
+            if row is None:
                 raise KeywordNotFound(keyword_id)
             return _record(row)
 
@@ -315,8 +321,8 @@ class KeywordStore:
 
     def set_threshold(self, tenant: str, keyword_id: int, threshold: float) -> KeywordRecord:
         with self._sessions.begin() as s:
-            row = s.get(KeywordTable, keyword_id)
-            if row is None or row.tenant != tenant:
+            row = self._owned(s, tenant, keyword_id)
+            if row is None:
                 raise KeywordNotFound(keyword_id)
             row.threshold = threshold
             row.updated_at = dt.datetime.now(dt.timezone.utc)
@@ -331,8 +337,8 @@ class KeywordStore:
 
     def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions.begin() as s:
-            row = s.get(KeywordTable, keyword_id)
-            if row is None or row.tenant != tenant:
+            row = self._owned(s, tenant, keyword_id)
+            if row is None:
                 raise KeywordNotFound(keyword_id)
             rec = _record(row)
             s.delete(row)

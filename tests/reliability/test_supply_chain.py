@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from openkws.app import create_app
@@ -32,12 +33,16 @@ def _tampered(model_dir: Path, tmp_path: Path) -> Path:
     return bad
 
 
-def test_tampered_model_refuses_to_start_in_process(model_dir: Path, tmp_path: Path,
-                                                   make_settings: Callable[..., Settings]) -> None:
+def test_tampered_model_refuses_to_start_in_process(
+    model_dir: Path, tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
     bad = _tampered(model_dir, tmp_path)
     with pytest.raises(ModelContractError, match="sha256 mismatch"):
         load_spec(bad)
-    with pytest.raises(ModelContractError, match="sha256 mismatch"), TestClient(create_app(make_settings(model_dir=bad))):
+    with (
+        pytest.raises(ModelContractError, match="sha256 mismatch"),
+        TestClient(create_app(make_settings(model_dir=bad))),
+    ):
         pass
 
 
@@ -95,7 +100,13 @@ def test_service_never_unpickles() -> None:
                 problems += [f"{path.name}: imports {m}" for m in mods if m.split(".")[0] in banned_modules]
         for call in _calls(tree):
             name = _name(call.func)
-            if name in ("torch.load", "yaml.load", "yaml.unsafe_load", "pd.read_pickle", "pandas.read_pickle"):
+            if name in (
+                "torch.load",
+                "yaml.load",
+                "yaml.unsafe_load",
+                "pd.read_pickle",
+                "pandas.read_pickle",
+            ):
                 problems.append(f"{path.name}:{call.lineno}: {name}")
             if name in ("np.load", "numpy.load"):
                 kw = {k.arg: k.value for k in call.keywords}
@@ -106,16 +117,21 @@ def test_service_never_unpickles() -> None:
 
 
 def test_upload_names_are_never_paths(client: TestClient, tmp_path: Path, speech: object) -> None:
-    """Uploads are decoded from memory; the client's file name is never used (AST: no ``.filename``
-    in the service), and hostile names write nothing anywhere."""
-    uses = [f"{p.name}:{n.lineno}" for p in SERVICE.rglob("*.py")
-            for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.Attribute) and n.attr == "filename"]
-    assert not uses, uses
+    """Uploads are decoded from memory; the client's file name is only quoted in error messages (AST:
+    ``.filename`` is read once, in the detect router, and handed to ``decode_file`` as ``name``, which
+    only ``repr``s it), and hostile names write nothing anywhere."""
+    uses = [
+        f"{p.name}:{n.lineno}"
+        for p in SERVICE.rglob("*.py")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.Attribute) and n.attr == "filename"
+    ]
+    assert len(uses) == 1 and uses[0].startswith("detect.py:"), uses
+    r = client.post("/v1/detect", files={"file": ("../x<b>.wav", b"not audio" * 20, "audio/wav")})
+    assert r.status_code == 415 and "'../x<b>.wav'" in r.json()["error"]["message"]  # quoted as text
     target = tmp_path / "evil.wav"
     data_dir = Path(client.app.state.openkws.settings.data_dir)  # type: ignore[attr-defined]
     before = sorted(p.name for p in data_dir.iterdir())
-    import numpy as np
-
     wav = wav_bytes(np.zeros(8000, np.float32))
     for name in (f"../../../../../../{target}", str(target), "..\\..\\evil.wav", "evil\x00.wav"):
         r = client.post("/v1/detect", files={"file": (name, wav, "audio/wav")})

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
-from openkws.audio import AudioConverter, AudioFormat, decode_file, pcm_to_float
+from openkws.audio import AudioFormat, decode_file, pcm_to_float
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.stream_input import StreamInput
 
 from tests.service.conftest import enroll, wav_bytes
 
@@ -33,7 +34,9 @@ def test_accepted_formats(client: TestClient, fmt: str, subtype: str) -> None:
     r = client.post("/v1/detect", files={"file": ("a", _encode(fmt, subtype, 22_050, 2), "audio/x")})
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["sample_rate"] == 22_050 and body["channels"] == 2 and body["duration_ms"] == pytest.approx(1000)
+    assert (
+        body["sample_rate"] == 22_050 and body["channels"] == 2 and body["duration_ms"] == pytest.approx(1000)
+    )
     assert body["detections"] == [] or all("keyword_id" in d for d in body["detections"])
 
 
@@ -60,7 +63,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("name", "data", "status", "code"), BAD, ids=[b[0] for b in BAD])
-def test_bad_uploads(client: TestClient, name: str, data: bytes, status: int | None, code: str | None) -> None:
+def test_bad_uploads(
+    client: TestClient, name: str, data: bytes, status: int | None, code: str | None
+) -> None:
     kid = client.post("/v1/keywords", json={"text": "hey jarvis"}).json()["id"]
     r = client.post("/v1/detect", files={"file": ("x.wav", data, "audio/wav")})
     assert 400 <= r.status_code < 500, (name, r.status_code, r.text)
@@ -69,10 +74,20 @@ def test_bad_uploads(client: TestClient, name: str, data: bytes, status: int | N
     err = r.json()["error"]
     if code is not None:
         assert err["code"] == code, (name, err)
-    assert err["message"] and ("WAV" in err["message"] or "use" in err["message"] or "truncated" in err["message"]
-                               or "empty" in err["message"] or "corrupt" in err["message"]), err
+    assert err["message"] and (
+        "WAV" in err["message"]
+        or "use" in err["message"]
+        or "truncated" in err["message"]
+        or "empty" in err["message"]
+        or "corrupt" in err["message"]
+    ), err
     assert client.get(f"/v1/keywords/{kid}").status_code == 200
-    assert client.post("/v1/detect", files={"file": ("ok.wav", _encode("WAV", "PCM_16"), "audio/wav")}).status_code == 200
+    assert (
+        client.post(
+            "/v1/detect", files={"file": ("ok.wav", _encode("WAV", "PCM_16"), "audio/wav")}
+        ).status_code
+        == 200
+    )
 
 
 def test_upload_limits(make_client: Callable[..., TestClient]) -> None:
@@ -89,12 +104,17 @@ def test_upload_limits(make_client: Callable[..., TestClient]) -> None:
 def test_missing_file_and_unknown_subset(client: TestClient) -> None:
     r = client.post("/v1/detect")
     assert r.status_code == 422 and "file" in r.json()["error"]["message"]
-    r = client.post("/v1/detect", files={"file": ("a.wav", _encode("WAV", "PCM_16"), "audio/wav")},
-                    params={"keywords": [424242]})
+    r = client.post(
+        "/v1/detect",
+        files={"file": ("a.wav", _encode("WAV", "PCM_16"), "audio/wav")},
+        params={"keywords": [424242]},
+    )
     assert r.status_code == 404 and "424242" in r.json()["error"]["message"]
 
 
-def test_offline_uses_uploaded_keywords(client: TestClient, speech: np.ndarray, calibrated_threshold: float) -> None:
+def test_offline_uses_uploaded_keywords(
+    client: TestClient, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     enroll(client, ["hey jarvis"], calibrated_threshold)
     body = client.post("/v1/detect", files={"file": ("s.wav", wav_bytes(speech), "audio/wav")}).json()
     assert {d["text"] for d in body["detections"]} <= {"hey jarvis"}
@@ -112,9 +132,14 @@ def test_pcm_decoding_matches_soundfile() -> None:
 
 def test_resampler_chunking_is_stable() -> None:
     x = _tone(2.0, 44_100)
-    whole = AudioConverter(44_100, 1)
-    a = np.concatenate([whole.push(x), whole.flush()])
-    chunked = AudioConverter(44_100, 1)
-    b = np.concatenate([*(chunked.push(x[i : i + 882]) for i in range(0, len(x), 882)), chunked.flush()])
+    whole = StreamInput()
+    whole.accept(44_100, x)
+    whole.finish()
+    a = whole.take(10 * SAMPLE_RATE)[0]
+    chunked = StreamInput()
+    for i in range(0, len(x), 882):
+        chunked.accept(44_100, x[i : i + 882])
+    chunked.finish()
+    b = np.concatenate([chunked.take(1000)[0] for _ in range(40)])
     assert len(a) == len(b) == 32_000
     np.testing.assert_allclose(a, b, atol=1e-6)

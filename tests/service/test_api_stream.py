@@ -21,9 +21,12 @@ from tests.service.conftest import KEYWORDS, START, collect, enroll, wav_bytes
 Event = tuple[int, float, float, float]
 
 
-
-def stream_bytes(c: TestClient, data: bytes, bytes_per_chunk: int, start: dict[str, Any] | None = None,
-                 ) -> tuple[list[dict[str, Any]], int]:
+def stream_bytes(
+    c: TestClient,
+    data: bytes,
+    bytes_per_chunk: int,
+    start: dict[str, Any] | None = None,
+) -> tuple[list[dict[str, Any]], int]:
     with c.websocket_connect("/v1/stream") as ws:
         ws.send_text(json.dumps(start or START))
         ready = ws.receive_json()
@@ -77,9 +80,12 @@ def test_streaming_equals_offline(calibrated: TestClient, speech: np.ndarray) ->
     # Score traces: the near-miss stream (debug) is the same on both paths.
     near = [m for m in msgs if m["type"] == "near_miss"]
     assert [(n["time_ms"], [c["keyword_id"] for c in n["candidates"]]) for n in near] == [
-        (n["time_ms"], [c["keyword_id"] for c in n["candidates"]]) for n in offline["near_misses"]]
+        (n["time_ms"], [c["keyword_id"] for c in n["candidates"]]) for n in offline["near_misses"]
+    ]
     for a, b in zip(near, offline["near_misses"], strict=True):
-        np.testing.assert_allclose([c["score"] for c in a["candidates"]], [c["score"] for c in b["candidates"]], atol=1e-4)
+        np.testing.assert_allclose(
+            [c["score"] for c in a["candidates"]], [c["score"] for c in b["candidates"]], atol=1e-4
+        )
     summary = msgs[-1]
     assert summary["type"] == "summary" and summary["detections"] == len(offline["detections"])
     assert summary["audio_ms"] == pytest.approx(1000 * len(speech) / SAMPLE_RATE)
@@ -115,10 +121,11 @@ def test_resampled_stereo_and_float32(calibrated: TestClient, speech: np.ndarray
 
 
 def test_keyword_subset(calibrated: TestClient, speech: np.ndarray) -> None:
-    ref = detect(calibrated, wav_bytes(speech))["detections"]
+    """Without competition (``all``) a keyword's events do not depend on the other keywords."""
+    ref = detect(calibrated, wav_bytes(speech), competition="all")["detections"]
     kid = ref[0]["keyword_id"]
     data, _, _ = int16_bytes(wav_bytes(speech))
-    msgs, _ = stream_bytes(calibrated, data, 6400, {**START, "keywords": [kid]})
+    msgs, _ = stream_bytes(calibrated, data, 6400, {**START, "keywords": [kid], "competition": "all"})
     assert msgs[0]["keywords"] == 1
     got = detections(msgs)
     assert got and {d["keyword_id"] for d in got} == {kid}
@@ -129,14 +136,16 @@ def test_keyword_subset(calibrated: TestClient, speech: np.ndarray) -> None:
 
 def test_delete_mid_stream_takes_effect(calibrated: TestClient, speech: np.ndarray) -> None:
     wav = wav_bytes(speech)
-    ref = detect(calibrated, wav)["detections"]
+    ref = detect(calibrated, wav, competition="all")["detections"]
     data, _, _ = int16_bytes(wav)
     # The keyword whose first event starts latest: stream everything before that event, then delete it.
-    target = max({d["keyword_id"] for d in ref}, key=lambda k: min(d["start_ms"] for d in ref if d["keyword_id"] == k))
+    target = max(
+        {d["keyword_id"] for d in ref}, key=lambda k: min(d["start_ms"] for d in ref if d["keyword_id"] == k)
+    )
     cut_ms = min(d["start_ms"] for d in ref if d["keyword_id"] == target)
     cut = int(cut_ms * SAMPLE_RATE / 1000) * 2
     with calibrated.websocket_connect("/v1/stream") as ws:
-        ws.send_text(json.dumps(START))
+        ws.send_text(json.dumps({**START, "competition": "all"}))
         assert ws.receive_json()["type"] == "ready"
         for i in range(0, cut, 3200):
             ws.send_bytes(data[i : min(i + 3200, cut)])
@@ -169,23 +178,57 @@ def test_threshold_patch_mid_stream(calibrated: TestClient, speech: np.ndarray) 
 # -- bad input: each case gets an error message + documented close code; nothing else is affected --
 
 BAD_CASES: list[tuple[str, Callable[[WebSocketTestSession], None], int, str]] = [
-    ("binary before start", lambda ws: ws.send_bytes(b"\x00\x00" * 160), CloseCode.BINARY_BEFORE_START, "start"),
+    (
+        "binary before start",
+        lambda ws: ws.send_bytes(b"\x00\x00" * 160),
+        CloseCode.BINARY_BEFORE_START,
+        "start",
+    ),
     ("not json", lambda ws: ws.send_text("{oops"), CloseCode.INVALID_MESSAGE, "JSON"),
     ("unknown type", lambda ws: ws.send_text('{"type": "hello"}'), CloseCode.INVALID_MESSAGE, "start"),
     ("missing rate", lambda ws: ws.send_text('{"type": "start"}'), CloseCode.INVALID_MESSAGE, "sample_rate"),
-    ("stop before start", lambda ws: ws.send_text('{"type": "stop"}'), CloseCode.INVALID_MESSAGE, "start first"),
-    ("version 2", lambda ws: ws.send_text(json.dumps({**START, "version": 2})), CloseCode.UNSUPPORTED_VERSION,
-     "version 1"),
-    ("rate 7000", lambda ws: ws.send_text(json.dumps({**START, "sample_rate": 7000})),
-     CloseCode.UNSUPPORTED_AUDIO_FORMAT, "use 8000–48000"),
-    ("rate 96000", lambda ws: ws.send_text(json.dumps({**START, "sample_rate": 96000})),
-     CloseCode.UNSUPPORTED_AUDIO_FORMAT, "use 8000–48000"),
-    ("encoding mp3", lambda ws: ws.send_text(json.dumps({**START, "encoding": "mp3"})),
-     CloseCode.UNSUPPORTED_AUDIO_FORMAT, "pcm16le, float32le"),
-    ("channels 0", lambda ws: ws.send_text(json.dumps({**START, "channels": 0})),
-     CloseCode.UNSUPPORTED_AUDIO_FORMAT, "use 1–8"),
-    ("unknown keyword", lambda ws: ws.send_text(json.dumps({**START, "keywords": [987654]})),
-     CloseCode.UNKNOWN_KEYWORD, "987654"),
+    (
+        "stop before start",
+        lambda ws: ws.send_text('{"type": "stop"}'),
+        CloseCode.INVALID_MESSAGE,
+        "start first",
+    ),
+    (
+        "version 2",
+        lambda ws: ws.send_text(json.dumps({**START, "version": 2})),
+        CloseCode.UNSUPPORTED_VERSION,
+        "version 1",
+    ),
+    (
+        "rate 7000",
+        lambda ws: ws.send_text(json.dumps({**START, "sample_rate": 7000})),
+        CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+        "use 8000–48000",
+    ),
+    (
+        "rate 96000",
+        lambda ws: ws.send_text(json.dumps({**START, "sample_rate": 96000})),
+        CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+        "use 8000–48000",
+    ),
+    (
+        "encoding mp3",
+        lambda ws: ws.send_text(json.dumps({**START, "encoding": "mp3"})),
+        CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+        "pcm16le, float32le",
+    ),
+    (
+        "channels 0",
+        lambda ws: ws.send_text(json.dumps({**START, "channels": 0})),
+        CloseCode.UNSUPPORTED_AUDIO_FORMAT,
+        "use 1–8",
+    ),
+    (
+        "unknown keyword",
+        lambda ws: ws.send_text(json.dumps({**START, "keywords": [987654]})),
+        CloseCode.UNKNOWN_KEYWORD,
+        "987654",
+    ),
 ]
 
 
@@ -194,6 +237,7 @@ def _after_start(action: Callable[[WebSocketTestSession], None]) -> Callable[[We
         ws.send_text(json.dumps(START))
         assert ws.receive_json()["type"] == "ready"
         action(ws)
+
     return run
 
 
@@ -204,18 +248,31 @@ def _f32_start(ws: WebSocketTestSession) -> None:
 
 
 BAD_CASES += [
-    ("odd byte count", _after_start(lambda ws: ws.send_bytes(b"\x00" * 321)), CloseCode.TRUNCATED_SAMPLE,
-     "multiple of 2 bytes"),
-    ("oversized frame", _after_start(lambda ws: ws.send_bytes(b"\x00" * (64 * 1024 + 2))), CloseCode.MESSAGE_TOO_BIG,
-     "at most 65536"),
-    ("second start", _after_start(lambda ws: ws.send_text(json.dumps(START))), CloseCode.INVALID_MESSAGE,
-     "already received"),
+    (
+        "odd byte count",
+        _after_start(lambda ws: ws.send_bytes(b"\x00" * 321)),
+        CloseCode.TRUNCATED_SAMPLE,
+        "multiple of 2 bytes",
+    ),
+    (
+        "oversized frame",
+        _after_start(lambda ws: ws.send_bytes(b"\x00" * (64 * 1024 + 2))),
+        CloseCode.MESSAGE_TOO_BIG,
+        "at most 65536",
+    ),
+    (
+        "second start",
+        _after_start(lambda ws: ws.send_text(json.dumps(START))),
+        CloseCode.INVALID_MESSAGE,
+        "already received",
+    ),
     ("NaN samples", _f32_start, CloseCode.INVALID_SAMPLES, "NaN"),
 ]
 
 
 def test_every_bad_input_closes_cleanly_and_affects_nothing_else(
-        make_client: Callable[..., TestClient], speech: np.ndarray, calibrated_threshold: float) -> None:
+    make_client: Callable[..., TestClient], speech: np.ndarray, calibrated_threshold: float
+) -> None:
     c = make_client(max_frame_bytes=64 * 1024)
     ids = enroll(c, KEYWORDS, calibrated_threshold)
     wav = wav_bytes(speech)

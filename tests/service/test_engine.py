@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import DecodeResult, Detection, KeywordStream, Spotter, StreamStateError
+from openkws.engine.spotter import (
+    DecodeResult,
+    Detection,
+    FrameScores,
+    KeywordStream,
+    Spotter,
+    StreamStateError,
+)
 from openkws.text import G2P
 
 from tests.service.conftest import KEYWORDS
@@ -16,7 +23,9 @@ from tests.service.conftest import KEYWORDS
 @pytest.fixture(scope="module")
 def spotter(model_dir: Path, g2p: G2P, calibrated_threshold: float) -> Spotter:
     sp = Spotter.load(model_dir, device="cpu", g2p=g2p)
-    rows = [(i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold) for i, t in enumerate(KEYWORDS)]
+    rows = [
+        (i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold) for i, t in enumerate(KEYWORDS)
+    ]
     sp.index.replace_all(sp.entries_from(rows))
     return sp
 
@@ -104,8 +113,9 @@ def test_event_fields(spotter: Spotter, speech: np.ndarray) -> None:
         assert d.text in KEYWORDS
 
 
-def test_delete_takes_effect_at_next_decode(spotter: Spotter, g2p: G2P, speech: np.ndarray,
-                                            calibrated_threshold: float) -> None:
+def test_delete_takes_effect_at_next_decode(
+    spotter: Spotter, g2p: G2P, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     ids = {e.id for e in spotter.index.tenant("default").entries}
     s = spotter.create_stream()
     half = len(speech) // 2
@@ -119,7 +129,10 @@ def test_delete_takes_effect_at_next_decode(spotter: Spotter, g2p: G2P, speech: 
         assert rest == [], "no event of a deleted keyword after the delete"
         assert all(d.keyword_id in ids for d in first)
     finally:
-        rows = [(i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold) for i, t in enumerate(KEYWORDS)]
+        rows = [
+            (i + 1, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
+            for i, t in enumerate(KEYWORDS)
+        ]
         spotter.index.replace_all(spotter.entries_from(rows))
 
 
@@ -158,14 +171,74 @@ def test_no_keywords_enrolled(model_dir: Path, g2p: G2P, speech: np.ndarray) -> 
     assert s.trace and all(p.keyword_id == -1 for p in s.trace)
 
 
-def test_concurrent_decode_of_one_stream_is_refused(spotter: Spotter) -> None:
-    s = spotter.create_stream()
-    assert s._busy.acquire(blocking=False)
+def test_concurrent_decode_of_one_stream_is_refused(spotter: Spotter, speech: np.ndarray) -> None:
+    """A second decode of a stream while the first runs (held inside the score hook) is refused."""
+    import threading
+
+    inside, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def hook(_: FrameScores) -> None:
+        inside.set()
+        release.wait(10)
+
+    s = spotter.create_stream(score_hook=hook)
+    s.accept_waveform(SAMPLE_RATE, speech[: 3 * SAMPLE_RATE])
+    t = threading.Thread(target=lambda: errors.extend([]) if s.decode() else None)
+    t.start()
     try:
-        with pytest.raises(StreamStateError):
+        assert inside.wait(30)
+        with pytest.raises(StreamStateError, match="two threads"):
             spotter.decode_streams([s])
+        with pytest.raises(StreamStateError, match="being decoded"):
+            s.reset()
     finally:
-        s._busy.release()
+        release.set()
+        t.join()
+    assert not errors
+
+
+def test_score_hook_sees_every_window_of_the_plan(spotter: Spotter, speech: np.ndarray) -> None:
+    """The public hook gets each evaluated frame's windows, as the window plan lists them."""
+    seen: list[FrameScores] = []
+    s = spotter.create_stream(score_hook=seen.append)
+    s.accept_waveform(speech)
+    s.input_finished()
+    s.decode()
+    plan = spotter.plan
+    assert [f.frame for f in seen] == sorted({t for _, t in plan.positions(s.num_features)})
+    for f in seen:
+        assert f.starts == tuple(st for st, _ in plan.ending_at(f.frame))
+        np.testing.assert_allclose(np.linalg.norm(f.embeddings, axis=1), 1.0, atol=1e-4)
+
+
+def test_accept_waveform_resamples_and_downmixes(spotter: Spotter, speech: np.ndarray) -> None:
+    """The stream owns resampling: 8 kHz stereo in small chunks gives the events of 8 kHz mono whole."""
+    import soxr
+
+    low = np.asarray(soxr.resample(speech, SAMPLE_RATE, 8000), np.float32)
+    whole = spotter.create_stream()
+    whole.accept_waveform(8000, low)
+    whole.input_finished()
+    ref = whole.decode().detections
+    assert ref
+    stereo = np.stack([low, low], axis=1)
+    s = spotter.create_stream()
+    for i in range(0, len(stereo), 800):
+        s.accept_waveform(8000, stereo[i : i + 800])
+    assert abs(s.pending_seconds - len(low) / 8000) < 1e-9 and s.pending_bytes == stereo.nbytes
+    s.input_finished()
+    got = s.decode().detections
+    assert s.finished and s.pending_bytes == 0
+    same_events(got, ref)
+    with pytest.raises(StreamStateError, match="sample rate changed"):
+        t = spotter.create_stream()
+        t.accept_waveform(8000, low[:10])
+        t.accept_waveform(16000, speech[:10])
+    with pytest.raises(ValueError, match="shape"):
+        spotter.create_stream().accept_waveform(SAMPLE_RATE, np.zeros((2, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="competition"):
+        spotter.create_stream(competition="first")  # type: ignore[arg-type]
 
 
 def test_proxies_are_normalized_and_deterministic(spotter: Spotter, g2p: G2P) -> None:
@@ -178,13 +251,16 @@ def test_proxies_are_normalized_and_deterministic(spotter: Spotter, g2p: G2P) ->
     assert spotter.embed_phoneme_ids([]).shape == (0, spotter.spec.embedding_dim)
 
 
-def test_enrollment_during_decoding_never_breaks_a_stream(spotter: Spotter, g2p: G2P, speech: np.ndarray,
-                                                          calibrated_threshold: float) -> None:
+def test_enrollment_during_decoding_never_breaks_a_stream(
+    spotter: Spotter, g2p: G2P, speech: np.ndarray, calibrated_threshold: float
+) -> None:
     """Writers swap snapshots while a stream decodes: no errors, and only enrolled ids are reported."""
     import threading
 
-    extra = [(100 + i, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
-             for i, t in enumerate(["lights off", "good night", "open the door", "next song"])]
+    extra = [
+        (100 + i, "default", g2p(t).text, g2p(t).phonemes, calibrated_threshold)
+        for i, t in enumerate(["lights off", "good night", "open the door", "next song"])
+    ]
     entries = spotter.entries_from(extra)
     ever = {e.id for e in spotter.index.tenant("default").entries} | {e.id for e in entries}
     stop = threading.Event()
@@ -212,3 +288,20 @@ def test_enrollment_during_decoding_never_breaks_a_stream(spotter: Spotter, g2p:
         spotter.index.remove("default", [e.id for e in entries])
     assert not errors
     assert dets and {d.keyword_id for d in dets} <= ever
+
+
+def test_front_end_batched_across_streams_equals_each_alone(spotter: Spotter, speech: np.ndarray) -> None:
+    """One batched front-end step over rows of different lengths gives each row its own features."""
+    fx = spotter.features
+    rows = [
+        speech[: 3 * SAMPLE_RATE],
+        speech[5000 : 5000 + 2 * SAMPLE_RATE],
+        speech[:700],
+        speech[: 3 * SAMPLE_RATE],
+    ]
+    empty_mel = np.zeros((0, 32), np.float32)
+    steps = fx.step(rows, [empty_mel] * len(rows))
+    for audio, step in zip(rows, steps, strict=True):
+        alone = fx.features(audio)
+        assert step.features.shape == (fx.num_frames(len(audio)), fx.dim) == alone.shape
+        np.testing.assert_allclose(step.features, alone, atol=1e-5)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from openkws.engine.confusion import edit_distance, phoneme_distance, relation
 from openkws.engine.index import KeywordEntry, KeywordIndex
+from openkws.text.phonetics import edit_distance, phoneme_distance, relation
 
 
 def entries(n: int, dim: int = 8, tenant: str = "default", seed: int = 0) -> list[KeywordEntry]:

@@ -82,7 +82,7 @@ def test_metrics_cover_the_service(make_client: Callable[..., TestClient], speec
     a.post("/v1/keywords", json={"text": "€€€"})
     a.post("/v1/detect", files={"file": ("s.wav", wav_bytes(speech), "audio/wav")})
     with a.websocket_connect("/v1/stream") as ws:
-        ws.send_text(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm16le"}))
+        ws.send_text(json.dumps({"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le"}))
         ws.receive_json()
         ws.send_bytes(pcm16(speech[:32000]))
         ws.send_text(json.dumps({"type": "stop"}))
@@ -97,7 +97,7 @@ def test_metrics_cover_the_service(make_client: Callable[..., TestClient], speec
     assert m["openkws_audio_seconds_total{source=detect}"] > 7 and m["openkws_audio_seconds_total{source=stream}"] >= 2
     assert total(m, "openkws_inference_batch_size_count") > 0 and total(m, "openkws_inference_batch_seconds_count") > 0
     assert "openkws_inference_queue_depth{}" in m
-    assert total(m, "openkws_detections_total{keyword_id=") >= 1
+    assert total(m, "openkws_detections_total{source=") >= 1
     assert m["openkws_enrolled_keywords{}"] == len(KEYWORDS)
     assert m["openkws_errors_total{code=invalid_keyword_text}"] == 1
     info = [k for k in m if k.startswith("openkws_model_info")][0]

@@ -7,7 +7,7 @@ import sys
 
 SERVICE = """
 import sys
-import openkws.app, openkws.client, openkws.engine.spotter, openkws.keywords, openkws.store
+import openkws.app, openkws.client, openkws.engine.spotter, openkws.registry, openkws.store
 from openkws.app import create_app
 from openkws.settings import Settings
 create_app(Settings())  # building the app loads nothing yet

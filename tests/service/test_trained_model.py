@@ -62,7 +62,7 @@ def test_hey_jarvis_detected_and_not_in_other_speech(trained_client: TestClient,
 def test_hey_jarvis_over_the_websocket(trained_client: TestClient, synth: Callable[[str, str], np.ndarray]) -> None:
     clip = np.concatenate([silence(1.0), synth("hey jarvis", POSITIVE_VOICES[0]), silence(1.0)])
     with trained_client.websocket_connect("/v1/stream") as ws:
-        ws.send_text(json.dumps({"type": "start", "sample_rate": 16000, "encoding": "pcm16le"}))
+        ws.send_text(json.dumps({"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le"}))
         assert ws.receive_json()["type"] == "ready"
         data = pcm16(clip)
         for i in range(0, len(data), 3200):

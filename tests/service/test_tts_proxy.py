@@ -192,7 +192,7 @@ def test_service_proxy_equals_the_evaluated_one(make_trained: Callable[..., Test
     evaluate = pytest.importorskip("openkws.training.evaluate", reason="the training extra is not installed")
     c = make_trained()
     kid = c.post("/v1/keywords", json={"text": "hey jarvis", "proxy": "tts"}).json()["id"]
-    scorer = evaluate.OnnxScorer(_state(c).settings.model_dir)
+    scorer = evaluate.EngineScorer(_state(c).settings.model_dir)
     np.testing.assert_allclose(
         _proxy(c, kid), scorer.tts_embeddings(["hey jarvis"], PROXY_VOICES)[0], atol=1e-4
     )

@@ -70,6 +70,25 @@ def test_keyword_at_speech_onset_same_with_gate(
     assert stats["speech_frames"] > 0 and stats["fed_fraction"] < 0.75, stats
 
 
+def test_stream_option_gates_inside_the_engine(
+    spotter: Spotter, synth: Callable[[str, str], np.ndarray]
+) -> None:
+    """``create_stream(vad=...)``: the engine gates its own 16 kHz input and reports stream times."""
+    audio = np.concatenate([silence(6.0), synth(KEYWORD, VOICE), silence(4.0)])
+    outside = run(spotter, audio, VadGate())
+    s = spotter.create_stream(vad=VadConfig())
+    inside: list[Detection] = []
+    for i in range(0, len(audio), CHUNK):
+        s.accept_waveform(audio[i : i + CHUNK])
+        inside += s.decode().detections
+    s.input_finished()
+    inside += s.decode().detections
+    assert [(d.text, d.end_ms, d.decided_ms) for d in inside] == [
+        (d.text, d.end_ms, d.decided_ms) for d in outside
+    ]
+    assert s.gate is not None and s.gate.stats()["fed_fraction"] < 0.75
+
+
 def test_two_segments_map_back_to_stream_time(synth: Callable[[str, str], np.ndarray]) -> None:
     kw = synth(KEYWORD, VOICE)
     audio = np.concatenate([silence(5.0), kw, silence(5.0), kw, silence(1.0)])

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from openkws.engine.model_spec import WindowPlan
+from openkws.text.phonetics import edit_distance
 from openkws.training.evaluate import (
     average_precision,
-    build_pairs,
     dtw_distance,
-    edit_distance,
     eer,
+    make_pairs,
     pair_metrics,
     roc_auc,
     roc_curve,
@@ -72,11 +73,16 @@ def test_edit_distance_and_pairs() -> None:
     assert edit_distance("kitten", "sitting") == 3
     texts = ["cat", "cat", "bat", "dog"]
     ph = {"cat": (1, 2, 3), "bat": (4, 2, 3), "dog": (5, 6, 7)}
-    pairs = build_pairs(texts, ph, seed=0)
+    inv_ids = {"cat": ("K", "AE", "T"), "bat": ("B", "AE", "T"), "dog": ("D", "AO", "G")}
+    from openkws.text import load_inventory
+
+    ph = {t: tuple(load_inventory().encode(list(p))) for t, p in inv_ids.items()}
+    pairs = make_pairs(texts, ph, seed=0)
     pos = [p for p in pairs if p.kind == "positive"]
     hard = [p for p in pairs if p.kind == "hard"]
     easy = [p for p in pairs if p.kind == "easy"]
-    assert len(pos) == 4 and len(easy) == 4 and len(hard) == 4
+    # "dog" is 3 phone edits from everything: the protocol gives it no hard negative (none padded)
+    assert len(pos) == 4 and len(easy) == 4 and len(hard) == 3
     assert all(p.text == texts[p.clip] and p.label == 1 for p in pos)
     assert all(p.text != texts[p.clip] and p.label == 0 for p in easy + hard)
     assert {p.text for p in hard if texts[p.clip] == "cat"} == {"bat"}  # one phoneme away
@@ -87,7 +93,7 @@ def test_edit_distance_and_pairs() -> None:
 def test_windows() -> None:
     assert window_positions(5, (8,), 1) == [(0, 5)]
     pos = window_positions(30, (8, 12), 4)
-    assert (22, 8) in pos and (18, 12) in pos and all(s + w <= 30 for s, w in pos)
+    assert (20, 8) in pos and (16, 12) in pos and all(s + w <= 30 for s, w in pos)
     assert window_for_duration("speech_embedding", 10.0, (8, 12)) == 12
     assert window_seconds("logmel", 101) == pytest.approx((512 + 100 * 160) / 16000)
 
@@ -114,3 +120,26 @@ def test_eval_manifest_with_segments(tmp_path) -> None:  # noqa: ANN001
     assert len(load_eval_audio(clips[1])) == 32000
     with pytest.raises(ValueError, match="split"):
         read_eval_manifest(tmp_path / "m.csv", split="test")
+
+
+@pytest.mark.parametrize("frontend", ["speech_embedding", "logmel"])
+def test_training_windows_are_the_serving_windows(frontend: str) -> None:
+    """Training's window grid (validation, trainer) is the serving window plan on the same frames."""
+    from openkws.training.models.windows import default_stride, default_windows
+
+    windows, stride = default_windows(frontend), default_stride(frontend)
+    plan = WindowPlan(windows, stride, context=5)
+    for n in (max(windows) - 1, max(windows) + 3 * stride + 1, 3 * max(windows)):
+        trained = sorted((s, s + w - 1) for s, w in window_positions(n, windows, stride))
+        assert trained == plan.positions(n), (frontend, n)
+
+
+def test_evaluation_opens_no_onnx_session_of_its_own() -> None:
+    """Evaluation scores through the serving engine: no module of it talks to onnxruntime."""
+    import inspect
+
+    import openkws.training.evaluate as evaluate
+
+    for name in ("baselines", "cost", "engine_scoring", "metrics", "pairs", "plots", "report"):
+        source = inspect.getsource(getattr(evaluate, name))
+        assert "import onnxruntime" not in source and "InferenceSession" not in source, name

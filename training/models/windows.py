@@ -23,6 +23,8 @@ Example:
 
 from __future__ import annotations
 
+from openkws.engine.model_spec import WindowPlan
+
 # The duration -> window mapping is shared with the service (acoustic keyword proxies); re-exported here.
 from openkws.engine.windows import WINDOW_MARGIN_S as WINDOW_MARGIN_S
 from openkws.engine.windows import window_for_duration as window_for_duration
@@ -47,24 +49,14 @@ def default_stride(frontend: str) -> int:
 
 
 def window_positions(num_frames: int, windows: tuple[int, ...], stride: int) -> list[tuple[int, int]]:
-    """Every (start, length) window the detector would score on a clip of ``num_frames`` features.
-
-    Windows that fit slide with ``stride`` (the last position is always included, so the clip's
-    end is covered); window lengths longer than the clip are replaced by the whole clip, once.
+    """Every (start, length) window the detector scores on a clip of ``num_frames`` features: the
+    serving window plan (:class:`openkws.engine.model_spec.WindowPlan`), so validation scores the
+    windows the service scores. A clip shorter than every window is scored whole, once.
 
     >>> window_positions(10, (4, 8, 16), 3)
-    [(0, 4), (3, 4), (6, 4), (0, 8), (2, 8), (0, 10)]
+    [(0, 6), (0, 9), (1, 8), (2, 4), (5, 4)]
     """
-    out: list[tuple[int, int]] = []
-    whole = False
-    for w in sorted(windows):
-        if w >= num_frames:
-            if not whole and num_frames > 0:
-                out.append((0, num_frames))
-                whole = True
-            continue
-        starts = list(range(0, num_frames - w + 1, stride))
-        if starts[-1] != num_frames - w:
-            starts.append(num_frames - w)
-        out.extend((s, w) for s in starts)
-    return out
+    spans = WindowPlan(tuple(sorted(set(windows))), stride, 0).positions(num_frames)
+    if not spans:
+        return [(0, num_frames)] if num_frames > 0 else []
+    return [(s, e - s + 1) for s, e in spans]

@@ -3,7 +3,7 @@
 Every write goes store first, index second, under one lock: a keyword is visible to streams only
 after it is durable, and a deleted keyword leaves the index (and every stream, at its next decode)
 right after its row is gone. The store is the single source of truth: at start-up
-:meth:`KeywordService.reconcile` compares the (empty or stale) index with the store, rebuilds it
+:meth:`KeywordRegistry.reconcile` compares the (empty or stale) index with the store, rebuilds it
 when they are out of step, and checks the result.
 
 Proxies: ``text`` (the text encoder's embedding of the phonemes; the default), ``tts`` (the
@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .engine.acoustic_proxy import ProxyMode, combine_proxies
-from .engine.confusion import length_gap, phoneme_distance, relation
 from .engine.index import KeywordEntry, TenantIndex
 from .engine.spotter import Spotter
 from .store import KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
+from .text.g2p import check_keyword_text
+from .text.phonetics import length_gap, phoneme_distance, relation
 from .text.tts import ProxyTTS, TTSError
 
 log = logging.getLogger("openkws")
@@ -62,6 +63,7 @@ class Enrolled:
     record: KeywordRecord
     created: bool
     confusable_with: tuple[Confusable, ...]
+    rewrites: tuple[str, ...] = ()  # what normalisation changed in the submitted text
 
 
 @dataclass(frozen=True)
@@ -76,14 +78,18 @@ class IndexDiff:
         return bool(self.missing or self.extra or self.thresholds)
 
     def __str__(self) -> str:
-        return (f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
-                f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})")
+        return (
+            f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
+            f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})"
+        )
 
 
 class TooManyKeywords(Exception):
     def __init__(self, tenant_count: int, new: int, limit: int) -> None:
-        super().__init__(f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
-                         "accepted per tenant; delete keywords first")
+        super().__init__(
+            f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
+            "accepted per tenant; delete keywords first"
+        )
         self.message = str(self)
 
 
@@ -96,11 +102,19 @@ class InvalidKeywordText(ValueError):
         self.error = error
 
 
-class KeywordService:
-    def __init__(self, store: KeywordStore, spotter: Spotter, default_threshold: float | None = None,
-                 confusion: ConfusionPolicy | None = None, max_keywords_per_tenant: int | None = None,
-                 tts: ProxyTTS | None = None) -> None:
+class KeywordRegistry:
+    def __init__(
+        self,
+        store: KeywordStore,
+        spotter: Spotter,
+        default_threshold: float | None = None,
+        confusion: ConfusionPolicy | None = None,
+        max_keywords_per_tenant: int | None = None,
+        tts: ProxyTTS | None = None,
+        on_removed: Callable[[str, Sequence[int]], None] | None = None,
+    ) -> None:
         self.store = store
+        self.on_removed = on_removed  # told which ids left the index (per-keyword counters drop them)
         self.tts = tts or ProxyTTS()
         self.max_keywords_per_tenant = max_keywords_per_tenant
         self.spotter = spotter
@@ -136,8 +150,14 @@ class KeywordService:
                 try:
                     proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text), r.proxy_mode)
                 except TTSError as err:
-                    log.warning("keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
-                                "another model and TTS failed (%s)", r.id, r.text, r.proxy_mode, err)
+                    log.warning(
+                        "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
+                        "another model and TTS failed (%s)",
+                        r.id,
+                        r.text,
+                        r.proxy_mode,
+                        err,
+                    )
                     out.append(e)
                     continue
                 self.store.set_proxy(r.id, proxy, fingerprint)
@@ -192,25 +212,33 @@ class KeywordService:
                 if gone:
                     index.remove(tenant, gone)
                     removed += len(gone)
+                    if self.on_removed is not None:
+                        self.on_removed(tenant, gone)
                 new = [r for i, r in stored.items() if i not in current.by_id]
                 if new:
                     index.upsert(self._entries(new))
                     added += len(new)
-                changed = {i: r.threshold for i, r in stored.items()
-                           if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9}
+                changed = {
+                    i: r.threshold
+                    for i, r in stored.items()
+                    if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9
+                }
                 if changed:
                     index.set_thresholds(tenant, changed)
                     updated += len(changed)
             return added, removed, updated
 
-    def pronounce_all(self, items: Sequence[EnrollItem]) -> list[Pronunciation]:
-        out = []
+    def pronounce_all(self, items: Sequence[EnrollItem]) -> tuple[list[Pronunciation], list[tuple[str, ...]]]:
+        """Pronunciations of the items' texts, and each text's rewrites (see ``check_keyword_text``)."""
+        prons, rewrites = [], []
         for i, item in enumerate(items):
             try:
-                out.append(self.spotter.pronounce(item.text))
+                checked = check_keyword_text(item.text)
+                prons.append(self.spotter.pronounce(checked.text))
             except G2PError as e:
                 raise InvalidKeywordText(i, e) from e
-        return out
+            rewrites.append(checked.rewrites)
+        return prons, rewrites
 
     def enroll(self, tenant: str, items: Sequence[EnrollItem]) -> list[Enrolled]:
         """Validate all texts first (all-or-nothing), then insert new ones and update the index once.
@@ -219,12 +247,19 @@ class KeywordService:
         texts not enrolled yet (an existing text is returned unchanged); this blocks for the
         synthesis, so call it from a worker thread. Raises ``TTSUnavailable`` when espeak-ng is missing.
         """
-        prons = self.pronounce_all(items)
+        prons, rewrites = self.pronounce_all(items)
         proxies = self._new_proxies(tenant, prons, [it.proxy for it in items])
         fingerprint = self.spotter.acoustic_fingerprint
         news = [
-            NewKeyword(p.text, p.phonemes, self.default_threshold if it.threshold is None else it.threshold, it.metadata,
-                       it.proxy, None if it.proxy == "text" else proxy, None if it.proxy == "text" else fingerprint)
+            NewKeyword(
+                p.text,
+                p.phonemes,
+                self.default_threshold if it.threshold is None else it.threshold,
+                it.metadata,
+                it.proxy,
+                None if it.proxy == "text" else proxy,
+                None if it.proxy == "text" else fingerprint,
+            )
             for p, it, proxy in zip(prons, items, proxies, strict=True)
         ]
         with self._write:
@@ -238,24 +273,27 @@ class KeywordService:
             entries: dict[int, KeywordEntry] = {}
             for (rec, created), proxy in zip(results, proxies, strict=True):
                 if created and proxy is not None:
-                    entries[rec.id] = KeywordEntry(rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy)
+                    entries[rec.id] = KeywordEntry(
+                        rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy
+                    )
                 elif rec.id not in before and rec.id not in entries:  # also heals a store/index gap
                     entries[rec.id] = self._entries([rec])[0]
             if entries:
                 self.spotter.index.upsert(list(entries.values()))
         out: list[Enrolled] = []
         seen: list[tuple[KeywordRecord, np.ndarray]] = []
-        for rec, created in results:
+        for (rec, created), changed in zip(results, rewrites, strict=True):
             current = entries.get(rec.id) or before.by_id.get(rec.id)
             assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
             conf = self._confusables(rec, current.proxy, before, seen)
-            out.append(Enrolled(rec, created, conf))
+            out.append(Enrolled(rec, created, conf, changed))
             if all(rec.id != r.id for r, _ in seen):
                 seen.append((rec, current.proxy))
         return out
 
-    def _new_proxies(self, tenant: str, prons: Sequence[Pronunciation],
-                     modes: Sequence[ProxyMode]) -> list[np.ndarray | None]:
+    def _new_proxies(
+        self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]
+    ) -> list[np.ndarray | None]:
         """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
         inv = self.spotter.g2p.inventory
         text = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
@@ -273,8 +311,13 @@ class KeywordService:
                 out.append(combine_proxies(t, acoustic[p.text], mode))
         return out
 
-    def _confusables(self, rec: KeywordRecord, proxy: np.ndarray, before: TenantIndex,
-                     batch: list[tuple[KeywordRecord, np.ndarray]]) -> tuple[Confusable, ...]:
+    def _confusables(
+        self,
+        rec: KeywordRecord,
+        proxy: np.ndarray,
+        before: TenantIndex,
+        batch: list[tuple[KeywordRecord, np.ndarray]],
+    ) -> tuple[Confusable, ...]:
         """Enrolled keywords (and earlier ones of the same batch) that sound like ``rec``."""
         pol = self.confusion
         cands: dict[int, tuple[str, tuple[str, ...], float]] = {}
@@ -317,7 +360,22 @@ class KeywordService:
         with self._write:
             rec = self.store.delete(tenant, keyword_id)
             self.spotter.index.remove(tenant, [keyword_id])
-            return rec
+        if self.on_removed is not None:
+            self.on_removed(tenant, [keyword_id])
+        return rec
+
+    def total(self) -> int:
+        """Keywords in the index, every tenant (the ``openkws_enrolled_keywords`` gauge reads this)."""
+        return self.spotter.index.total()
+
+    def indexed(self, tenant: str) -> int:
+        """Keywords a stream of ``tenant`` matches when it gives no subset."""
+        return len(self.spotter.index.tenant(tenant))
+
+    def texts(self, tenant: str, ids: Sequence[int]) -> dict[int, str]:
+        """Normalized texts of the enrolled ``ids`` (deleted ones are left out)."""
+        by_id = self.spotter.index.tenant(tenant).by_id
+        return {i: by_id[i].text for i in ids if i in by_id}
 
     def missing(self, tenant: str, ids: Sequence[int]) -> list[int]:
         """Ids not enrolled for ``tenant`` (used to validate a stream's keyword subset)."""
