@@ -146,7 +146,7 @@ class ServerProcess:
 
 
 # -- websocket streaming client -------------------------------------------------------------------------
-def start_message(*, debug: bool | None = None, keywords: Sequence[int] | None = None) -> str:
+def start_message(*, debug: bool | None = None, keywords: Sequence[int] | None = None, vad: str | None = None) -> str:
     """The ``start`` control message for 16 kHz mono pcm16le; optional fields only when given."""
     msg: dict[str, Any] = {
         "type": "start",
@@ -159,6 +159,8 @@ def start_message(*, debug: bool | None = None, keywords: Sequence[int] | None =
         msg["debug"] = debug
     if keywords is not None:
         msg["keywords"] = list(keywords)
+    if vad is not None:
+        msg["vad"] = vad
     return json.dumps(msg)
 
 
@@ -173,6 +175,7 @@ async def open_stream(
     how: AuthHow = "header",
     debug: bool | None = None,
     keywords: Sequence[int] | None = None,
+    vad: str | None = None,
 ) -> AsyncIterator[tuple[Any, dict[str, Any]]]:
     """Connect to ``url``'s ``/v1/stream`` (authenticating with ``token`` by ``how`` when given), send
     ``start`` and yield ``(websocket, first reply)``; the reply is ``ready`` unless the start was refused."""
@@ -192,7 +195,7 @@ async def open_stream(
         else:
             ws_url += f"?token={token}"
     async with connect(ws_url, **kwargs) as ws:
-        await ws.send(start_message(debug=debug, keywords=keywords))
+        await ws.send(start_message(debug=debug, keywords=keywords, vad=vad))
         yield ws, json.loads(await ws.recv())
 
 

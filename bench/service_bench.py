@@ -8,15 +8,18 @@ and keyword-count scaling. Prints the figures and writes JSON to ``bench/out/``.
 What is measured (all traffic on 127.0.0.1):
 
 1. **Keyword scaling** (in process): the engine decodes the same 16 streams with 10 and with 10,000
-   enrolled keywords; CPU seconds per audio second, and their ratio (target <= 1.3).
+   enrolled keywords; CPU seconds per audio second, and their ratio (target <= 1.1).
 2. **Enrollment latency**: a real uvicorn server (subprocess) with 100 keywords enrolled one by one
    over HTTP; p50/p95 per request (target p50 <= 10 ms).
-3. **Concurrent real-time streams**: N websocket clients each send speech in 100 ms frames paced in
-   real time, for a bounded duration, at increasing N. Detection latency = arrival of a ``detection``
-   (or, for density, ``near_miss``) message minus the wall time at which the client sent the audio
-   that completed the scored window (``end_ms``) or the decision (``decided_ms``). The largest N with
-   p95 <= 500 ms, no errors and no backlog is reported (target >= 64), with the server's CPU per
-   stream-second (real-time factor).
+3. **Concurrent real-time streams**: N websocket clients each send speech in 100 ms frames, each
+   frame when its audio has been recorded (frame k at t0 + (k + 1) x 100 ms), for a bounded duration,
+   at increasing N. The user's latency is the arrival of a ``detection`` minus the moment the
+   keyword's last sound was spoken (t0 + the keyword's end in the stream), so frame buffering and the
+   model's algorithmic delay count. Window-end and decision latencies (from the send time of the
+   audio that completed the window / decision) are reported beside it. The largest N with p95 <=
+   500 ms, no errors and no backlog is reported, with the server's CPU per stream-second and the
+   load average before each level. ``--speech-fraction 0.25`` separates the utterances with quiet
+   noise; ``--vad on`` asks each stream for voice-activity gating.
 
 Without a trained ``models/default`` an untrained model with the default (full-size) architecture is
 exported and used: scores are meaningless, so thresholds are calibrated to make windows fire, but
@@ -100,17 +103,40 @@ def synth(text: str, voice: str) -> np.ndarray:
         return np.asarray(soxr.resample(x, rate, SAMPLE_RATE), np.float32)
 
 
+NOISE_RMS = 0.003  # background between utterances in --speech-fraction audio (about -50 dBFS)
+
+
 def speech_clip(seconds: float) -> np.ndarray:
-    gap = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
+    return speech_clip_marked(seconds)[0]
+
+
+def speech_clip_marked(seconds: float, speech_fraction: float = 1.0, seed: int = 0
+                       ) -> tuple[np.ndarray, list[tuple[str, float]]]:
+    """Synthesized utterances back to back (0.4 s gaps), or with ``speech_fraction`` < 1 separated by
+    quiet noise so that utterances fill that fraction of the time; returns the audio and
+    (keyword text, end of the spoken keyword in seconds) for every keyword utterance in it."""
+    from openkws.engine.windows import speech_span
+
+    if not 0.0 < speech_fraction <= 1.0:
+        raise ValueError(f"speech_fraction must be in (0, 1], got {speech_fraction}")
+    rng = np.random.default_rng(seed)
     parts: list[np.ndarray] = []
+    marks: list[tuple[str, float]] = []
     n, k = 0, 0
     while n < seconds * SAMPLE_RATE:
         text, voice = CLIP_TEXTS[k % len(CLIP_TEXTS)]
         x = synth(text, voice)
+        if text in CLIP_KEYWORDS:
+            marks.append((text, (n + speech_span(x)[1]) / SAMPLE_RATE))
+        if speech_fraction >= 1.0:
+            gap = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
+        else:
+            gap = (NOISE_RMS * rng.standard_normal(int(len(x) * (1 / speech_fraction - 1)))).astype(np.float32)
         parts += [x, gap]
         n += len(x) + len(gap)
         k += 1
-    return np.concatenate(parts)[: int(seconds * SAMPLE_RATE)]
+    end = int(seconds * SAMPLE_RATE)
+    return np.concatenate(parts)[:end], [m for m in marks if m[1] * SAMPLE_RATE <= end]
 
 
 def phrases(n: int, seed: int = 0) -> list[str]:
@@ -225,22 +251,46 @@ def enroll_latency(url: str, texts: list[str], threshold: float | None) -> dict[
     }
 
 
-async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, debug: bool) -> dict[str, Any]:
+def keyword_ends(marks: list[tuple[str, float]], clip_s: float, offset_s: float, seconds: float
+                 ) -> list[tuple[str, float]]:
+    """Stream times at which each keyword's speech ends, for a stream that plays the clip from
+    ``offset_s`` (wrapping around) for ``seconds``."""
+    out = []
+    for lap in range(int(seconds // clip_s) + 2):
+        for text, end in marks:
+            t = end - offset_s + lap * clip_s
+            if 0.0 < t <= seconds:
+                out.append((text, t))
+    return sorted(out, key=lambda m: m[1])
+
+
+SPOKEN_MATCH_S = 2.0  # a detection belongs to the keyword occurrence ending within this of its end_ms
+
+
+async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, debug: bool,
+                     marks: list[tuple[str, float]] | None = None, vad: str | None = None) -> dict[str, Any]:
     frames = frames_of(pcm, CHUNK_MS)
     frames = [frames[(offset_chunks + k) % len(frames)] for k in range(int(seconds * 1000 / CHUNK_MS))]
+    clip_s = len(pcm) / (2 * SAMPLE_RATE)
+    spoken = keyword_ends(marks or [], clip_s, offset_chunks * CHUNK_MS / 1000, len(frames) * CHUNK_MS / 1000)
+    matched: set[int] = set()
+    lat_spoken: list[float] = []
+    t0 = 0.0
     sent_at: list[float] = []
     lat_end: list[float] = []
     lat_decided: list[float] = []
     lat_near: list[float] = []
     errors: list[str] = []
     summary: dict[str, Any] | None = None
-    async with open_stream(url, debug=debug) as (ws, ready):
+    async with open_stream(url, debug=debug, vad=vad) as (ws, ready):
         if ready.get("type") != "ready":
             return {
                 "errors": [ready.get("code", "no ready")],
                 "lat_end": [],
                 "lat_decided": [],
                 "lat_near": [],
+                "lat_spoken": [],
+                "keywords_spoken": len(spoken),
             }
 
         def sent_time(ms: float) -> float:
@@ -255,6 +305,12 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
                 if m["type"] == "detection":
                     lat_end.append(1000 * (now - sent_time(m["end_ms"] - 1e-3)))
                     lat_decided.append(1000 * (now - sent_time(m["decided_ms"] - 1e-3)))
+                    # the user's view: from the moment the keyword's last sound was spoken
+                    for j, (text, end_s) in enumerate(spoken):
+                        if j not in matched and text == m["text"] and abs(end_s - m["end_ms"] / 1000) <= SPOKEN_MATCH_S:
+                            matched.add(j)
+                            lat_spoken.append(1000 * (now - (t0 + end_s)))
+                            break
                 elif m["type"] == "near_miss":
                     lat_near.append(1000 * (now - sent_time(m["time_ms"] - 1e-3)))
                 elif m["type"] == "error":
@@ -264,7 +320,10 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
                     return
 
         rx = asyncio.create_task(receive())
-        await send_paced(ws, frames, CHUNK_MS / 1000, time.perf_counter(), sent_at=sent_at)
+        # frame k is sent when its audio has been "recorded": at t0 + (k + 1) x 100 ms, so stream
+        # time tau was spoken at t0 + tau and buffering the frame counts in the latency
+        t0 = time.perf_counter()
+        await send_paced(ws, frames, CHUNK_MS / 1000, t0, first_at=CHUNK_MS / 1000, sent_at=sent_at)
         stop_at = time.perf_counter()
         try:
             await asyncio.wait_for(rx, timeout=30)
@@ -276,16 +335,19 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
         "lat_end": lat_end,
         "lat_decided": lat_decided,
         "lat_near": lat_near,
+        "lat_spoken": lat_spoken,
+        "keywords_spoken": len(spoken),
         "drain_s": drain_s,
         "ok": summary is not None,
     }
 
 
-async def stream_level(url: str, pcm: bytes, n: int, seconds: float) -> list[dict[str, Any]]:
+async def stream_level(url: str, pcm: bytes, n: int, seconds: float, marks: list[tuple[str, float]] | None = None,
+                       vad: str | None = None, debug: bool = True) -> list[dict[str, Any]]:
     chunks = len(pcm) // (2 * SAMPLE_RATE * CHUNK_MS // 1000)
     tasks = []
     for i in range(n):
-        tasks.append(asyncio.create_task(one_stream(url, pcm, (i * 37) % chunks, seconds, debug=True)))
+        tasks.append(asyncio.create_task(one_stream(url, pcm, (i * 37) % chunks, seconds, debug, marks, vad)))
         await asyncio.sleep(CHUNK_MS / 1000 / max(1, n))  # stagger starts over one frame period
     return list(await asyncio.gather(*tasks, return_exceptions=False))
 
@@ -294,23 +356,39 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def run_levels(server: ServerProcess, pcm: bytes, levels: list[int], seconds: float) -> list[dict[str, Any]]:
+def run_levels(server: ServerProcess, pcm: bytes, levels: list[int], seconds: float,
+               marks: list[tuple[str, float]] | None = None, vad: str | None = None,
+               debug: bool = True) -> list[dict[str, Any]]:
     out = []
     for n in levels:
-        c0, w0 = server.cpu_seconds(), time.perf_counter()
-        res = asyncio.run(stream_level(server.url, pcm, n, seconds))
+        load = os.getloadavg()
+        c0, w0, cc0 = server.cpu_seconds(), time.perf_counter(), time.process_time()
+        res = asyncio.run(stream_level(server.url, pcm, n, seconds, marks, vad, debug))
         cpu = server.cpu_seconds() - c0
         wall = time.perf_counter() - w0
+        client_cpu = time.process_time() - cc0
+        lat_spoken = [x for r in res for x in r.get("lat_spoken", [])]
+        spoken = sum(r.get("keywords_spoken", 0) for r in res)
         lat_end = [x for r in res for x in r["lat_end"]]
         lat_dec = [x for r in res for x in r["lat_decided"]]
         lat_near = [x for r in res for x in r["lat_near"]]
         errors = [e for r in res for e in r["errors"]]
         drain = max((r.get("drain_s", 0.0) for r in res), default=0.0)
-        p95 = pct(lat_end, 95) if lat_end else pct(lat_near, 95)
+        # pass/fail on the user's latency (end of the spoken keyword) when keywords were matched;
+        # an untrained stand-in model has no real detections: its window-end latency then decides
+        p95 = pct(lat_spoken, 95) if lat_spoken else (pct(lat_end, 95) if lat_end else pct(lat_near, 95))
         ok = not errors and p95 is not None and p95 <= LATENCY_TARGET_MS and drain < 2.0
         row = {
             "streams": n,
             "seconds": seconds,
+            "vad": vad,
+            "keywords_spoken": spoken,
+            "keywords_detected": len(lat_spoken),
+            "p50_ms_spoken": pct(lat_spoken, 50),
+            "p95_ms_spoken": pct(lat_spoken, 95),
+            "p95_ms": p95,
+            "client_cpu_s": round(client_cpu, 2),
+            "load_average_before": [round(x, 2) for x in load],
             "detections": len(lat_end),
             "p50_ms_end": pct(lat_end, 50),
             "p95_ms_end": pct(lat_end, 95),
@@ -326,7 +404,8 @@ def run_levels(server: ServerProcess, pcm: bytes, levels: list[int], seconds: fl
         }
         out.append(row)
         log(
-            f"  {n:4d} streams: p95 {row['p95_ms_end']} ms (window end), {row['p95_ms_decided']} ms (decision), "
+            f"  {n:4d} streams: p95 {row['p95_ms_spoken']} ms from the end of the spoken keyword "
+            f"({len(lat_spoken)}/{spoken} keywords detected), p95 {row['p95_ms_end']} ms (window end), {row['p95_ms_decided']} ms (decision), "
             f"near-miss p95 {row['p95_ms_near_miss']} ms, {len(lat_end)} detections, {len(errors)} errors, "
             f"drain {drain:.2f} s, server {row['server_cores_busy']} cores, "
             f"RTF/stream {row['server_cpu_rtf_per_stream']} -> {'PASS' if ok else 'FAIL'}"
@@ -343,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer levels")
     ap.add_argument("--levels", default=None, help="comma list of concurrent stream counts")
     ap.add_argument("--seconds", type=float, default=None, help="real-time seconds per level")
+    ap.add_argument("--vad", choices=("on", "off"), default=None, help="each stream's `vad` option (default: server's)")
+    ap.add_argument("--speech-fraction", type=float, default=1.0,
+                    help="share of the audio that is speech (the rest quiet noise), e.g. 0.25")
+    ap.add_argument("--skip-scaling", action="store_true", help="skip 1. (in-process keyword scaling)")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="server's OPENKWS_DEVICE")
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     model, trained = model_dir(args.model, OUT / "cache")
@@ -358,17 +442,20 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f}"
     )
     audio = speech_clip(30.0)
-    pcm = np.clip(np.round(audio * 32767), -32768, 32767).astype("<i2").tobytes()
+    stream_audio, marks = speech_clip_marked(max(30.0, 30.0 / args.speech_fraction), args.speech_fraction)
+    pcm = np.clip(np.round(stream_audio * 32767), -32768, 32767).astype("<i2").tobytes()
 
-    log("1. keyword scaling (in process)")
-    scaling = keyword_scaling(
-        model, audio[: int((5 if args.quick else 10) * SAMPLE_RATE)], 16, 1 if args.quick else 2
-    )
-    log(
-        f"  CPU s per audio s: 10 keywords {scaling['cpu_s_per_audio_s_10']}, 10,000 keywords "
-        f"{scaling['cpu_s_per_audio_s_10000']} -> ratio {scaling['ratio_10000_vs_10']} (target <= 1.3); "
-        f"single stream RTF {scaling['single_stream_cpu_rtf']}"
-    )
+    scaling: dict[str, Any] = {}
+    if not args.skip_scaling:
+        log("1. keyword scaling (in process)")
+        scaling = keyword_scaling(
+            model, audio[: int((5 if args.quick else 10) * SAMPLE_RATE)], 16, 1 if args.quick else 2
+        )
+        log(
+            f"  CPU s per audio s: 10 keywords {scaling['cpu_s_per_audio_s_10']}, 10,000 keywords "
+            f"{scaling['cpu_s_per_audio_s_10000']} -> ratio {scaling['ratio_10000_vs_10']} (target <= 1.1); "
+            f"single stream RTF {scaling['single_stream_cpu_rtf']}"
+        )
 
     texts = CLIP_KEYWORDS + phrases(100 - len(CLIP_KEYWORDS), seed=1)
     threshold = None if trained else calibrate(model, audio, texts)
@@ -381,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                 "OPENKWS_MAX_STREAMS": "1024",
                 "OPENKWS_MAX_QUEUE": "100000",
                 "OPENKWS_IDLE_TIMEOUT_S": "120",
+                "OPENKWS_DEVICE": args.device,
             },
             omp_threads=None,
         )
@@ -393,14 +481,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"  p50 {enroll['p50_ms']} ms, p95 {enroll['p95_ms']} ms over {enroll['keywords']} keywords "
                 "(target p50 <= 10 ms)"
             )
-            log(f"3. concurrent real-time streams ({seconds:g} s each, {CHUNK_MS} ms frames, 100 keywords)")
-            rows = run_levels(server, pcm, levels, seconds)
+            import httpx
+
+            ready = httpx.get(server.url + "/readyz", timeout=10).json()
+            log(f"3. concurrent real-time streams ({seconds:g} s each, {CHUNK_MS} ms frames, 100 keywords, "
+                f"{args.speech_fraction:.0%} speech, vad {args.vad or 'server default'})")
+            rows = run_levels(server, pcm, levels, seconds, marks, args.vad, debug=not trained)
         finally:
             server.terminate(timeout=30, sig=signal.SIGINT)
     passing = [r["streams"] for r in rows if r["pass"]]
     best = max(passing) if passing else 0
     # What a dedicated machine of this size would sustain at 80% CPU, from the measured CPU per stream.
-    rtf = scaling["per_stream_cpu_rtf_batched"]
+    rtf = scaling.get("per_stream_cpu_rtf_batched", 0.0)
     projected = int(0.8 * (os.cpu_count() or 1) / rtf) if rtf > 0 else None
     doc = {
         "model": str(model),
@@ -413,21 +505,24 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_at_start": [round(x, 2) for x in load],
         },
         "keyword_scaling": scaling,
+        "readyz": ready,
+        "speech_fraction": args.speech_fraction,
+        "vad": args.vad,
         "enrollment": enroll,
         "streams": rows,
         "max_realtime_streams_p95_le_500ms": best,
         "projected_streams_dedicated_80pct_cpu": projected,
         "targets": {
-            "streams": 64,
+            "streams": 150 if args.speech_fraction >= 1.0 else 400,
             "enroll_p50_ms": 10,
-            "ratio_10000_vs_10": 1.3,
+            "ratio_10000_vs_10": 1.1,
             "p95_ms": LATENCY_TARGET_MS,
         },
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     log(
-        f"max concurrent real-time streams with p95 <= {LATENCY_TARGET_MS:g} ms: {best} (target >= 64); "
+        f"max concurrent real-time streams with p95 <= {LATENCY_TARGET_MS:g} ms: {best}; "
         f"projected for a dedicated {os.cpu_count()}-CPU machine at 80% CPU: {projected}; JSON: {args.out}"
     )
     return 0

@@ -140,6 +140,9 @@ class Settings(BaseSettings):
     top_k: Annotated[int, Field(ge=1)] = _DECISION.top_k
     near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = _DECISION.near_miss_margin
     near_miss_interval_ms: Annotated[int, Field(ge=10)] = _DECISION.near_miss_interval_ms
+    vad: Annotated[Literal["on", "off"], Field(description="default voice-activity gating of websocket streams "
+                                                            "(a stream's start message may override it)")] = "off"
+    vad_aggressiveness: Annotated[int, Field(ge=0, le=3, description="webrtcvad mode: 0 keeps most audio, 3 the least")] = 3
 
     # Acoustic keyword proxies (enrollment with proxy "tts" or "both")
     espeak_binary: Annotated[

@@ -29,6 +29,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from .admission import CLOSE_TIMEOUT_S, SHUTDOWN_MESSAGE, Close
 from .audio import AudioError, AudioFormat
 from .batcher import BatcherClosed, QueueFull
+from .engine.vad import VadConfig
 from .protocol import (
     AUDIO_CLOSE,
     CloseCode,
@@ -140,8 +141,13 @@ class StreamHandler:
         except AudioError as e:
             raise Close(AUDIO_CLOSE[e.code], e.code, e.message) from None
         subset = self._subset(parsed)
+        vad = (parsed.vad or self.settings.vad) == "on"
         stream = self.state.spotter.create_stream(
-            subset, self.tenant, debug=parsed.debug, competition=parsed.competition
+            subset,
+            self.tenant,
+            debug=parsed.debug,
+            competition=parsed.competition,
+            vad=VadConfig(aggressiveness=self.settings.vad_aggressiveness) if vad else None,
         )
         session = AudioSession(stream, fmt.sample_rate, fmt.channels, fmt)
         n = self.state.registry.indexed(self.tenant) if subset is None else len(subset)

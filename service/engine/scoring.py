@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .index import TenantIndex
+from .prefilter import ThresholdScorer
 
 ROWS_PER_PRODUCT = 256  # windows per BLAS product (bounds the [n, K] similarity matrix)
 
@@ -63,18 +64,40 @@ def _product(emb: np.ndarray, view: KeywordView, rows: list[int], margin: np.nda
     ids, prox, thr = view
     if len(ids) == 0:
         return
+    scorer = _scorer(prox, thr)  # exact hits; an int8 prefilter for large keyword sets (prefilter.py)
     for c in range(0, len(rows), ROWS_PER_PRODUCT):
         part = rows[c : c + ROWS_PER_PRODUCT]
-        sims = similarities(emb[part], prox)  # [n, K]
-        hit_r, hit_k = np.nonzero(sims >= thr[None, :] - margin[part][:, None])
+        hit_r, hit_k, hit_s = scorer.hits(emb[part], margin[part])
         bounds = np.searchsorted(hit_r, np.arange(len(part) + 1))
         for r, w in enumerate(part):
-            ks = hit_k[bounds[r] : bounds[r + 1]]
+            lo, hi = bounds[r], bounds[r + 1]
+            ks = hit_k[lo:hi]
             top = (-1, 0.0)
             if want_top[w]:
-                b = int(np.argmax(sims[r]))
-                top = (int(ids[b]), float(sims[r, b]))
-            out[w] = WindowScores(ids[ks], sims[r, ks], thr[ks], top)
+                sims = similarities(emb[w : w + 1], prox)[0]
+                b = int(np.argmax(sims))
+                top = (int(ids[b]), float(sims[b]))
+            out[w] = WindowScores(ids[ks], hit_s[lo:hi], thr[ks], top)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    proxies: np.ndarray
+    thresholds: np.ndarray
+    scorer: ThresholdScorer
+
+
+_SCORERS: dict[int, _Cached] = {}  # by id(proxies); an index snapshot's arrays never change
+
+
+def _scorer(prox: np.ndarray, thr: np.ndarray) -> ThresholdScorer:
+    hit = _SCORERS.get(id(prox))
+    if hit is None or hit.proxies is not prox or hit.thresholds is not thr:
+        if len(_SCORERS) > 256:
+            _SCORERS.clear()
+        hit = _Cached(prox, thr, ThresholdScorer(prox, thr))
+        _SCORERS[id(prox)] = hit
+    return hit.scorer
 
 
 def score_windows(emb: np.ndarray, requests: Sequence[ScoreRequest], top_k: int = 16) -> list[WindowScores]:

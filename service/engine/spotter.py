@@ -52,6 +52,7 @@ from .stream import (
     Window,
 )
 from .stream_input import StreamStateError
+from .vad import VadConfig
 
 __all__ = ["DEFAULT_TENANT", "Candidate", "DecodeResult", "Detection", "DetectorConfig", "FrameScores",
            "KeywordStream", "NearMiss", "Spotter", "StreamStateError", "TracePoint"]  # fmt: skip
@@ -148,12 +149,13 @@ class Spotter:
     # -- streams --------------------------------------------------------------------------------------
     def create_stream(self, keyword_subset: Iterable[int] | None = None, tenant: str = DEFAULT_TENANT,
                       debug: bool = False, trace: bool = False, competition: Competition = "best",
-                      score_hook: ScoreHook | None = None) -> KeywordStream:  # fmt: skip
+                      score_hook: ScoreHook | None = None, vad: VadConfig | None = None) -> KeywordStream:  # fmt: skip
         """A new stream. ``competition``: ``best`` emits only the best of several keywords firing on
-        the same audio, ``all`` each of them; ``score_hook`` sees every evaluated frame's windows."""
+        the same audio, ``all`` each of them; ``score_hook`` sees every evaluated frame's windows;
+        ``vad``: voice-activity gating (``openkws.engine.vad``), event times stay in stream time."""
         if competition not in COMPETITIONS:
             raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
-        return KeywordStream(self, self.params, tenant, keyword_subset, debug, trace, competition, score_hook)
+        return KeywordStream(self, self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad)
 
     def decode_streams(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
         """One batched step over several streams: front-end, acoustic frames, windows, scores, decisions.

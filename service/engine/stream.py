@@ -27,6 +27,7 @@ from .index import TenantIndex
 from .model_spec import WindowPlan
 from .scoring import KeywordView, WindowScores
 from .stream_input import StreamInput, StreamStateError
+from .vad import VadConfig, VadGate
 
 if TYPE_CHECKING:  # the spotter creates streams; a runtime import would be circular
     from .spotter import Spotter
@@ -133,8 +134,9 @@ class KeywordStream:
 
     def __init__(self, spotter: Spotter, params: StreamParams, tenant: str, keyword_subset: Iterable[int] | None,
                  debug: bool, trace: bool, competition: Competition = "best",
-                 score_hook: ScoreHook | None = None) -> None:  # fmt: skip
+                 score_hook: ScoreHook | None = None, vad: VadConfig | None = None) -> None:  # fmt: skip
         self.spotter = spotter
+        self.vad = vad  # voice-activity gating: the engine sees speech segments only (engine/vad.py)
         self.params = params
         self.tenant = tenant
         self.keyword_subset: frozenset[int] | None = (
@@ -150,6 +152,7 @@ class KeywordStream:
     def _reset_state(self) -> None:
         p = self.params
         self.input = StreamInput()
+        self.gate = VadGate(self.vad) if self.vad is not None else None
         self.trace: list[TracePoint] | None = [] if self._trace_on else None
         self._audio_tail = np.zeros(0, np.float32)  # 16 kHz samples no mel frame has consumed yet
         self._mel_tail = np.zeros((0, 32), np.float32)
@@ -233,6 +236,10 @@ class KeywordStream:
             self._last_step = False
             return self._audio_tail, self._mel_tail
         audio, last = self.input.take(self.params.max_step_samples)
+        if self.gate is not None:  # engine clock = gated audio; decide() maps times back
+            audio = self.gate.push(audio)
+            if last:
+                audio = np.concatenate([audio, self.gate.flush()])
         self.samples_received += len(audio)
         if last:  # end-of-stream flush: silence lets windows ending after the last real sample be scored
             audio = np.concatenate([audio, np.zeros(self.params.receptive, np.float32)])
@@ -296,7 +303,7 @@ class KeywordStream:
                 self._flush_near_miss(end_frame, res)
             self._decider.forget(enrolled)
             self.finished = res.finished = True
-        return res
+        return res if self.gate is None else self.gate.map_result(res)
 
     def end(self) -> None:
         self.release()
