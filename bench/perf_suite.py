@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
             audio = speech_clip(secs)
             save(
                 step,
-                {label: keyword_scaling(m, audio, 16, 1 if a.quick else 2) for label, m in models.items()},
+                {label: keyword_scaling(m, audio, 16, 1 if a.quick else 4) for label, m in models.items()},
             )
         elif step == "gating":
             out = OUT / "perf_gating.json"
