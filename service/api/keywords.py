@@ -16,6 +16,7 @@ from fastapi import APIRouter, Path, Query, Response, status
 
 from ..auth import Principal
 from ..keywords import Enrolled, EnrollItem, InvalidKeywordText, KeywordService, TooManyKeywords
+from ..sensitivity import NoCalibrationBank
 from ..settings import Settings
 from ..state import AppState
 from ..store import KeywordNotFound, KeywordRecord
@@ -86,6 +87,8 @@ def _enroll(keywords: KeywordService, tenant: str, items: Sequence[KeywordCreate
                        "enroll with proxy 'text'") from None
     except TooManyKeywords as e:
         raise ApiError(409, "too_many_keywords", e.message) from None
+    except NoCalibrationBank as e:
+        raise ApiError(409, "no_calibration_bank", str(e)) from None
     except InvalidKeywordText as e:
         where = f"keywords[{e.position}].text" if batch else "text"
         raise ApiError(422, "invalid_keyword_text", f"{where}: {e.error.message}", rule=e.error.code,
@@ -144,7 +147,7 @@ def get_keyword(keyword_id: KeywordId, keywords: KeywordsDep, tenant: TenantDep)
         raise _not_found(keyword_id) from None
 
 
-@router.patch("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
+@router.patch("/{keyword_id}", response_model=KeywordOut, responses={**ERRORS, 409: {"model": ErrorResponse}})
 def patch_keyword(keyword_id: KeywordId, body: KeywordPatch, keywords: KeywordsDep, tenant: TenantDep) -> KeywordOut:
     """Change the threshold (raw, or from `target_fa_per_hour`); running streams use it from their next decode."""
     try:
@@ -154,7 +157,7 @@ def patch_keyword(keyword_id: KeywordId, body: KeywordPatch, keywords: KeywordsD
         return _out(keywords, tenant, keywords.set_target(tenant, keyword_id, body.target_fa_per_hour))
     except KeywordNotFound:
         raise _not_found(keyword_id) from None
-    except ValueError as e:
+    except NoCalibrationBank as e:
         raise ApiError(409, "no_calibration_bank", str(e)) from None
 
 
