@@ -54,7 +54,7 @@ def tts_proxies(spotter: object, texts: Sequence[str], cache: Path) -> np.ndarra
     path = Path(cache) / f"tts_proxies_{spotter.acoustic_fingerprint[:12]}.npz"  # type: ignore[attr-defined]
     known: dict[str, np.ndarray] = {}
     if path.is_file():
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             known = dict(zip(z["texts"].tolist(), z["proxies"], strict=True))
     missing = [t for t in texts if t not in known]
     if missing:
