@@ -77,7 +77,7 @@ def _ewn_templates(det: object, kws: list[str], cache: Path) -> dict[str, np.nda
     path = cache / "ewn_templates.npz"
     known: dict[str, np.ndarray] = {}
     if path.is_file():
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:
             known = {k: z[k] for k in z.files}
     missing = [k for k in kws if k not in known]
     if missing:

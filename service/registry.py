@@ -26,8 +26,8 @@ from .engine.acoustic_proxy import ProxyMode, combine_proxies
 from .engine.index import KeywordEntry, TenantIndex
 from .engine.spotter import Spotter
 from .pronunciation import override
-from .sensitivity import Sensitivity
-from .store import KeywordRecord, KeywordStore, NewKeyword
+from .sensitivity import NoCalibrationBank, Sensitivity
+from .store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
 from .text.g2p import check_keyword_text
 from .text.phonetics import length_gap, one_word_apart, phoneme_distance, relation
@@ -310,6 +310,8 @@ class KeywordRegistry:
         """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target."""
         if item.threshold is not None:
             return item.threshold
+        if item.target_fa_per_hour is not None and not self.sensitivity.available:
+            raise NoCalibrationBank()
         if proxy is None or (item.target_fa_per_hour is None and self._explicit_default) or not self.sensitivity.available:
             return self.default_threshold
         return self.sensitivity.threshold(proxy, item.target_fa_per_hour)
@@ -318,8 +320,10 @@ class KeywordRegistry:
         """Set the threshold that meets ``target_fa_per_hour`` for this keyword's proxy."""
         self.store.get(tenant, keyword_id)  # raises KeywordNotFound
         entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
-        if entry is None or not self.sensitivity.available:
-            raise ValueError("this model has no calibration bank; set a raw threshold instead")
+        if not self.sensitivity.available:
+            raise NoCalibrationBank()
+        if entry is None:  # in the store, not yet in this replica's index
+            raise KeywordNotFound(keyword_id)
         return self.set_threshold(tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour))
 
     def expected_fa_per_hour(self, tenant: str, keyword_id: int, threshold: float) -> float | None:

@@ -30,7 +30,15 @@ MIN_PHONES = 6  # Picovoice advises 6+ phonemes; openWakeWord 3+ syllables
 HIGH_FA_PER_HOUR = 2.0  # warn when a keyword's threshold is expected to fire more often than this
 _CACHE = 4096
 
-__all__ = ["DEFAULT_TARGET_FA_PER_HOUR", "CalibrationError", "Sensitivity"]
+__all__ = ["DEFAULT_TARGET_FA_PER_HOUR", "CalibrationError", "NoCalibrationBank", "Sensitivity"]
+
+
+class NoCalibrationBank(ValueError):
+    """A false-alarm target was asked for, but the model ships no calibration bank."""
+
+    def __init__(self) -> None:
+        super().__init__("this model has no calibration bank, so target_fa_per_hour cannot be met; set a raw "
+                         "threshold, or build the bank with `openkws eval bank --model <model dir>`")
 
 
 class Sensitivity:

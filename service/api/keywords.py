@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from ..registry import Enrolled, EnrollItem, InvalidKeywordText, KeywordRegistry, TooManyKeywords
+from ..sensitivity import NoCalibrationBank
 from ..settings import Settings
 from ..store import KeywordNotFound, KeywordRecord
 from ..text.tts import TTSError, TTSUnavailable
@@ -114,6 +115,8 @@ def _enroll(
         ) from None
     except TooManyKeywords as e:
         raise ApiError(409, "too_many_keywords", e.message) from None
+    except NoCalibrationBank as e:
+        raise ApiError(409, "no_calibration_bank", str(e)) from None
     except InvalidKeywordText as e:
         field = "phonemes" if e.error.code == "invalid_phonemes" else "text"
         where = f"keywords[{e.position}].{field}" if batch else field
@@ -204,7 +207,7 @@ def get_keyword(keyword_id: KeywordId, keywords: RegistryDep, tenant: TenantDep)
         raise _not_found(keyword_id) from None
 
 
-@router.patch("/{keyword_id}", response_model=KeywordOut, responses=ERRORS)
+@router.patch("/{keyword_id}", response_model=KeywordOut, responses={**ERRORS, 409: {"model": ErrorResponse}})
 def patch_keyword(
     keyword_id: KeywordId, body: KeywordPatch, keywords: RegistryDep, tenant: TenantDep
 ) -> KeywordOut:
@@ -217,7 +220,7 @@ def patch_keyword(
         return _out(keywords, tenant, keywords.set_target(tenant, keyword_id, body.target_fa_per_hour))
     except KeywordNotFound:
         raise _not_found(keyword_id) from None
-    except ValueError as e:
+    except NoCalibrationBank as e:
         raise ApiError(409, "no_calibration_bank", str(e)) from None
 
 

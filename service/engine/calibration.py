@@ -97,7 +97,7 @@ class Calibrator:
         path = Path(model_dir) / BANK_FILE
         if not path.is_file():
             return None
-        with np.load(path) as z:
+        with np.load(path, allow_pickle=False) as z:  # a model file: never unpickle
             q, scale = z["embeddings"], z["scales"].astype(np.float32)
             emb = q.astype(np.float32) * scale[..., None]
             if emb.shape[-1] != embedding_dim:

@@ -132,3 +132,7 @@ def test_target_without_a_bank_is_a_clear_409(client: TestClient) -> None:
     assert kw["expected_fa_per_hour"] is None and kw["threshold"] == pytest.approx(0.5)
     r = client.patch(f"/v1/keywords/{kw['id']}", json={"target_fa_per_hour": 1.0})
     assert r.status_code == 409 and r.json()["error"]["code"] == "no_calibration_bank"
+    assert "openkws eval bank" in r.json()["error"]["message"]
+    r = client.post("/v1/keywords", json={"text": "okay nova", "target_fa_per_hour": 1.0})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "no_calibration_bank"
+    assert client.get("/v1/keywords").json()["total"] == 1  # nothing enrolled by the refused request

@@ -89,6 +89,8 @@ def test_cli_rejects_unknown_options() -> None:
     assert r.exit_code == 2 and "choose text, tts or both" in r.output
     r = CliRunner().invoke(eval_app, ["streams", "--peer", "porcupine"])
     assert r.exit_code == 2 and "pocketsphinx" in r.output
+    r = CliRunner().invoke(eval_app, ["bank", "--stride", "0"])
+    assert r.exit_code == 2 and "stride must be >= 1" in r.output
 
 
 def test_conditions_place_clips_with_two_to_three_seconds_of_background() -> None:

@@ -59,7 +59,9 @@ def markdown(report: dict[str, object]) -> str:
     cal = report.get("calibration")
     if isinstance(cal, dict):
         lines += ["", f"Calibration on the recorded-speech negatives ({cal['recorded_keyword_hours']} keyword-hours; "
-                  f"bank {cal['bank_hours']:.2f} h): per-keyword thresholds from the model's bank at each target.", "",
+                  f"bank {cal['bank_hours']:.2f} h): per-keyword thresholds from the model's bank at each target. "
+                  "Pooled: all keywords' false alarms over all their hours, divided by the target. The per-keyword "
+                  "median is 0 where most keywords have no false alarm in their few minutes of recorded speech.", "",
                   "| proxy | target FA/h | measured FA/h per keyword | pooled measured / predicted "
                   "| median over keywords of measured / predicted | median threshold |",
                   "| --- | --- | --- | --- | --- | --- |"]
