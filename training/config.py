@@ -137,7 +137,7 @@ class SpeakerAugmentConfig(_Frozen):
     pitch_semitones: tuple[float, float] = (-5.0, 5.0)
     formant_ratio: tuple[float, float] = (0.8, 1.25)
     tempo: tuple[float, float] = (0.7, 1.4)
-    pitch_range: tuple[float, float] = (0.5, 2.0)
+    pitch_range: tuple[float, float] = (0.5, 1.0)  # > 1 can hang Praat (data/speaker.py)
     tilt_db: tuple[float, float] = (-6.0, 6.0)
 
 

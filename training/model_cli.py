@@ -100,7 +100,7 @@ def train_cache(
     workers: int = typer.Option(2, help="processes"),
 ) -> None:
     """Precompute the front-end feature cache (train + dev) for a config (resumable: rerun it)."""
-    from .trainer import build_stores
+    from .train_data import build_stores
 
     cfg = _load(config, overrides)
     train_clips, _, dev_store = build_stores(cfg, workers, progress=True, build_all=True)

@@ -17,7 +17,6 @@ import functools
 import json
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -29,20 +28,18 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import yaml
-from openkws.engine.windows import keyword_window
 from torch import nn
 from tqdm import tqdm
 
 from .config import Config, TrainConfig
+from .distributed import DistInfo, init_distributed, resolve_device
 from .loader.batcher import Batch, WindowBatcher
-from .loader.clips import Clip, config_clips
-from .loader.feature_cache import FeatureStore, build_feature_cache, config_spec, ready_prefix
-from .loader.renditions import make_augmenter
+from .loader.clips import Clip
 from .loader.sampler import KeywordBatches
-from .loader.wave_store import WaveStore, build_wave_store
 from .models.kws_model import KWSModel, build_model
 from .models.onnx_import import import_exported
 from .objective import Objective
+from .train_data import TrainData, prepare_data
 from .validation import batch_window_embeddings, validate, window_embeddings
 
 logger = logging.getLogger("openkws.training.trainer")
@@ -53,38 +50,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device 'cuda' requested but CUDA is not available; use device: cpu or auto")
-    return torch.device(name)
-
-
-@dataclass
-class DistInfo:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    enabled: bool = False
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group when launched by ``torchrun`` (``WORLD_SIZE`` set); no-op otherwise."""
-    if "WORLD_SIZE" not in os.environ:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    info = DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)), True)
-    if device.type == "cuda":
-        torch.cuda.set_device(info.local_rank)
-    return info
 
 
 def batch_to_tensors(b: Batch, device: torch.device) -> tuple[torch.Tensor | None, ...]:
@@ -179,72 +144,6 @@ def data_summary(clips: list[Clip]) -> dict[str, Any]:
         "voices": len({c.voice for c in clips}),
         "engines": sorted({c.engine for c in clips if c.engine}),
     }
-
-
-# --------------------------------------------------------------------------------------------- data
-@dataclass
-class TrainData:
-    train_clips: list[Clip]
-    train_store: FeatureStore | WaveStore
-    dev_store: FeatureStore | WaveStore
-    sampler: KeywordBatches
-    batcher: WindowBatcher
-    dev_batchers: dict[str, WindowBatcher]  # "" = clean, "aug_" = one augmented rendition
-
-
-def build_stores(
-    cfg: Config, workers: int, progress: bool, build_all: bool = False
-) -> tuple[list[Clip], FeatureStore | WaveStore, FeatureStore | WaveStore]:
-    """(train clips, train store, validation store) of a config; with ``data.cache_ready_only`` the
-    train clips are cut to the finished shards of a cache another process is still building
-    (``build_all``: the cache builder itself, which ignores that setting)."""
-    dc, seed = cfg.data, cfg.train.seed
-    train_clips, dev_clips = config_clips(cfg)
-    if not dev_clips:
-        raise ValueError(f"{dc.manifest} has no split=dev clips; validation needs them")
-    root = Path(dc.cache_dir)
-    train_store: FeatureStore | WaveStore
-    if cfg.model.frontend == "speech_embedding":
-        spec = config_spec(cfg, dc.augment_variants)
-        if dc.cache_ready_only and not build_all:
-            n = ready_prefix(train_clips, spec, root)
-            if n == 0:
-                raise FileNotFoundError(f"data.cache_ready_only: no finished shard under {root / spec.key()}")
-            logger.info("training on the %d of %d clips whose cache shards are finished", n, len(train_clips))
-            train_clips = train_clips[:n]
-        train_store = build_feature_cache(train_clips, spec, root, workers, seed, progress)
-    else:
-        train_store = build_wave_store(train_clips, root, progress)
-        if dc.augment_prob > 0:
-            make_augmenter(
-                None, root.parent / "rirs"
-            )  # simulate + cache the rooms before loader workers start
-    dev_spec = config_spec(cfg, 1 if dc.val_augmented else 0, background=False)
-    dev_store = build_feature_cache(dev_clips, dev_spec, root, workers, seed, progress)
-    return train_clips, train_store, dev_store
-
-
-def prepare_data(cfg: Config, model: KWSModel, dinfo: DistInfo, workers: int, progress: bool) -> TrainData:
-    dc, tc = cfg.data, cfg.train
-    if dinfo.enabled and not dinfo.main:  # rank 0 builds caches first; the others then load them
-        dist.barrier()
-    train_clips, train_store, dev_store = build_stores(cfg, workers, progress and dinfo.main)
-    if dinfo.enabled and dinfo.main:
-        dist.barrier()
-    sampler = KeywordBatches(train_clips, dc.keywords_per_batch, dc.utterances_per_keyword, tc.seed,
-                             dinfo.rank, dinfo.world, tc.batches_per_epoch, dc.hard_fraction)  # fmt: skip
-    frontend, windows = cfg.model.frontend, model.windows
-    if dc.bucket_by_window:
-        sampler.set_buckets([keyword_window(sp, frontend, windows) for sp in train_store.clean_spans()])
-    batcher = WindowBatcher(train_store, frontend, windows, sampler.class_id, train=True, seed=tc.seed + 7919 * dinfo.rank,
-                            frame_mask_prob=dc.frame_mask_prob, max_mask_frames=dc.max_mask_frames,
-                            context_s=dc.context_seconds, augment_prob=dc.augment_prob,
-                            rir_dir=Path(dc.cache_dir).parent / "rirs", background_fraction=dc.background_fraction)  # fmt: skip
-    dev = {"": WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds)}
-    if dc.val_augmented:
-        dev["aug_"] = WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds,
-                                    eval_variant=1)  # fmt: skip
-    return TrainData(train_clips, train_store, dev_store, sampler, batcher, dev)
 
 
 # --------------------------------------------------------------------------------------------- run state

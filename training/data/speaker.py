@@ -8,7 +8,7 @@ One call makes a different-sounding speaker out of a clip:
   distant speech darker).
 
 The ranges follow issue 11: pitch +-5 semitones, formant ratio 0.8-1.25, tempo 0.7-1.4 (duration
-1/tempo, pitch kept), pitch range x0.5-2 (flat to theatrical prosody), tilt +-6 dB. Every draw comes
+1/tempo, pitch kept), pitch range x0.5-1 (flatter prosody; widening it can hang Praat), tilt +-6 dB. Every draw comes
 from the generator given, so a (clip, seed) pair always gives the same voice.
 
 Example:
@@ -46,7 +46,9 @@ class SpeakerRanges:
     pitch_semitones: tuple[float, float] = (-5.0, 5.0)
     formant_ratio: tuple[float, float] = (0.8, 1.25)
     tempo: tuple[float, float] = (0.7, 1.4)
-    pitch_range: tuple[float, float] = (0.5, 2.0)
+    # Praat's change-gender can spin for minutes when it *widens* the pitch range (seen at x1.83 on
+    # a 243 Hz voice): only flattening (< 1) is drawn.
+    pitch_range: tuple[float, float] = (0.5, 1.0)
     tilt_db: tuple[float, float] = (-6.0, 6.0)
 
     def __post_init__(self) -> None:
