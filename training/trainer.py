@@ -354,11 +354,18 @@ def train(
     progress: bool = True,
     max_steps: int | None = None,
 ) -> TrainResult:
-    """Train ``cfg``; returns a summary. ``max_steps`` stops early (timing runs, tests)."""
+    """Train ``cfg``; returns a summary. ``max_steps`` stops early (timing runs, tests); 0 only
+    validates the starting point."""
     run = _setup(cfg, Path(out_dir), cache_workers, progress)
     if resume:
         _resume(run, resume)
     _open_logs(run, append=bool(resume))
+    if max_steps == 0 and run.dinfo.main:  # the starting point only (e.g. a model given by init_from)
+        val = _validate_all(run)
+        assert run.epoch_log is not None
+        run.epoch_log.write({"epoch": run.start_epoch, "step": run.step, **val})
+        logger.info("validation at step %d: %s", run.step, val)
+        return TrainResult(run.out_dir, 0, run.step, [], {"score": val.get("val_score", math.inf), **val}, run.ckpt_dir)
     for epoch in range(run.start_epoch, cfg.train.epochs):
         t_epoch = time.time()
         loss, done = _train_epoch(run, epoch, max_steps)
