@@ -365,7 +365,9 @@ def train(
         assert run.epoch_log is not None
         run.epoch_log.write({"epoch": run.start_epoch, "step": run.step, **val})
         logger.info("validation at step %d: %s", run.step, val)
-        return TrainResult(run.out_dir, 0, run.step, [], {"score": val.get("val_score", math.inf), **val}, run.ckpt_dir)
+        return TrainResult(
+            run.out_dir, 0, run.step, [], {"score": val.get("val_score", math.inf), **val}, run.ckpt_dir
+        )
     for epoch in range(run.start_epoch, cfg.train.epochs):
         t_epoch = time.time()
         loss, done = _train_epoch(run, epoch, max_steps)

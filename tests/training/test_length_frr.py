@@ -14,7 +14,9 @@ def test_length_table_counts_misses_per_bucket(tmp_path: Path) -> None:
     with open(man, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "text", "phonemes"])
-        w.writerows([["a.wav", "hi", "HH AY"], ["b.wav", "turn on the lights", "T ER N | AA N | DH AH | L AY T S"]])
+        w.writerows(
+            [["a.wav", "hi", "HH AY"], ["b.wav", "turn on the lights", "T ER N | AA N | DH AH | L AY T S"]]
+        )
     scores = tmp_path / "scores.csv"
     with open(scores, "w", newline="") as f:
         w = csv.writer(f)
