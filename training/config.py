@@ -124,6 +124,38 @@ class LossConfig(_Frozen):
     rpl: Literal["distance", "angle", "prototype"] | None = None
     rpl_weight: float = Field(1.0, ge=0.0)
     add_weight: float = Field(0.0, ge=0.0)  # Angular Distance Distribution (0 = off)
+    background_weight: float = Field(0.0, ge=0.0)  # background negatives (0 = off)
+    background_margin: float = Field(0.5, ge=-1.0, le=1.0)
+    background_scale: float = Field(50.0, gt=0.0)
+
+
+class SpeakerAugmentConfig(_Frozen):
+    """Speaker augmentation on every augmented rendition (``openkws.training.data.speaker``):
+    Praat's change-gender for pitch, formants, pitch range and tempo, a shelf filter for tilt."""
+
+    p: float = Field(1.0, ge=0.0, le=1.0)
+    pitch_semitones: tuple[float, float] = (-5.0, 5.0)
+    formant_ratio: tuple[float, float] = (0.8, 1.25)
+    tempo: tuple[float, float] = (0.7, 1.4)
+    pitch_range: tuple[float, float] = (0.5, 1.0)  # > 1 can hang Praat (data/speaker.py)
+    tilt_db: tuple[float, float] = (-6.0, 6.0)
+
+
+class RoomAugmentConfig(_Frozen):
+    """Rooms and channels (``openkws.training.data.augment.AugmentConfig``); ``None`` keeps the data
+    layer's default for that field."""
+
+    p_reverb: float | None = Field(None, ge=0.0, le=1.0)
+    p_noise: float | None = Field(None, ge=0.0, le=1.0)
+    noise_snr_db: tuple[float, float] | None = None
+    p_babble: float | None = Field(None, ge=0.0, le=1.0)
+    babble_snr_db: tuple[float, float] | None = None
+    p_telephone: float | None = Field(None, ge=0.0, le=1.0)
+    p_band_limit: float | None = Field(None, ge=0.0, le=1.0)
+    p_gain: float | None = Field(None, ge=0.0, le=1.0)
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
 class DataConfig(_Frozen):
@@ -148,9 +180,24 @@ class DataConfig(_Frozen):
     # spoken by held-out voices, so without these the validation EER could not see word generalisation.
     val_words: int = Field(200, ge=0)
     num_workers: int = Field(0, ge=0)
+    speaker_augment: SpeakerAugmentConfig | None = None  # None: the old speed perturbation only
+    room_augment: RoomAugmentConfig = RoomAugmentConfig()
+    # Background negatives (windows without a keyword): a cut rendition of every phrase clip, and
+    # running-speech sequences per cache shard; `background_fraction` x batch windows per batch.
+    partials: bool = False
+    background_per_shard: int = Field(0, ge=0)
+    background_fraction: float = Field(0.0, ge=0.0, le=2.0)
+    # Train on the finished shards of the cache only (a cache build may still be running).
+    cache_ready_only: bool = False
+    # Validation also on one augmented rendition of each dev clip; the checkpoint is then chosen on
+    # the mean of clean and augmented EER (held-out voices under augmentation).
+    val_augmented: bool = False
 
 
 class TrainConfig(_Frozen):
+    # Start from an exported model directory's weights (fine-tuning a shipped model whose
+    # checkpoint is gone; the geometry must match). None: random initialisation.
+    init_from: str | None = None
     epochs: int = Field(30, ge=1)
     batches_per_epoch: int | None = None  # None = one pass over the keywords
     lr: float = Field(1e-3, gt=0)

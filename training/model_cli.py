@@ -101,21 +101,14 @@ def train_cache(
     overrides: list[str] | None = typer.Option(None, "--set"),
     workers: int = typer.Option(2, help="processes"),
 ) -> None:
-    """Precompute the front-end feature cache (train + dev) for a config."""
-    from .dataset import build_feature_cache, build_wave_store, config_clips
+    """Precompute the front-end feature cache (train + dev) for a config (resumable: rerun it)."""
+    from .train_data import build_stores
 
     cfg = _load(config, overrides)
-    dc = cfg.data
-    train_clips, dev_clips = config_clips(cfg)
-    if cfg.model.frontend == "speech_embedding":
-        build_feature_cache(train_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds,
-                            dc.augment_variants, workers, cfg.train.seed)  # fmt: skip
-    else:
-        build_wave_store(train_clips, Path(dc.cache_dir))
-    build_feature_cache(
-        dev_clips, cfg.model.frontend, Path(dc.cache_dir), dc.context_seconds, 0, workers, cfg.train.seed
+    train_clips, _, dev_store = build_stores(cfg, workers, progress=True, build_all=True)
+    typer.echo(
+        f"cache ready under {cfg.data.cache_dir} ({len(train_clips)} train, {len(dev_store.clips)} dev clips)"
     )
-    typer.echo(f"cache ready under {dc.cache_dir} ({len(train_clips)} train, {len(dev_clips)} dev clips)")
 
 
 @train_app.command("estimate")
@@ -150,7 +143,8 @@ def train_estimate(
     timed_rows = rows[2:] or rows  # the first steps warm up allocators and caches
     median = float(np.median([float(r["sec_per_step"]) for r in timed_rows]))
     cpu = float(np.median([float(r["cpu_sec_per_step"]) for r in timed_rows]))
-    from .dataset import KeywordBatches, config_clips
+    from .loader.clips import config_clips
+    from .loader.sampler import KeywordBatches
 
     clips, _ = config_clips(cfg)
     sampler = KeywordBatches(clips, cfg.data.keywords_per_batch, cfg.data.utterances_per_keyword,

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from openkws.training.dataset import (
-    Clip,
-    FeatureStore,
-    KeywordBatches,
-    WindowBatcher,
-    crop_window,
-    keyword_window,
-    limit_clips_per_word,
-    select_clips,
-    speech_span,
-)
+from openkws.engine.windows import crop_window, keyword_window, speech_span
+from openkws.training.config import load_config
+from openkws.training.loader.batcher import WindowBatcher
+from openkws.training.loader.clips import Clip, limit_clips_per_word, read_manifest, select_clips
+from openkws.training.loader.feature_cache import FeatureStore, build_feature_cache, config_spec, ready_prefix
+from openkws.training.loader.sampler import KeywordBatches
 from openkws.training.models.windows import default_windows, window_samples
 
 
@@ -136,14 +131,22 @@ def test_buckets_make_single_length_batches() -> None:
 def test_feature_cache_with_augmented_variants(
     corpus: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Clean + augmented renditions through the data layer's Augmenter; spans follow each variant."""
-    import openkws.training.dataset as ds
+    """Clean + augmented renditions (new speaker, room); spans follow each variant; partial renditions
+    and running-speech sequences; shards are reused by a longer clip list and read back unchanged."""
+    import openkws.training.loader.feature_cache as fc
+    import openkws.training.loader.renditions as rd
 
-    monkeypatch.setattr(ds, "RIR_COUNT", 3)
-    clips = [c for c in ds.read_manifest(corpus) if c.split == "train"][:6]
-    store = ds.build_feature_cache(clips, "speech_embedding", tmp_path / "cache", 0.5, 2, progress=False)
-    assert store.variants == 3 and len(store.spans) == 6
-    assert (tmp_path / "rirs").is_dir()
+    monkeypatch.setattr(rd, "RIR_COUNT", 3)
+    monkeypatch.setattr(fc, "SHARD_CLIPS", 4)
+    over = {
+        "data": {"context_seconds": 0.5, "speaker_augment": {}, "partials": True, "background_per_shard": 2}
+    }
+    spec = config_spec(load_config("robust", over), 2)
+    clips = [c for c in read_manifest(corpus) if c.split == "train"][:8]
+    store = build_feature_cache(clips[:4], spec, tmp_path / "cache", progress=False)
+    assert ready_prefix(clips, spec, tmp_path / "cache") == 4
+    store = build_feature_cache(clips, spec, tmp_path / "cache", progress=False)
+    assert store.variants == 3 and len(store.spans) == 8 and (tmp_path / "rirs").is_dir()
     for feats, spans in zip(store.feats, store.spans, strict=True):
         assert spans.shape == (3, 2)
         for f, (s, e) in zip(feats, spans, strict=True):
@@ -151,5 +154,29 @@ def test_feature_cache_with_augmented_variants(
             assert f.dtype == np.float16 and f.shape[1] == 96
             assert 0 < s < e <= n_audio + 1280
         assert not np.array_equal(feats[0], feats[1])
-    again = ds.build_feature_cache(clips, "speech_embedding", tmp_path / "cache", 0.5, 2, progress=False)
+    assert len(store.background) == 4 and all(len(ids) > 3 for ids in store.background_ids)
+    assert len(store.partials) == 8 and any(p is not None for p in store.partials)
+    again = build_feature_cache(clips, spec, tmp_path / "cache", progress=False)
     assert np.array_equal(again.feats[2][1], store.feats[2][1])  # read back from the cache
+    assert np.array_equal(again.background[3], store.background[3])
+
+
+def test_batcher_adds_background_windows_with_masks() -> None:
+    clips = _clips(4, 2)
+    feats = [[np.random.default_rng(i).normal(size=(20, 96)).astype(np.float16)] for i in range(len(clips))]
+    store = FeatureStore(clips, feats, [np.array([[8000, 14000]])] * len(clips), 8000, "speech_embedding")
+    store.partials = [feats[i][0][:10] for i in range(len(clips))]
+    store.background = [np.zeros((40, 96), np.float16)]
+    store.background_ids = [clips[0].phoneme_ids + (2,) + (9, 9)]  # says class 0's word and another
+    kb = KeywordBatches(clips, k=4, m=2)
+    batcher = WindowBatcher(store, "speech_embedding", default_windows("speech_embedding"), kb.class_id,
+                            train=True, background_fraction=1.0)  # fmt: skip
+    indices = next(iter(kb))
+    b = batcher(indices)
+    assert b.background is not None and b.background_mask is not None and b.background_lengths is not None
+    assert b.background.shape[0] == len(indices) and b.background.shape[1] <= b.features.shape[1]
+    classes = list(dict.fromkeys(clips[i].phoneme_ids for i in indices))
+    own = classes.index(clips[0].phoneme_ids)
+    running = [n for n in range(len(indices)) if n % 2 == 1]
+    assert not b.background_mask[running, own].any()  # running speech says class 0: no negative for it
+    assert b.background_mask[::2].all()  # partials are negatives for every class, their own included

@@ -126,9 +126,9 @@ def test_logmel_on_the_fly_path_runs(
     corpus: Path, shared_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The log-mel front-end featurises (and augments) waveforms in a DataLoader worker."""
-    import openkws.training.dataset as ds
+    import openkws.training.loader.renditions as rd
 
-    monkeypatch.setattr(ds, "RIR_COUNT", 3)  # a small room bank: simulating 100 rooms takes a minute
+    monkeypatch.setattr(rd, "RIR_COUNT", 3)  # a small room bank: simulating 100 rooms takes a minute
     over = {
         "model": {"frontend": "logmel", "acoustic": {"front_kernel": 5, "blocks": [{"kernel": 3}, {"kernel": 3}], "se_window": 5}},
         "data": {"manifest": str(corpus), "cache_dir": str(shared_cache), "num_workers": 1},

@@ -11,6 +11,9 @@ Each loss is one module in this package (see ``docs/LOSSES.md``). ``LOSSES`` map
 - ``sphereface2``: ``forward(audio_emb [B, D], labels [B])``;
 - ``add``: ``forward(emb [B, D], labels [B])``.
 
+:class:`BackgroundNegativeLoss` (``forward(background [N, D], proxies [K, D], mask [N, K])``) is not
+a selectable utterance loss: the trainer adds it on top when ``loss.background_weight > 0``.
+
 Example:
     >>> loss = build_loss("asyp")
     >>> type(loss).__name__, loss.alpha, loss.beta, loss.margin
@@ -27,6 +30,7 @@ from .adams import AdaMSLoss
 from .angular_distance_distribution import AngularDistanceDistributionLoss
 from .angular_prototypical import AngularPrototypicalFCLoss, AngularPrototypicalLoss
 from .asymmetric_proxy import AsymmetricProxyLoss
+from .background import BackgroundNegativeLoss
 from .base import MetricLoss
 from .modality_adversarial import GradientReversal, ModalityAdversarialLoss, grad_reverse
 from .proxy_bd import ProxyBDLoss
@@ -86,6 +90,7 @@ __all__ = [
     "AngularPrototypicalFCLoss",
     "AngularPrototypicalLoss",
     "AsymmetricProxyLoss",
+    "BackgroundNegativeLoss",
     "GradientReversal",
     "MetricLoss",
     "ModalityAdversarialLoss",

@@ -36,6 +36,10 @@ class AudioOutput:
     frames: torch.Tensor  # [B, T', 2C]
     frame_mask: torch.Tensor  # [B, T'] float
 
+    def take(self, n: int) -> AudioOutput:
+        """The first ``n`` windows (keyword windows encoded together with background windows)."""
+        return AudioOutput(self.embedding[:n], self.frames[:n], self.frame_mask[:n])
+
 
 class KWSModel(nn.Module):
     def __init__(self, cfg: ModelConfig, vocab_size: int) -> None:

@@ -1,0 +1,60 @@
+"""Background-negative loss: windows that hold no keyword must score below the margin against
+every proxy in the batch.
+
+The proxy losses only compare keyword windows with keyword proxies, so nothing teaches the model
+what a stream mostly contains: running speech, the first words of a phrase ("turn on the" for
+"turn on the lights"), a phrase one word away, a keyword cut off by the window edge. Each such
+window ``b`` is a negative anchor for the proxies ``p_j`` it may be compared with (``mask``): a
+proxy whose words the window really contains is masked out by the caller.
+
+    L = mean_b  pair_fn_{j in M_b}( S_bj - lambda ; beta ),   S_bj = cos(b, p_j)
+
+with ``pair = "else"`` (default: ``1/beta log(1 + sum_j exp(beta (S_bj - lambda)))``, dominated by
+the proxy the window is closest to, which is the one that fires in a stream) or ``"msp"`` (the
+mean softplus the Asymmetric-Proxy loss uses for its negatives). ``lambda`` is the proxy losses'
+margin (0.5) and ``beta`` their negative scale (50), so a background window is held to the same
+standard as a wrong keyword.
+
+Example:
+    >>> loss = BackgroundNegativeLoss(scale=1.0, margin=0.0)
+    >>> bg = torch.tensor([[1.0, 0.0]]); proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> round(loss(bg, proxies, torch.tensor([[True, True]])).item(), 4)  # log(1 + e^1 + e^0)
+    1.5514
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from .base import PAIR_FUNCTIONS, MetricLoss, check_embeddings, cosine_matrix
+
+
+class BackgroundNegativeLoss(MetricLoss):
+    def __init__(
+        self, scale: float = 50.0, margin: float = 0.5, pair: Literal["else", "msp"] = "else"
+    ) -> None:
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"background loss scale must be positive, got {scale}")
+        if pair not in ("else", "msp"):
+            raise ValueError(f"background loss pair function must be 'else' or 'msp', got {pair!r}")
+        self.scale, self.margin, self.pair = float(scale), float(margin), pair
+
+    def forward(self, background: Tensor, proxies: Tensor, mask: Tensor) -> Tensor:
+        """``background [N, D]``, ``proxies [K, D]``, ``mask [N, K]`` bool (True = a valid negative).
+        Windows with no valid proxy are left out; if none is left the batch is degenerate."""
+        check_embeddings(background, "background")
+        check_embeddings(proxies, "proxies", dim=background.shape[1])
+        if mask.shape != (background.shape[0], proxies.shape[0]) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mask must be a bool tensor of shape {(background.shape[0], proxies.shape[0])}, "
+                f"got {mask.dtype} {tuple(mask.shape)}"
+            )
+        rows = mask.any(dim=1)
+        if not rows.any():
+            return self._degenerate("no background window has a valid proxy", background, proxies)
+        z = cosine_matrix(background[rows], proxies) - self.margin
+        return PAIR_FUNCTIONS[self.pair](z, mask[rows], self.scale).mean()
