@@ -146,7 +146,9 @@ class ServerProcess:
 
 
 # -- websocket streaming client -------------------------------------------------------------------------
-def start_message(*, debug: bool | None = None, keywords: Sequence[int] | None = None, vad: str | None = None) -> str:
+def start_message(
+    *, debug: bool | None = None, keywords: Sequence[int] | None = None, vad: str | None = None
+) -> str:
     """The ``start`` control message for 16 kHz mono pcm16le; optional fields only when given."""
     msg: dict[str, Any] = {
         "type": "start",

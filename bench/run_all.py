@@ -373,7 +373,17 @@ def _service(args: argparse.Namespace, model_dir: str, out: Path) -> dict[str, A
 def _soak(args: argparse.Namespace, model_dir: str, out: Path) -> dict[str, Any]:
     """``bench/soak.py``: 10 minutes (1 with --quick) of real-time streams and keyword churn."""
     minutes = "1" if args.quick else "10"
-    cmd = [sys.executable, "-m", "bench.soak", "--minutes", minutes, "--model", model_dir, "--out", str(out / "soak.json")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.soak",
+        "--minutes",
+        minutes,
+        "--model",
+        model_dir,
+        "--out",
+        str(out / "soak.json"),
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if not (out / "soak.json").is_file():
         return {"status": f"failed (exit {p.returncode})", "stderr": p.stderr[-2000:]}

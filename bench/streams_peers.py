@@ -22,7 +22,15 @@ from bench.detectors import ScoreTrace, SweepEvents, make_detector, trace_events
 
 MERGE_S = 0.5
 EWN_GRID = tuple(np.round(np.arange(0.60, 1.0001, 0.01), 3).tolist())
-PS_GRID = (0.0, 3.0, 6.0, 12.0, 25.0, 50.0, 100.0)  # log10 per phone, capped at 1e300: 300+ keyphrases need a strict end
+PS_GRID = (
+    0.0,
+    3.0,
+    6.0,
+    12.0,
+    25.0,
+    50.0,
+    100.0,
+)  # log10 per phone, capped at 1e300: 300+ keyphrases need a strict end
 EWN_HOP_S = 0.75  # the package's own microphone demo hop
 # EfficientWord-Net is audio-enrolled: templates are the service's first 4 TTS proxy voices
 TEMPLATE_VOICES = ("espeak:en-us+m3", "espeak:en-us+f2", "flite:slt", "flite:kal")
@@ -56,8 +64,12 @@ def make_runner(name: str, keywords: Sequence[str], cache: Path) -> Callable[[np
         def run_ps(audio: np.ndarray) -> list[Event]:
             out = det.process(audio)
             assert isinstance(out, SweepEvents)
-            return nest([(float(t), {k: out.events.get(k, [np.zeros(0)] * len(out.thresholds))[j] for k in kws})
-                         for j, t in enumerate(out.thresholds)])
+            return nest(
+                [
+                    (float(t), {k: out.events.get(k, [np.zeros(0)] * len(out.thresholds))[j] for k in kws})
+                    for j, t in enumerate(out.thresholds)
+                ]
+            )
 
         return run_ps
     if name == "efficientword":

@@ -25,20 +25,38 @@ import numpy as np
 
 KEYWORDS = ("turn on the lights", "computer", "okay nova", "stop", "play music")
 KEYWORD_SENTENCES = (
-    ("turn on the lights", "turn on the lights"), ("please turn on the lights in the kitchen", "turn on the lights"),
-    ("computer", "computer"), ("computer what time is it", "computer"),
-    ("okay nova", "okay nova"), ("okay nova set a timer for ten minutes", "okay nova"),
-    ("stop", "stop"), ("please stop", "stop"),
-    ("play music", "play music"), ("play music in the living room", "play music"),
+    ("turn on the lights", "turn on the lights"),
+    ("please turn on the lights in the kitchen", "turn on the lights"),
+    ("computer", "computer"),
+    ("computer what time is it", "computer"),
+    ("okay nova", "okay nova"),
+    ("okay nova set a timer for ten minutes", "okay nova"),
+    ("stop", "stop"),
+    ("please stop", "stop"),
+    ("play music", "play music"),
+    ("play music in the living room", "play music"),
 )
 OTHER_SENTENCES = (
-    "turn off the lights", "turn left at the next traffic light", "okay now let us begin",
-    "pause the music please", "the commuter train was late again", "turn on the radio",
-    "nova scotia is cold in winter", "the bus stopped at the corner", "she plays the piano",
+    "turn off the lights",
+    "turn left at the next traffic light",
+    "okay now let us begin",
+    "pause the music please",
+    "the commuter train was late again",
+    "turn on the radio",
+    "nova scotia is cold in winter",
+    "the bus stopped at the corner",
+    "she plays the piano",
     "compute the total for me",
-    "the weather is nice today", "i will call you tomorrow morning", "she bought some fresh bread",
-    "we need to leave in five minutes", "the meeting was moved to thursday", "can you hear me now",
-    "my brother lives in chicago", "this coffee is too hot", "the children are outside", "let me know when you arrive",
+    "the weather is nice today",
+    "i will call you tomorrow morning",
+    "she bought some fresh bread",
+    "we need to leave in five minutes",
+    "the meeting was moved to thursday",
+    "can you hear me now",
+    "my brother lives in chicago",
+    "this coffee is too hot",
+    "the children are outside",
+    "let me know when you arrive",
 )
 VOICES = ("espeak:en-us", "espeak:en-gb-x-rp", "espeak:en-us+f3", "flite:slt", "flite:rms", "flite:awb")
 PAD_S = 1.0
@@ -61,8 +79,9 @@ def contains(sentence: str, keyword: str) -> bool:
     return f" {keyword} " in f" {sentence} "
 
 
-def run(model: Path, proxy: str = "text", threshold: float | None = None,
-        target: float | None = None) -> dict[str, object]:
+def run(
+    model: Path, proxy: str = "text", threshold: float | None = None, target: float | None = None
+) -> dict[str, object]:
     from openkws.engine.spotter import Spotter
     from openkws.registry import EnrollItem, KeywordRegistry
     from openkws.sensitivity import Sensitivity
@@ -74,9 +93,15 @@ def run(model: Path, proxy: str = "text", threshold: float | None = None,
         svc = KeywordRegistry(store, sp, sensitivity=Sensitivity.load(model, sp))
         items = [EnrollItem(k, threshold, None, proxy, target_fa_per_hour=target) for k in KEYWORDS]  # type: ignore[arg-type]
         enrolled = svc.enroll("default", items)
-    kws = {e.record.text: {"threshold": e.record.threshold, "expected_fa_per_hour": e.expected_fa_per_hour,
-                           "warnings": list(e.warnings), "confusable_with": [c.text for c in e.confusable_with]}
-           for e in enrolled}
+    kws = {
+        e.record.text: {
+            "threshold": e.record.threshold,
+            "expected_fa_per_hour": e.expected_fa_per_hour,
+            "warnings": list(e.warnings),
+            "confusable_with": [c.text for c in e.confusable_with],
+        }
+        for e in enrolled
+    }
     hits, fa_sent, fa_total, per_voice = 0, 0, 0, {}
     by_kw = {k: 0 for k in KEYWORDS}
     fired_on: dict[str, list[str]] = {}
@@ -99,13 +124,27 @@ def run(model: Path, proxy: str = "text", threshold: float | None = None,
         hits += h
         fa_sent += f
         per_voice[v] = {"hits": h, "false_alarm_sentences": f}
-    setting = (f"raw threshold {threshold}" if threshold is not None else
-               f"target {target:g} FA/h" if target is not None else "default sensitivity (0.5 FA/h)")
-    return {"model": str(model), "proxy": proxy, "threshold": setting,
-            "hits": hits, "keyword_sentences": len(KEYWORD_SENTENCES) * len(VOICES),
-            "false_alarm_sentences": fa_sent, "other_sentences": len(OTHER_SENTENCES) * len(VOICES),
-            "false_alarms_total": fa_total, "hits_by_keyword": by_kw, "per_voice": per_voice,
-            "keywords": kws, "false_alarms": fired_on}
+    setting = (
+        f"raw threshold {threshold}"
+        if threshold is not None
+        else f"target {target:g} FA/h"
+        if target is not None
+        else "default sensitivity (0.5 FA/h)"
+    )
+    return {
+        "model": str(model),
+        "proxy": proxy,
+        "threshold": setting,
+        "hits": hits,
+        "keyword_sentences": len(KEYWORD_SENTENCES) * len(VOICES),
+        "false_alarm_sentences": fa_sent,
+        "other_sentences": len(OTHER_SENTENCES) * len(VOICES),
+        "false_alarms_total": fa_total,
+        "hits_by_keyword": by_kw,
+        "per_voice": per_voice,
+        "keywords": kws,
+        "false_alarms": fired_on,
+    }
 
 
 DOC_BEGIN, DOC_END = "<!-- user-test:begin -->", "<!-- user-test:end -->"
@@ -113,22 +152,38 @@ DOC_BEGIN, DOC_END = "<!-- user-test:begin -->", "<!-- user-test:end -->"
 
 def doc_section(results: list[dict[str, object]]) -> str:
     """The markdown table of one or more saved results (``--out`` JSON files)."""
-    lines = [f"{DOC_BEGIN}", "## New-user test (`python -m bench.user_test`)", "",
-             f"Keywords {', '.join(repr(k) for k in KEYWORDS)} enrolled together; voices {', '.join(VOICES)}; "
-             f"{len(KEYWORD_SENTENCES)} keyword sentences and {len(OTHER_SENTENCES)} others per voice (fixed lists "
-             "in `bench/user_test.py`). A false alarm is a detection of a keyword the sentence does not contain.", "",
-             "| proxy | setting | hits | sentences with a false alarm | false alarms in all | hits per keyword |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"{DOC_BEGIN}",
+        "## New-user test (`python -m bench.user_test`)",
+        "",
+        f"Keywords {', '.join(repr(k) for k in KEYWORDS)} enrolled together; voices {', '.join(VOICES)}; "
+        f"{len(KEYWORD_SENTENCES)} keyword sentences and {len(OTHER_SENTENCES)} others per voice (fixed lists "
+        "in `bench/user_test.py`). A false alarm is a detection of a keyword the sentence does not contain.",
+        "",
+        "| proxy | setting | hits | sentences with a false alarm | false alarms in all | hits per keyword |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in results:
         per = ", ".join(f"{k} {v}/{len(VOICES) * 2}" for k, v in r["hits_by_keyword"].items())  # type: ignore[union-attr]
         setting = f"raw threshold {r['threshold']}" if isinstance(r["threshold"], float) else r["threshold"]
-        setting = "default sensitivity (0.5 FA/h)" if setting == "default sensitivity" else setting  # older files
-        lines.append(f"| {r['proxy']} | {setting} | {r['hits']}/{r['keyword_sentences']} | "
-                     f"{r['false_alarm_sentences']}/{r['other_sentences']} | {r['false_alarms_total']} | {per} |")
-    met = [r for r in results if int(r["hits"]) >= 0.9 * int(r["keyword_sentences"])  # type: ignore[call-overload]
-           and int(r["false_alarms_total"]) <= 2]  # type: ignore[call-overload]
-    lines += ["", "The robust-model issue aims at >= 90% of hits with at most 2 false alarms: "
-              + (f"met by {len(met)} of these rows." if met else "met by none of these rows.")]
+        setting = (
+            "default sensitivity (0.5 FA/h)" if setting == "default sensitivity" else setting
+        )  # older files
+        lines.append(
+            f"| {r['proxy']} | {setting} | {r['hits']}/{r['keyword_sentences']} | "
+            f"{r['false_alarm_sentences']}/{r['other_sentences']} | {r['false_alarms_total']} | {per} |"
+        )
+    met = [
+        r
+        for r in results
+        if int(r["hits"]) >= 0.9 * int(r["keyword_sentences"])  # type: ignore[call-overload]
+        and int(r["false_alarms_total"]) <= 2
+    ]  # type: ignore[call-overload]
+    lines += [
+        "",
+        "The robust-model issue aims at >= 90% of hits with at most 2 false alarms: "
+        + (f"met by {len(met)} of these rows." if met else "met by none of these rows."),
+    ]
     return "\n".join(lines + ["", DOC_END])
 
 
@@ -136,7 +191,7 @@ def write_doc(doc: Path, results: list[dict[str, object]]) -> None:
     text = doc.read_text() if doc.is_file() else ""
     block = doc_section(results)
     if DOC_BEGIN in text and DOC_END in text:
-        text = text[: text.index(DOC_BEGIN)] + block + text[text.index(DOC_END) + len(DOC_END):]
+        text = text[: text.index(DOC_BEGIN)] + block + text[text.index(DOC_END) + len(DOC_END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(text)
@@ -146,19 +201,27 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=Path("models/default"))
     ap.add_argument("--proxy", choices=("text", "tts", "both"), default="text")
-    ap.add_argument("--threshold", type=float, default=None, help="raw threshold (default: the default sensitivity)")
+    ap.add_argument(
+        "--threshold", type=float, default=None, help="raw threshold (default: the default sensitivity)"
+    )
     ap.add_argument("--target", type=float, default=None, help="target_fa_per_hour (default: the service's)")
     ap.add_argument("--out", type=Path, default=None)
-    ap.add_argument("--doc", type=Path, default=None,
-                    help="only write the table of these saved results (--results) into this markdown file")
+    ap.add_argument(
+        "--doc",
+        type=Path,
+        default=None,
+        help="only write the table of these saved results (--results) into this markdown file",
+    )
     ap.add_argument("--results", type=Path, nargs="*", default=[])
     a = ap.parse_args()
     if a.doc is not None:
         write_doc(a.doc, [json.loads(p.read_text()) for p in a.results])
         return
     res = run(a.model, a.proxy, a.threshold, a.target)
-    print(f"{a.proxy} proxies, {res['threshold']}: hits {res['hits']}/{res['keyword_sentences']}, false alarms in "
-          f"{res['false_alarm_sentences']}/{res['other_sentences']} other sentences ({res['false_alarms_total']} in all)")
+    print(
+        f"{a.proxy} proxies, {res['threshold']}: hits {res['hits']}/{res['keyword_sentences']}, false alarms in "
+        f"{res['false_alarm_sentences']}/{res['other_sentences']} other sentences ({res['false_alarms_total']} in all)"
+    )
     print(json.dumps({k: res[k] for k in ("hits_by_keyword", "keywords")}, indent=1))
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,8 +25,14 @@ if TYPE_CHECKING:
     from .kws import Detection, Keyword, KeywordSpotter, Stream
     from .text import G2PError
 
-_LAZY = {"KeywordSpotter": ".kws", "Stream": ".kws", "Keyword": ".kws", "Detection": ".kws",
-         "AudioError": ".audio", "G2PError": ".text"}
+_LAZY = {
+    "KeywordSpotter": ".kws",
+    "Stream": ".kws",
+    "Keyword": ".kws",
+    "Detection": ".kws",
+    "AudioError": ".audio",
+    "G2PError": ".text",
+}
 
 
 def __getattr__(name: str) -> Any:

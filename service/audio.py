@@ -50,8 +50,10 @@ class AudioError(ValueError):
 
 def check_rate(rate: int) -> None:
     if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
-        raise AudioError("unsupported_sample_rate",
-                         f"sample_rate {rate} not supported; use {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz")
+        raise AudioError(
+            "unsupported_sample_rate",
+            f"sample_rate {rate} not supported; use {MIN_SAMPLE_RATE}–{MAX_SAMPLE_RATE} Hz",
+        )
 
 
 def check_channels(channels: int) -> None:
@@ -70,8 +72,10 @@ class AudioFormat:
     def validate(self) -> None:
         check_rate(self.sample_rate)
         if self.encoding not in ENCODINGS:
-            raise AudioError("unsupported_encoding",
-                             f"encoding {self.encoding!r} not supported; use one of {', '.join(ENCODINGS)}")
+            raise AudioError(
+                "unsupported_encoding",
+                f"encoding {self.encoding!r} not supported; use one of {', '.join(ENCODINGS)}",
+            )
         check_channels(self.channels)
 
     @property
@@ -92,7 +96,9 @@ def pcm_to_float(data: bytes, fmt: AudioFormat) -> np.ndarray:
     if fmt.encoding == "pcm16le":
         return x.astype(np.float32) / np.float32(PCM_SCALE)
     if not np.isfinite(x).all():
-        raise AudioError("invalid_samples", "float32le audio contains NaN or infinity; send finite samples in [-1, 1]")
+        raise AudioError(
+            "invalid_samples", "float32le audio contains NaN or infinity; send finite samples in [-1, 1]"
+        )
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
@@ -157,32 +163,48 @@ def decode_file(data: bytes, max_seconds: float, name: str | None = None) -> Dec
     try:
         info = sf.info(io.BytesIO(data))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
-        reason = e.error_string if isinstance(e, sf.LibsndfileError) else str(e)  # str(e) holds the BytesIO repr
-        raise AudioError("undecodable_audio",
-                         f"could not read {what} as audio ({reason}); accepted: {ACCEPTED_FILES}") from None
+        reason = (
+            e.error_string if isinstance(e, sf.LibsndfileError) else str(e)
+        )  # str(e) holds the BytesIO repr
+        raise AudioError(
+            "undecodable_audio", f"could not read {what} as audio ({reason}); accepted: {ACCEPTED_FILES}"
+        ) from None
     if info.format not in FILE_FORMATS:
-        raise AudioError("unsupported_format",
-                         f"{what} is {info.format} audio, which is not supported; accepted: {ACCEPTED_FILES}")
+        raise AudioError(
+            "unsupported_format",
+            f"{what} is {info.format} audio, which is not supported; accepted: {ACCEPTED_FILES}",
+        )
     check_rate(int(info.samplerate))
     check_channels(int(info.channels))
     cut = _wav_truncated(data) if info.format in ("WAV", "WAVEX") else None
     if cut is not None:
-        raise AudioError("truncated_audio",
-                         f"the WAV file is truncated: its header declares {cut[0]} bytes of audio but {cut[1]} are present")
+        raise AudioError(
+            "truncated_audio",
+            f"the WAV file is truncated: its header declares {cut[0]} bytes of audio but {cut[1]} are present",
+        )
     if info.format == "OGG" and _ogg_truncated(data):
-        raise AudioError("truncated_audio", f"the OGG file {what} is truncated: it does not end with a complete "
-                         "end-of-stream page")
+        raise AudioError(
+            "truncated_audio",
+            f"the OGG file {what} is truncated: it does not end with a complete end-of-stream page",
+        )
     if info.frames >= UNKNOWN_LENGTH:
-        raise AudioError("unknown_length", f"the {info.format} header of {what} does not declare its length (total "
-                         "samples 0, as streaming encoders write); re-encode it with its length, or send WAV")
+        raise AudioError(
+            "unknown_length",
+            f"the {info.format} header of {what} does not declare its length (total "
+            "samples 0, as streaming encoders write); re-encode it with its length, or send WAV",
+        )
     if info.frames / info.samplerate > max_seconds:
-        raise AudioError("audio_too_long",
-                         f"the file has {info.frames / info.samplerate:.1f} s of audio; at most {max_seconds:g} s are accepted")
+        raise AudioError(
+            "audio_too_long",
+            f"the file has {info.frames / info.samplerate:.1f} s of audio; at most {max_seconds:g} s are accepted",
+        )
     try:
         samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
-        raise AudioError("corrupt_audio",
-                         f"the {info.format} header was read but decoding failed ({e}): the file is truncated or corrupt") from None
+        raise AudioError(
+            "corrupt_audio",
+            f"the {info.format} header was read but decoding failed ({e}): the file is truncated or corrupt",
+        ) from None
     if len(samples) == 0:
         raise AudioError("no_audio", f"the {info.format} file decoded to 0 samples: it is empty or truncated")
     if not np.isfinite(samples).all():

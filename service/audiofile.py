@@ -41,11 +41,15 @@ def check_audio_file(path: Path | str) -> str:
         info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
         reason = getattr(e, "error_string", None) or str(e).rsplit(": ", 1)[-1]
-        raise AudioError("unsupported_format", f"{p} is not a {ACCEPTED_FILES} file (libsndfile: "
-                                               f"{reason.rstrip('.')}); {_convert_hint(p)}") from None
+        raise AudioError(
+            "unsupported_format",
+            f"{p} is not a {ACCEPTED_FILES} file (libsndfile: {reason.rstrip('.')}); {_convert_hint(p)}",
+        ) from None
     if info.format not in FILE_FORMATS:
-        raise AudioError("unsupported_format", f"{p} is {info.format} audio; accepted: {ACCEPTED_FILES}; "
-                                               f"{_convert_hint(p)}")
+        raise AudioError(
+            "unsupported_format",
+            f"{p} is {info.format} audio; accepted: {ACCEPTED_FILES}; {_convert_hint(p)}",
+        )
     return str(info.format)
 
 

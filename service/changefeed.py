@@ -69,8 +69,9 @@ class _ChangeBase(DeclarativeBase):  # its own metadata: SQLite stores never get
 class ChangeTable(_ChangeBase):
     __tablename__ = "registry_changes"
 
-    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-                                     autoincrement=True)
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     tenant: Mapped[str] = mapped_column(String(MAX_TENANT_CHARS))
     kind: Mapped[str] = mapped_column(String(16))  # "keyword" | "api_key"
     op: Mapped[str] = mapped_column(String(8))  # "insert" | "update" | "delete"
@@ -159,14 +160,24 @@ class ChangeLog:
 class FeedMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         r = registry or CollectorRegistry()
-        self.seq = Gauge("openkws_changefeed_sequence", "Last registry change applied to this replica's index",
-                         registry=r)
-        self.applied = Counter("openkws_changefeed_changes_total", "Registry changes read from the change log",
-                               ["kind"], registry=r)
-        self.lag = Histogram("openkws_changefeed_lag_seconds", "Commit of a registry change to its application "
-                             "here (database clock to local clock)", buckets=LAG_BUCKETS, registry=r)
-        self.rebuilds = Counter("openkws_changefeed_rebuilds_total", "Full index rebuilds (log pruned past us)",
-                                registry=r)
+        self.seq = Gauge(
+            "openkws_changefeed_sequence", "Last registry change applied to this replica's index", registry=r
+        )
+        self.applied = Counter(
+            "openkws_changefeed_changes_total",
+            "Registry changes read from the change log",
+            ["kind"],
+            registry=r,
+        )
+        self.lag = Histogram(
+            "openkws_changefeed_lag_seconds",
+            "Commit of a registry change to its application here (database clock to local clock)",
+            buckets=LAG_BUCKETS,
+            registry=r,
+        )
+        self.rebuilds = Counter(
+            "openkws_changefeed_rebuilds_total", "Full index rebuilds (log pruned past us)", registry=r
+        )
         self.listening = Gauge("openkws_changefeed_listening", "1 while LISTEN is connected", registry=r)
 
 
@@ -182,9 +193,15 @@ class Applied:
 class StoreFollower:
     """Applies the change log to a replica's index: LISTEN/NOTIFY, with periodic incremental reads."""
 
-    def __init__(self, keywords: Registry, poll_interval_s: float = 5.0,
-                 registry: CollectorRegistry | None = None, on_applied: Callable[[Applied], None] | None = None,
-                 retention_s: float = 86_400.0, reconnect_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        keywords: Registry,
+        poll_interval_s: float = 5.0,
+        registry: CollectorRegistry | None = None,
+        on_applied: Callable[[Applied], None] | None = None,
+        retention_s: float = 86_400.0,
+        reconnect_s: float = 1.0,
+    ) -> None:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
         self.keywords = keywords
@@ -215,7 +232,9 @@ class StoreFollower:
             if not changes:
                 return total
             if changes[0].seq > self.seq + 1 and self.seq > 0 and self.log.first_seq() > self.seq + 1:
-                log.warning("change log pruned past sequence %d; rebuilding the index from the store", self.seq)
+                log.warning(
+                    "change log pruned past sequence %d; rebuilding the index from the store", self.seq
+                )
                 self.metrics.rebuilds.inc()
                 got = self.start_from_store()
                 return _sum(total, got)
@@ -242,8 +261,10 @@ class StoreFollower:
         # The service's write lock: a local enrollment or delete and this update never interleave.
         with svc._write:
             with svc.store.sessions() as s:
-                rows = {r.id: _record(r) for r in s.scalars(
-                    select(KeywordTable).where(KeywordTable.id.in_(list(keyword_ids))))}
+                rows = {
+                    r.id: _record(r)
+                    for r in s.scalars(select(KeywordTable).where(KeywordTable.id.in_(list(keyword_ids))))
+                }
             added, removed, updated = [], 0, 0
             gone: dict[str, list[int]] = {}
             thresholds: dict[str, dict[int, float]] = {}
@@ -312,8 +333,12 @@ class StoreFollower:
                 if self._stop.is_set():
                     break
                 self.metrics.listening.set(0)
-                log.warning("change feed: LISTEN connection failed (%s); reading the log every %.1f s until it "
-                            "is back", e, self.poll_interval_s)
+                log.warning(
+                    "change feed: LISTEN connection failed (%s); reading the log every %.1f s until it "
+                    "is back",
+                    e,
+                    self.poll_interval_s,
+                )
                 self._poll_until_reconnect()
             finally:
                 self.metrics.listening.set(0)
@@ -334,12 +359,17 @@ class StoreFollower:
             log.exception("change feed: catching up from sequence %d failed", self.seq)
 
 
-async def follow_change_feed(registry: Registry, poll_interval_s: float, metrics: CollectorRegistry | None,
-                             on_applied: Callable[[], None] | None = None) -> None:
+async def follow_change_feed(
+    registry: Registry,
+    poll_interval_s: float,
+    metrics: CollectorRegistry | None,
+    on_applied: Callable[[], None] | None = None,
+) -> None:
     """Run a :class:`StoreFollower` for an app until cancelled (the app's shutdown)."""
     loop = asyncio.get_running_loop()
-    follower = StoreFollower(registry, poll_interval_s, metrics,
-                             on_applied=None if on_applied is None else lambda _a: on_applied())
+    follower = StoreFollower(
+        registry, poll_interval_s, metrics, on_applied=None if on_applied is None else lambda _a: on_applied()
+    )
     await loop.run_in_executor(None, follower.start_from_store)
     if on_applied is not None:
         on_applied()
@@ -351,5 +381,10 @@ async def follow_change_feed(registry: Registry, poll_interval_s: float, metrics
 
 
 def _sum(a: Applied, b: Applied) -> Applied:
-    return Applied(a.changes + b.changes, a.added + b.added, a.removed + b.removed, a.updated + b.updated,
-                   a.rebuilt or b.rebuilt)
+    return Applied(
+        a.changes + b.changes,
+        a.added + b.added,
+        a.removed + b.removed,
+        a.updated + b.updated,
+        a.rebuilt or b.rebuilt,
+    )

@@ -32,14 +32,24 @@ from .cli_common import DEFAULT_URL, KeyOpt, UrlOpt, fail, handled
 from .cli_common import client as _client
 from .cli_keywords import ProxyChoice, keywords_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="openkws: open-vocabulary keyword spotting")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="openkws: open-vocabulary keyword spotting",
+)
 app.add_typer(keywords_app, name="keywords")
-keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys (writes the server's database).")
+keys_app = typer.Typer(
+    no_args_is_help=True, help="Create, list and revoke API keys (writes the server's database)."
+)
 app.add_typer(keys_app, name="keys")
 
-DataDirOpt = Annotated[Path | None, typer.Option(help="the server's data directory (default OPENKWS_DATA_DIR)")]
-DbUrlOpt = Annotated[str | None, typer.Option(help="the server's database URL (default OPENKWS_DATABASE_URL)")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option(help="the server's data directory (default OPENKWS_DATA_DIR)")
+]
+DbUrlOpt = Annotated[
+    str | None, typer.Option(help="the server's database URL (default OPENKWS_DATABASE_URL)")
+]
 _fail = fail
 __all__ = ["DEFAULT_URL", "ProxyChoice", "app", "main"]
 
@@ -49,15 +59,21 @@ def _api_keys(data_dir: Path | None, database_url: str | None) -> Any:
     from .settings import Settings
     from .store import KeywordStore
 
-    overrides = {k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None}
+    overrides = {
+        k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None
+    }
     settings = Settings.model_validate(overrides)
     return ApiKeys(KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous))
 
 
 @keys_app.command("create")
 def keys_create(
-    tenant: Annotated[str, typer.Option(help="tenant the key belongs to (its keywords are the only ones it sees)")],
-    scope: Annotated[str, typer.Option(help="admin: manage keywords and keys, and detect; stream: detect only")],
+    tenant: Annotated[
+        str, typer.Option(help="tenant the key belongs to (its keywords are the only ones it sees)")
+    ],
+    scope: Annotated[
+        str, typer.Option(help="admin: manage keywords and keys, and detect; stream: detect only")
+    ],
     name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
     data_dir: DataDirOpt = None,
     database_url: DbUrlOpt = None,
@@ -68,8 +84,10 @@ def keys_create(
     except ValueError as e:
         _fail(str(e), 2)
     typer.echo(k.token)
-    typer.echo(f"key {k.key_id}: tenant {k.tenant!r}, scope {k.scope!r}; store it now, it cannot be shown again",
-               err=True)
+    typer.echo(
+        f"key {k.key_id}: tenant {k.tenant!r}, scope {k.scope!r}; store it now, it cannot be shown again",
+        err=True,
+    )
 
 
 @keys_app.command("list")
@@ -81,7 +99,9 @@ def keys_list(
     """List API keys (ids, tenants, scopes; never the secrets)."""
     for k in _api_keys(data_dir, database_url).list(tenant):
         state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        typer.echo(f"{k.key_id}\t{k.tenant}\t{k.scope}\t{state}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{k.name or ''}")
+        typer.echo(
+            f"{k.key_id}\t{k.tenant}\t{k.scope}\t{state}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{k.name or ''}"
+        )
 
 
 @keys_app.command("revoke")
@@ -102,9 +122,18 @@ def keys_revoke(
 def serve(
     host: Annotated[str | None, typer.Option(help="bind address (default OPENKWS_HOST or 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default OPENKWS_PORT or 8000)")] = None,
-    model_dir: Annotated[Path | None, typer.Option(help="model directory (default OPENKWS_MODEL_DIR or the packaged model)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="where the SQLite keyword store lives (default OPENKWS_DATA_DIR or ~/.local/share/openkws)")] = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db")] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="model directory (default OPENKWS_MODEL_DIR or the packaged model)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="where the SQLite keyword store lives (default OPENKWS_DATA_DIR or ~/.local/share/openkws)"
+        ),
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Run the REST + websocket server (settings: flags, else OPENKWS_* environment variables)."""
@@ -114,9 +143,17 @@ def serve(
     from .engine.model_spec import ModelContractError, load_spec
     from .settings import Settings
 
-    overrides: dict[str, Any] = {k: v for k, v in {"host": host, "port": port, "model_dir": model_dir,
-                                                   "data_dir": data_dir, "database_url": database_url}.items()
-                                 if v is not None}
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "host": host,
+            "port": port,
+            "model_dir": model_dir,
+            "data_dir": data_dir,
+            "database_url": database_url,
+        }.items()
+        if v is not None
+    }
     settings = Settings.model_validate(overrides)
     try:
         load_spec(settings.model_dir, verify_hashes=False)  # fail fast with one clear line
@@ -132,8 +169,11 @@ def _print_event(ev: dict[str, Any], as_json: bool) -> None:
         return
     t = ev.get("type")
     if t == "detection":
-        typer.secho(f"[{ev['start_ms'] / 1000:7.2f}s–{ev['end_ms'] / 1000:6.2f}s] {ev['text']!r} "
-                    f"(id {ev['keyword_id']}) score {ev['score']:.3f} ≥ {ev['threshold']:.2f}", fg=typer.colors.GREEN)
+        typer.secho(
+            f"[{ev['start_ms'] / 1000:7.2f}s–{ev['end_ms'] / 1000:6.2f}s] {ev['text']!r} "
+            f"(id {ev['keyword_id']}) score {ev['score']:.3f} ≥ {ev['threshold']:.2f}",
+            fg=typer.colors.GREEN,
+        )
     elif t == "near_miss":
         cands = ", ".join(f"{c['text']!r} {c['score']:.3f}<{c['threshold']:.2f}" for c in ev["candidates"])
         typer.echo(f"[{ev['time_ms'] / 1000:7.2f}s] near miss: {cands}")
@@ -173,10 +213,14 @@ def detect(
 @app.command()
 def stream(
     file: Annotated[Path | None, typer.Argument(dir_okay=False, help="audio file to stream")] = None,
-    mic: Annotated[bool, typer.Option("--mic", help="stream the default microphone instead of a file")] = False,
+    mic: Annotated[
+        bool, typer.Option("--mic", help="stream the default microphone instead of a file")
+    ] = False,
     url: UrlOpt = DEFAULT_URL,
     chunk_ms: Annotated[int, typer.Option(min=10, max=1000, help="audio per websocket frame")] = 100,
-    realtime: Annotated[bool, typer.Option(help="pace a file in real time (--no-realtime: as fast as possible)")] = True,
+    realtime: Annotated[
+        bool, typer.Option(help="pace a file in real time (--no-realtime: as fast as possible)")
+    ] = True,
     seconds: Annotated[float | None, typer.Option(help="stop the microphone after this long")] = None,
     debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print every server message as JSON")] = False,
@@ -192,8 +236,11 @@ def stream(
             check_audio_file(file)
     with _client(url, api_key) as c, handled():
         try:
-            events = (c.stream_microphone(chunk_ms=chunk_ms, seconds=seconds, debug=debug) if mic
-                      else c.stream_file(file, chunk_ms=chunk_ms, realtime=realtime, debug=debug))
+            events = (
+                c.stream_microphone(chunk_ms=chunk_ms, seconds=seconds, debug=debug)
+                if mic
+                else c.stream_file(file, chunk_ms=chunk_ms, realtime=realtime, debug=debug)
+            )
             for ev in events:
                 _print_event(ev, as_json)
         except OSError as e:  # the connection dropped mid-stream
@@ -204,11 +251,21 @@ def stream(
 
 @app.command()
 def wyoming(
-    uri: Annotated[str, typer.Option(help="where to listen: tcp://HOST:PORT, unix://PATH or stdio://")] = "tcp://127.0.0.1:10400",
-    model_dir: Annotated[Path | None, typer.Option(help="model directory (default: the packaged model)")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="the keyword database's directory (the REST server's)")] = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the REST server's database")] = None,
-    tenant: Annotated[str, typer.Option(help="whose keywords are the wake words (auth off: 'default')")] = "default",
+    uri: Annotated[
+        str, typer.Option(help="where to listen: tcp://HOST:PORT, unix://PATH or stdio://")
+    ] = "tcp://127.0.0.1:10400",
+    model_dir: Annotated[
+        Path | None, typer.Option(help="model directory (default: the packaged model)")
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="the keyword database's directory (the REST server's)")
+    ] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the REST server's database")
+    ] = None,
+    tenant: Annotated[
+        str, typer.Option(help="whose keywords are the wake words (auth off: 'default')")
+    ] = "default",
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Serve the enrolled keywords as wake words over the Wyoming protocol (Home Assistant)."""
@@ -227,11 +284,18 @@ def wyoming(
 @app.command()
 def listen(
     keywords: Annotated[list[str], typer.Argument(help="keywords to listen for, e.g. 'hey jarvis'")],
-    threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold (default: the "
-                                                                             "model's)")] = None,
-    device: Annotated[str | None, typer.Option(help="input device name or index (default: the system's)")] = None,
-    seconds: Annotated[float | None, typer.Option(min=0.1, help="stop after this long (default: Ctrl-C)")] = None,
-    model_dir: Annotated[Path | None, typer.Option(help="model directory (default: the packaged model)")] = None,
+    threshold: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold (default: the model's)")
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="input device name or index (default: the system's)")
+    ] = None,
+    seconds: Annotated[
+        float | None, typer.Option(min=0.1, help="stop after this long (default: Ctrl-C)")
+    ] = None,
+    model_dir: Annotated[
+        Path | None, typer.Option(help="model directory (default: the packaged model)")
+    ] = None,
 ) -> None:
     """Listen to the microphone in this process: a live level meter, and each detection as it happens."""
     from .listen import ListenError
@@ -266,8 +330,12 @@ def main() -> None:
     except Exception as e:
         if os.environ.get("OPENKWS_DEBUG"):
             raise
-        typer.secho(f"error: unexpected {type(e).__name__}: {e}; rerun with OPENKWS_DEBUG=1 for the traceback and "
-                    "report it", fg=typer.colors.RED, err=True)
+        typer.secho(
+            f"error: unexpected {type(e).__name__}: {e}; rerun with OPENKWS_DEBUG=1 for the traceback and "
+            "report it",
+            fg=typer.colors.RED,
+            err=True,
+        )
         sys.exit(1)
 
 

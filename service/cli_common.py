@@ -14,8 +14,14 @@ import typer
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 UrlOpt = Annotated[str, typer.Option("--url", envvar="OPENKWS_URL", help="server base URL")]
-KeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="OPENKWS_API_KEY",
-                                            help="API key (needed when the server runs with OPENKWS_AUTH=on)")]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="OPENKWS_API_KEY",
+        help="API key (needed when the server runs with OPENKWS_AUTH=on)",
+    ),
+]
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

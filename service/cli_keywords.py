@@ -15,8 +15,9 @@ import typer
 
 from .cli_common import DEFAULT_URL, KeyOpt, UrlOpt, client, fail, handled
 
-keywords_app = typer.Typer(no_args_is_help=True, help="Enroll, list, change, remove, import and export keywords "
-                                                      "on a running server.")
+keywords_app = typer.Typer(
+    no_args_is_help=True, help="Enroll, list, change, remove, import and export keywords on a running server."
+)
 
 
 class ProxyChoice(str, Enum):
@@ -39,16 +40,24 @@ def _no_sensitivity(e: Any) -> None:
 def _show(kw: dict[str, Any], state: str) -> None:
     fa = kw.get("expected_fa_per_hour")
     extra = f"\texpected {fa:g} false alarms/h" if isinstance(fa, int | float) else ""
-    typer.echo(f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
-               f"proxy={kw['proxy']}{extra}\t({state})")
+    typer.echo(
+        f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
+        f"proxy={kw['proxy']}{extra}\t({state})"
+    )
     for w in kw.get("warnings", []):
         typer.secho(f"  warning: {w}", fg=typer.colors.YELLOW)
     for cf in kw.get("confusable_with", []):
-        typer.secho(f"  confusable with {cf['id']} {cf['text']!r}: cosine {cf['cosine']:.2f}, "
-                    f"phoneme distance {cf['phoneme_distance']:.2f} ({cf['reason']})", fg=typer.colors.YELLOW)
+        typer.secho(
+            f"  confusable with {cf['id']} {cf['text']!r}: cosine {cf['cosine']:.2f}, "
+            f"phoneme distance {cf['phoneme_distance']:.2f} ({cf['reason']})",
+            fg=typer.colors.YELLOW,
+        )
     if kw.get("guessed_words"):
-        typer.secho(f"  pronunciation guessed for {', '.join(kw['guessed_words'])}: check the phonemes above, or "
-                    "enroll again with --phonemes", fg=typer.colors.YELLOW)
+        typer.secho(
+            f"  pronunciation guessed for {', '.join(kw['guessed_words'])}: check the phonemes above, or "
+            "enroll again with --phonemes",
+            fg=typer.colors.YELLOW,
+        )
 
 
 def _enroll(c: Any, bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
@@ -64,8 +73,11 @@ def _enroll(c: Any, bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], 
     for body, kw in zip(bodies, items, strict=True):
         state = "enrolled" if kw["created"] else "already enrolled"
         wanted = {k: body[k] for k in ("threshold", "target_fa_per_hour") if body.get(k) is not None}
-        if not kw["created"] and wanted and ("target_fa_per_hour" in wanted
-                                             or abs(wanted["threshold"] - kw["threshold"]) > 1e-9):
+        if (
+            not kw["created"]
+            and wanted
+            and ("target_fa_per_hour" in wanted or abs(wanted["threshold"] - kw["threshold"]) > 1e-9)
+        ):
             old = kw["threshold"]
             kw = {**kw, **c.update_keyword(kw["id"], **wanted)}
             state = f"already enrolled; threshold {old:g} -> {kw['threshold']:g}"
@@ -77,14 +89,34 @@ def _enroll(c: Any, bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], 
 def keywords_add(
     texts: Annotated[list[str], typer.Argument(help="keyword texts, e.g. 'hey jarvis'")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    sensitivity: Annotated[float | None, typer.Option("--sensitivity", "--fa-per-hour", min=1e-6, max=3600.0, help=(
-        "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
-        "the threshold from its calibration bank (default 0.5)"))] = None,
-    proxy: Annotated[ProxyChoice | None, typer.Option(
-        help="keyword proxy: text (default), tts (from espeak-ng/flite renditions; better on confusable keywords, "
-             "~0.5 s more per keyword) or both")] = None,
-    phonemes: Annotated[str | None, typer.Option(help=(
-        "pronunciation override for one keyword: ARPAbet, '|' between words, e.g. 'EH K S | K EY | S IY | D IY'"))] = None,
+    sensitivity: Annotated[
+        float | None,
+        typer.Option(
+            "--sensitivity",
+            "--fa-per-hour",
+            min=1e-6,
+            max=3600.0,
+            help=(
+                "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
+                "the threshold from its calibration bank (default 0.5)"
+            ),
+        ),
+    ] = None,
+    proxy: Annotated[
+        ProxyChoice | None,
+        typer.Option(
+            help="keyword proxy: text (default), tts (from espeak-ng/flite renditions; better on confusable keywords, "
+            "~0.5 s more per keyword) or both"
+        ),
+    ] = None,
+    phonemes: Annotated[
+        str | None,
+        typer.Option(
+            help=(
+                "pronunciation override for one keyword: ARPAbet, '|' between words, e.g. 'EH K S | K EY | S IY | D IY'"
+            )
+        ),
+    ] = None,
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
@@ -93,8 +125,12 @@ def keywords_add(
         fail("give --threshold or --sensitivity, not both", 2)
     if phonemes is not None and len(texts) != 1:
         fail("--phonemes applies to one keyword; enroll the others separately", 2)
-    extra = {"threshold": threshold, "target_fa_per_hour": sensitivity, "phonemes": phonemes,
-             "proxy": None if proxy is None else proxy.value}
+    extra = {
+        "threshold": threshold,
+        "target_fa_per_hour": sensitivity,
+        "phonemes": phonemes,
+        "proxy": None if proxy is None else proxy.value,
+    }
     bodies = [{"text": t, **{k: v for k, v in extra.items() if v is not None}} for t in texts]
     with client(url, api_key) as c, handled():
         for kw, state in _enroll(c, bodies):
@@ -105,9 +141,19 @@ def keywords_add(
 def keywords_set(
     keyword_id: Annotated[int, typer.Argument(help="keyword id (from `openkws keywords list`)")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    sensitivity: Annotated[float | None, typer.Option("--sensitivity", "--fa-per-hour", min=1e-6, max=3600.0, help=(
-        "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
-        "the threshold from its calibration bank (default 0.5)"))] = None,
+    sensitivity: Annotated[
+        float | None,
+        typer.Option(
+            "--sensitivity",
+            "--fa-per-hour",
+            min=1e-6,
+            max=3600.0,
+            help=(
+                "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
+                "the threshold from its calibration bank (default 0.5)"
+            ),
+        ),
+    ] = None,
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
@@ -126,8 +172,11 @@ def keywords_set(
 
 
 @keywords_app.command("list")
-def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
-                  as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False) -> None:
+def keywords_list(
+    url: UrlOpt = DEFAULT_URL,
+    api_key: KeyOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
     """List enrolled keywords."""
     with client(url, api_key) as c, handled():
         items = c.list_keywords()
@@ -137,13 +186,18 @@ def keywords_list(url: UrlOpt = DEFAULT_URL, api_key: KeyOpt = None,
     for kw in items:
         fa = kw.get("expected_fa_per_hour")
         extra = f"\texpected {fa:g} FA/h" if isinstance(fa, int | float) else ""
-        typer.echo(f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}{extra}\tproxy={kw['proxy']}\t"
-                   f"{' '.join(kw['phonemes'])}")
+        typer.echo(
+            f"{kw['id']}\t{kw['text']}\tthreshold={kw['threshold']}{extra}\tproxy={kw['proxy']}\t"
+            f"{' '.join(kw['phonemes'])}"
+        )
 
 
 @keywords_app.command("rm")
-def keywords_rm(ids: Annotated[list[int], typer.Argument(help="keyword ids")], url: UrlOpt = DEFAULT_URL,
-                api_key: KeyOpt = None) -> None:
+def keywords_rm(
+    ids: Annotated[list[int], typer.Argument(help="keyword ids")],
+    url: UrlOpt = DEFAULT_URL,
+    api_key: KeyOpt = None,
+) -> None:
     """Delete keywords by id."""
     with client(url, api_key) as c, handled():
         for i in ids:
@@ -153,7 +207,9 @@ def keywords_rm(ids: Annotated[list[int], typer.Argument(help="keyword ids")], u
 
 @keywords_app.command("import")
 def keywords_import(
-    file: Annotated[Path, typer.Argument(help="YAML (.yaml/.yml) or CSV (.csv) keyword list", dir_okay=False)],
+    file: Annotated[
+        Path, typer.Argument(help="YAML (.yaml/.yml) or CSV (.csv) keyword list", dir_okay=False)
+    ],
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
@@ -171,7 +227,9 @@ def keywords_import(
 
 @keywords_app.command("export")
 def keywords_export(
-    file: Annotated[Path, typer.Argument(help="YAML (.yaml/.yml) or CSV (.csv) file to write", dir_okay=False)],
+    file: Annotated[
+        Path, typer.Argument(help="YAML (.yaml/.yml) or CSV (.csv) file to write", dir_okay=False)
+    ],
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:

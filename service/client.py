@@ -59,12 +59,17 @@ def check_url(base_url: str) -> str:
     scheme, sep, rest = base_url.strip().partition("://")
     rest = rest.rstrip("/")
     if not sep:
-        raise ServerUnreachable("bad_url", f"the URL {base_url!r} has no scheme; use http://{scheme.rstrip('/')} "
-                                           "(or https://...)")
+        raise ServerUnreachable(
+            "bad_url", f"the URL {base_url!r} has no scheme; use http://{scheme.rstrip('/')} (or https://...)"
+        )
     if scheme.lower() not in ("http", "https"):
-        raise ServerUnreachable("bad_url", f"the URL {base_url!r} has scheme {scheme!r}; use http:// or https://")
+        raise ServerUnreachable(
+            "bad_url", f"the URL {base_url!r} has scheme {scheme!r}; use http:// or https://"
+        )
     if not rest or rest.startswith(("/", ":")):
-        raise ServerUnreachable("bad_url", f"the URL {base_url!r} has no host; use e.g. http://127.0.0.1:8000")
+        raise ServerUnreachable(
+            "bad_url", f"the URL {base_url!r} has no host; use e.g. http://127.0.0.1:8000"
+        )
     return f"{scheme}://{rest}"
 
 
@@ -87,14 +92,23 @@ class _Transport(httpx.HTTPTransport):
         try:
             return super().handle_request(request)
         except httpx.ConnectError as e:
-            raise ServerUnreachable("server_unreachable", f"cannot reach an openkws server at {base} ({_reason(e)}); "
-                                    "start one with `openkws serve`, or pass --url / set OPENKWS_URL") from None
+            raise ServerUnreachable(
+                "server_unreachable",
+                f"cannot reach an openkws server at {base} ({_reason(e)}); "
+                "start one with `openkws serve`, or pass --url / set OPENKWS_URL",
+            ) from None
         except httpx.TimeoutException:
-            raise ServerUnreachable("server_timeout", f"the server at {base} did not answer in time; check that it "
-                                    "is an openkws server and not overloaded (GET /readyz)") from None
+            raise ServerUnreachable(
+                "server_timeout",
+                f"the server at {base} did not answer in time; check that it "
+                "is an openkws server and not overloaded (GET /readyz)",
+            ) from None
         except httpx.TransportError as e:
-            raise ServerUnreachable("transport_error", f"talking to {base} failed ({_reason(e)}); "
-                                    "check the URL and that an openkws server runs there") from None
+            raise ServerUnreachable(
+                "transport_error",
+                f"talking to {base} failed ({_reason(e)}); "
+                "check the URL and that an openkws server runs there",
+            ) from None
 
 
 def _reason(e: Exception) -> str:
@@ -113,17 +127,21 @@ def _ws_url(base_url: str) -> str:
 class OpenKWSClient:
     """``api_key``: sent as ``Authorization: Bearer <key>`` on every request and stream (auth on)."""
 
-    def __init__(self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0,
-                 api_key: str | None = None) -> None:
+    def __init__(
+        self, base_url: str = "http://127.0.0.1:8000", timeout: float = 60.0, api_key: str | None = None
+    ) -> None:
         self.base_url = check_url(base_url)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=self._headers,
-                                  transport=_Transport())
+        self._http = httpx.Client(
+            base_url=self.base_url, timeout=timeout, headers=self._headers, transport=_Transport()
+        )
 
     def __enter__(self) -> OpenKWSClient:
         return self
 
-    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:
@@ -142,16 +160,26 @@ class OpenKWSClient:
     def health(self) -> dict[str, Any]:
         return dict(self._json(self._http.get("/readyz")))
 
-    def add_keyword(self, text: str, threshold: float | None = None,
-                    metadata: dict[str, Any] | None = None, proxy: str | None = None,
-                    phonemes: list[str] | str | None = None,
-                    target_fa_per_hour: float | None = None) -> dict[str, Any]:
+    def add_keyword(
+        self,
+        text: str,
+        threshold: float | None = None,
+        metadata: dict[str, Any] | None = None,
+        proxy: str | None = None,
+        phonemes: list[str] | str | None = None,
+        target_fa_per_hour: float | None = None,
+    ) -> dict[str, Any]:
         """Enroll one keyword; ``proxy`` is ``text`` (server default), ``tts`` or ``both``;
         ``phonemes`` overrides the pronunciation (ARPAbet, ``|`` between words);
         ``target_fa_per_hour`` sets the threshold from the model's calibration bank."""
         body: dict[str, Any] = {"text": text}
-        for k, v in (("threshold", threshold), ("metadata", metadata), ("proxy", proxy), ("phonemes", phonemes),
-                     ("target_fa_per_hour", target_fa_per_hour)):
+        for k, v in (
+            ("threshold", threshold),
+            ("metadata", metadata),
+            ("proxy", proxy),
+            ("phonemes", phonemes),
+            ("target_fa_per_hour", target_fa_per_hour),
+        ):
             if v is not None:
                 body[k] = v
         return dict(self._json(self._http.post("/v1/keywords", json=body)))
@@ -160,9 +188,12 @@ class OpenKWSClient:
         """Enroll a batch of ``POST /v1/keywords`` bodies at once (all or nothing)."""
         return list(self._json(self._http.post("/v1/keywords/batch", json={"keywords": items}))["keywords"])
 
-    def add_keywords(self, texts: list[str], threshold: float | None = None,
-                     proxy: str | None = None) -> list[dict[str, Any]]:
-        extra: dict[str, Any] = {k: v for k, v in (("threshold", threshold), ("proxy", proxy)) if v is not None}
+    def add_keywords(
+        self, texts: list[str], threshold: float | None = None, proxy: str | None = None
+    ) -> list[dict[str, Any]]:
+        extra: dict[str, Any] = {
+            k: v for k, v in (("threshold", threshold), ("proxy", proxy)) if v is not None
+        }
         items = [{"text": t, **extra} for t in texts]
         return list(self._json(self._http.post("/v1/keywords/batch", json={"keywords": items}))["keywords"])
 
@@ -195,41 +226,71 @@ class OpenKWSClient:
     def delete_keyword(self, keyword_id: int) -> None:
         self._json(self._http.delete(f"/v1/keywords/{keyword_id}"))
 
-    def detect(self, path: str | Path, keywords: list[int] | None = None, debug: bool = False) -> dict[str, Any]:
+    def detect(
+        self, path: str | Path, keywords: list[int] | None = None, debug: bool = False
+    ) -> dict[str, Any]:
         p = Path(path)
         params: dict[str, Any] = {"debug": debug}
         if keywords:
             params["keywords"] = keywords
         with open(p, "rb") as f:
-            r = self._http.post("/v1/detect", files={"file": (p.name, f, "application/octet-stream")}, params=params)
+            r = self._http.post(
+                "/v1/detect", files={"file": (p.name, f, "application/octet-stream")}, params=params
+            )
         return dict(self._json(r))
 
     # -- websocket ------------------------------------------------------------------------------------
-    def stream_chunks(self, chunks: Iterator[bytes], sample_rate: int, encoding: str = "pcm16le", channels: int = 1,
-                      keywords: list[int] | None = None, debug: bool = False) -> Iterator[dict[str, Any]]:
+    def stream_chunks(
+        self,
+        chunks: Iterator[bytes],
+        sample_rate: int,
+        encoding: str = "pcm16le",
+        channels: int = 1,
+        keywords: list[int] | None = None,
+        debug: bool = False,
+    ) -> Iterator[dict[str, Any]]:
         """Send ``start``, every chunk (a sender thread), then ``stop``; yield server messages as they
         arrive, ending with ``summary``. Raises :class:`StreamClosed` on an abnormal close."""
         from websockets.exceptions import ConnectionClosed, InvalidHandshake
         from websockets.sync.client import connect
 
-        start = {"type": "start", "version": PROTOCOL_VERSION, "sample_rate": sample_rate, "encoding": encoding,
-                 "channels": channels, "keywords": keywords, "debug": debug}
+        start = {
+            "type": "start",
+            "version": PROTOCOL_VERSION,
+            "sample_rate": sample_rate,
+            "encoding": encoding,
+            "channels": channels,
+            "keywords": keywords,
+            "debug": debug,
+        }
         try:
-            conn = connect(_ws_url(self.base_url) + "/v1/stream", max_size=None, open_timeout=30,
-                           additional_headers=self._headers or None)
+            conn = connect(
+                _ws_url(self.base_url) + "/v1/stream",
+                max_size=None,
+                open_timeout=30,
+                additional_headers=self._headers or None,
+            )
         except (OSError, TimeoutError) as e:
-            raise ServerUnreachable("server_unreachable", f"cannot reach an openkws server at {self.base_url} "
-                                    f"({_reason(e)}); start one with `openkws serve`, or pass --url / set "
-                                    "OPENKWS_URL") from None
+            raise ServerUnreachable(
+                "server_unreachable",
+                f"cannot reach an openkws server at {self.base_url} "
+                f"({_reason(e)}); start one with `openkws serve`, or pass --url / set "
+                "OPENKWS_URL",
+            ) from None
         except InvalidHandshake as e:
-            raise ServerUnreachable("bad_handshake", f"{self.base_url} refused the websocket ({_reason(e)}); is it "
-                                    "an openkws server, and is the API key right?") from None
+            raise ServerUnreachable(
+                "bad_handshake",
+                f"{self.base_url} refused the websocket ({_reason(e)}); is it "
+                "an openkws server, and is the API key right?",
+            ) from None
         with conn as ws:
             ws.send(json.dumps(start))
             ready = json.loads(ws.recv())
             yield ready
             if ready.get("type") != "ready":
-                raise StreamClosed(int(ready.get("close_code") or ws.close_code or 0), str(ready.get("code", "")), ready)
+                raise StreamClosed(
+                    int(ready.get("close_code") or ws.close_code or 0), str(ready.get("code", "")), ready
+                )
             errors: queue.Queue[BaseException] = queue.Queue()
 
             def sender() -> None:
@@ -261,10 +322,18 @@ class OpenKWSClient:
             if not errors.empty():
                 raise errors.get()
             if last_error is not None:
-                raise StreamClosed(int(last_error.get("close_code", 0)), str(last_error.get("code")), last_error)
+                raise StreamClosed(
+                    int(last_error.get("close_code", 0)), str(last_error.get("code")), last_error
+                )
 
-    def stream_file(self, path: str | Path, chunk_ms: int = 100, realtime: bool = False,
-                    keywords: list[int] | None = None, debug: bool = False) -> Iterator[dict[str, Any]]:
+    def stream_file(
+        self,
+        path: str | Path,
+        chunk_ms: int = 100,
+        realtime: bool = False,
+        keywords: list[int] | None = None,
+        debug: bool = False,
+    ) -> Iterator[dict[str, Any]]:
         """Stream an audio file (any soundfile format) as pcm16le at its own rate and channel count."""
         import soundfile as sf
 
@@ -282,8 +351,14 @@ class OpenKWSClient:
 
         yield from self.stream_chunks(chunks(), rate, "pcm16le", audio.shape[1], keywords, debug)
 
-    def stream_microphone(self, sample_rate: int = 16_000, chunk_ms: int = 100, seconds: float | None = None,
-                          keywords: list[int] | None = None, debug: bool = False) -> Iterator[dict[str, Any]]:
+    def stream_microphone(
+        self,
+        sample_rate: int = 16_000,
+        chunk_ms: int = 100,
+        seconds: float | None = None,
+        keywords: list[int] | None = None,
+        debug: bool = False,
+    ) -> Iterator[dict[str, Any]]:
         """Stream the default microphone (needs the optional ``sounddevice`` package)."""
         try:
             import sounddevice as sd
@@ -297,8 +372,13 @@ class OpenKWSClient:
 
         def chunks() -> Iterator[bytes]:
             t_end = None if seconds is None else time.monotonic() + seconds
-            with sd.RawInputStream(samplerate=sample_rate, channels=1, dtype="int16", blocksize=step,
-                                   callback=lambda data, n, t, status: frames.put(bytes(data))):
+            with sd.RawInputStream(
+                samplerate=sample_rate,
+                channels=1,
+                dtype="int16",
+                blocksize=step,
+                callback=lambda data, n, t, status: frames.put(bytes(data)),
+            ):
                 while t_end is None or time.monotonic() < t_end:
                     item = frames.get()
                     if item is None:

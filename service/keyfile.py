@@ -56,8 +56,12 @@ class KeywordSpec:
     def request(self) -> dict[str, Any]:
         """The ``POST /v1/keywords`` body."""
         body: dict[str, Any] = {"text": self.text, "proxy": self.proxy}
-        for k, field in (("threshold", "threshold"), ("sensitivity", "target_fa_per_hour"),
-                         ("phonemes", "phonemes"), ("metadata", "metadata")):
+        for k, field in (
+            ("threshold", "threshold"),
+            ("sensitivity", "target_fa_per_hour"),
+            ("phonemes", "phonemes"),
+            ("metadata", "metadata"),
+        ):
             v = getattr(self, k)
             if v is not None:
                 body[field] = v
@@ -66,8 +70,13 @@ class KeywordSpec:
     @classmethod
     def from_api(cls, kw: dict[str, Any]) -> KeywordSpec:
         """An enrolled keyword as the server lists it (phonemes kept, so a re-import is exact)."""
-        return cls(str(kw["text"]), threshold=float(kw["threshold"]), proxy=str(kw.get("proxy", "text")),
-                   phonemes=" ".join(kw["phonemes"]) if kw.get("phonemes") else None, metadata=kw.get("metadata"))
+        return cls(
+            str(kw["text"]),
+            threshold=float(kw["threshold"]),
+            proxy=str(kw.get("proxy", "text")),
+            phonemes=" ".join(kw["phonemes"]) if kw.get("phonemes") else None,
+            metadata=kw.get("metadata"),
+        )
 
 
 def _format(path: Path) -> str:
@@ -78,7 +87,10 @@ def _format(path: Path) -> str:
 
 
 # threshold: a cosine; sensitivity: expected false alarms per hour (as the API's target_fa_per_hour).
-RANGES = {"threshold": (0.0, 1.0, "a value in [0, 1]"), "sensitivity": (1e-6, 3600.0, "false alarms per hour in (0, 3600]")}
+RANGES = {
+    "threshold": (0.0, 1.0, "a value in [0, 1]"),
+    "sensitivity": (1e-6, 3600.0, "false alarms per hour in (0, 3600]"),
+}
 
 
 def _number(where: str, name: str, value: Any) -> float | None:
@@ -120,8 +132,9 @@ def _spec(where: str, raw: Any) -> KeywordSpec:
         metadata = json.loads(metadata) if metadata.strip() else None
     if metadata is not None and not isinstance(metadata, dict):
         raise KeyfileError(f"{where}: metadata must be a mapping (a JSON object in CSV)")
-    return KeywordSpec(text, threshold, sensitivity, proxy, str(phonemes).strip() or None if phonemes else None,
-                       metadata)
+    return KeywordSpec(
+        text, threshold, sensitivity, proxy, str(phonemes).strip() or None if phonemes else None, metadata
+    )
 
 
 def load_keywords(path: Path | str) -> list[KeywordSpec]:
@@ -146,8 +159,9 @@ def load_keywords(path: Path | str) -> list[KeywordSpec]:
         reader = csv.DictReader(io.StringIO(content))
         if not reader.fieldnames or "text" not in reader.fieldnames:
             raise KeyfileError(f"{p}: the CSV needs a header row with 'text' (columns: {', '.join(FIELDS)})")
-        rows = [(f"{p}, line {reader.line_num}", {k: v for k, v in r.items() if k is not None})
-                for r in reader]
+        rows = [
+            (f"{p}, line {reader.line_num}", {k: v for k, v in r.items() if k is not None}) for r in reader
+        ]
     try:
         specs = [_spec(where, r) for where, r in rows]
     except json.JSONDecodeError as e:
@@ -162,15 +176,25 @@ def dump_keywords(specs: list[KeywordSpec], path: Path | str) -> None:
     p = Path(path)
     fmt = _format(p)
     if fmt == "yaml":
-        docs = [{f.name: getattr(s, f.name) for f in fields(s) if getattr(s, f.name) is not None} for s in specs]
+        docs = [
+            {f.name: getattr(s, f.name) for f in fields(s) if getattr(s, f.name) is not None} for s in specs
+        ]
         text = yaml.safe_dump({"keywords": docs}, sort_keys=False, allow_unicode=True)
     else:
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(FIELDS)
         for s in specs:
-            w.writerow(["" if getattr(s, k) is None else json.dumps(s.metadata) if k == "metadata" else getattr(s, k)
-                        for k in FIELDS])
+            w.writerow(
+                [
+                    ""
+                    if getattr(s, k) is None
+                    else json.dumps(s.metadata)
+                    if k == "metadata"
+                    else getattr(s, k)
+                    for k in FIELDS
+                ]
+            )
         text = buf.getvalue()
     try:
         p.write_text(text, encoding="utf-8")

@@ -85,15 +85,22 @@ class Stream:
             x = x.astype(np.float32) / 32768.0
         elif x.dtype.kind == "f":
             if not np.isfinite(x).all():
-                raise AudioError("invalid_samples", "audio contains NaN or infinity; send finite samples in [-1, 1]")
+                raise AudioError(
+                    "invalid_samples", "audio contains NaN or infinity; send finite samples in [-1, 1]"
+                )
             x = np.clip(x, -1.0, 1.0).astype(np.float32)
         else:
-            raise AudioError("unsupported_dtype", f"audio of dtype {x.dtype} not supported; use int16 or float32")
+            raise AudioError(
+                "unsupported_dtype", f"audio of dtype {x.dtype} not supported; use int16 or float32"
+            )
         if x.ndim == 1 and self.channels == 1:
             x = x[:, None]
         if x.ndim != 2 or x.shape[1] != self.channels:
-            raise AudioError("unsupported_shape", f"audio of shape {x.shape} does not match {self.channels} "
-                                                  "channel(s); give [n] (mono) or [n, channels]")
+            raise AudioError(
+                "unsupported_shape",
+                f"audio of shape {x.shape} does not match {self.channels} "
+                "channel(s); give [n] (mono) or [n, channels]",
+            )
         self._samples_in += x.shape[0]
         self._inner.accept_waveform(self.sample_rate, x)  # the engine's stream resamples and downmixes
 
@@ -120,12 +127,24 @@ class KeywordSpotter:
     whose keywords of that engine's index the streams see.
     """
 
-    def __init__(self, model_dir: Path | str | None = None, *, threshold: float | None = None,
-                 device: Device = "cpu", threads: int = 1, config: DetectorConfig | None = None,
-                 spotter: Spotter | None = None, tenant: str = DEFAULT_TENANT) -> None:
+    def __init__(
+        self,
+        model_dir: Path | str | None = None,
+        *,
+        threshold: float | None = None,
+        device: Device = "cpu",
+        threads: int = 1,
+        config: DetectorConfig | None = None,
+        spotter: Spotter | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
         if spotter is None:
-            spotter = Spotter.load(Path(model_dir) if model_dir is not None else packaged_model_dir(),
-                                   config, device=device, threads=threads)
+            spotter = Spotter.load(
+                Path(model_dir) if model_dir is not None else packaged_model_dir(),
+                config,
+                device=device,
+                threads=threads,
+            )
         self.spotter = spotter
         self.tenant = tenant
         self.default_threshold = spotter.default_threshold if threshold is None else threshold
@@ -137,8 +156,14 @@ class KeywordSpotter:
     def keywords(self) -> list[Keyword]:
         return list(self._keywords.values())
 
-    def add_keyword(self, text: str, threshold: float | None = None, *, phonemes: str | Sequence[str] | None = None,
-                    proxy: ProxyMode = "text") -> Keyword:
+    def add_keyword(
+        self,
+        text: str,
+        threshold: float | None = None,
+        *,
+        phonemes: str | Sequence[str] | None = None,
+        proxy: ProxyMode = "text",
+    ) -> Keyword:
         """Enroll ``text`` (re-adding a text replaces its threshold, phonemes and proxy, same id).
 
         ``phonemes`` overrides the G2P (ARPAbet, ``|`` between words); ``proxy`` ``tts``/``both``
@@ -161,8 +186,14 @@ class KeywordSpotter:
             entry = sp.entries_from([(kid, self.tenant, pron.text, pron.phonemes, thr)])[0]
             if proxy != "text":
                 acoustic = sp.acoustic_proxy(ProxyTTS().renditions(pron.text))
-                entry = KeywordEntry(kid, self.tenant, pron.text, pron.phonemes, thr,
-                                     combine_proxies(entry.proxy, acoustic, proxy))
+                entry = KeywordEntry(
+                    kid,
+                    self.tenant,
+                    pron.text,
+                    pron.phonemes,
+                    thr,
+                    combine_proxies(entry.proxy, acoustic, proxy),
+                )
             sp.index.upsert([entry])
             kw = Keyword(kid, pron.text, pron.phonemes, thr, proxy, guessed)
             self._keywords[kid] = kw

@@ -53,8 +53,10 @@ def run(stream: Stream, blocks: Iterable[np.ndarray], write: Callable[[str], Non
         for d in stream.detections():
             found.append(d)
             last = d
-            write(f"\r{' ' * (METER_WIDTH + 40)}\r[{d.decided_ms / 1000:7.2f}s] detected {d.text!r} "
-                  f"(score {d.score:.3f} >= {d.threshold:.2f})\n")
+            write(
+                f"\r{' ' * (METER_WIDTH + 40)}\r[{d.decided_ms / 1000:7.2f}s] detected {d.text!r} "
+                f"(score {d.score:.3f} >= {d.threshold:.2f})\n"
+            )
         tail = f"  last: {last.text!r} at {last.decided_ms / 1000:.1f}s" if last else ""
         write(f"\r{level_meter(block)}{tail}   ")
     return found
@@ -64,11 +66,15 @@ def _sounddevice() -> Any:
     try:
         import sounddevice as sd
     except ImportError:
-        raise ListenError("openkws listen needs the microphone extra: pip install 'openkws[mic]' (and PortAudio, "
-                          "e.g. apt-get install libportaudio2)") from None
+        raise ListenError(
+            "openkws listen needs the microphone extra: pip install 'openkws[mic]' (and PortAudio, "
+            "e.g. apt-get install libportaudio2)"
+        ) from None
     except OSError as e:
-        raise ListenError(f"the sounddevice package cannot load PortAudio ({e}); install it, e.g. apt-get install "
-                          "libportaudio2 (macOS: brew install portaudio)") from None
+        raise ListenError(
+            f"the sounddevice package cannot load PortAudio ({e}); install it, e.g. apt-get install "
+            "libportaudio2 (macOS: brew install portaudio)"
+        ) from None
     return sd
 
 
@@ -79,37 +85,55 @@ def microphone(device: str | int | None, seconds: float | None) -> tuple[int, It
     try:
         info = sd.query_devices(dev, kind="input")
     except (sd.PortAudioError, ValueError) as e:
-        raise ListenError(f"no audio input device{'' if dev is None else f' {dev!r}'} ({e}); plug in a microphone, "
-                          "list devices with `python -m sounddevice`, or spot keywords in a file with "
-                          "`openkws detect FILE`") from None
+        raise ListenError(
+            f"no audio input device{'' if dev is None else f' {dev!r}'} ({e}); plug in a microphone, "
+            "list devices with `python -m sounddevice`, or spot keywords in a file with "
+            "`openkws detect FILE`"
+        ) from None
     rate = int(info["default_samplerate"])
     blocks: queue.Queue[np.ndarray] = queue.Queue(maxsize=100)
 
     def gen() -> Iterator[np.ndarray]:
         end = None if seconds is None else time.monotonic() + seconds
         try:
-            with sd.InputStream(samplerate=rate, channels=1, dtype="int16", blocksize=int(rate * BLOCK_S),
-                                device=dev, callback=lambda data, n, t, status: blocks.put(data[:, 0].copy())):
+            with sd.InputStream(
+                samplerate=rate,
+                channels=1,
+                dtype="int16",
+                blocksize=int(rate * BLOCK_S),
+                device=dev,
+                callback=lambda data, n, t, status: blocks.put(data[:, 0].copy()),
+            ):
                 while end is None or time.monotonic() < end:
                     yield blocks.get(timeout=5)
         except sd.PortAudioError as e:
-            raise ListenError(f"the input device failed ({e}); check it with `python -m sounddevice`") from None
+            raise ListenError(
+                f"the input device failed ({e}); check it with `python -m sounddevice`"
+            ) from None
         except queue.Empty:
-            raise ListenError("the input device delivered no audio for 5 s; check it with `python -m sounddevice`") from None
+            raise ListenError(
+                "the input device delivered no audio for 5 s; check it with `python -m sounddevice`"
+            ) from None
 
     return rate, gen()
 
 
-def listen(keywords: list[str], threshold: float | None = None, device: str | None = None,
-           seconds: float | None = None, model_dir: Path | None = None) -> list[Detection]:
+def listen(
+    keywords: list[str],
+    threshold: float | None = None,
+    device: str | None = None,
+    seconds: float | None = None,
+    model_dir: Path | None = None,
+) -> list[Detection]:
     """Spot ``keywords`` in the microphone until Ctrl-C (or ``seconds``)."""
     rate, blocks = microphone(device, seconds)  # fail before loading the model
     kws = KeywordSpotter(model_dir, threshold=threshold)
     for text in keywords:
         kw = kws.add_keyword(text)
         guessed = f" (pronunciation guessed for {', '.join(kw.guessed)})" if kw.guessed else ""
-        sys.stderr.write(f"listening for {kw.text!r} [{' '.join(kw.phonemes)}] threshold {kw.threshold:.2f}"
-                         f"{guessed}\n")
+        sys.stderr.write(
+            f"listening for {kw.text!r} [{' '.join(kw.phonemes)}] threshold {kw.threshold:.2f}{guessed}\n"
+        )
     sys.stderr.write(f"microphone at {rate} Hz; Ctrl-C stops\n")
 
     def write(s: str) -> None:

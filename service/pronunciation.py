@@ -38,17 +38,24 @@ def parse_phonemes(value: str | Sequence[str], inventory: PhonemeInventory) -> t
                 out.append(p)
             continue
         if p not in known:
-            raise G2PError("invalid_phonemes", f"phoneme {raw!r} is not in the model's inventory; use ARPAbet "
-                                               f"without stress and '|' between words: {' '.join(sorted(known))}")
+            raise G2PError(
+                "invalid_phonemes",
+                f"phoneme {raw!r} is not in the model's inventory; use ARPAbet "
+                f"without stress and '|' between words: {' '.join(sorted(known))}",
+            )
         out.append(p)
     while out and out[-1] == WORD_BOUNDARY:
         out.pop()
     if not out:
-        raise G2PError("invalid_phonemes", "the phoneme override is empty; give e.g. 'HH EY | JH AA R V AH S'")
+        raise G2PError(
+            "invalid_phonemes", "the phoneme override is empty; give e.g. 'HH EY | JH AA R V AH S'"
+        )
     return tuple(out)
 
 
-def override(pron: Pronunciation, phonemes: str | Sequence[str], inventory: PhonemeInventory) -> Pronunciation:
+def override(
+    pron: Pronunciation, phonemes: str | Sequence[str], inventory: PhonemeInventory
+) -> Pronunciation:
     """``pron`` with its phonemes replaced by a validated override (text and words kept)."""
     phones = parse_phonemes(phonemes, inventory)
     return Pronunciation(pron.text, pron.words, phones, tuple(inventory.encode(phones)))

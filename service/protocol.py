@@ -85,11 +85,17 @@ class StartMessage(_Msg):
     channels: int = 1
     keywords: Annotated[list[int] | None, Field(description="only these keyword ids; null = all")] = None
     debug: Annotated[bool, Field(description="also stream near-miss scores")] = False
-    competition: Annotated[Literal["best", "all"], Field(
-        description="best: of several keywords firing on the same audio only the best-scoring one is "
-                    "emitted (the others are near-misses in debug mode); all: each keyword on its own")] = "best"
-    vad: Annotated[Literal["on", "off"] | None, Field(
-        description="voice-activity gating: score speech segments only; null = the server's default")] = None
+    competition: Annotated[
+        Literal["best", "all"],
+        Field(
+            description="best: of several keywords firing on the same audio only the best-scoring one is "
+            "emitted (the others are near-misses in debug mode); all: each keyword on its own"
+        ),
+    ] = "best"
+    vad: Annotated[
+        Literal["on", "off"] | None,
+        Field(description="voice-activity gating: score speech segments only; null = the server's default"),
+    ] = None
 
 
 class StopMessage(_Msg):

@@ -22,25 +22,18 @@ from typing import Any
 
 import numpy as np
 
+from .confusables import Confusable, ConfusionPolicy, find_confusables
 from .engine.acoustic_proxy import ProxyMode, combine_proxies
-from .engine.index import KeywordEntry, TenantIndex
+from .engine.index import KeywordEntry
 from .engine.spotter import Spotter
 from .pronunciation import override
 from .sensitivity import NoCalibrationBank, Sensitivity
 from .store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
 from .text import G2PError, Pronunciation
 from .text.g2p import check_keyword_text
-from .text.phonetics import length_gap, one_word_apart, phoneme_distance, relation
 from .text.tts import ProxyTTS, TTSError
 
 log = logging.getLogger("openkws")
-
-
-@dataclass(frozen=True)
-class ConfusionPolicy:
-    min_cosine: float = 0.75
-    max_phoneme_distance: float = 0.5
-    top_k: int = 10
 
 
 @dataclass(frozen=True)
@@ -51,15 +44,6 @@ class EnrollItem:
     proxy: ProxyMode = "text"
     phonemes: tuple[str, ...] | None = None  # override of the G2P (validated against the inventory)
     target_fa_per_hour: float | None = None  # used when threshold is None
-
-
-@dataclass(frozen=True)
-class Confusable:
-    id: int
-    text: str
-    cosine: float
-    phoneme_distance: float
-    reason: str  # "similar" | "contains" | "contained_in" | "one_word"
 
 
 @dataclass(frozen=True)
@@ -298,9 +282,11 @@ class KeywordRegistry:
         for (rec, created), changed in zip(results, rewrites, strict=True):
             current = entries.get(rec.id) or before.by_id.get(rec.id)
             assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
-            conf = self._confusables(rec, current.proxy, before, seen)
+            conf = find_confusables(rec, current.proxy, before, seen, self.confusion)
             expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold)
-            warn = self.sensitivity.warnings(rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"])
+            warn = self.sensitivity.warnings(
+                rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"]
+            )
             out.append(Enrolled(rec, created, conf, changed, expected, tuple(warn)))
             if all(rec.id != r.id for r, _ in seen):
                 seen.append((rec, current.proxy))
@@ -312,7 +298,11 @@ class KeywordRegistry:
             return item.threshold
         if item.target_fa_per_hour is not None and not self.sensitivity.available:
             raise NoCalibrationBank()
-        if proxy is None or (item.target_fa_per_hour is None and self._explicit_default) or not self.sensitivity.available:
+        if (
+            proxy is None
+            or (item.target_fa_per_hour is None and self._explicit_default)
+            or not self.sensitivity.available
+        ):
             return self.default_threshold
         return self.sensitivity.threshold(proxy, item.target_fa_per_hour)
 
@@ -324,7 +314,9 @@ class KeywordRegistry:
             raise NoCalibrationBank()
         if entry is None:  # in the store, not yet in this replica's index
             raise KeywordNotFound(keyword_id)
-        return self.set_threshold(tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour))
+        return self.set_threshold(
+            tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour)
+        )
 
     def expected_fa_per_hour(self, tenant: str, keyword_id: int, threshold: float) -> float | None:
         """Expected false alarms per hour of a keyword at ``threshold`` (None without a bank)."""
@@ -350,42 +342,6 @@ class KeywordRegistry:
                     acoustic[p.text] = self.acoustic_proxy(p.text)
                 out.append(combine_proxies(t, acoustic[p.text], mode))
         return out
-
-    def _confusables(
-        self,
-        rec: KeywordRecord,
-        proxy: np.ndarray,
-        before: TenantIndex,
-        batch: list[tuple[KeywordRecord, np.ndarray]],
-    ) -> tuple[Confusable, ...]:
-        """Enrolled keywords (and earlier ones of the same batch) that sound like ``rec``."""
-        pol = self.confusion
-        cands: dict[int, tuple[str, tuple[str, ...], float]] = {}
-        scores, ids = before.search(proxy[None, :], pol.top_k)
-        for s, kid in zip(scores[0], ids[0], strict=True):
-            e = before.by_id.get(int(kid))
-            if e is not None:
-                cands[e.id] = (e.text, e.phonemes, float(s))
-        for other, p in batch:
-            cands.setdefault(other.id, (other.text, other.phonemes, float(proxy @ p)))
-        for e in before.by_id.values():  # one word apart: confusable whatever the cosine
-            if one_word_apart(rec.phonemes, e.phonemes):
-                cands.setdefault(e.id, (e.text, e.phonemes, float(proxy @ e.proxy)))
-        out = []
-        for kid, (text, phonemes, cos) in cands.items():
-            one = one_word_apart(rec.phonemes, phonemes)
-            if kid == rec.id or (cos < pol.min_cosine and not one):
-                continue
-            rel = relation(rec.phonemes, phonemes)
-            if rel is None and not one and length_gap(rec.phonemes, phonemes) > pol.max_phoneme_distance:
-                continue  # the distance is at least the length gap: skip the O(n*m) edit distance
-            dist = phoneme_distance(rec.phonemes, phonemes)
-            similar = cos >= pol.min_cosine and dist <= pol.max_phoneme_distance
-            if rel is None and not one and not similar:
-                continue
-            reason = rel or ("one_word" if one else "similar")
-            out.append(Confusable(kid, text, round(cos, 4), round(dist, 4), reason))
-        return tuple(sorted(out, key=lambda c: (-c.cosine, c.id)))
 
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
         return self.store.get(tenant, keyword_id)

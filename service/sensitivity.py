@@ -37,15 +37,21 @@ class NoCalibrationBank(ValueError):
     """A false-alarm target was asked for, but the model ships no calibration bank."""
 
     def __init__(self) -> None:
-        super().__init__("this model has no calibration bank, so target_fa_per_hour cannot be met; set a raw "
-                         "threshold, or build the bank with `openkws eval bank --model <model dir>`")
+        super().__init__(
+            "this model has no calibration bank, so target_fa_per_hour cannot be met; set a raw "
+            "threshold, or build the bank with `openkws eval bank --model <model dir>`"
+        )
 
 
 class Sensitivity:
     """Thresholds from FA/h targets and FA/h from thresholds, for one loaded model."""
 
-    def __init__(self, calibrator: Calibrator | None, fallback_threshold: float,
-                 default_target: float = DEFAULT_TARGET_FA_PER_HOUR) -> None:
+    def __init__(
+        self,
+        calibrator: Calibrator | None,
+        fallback_threshold: float,
+        default_target: float = DEFAULT_TARGET_FA_PER_HOUR,
+    ) -> None:
         if not default_target > 0:
             raise CalibrationError(f"default target must be > 0 false alarms per hour, got {default_target}")
         self.calibrator = calibrator
@@ -54,14 +60,24 @@ class Sensitivity:
         self._cache: OrderedDict[tuple[bytes, float], float] = OrderedDict()
 
     @classmethod
-    def load(cls, model_dir: Path, spotter: Spotter, default_target: float = DEFAULT_TARGET_FA_PER_HOUR) -> Sensitivity:
+    def load(
+        cls, model_dir: Path, spotter: Spotter, default_target: float = DEFAULT_TARGET_FA_PER_HOUR
+    ) -> Sensitivity:
         """The model directory's bank (a missing bank logs once and disables FA/h thresholds)."""
-        cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames,
-                              spotter.acoustic_fingerprint)
+        cal = Calibrator.load(
+            model_dir,
+            spotter.spec.embedding_dim,
+            spotter.params.refractory_frames,
+            spotter.acoustic_fingerprint,
+        )
         if cal is None:
-            log.warning("%s has no calibration bank: thresholds default to %.2f and expected false alarms per hour "
-                        "are not reported (build it with `openkws eval bank --model %s`)", model_dir,
-                        spotter.default_threshold, model_dir)
+            log.warning(
+                "%s has no calibration bank: thresholds default to %.2f and expected false alarms per hour "
+                "are not reported (build it with `openkws eval bank --model %s`)",
+                model_dir,
+                spotter.default_threshold,
+                model_dir,
+            )
         return cls(cal, spotter.default_threshold, default_target)
 
     @property
@@ -89,16 +105,27 @@ class Sensitivity:
                 self._cache.popitem(last=False)
         return hit
 
-    def warnings(self, phonemes: Sequence[str], expected: float | None, one_word_apart: Sequence[str] = ()) -> list[str]:
+    def warnings(
+        self, phonemes: Sequence[str], expected: float | None, one_word_apart: Sequence[str] = ()
+    ) -> list[str]:
         """Human-readable enrollment advice: too short, expected to fire often, one word from another."""
         out = []
         n = len(phones(phonemes))
-        rate = "" if expected is None else f"; expected {expected:.2g} false alarms per hour at this threshold"
+        rate = (
+            "" if expected is None else f"; expected {expected:.2g} false alarms per hour at this threshold"
+        )
         if n < MIN_PHONES:
-            out.append(f"short keyword: {n} phones (at least {MIN_PHONES} recommended, e.g. a two-word phrase) "
-                       f"is easily triggered by other speech or missed{rate}")
+            out.append(
+                f"short keyword: {n} phones (at least {MIN_PHONES} recommended, e.g. a two-word phrase) "
+                f"is easily triggered by other speech or missed{rate}"
+            )
         elif expected is not None and expected > HIGH_FA_PER_HOUR:
-            out.append(f"expected {expected:.2g} false alarms per hour at this threshold; raise the threshold or "
-                       "lower target_fa_per_hour")
-        out += [f"differs from enrolled keyword {t!r} by one word: either may fire on the other" for t in one_word_apart]
+            out.append(
+                f"expected {expected:.2g} false alarms per hour at this threshold; raise the threshold or "
+                "lower target_fa_per_hour"
+            )
+        out += [
+            f"differs from enrolled keyword {t!r} by one word: either may fire on the other"
+            for t in one_word_apart
+        ]
         return out

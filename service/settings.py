@@ -18,8 +18,8 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .confusables import ConfusionPolicy
 from .engine.spotter import DetectorConfig
-from .registry import ConfusionPolicy
 
 # Decision and confusable defaults are defined once, by the engine and registry dataclasses.
 _DECISION = DetectorConfig()
@@ -140,9 +140,16 @@ class Settings(BaseSettings):
     top_k: Annotated[int, Field(ge=1)] = _DECISION.top_k
     near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = _DECISION.near_miss_margin
     near_miss_interval_ms: Annotated[int, Field(ge=10)] = _DECISION.near_miss_interval_ms
-    vad: Annotated[Literal["on", "off"], Field(description="default voice-activity gating of websocket streams "
-                                                            "(a stream's start message may override it)")] = "off"
-    vad_aggressiveness: Annotated[int, Field(ge=0, le=3, description="webrtcvad mode: 0 keeps most audio, 3 the least")] = 3
+    vad: Annotated[
+        Literal["on", "off"],
+        Field(
+            description="default voice-activity gating of websocket streams "
+            "(a stream's start message may override it)"
+        ),
+    ] = "off"
+    vad_aggressiveness: Annotated[
+        int, Field(ge=0, le=3, description="webrtcvad mode: 0 keeps most audio, 3 the least")
+    ] = 3
 
     # Acoustic keyword proxies (enrollment with proxy "tts" or "both")
     espeak_binary: Annotated[

@@ -72,9 +72,14 @@ class Base(DeclarativeBase):
 class KeywordTable(Base):
     __tablename__ = "keywords"
     # sqlite_autoincrement: ids are never reused after a delete (a stale id must not name a new keyword)
-    __table_args__ = (UniqueConstraint("tenant", "text", name="uq_keywords_tenant_text"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        UniqueConstraint("tenant", "text", name="uq_keywords_tenant_text"),
+        {"sqlite_autoincrement": True},
+    )
 
-    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
     tenant: Mapped[str] = mapped_column(String(MAX_TENANT_CHARS), index=True, default="default")
     text: Mapped[str] = mapped_column(String(MAX_TEXT_CHARS))
     phonemes: Mapped[str] = mapped_column(String(4 * MAX_TEXT_CHARS))  # space-separated, "|" between words
@@ -83,8 +88,9 @@ class KeywordTable(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
     # Added later (add_missing_columns): how the proxy is made, and the stored acoustic proxy.
-    proxy_mode: Mapped[str] = mapped_column(String(8), default=DEFAULT_PROXY_MODE,
-                                            server_default=DEFAULT_PROXY_MODE)
+    proxy_mode: Mapped[str] = mapped_column(
+        String(8), default=DEFAULT_PROXY_MODE, server_default=DEFAULT_PROXY_MODE
+    )
     proxy_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # float32 little-endian
     proxy_model: Mapped[str | None] = mapped_column(String(64), nullable=True)  # Spotter.acoustic_fingerprint
 
@@ -167,8 +173,14 @@ def _vector_bytes(v: np.ndarray | None) -> bytes | None:
 
 def _record(r: KeywordTable) -> KeywordRecord:
     return KeywordRecord(
-        id=r.id, tenant=r.tenant, text=r.text, phonemes=tuple(r.phonemes.split()), threshold=r.threshold,
-        metadata=r.meta, created_at=_utc(r.created_at), updated_at=_utc(r.updated_at),
+        id=r.id,
+        tenant=r.tenant,
+        text=r.text,
+        phonemes=tuple(r.phonemes.split()),
+        threshold=r.threshold,
+        metadata=r.meta,
+        created_at=_utc(r.created_at),
+        updated_at=_utc(r.updated_at),
         proxy_mode=cast(ProxyMode, r.proxy_mode or DEFAULT_PROXY_MODE),
         proxy=None if r.proxy_vector is None else np.frombuffer(r.proxy_vector, "<f4").astype(np.float32),
         proxy_model=r.proxy_model,
@@ -244,7 +256,9 @@ class KeywordStore:
             s.execute(select(1))
 
     def _find(self, s: Session, tenant: str, text: str) -> KeywordTable | None:
-        return s.scalars(select(KeywordTable).where(KeywordTable.tenant == tenant, KeywordTable.text == text)).first()
+        return s.scalars(
+            select(KeywordTable).where(KeywordTable.tenant == tenant, KeywordTable.text == text)
+        ).first()
 
     def add(self, tenant: str, kw: NewKeyword) -> tuple[KeywordRecord, bool]:
         """Insert, or return the existing keyword with the same text (``created`` False)."""
@@ -263,10 +277,18 @@ class KeywordStore:
                         if row is not None:
                             out.append((row, False))
                             continue
-                        row = KeywordTable(tenant=tenant, text=kw.text, phonemes=" ".join(kw.phonemes),
-                                           threshold=kw.threshold, meta=kw.metadata, created_at=now, updated_at=now,
-                                           proxy_mode=kw.proxy_mode, proxy_vector=_vector_bytes(kw.proxy),
-                                           proxy_model=kw.proxy_model)
+                        row = KeywordTable(
+                            tenant=tenant,
+                            text=kw.text,
+                            phonemes=" ".join(kw.phonemes),
+                            threshold=kw.threshold,
+                            meta=kw.metadata,
+                            created_at=now,
+                            updated_at=now,
+                            proxy_mode=kw.proxy_mode,
+                            proxy_vector=_vector_bytes(kw.proxy),
+                            proxy_model=kw.proxy_model,
+                        )
                         s.add(row)
                         fresh[kw.text] = row
                         out.append((row, True))
@@ -279,8 +301,9 @@ class KeywordStore:
     @staticmethod
     def _owned(s: Session, tenant: str, keyword_id: int) -> KeywordTable | None:
         # Tenant in the WHERE clause: another tenant's id costs the same as a missing one (no timing hint).
-        return s.scalars(select(KeywordTable).where(KeywordTable.id == keyword_id,
-                                                    KeywordTable.tenant == tenant)).one_or_none()
+        return s.scalars(
+            select(KeywordTable).where(KeywordTable.id == keyword_id, KeywordTable.tenant == tenant)
+        ).one_or_none()
 
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions() as s:
@@ -293,7 +316,9 @@ class KeywordStore:
         if not ids:
             return []
         with self._sessions() as s:
-            rows = s.scalars(select(KeywordTable).where(KeywordTable.tenant == tenant, KeywordTable.id.in_(list(ids))))
+            rows = s.scalars(
+                select(KeywordTable).where(KeywordTable.tenant == tenant, KeywordTable.id.in_(list(ids)))
+            )
             return [_record(r) for r in rows]
 
     def page(self, tenant: str, after: int | None = None, limit: int = 100) -> list[KeywordRecord]:
@@ -312,7 +337,9 @@ class KeywordStore:
         """``{tenant: {id: threshold}}`` of every row: what the index must hold (consistency check)."""
         out: dict[str, dict[int, float]] = {}
         with self._sessions() as s:
-            for kid, tenant, thr in s.execute(select(KeywordTable.id, KeywordTable.tenant, KeywordTable.threshold)):
+            for kid, tenant, thr in s.execute(
+                select(KeywordTable.id, KeywordTable.tenant, KeywordTable.threshold)
+            ):
                 out.setdefault(tenant, {})[int(kid)] = float(thr)
         return out
 
@@ -336,8 +363,11 @@ class KeywordStore:
     def set_proxy(self, keyword_id: int, proxy: np.ndarray, proxy_model: str) -> None:
         """Replace a stored acoustic proxy (recomputed for another model); a deleted id is a no-op."""
         with self._sessions.begin() as s:
-            s.execute(update(KeywordTable).where(KeywordTable.id == keyword_id)
-                      .values(proxy_vector=_vector_bytes(proxy), proxy_model=proxy_model))
+            s.execute(
+                update(KeywordTable)
+                .where(KeywordTable.id == keyword_id)
+                .values(proxy_vector=_vector_bytes(proxy), proxy_model=proxy_model)
+            )
 
     def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions.begin() as s:

@@ -6,14 +6,11 @@ and sends the resulting events. Every stream ends with a final message that says
 socket can still carry it: ``summary`` (close 1000, or 1001 on shutdown) or ``error`` before any
 other close code. Nothing a client sends affects other streams.
 
-Bounded per connection: the websocket layer holds at most one message (it pauses reading until the
-handler takes it), input waiting for the engine stops the reads at ``max_pending_seconds`` /
-``max_pending_bytes`` (TCP backpressure; pings are not failed meanwhile, see
-:class:`openkws.server.KeepaliveProtocol`), and a client that stops reading is dropped after
-``send_timeout_s`` (so nothing queues outbound).
-
-On shutdown (``AppState.shutting_down``) every stream stops reading, flushes what it has, sends
-its ``summary`` (``reason: shutting_down``) and closes with 1001.
+Bounded per connection: the websocket layer holds one message at most; input waiting for the
+engine stops the reads at ``max_pending_seconds`` / ``max_pending_bytes`` (TCP backpressure; pings
+still answered, :class:`openkws.server.KeepaliveProtocol`); a client that stops reading is dropped
+after ``send_timeout_s``. On shutdown every stream flushes, sends ``summary`` (``shutting_down``)
+and closes with 1001.
 """
 
 from __future__ import annotations
@@ -379,8 +376,7 @@ class StreamHandler:
         return self.session.id if self.session else "-"
 
     async def _send_error(self, c: Close) -> None:
-        """The final ``error``, then the close code. To a client that stopped reading it is still
-        attempted (it may fit in the socket buffers), for at most the close timeout."""
+        """The final ``error``, then the close code; tried for at most the close timeout even when the client stopped reading."""
         msg = ErrorMessage(code=c.error, message=c.message, close_code=int(c.code)).model_dump_json()
         with contextlib.suppress(Exception):
             timeout = CLOSE_TIMEOUT_S if self.not_reading else self.settings.send_timeout_s

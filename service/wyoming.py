@@ -64,8 +64,15 @@ class WakeService:
         from .settings import Settings
         from .state import load_engine
 
-        overrides = {k: v for k, v in {"model_dir": cfg.model_dir, "data_dir": cfg.data_dir,
-                                       "database_url": cfg.database_url}.items() if v is not None}
+        overrides = {
+            k: v
+            for k, v in {
+                "model_dir": cfg.model_dir,
+                "data_dir": cfg.data_dir,
+                "database_url": cfg.database_url,
+            }.items()
+            if v is not None
+        }
         settings = Settings.model_validate(overrides)
         spotter, _, registry = load_engine(settings, Metrics(), DetectionCounts())
         return cls(KeywordSpotter(spotter=spotter, tenant=cfg.tenant), registry, spotter.spec.model_version)
@@ -78,18 +85,38 @@ class WakeService:
         return [r.text for r in self.registry.page(self.kws.tenant, None, 10_000)]
 
     def info(self) -> Info:
-        models = [WakeModel(name=t, phrase=t, attribution=ATTRIBUTION, installed=True, languages=["en"],
-                            description=f"typed keyword {t!r}", version=self.model_version)
-                  for t in self.keyword_texts()]
-        return Info(wake=[WakeProgram(name="openkws", attribution=ATTRIBUTION, installed=True, models=models,
-                                      description="open-vocabulary keyword spotting: typed wake words",
-                                      version=__version__)])
+        models = [
+            WakeModel(
+                name=t,
+                phrase=t,
+                attribution=ATTRIBUTION,
+                installed=True,
+                languages=["en"],
+                description=f"typed keyword {t!r}",
+                version=self.model_version,
+            )
+            for t in self.keyword_texts()
+        ]
+        return Info(
+            wake=[
+                WakeProgram(
+                    name="openkws",
+                    attribution=ATTRIBUTION,
+                    installed=True,
+                    models=models,
+                    description="open-vocabulary keyword spotting: typed wake words",
+                    version=__version__,
+                )
+            ]
+        )
 
 
 class WakeHandler(AsyncEventHandler):
     """One Wyoming connection: any number of audio streams, one at a time."""
 
-    def __init__(self, service: WakeService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, service: WakeService, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
         super().__init__(reader, writer)
         self.service = service
         self.names: set[str] | None = None  # from `detect`; None = every keyword
@@ -108,8 +135,11 @@ class WakeHandler(AsyncEventHandler):
             start = AudioStart.from_event(event)
             await asyncio.to_thread(self.service.refresh)
             if start.width not in (2, 4):
-                return await self._error("unsupported_width", f"audio width {start.width} not supported; send 16-bit "
-                                                              "(width 2) or 32-bit float (width 4) PCM")
+                return await self._error(
+                    "unsupported_width",
+                    f"audio width {start.width} not supported; send 16-bit "
+                    "(width 2) or 32-bit float (width 4) PCM",
+                )
             try:
                 self.stream = self.service.kws.create_stream(start.rate, start.channels)
             except AudioError as e:
@@ -117,12 +147,16 @@ class WakeHandler(AsyncEventHandler):
             self.width, self.detected = start.width, 0
         elif AudioChunk.is_type(event.type):
             if self.stream is None:
-                return await self._error("no_audio_start", "audio-chunk before audio-start; send audio-start first")
+                return await self._error(
+                    "no_audio_start", "audio-chunk before audio-start; send audio-start first"
+                )
             chunk = AudioChunk.from_event(event)
             dtype = "<i2" if self.width == 2 else "<f4"
             x = np.frombuffer(chunk.audio[: len(chunk.audio) - len(chunk.audio) % self.width], dtype)
             try:
-                self.stream.accept_waveform(x.reshape(-1, self.stream.channels) if self.stream.channels > 1 else x)
+                self.stream.accept_waveform(
+                    x.reshape(-1, self.stream.channels) if self.stream.channels > 1 else x
+                )
             except (AudioError, ValueError) as e:
                 return await self._error(getattr(e, "code", "bad_audio"), str(e))
             await self._emit(await asyncio.to_thread(self.stream.detections))
@@ -138,7 +172,9 @@ class WakeHandler(AsyncEventHandler):
         for d in detections:
             if self.names is None or d.text in self.names:
                 self.detected += 1
-                log.info("detected %r (score %.3f >= %.2f) at %.0f ms", d.text, d.score, d.threshold, d.decided_ms)
+                log.info(
+                    "detected %r (score %.3f >= %.2f) at %.0f ms", d.text, d.score, d.threshold, d.decided_ms
+                )
                 await self.write_event(Detection(name=d.text, timestamp=int(d.decided_ms)).event())
 
     async def _error(self, code: str, text: str) -> bool:
@@ -178,5 +214,6 @@ def serve_wyoming(cfg: WyomingConfig) -> None:
     except KeyboardInterrupt:
         pass
     except OSError as e:
-        raise WyomingError(f"cannot listen on {cfg.uri}: {e.strerror or e}; is another server using it? "
-                           "pick another --uri") from None
+        raise WyomingError(
+            f"cannot listen on {cfg.uri}: {e.strerror or e}; is another server using it? pick another --uri"
+        ) from None

@@ -28,9 +28,25 @@ def main() -> int:
         return 3
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "audit.json"
-        p = subprocess.run([exe, "--vulnerability-service", "pypi", "--progress-spinner", "off", "--desc", "off",
-                            "--skip-editable", "-f", "json", "-o", str(out)], capture_output=True, text=True,
-                           timeout=300)
+        p = subprocess.run(
+            [
+                exe,
+                "--vulnerability-service",
+                "pypi",
+                "--progress-spinner",
+                "off",
+                "--desc",
+                "off",
+                "--skip-editable",
+                "-f",
+                "json",
+                "-o",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if not out.is_file():
             print(f"pip-audit failed (exit {p.returncode}): {p.stderr.strip()[-1000:]}")
             return 2
@@ -38,8 +54,10 @@ def main() -> int:
     skipped = [d for d in deps if d.get("skip_reason")]
     audited = [d for d in deps if not d.get("skip_reason")]
     vulns = [(d["name"], d["version"], v) for d in audited for v in d.get("vulns", [])]
-    print(f"pip-audit (PyPI advisories): {len(audited)} of {len(deps)} installed packages audited, "
-          f"{len(skipped)} skipped, {len(vulns)} known vulnerabilities")
+    print(
+        f"pip-audit (PyPI advisories): {len(audited)} of {len(deps)} installed packages audited, "
+        f"{len(skipped)} skipped, {len(vulns)} known vulnerabilities"
+    )
     for name, version, v in vulns:
         fix = ", ".join(v.get("fix_versions") or []) or "no fixed release"
         print(f"  {name} {version}: {v.get('id')} ({', '.join(v.get('aliases') or [])}) fixed in: {fix}")
@@ -49,8 +67,10 @@ def main() -> int:
     if vulns:
         return 1
     if not audited:
-        print("  NO AUDIT RESULT: the vulnerability service answered for no package (network or API); "
-              "this is not a clean bill of health")
+        print(
+            "  NO AUDIT RESULT: the vulnerability service answered for no package (network or API); "
+            "this is not a clean bill of health"
+        )
         return 2
     return 0
 

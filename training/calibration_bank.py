@@ -25,8 +25,16 @@ from openkws.constants import SAMPLE_RATE
 from openkws.engine.calibration import BANK_FILE
 
 log = logging.getLogger("openkws.calibration_bank")
-BANK_VOICES = ("espeak:en-us+m1", "espeak:en-us+m5", "espeak:en-gb+f2", "espeak:en-gb-scotland+m3",
-               "espeak:en-us+klatt2", "espeak:en-gb+david", "espeak:en-us+Annie", "flite:kal")
+BANK_VOICES = (
+    "espeak:en-us+m1",
+    "espeak:en-us+m5",
+    "espeak:en-gb+f2",
+    "espeak:en-gb-scotland+m3",
+    "espeak:en-us+klatt2",
+    "espeak:en-gb+david",
+    "espeak:en-us+Annie",
+    "flite:kal",
+)
 SEGMENT_S = 30.0
 MAX_BANK_BYTES = 8 * 2**20
 
@@ -79,11 +87,14 @@ def window_embeddings(spotter: object, audio: np.ndarray, stride: int) -> tuple[
     emb = np.zeros((len(ends), len(windows), sp.spec.embedding_dim), np.float32)  # type: ignore[attr-defined]
     for j, w in enumerate(windows):
         n = w - ctx
-        batch = np.stack([frames[t - w + 1 : t - w + 1 + n] for t in ends]) if len(ends) else np.zeros((0, n, 1))
+        batch = (
+            np.stack([frames[t - w + 1 : t - w + 1 + n] for t in ends]) if len(ends) else np.zeros((0, n, 1))
+        )
         for a in range(0, len(ends), 256):
             x = batch[a : a + 256].astype(np.float32)
             emb[a : a + 256, j] = sp.sessions.acoustic_pool.run(  # type: ignore[attr-defined]
-                None, {"frames": x, "mask": np.ones(x.shape[:2], np.float32)})[0]
+                None, {"frames": x, "mask": np.ones(x.shape[:2], np.float32)}
+            )[0]
     emb /= np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-9)
     return ends, emb
 
@@ -94,8 +105,14 @@ def quantize(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.round(emb / scale[..., None]).astype(np.int8), scale.astype(np.float16)
 
 
-def build_bank(model_dir: Path, tts_s: float = 840.0, noise_s: float = 180.0, music_s: float = 180.0,
-               stride: int = 4, seed: int = 0) -> Path:
+def build_bank(
+    model_dir: Path,
+    tts_s: float = 840.0,
+    noise_s: float = 180.0,
+    music_s: float = 180.0,
+    stride: int = 4,
+    seed: int = 0,
+) -> Path:
     """Write ``<model_dir>/calibration_bank.npz``; returns its path."""
     from openkws.engine.spotter import Spotter
 
@@ -111,13 +128,28 @@ def build_bank(model_dir: Path, tts_s: float = 840.0, noise_s: float = 180.0, mu
     q, scale = quantize(np.concatenate(embs))
     hours = sum(len(a) for _, a in segs) / SAMPLE_RATE / 3600.0
     path = Path(model_dir) / BANK_FILE
-    np.savez(path, embeddings=q, scales=scale, segment=np.concatenate(seg_ids), frame=np.concatenate(frames),
-             hours=np.float64(hours), stride_frames=np.int32(stride),
-             fingerprint=np.array(sp.acoustic_fingerprint),
-             sources=np.array(json.dumps({k: round(v / 60, 2) for k, v in kinds.items()})))
+    np.savez(
+        path,
+        embeddings=q,
+        scales=scale,
+        segment=np.concatenate(seg_ids),
+        frame=np.concatenate(frames),
+        hours=np.float64(hours),
+        stride_frames=np.int32(stride),
+        fingerprint=np.array(sp.acoustic_fingerprint),
+        sources=np.array(json.dumps({k: round(v / 60, 2) for k, v in kinds.items()})),
+    )
     size = path.stat().st_size
     if size > MAX_BANK_BYTES:
-        raise RuntimeError(f"{path} is {size / 2**20:.1f} MiB; keep the bank under {MAX_BANK_BYTES / 2**20:.0f} MiB")
-    log.info("calibration bank %s: %d frames x %d windows, %.2f h, %.1f MiB", path, q.shape[0], q.shape[1],
-             hours, size / 2**20)
+        raise RuntimeError(
+            f"{path} is {size / 2**20:.1f} MiB; keep the bank under {MAX_BANK_BYTES / 2**20:.0f} MiB"
+        )
+    log.info(
+        "calibration bank %s: %d frames x %d windows, %.2f h, %.1f MiB",
+        path,
+        q.shape[0],
+        q.shape[1],
+        hours,
+        size / 2**20,
+    )
     return path

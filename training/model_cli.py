@@ -202,7 +202,10 @@ def export(
         None, min=0.0, max=1.0, help="default_threshold in model.json (default: the checkpoint config's)"
     ),
     bank_minutes: float = typer.Option(
-        20.0, min=0.0, help="minutes of background audio in the calibration bank (0: none; `openkws eval bank`)"),
+        20.0,
+        min=0.0,
+        help="minutes of background audio in the calibration bank (0: none; `openkws eval bank`)",
+    ),
 ) -> None:
     """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
     from .export import export_checkpoint, export_untrained
@@ -213,8 +216,14 @@ def export(
         path = export_untrained(out, untrained)
     else:
         extra = eval_metrics(metrics or [])
-        path = export_checkpoint(checkpoint, out, model_version, extra or None, threshold,  # type: ignore[arg-type]
-                                 bank_minutes=bank_minutes)
+        path = export_checkpoint(
+            checkpoint,
+            out,
+            model_version,
+            extra or None,
+            threshold,  # type: ignore[arg-type]
+            bank_minutes=bank_minutes,
+        )
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
 
@@ -260,19 +269,37 @@ def eval_cost(
 
 @eval_app.command("streams")
 def eval_streams(
-    manifest: Path = typer.Option(Path("data/eval/asterisk/manifest.csv"), help="CSV with path,text (keyword clips)"),
+    manifest: Path = typer.Option(
+        Path("data/eval/asterisk/manifest.csv"), help="CSV with path,text (keyword clips)"
+    ),
     model: Path = typer.Option(Path("models/default"), help="exported model directory"),
-    out: Path = typer.Option(Path("runs/eval/streams"), help="streams.json, streams.md, det.png, score_hist.png"),
-    cache: Path = typer.Option(Path("data/cache/eval_streams"), help="built audio and per-stream events (reruns reuse them)"),
-    condition: list[str] | None = typer.Option(None, help="quiet, noise, music, babble, reverb (repeatable; default all)"),
+    out: Path = typer.Option(
+        Path("runs/eval/streams"), help="streams.json, streams.md, det.png, score_hist.png"
+    ),
+    cache: Path = typer.Option(
+        Path("data/cache/eval_streams"), help="built audio and per-stream events (reruns reuse them)"
+    ),
+    condition: list[str] | None = typer.Option(
+        None, help="quiet, noise, music, babble, reverb (repeatable; default all)"
+    ),
     negatives: list[str] | None = typer.Option(
-        None, help="recorded, tts, music, or a folder of audio (<name>.txt beside a file = its transcript); repeatable"),
-    proxy: list[str] | None = typer.Option(None, help="openkws proxies: text, tts, both (repeatable; default text and tts)"),
-    peer: list[str] | None = typer.Option(None, help="also run pocketsphinx and/or efficientword (repository checkout)"),
+        None,
+        help="recorded, tts, music, or a folder of audio (<name>.txt beside a file = its transcript); repeatable",
+    ),
+    proxy: list[str] | None = typer.Option(
+        None, help="openkws proxies: text, tts, both (repeatable; default text and tts)"
+    ),
+    peer: list[str] | None = typer.Option(
+        None, help="also run pocketsphinx and/or efficientword (repository checkout)"
+    ),
     tts_minutes: float = typer.Option(30.0, help="minutes of TTS running text among the negatives"),
     floor: float = typer.Option(0.4, help="enrollment threshold of the sweep (lowest threshold reported)"),
-    doc: Path | None = typer.Option(None, help="write the tables into this markdown file (e.g. docs/BENCHMARKS.md)"),
-    cached_only: bool = typer.Option(False, help="report from the per-stream events computed so far (no decoding)"),
+    doc: Path | None = typer.Option(
+        None, help="write the tables into this markdown file (e.g. docs/BENCHMARKS.md)"
+    ),
+    cached_only: bool = typer.Option(
+        False, help="report from the per-stream events computed so far (no decoding)"
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine."""
@@ -292,10 +319,20 @@ def eval_streams(
     if not 0.0 <= floor < 1.0:
         raise typer.BadParameter("floor must be in [0, 1)")
     _setup_logging(False)
-    cfg = StreamsConfig(manifest=manifest, model=model, out=out, cache=cache,
-                        conditions=tuple(condition or CONDITIONS), negatives=tuple(negatives or ("recorded", "tts", "music")),
-                        proxies=tuple(proxy or PROXY_KINDS), peers=tuple(peer or ()), tts_minutes=tts_minutes,
-                        floor=floor, seed=seed, cached_only=cached_only)
+    cfg = StreamsConfig(
+        manifest=manifest,
+        model=model,
+        out=out,
+        cache=cache,
+        conditions=tuple(condition or CONDITIONS),
+        negatives=tuple(negatives or ("recorded", "tts", "music")),
+        proxies=tuple(proxy or PROXY_KINDS),
+        peers=tuple(peer or ()),
+        tts_minutes=tts_minutes,
+        floor=floor,
+        seed=seed,
+        cached_only=cached_only,
+    )
     report = run_streams(cfg)
     table = markdown(report)
     typer.echo(table)
@@ -306,21 +343,34 @@ def eval_streams(
         figs = doc.parent / "benchmarks"
         figs.mkdir(parents=True, exist_ok=True)
         links = []
-        for name, title in (("det", "DET"), ("score_hist", "score histogram"), ("calibration", "calibration")):
+        for name, title in (
+            ("det", "DET"),
+            ("score_hist", "score histogram"),
+            ("calibration", "calibration"),
+        ):
             if (out / f"{name}.png").is_file():
                 shutil.copyfile(out / f"{name}.png", figs / f"streams_{name}.png")
                 links.append(f"![streams {title}](benchmarks/streams_{name}.png)")
-        update_doc(doc, table + "\n" + "\n".join(links) + "\n",
-                   f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
-                   f"model `{report['model_version']}`; " + (
-                       "tables from the per-stream events that earlier runs of the same command decoded and cached "
-                       f"(`--cached-only`, {report['wall_s']} s)." if cached_only else f"wall time {report['wall_s']} s."))
+        update_doc(
+            doc,
+            table + "\n" + "\n".join(links) + "\n",
+            f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
+            f"model `{report['model_version']}`; "
+            + (
+                "tables from the per-stream events that earlier runs of the same command decoded and cached "
+                f"(`--cached-only`, {report['wall_s']} s)."
+                if cached_only
+                else f"wall time {report['wall_s']} s."
+            ),
+        )
     typer.echo(f"report: {out / 'streams.json'}  plots: {out / 'det.png'}, {out / 'score_hist.png'}")
 
 
 @eval_app.command("bank")
 def eval_bank(
-    model: Path = typer.Option(Path("models/default"), help="exported model directory to (re)build the bank in"),
+    model: Path = typer.Option(
+        Path("models/default"), help="exported model directory to (re)build the bank in"
+    ),
     tts_minutes: float = typer.Option(14.0, help="minutes of TTS running speech"),
     noise_minutes: float = typer.Option(3.0, help="minutes of stationary noise"),
     music_minutes: float = typer.Option(3.0, help="minutes of synthetic music"),

@@ -76,8 +76,10 @@ def _created(keywords: KeywordRegistry, item: KeywordCreate, e: Enrolled) -> Key
     if item.phonemes is None:
         out.guessed_words = [w for w in e.record.text.split() if not keywords.spotter.g2p.in_vocabulary(w)]
     if not e.created and item.threshold is not None and abs(item.threshold - e.record.threshold) > 1e-9:
-        out.note = (f"already enrolled with threshold {e.record.threshold:g}; the requested {item.threshold:g} was not "
-                    f"applied: PATCH /v1/keywords/{e.record.id} changes it")
+        out.note = (
+            f"already enrolled with threshold {e.record.threshold:g}; the requested {item.threshold:g} was not "
+            f"applied: PATCH /v1/keywords/{e.record.id} changes it"
+        )
     return out
 
 
@@ -179,7 +181,9 @@ def create_keywords(
     _check_metadata(body.keywords, settings)
     enrolled = _enroll(keywords, tenant, body.keywords, batch=True)
     metrics.enroll_latency.observe(time.perf_counter() - t0)
-    return KeywordBatchOut(keywords=[_created(keywords, i, e) for i, e in zip(body.keywords, enrolled, strict=True)])
+    return KeywordBatchOut(
+        keywords=[_created(keywords, i, e) for i, e in zip(body.keywords, enrolled, strict=True)]
+    )
 
 
 @router.get("", response_model=KeywordPage, responses=ERRORS)
@@ -226,7 +230,9 @@ def patch_keyword(
 
 def _out(keywords: KeywordRegistry, tenant: str, r: KeywordRecord) -> KeywordOut:
     """A stored keyword with the false alarms per hour its threshold is expected to give."""
-    return KeywordOut.of(r).model_copy(update={"expected_fa_per_hour": keywords.expected_fa_per_hour(tenant, r.id, r.threshold)})
+    return KeywordOut.of(r).model_copy(
+        update={"expected_fa_per_hour": keywords.expected_fa_per_hour(tenant, r.id, r.threshold)}
+    )
 
 
 @router.delete("/{keyword_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)

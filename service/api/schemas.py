@@ -12,9 +12,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ..confusables import Confusable
 from ..engine.acoustic_proxy import ProxyMode
 from ..protocol import DetectionEvent, NearMissEvent
-from ..registry import Confusable, Enrolled
+from ..registry import Enrolled
 from ..store import KeywordRecord
 
 
@@ -72,12 +73,27 @@ class KeywordCreate(BaseModel):
             )
         ),
     ] = "text"
-    phonemes: Annotated[list[str] | str | None, Field(max_length=256, description=(
-        "pronunciation override: ARPAbet without stress, '|' between words, e.g. 'EH K S | K EY | S IY | D IY' "
-        "(a list, or a string split on spaces); validated against the model's phoneme inventory"))] = None
-    target_fa_per_hour: Annotated[FaPerHour | None, Field(gt=0.0, le=3600.0, description=(
-        "sensitivity: the threshold is set so that the keyword is expected to fire this many times per hour on "
-        "background speech (default 0.5, from the model's calibration bank); a raw `threshold` overrides it"))] = None
+    phonemes: Annotated[
+        list[str] | str | None,
+        Field(
+            max_length=256,
+            description=(
+                "pronunciation override: ARPAbet without stress, '|' between words, e.g. 'EH K S | K EY | S IY | D IY' "
+                "(a list, or a string split on spaces); validated against the model's phoneme inventory"
+            ),
+        ),
+    ] = None
+    target_fa_per_hour: Annotated[
+        FaPerHour | None,
+        Field(
+            gt=0.0,
+            le=3600.0,
+            description=(
+                "sensitivity: the threshold is set so that the keyword is expected to fire this many times per hour on "
+                "background speech (default 0.5, from the model's calibration bank); a raw `threshold` overrides it"
+            ),
+        ),
+    ] = None
 
 
 class KeywordBatchCreate(BaseModel):
@@ -120,9 +136,13 @@ class KeywordOut(BaseModel):
     threshold: float
     metadata: dict[str, Any] | None
     proxy: ProxyMode = Field(description="how the proxy was made: text | tts | both")
-    expected_fa_per_hour: float | None = Field(default=None, description=(
-        "false alarms per hour expected at this threshold on background speech (model calibration bank; null "
-        "without one)"))
+    expected_fa_per_hour: float | None = Field(
+        default=None,
+        description=(
+            "false alarms per hour expected at this threshold on background speech (model calibration bank; null "
+            "without one)"
+        ),
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -147,13 +167,22 @@ class KeywordCreated(KeywordOut):
         description="what normalisation changed in the submitted text beyond case and "
         "punctuation (invisible characters, NFKC, accents, numbers); empty: none"
     )
-    guessed_words: list[str] = Field(default_factory=list, description=(
-        "words not in the pronouncing dictionary whose phonemes the neural G2P guessed: check `phonemes`, or "
-        "enroll again with a `phonemes` override"))
-    note: str | None = Field(None, description="set when the request asked for something it did not get, e.g. a "
-                                               "new threshold for a text already enrolled (PATCH changes it)")
+    guessed_words: list[str] = Field(
+        default_factory=list,
+        description=(
+            "words not in the pronouncing dictionary whose phonemes the neural G2P guessed: check `phonemes`, or "
+            "enroll again with a `phonemes` override"
+        ),
+    )
+    note: str | None = Field(
+        None,
+        description="set when the request asked for something it did not get, e.g. a "
+        "new threshold for a text already enrolled (PATCH changes it)",
+    )
 
-    warnings: list[str] = Field(default_factory=list, description="too short, fires often, one word from another")
+    warnings: list[str] = Field(
+        default_factory=list, description="too short, fires often, one word from another"
+    )
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:

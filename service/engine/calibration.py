@@ -78,8 +78,14 @@ class Peaks:
 class Calibrator:
     """Background window embeddings ``[F, W, D]`` of a bank and the geometry to count events."""
 
-    def __init__(self, embeddings: np.ndarray, segment: np.ndarray, frame: np.ndarray, hours: float,
-                 refractory_frames: int) -> None:
+    def __init__(
+        self,
+        embeddings: np.ndarray,
+        segment: np.ndarray,
+        frame: np.ndarray,
+        hours: float,
+        refractory_frames: int,
+    ) -> None:
         if embeddings.ndim != 3 or len(embeddings) != len(segment) or len(segment) != len(frame):
             raise CalibrationError("bank arrays disagree: embeddings [F, W, D], segment [F], frame [F]")
         if not hours > 0:
@@ -91,8 +97,9 @@ class Calibrator:
         self.refractory_frames = int(refractory_frames)
 
     @classmethod
-    def load(cls, model_dir: Path, embedding_dim: int, refractory_frames: int,
-             fingerprint: str | None = None) -> Calibrator | None:
+    def load(
+        cls, model_dir: Path, embedding_dim: int, refractory_frames: int, fingerprint: str | None = None
+    ) -> Calibrator | None:
         """The model's bank, or None when it ships none; a bank of another model raises."""
         path = Path(model_dir) / BANK_FILE
         if not path.is_file():
@@ -101,10 +108,14 @@ class Calibrator:
             q, scale = z["embeddings"], z["scales"].astype(np.float32)
             emb = q.astype(np.float32) * scale[..., None]
             if emb.shape[-1] != embedding_dim:
-                raise CalibrationError(f"{path}: embeddings of dim {emb.shape[-1]}, the model has {embedding_dim}")
+                raise CalibrationError(
+                    f"{path}: embeddings of dim {emb.shape[-1]}, the model has {embedding_dim}"
+                )
             if fingerprint is not None and str(z["fingerprint"]) != fingerprint:
-                raise CalibrationError(f"{path} was built for another acoustic model; rebuild it with "
-                                       "`openkws eval bank --model <dir>`")
+                raise CalibrationError(
+                    f"{path} was built for another acoustic model; rebuild it with "
+                    "`openkws eval bank --model <dir>`"
+                )
             return cls(emb, z["segment"], z["frame"], float(z["hours"]), refractory_frames)
 
     def peaks(self, proxy: np.ndarray) -> Peaks:

@@ -155,7 +155,9 @@ class Spotter:
         ``vad``: voice-activity gating (``openkws.engine.vad``), event times stay in stream time."""
         if competition not in COMPETITIONS:
             raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
-        return KeywordStream(self, self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad)
+        return KeywordStream(
+            self, self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad
+        )
 
     def decode_streams(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
         """One batched step over several streams: front-end, acoustic frames, windows, scores, decisions.

@@ -100,7 +100,11 @@ def _number_words(text: str) -> str:
         return text.replace(",", " ")  # what the digit-aware rules below reduce to without digits
     eng = _inflect_engine()
     text = _ORDINAL_RE.sub(lambda m: " " + str(eng.number_to_words(eng.ordinal(int(m.group(1))))) + " ", text)
-    text = text.replace(",", " ") if re.search(r"\d,\d", text) is None else re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    text = (
+        text.replace(",", " ")
+        if re.search(r"\d,\d", text) is None
+        else re.sub(r"(?<=\d),(?=\d{3})", "", text)
+    )
     return _NUMBER_RE.sub(lambda m: " " + str(eng.number_to_words(m.group(0), andword="")) + " ", text)
 
 
@@ -117,7 +121,9 @@ def normalize(text: str) -> list[str]:
     if not isinstance(text, str) or not text.strip():
         raise G2PError("empty", "keyword text is empty; give 1 to 6 English words, e.g. 'hey jarvis'")
     if len(text) > MAX_CHARS:
-        raise G2PError("too_long", f"keyword text has {len(text)} characters; at most {MAX_CHARS} are accepted")
+        raise G2PError(
+            "too_long", f"keyword text has {len(text)} characters; at most {MAX_CHARS} are accepted"
+        )
     for ch in text:
         if unicodedata.category(ch).startswith("L") and not unicodedata.name(ch, "").startswith("LATIN"):
             raise G2PError(
@@ -131,11 +137,13 @@ def normalize(text: str) -> list[str]:
     words = _WORD_RE.findall(ascii_text)
     if not words:
         raise G2PError(
-            "no_words", f"keyword text {text!r} has no pronounceable words; use letters or digits, e.g. 'hey jarvis'"
+            "no_words",
+            f"keyword text {text!r} has no pronounceable words; use letters or digits, e.g. 'hey jarvis'",
         )
     if len(words) > MAX_WORDS:
         raise G2PError(
-            "too_many_words", f"keyword has {len(words)} words after normalization; at most {MAX_WORDS} are accepted"
+            "too_many_words",
+            f"keyword has {len(words)} words after normalization; at most {MAX_WORDS} are accepted",
         )
     return words
 
@@ -191,18 +199,25 @@ def check_keyword_text(text: str) -> KeywordText:
         if ch.isspace() or ch.isdigit() or ch in _QUIET_PUNCTUATION:
             continue
         if not unicodedata.category(ch).startswith("L"):
-            raise G2PError("unsupported_character",
-                           f"character {ch!r} ({unicodedata.name(ch, 'unnamed')}) would be dropped; spell it out in "
-                           "words (e.g. '100 percent', 'one half', 'rock and roll')")
+            raise G2PError(
+                "unsupported_character",
+                f"character {ch!r} ({unicodedata.name(ch, 'unnamed')}) would be dropped; spell it out in "
+                "words (e.g. '100 percent', 'one half', 'rock and roll')",
+            )
         plain = "".join(c for c in unicodedata.normalize("NFKD", ch) if unicodedata.category(c) != "Mn")
         if unicodedata.name(ch, "").startswith("LATIN") and not (plain.isascii() and plain.isalpha()):
             hint = f" (e.g. {_SPELL_OUT[ch.lower()]!r})" if ch.lower() in _SPELL_OUT else ""
-            raise G2PError("unsupported_letter", f"letter {ch!r} has no plain a-z spelling; write it with a-z{hint}")
+            raise G2PError(
+                "unsupported_letter", f"letter {ch!r} has no plain a-z spelling; write it with a-z{hint}"
+            )
         if plain != ch and plain.isascii():
             rewrites.append(f"accents removed: {ch!r} -> {plain!r}")
     if _SIGNED_OR_RANGE.search(clean):
-        raise G2PError("ambiguous_number", "a '-' next to a digit reads as minus or as a range; write it in words "
-                       "(e.g. 'minus one', 'three to four')")
+        raise G2PError(
+            "ambiguous_number",
+            "a '-' next to a digit reads as minus or as a range; write it in words "
+            "(e.g. 'minus one', 'three to four')",
+        )
     for m in re.finditer(r"\d+(?:[.,]\d+)*(?:st|nd|rd|th)?", clean):
         with contextlib.suppress(G2PError):
             rewrites.append(f"number spelled out: {m.group(0)!r} -> {' '.join(normalize(m.group(0)))!r}")
@@ -221,16 +236,22 @@ class _NeuralG2P:
                  "T", "TH", "UH0", "UH1", "UH2", "UW", "UW0", "UW1", "UW2", "V", "W", "Y", "Z", "ZH"]  # fmt: skip
 
     def __init__(self) -> None:
-        spec = importlib.util.find_spec("g2p_en")  # locate without importing (import would call nltk.download)
+        spec = importlib.util.find_spec(
+            "g2p_en"
+        )  # locate without importing (import would call nltk.download)
         if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("g2p_en is not installed; `pip install g2p_en` (its weights ship in the wheel)")
+            raise RuntimeError(
+                "g2p_en is not installed; `pip install g2p_en` (its weights ship in the wheel)"
+            )
         path = Path(next(iter(spec.submodule_search_locations))) / "checkpoint20.npz"
         with np.load(path, allow_pickle=False) as v:  # arrays only: never unpickle
             self.w = {k: v[k].astype(np.float32) for k in v.files}
         self.g2idx = {g: i for i, g in enumerate(self._GRAPHEMES)}
 
     @staticmethod
-    def _cell(x: np.ndarray, h: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray) -> np.ndarray:
+    def _cell(
+        x: np.ndarray, h: np.ndarray, w_ih: np.ndarray, w_hh: np.ndarray, b_ih: np.ndarray, b_hh: np.ndarray
+    ) -> np.ndarray:
         gi = x @ w_ih.T + b_ih
         gh = h @ w_hh.T + b_hh
         n3 = gi.shape[-1] // 3

@@ -101,9 +101,7 @@ def test_openkws_tts_stream(short_stream, untrained_model) -> None:
     _score(det, audio, occ, KEYWORDS)
     text = make_detector("openkws", model_dir=untrained_model)
     text.enroll(list(KEYWORDS))
-    assert not np.allclose(det.proxies, text.proxies), (
-        "tts proxies must differ from text ones"
-    )
+    assert not np.allclose(det.proxies, text.proxies), "tts proxies must differ from text ones"
     det.add_keyword("lighthouse")
     assert "lighthouse" in det.ids
 

@@ -9,9 +9,13 @@ from bench.streams_peers import nest
 
 
 def test_nest_scores_each_detection_with_its_strictest_threshold() -> None:
-    ev = nest([(0.1, {"k": np.array([1.0, 5.0]), "j": np.array([3.0])}),
-               (0.2, {"k": np.array([1.2]), "j": np.zeros(0)}),
-               (0.3, {"k": np.array([0.9])})])
+    ev = nest(
+        [
+            (0.1, {"k": np.array([1.0, 5.0]), "j": np.array([3.0])}),
+            (0.2, {"k": np.array([1.2]), "j": np.zeros(0)}),
+            (0.3, {"k": np.array([0.9])}),
+        ]
+    )
     got = sorted((e.keyword, e.end_s, e.score) for e in ev)
     assert got == [("j", 3.0, 0.1), ("k", 0.9, 0.3), ("k", 5.0, 0.1)]
     # counts at each threshold are preserved: 3 events at 0.1, 1 at 0.2 and 0.3

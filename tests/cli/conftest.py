@@ -23,7 +23,9 @@ def free_port() -> int:
 def start_server(data_dir: Path) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = free_port()
     settings = Settings(data_dir=data_dir, device="cpu", inference_workers=1, port=port)
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
     t = threading.Thread(target=srv.run, daemon=True)
     t.start()
     deadline = time.monotonic() + 120

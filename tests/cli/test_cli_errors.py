@@ -21,8 +21,13 @@ from tests.cli.conftest import free_port
 def openkws(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OPENKWS_URL": "", "PYTHONWARNINGS": "ignore"}
     env.pop("OPENKWS_URL")
-    return subprocess.run([sys.executable, "-c", "from openkws.cli import main; main()", *args],
-                          capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", "from openkws.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def one_error_line(r: subprocess.CompletedProcess[str]) -> str:
@@ -42,8 +47,13 @@ def wav(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_server_not_running(wav: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    for args in (["detect", str(wav)], ["keywords", "add", "hey jarvis"], ["keywords", "list"],
-                 ["keywords", "set", "1", "--threshold", "0.5"], ["stream", str(wav), "--no-realtime"]):
+    for args in (
+        ["detect", str(wav)],
+        ["keywords", "add", "hey jarvis"],
+        ["keywords", "list"],
+        ["keywords", "set", "1", "--threshold", "0.5"],
+        ["stream", str(wav), "--no-realtime"],
+    ):
         line = one_error_line(openkws(*args, "--url", url))
         assert f"cannot reach an openkws server at {url}" in line and "openkws serve" in line, (args, line)
 
@@ -71,7 +81,9 @@ def test_bad_keyword_files(tmp_path: Path) -> None:
     bad = tmp_path / "kw.yaml"
     bad.write_text("- text: hey jarvis\n  treshold: 0.5\n")
     assert "unknown field 'treshold'" in one_error_line(openkws("keywords", "import", str(bad)))
-    assert "use .yaml, .yml or .csv" in one_error_line(openkws("keywords", "import", str(tmp_path / "kw.json")))
+    assert "use .yaml, .yml or .csv" in one_error_line(
+        openkws("keywords", "import", str(tmp_path / "kw.json"))
+    )
     csv = tmp_path / "kw.csv"
     csv.write_text("text,threshold\nhey jarvis,high\n")
     assert "threshold 'high' is not a number" in one_error_line(openkws("keywords", "import", str(csv)))

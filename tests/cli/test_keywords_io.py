@@ -56,7 +56,8 @@ def test_import_export_round_trip(server: str, tmp_path: Path) -> None:
         r = run.invoke(app, ["keywords", "export", str(out), "--url", server])
         assert r.exit_code == 0 and out.exists(), r.output
         assert [(s.text, s.threshold, s.proxy, s.metadata) for s in load_keywords(out)] == [
-            (k[0], k[1], k[2], k[4]) for k in first]
+            (k[0], k[1], k[2], k[4]) for k in first
+        ]
         url2, srv2, t2 = start_server(tmp_path / f"second-{name}")
         try:
             r = run.invoke(app, ["keywords", "import", str(out), "--url", url2])

@@ -27,9 +27,34 @@ from tests.deploy.cluster import Replica, Stream, pcm16, replica_env, silence, w
 from tests.deploy.conftest import DEFAULT_MODEL, speech_wav
 from tests.deploy.postgres import free_port, postgres_server
 
-NATO = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo",
-        "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor",
-        "whiskey", "xray", "yankee", "zulu"]
+NATO = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+]
 
 
 def texts(n: int) -> list[str]:
@@ -37,8 +62,12 @@ def texts(n: int) -> list[str]:
 
 
 def measure(n_keywords: int, n_streams: int, seconds: float) -> dict[str, object]:
-    out: dict[str, object] = {"keywords": n_keywords, "streams": n_streams, "seconds": seconds,
-                              "load_before": os.getloadavg()}
+    out: dict[str, object] = {
+        "keywords": n_keywords,
+        "streams": n_streams,
+        "seconds": seconds,
+        "load_before": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory() as tmp, postgres_server() as url:
         from openkws.auth import ApiKeys
         from openkws.settings import Settings
@@ -66,7 +95,7 @@ def measure(n_keywords: int, n_streams: int, seconds: float) -> dict[str, object
             h = httpx.Client(base_url=a.url, timeout=600, headers={"Authorization": f"Bearer {token}"})
             all_texts, per_batch, follow = texts(n_keywords), [], []
             for off in range(0, n_keywords, 1000):
-                chunk = all_texts[off:off + 1000]
+                chunk = all_texts[off : off + 1000]
                 t0 = time.monotonic()
                 r = h.post("/v1/keywords/batch", json={"keywords": [{"text": t} for t in chunk]})
                 t_ack = time.monotonic()
@@ -92,7 +121,7 @@ def measure(n_keywords: int, n_streams: int, seconds: float) -> dict[str, object
 
             def feed(s: Stream) -> None:
                 audio = clip * (int(seconds / (len(clip) / 32_000)) + 1)
-                s.send(audio[:int(seconds * 32_000) // 2 * 2], realtime=1.0)
+                s.send(audio[: int(seconds * 32_000) // 2 * 2], realtime=1.0)
 
             threads = [threading.Thread(target=feed, args=(s,)) for s in streams]
             for t in threads:
@@ -111,8 +140,12 @@ def measure(n_keywords: int, n_streams: int, seconds: float) -> dict[str, object
             audio_s = n_streams * seconds
             out["stream_cpu_s_per_audio_s"] = round(cpu / audio_s, 4)
             out["streams_per_core"] = round(audio_s / cpu, 1)  # real-time streams one core's CPU time covers
-            out["rss_mb_per_stream"] = round((mid["process_resident_memory_bytes"]
-                                              - m0["process_resident_memory_bytes"]) / 2**20 / n_streams, 2)
+            out["rss_mb_per_stream"] = round(
+                (mid["process_resident_memory_bytes"] - m0["process_resident_memory_bytes"])
+                / 2**20
+                / n_streams,
+                2,
+            )
             out["detections"] = sum(len(s.detections()) for s in streams)
             for s in streams:
                 s.close()

@@ -43,8 +43,13 @@ class Replica:
         exe = shutil.which("openkws", path=str(Path(sys.executable).parent)) or shutil.which("openkws")
         assert exe, "the openkws command is not installed"
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen([exe, "serve", "--log-level", "warning"], env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, cwd=self.log.parent)
+            self.proc = subprocess.Popen(
+                [exe, "serve", "--log-level", "warning"],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.log.parent,
+            )
 
     def wait_ready(self, timeout: float = START_TIMEOUT_S) -> None:
         deadline = time.monotonic() + timeout
@@ -80,7 +85,9 @@ class Replica:
 
     def metrics(self, client: httpx.Client | None = None) -> dict[str, float]:
         """Unlabelled samples of /metrics (and labelled ones under their full series name)."""
-        text = (client.get(f"{self.url}/metrics") if client else httpx.get(f"{self.url}/metrics", timeout=5)).text
+        text = (
+            client.get(f"{self.url}/metrics") if client else httpx.get(f"{self.url}/metrics", timeout=5)
+        ).text
         out: dict[str, float] = {}
         for m in re.finditer(r"^([a-zA-Z_:][^\s]*)\s+(\S+)$", text, re.MULTILINE):
             out[m.group(1)] = float(m.group(2))
@@ -122,10 +129,13 @@ class Balancer:
         haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
         servers = "\n".join(f"    server {r.name} 127.0.0.1:{r.port} check" for r in replicas)
         self.cfg.write_text(HAPROXY_CFG.format(port=self.port, servers=servers))
-        check = subprocess.run([haproxy, "-c", "-f", str(self.cfg)], capture_output=True, text=True, timeout=30)
+        check = subprocess.run(
+            [haproxy, "-c", "-f", str(self.cfg)], capture_output=True, text=True, timeout=30
+        )
         assert check.returncode == 0, check.stdout + check.stderr
-        self.proc = subprocess.Popen([haproxy, "-db", "-f", str(self.cfg)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [haproxy, "-db", "-f", str(self.cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -133,16 +143,28 @@ class Balancer:
             self.proc.wait(timeout=10)
 
 
-def replica_env(port: int, database_url: str, data_dir: Path, model_dir: Path, poll_s: float) -> dict[str, str]:
+def replica_env(
+    port: int, database_url: str, data_dir: Path, model_dir: Path, poll_s: float
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENKWS_")}
-    env.update({
-        "OPENKWS_HOST": "127.0.0.1", "OPENKWS_PORT": str(port), "OPENKWS_DATABASE_URL": database_url,
-        "OPENKWS_DATA_DIR": str(data_dir), "OPENKWS_MODEL_DIR": str(model_dir), "OPENKWS_DEVICE": "cpu",
-        "OPENKWS_AUTH": "true", "OPENKWS_SYNC_INTERVAL_S": str(poll_s), "OPENKWS_INFERENCE_WORKERS": "1",
-        "OPENKWS_SHUTDOWN_TIMEOUT_S": "5", "OMP_NUM_THREADS": "1",
-        # a long test enrolls more than the default token bucket allows per key
-        "OPENKWS_ENROLL_RATE_PER_S": "1000", "OPENKWS_ENROLL_BURST": "1000",
-    })
+    env.update(
+        {
+            "OPENKWS_HOST": "127.0.0.1",
+            "OPENKWS_PORT": str(port),
+            "OPENKWS_DATABASE_URL": database_url,
+            "OPENKWS_DATA_DIR": str(data_dir),
+            "OPENKWS_MODEL_DIR": str(model_dir),
+            "OPENKWS_DEVICE": "cpu",
+            "OPENKWS_AUTH": "true",
+            "OPENKWS_SYNC_INTERVAL_S": str(poll_s),
+            "OPENKWS_INFERENCE_WORKERS": "1",
+            "OPENKWS_SHUTDOWN_TIMEOUT_S": "5",
+            "OMP_NUM_THREADS": "1",
+            # a long test enrolls more than the default token bucket allows per key
+            "OPENKWS_ENROLL_RATE_PER_S": "1000",
+            "OPENKWS_ENROLL_BURST": "1000",
+        }
+    )
     return env
 
 
@@ -166,10 +188,19 @@ class Stream:
 
         ws_url = self.base_url.replace("http://", "ws://") + "/v1/stream"
         self._stack = contextlib.ExitStack()
-        self.ws = self._stack.enter_context(connect(ws_url, max_size=None, open_timeout=10,
-                                                    additional_headers={"Authorization": f"Bearer {self.token}"}))
-        self.ws.send(json.dumps({"type": "start", "version": 1, "sample_rate": 16_000, "encoding": "pcm16le",
-                                 "channels": 1}))
+        self.ws = self._stack.enter_context(
+            connect(
+                ws_url,
+                max_size=None,
+                open_timeout=10,
+                additional_headers={"Authorization": f"Bearer {self.token}"},
+            )
+        )
+        self.ws.send(
+            json.dumps(
+                {"type": "start", "version": 1, "sample_rate": 16_000, "encoding": "pcm16le", "channels": 1}
+            )
+        )
         ready = json.loads(self.ws.recv(timeout=30))
         assert ready["type"] == "ready", ready
         self.ready_at = time.monotonic()
@@ -191,7 +222,7 @@ class Stream:
         step = int(16_000 * CHUNK_S) * 2
         t0 = time.monotonic()
         for i, off in enumerate(range(0, len(pcm), step)):
-            self.ws.send(pcm[off:off + step])
+            self.ws.send(pcm[off : off + step])
             if realtime:
                 wait = t0 + (i + 1) * CHUNK_S / realtime - time.monotonic()
                 if wait > 0:

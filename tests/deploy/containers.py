@@ -32,7 +32,9 @@ class PodmanUnavailable(RuntimeError):
     pass
 
 
-def apt_mirror(sources: Path = Path("/etc/apt/sources.list.d"), legacy: Path = Path("/etc/apt/sources.list")) -> str:
+def apt_mirror(
+    sources: Path = Path("/etc/apt/sources.list.d"), legacy: Path = Path("/etc/apt/sources.list")
+) -> str:
     """The first Debian mirror the machine's apt sources name (deb822 ``URIs:`` or one-line ``deb``)."""
     texts = [p.read_text() for p in sorted(sources.glob("*.sources"))] if sources.is_dir() else []
     for t in texts:
@@ -57,21 +59,37 @@ class Podman:
     def env(self) -> dict[str, str]:
         return {**os.environ, "CONTAINERS_CONF": str(self.conf)}
 
-    def __call__(self, *args: str, timeout: float = 600, check: bool = True,
-                 input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run(["podman", *args], env=self.env, capture_output=True, text=input is None,
-                           timeout=timeout, input=input)
+    def __call__(
+        self, *args: str, timeout: float = 600, check: bool = True, input: bytes | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(
+            ["podman", *args],
+            env=self.env,
+            capture_output=True,
+            text=input is None,
+            timeout=timeout,
+            input=input,
+        )
         if check and r.returncode != 0:
             out = r.stdout if isinstance(r.stdout, str) else r.stdout.decode(errors="replace")
             err = r.stderr if isinstance(r.stderr, str) else r.stderr.decode(errors="replace")
-            raise RuntimeError(f"podman {' '.join(args[:3])} ... failed ({r.returncode}):\n{out[-3000:]}\n{err[-3000:]}")
+            raise RuntimeError(
+                f"podman {' '.join(args[:3])} ... failed ({r.returncode}):\n{out[-3000:]}\n{err[-3000:]}"
+            )
         return r
 
     def image_exists(self, tag: str) -> bool:
         return self("image", "exists", tag, check=False).returncode == 0
 
-    def build(self, tag: str, dockerfile: Path, context: Path, *build_args: str, timeout: float = 900,
-              pip_ca: bool = True) -> None:
+    def build(
+        self,
+        tag: str,
+        dockerfile: Path,
+        context: Path,
+        *build_args: str,
+        timeout: float = 900,
+        pip_ca: bool = True,
+    ) -> None:
         """``podman build`` on the host network; ``pip_ca``: with this machine's CA bundle mounted for pip
         (CONTAINERS.md, 4; not for the base, whose apt installs ca-certificates onto that path)."""
         t0 = time.monotonic()
@@ -94,16 +112,26 @@ class Podman:
                 raise PodmanUnavailable("debootstrap is not installed (`make setup` installs it)")
             rootfs = Path(tempfile.mkdtemp(prefix="openkws-rootfs-", dir="/var/tmp"))
             try:
-                subprocess.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), apt_mirror()],
-                               check=True, capture_output=True, timeout=900)
-                tar = subprocess.run(["tar", "-C", str(rootfs), "-c", "."], check=True, capture_output=True,
-                                     timeout=300).stdout
+                subprocess.run(
+                    ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), apt_mirror()],
+                    check=True,
+                    capture_output=True,
+                    timeout=900,
+                )
+                tar = subprocess.run(
+                    ["tar", "-C", str(rootfs), "-c", "."], check=True, capture_output=True, timeout=300
+                ).stdout
                 self("import", "-", DEBIAN_TAG, input=tar, timeout=300)
                 self.made_images.append(DEBIAN_TAG)
             finally:
                 shutil.rmtree(rootfs, ignore_errors=True)
-        self.build(BASE_TAG, ROOT / "docker" / "Dockerfile.base", ROOT / "docker", f"DEBIAN_IMAGE={DEBIAN_TAG}",
-                   pip_ca=False)
+        self.build(
+            BASE_TAG,
+            ROOT / "docker" / "Dockerfile.base",
+            ROOT / "docker",
+            f"DEBIAN_IMAGE={DEBIAN_TAG}",
+            pip_ca=False,
+        )
         self.timings["base image"] = time.monotonic() - t0
         return BASE_TAG
 
@@ -141,7 +169,9 @@ def podman_session(tmp: Path) -> Iterator[Podman]:
     if shutil.which("podman") is None or shutil.which("runc") is None:
         raise PodmanUnavailable("podman and runc are not installed (`make setup` installs them)")
     if os.geteuid() != 0:
-        raise PodmanUnavailable("the container tests run podman as root (CONTAINERS.md); this user is not root")
+        raise PodmanUnavailable(
+            "the container tests run podman as root (CONTAINERS.md); this user is not root"
+        )
     conf = tmp / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
     p = Podman(conf)

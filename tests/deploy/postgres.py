@@ -59,12 +59,22 @@ def postgres_server(max_connections: int = 100) -> Iterator[str]:
         shutil.chown(root, "postgres")
     port = free_port()
     try:
-        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "openkws", "--auth=trust", "-E", "UTF8"],
-                       check=True, capture_output=True, timeout=120)
-        opts = (f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
-                f"-c max_connections={max_connections}")
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-U", "openkws", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off "
+            f"-c max_connections={max_connections}"
+        )
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, KeyError, LookupError) as e:
         shutil.rmtree(root, ignore_errors=True)
         raise PostgresUnavailable(f"could not start a PostgreSQL server: {e}") from e
@@ -78,6 +88,7 @@ def postgres_server(max_connections: int = 100) -> Iterator[str]:
                 time.sleep(0.1)
         yield url
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True,
-                       timeout=60)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60
+        )
         shutil.rmtree(root, ignore_errors=True)

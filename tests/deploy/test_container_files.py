@@ -60,9 +60,9 @@ def test_runtime_image_shape() -> None:
     # The one system install: the TTS engines behind `proxy: "tts"` (tests/deploy/test_podman.py runs it).
     apt = re.findall(r"apt-get install[^&]*", runtime)
     assert len(apt) == 1 and apt[0].split()[-2:] == ["espeak-ng", "flite"], apt
-    assert not re.search(
-        r"\b(pip|gcc|g\+\+|build-essential|torch)\b", runtime.replace("/opt/openkws", "")
-    ), "the runtime stage installs no Python packages or compilers itself"
+    assert not re.search(r"\b(pip|gcc|g\+\+|build-essential|torch)\b", runtime.replace("/opt/openkws", "")), (
+        "the runtime stage installs no Python packages or compilers itself"
+    )
     build = "\n".join(stages["build"])
     assert 'ARG OPENKWS_EXTRAS=""' in build, "the default image installs no extras"
     assert re.search(r'install-runtime\.sh /opt/venv /src "\$\{OPENKWS_EXTRAS\}"', build)
@@ -292,7 +292,9 @@ def test_no_panel_has_a_series_per_keyword() -> None:
 def test_compose_publishes_on_loopback_by_default() -> None:
     for name, s in _compose()["services"].items():
         for port in s.get("ports", []):
-            assert str(port).startswith("${PUBLISH_ADDR:-127.0.0.1}:"), f"{name} publishes {port} beyond loopback"
+            assert str(port).startswith("${PUBLISH_ADDR:-127.0.0.1}:"), (
+                f"{name} publishes {port} beyond loopback"
+            )
 
 
 def _grafana_entrypoint(password: str | None) -> subprocess.CompletedProcess[str]:
@@ -319,7 +321,9 @@ def test_grafana_refuses_to_start_without_an_admin_password() -> None:
 
 def test_replicas_profile_adds_postgres() -> None:
     s = _compose()["services"]
-    assert s["postgres"]["profiles"] == ["replicas"] and "ports" not in s["postgres"], "the database stays inside"
+    assert s["postgres"]["profiles"] == ["replicas"] and "ports" not in s["postgres"], (
+        "the database stays inside"
+    )
     rep = s["openkws-replica"]
     assert rep["profiles"] == ["replicas"] and rep["build"]["args"]["OPENKWS_EXTRAS"] == "postgres"
     env = rep["environment"]

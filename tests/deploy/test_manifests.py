@@ -34,8 +34,12 @@ def _tool(name: str) -> str:
 
 
 def render(kustomization: str) -> list[dict[str, Any]]:
-    r = subprocess.run([_tool("kubectl"), "kustomize", str(DEPLOY / kustomization)], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [_tool("kubectl"), "kustomize", str(DEPLOY / kustomization)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return [d for d in yaml.safe_load_all(r.stdout) if d]
 
@@ -47,16 +51,21 @@ def by_kind(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> d
 
 
 def checkov() -> str:
-    exe = shutil.which("checkov") or (str(CHECKOV_VENV / "bin" / "checkov")
-                                      if (CHECKOV_VENV / "bin" / "checkov").is_file() else None)
+    exe = shutil.which("checkov") or (
+        str(CHECKOV_VENV / "bin" / "checkov") if (CHECKOV_VENV / "bin" / "checkov").is_file() else None
+    )
     if exe is None:
         pytest.skip(f"checkov is not installed (`make setup` puts it in {CHECKOV_VENV})")
     return exe
 
 
 def lint(path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([checkov(), "-f", str(path), "--framework", "kubernetes", "--quiet", "--compact",
-                           "--skip-download"], capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [checkov(), "-f", str(path), "--framework", "kubernetes", "--quiet", "--compact", "--skip-download"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -99,9 +108,15 @@ def test_deployment_probes_drain_and_security() -> None:
     assert env["OPENKWS_DATABASE_URL"] == {"secretKeyRef": {"name": "openkws-database", "key": "url"}}
     assert float(env["OPENKWS_SYNC_INTERVAL_S"]) > 0, "replicas follow the registry's change feed"
     assert env["OPENKWS_HOST"] == "0.0.0.0"
-    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(c["resources"]["limits"])
+    assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(
+        c["resources"]["limits"]
+    )
     sc = c["securityContext"]
-    assert sc["readOnlyRootFilesystem"] and not sc["allowPrivilegeEscalation"] and sc["capabilities"]["drop"] == ["ALL"]
+    assert (
+        sc["readOnlyRootFilesystem"]
+        and not sc["allowPrivilegeEscalation"]
+        and sc["capabilities"]["drop"] == ["ALL"]
+    )
     assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["runAsUser"] == 10001
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     assert {"/tmp", env["OPENKWS_DATA_DIR"]} <= mounts, "the writable paths of a read-only root"

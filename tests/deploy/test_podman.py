@@ -144,7 +144,9 @@ def test_kube_play_runs_the_k8s_deployment(podman: Podman, image: str, tmp_path:
         ready = _wait_ready(url, lambda: podman("logs", ctr, check=False).stdout[-3000:])
         assert ready["backend"]["database"] == "sqlite"
         # The Deployment turns auth on: a key made with the CLI inside the pod, as an operator would.
-        token = podman("exec", ctr, "openkws", "keys", "create", "--tenant", "acme", "--scope", "admin").stdout
+        token = podman(
+            "exec", ctr, "openkws", "keys", "create", "--tenant", "acme", "--scope", "admin"
+        ).stdout
         _enroll_and_detect(url, wav, token.strip())
         # The Deployment's security context, as podman applied it.
         assert podman("exec", ctr, "id", "-u").stdout.strip() == "10001"

@@ -44,7 +44,34 @@ N_REPLICAS = 3
 CHANGES = 20
 TARGET_S = 1.0
 POLL_S = 30.0  # the fallback incremental read; only the change feed's NOTIFY can explain < 1 s
-NATO = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet", "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango", "uniform", "victor", "whiskey", "xray", "yankee", "zulu"]
+NATO = [
+    "alpha",
+    "bravo",
+    "charlie",
+    "delta",
+    "echo",
+    "foxtrot",
+    "golf",
+    "hotel",
+    "india",
+    "juliet",
+    "kilo",
+    "lima",
+    "mike",
+    "november",
+    "oscar",
+    "papa",
+    "quebec",
+    "romeo",
+    "sierra",
+    "tango",
+    "uniform",
+    "victor",
+    "whiskey",
+    "xray",
+    "yankee",
+    "zulu",
+]
 
 
 @dataclass
@@ -55,7 +82,9 @@ class Cluster:
     report: dict[str, Any]
 
     def http(self, url: str, tenant: str) -> httpx.Client:
-        return httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {self.keys[tenant]}"})
+        return httpx.Client(
+            base_url=url, timeout=30, headers={"Authorization": f"Bearer {self.keys[tenant]}"}
+        )
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +139,9 @@ def _lb_ready(lb: Balancer) -> bool:
 
 
 def _keyword_counts(c: Cluster, clients: list[httpx.Client]) -> list[float]:
-    return [r.metrics(h).get("openkws_enrolled_keywords", -1) for r, h in zip(c.replicas, clients, strict=True)]
+    return [
+        r.metrics(h).get("openkws_enrolled_keywords", -1) for r, h in zip(c.replicas, clients, strict=True)
+    ]
 
 
 def _converge(c: Cluster, clients: list[httpx.Client], want: int, t_ack: float) -> float:
@@ -160,7 +191,9 @@ def test_enroll_on_one_replica_detect_on_another_then_delete(cluster: Cluster, t
     jarvis = pcm16(speech_wav(tmp_path / "jarvis.wav", lead_s=0.2, tail_s=1.0))
     a, b = c.replicas[0], c.replicas[1]
     with c.http(a.url, "acme") as admin:
-        keep = admin.post("/v1/keywords", json={"text": "okay computer"}).json()["id"]  # streams need a keyword
+        keep = admin.post("/v1/keywords", json={"text": "okay computer"}).json()[
+            "id"
+        ]  # streams need a keyword
         wait_until(lambda: all(r.metrics().get("openkws_enrolled_keywords", 0) >= 1 for r in c.replicas), 5)
         stream = Stream(b.url, c.keys["acme"])
         r = admin.post("/v1/keywords", json={"text": "hey jarvis"})
@@ -184,7 +217,9 @@ def test_enroll_on_one_replica_detect_on_another_then_delete(cluster: Cluster, t
             assert s.wait_detection(t0, 3.0) is None, f"{r_.name} still detects a deleted keyword"
             s.close()
         admin.delete(f"/v1/keywords/{keep}")
-    print(f"\n[replicas] enroll on r0 -> detection on r1: {c.report['enroll_to_detection_on_other_replica_ms']} ms")
+    print(
+        f"\n[replicas] enroll on r0 -> detection on r1: {c.report['enroll_to_detection_on_other_replica_ms']} ms"
+    )
 
 
 def test_tenants_are_isolated_across_replicas(cluster: Cluster, tmp_path: Path) -> None:
@@ -193,7 +228,9 @@ def test_tenants_are_isolated_across_replicas(cluster: Cluster, tmp_path: Path) 
     with c.http(c.replicas[2].url, "globex") as g, c.http(c.replicas[0].url, "acme") as a:
         gid = g.post("/v1/keywords", json={"text": "hey jarvis"}).json()["id"]
         aid = a.post("/v1/keywords", json={"text": "okay computer"}).json()["id"]
-        assert wait_until(lambda: all(r.metrics().get("openkws_enrolled_keywords") == 2 for r in c.replicas), 2)
+        assert wait_until(
+            lambda: all(r.metrics().get("openkws_enrolled_keywords") == 2 for r in c.replicas), 2
+        )
         with c.http(c.replicas[1].url, "acme") as a1:
             assert [k["text"] for k in a1.get("/v1/keywords").json()["items"]] == ["okay computer"]
             assert a1.get(f"/v1/keywords/{gid}").status_code == 404, "another tenant's keyword is invisible"
@@ -212,7 +249,9 @@ def test_tenants_are_isolated_across_replicas(cluster: Cluster, tmp_path: Path) 
         a.delete(f"/v1/keywords/{aid}")
 
 
-def test_kill9_mid_stream_reconnects_and_loses_no_acknowledged_keyword(cluster: Cluster, tmp_path: Path) -> None:
+def test_kill9_mid_stream_reconnects_and_loses_no_acknowledged_keyword(
+    cluster: Cluster, tmp_path: Path
+) -> None:
     c = cluster
     jarvis = pcm16(speech_wav(tmp_path / "jarvis.wav", lead_s=0.2, tail_s=1.0))
     lb = c.http(c.lb.url, "acme")
@@ -256,8 +295,10 @@ def test_kill9_mid_stream_reconnects_and_loses_no_acknowledged_keyword(cluster: 
         except Exception:
             time.sleep(0.05)
     assert again is not None, "no reconnect through the balancer within 15 s"
-    c.report["reconnect_after_kill9_ms"] = {"disconnect_seen": round((stream.closed_at - t_kill) * 1000, 1),
-                                            "ready_again": round((again.ready_at - t_kill) * 1000, 1)}
+    c.report["reconnect_after_kill9_ms"] = {
+        "disconnect_seen": round((stream.closed_at - t_kill) * 1000, 1),
+        "ready_again": round((again.ready_at - t_kill) * 1000, 1),
+    }
     t0 = time.monotonic()
     again.send(jarvis)
     hit = again.wait_detection(t0, 5.0)
@@ -273,8 +314,9 @@ def test_kill9_mid_stream_reconnects_and_loses_no_acknowledged_keyword(cluster: 
     assert not lost, f"acknowledged but lost: {lost}"
     want = len(listed) + 0
     live = list(running(c.replicas))
-    assert wait_until(lambda: all(r.metrics().get("openkws_enrolled_keywords") == want for r in live), 2), \
-        [r.metrics().get("openkws_enrolled_keywords") for r in live]
+    assert wait_until(lambda: all(r.metrics().get("openkws_enrolled_keywords") == want for r in live), 2), [
+        r.metrics().get("openkws_enrolled_keywords") for r in live
+    ]
     c.report["kill9"] = {"acked_enrollments_during_kill": len(acked), "lost": len(lost)}
     lb.close()
     print(f"\n[replicas] kill -9: {c.report['reconnect_after_kill9_ms']}, {c.report['kill9']}")
@@ -288,8 +330,13 @@ def test_every_replica_exports_metrics(cluster: Cluster) -> None:
     c = cluster
     for r in running(c.replicas):
         m = r.metrics()
-        for name in ("openkws_enrolled_keywords", "openkws_active_streams", "openkws_changefeed_sequence",
-                     "openkws_changefeed_listening", "process_resident_memory_bytes"):
+        for name in (
+            "openkws_enrolled_keywords",
+            "openkws_active_streams",
+            "openkws_changefeed_sequence",
+            "openkws_changefeed_listening",
+            "process_resident_memory_bytes",
+        ):
             assert name in m, f"{r.name} /metrics lacks {name}"
         assert m["openkws_changefeed_listening"] == 1
         c.report.setdefault("rss_mb", {})[r.name] = round(m["process_resident_memory_bytes"] / 2**20)

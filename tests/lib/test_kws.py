@@ -31,7 +31,11 @@ def test_detects_typed_keyword_any_rate_dtype_and_chunking(say: Callable[..., np
     speech = say("hey jarvis")
     ref = _feed(kws, speech, SR, len(speech))
     assert [t for t, _ in ref] == ["hey jarvis"]
-    for rate, dtype, chunk in ((44_100, np.int16, 441), (8_000, np.float32, 7), (48_000, np.float32, 100_000)):
+    for rate, dtype, chunk in (
+        (44_100, np.int16, 441),
+        (8_000, np.float32, 7),
+        (48_000, np.float32, 100_000),
+    ):
         x = soxr.resample(speech, SR, rate)
         x = (x * 32767).astype(np.int16) if dtype == np.int16 else x.astype(np.float32)
         got = _feed(kws, x, rate, chunk)

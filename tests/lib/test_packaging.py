@@ -27,7 +27,9 @@ def test_only_openkws_is_installed_at_top_level() -> None:
     assert {k.split(".")[0] for k in cfg["package-dir"]} == {"openkws"}
 
 
-def test_keyword_database_defaults_to_the_user_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_keyword_database_defaults_to_the_user_data_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv("OPENKWS_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     assert user_data_dir() == tmp_path / "openkws"

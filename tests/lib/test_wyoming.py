@@ -69,8 +69,9 @@ def _enroll_over_rest(data_dir: Path, *texts: str) -> None:
             assert c.post("/v1/keywords", json={"text": text}).status_code in (200, 201)
 
 
-async def _exchange(uri: str, audio: np.ndarray | None, names: list[str] | None = None,
-                    log: list[str] | None = None) -> list[Event]:
+async def _exchange(
+    uri: str, audio: np.ndarray | None, names: list[str] | None = None, log: list[str] | None = None
+) -> list[Event]:
     """describe, then (with audio) [detect,] audio-start / 100 ms chunks / audio-stop; every event back."""
     host, port = uri.removeprefix("tcp://").split(":")
     got: list[Event] = []
@@ -83,6 +84,7 @@ async def _exchange(uri: str, audio: np.ndarray | None, names: list[str] | None 
             log.append(f"{direction} {e.type} {json.dumps(e.data, sort_keys=True)}")
 
     async with AsyncTcpClient(host, int(port)) as client:
+
         async def send(e: Event) -> None:
             note("->", e)
             await client.write_event(e)
@@ -100,9 +102,13 @@ async def _exchange(uri: str, audio: np.ndarray | None, names: list[str] | None 
         pcm = (audio * 32767).astype("<i2").tobytes()
         step = 2 * SR // 10
         for i in range(0, len(pcm), step):
-            await client.write_event(AudioChunk(rate=SR, width=2, channels=1, audio=pcm[i : i + step]).event())
+            await client.write_event(
+                AudioChunk(rate=SR, width=2, channels=1, audio=pcm[i : i + step]).event()
+            )
         if log is not None:
-            log.append(f"-> audio-chunk x{(len(pcm) + step - 1) // step} ({len(audio) / SR:.2f} s, 16 kHz int16)")
+            log.append(
+                f"-> audio-chunk x{(len(pcm) + step - 1) // step} ({len(audio) / SR:.2f} s, 16 kHz int16)"
+            )
         await send(AudioStop().event())
         while True:
             e = await asyncio.wait_for(client.read_event(), 60)
@@ -114,8 +120,9 @@ async def _exchange(uri: str, audio: np.ndarray | None, names: list[str] | None 
     return got
 
 
-def test_describe_lists_rest_keywords_and_audio_is_detected(server: str, data_dir: Path,
-                                                            say: Callable[..., np.ndarray]) -> None:
+def test_describe_lists_rest_keywords_and_audio_is_detected(
+    server: str, data_dir: Path, say: Callable[..., np.ndarray]
+) -> None:
     _enroll_over_rest(data_dir, "hey jarvis", "turn on the lights")
     log: list[str] = []
     events = asyncio.run(_exchange(server, say("hey jarvis"), log=log))

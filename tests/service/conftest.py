@@ -52,7 +52,9 @@ def _espeak(text: str, voice: str) -> np.ndarray:
     if shutil.which("espeak-ng") is None:
         pytest.skip("neither openkws.training.data.tts nor espeak-ng is available to synthesize test speech")
     with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-        subprocess.run(["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True)
+        subprocess.run(
+            ["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True
+        )
         audio, rate = sf.read(f.name, dtype="float32")
     return np.asarray(soxr.resample(audio, rate, SAMPLE_RATE), np.float32)
 
@@ -82,9 +84,17 @@ def silence(seconds: float) -> np.ndarray:
 @pytest.fixture(scope="session")
 def speech(synth: Callable[[str, str], np.ndarray]) -> np.ndarray:
     """~7 s: two keywords, other speech, a repeated keyword, in two voices."""
-    parts = [silence(0.5), synth("hey jarvis", VOICE), silence(0.4), synth("turn on the lights please", VOICE),
-             silence(0.5), synth("the weather is lovely today", VOICE2), silence(0.3), synth("hey jarvis", VOICE2),
-             silence(0.5)]
+    parts = [
+        silence(0.5),
+        synth("hey jarvis", VOICE),
+        silence(0.4),
+        synth("turn on the lights please", VOICE),
+        silence(0.5),
+        synth("the weather is lovely today", VOICE2),
+        silence(0.3),
+        synth("hey jarvis", VOICE2),
+        silence(0.5),
+    ]
     return np.concatenate(parts)
 
 
@@ -123,8 +133,12 @@ def calibrated_threshold(model_dir: Path, g2p: G2P, speech: np.ndarray) -> float
 def make_settings(model_dir: Path, tmp_path: Path) -> Callable[..., Settings]:
     def make(**over: Any) -> Settings:
         base: dict[str, Any] = {
-            "model_dir": model_dir, "data_dir": tmp_path / "data", "device": "cpu", "inference_workers": 1,
-            "max_wait_ms": 0.0, "idle_timeout_s": 20.0,
+            "model_dir": model_dir,
+            "data_dir": tmp_path / "data",
+            "device": "cpu",
+            "inference_workers": 1,
+            "max_wait_ms": 0.0,
+            "idle_timeout_s": 20.0,
         }
         base.update(over)
         return Settings(**base)
@@ -153,8 +167,12 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
 
 
-def enroll(c: TestClient, texts: tuple[str, ...] | list[str], threshold: float | None = None) -> dict[str, int]:
-    body = {"keywords": [{"text": t} if threshold is None else {"text": t, "threshold": threshold} for t in texts]}
+def enroll(
+    c: TestClient, texts: tuple[str, ...] | list[str], threshold: float | None = None
+) -> dict[str, int]:
+    body = {
+        "keywords": [{"text": t} if threshold is None else {"text": t, "threshold": threshold} for t in texts]
+    }
     r = c.post("/v1/keywords/batch", json=body)
     assert r.status_code == 200, r.text
     return {k["text"]: k["id"] for k in r.json()["keywords"]}

@@ -67,16 +67,29 @@ def test_every_registry_write_is_logged_in_its_transaction(url: str) -> None:
     key = keys.create("acme", "stream")
     keys.revoke(key.key_id)
     store.delete("acme", kw.id)
-    assert _log(store) == [("acme", "keyword", "insert", str(kw.id)), ("acme", "keyword", "update", str(kw.id)),
-                           ("acme", "api_key", "insert", key.key_id), ("acme", "api_key", "update", key.key_id),
-                           ("acme", "keyword", "delete", str(kw.id))]
+    assert _log(store) == [
+        ("acme", "keyword", "insert", str(kw.id)),
+        ("acme", "keyword", "update", str(kw.id)),
+        ("acme", "api_key", "insert", key.key_id),
+        ("acme", "api_key", "update", key.key_id),
+        ("acme", "keyword", "delete", str(kw.id)),
+    ]
     seqs = [c.seq for c in ChangeLog(store).since(0)]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     # A rolled-back write leaves no change behind (the row is written in the same transaction).
     before = ChangeLog(store).last_seq()
     with store.sessions() as s:
-        s.add(KeywordTable(tenant="acme", text="rolled back", phonemes="R", threshold=0.5, meta=None,
-                           created_at=kw.created_at, updated_at=kw.created_at))
+        s.add(
+            KeywordTable(
+                tenant="acme",
+                text="rolled back",
+                phonemes="R",
+                threshold=0.5,
+                meta=None,
+                created_at=kw.created_at,
+                updated_at=kw.created_at,
+            )
+        )
         s.flush()
         assert s.scalar(text("SELECT max(seq) FROM registry_changes")) > before
         s.rollback()
@@ -97,8 +110,9 @@ def _index(client: TestClient) -> Any:
     return client.app.state.openkws.spotter.index  # type: ignore[attr-defined]
 
 
-def test_replicas_apply_each_others_writes_through_notify(url: str, make_settings: Callable[..., Settings],
-                                                         g2p: G2P) -> None:
+def test_replicas_apply_each_others_writes_through_notify(
+    url: str, make_settings: Callable[..., Settings], g2p: G2P
+) -> None:
     settings = make_settings(database_url=url, sync_interval_s=POLL_S)
     with TestClient(create_app(settings, g2p=g2p)) as a, TestClient(create_app(settings, g2p=g2p)) as b:
         ib = _index(b)
@@ -111,13 +125,16 @@ def test_replicas_apply_each_others_writes_through_notify(url: str, make_setting
         metrics = b.get("/metrics").text
         assert "openkws_changefeed_listening 1.0" in metrics and "openkws_changefeed_sequence" in metrics
         assert b.get("/readyz").json()["keywords"] == 0
-    print(f"change feed: enroll applied on the other replica in {added * 1000:.0f} ms, delete in "
-          f"{removed * 1000:.0f} ms")
+    print(
+        f"change feed: enroll applied on the other replica in {added * 1000:.0f} ms, delete in "
+        f"{removed * 1000:.0f} ms"
+    )
 
 
 @contextlib.contextmanager
-def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P,
-              poll_s: float = POLL_S) -> Iterator[tuple[Any, StoreFollower]]:
+def _follower(
+    url: str, make_settings: Callable[..., Settings], g2p: G2P, poll_s: float = POLL_S
+) -> Iterator[tuple[Any, StoreFollower]]:
     settings = make_settings(database_url=url)
     _spotter, store, svc = load_engine(settings, Metrics(), DetectionCounts(), g2p)
     f = StoreFollower(svc, poll_s, reconnect_s=0.2)
@@ -130,15 +147,20 @@ def _follower(url: str, make_settings: Callable[..., Settings], g2p: G2P,
 
 
 def test_follower_reconnects_and_catches_up_after_a_dropped_connection(
-        url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
+    url: str, make_settings: Callable[..., Settings], g2p: G2P
+) -> None:
     with _follower(url, make_settings, g2p) as (svc, f):
         f.start()
         _wait(lambda: f.metrics.listening._value.get() == 1, 10, "LISTEN connected")
         writer = KeywordStore(url)
         # Drop the follower's LISTEN connection, then write while it is away: no NOTIFY reaches it.
         with writer.engine.begin() as conn:
-            killed = conn.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                       "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()")).all()
+            killed = conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+                )
+            ).all()
         assert killed
         kw, _ = writer.add("default", NewKeyword("play music", ("P", "L", "EY"), 0.5, None))
         took = _wait(lambda: kw.id in svc.spotter.index.tenant("default"), 5.0, "catch-up after reconnect")
@@ -147,7 +169,8 @@ def test_follower_reconnects_and_catches_up_after_a_dropped_connection(
 
 
 def test_incremental_read_without_notifications_and_rebuild_after_pruning(
-        url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
+    url: str, make_settings: Callable[..., Settings], g2p: G2P
+) -> None:
     with _follower(url, make_settings, g2p) as (svc, f):  # not started: catch_up() is the periodic read
         writer = KeywordStore(url)
         a, _ = writer.add("default", NewKeyword("hey jarvis", ("HH", "EY"), 0.5, None))
@@ -163,7 +186,9 @@ def test_incremental_read_without_notifications_and_rebuild_after_pruning(
         c, _ = writer.add("default", NewKeyword("okay computer", ("OW", "K", "EY"), 0.5, None))
         writer.add("default", NewKeyword("lights on", ("L", "AY", "T", "S"), 0.5, None))
         with writer.engine.begin() as conn:
-            conn.execute(ChangeTable.__table__.delete().where(ChangeTable.seq <= ChangeLog(writer).last_seq() - 1))
+            conn.execute(
+                ChangeTable.__table__.delete().where(ChangeTable.seq <= ChangeLog(writer).last_seq() - 1)
+            )
         got = f.catch_up()
         assert got.rebuilt and c.id in svc.spotter.index.tenant("default")
         assert f.metrics.rebuilds._value.get() == 1
@@ -171,7 +196,8 @@ def test_incremental_read_without_notifications_and_rebuild_after_pruning(
 
 
 def test_a_lost_notification_is_covered_by_the_periodic_read(
-        url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
+    url: str, make_settings: Callable[..., Settings], g2p: G2P
+) -> None:
     import datetime as dt
 
     from sqlalchemy import insert
@@ -183,10 +209,23 @@ def test_a_lost_notification_is_covered_by_the_periodic_read(
         now = dt.datetime.now(dt.timezone.utc)
         # A write whose NOTIFY never arrives: rows inserted with Core, outside the logging session.
         with writer.engine.begin() as conn:
-            kid = conn.execute(insert(KeywordTable).values(
-                tenant="default", text="lost note", phonemes="L AO S T", threshold=0.5, meta=None,
-                created_at=now, updated_at=now, proxy_mode="text").returning(KeywordTable.id)).scalar_one()
-            conn.execute(insert(ChangeTable).values(tenant="default", kind="keyword", op="insert", ref=str(kid)))
+            kid = conn.execute(
+                insert(KeywordTable)
+                .values(
+                    tenant="default",
+                    text="lost note",
+                    phonemes="L AO S T",
+                    threshold=0.5,
+                    meta=None,
+                    created_at=now,
+                    updated_at=now,
+                    proxy_mode="text",
+                )
+                .returning(KeywordTable.id)
+            ).scalar_one()
+            conn.execute(
+                insert(ChangeTable).values(tenant="default", kind="keyword", op="insert", ref=str(kid))
+            )
         took = _wait(lambda: kid in svc.spotter.index.tenant("default"), 5.0, "periodic read applies it")
         assert took > 0.05, "applied before any read could have run: was it notified after all?"
         writer.close()

@@ -29,10 +29,22 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(model_dir: Path, tmp_path_factory: pytest.TempPathFactory, g2p: G2P) -> Iterator[str]:
     port = _free_port()
-    settings = Settings(model_dir=model_dir, data_dir=tmp_path_factory.mktemp("srv"), device="cpu",
-                        inference_workers=1, port=port)
-    srv = uvicorn.Server(uvicorn.Config(create_app(settings, g2p=g2p), host="127.0.0.1", port=port,
-                                        log_level="warning", ws_max_size=4 * settings.max_frame_bytes))
+    settings = Settings(
+        model_dir=model_dir,
+        data_dir=tmp_path_factory.mktemp("srv"),
+        device="cpu",
+        inference_workers=1,
+        port=port,
+    )
+    srv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings, g2p=g2p),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ws_max_size=4 * settings.max_frame_bytes,
+        )
+    )
     t = serve_in_thread(srv, 60)
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
@@ -54,7 +66,9 @@ def test_client_round_trip(server: str, wav_file: Path, calibrated_threshold: fl
         more = c.add_keywords(list(KEYWORDS[1:]), threshold=calibrated_threshold)
         assert len(more) == len(KEYWORDS) - 1
         assert [k["text"] for k in c.list_keywords(limit=2)] == list(KEYWORDS)
-        assert c.set_threshold(kw["id"], calibrated_threshold)["threshold"] == pytest.approx(calibrated_threshold)
+        assert c.set_threshold(kw["id"], calibrated_threshold)["threshold"] == pytest.approx(
+            calibrated_threshold
+        )
         with pytest.raises(OpenKWSError) as e:
             c.add_keyword("日本語")
         assert e.value.status == 422 and e.value.code == "invalid_keyword_text"
@@ -63,7 +77,8 @@ def test_client_round_trip(server: str, wav_file: Path, calibrated_threshold: fl
         assert events[0]["type"] == "ready" and events[-1]["type"] == "summary"
         streamed = [e for e in events if e["type"] == "detection"]
         assert [(d["keyword_id"], d["start_ms"]) for d in streamed] == [
-            (d["keyword_id"], d["start_ms"]) for d in offline["detections"]]
+            (d["keyword_id"], d["start_ms"]) for d in offline["detections"]
+        ]
         with pytest.raises(StreamClosed) as closed:
             list(c.stream_chunks(iter([b"\x00\x00"]), sample_rate=7000))
         assert closed.value.code == 4003
@@ -84,7 +99,9 @@ def test_cli_commands(server: str, wav_file: Path) -> None:
     assert r.exit_code == 0 and any(k["id"] == kid for k in json.loads(r.output))
     r = runner.invoke(cli_app, ["detect", str(wav_file), "--json"], env=env)
     assert r.exit_code == 0 and "detections" in json.loads(r.output)
-    r = runner.invoke(cli_app, ["stream", str(wav_file), "--no-realtime", "--json", "--chunk-ms", "200"], env=env)
+    r = runner.invoke(
+        cli_app, ["stream", str(wav_file), "--no-realtime", "--json", "--chunk-ms", "200"], env=env
+    )
     assert r.exit_code == 0, r.output
     kinds = [json.loads(line)["type"] for line in r.output.splitlines() if line.startswith("{")]
     assert kinds[0] == "ready" and kinds[-1] == "summary"
@@ -99,7 +116,10 @@ def test_cli_commands(server: str, wav_file: Path) -> None:
     r = runner.invoke(cli_app, ["keywords", "add", "hey travis", "--proxy", "audio"], env=env)
     assert r.exit_code == 2 and "audio" in r.output
     with OpenKWSClient(server) as c:
-        assert [k["proxy"] for k in c.add_keywords(["red light", "green light"], proxy="both")] == ["both", "both"]
+        assert [k["proxy"] for k in c.add_keywords(["red light", "green light"], proxy="both")] == [
+            "both",
+            "both",
+        ]
     r = runner.invoke(cli_app, ["stream"], env=env)
     assert r.exit_code == 2 and "exactly one of FILE or --mic" in r.output
 

@@ -26,7 +26,16 @@ def test_hold_limits_latency() -> None:
 
 def test_refractory_then_overlap_suppression() -> None:
     # A long window keeps seeing the same utterance (frames 0-9) after the refractory time has passed.
-    seq: list[dict[int, Hit]] = [{1: Hit(0.8, 0, 9)}, {}, {}, {}, {1: Hit(0.8, 2, 9)}, {}, {1: Hit(0.8, 12, 20)}, {}]
+    seq: list[dict[int, Hit]] = [
+        {1: Hit(0.8, 0, 9)},
+        {},
+        {},
+        {},
+        {1: Hit(0.8, 2, 9)},
+        {},
+        {1: Hit(0.8, 12, 20)},
+        {},
+    ]
     out = feed(Decider(hold_frames=5, refractory_frames=2), seq, {1})
     assert [o[2] for o in out] == [0, 12]  # the second sighting overlaps the first event: suppressed
 

@@ -9,8 +9,10 @@ from openkws.text.phonetics import edit_distance, phoneme_distance, relation
 
 def entries(n: int, dim: int = 8, tenant: str = "default", seed: int = 0) -> list[KeywordEntry]:
     rng = np.random.default_rng(seed)
-    return [KeywordEntry(i + 1, tenant, f"kw{i}", ("K",), 0.5, rng.standard_normal(dim).astype(np.float32))
-            for i in range(n)]
+    return [
+        KeywordEntry(i + 1, tenant, f"kw{i}", ("K",), 0.5, rng.standard_normal(dim).astype(np.float32))
+        for i in range(n)
+    ]
 
 
 def test_snapshot_is_not_mutated_by_writers() -> None:
@@ -19,7 +21,9 @@ def test_snapshot_is_not_mutated_by_writers() -> None:
     old = idx.tenant("default")
     idx.remove("default", [1, 2])
     idx.set_thresholds("default", {3: 0.9})
-    idx.upsert(entries(1, seed=1)[:0] + [KeywordEntry(99, "default", "new", ("N",), 0.4, np.ones(8, np.float32))])
+    idx.upsert(
+        entries(1, seed=1)[:0] + [KeywordEntry(99, "default", "new", ("N",), 0.4, np.ones(8, np.float32))]
+    )
     assert old.ids.tolist() == [1, 2, 3, 4, 5] and len(old) == 5
     new = idx.tenant("default")
     assert new.ids.tolist() == [3, 4, 5, 99]

@@ -21,7 +21,9 @@ print(','.join(sorted(m for m in sys.modules if m.split('.')[0] == 'torch')))
 
 
 def _run(code: str) -> str:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True).stdout.strip()
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    ).stdout.strip()
 
 
 def test_service_imports_no_torch_nor_training() -> None:

@@ -54,11 +54,19 @@ def postgres_url() -> Iterator[str]:
         shutil.chown(root, "postgres")
     port = _free_port()
     try:
-        subprocess.run([*prefix, initdb, "-D", str(data), "-U", "openkws", "--auth=trust", "-E", "UTF8"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*prefix, initdb, "-D", str(data), "-U", "openkws", "--auth=trust", "-E", "UTF8"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
         opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c fsync=off"
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-                       check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired, KeyError, LookupError) as e:
         shutil.rmtree(root, ignore_errors=True)
         pytest.skip(f"could not start a PostgreSQL server: {e}")
@@ -72,7 +80,9 @@ def postgres_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, timeout=60
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -89,8 +99,13 @@ def test_store_on_postgres(postgres_url: str) -> None:
     _reset(postgres_url)
     store = KeywordStore(Settings(database_url=postgres_url).resolved_database_url())
     assert store.backend == "postgresql"
-    (a, created), (b, again) = store.add_many("default", [NewKeyword("hey jarvis", ("HH", "EY"), 0.5, {"x": 1}),
-                                                          NewKeyword("hey jarvis", ("HH", "EY"), 0.9, None)])
+    (a, created), (b, again) = store.add_many(
+        "default",
+        [
+            NewKeyword("hey jarvis", ("HH", "EY"), 0.5, {"x": 1}),
+            NewKeyword("hey jarvis", ("HH", "EY"), 0.9, None),
+        ],
+    )
     assert created and not again and a.id == b.id and a.metadata == {"x": 1}
     other, _ = store.add("tenant-b", NewKeyword("hey jarvis", ("HH",), 0.5, None))
     assert other.id != a.id and store.count("default") == 1 and store.count() == 2
@@ -102,7 +117,9 @@ def test_store_on_postgres(postgres_url: str) -> None:
     store.close()
 
 
-def test_app_on_postgres_survives_restart(postgres_url: str, make_settings: Callable[..., Settings], g2p: G2P) -> None:
+def test_app_on_postgres_survives_restart(
+    postgres_url: str, make_settings: Callable[..., Settings], g2p: G2P
+) -> None:
     _reset(postgres_url)
     settings = make_settings(database_url=postgres_url)
     with TestClient(create_app(settings, g2p=g2p)) as c:

@@ -23,7 +23,9 @@ def _bank(n: int = 600, dim: int = 16, seed: int = 0) -> Calibrator:
     rng = np.random.default_rng(seed)
     emb = rng.standard_normal((n, 3, dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=-1, keepdims=True)
-    return Calibrator(emb, np.repeat(np.arange(n // 100), 100), np.tile(np.arange(100) * 4, n // 100), 0.2, 12)
+    return Calibrator(
+        emb, np.repeat(np.arange(n // 100), 100), np.tile(np.arange(100) * 4, n // 100), 0.2, 12
+    )
 
 
 def test_threshold_is_monotonic_in_the_target_and_inverts_the_rate() -> None:
@@ -69,7 +71,10 @@ def test_warnings_for_short_and_one_word_apart_keywords() -> None:
     w = s.warnings(("S", "T", "AA", "P"), 3.2)
     assert len(w) == 1 and "short keyword: 4 phones" in w[0] and "3.2 false alarms per hour" in w[0]
     assert s.warnings(tuple("ABCDEFG"), 0.1) == []
-    assert "fires" not in " ".join(s.warnings(tuple("ABCDEFG"), 9.0)) and "9 false alarms" in s.warnings(tuple("ABCDEFG"), 9.0)[0]
+    assert (
+        "fires" not in " ".join(s.warnings(tuple("ABCDEFG"), 9.0))
+        and "9 false alarms" in s.warnings(tuple("ABCDEFG"), 9.0)[0]
+    )
     assert MIN_PHONES == 6
     from openkws.text import G2P
 
@@ -81,7 +86,9 @@ def test_warnings_for_short_and_one_word_apart_keywords() -> None:
     assert apart("turn on the lights", "turn off the lights") and apart("play music", "play the music")
     assert not apart("play music", "play music") and not apart("stop", "go")
     assert not apart("turn on the lights", "turn off all lights")  # two words differ
-    assert not apart("hey jarvis", "hey travis")  # the shared word is the smaller part: left to the cosine rule
+    assert not apart(
+        "hey jarvis", "hey travis"
+    )  # the shared word is the smaller part: left to the cosine rule
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +102,8 @@ def banked_model(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def test_enroll_with_target_sets_threshold_and_reports_expected_rate(
-        banked_model: Path, make_client: Callable[..., TestClient]) -> None:
+    banked_model: Path, make_client: Callable[..., TestClient]
+) -> None:
     assert (banked_model / BANK_FILE).stat().st_size < 2 * 2**20
     c = make_client(model_dir=banked_model)
     strict = c.post("/v1/keywords", json={"text": "turn on the lights", "target_fa_per_hour": 0.1}).json()
@@ -118,8 +126,9 @@ def test_enroll_with_target_sets_threshold_and_reports_expected_rate(
     assert listed[kid]["expected_fa_per_hour"] == got["expected_fa_per_hour"]
 
 
-def test_patch_needs_exactly_one_of_threshold_and_target(banked_model: Path,
-                                                         make_client: Callable[..., TestClient]) -> None:
+def test_patch_needs_exactly_one_of_threshold_and_target(
+    banked_model: Path, make_client: Callable[..., TestClient]
+) -> None:
     c = make_client(model_dir=banked_model)
     kid = c.post("/v1/keywords", json={"text": "hello there"}).json()["id"]
     for body in ({}, {"threshold": 0.5, "target_fa_per_hour": 1.0}, {"target_fa_per_hour": 0}):

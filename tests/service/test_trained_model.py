@@ -18,8 +18,11 @@ from tests.service.conftest import pcm16, silence, wav_bytes
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
 POSITIVE_VOICES = ("espeak:en-us+m3", "espeak:en-gb+f2", "espeak:en-us+m1")
-NEGATIVE_TEXTS = ("the weather is lovely today", "please turn off the radio in the kitchen",
-                  "what time does the train leave tomorrow")
+NEGATIVE_TEXTS = (
+    "the weather is lovely today",
+    "please turn off the radio in the kitchen",
+    "what time does the train leave tomorrow",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,8 @@ def trained_model() -> Path:
     spec = json.loads(spec_path.read_text())
     metrics = spec.get("metrics") or {}
     if str(spec.get("model_version", "")).startswith("untrained") or not any(
-            isinstance(v, int | float) for v in metrics.values()):
+        isinstance(v, int | float) for v in metrics.values()
+    ):
         pytest.skip(f"{spec_path} reports no trained metrics (model_version {spec.get('model_version')!r})")
     return DEFAULT_MODEL
 
@@ -43,23 +47,30 @@ def trained_client(trained_model: Path, tmp_path: Path, g2p: G2P) -> Iterator[Te
         yield c
 
 
-def test_hey_jarvis_detected_and_not_in_other_speech(trained_client: TestClient,
-                                                     synth: Callable[[str, str], np.ndarray]) -> None:
+def test_hey_jarvis_detected_and_not_in_other_speech(
+    trained_client: TestClient, synth: Callable[[str, str], np.ndarray]
+) -> None:
     hits = 0
     for voice in POSITIVE_VOICES:
         clip = np.concatenate([silence(1.0), synth("hey jarvis", voice), silence(1.0)])
-        body = trained_client.post("/v1/detect", files={"file": ("p.wav", wav_bytes(clip), "audio/wav")}).json()
+        body = trained_client.post(
+            "/v1/detect", files={"file": ("p.wav", wav_bytes(clip), "audio/wav")}
+        ).json()
         found = [d for d in body["detections"] if d["text"] == "hey jarvis"]
         assert len(found) <= 1, f"one utterance gave {len(found)} events ({voice})"
         hits += bool(found)
     assert hits >= 2, f"'hey jarvis' detected for {hits}/{len(POSITIVE_VOICES)} voices"
     for text in NEGATIVE_TEXTS:
         clip = np.concatenate([silence(0.5), synth(text, POSITIVE_VOICES[0]), silence(0.5)])
-        body = trained_client.post("/v1/detect", files={"file": ("n.wav", wav_bytes(clip), "audio/wav")}).json()
+        body = trained_client.post(
+            "/v1/detect", files={"file": ("n.wav", wav_bytes(clip), "audio/wav")}
+        ).json()
         assert body["detections"] == [], f"false alarm on {text!r}: {body['detections']}"
 
 
-def test_hey_jarvis_over_the_websocket(trained_client: TestClient, synth: Callable[[str, str], np.ndarray]) -> None:
+def test_hey_jarvis_over_the_websocket(
+    trained_client: TestClient, synth: Callable[[str, str], np.ndarray]
+) -> None:
     clip = np.concatenate([silence(1.0), synth("hey jarvis", POSITIVE_VOICES[0]), silence(1.0)])
     with trained_client.websocket_connect("/v1/stream") as ws:
         ws.send_text(json.dumps({"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le"}))

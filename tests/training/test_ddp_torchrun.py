@@ -47,9 +47,23 @@ def test_torchrun_two_processes_gloo(corpus: Path, shared_cache: Path, tmp_path:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("WORLD_SIZE", None)
     t0 = time.monotonic()
-    r = subprocess.run([torchrun, "--standalone", "--nnodes=1", "--nproc_per_node=2", str(script),
-                        str(corpus), str(shared_cache), str(out), "4"],
-                       env=env, capture_output=True, text=True, timeout=1200)
+    r = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nnodes=1",
+            "--nproc_per_node=2",
+            str(script),
+            str(corpus),
+            str(shared_cache),
+            str(out),
+            "4",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     took = time.monotonic() - t0
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     ranks = [json.loads((out / f"rank{i}.json").read_text()) for i in range(2)]
@@ -60,5 +74,7 @@ def test_torchrun_two_processes_gloo(corpus: Path, shared_cache: Path, tmp_path:
         utt = [float(row["utt"]) for row in csv.DictReader(f)]
     k = max(2, len(utt) // 4)
     assert sum(utt[-k:]) / k < 0.9 * sum(utt[:k]) / k, utt
-    print(f"\n[ddp] torchrun 2 x gloo: {ranks[0]['steps']} steps per rank in {took:.0f} s; "
-          f"utt loss {sum(utt[:k]) / k:.3f} -> {sum(utt[-k:]) / k:.3f}; epoch losses {ranks[0]['losses']}")
+    print(
+        f"\n[ddp] torchrun 2 x gloo: {ranks[0]['steps']} steps per rank in {took:.0f} s; "
+        f"utt loss {sum(utt[:k]) / k:.3f} -> {sum(utt[-k:]) / k:.3f}; epoch losses {ranks[0]['losses']}"
+    )

@@ -36,7 +36,9 @@ def fixture_set(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     said = "my computer is in the other room and the weather is nice today"
     write_wav(neg / "talk.wav", synthesize(said, "flite:slt", seed=3))
     (neg / "talk.txt").write_text(said)
-    write_wav(neg / "hum.wav", np.random.default_rng(0).standard_normal(16_000 * 20).astype(np.float32) * 0.02)
+    write_wav(
+        neg / "hum.wav", np.random.default_rng(0).standard_normal(16_000 * 20).astype(np.float32) * 0.02
+    )
     return root / "manifest.csv", neg
 
 
@@ -44,8 +46,14 @@ def test_end_to_end_on_the_tiny_fixture(fixture_set: tuple[Path, Path], tmp_path
     from openkws.training.eval_streams.run import StreamsConfig, run_streams
 
     manifest, neg = fixture_set
-    cfg = StreamsConfig(manifest=manifest, out=tmp_path / "out", cache=tmp_path / "cache",
-                        conditions=("quiet", "noise"), negatives=(str(neg),), proxies=("text",))
+    cfg = StreamsConfig(
+        manifest=manifest,
+        out=tmp_path / "out",
+        cache=tmp_path / "cache",
+        conditions=("quiet", "noise"),
+        negatives=(str(neg),),
+        proxies=("text",),
+    )
     report = run_streams(cfg)
     s = report["systems"]["openkws-text"]  # type: ignore[index]
     assert report["keywords"] == 3 and report["clips"] == 3 and s["positives"] == 6
@@ -113,15 +121,36 @@ def test_scoring_counts_hits_by_overlap_and_false_alarms_outside_transcripts() -
     from openkws.training.eval_streams.conditions import Placed
 
     pos.placed = [Placed("stop", 2.0, 2.5, 0), Placed("go", 5.0, 5.4, 1)]
-    neg = Stream("n", "negative", "", 3600.0, spans=[(10.0, 14.0, "recorded", "please stop now"),
-                                                      (20.0, 24.0, "music", "")])
+    neg = Stream(
+        "n",
+        "negative",
+        "",
+        3600.0,
+        spans=[(10.0, 14.0, "recorded", "please stop now"), (20.0, 24.0, "music", "")],
+    )
     sc = Scores(["stop", "go"])
-    score_stream(sc, pos, [Event("stop", 0.8, 1.8, 2.6, 2.9), Event("go", 0.9, 3.0, 4.0, 4.2),
-                           Event("stop", 0.7, 5.0, 5.4, 5.6)])
+    score_stream(
+        sc,
+        pos,
+        [
+            Event("stop", 0.8, 1.8, 2.6, 2.9),
+            Event("go", 0.9, 3.0, 4.0, 4.2),
+            Event("stop", 0.7, 5.0, 5.4, 5.6),
+        ],
+    )
     assert sc.pos_level == [0.8, -np.inf] and sc.pos_hits[0] == [(0.8, pytest.approx(0.4))]
-    score_stream(sc, neg, [Event("stop", 0.9, 11.0, 12.0, 12.1), Event("stop", 0.6, 21.0, 22.0, 22.1),
-                           Event("go", 0.5, 11.0, 12.0, 12.1)])
+    score_stream(
+        sc,
+        neg,
+        [
+            Event("stop", 0.9, 11.0, 12.0, 12.1),
+            Event("stop", 0.6, 21.0, 22.0, 22.1),
+            Event("go", 0.5, 11.0, 12.0, 12.1),
+        ],
+    )
     assert sc.neg == {"stop": [0.6], "go": [0.5]}  # "stop" inside "please stop now" is not a false alarm
     assert sc.hours["stop"] == pytest.approx(1.0 - 4 / 3600) and sc.hours["go"] == pytest.approx(1.0)
-    assert sc.threshold_at(0.5) == pytest.approx(0.6, abs=1e-6) and sc.fa_per_kw_hour(0.55) == pytest.approx(1 / (2 - 4 / 3600))
+    assert sc.threshold_at(0.5) == pytest.approx(0.6, abs=1e-6) and sc.fa_per_kw_hour(0.55) == pytest.approx(
+        1 / (2 - 4 / 3600)
+    )
     assert contains_text("Please STOP now.", "stop") and not contains_text("stopped", "stop")

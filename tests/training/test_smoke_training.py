@@ -73,8 +73,10 @@ def test_export_and_eval_pairs(smoke_run, corpus: Path) -> None:
     runner = CliRunner()
     out = root / "model"
     ckpt = str(root / "run" / "checkpoints" / "best.pt")
-    r = runner.invoke(app, ["export", "--checkpoint", ckpt, "--out", str(out), "--threshold", "0.7",
-                            "--bank-minutes", "0.3"])
+    r = runner.invoke(
+        app,
+        ["export", "--checkpoint", ckpt, "--out", str(out), "--threshold", "0.7", "--bank-minutes", "0.3"],
+    )
     assert r.exit_code == 0, r.output
     assert (out / "calibration_bank.npz").is_file()  # sensitivity in FA/h needs it
     spec = load_spec(out)

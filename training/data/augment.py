@@ -4,23 +4,20 @@ Building blocks (pure functions of ``(wave, ..., rng)``)::
 
     speed_perturb(wave, factor)            tempo and pitch together (resampling), Kaldi-style
     pitch_shift(wave, semitones)           pitch only: resample + WSOLA time-stretch back
-    apply_gain(wave, db)
+    apply_gain(wave, db), band_limit(wave, cutoff_hz)
     colored_noise(n, color, rng)           white / pink (1/f) / brown (1/f^2), unit RMS
     add_noise(wave, noise, snr_db)         exact SNR: 10 log10(P_wave / P_noise_scaled) == snr_db
     reverberate(wave, rir)                 convolution, direct path aligned to t=0, tail kept
     babble(n, speech, k, rng)              sum of k other TTS clips
     telephone(wave)                        8 kHz, 300-3400 Hz band, G.711 mu-law, back to 16 kHz
-    band_limit(wave, cutoff_hz)
     add_context(wave, lead_s, tail_s, kind, rng, speech)   silence / noise / other speech around
 
 :class:`Augmenter` composes them with probabilities from an :class:`AugmentConfig`; every random
 choice comes from the generator it is given, so ``Augmenter(cfg, np.random.default_rng(s))``
 applied to the same inputs in the same order gives the same outputs.
 
-Room impulse responses come from :func:`rir_bank`: shoebox rooms simulated once with
-pyroomacoustics (image-source method, no random ISM, so deterministic) and cached as ``.npz``
-under ``data/rirs/``. "Other speech" (babble and context) comes from a :data:`SpeechSource`, a
-callable ``rng -> wave``; :class:`ClipPool` serves random clips from a manifest.
+Rooms: :func:`rir_bank` (pyroomacoustics, cached under ``data/rirs/``); other speech: a
+:data:`SpeechSource` (``rng -> wave``), e.g. :class:`ClipPool` over a manifest.
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -28,8 +25,7 @@ Example:
     >>> noisy = add_noise(wave, colored_noise(len(wave), "pink", rng), snr_db=10.0)
     >>> round(measure_snr(wave, noisy - wave), 3)
     10.0
-    >>> out = Augmenter(AugmentConfig(), np.random.default_rng(1))(wave)
-    >>> out.dtype, bool(np.abs(out).max() <= 1.0)
+    >>> out = Augmenter(AugmentConfig(), np.random.default_rng(1))(wave); out.dtype, bool(np.abs(out).max() <= 1)
     (dtype('float32'), True)
 """
 

@@ -76,8 +76,9 @@ def read_manifest(path: Path) -> list[Clip]:
     return clips
 
 
-def cache_key(manifest: Path, conditions: Sequence[str], negatives: Sequence[str], tts_minutes: float,
-              seed: int) -> str:
+def cache_key(
+    manifest: Path, conditions: Sequence[str], negatives: Sequence[str], tts_minutes: float, seed: int
+) -> str:
     h = hashlib.sha256(Path(manifest).read_bytes())
     h.update(json.dumps([list(conditions), list(negatives), tts_minutes, seed, 2]).encode())
     return h.hexdigest()[:16]
@@ -111,8 +112,14 @@ def _chunks(segs: list[Segment], seconds: float) -> list[list[Segment]]:
     total = 0
     step = int(seconds * SAMPLE_RATE)
     for s in segs:
-        pieces = [s] if len(s.audio) <= step else [
-            Segment(f"{s.name}#{k}", s.kind, s.audio[k : k + step], s.text) for k in range(0, len(s.audio), step)]
+        pieces = (
+            [s]
+            if len(s.audio) <= step
+            else [
+                Segment(f"{s.name}#{k}", s.kind, s.audio[k : k + step], s.text)
+                for k in range(0, len(s.audio), step)
+            ]
+        )
         for p in pieces:
             if total + len(p.audio) > step and out[-1]:
                 out.append([])
@@ -122,9 +129,15 @@ def _chunks(segs: list[Segment], seconds: float) -> list[list[Segment]]:
     return [c for c in out if c]
 
 
-def build(manifest: Path, cache: Path, conditions: Sequence[str] = CONDITIONS,
-          negatives: Sequence[str] = DEFAULT_NEGATIVES, tts_minutes: float = 30.0, seed: int = 0,
-          clips_per_stream: int = CLIPS_PER_STREAM) -> tuple[list[Clip], list[Stream]]:
+def build(
+    manifest: Path,
+    cache: Path,
+    conditions: Sequence[str] = CONDITIONS,
+    negatives: Sequence[str] = DEFAULT_NEGATIVES,
+    tts_minutes: float = 30.0,
+    seed: int = 0,
+    clips_per_stream: int = CLIPS_PER_STREAM,
+) -> tuple[list[Clip], list[Stream]]:
     """Streams for ``manifest`` (positives per condition) and ``negatives``; cached under ``cache``."""
     bad = [c for c in conditions if c not in CONDITIONS]
     if bad:
@@ -134,19 +147,30 @@ def build(manifest: Path, cache: Path, conditions: Sequence[str] = CONDITIONS,
     index = root / "streams.json"
     if index.is_file():
         raw = json.loads(index.read_text())
-        streams = [Stream(**{**s, "placed": [Placed(**p) for p in s["placed"]],
-                             "spans": [tuple(x) for x in s["spans"]]}) for s in raw]
+        streams = [
+            Stream(
+                **{**s, "placed": [Placed(**p) for p in s["placed"]], "spans": [tuple(x) for x in s["spans"]]}
+            )
+            for s in raw
+        ]
         return clips, streams
     from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     streams: list[Stream] = []
     need_babble = "babble" in conditions
-    pool = tts_segments(eval_sentences(1)[::-1], BABBLE_POOL_S, EVAL_TTS_VOICES, seed + 3, "babble") \
-        if need_babble else []
+    pool = (
+        tts_segments(eval_sentences(1)[::-1], BABBLE_POOL_S, EVAL_TTS_VOICES, seed + 3, "babble")
+        if need_babble
+        else []
+    )
     from openkws.training.data.augment import rir_bank
 
-    rirs = rir_bank(40, seed=seed + 11, cache_dir=root / "rirs", rt60_range=RT60) if "reverb" in conditions else []
+    rirs = (
+        rir_bank(40, seed=seed + 11, cache_dir=root / "rirs", rt60_range=RT60)
+        if "reverb" in conditions
+        else []
+    )
     bg = Backgrounds(music_tracks() if "music" in conditions else [], pool, rirs)
     waves = {c.row: read_audio(c.path) for c in clips}
     jobs = [(cond, k) for cond in conditions for k in range(0, len(clips), clips_per_stream)]
@@ -155,7 +179,9 @@ def build(manifest: Path, cache: Path, conditions: Sequence[str] = CONDITIONS,
         audio, placed = build_stream(cond, part, bg, rng)
         name = f"{cond}_{k // clips_per_stream:03d}"
         _write(root / "audio" / f"{name}.wav", audio)
-        streams.append(Stream(name, cond, str(root / "audio" / f"{name}.wav"), len(audio) / SAMPLE_RATE, placed))
+        streams.append(
+            Stream(name, cond, str(root / "audio" / f"{name}.wav"), len(audio) / SAMPLE_RATE, placed)
+        )
     log.info("building negatives from %s", list(negatives))
     segs = _negative_segments(negatives, tts_minutes, seed)
     for k, chunk in enumerate(tqdm(_chunks(segs, NEGATIVE_STREAM_S), desc="negative streams", unit="stream")):
@@ -163,7 +189,14 @@ def build(manifest: Path, cache: Path, conditions: Sequence[str] = CONDITIONS,
         floor = rng.standard_normal(len(audio)).astype(np.float32) * 5e-4  # the quiet floor
         name = f"negative_{k:03d}"
         _write(root / "audio" / f"{name}.wav", audio + floor)
-        streams.append(Stream(name, "negative", str(root / "audio" / f"{name}.wav"), len(audio) / SAMPLE_RATE,
-                              spans=[(a / SAMPLE_RATE, b / SAMPLE_RATE, s.kind, s.text) for a, b, s in spans]))
+        streams.append(
+            Stream(
+                name,
+                "negative",
+                str(root / "audio" / f"{name}.wav"),
+                len(audio) / SAMPLE_RATE,
+                spans=[(a / SAMPLE_RATE, b / SAMPLE_RATE, s.kind, s.text) for a, b, s in spans],
+            )
+        )
     index.write_text(json.dumps([asdict(s) for s in streams]))
     return clips, streams

@@ -34,8 +34,15 @@ def recorded_hours(streams: Sequence[Stream], texts: Sequence[str]) -> dict[str,
     return out
 
 
-def calibration_report(spotter: object, model_dir: object, scores: dict[str, Scores], streams: Sequence[Stream],
-                       texts: Sequence[str], systems: dict[str, str], floor: float = 0.0) -> dict[str, object] | None:
+def calibration_report(
+    spotter: object,
+    model_dir: object,
+    scores: dict[str, Scores],
+    streams: Sequence[Stream],
+    texts: Sequence[str],
+    systems: dict[str, str],
+    floor: float = 0.0,
+) -> dict[str, object] | None:
     """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`)."""
     from openkws.engine.calibration import Calibrator
 
@@ -43,16 +50,28 @@ def calibration_report(spotter: object, model_dir: object, scores: dict[str, Sco
     if cal is None:
         return None
     hours = recorded_hours(streams, texts)
-    out: dict[str, object] = {"bank_hours": cal.hours, "recorded_keyword_hours": round(sum(hours.values()), 2),
-                              "ratio_target": RATIO_TARGET, "proxies": {}}
+    out: dict[str, object] = {
+        "bank_hours": cal.hours,
+        "recorded_keyword_hours": round(sum(hours.values()), 2),
+        "ratio_target": RATIO_TARGET,
+        "proxies": {},
+    }
     enrolled = spotter.index.tenant(TENANT).entries  # type: ignore[attr-defined]
     for n, (name, kind) in enumerate(systems.items()):
         sc = scores.get(name)
         if sc is None:
             continue
         entries = {e.text: e for e in enrolled if e.id // ID_BLOCK == n}
-        fa = {k: np.asarray([s for s, kd in zip(sc.neg.get(k, []), sc.neg_kind.get(k, []), strict=True)
-                             if kd == "recorded"]) for k in texts}
+        fa = {
+            k: np.asarray(
+                [
+                    s
+                    for s, kd in zip(sc.neg.get(k, []), sc.neg_kind.get(k, []), strict=True)
+                    if kd == "recorded"
+                ]
+            )
+            for k in texts
+        }
         peaks = {k: cal.peaks(entries[k].proxy) for k in texts}
         rows = []
         for t in CAL_TARGETS:
@@ -60,9 +79,14 @@ def calibration_report(spotter: object, model_dir: object, scores: dict[str, Sco
             counts = {k: int((fa[k] >= thr[k]).sum()) for k in texts}
             below = sum(thr[k] < floor for k in texts)
             ratios = [counts[k] / hours[k] / t for k in texts if hours[k] > 0]
-            rows.append({"target": t, "measured": sum(counts.values()) / max(sum(hours.values()), 1e-12),
-                         "median_ratio": float(np.median(ratios)) if ratios else None,
-                         "keywords_below_floor": int(below),
-                         "median_threshold": float(np.median(list(thr.values())))})
+            rows.append(
+                {
+                    "target": t,
+                    "measured": sum(counts.values()) / max(sum(hours.values()), 1e-12),
+                    "median_ratio": float(np.median(ratios)) if ratios else None,
+                    "keywords_below_floor": int(below),
+                    "median_threshold": float(np.median(list(thr.values()))),
+                }
+            )
         out["proxies"][kind] = rows  # type: ignore[index]
     return out

@@ -63,9 +63,13 @@ def _loop(pool: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 class Backgrounds:
     """Background tracks per condition, from the music tracks and a pool of TTS babble speech."""
 
-    def __init__(self, music: Sequence[Segment], babble_pool: Sequence[Segment], rirs: Sequence[np.ndarray]) -> None:
+    def __init__(
+        self, music: Sequence[Segment], babble_pool: Sequence[Segment], rirs: Sequence[np.ndarray]
+    ) -> None:
         self.music = [m.audio for m in music]
-        self.babble = np.concatenate([s.audio for s in babble_pool]) if babble_pool else np.zeros(0, np.float32)
+        self.babble = (
+            np.concatenate([s.audio for s in babble_pool]) if babble_pool else np.zeros(0, np.float32)
+        )
         self.rirs = list(rirs)
 
     def track(self, condition: str, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -95,8 +99,9 @@ class Backgrounds:
         return level(reverberate(wave, rir, tail_s=0.3))
 
 
-def build_stream(condition: str, clips: Sequence[tuple[int, str, np.ndarray]], bg: Backgrounds,
-                 rng: np.random.Generator) -> tuple[np.ndarray, list[Placed]]:
+def build_stream(
+    condition: str, clips: Sequence[tuple[int, str, np.ndarray]], bg: Backgrounds, rng: np.random.Generator
+) -> tuple[np.ndarray, list[Placed]]:
     """Place ``(row, keyword, wave)`` clips in ``condition`` -> (stream audio, placements)."""
     pieces = [bg.clip(condition, w, rng) for _, _, w in clips]
     gaps = [int(rng.uniform(*GAP_S) * SAMPLE_RATE) for _ in range(len(pieces) + 1)]

@@ -47,7 +47,8 @@ def decode_events(spotter: object, audio: np.ndarray, kinds: Sequence[str]) -> d
     out: dict[str, list[Event]] = {k: [] for k in kinds}
     for d in stream.decode().detections:
         out[kinds[d.keyword_id // ID_BLOCK]].append(
-            Event(d.text, float(d.score), d.start_ms / 1e3, d.end_ms / 1e3, d.decided_ms / 1e3))
+            Event(d.text, float(d.score), d.start_ms / 1e3, d.end_ms / 1e3, d.decided_ms / 1e3)
+        )
     return out
 
 

@@ -12,9 +12,13 @@ from .scoring import TARGETS, Scores
 
 DOC_BEGIN = "<!-- eval-streams:begin -->"
 DOC_END = "<!-- eval-streams:end -->"
-LABELS = {"openkws-text": "openkws, text proxies", "openkws-tts": "openkws, TTS proxies",
-          "openkws-both": "openkws, text+TTS proxies", "pocketsphinx": "pocketsphinx KWS",
-          "efficientword": "EfficientWord-Net (TTS templates)"}
+LABELS = {
+    "openkws-text": "openkws, text proxies",
+    "openkws-tts": "openkws, TTS proxies",
+    "openkws-both": "openkws, text+TTS proxies",
+    "pocketsphinx": "pocketsphinx KWS",
+    "efficientword": "EfficientWord-Net (TTS templates)",
+}
 
 
 def _pct(x: object) -> str:
@@ -41,35 +45,60 @@ def markdown(report: dict[str, object]) -> str:
         t = s["targets"]
         d = t["1"]["delay_ms"]
         delay = "n/a" if d["p50"] is None else f"{d['p50']:.0f} / {d['p95']:.0f}"
-        lines.append(f"| {LABELS.get(name, name)} | {_pct(t['0.1']['frr'])} | {_pct(t['0.5']['frr'])} | "
-                     f"{_pct(t['1']['frr'])} | {t['1']['fa_per_hour_total']:.1f} | {delay} | {s['positives']} | "
-                     f"{s.get('streams_scored', 'all')} |")
-    lines += ["", "FRR at 1 FA/h per keyword, by condition:", "",
-              "| system | " + " | ".join(conds) + " |", "| --- |" + " --- |" * len(conds)]
+        lines.append(
+            f"| {LABELS.get(name, name)} | {_pct(t['0.1']['frr'])} | {_pct(t['0.5']['frr'])} | "
+            f"{_pct(t['1']['frr'])} | {t['1']['fa_per_hour_total']:.1f} | {delay} | {s['positives']} | "
+            f"{s.get('streams_scored', 'all')} |"
+        )
+    lines += [
+        "",
+        "FRR at 1 FA/h per keyword, by condition:",
+        "",
+        "| system | " + " | ".join(conds) + " |",
+        "| --- |" + " --- |" * len(conds),
+    ]
     for name, s in systems.items():
         by = s["targets"]["1"]["by_condition"]
-        lines.append(f"| {LABELS.get(name, name)} | " + " | ".join(_pct(by[c]) if c in by else "not run" for c in conds) + " |")
+        lines.append(
+            f"| {LABELS.get(name, name)} | "
+            + " | ".join(_pct(by[c]) if c in by else "not run" for c in conds)
+            + " |"
+        )
     groups = ("1-3", "4-5", "6-8", "9+")
-    lines += ["", "FRR at 1 FA/h per keyword, by keyword length in phones (clips):", "",
-              "| system | " + " | ".join(f"{g} phones" for g in groups) + " |", "| --- |" + " --- |" * len(groups)]
+    lines += [
+        "",
+        "FRR at 1 FA/h per keyword, by keyword length in phones (clips):",
+        "",
+        "| system | " + " | ".join(f"{g} phones" for g in groups) + " |",
+        "| --- |" + " --- |" * len(groups),
+    ]
     for name, s in systems.items():
         by = s["targets"]["1"]["by_phones"]
-        lines.append(f"| {LABELS.get(name, name)} | "
-                     + " | ".join(f"{_pct(by[g]['frr'])} ({by[g]['n']})" if g in by else "n/a" for g in groups) + " |")
+        lines.append(
+            f"| {LABELS.get(name, name)} | "
+            + " | ".join(f"{_pct(by[g]['frr'])} ({by[g]['n']})" if g in by else "n/a" for g in groups)
+            + " |"
+        )
     cal = report.get("calibration")
     if isinstance(cal, dict):
-        lines += ["", f"Calibration on the recorded-speech negatives ({cal['recorded_keyword_hours']} keyword-hours; "
-                  f"bank {cal['bank_hours']:.2f} h): per-keyword thresholds from the model's bank at each target. "
-                  "Pooled: all keywords' false alarms over all their hours, divided by the target. The per-keyword "
-                  "median is 0 where most keywords have no false alarm in their few minutes of recorded speech.", "",
-                  "| proxy | target FA/h | measured FA/h per keyword | pooled measured / predicted "
-                  "| median over keywords of measured / predicted | median threshold |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+        lines += [
+            "",
+            f"Calibration on the recorded-speech negatives ({cal['recorded_keyword_hours']} keyword-hours; "
+            f"bank {cal['bank_hours']:.2f} h): per-keyword thresholds from the model's bank at each target. "
+            "Pooled: all keywords' false alarms over all their hours, divided by the target. The per-keyword "
+            "median is 0 where most keywords have no false alarm in their few minutes of recorded speech.",
+            "",
+            "| proxy | target FA/h | measured FA/h per keyword | pooled measured / predicted "
+            "| median over keywords of measured / predicted | median threshold |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
         for kind, rows in cal["proxies"].items():
             for r in rows:
                 ratio = "n/a" if r["median_ratio"] is None else f"{r['median_ratio']:.2f}"
-                lines.append(f"| {kind} | {r['target']:g} | {r['measured']:.2f} | {r['measured'] / r['target']:.2f} | "
-                             f"{ratio} | {r['median_threshold']:.3f} |")
+                lines.append(
+                    f"| {kind} | {r['target']:g} | {r['measured']:.2f} | {r['measured'] / r['target']:.2f} | "
+                    f"{ratio} | {r['median_threshold']:.3f} |"
+                )
     return "\n".join(lines) + "\n"
 
 
@@ -85,7 +114,9 @@ def update_doc(doc: Path, table: str, header: str) -> None:
     doc.write_text(text)
 
 
-def write_outputs(report: dict[str, object], scores: dict[str, Scores], phones: dict[str, int], out: Path) -> None:
+def write_outputs(
+    report: dict[str, object], scores: dict[str, Scores], phones: dict[str, int], out: Path
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,7 +128,7 @@ def write_outputs(report: dict[str, object], scores: dict[str, Scores], phones: 
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for name, sc in scores.items():
         fa = sc.all_fa()
-        thr = np.unique(np.concatenate([fa[: 20000], [np.inf]]))
+        thr = np.unique(np.concatenate([fa[:20000], [np.inf]]))
         xs = sc.fa_counts(thr) / max(sc.keyword_hours, 1e-12)
         lv = np.sort(sc.levels())
         ys = np.searchsorted(lv, thr, side="left") / max(len(lv), 1)  # share of clips whose level < threshold

@@ -45,9 +45,14 @@ def _read_audio(path: str) -> np.ndarray:
     return read_wav(path)
 
 
-def _cached_events(path: Path, streams: Sequence[Stream], systems: Sequence[str],
-                   run: Callable[[np.ndarray], dict[str, list[Event]]], desc: str,
-                   cached_only: bool = False) -> dict[str, dict[str, list[Event]]]:
+def _cached_events(
+    path: Path,
+    streams: Sequence[Stream],
+    systems: Sequence[str],
+    run: Callable[[np.ndarray], dict[str, list[Event]]],
+    desc: str,
+    cached_only: bool = False,
+) -> dict[str, dict[str, list[Event]]]:
     """``{system: {stream: events}}``, one JSON line per stream appended as it finishes."""
     from tqdm import tqdm
 
@@ -65,7 +70,10 @@ def _cached_events(path: Path, streams: Sequence[Stream], systems: Sequence[str]
             res = run(_read_audio(st.path))
             for n in systems:
                 done[n][st.name] = res[n]
-            f.write(json.dumps({"stream": st.name, "events": {n: [asdict(e) for e in res[n]] for n in systems}}) + "\n")
+            f.write(
+                json.dumps({"stream": st.name, "events": {n: [asdict(e) for e in res[n]] for n in systems}})
+                + "\n"
+            )
             f.flush()
     return done
 
@@ -96,7 +104,9 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
         by_kind = decode_events(spotter, audio, kinds)
         return {f"openkws-{k}": v for k, v in by_kind.items()}
 
-    order = [s for s in streams if s.condition == "negative"] + [s for s in streams if s.condition != "negative"]
+    order = [s for s in streams if s.condition == "negative"] + [
+        s for s in streams if s.condition != "negative"
+    ]
     events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
     for peer in cfg.peers:
         events.update(_peer_events(peer, clips, order, cfg))
@@ -115,9 +125,14 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
         systems[name] = summarize(sc, phones)
         systems[name]["streams_scored"] = f"{len(done)}/{len(streams)}"  # type: ignore[index]
     report: dict[str, object] = {
-        "manifest": str(cfg.manifest), "model": str(cfg.model), "model_version": spotter.spec.model_version,
-        "conditions": list(cfg.conditions), "negatives": list(cfg.negatives), "floor": cfg.floor,
-        "keywords": len(texts), "clips": len(clips),
+        "manifest": str(cfg.manifest),
+        "model": str(cfg.model),
+        "model_version": spotter.spec.model_version,
+        "conditions": list(cfg.conditions),
+        "negatives": list(cfg.negatives),
+        "floor": cfg.floor,
+        "keywords": len(texts),
+        "clips": len(clips),
         "positive_hours": round(sum(s.duration_s for s in streams if s.condition != "negative") / 3600, 3),
         "negative_hours": round(sum(s.duration_s for s in streams if s.condition == "negative") / 3600, 3),
         "negative_minutes_by_kind": _minutes_by_kind(streams),
@@ -126,7 +141,9 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
     from .calibration_check import calibration_report
 
     scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
-    cal = calibration_report(spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor)
+    cal = calibration_report(
+        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor
+    )
     if cal:
         report["calibration"] = cal
     report["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -144,8 +161,9 @@ def _minutes_by_kind(streams: Sequence[Stream]) -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
-def _peer_events(peer: str, clips: Sequence[Clip], streams: Sequence[Stream], cfg: StreamsConfig
-                 ) -> dict[str, dict[str, list[Event]]]:
+def _peer_events(
+    peer: str, clips: Sequence[Clip], streams: Sequence[Stream], cfg: StreamsConfig
+) -> dict[str, dict[str, list[Event]]]:
     """Peers run through the benchmark's adapters (``bench/streams_peers.py``, repository checkout)."""
     import importlib
     import sys

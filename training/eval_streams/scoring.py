@@ -48,7 +48,9 @@ class Scores:
         """Every false-alarm score, descending (cached until the next :func:`score_stream`)."""
         n = sum(len(v) for v in self.neg.values())
         if getattr(self, "_fa_cache", (None, -1))[1] != n:
-            fa = np.sort(np.concatenate([np.asarray(v, np.float64) for v in self.neg.values()] or [np.zeros(0)]))[::-1]
+            fa = np.sort(
+                np.concatenate([np.asarray(v, np.float64) for v in self.neg.values()] or [np.zeros(0)])
+            )[::-1]
             self._fa_cache = (fa, n)
         return self._fa_cache[0]  # type: ignore[no-any-return]
 
@@ -131,9 +133,13 @@ def summarize(sc: Scores, phones: dict[str, int], targets: Sequence[float] = TAR
     """FRR per budget (overall, per condition, per phone-length group), FA/h and delay."""
     conds = np.asarray(sc.pos_condition)
     groups = np.asarray([phone_group(phones.get(k, 0)) for k in sc.pos_keyword])
-    out: dict[str, object] = {"positives": len(sc.pos_level), "keywords": len(sc.keywords),
-                              "negative_hours": round(sc.negative_hours, 4),
-                              "keyword_hours": round(sc.keyword_hours, 2), "targets": {}}
+    out: dict[str, object] = {
+        "positives": len(sc.pos_level),
+        "keywords": len(sc.keywords),
+        "negative_hours": round(sc.negative_hours, 4),
+        "keyword_hours": round(sc.keyword_hours, 2),
+        "targets": {},
+    }
     for t in targets:
         thr = sc.threshold_at(t)
         d = sc.delays(thr)
@@ -144,9 +150,15 @@ def summarize(sc: Scores, phones: dict[str, int], targets: Sequence[float] = TAR
             "fa_per_keyword_hour": sc.fa_per_kw_hour(thr),
             "fa_per_hour_total": total,
             "by_condition": {c: sc.frr(thr, conds == c) for c in dict.fromkeys(sc.pos_condition)},
-            "by_phones": {g: {"frr": sc.frr(thr, groups == g), "n": int((groups == g).sum())}
-                          for g in ("1-3", "4-5", "6-8", "9+") if (groups == g).any()},
-            "delay_ms": {"p50": float(np.percentile(d, 50) * 1e3) if len(d) else None,
-                         "p95": float(np.percentile(d, 95) * 1e3) if len(d) else None, "n": int(len(d))},
+            "by_phones": {
+                g: {"frr": sc.frr(thr, groups == g), "n": int((groups == g).sum())}
+                for g in ("1-3", "4-5", "6-8", "9+")
+                if (groups == g).any()
+            },
+            "delay_ms": {
+                "p50": float(np.percentile(d, 50) * 1e3) if len(d) else None,
+                "p95": float(np.percentile(d, 95) * 1e3) if len(d) else None,
+                "n": int(len(d)),
+            },
         }
     return out

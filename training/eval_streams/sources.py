@@ -25,7 +25,14 @@ MOH_PACKAGE = "asterisk-moh-opsound-wav"
 SPEECH_RMS = 0.05  # ~ -26 dBFS: every speech segment (recorded or TTS) is levelled to this
 MIN_NEGATIVE_WORDS = 5  # "longer than four words"
 # Evaluation TTS voices for running text and babble; the calibration bank uses others (BANK_VOICES).
-EVAL_TTS_VOICES = ("flite:slt", "flite:rms", "flite:awb", "espeak:en-gb-x-rp+m1", "espeak:en-us+f3", "espeak:en-029+m2")
+EVAL_TTS_VOICES = (
+    "flite:slt",
+    "flite:rms",
+    "flite:awb",
+    "espeak:en-gb-x-rp+m1",
+    "espeak:en-us+f3",
+    "espeak:en-029+m2",
+)
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
 
@@ -109,8 +116,14 @@ def folder_negatives(directory: Path) -> list[Segment]:
     out = []
     for f in files:
         txt = f.with_suffix(".txt")
-        out.append(Segment(f"folder:{f.relative_to(directory)}", "folder", read_audio(f),
-                           txt.read_text() if txt.is_file() else ""))
+        out.append(
+            Segment(
+                f"folder:{f.relative_to(directory)}",
+                "folder",
+                read_audio(f),
+                txt.read_text() if txt.is_file() else "",
+            )
+        )
     return out
 
 
@@ -121,8 +134,9 @@ def eval_sentences(parity: int = 1, min_words: int = 5, max_words: int = 25) -> 
     return fortune_sentences(min_words, max_words)[parity::2]
 
 
-def tts_segments(sentences: Sequence[str], seconds: float, voices: Sequence[str], seed: int,
-                 kind: str = "tts") -> list[Segment]:
+def tts_segments(
+    sentences: Sequence[str], seconds: float, voices: Sequence[str], seed: int, kind: str = "tts"
+) -> list[Segment]:
     """About ``seconds`` of TTS sentences, one random voice each, levelled, with transcripts."""
     from openkws.text.tts import TTSError
     from openkws.training.data.audio import trim_silence
@@ -145,8 +159,9 @@ def tts_segments(sentences: Sequence[str], seconds: float, voices: Sequence[str]
     return out
 
 
-def concat(segments: Sequence[Segment], rng: np.random.Generator, gap_s: tuple[float, float] = (0.2, 0.8)
-           ) -> tuple[np.ndarray, list[tuple[int, int, Segment]]]:
+def concat(
+    segments: Sequence[Segment], rng: np.random.Generator, gap_s: tuple[float, float] = (0.2, 0.8)
+) -> tuple[np.ndarray, list[tuple[int, int, Segment]]]:
     """Join segments with short silent gaps -> (audio, [(start, end, segment)] in samples)."""
     parts, spans, pos = [], [], 0
     for seg in segments:

@@ -57,7 +57,9 @@ def framewise_mel_graph(src: Path) -> Path:
     reduce_max = next(n for n in model.graph.node if n.op_type == "ReduceMax")
     model.graph.node.append(onnx.helper.make_node("Identity", [reduce_max.input[0]], [FRAMEWISE_MEL_OUTPUT]))
     model.graph.output.append(
-        onnx.helper.make_tensor_value_info(FRAMEWISE_MEL_OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1, "time", 32])
+        onnx.helper.make_tensor_value_info(
+            FRAMEWISE_MEL_OUTPUT, onnx.TensorProto.FLOAT, ["batch", 1, "time", 32]
+        )
     )
     onnx.checker.check_model(model)
     tmp = dst.with_suffix(f".{id(model)}.tmp")
