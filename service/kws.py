@@ -39,10 +39,12 @@ import soxr  # noqa: F401  (used by the doctest; a runtime dependency anyway)
 from .audio import AudioError, check_channels, check_rate
 from .audiofile import read_audio_file
 from .engine.acoustic_proxy import PROXY_MODES, ProxyMode, combine_proxies
+from .engine.decision import Competition
 from .engine.index import KeywordEntry
 from .engine.runtime import Device
 from .engine.spotter import DEFAULT_TENANT, DetectorConfig, Spotter
 from .engine.spotter import Detection as Detection
+from .engine.vad import VadConfig
 from .pronunciation import guessed_words, override
 from .settings import packaged_model_dir
 from .text.tts import ProxyTTS
@@ -66,13 +68,20 @@ class Keyword:
 class Stream:
     """One audio source. Not shared between threads; create one per microphone, file or call."""
 
-    def __init__(self, kws: KeywordSpotter, sample_rate: int, channels: int) -> None:
+    def __init__(
+        self,
+        kws: KeywordSpotter,
+        sample_rate: int,
+        channels: int,
+        vad: VadConfig | None = None,
+        competition: Competition = "best",
+    ) -> None:
         check_rate(sample_rate)
         check_channels(channels)
         self.sample_rate = sample_rate
         self.channels = channels
         self._kws = kws
-        self._inner = kws.spotter.create_stream(tenant=kws.tenant)
+        self._inner = kws.spotter.create_stream(tenant=kws.tenant, vad=vad, competition=competition)
         self._samples_in = 0
         self._flushed = False
 
@@ -206,9 +215,18 @@ class KeywordSpotter:
                 raise KeyError(f"no keyword with id {keyword_id}")
             self.spotter.index.remove(self.tenant, [keyword_id])
 
-    def create_stream(self, sample_rate: int = 16_000, channels: int = 1) -> Stream:
-        """A new stream for one audio source (8–48 kHz, 1–8 channels; resampled to the model's 16 kHz)."""
-        return Stream(self, sample_rate, channels)
+    def create_stream(
+        self,
+        sample_rate: int = 16_000,
+        channels: int = 1,
+        *,
+        vad: bool = False,
+        competition: Competition = "best",
+    ) -> Stream:
+        """A new stream for one audio source (8–48 kHz, 1–8 channels; resampled to the model's 16 kHz).
+        ``vad``: skip the model on non-speech (WebRTC VAD, keeps 1.2 s before each onset);
+        ``competition``: ``best`` reports only the best of keywords firing on the same audio."""
+        return Stream(self, sample_rate, channels, VadConfig() if vad else None, competition)
 
     def decode_stream(self, stream: Stream) -> list[Detection]:
         """sherpa-onnx spelling of ``stream.detections()``."""

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import soxr
 from openkws import AudioError, G2PError, KeywordSpotter
+from openkws.audiofile import read_audio_file
 
 SR = 16_000
 
@@ -98,3 +99,20 @@ def test_bad_audio_input_is_named(kws: KeywordSpotter) -> None:
     s.input_finished()
     with pytest.raises(AudioError, match="after input_finished"):
         s.accept_waveform(np.zeros(10, np.float32))
+
+
+def test_vad_stream_still_detects_a_keyword_after_silence(wav_of: Callable[..., Path]) -> None:
+    """The gated stream skips the silence but keeps the feature context, so the keyword right at
+    speech onset is still found, at the same stream time as without the gate."""
+    kws = KeywordSpotter()
+    kws.add_keyword("hey jarvis")
+    decoded = read_audio_file(wav_of("hey jarvis", rate=16_000))
+    audio = np.concatenate([np.zeros((48_000, 1), np.float32), decoded.samples])  # 3 s of silence first
+    found = {}
+    for vad in (False, True):
+        stream = kws.create_stream(16_000, vad=vad)
+        stream.accept_waveform(audio)
+        stream.input_finished()
+        found[vad] = stream.detections()
+    assert [d.text for d in found[True]] == [d.text for d in found[False]] == ["hey jarvis"]
+    assert abs(found[True][0].start_ms - found[False][0].start_ms) <= 80
