@@ -28,7 +28,20 @@ class ProxyChoice(str, Enum):
     both = "both"
 
 
-Unit = Annotated[float | None, typer.Option(min=0.0, max=1.0)]
+# Sensitivity is the target false alarms per hour (the API's target_fa_per_hour), not a [0, 1] dial.
+SensitivityOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--sensitivity",
+        "--fa-per-hour",
+        min=1e-6,
+        max=3600.0,
+        help=(
+            "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
+            "the threshold from its calibration bank (default 0.5)"
+        ),
+    ),
+]
 
 
 def _no_sensitivity(e: Any) -> None:
@@ -89,19 +102,7 @@ def _enroll(c: Any, bodies: list[dict[str, Any]]) -> list[tuple[dict[str, Any], 
 def keywords_add(
     texts: Annotated[list[str], typer.Argument(help="keyword texts, e.g. 'hey jarvis'")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    sensitivity: Annotated[
-        float | None,
-        typer.Option(
-            "--sensitivity",
-            "--fa-per-hour",
-            min=1e-6,
-            max=3600.0,
-            help=(
-                "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
-                "the threshold from its calibration bank (default 0.5)"
-            ),
-        ),
-    ] = None,
+    sensitivity: SensitivityOpt = None,
     proxy: Annotated[
         ProxyChoice | None,
         typer.Option(
@@ -141,19 +142,7 @@ def keywords_add(
 def keywords_set(
     keyword_id: Annotated[int, typer.Argument(help="keyword id (from `openkws keywords list`)")],
     threshold: Annotated[float | None, typer.Option(min=0.0, max=1.0, help="cosine threshold")] = None,
-    sensitivity: Annotated[
-        float | None,
-        typer.Option(
-            "--sensitivity",
-            "--fa-per-hour",
-            min=1e-6,
-            max=3600.0,
-            help=(
-                "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
-                "the threshold from its calibration bank (default 0.5)"
-            ),
-        ),
-    ] = None,
+    sensitivity: SensitivityOpt = None,
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
 ) -> None:
