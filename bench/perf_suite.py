@@ -39,8 +39,8 @@ from openkws.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
 STEPS = ("int8", "accuracy", "profile", "speed", "scaling", "gating", "latency", "service", "doc")
-ASTERISK = Path("/work/data/eval/asterisk/manifest.csv")
-SYNTH = Path("/work/data/synth/manifest.csv")
+ASTERISK = Path("data/eval/asterisk/manifest.csv")  # `openkws data asterisk`
+SYNTH = Path("data/synth/manifest.csv")  # `openkws data synth`
 
 
 def log(msg: str) -> None:

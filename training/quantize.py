@@ -1,7 +1,7 @@
 """int8 variant of an exported model directory, with onnxruntime's quantisation tools.
 
     python -m openkws.training.quantize --model models/default --out runs/quant/default-int8 \
-        --roles speech_embedding,acoustic_frames --method static --manifest /work/data/synth/manifest.csv
+        --roles speech_embedding,acoustic_frames --method static --manifest data/synth/manifest.csv
 
 * ``static`` (QDQ, per-channel int8 weights, uint8 activations calibrated by MinMax on real
   front-end inputs): onnxruntime fuses QDQ pairs into QLinearConv / QLinearMatMul, which use the
