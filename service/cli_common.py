@@ -32,6 +32,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 @contextmanager
 def handled() -> Iterator[None]:
     """Errors with a message for people -> one line on stderr and exit status 1."""
+    # Imported on use: httpx (client) and yaml (keyfile) cost ~0.25 s that `openkws serve` never needs.
     from .audio import AudioError
     from .client import OpenKWSError, StreamClosed
     from .keyfile import KeyfileError

@@ -235,7 +235,7 @@ class KeywordStore:
         add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if self.backend == "postgresql":  # replicas follow each other's writes (openkws.changefeed)
-            from .changefeed import install_change_log
+            from .changefeed import install_change_log  # here, not at the top: changefeed imports store
 
             install_change_log(self)
 

@@ -36,6 +36,9 @@ from wyoming.wake import Detect, Detection, NotDetected
 from . import __version__
 from .audio import AudioError
 from .kws import KeywordSpotter, Stream
+from .metrics import DetectionCounts, Metrics
+from .settings import Settings
+from .state import load_engine
 
 log = logging.getLogger("openkws.wyoming")
 ATTRIBUTION = Attribution(name="openkws", url="")  # no public project URL yet; set it when there is one
@@ -60,10 +63,6 @@ class WakeService:
 
     @classmethod
     def load(cls, cfg: WyomingConfig) -> WakeService:
-        from .metrics import DetectionCounts, Metrics
-        from .settings import Settings
-        from .state import load_engine
-
         overrides = {
             k: v
             for k, v in {
