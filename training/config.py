@@ -127,6 +127,9 @@ class LossConfig(_Frozen):
     background_weight: float = Field(0.0, ge=0.0)  # background negatives (0 = off)
     background_margin: float = Field(0.5, ge=-1.0, le=1.0)
     background_scale: float = Field(50.0, gt=0.0)
+    # Margin raised by up to this much for short keywords (1 phone: all of it, `short_phones`: none).
+    background_short_bonus: float = Field(0.0, ge=0.0, le=0.5)
+    background_short_phones: int = Field(6, ge=2)
 
 
 class SpeakerAugmentConfig(_Frozen):

@@ -25,6 +25,7 @@ from torch import nn
 
 from .config import Config
 from .losses import LOSSES, BackgroundNegativeLoss, build_loss
+from .losses.background import length_margins
 from .models.kws_model import KWSModel
 from .models.text_encoder import length_mask
 
@@ -112,7 +113,15 @@ class Objective(nn.Module):
         terms: dict[str, torch.Tensor] = {"utt": self.utt(audio.embedding, proxy, labels)}
         total = terms["utt"]
         if self.background is not None and background_mask is not None:
-            terms["background"] = self.background(encoded.embedding[len(labels) :], proxy, background_mask)
+            margins = None
+            if lc.background_short_bonus > 0:
+                phones = (text_ids >= FIRST_PHONE_ID).sum(dim=1)
+                margins = length_margins(
+                    phones, lc.background_margin, lc.background_short_bonus, lc.background_short_phones
+                )
+            terms["background"] = self.background(
+                encoded.embedding[len(labels) :], proxy, background_mask, margins
+            )
             total = total + lc.background_weight * terms["background"]
         if len(self.phn) or self.mal_phn is not None:
             # text of each clip, aligned to the clip's frames by cross-attention

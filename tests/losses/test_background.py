@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 from openkws.training.losses import BackgroundNegativeLoss
+from openkws.training.losses.background import length_margins
 from torch import nn
 
 
@@ -69,3 +70,28 @@ def test_bad_inputs_raise() -> None:
         BackgroundNegativeLoss(scale=0.0)
     with pytest.raises(ValueError, match="pair function"):
         BackgroundNegativeLoss(pair="lse")  # type: ignore[arg-type]
+
+
+def test_per_proxy_margins_match_closed_form() -> None:
+    # one window at cosine 0.6 to both proxies; proxy 1 keeps the margin 0.5, proxy 2 (short) 0.65
+    bg = torch.tensor([[0.6, 0.8]])
+    proxies = torch.tensor([[1.0, 0.0], [0.6, 0.8]])
+    s1, s2 = 0.6, 1.0
+    margins = torch.tensor([0.5, 0.65])
+    expected = math.log(1 + math.exp(10 * (s1 - 0.5)) + math.exp(10 * (s2 - 0.65))) / 10
+    got = BackgroundNegativeLoss(scale=10.0)(bg, proxies, torch.ones(1, 2, dtype=torch.bool), margins)
+    assert got.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_short_keywords_get_the_larger_margin() -> None:
+    m = length_margins(torch.tensor([1, 2, 5, 6, 20]), margin=0.5, bonus=0.2, short_phones=6)
+    assert m.tolist() == pytest.approx([0.7, 0.66, 0.54, 0.5, 0.5])
+    assert torch.all(m[:-1] >= m[1:])  # never larger for a longer keyword
+
+
+def test_bad_margins_are_refused() -> None:
+    loss = BackgroundNegativeLoss()
+    with pytest.raises(ValueError, match="margins must have shape"):
+        loss(torch.ones(1, 2), torch.ones(3, 2), torch.ones(1, 3, dtype=torch.bool), torch.ones(2))
+    with pytest.raises(ValueError, match="short_phones"):
+        length_margins(torch.tensor([1]), 0.5, 0.1, short_phones=1)

@@ -15,6 +15,12 @@ mean softplus the Asymmetric-Proxy loss uses for its negatives). ``lambda`` is t
 margin (0.5) and ``beta`` their negative scale (50), so a background window is held to the same
 standard as a wrong keyword.
 
+A short keyword's proxy sits close to pieces of ordinary speech, so holding every background
+window below one margin drags the short word's own windows down with it (docs/RESULTS.md, issue
+11: 1-3-phone keywords lost most). ``margins [K]`` replaces ``lambda`` per proxy; the objective
+raises it for short keywords (:func:`length_margins`), where the stream's per-keyword calibrated
+threshold, not the loss, keeps the false alarms down.
+
 Example:
     >>> loss = BackgroundNegativeLoss(scale=1.0, margin=0.0)
     >>> bg = torch.tensor([[1.0, 0.0]]); proxies = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -43,9 +49,10 @@ class BackgroundNegativeLoss(MetricLoss):
             raise ValueError(f"background loss pair function must be 'else' or 'msp', got {pair!r}")
         self.scale, self.margin, self.pair = float(scale), float(margin), pair
 
-    def forward(self, background: Tensor, proxies: Tensor, mask: Tensor) -> Tensor:
-        """``background [N, D]``, ``proxies [K, D]``, ``mask [N, K]`` bool (True = a valid negative).
-        Windows with no valid proxy are left out; if none is left the batch is degenerate."""
+    def forward(self, background: Tensor, proxies: Tensor, mask: Tensor, margins: Tensor | None = None) -> Tensor:
+        """``background [N, D]``, ``proxies [K, D]``, ``mask [N, K]`` bool (True = a valid negative),
+        ``margins [K]`` (default: the loss's one margin for every proxy). Windows with no valid
+        proxy are left out; if none is left the batch is degenerate."""
         check_embeddings(background, "background")
         check_embeddings(proxies, "proxies", dim=background.shape[1])
         if mask.shape != (background.shape[0], proxies.shape[0]) or mask.dtype != torch.bool:
@@ -53,8 +60,23 @@ class BackgroundNegativeLoss(MetricLoss):
                 f"mask must be a bool tensor of shape {(background.shape[0], proxies.shape[0])}, "
                 f"got {mask.dtype} {tuple(mask.shape)}"
             )
+        if margins is not None and margins.shape != (proxies.shape[0],):
+            raise ValueError(f"margins must have shape {(proxies.shape[0],)}, got {tuple(margins.shape)}")
         rows = mask.any(dim=1)
         if not rows.any():
             return self._degenerate("no background window has a valid proxy", background, proxies)
-        z = cosine_matrix(background[rows], proxies) - self.margin
+        z = cosine_matrix(background[rows], proxies) - (self.margin if margins is None else margins.unsqueeze(0))
         return PAIR_FUNCTIONS[self.pair](z, mask[rows], self.scale).mean()
+
+
+def length_margins(phones: Tensor, margin: float, bonus: float, short_phones: int) -> Tensor:
+    """Per-proxy margins: ``margin + bonus`` for a one-phone keyword, falling linearly to ``margin``
+    at ``short_phones`` phones and beyond.
+
+    >>> [round(m, 3) for m in length_margins(torch.tensor([1, 3, 6, 12]), 0.5, 0.15, 6).tolist()]
+    [0.65, 0.59, 0.5, 0.5]
+    """
+    if short_phones < 2:
+        raise ValueError(f"short_phones must be at least 2, got {short_phones}")
+    ramp = ((short_phones - phones.float()) / (short_phones - 1)).clamp(0.0, 1.0)
+    return margin + bonus * ramp
