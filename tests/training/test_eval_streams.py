@@ -64,6 +64,10 @@ def test_end_to_end_on_the_tiny_fixture(fixture_set: tuple[Path, Path], tmp_path
     assert s["keyword_hours"] < 3 * s["negative_hours"]
     for name in ("streams.json", "streams.md", "det.png", "score_hist.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
+    md = (tmp_path / "out" / "streams.md").read_text()
+    for budget in ("0.5", "1"):  # the targets are per condition at 0.5 FA/h
+        assert f"FRR at {budget} FA/h per keyword, by condition:" in md
+        assert f"FRR at {budget} FA/h per keyword, by keyword length in phones" in md
     assert json.loads((tmp_path / "out" / "streams.json").read_text())["manifest"] == str(manifest)
     # a rerun reuses the built audio and the per-stream events
     index = next((tmp_path / "cache").glob("*/streams.json"))
