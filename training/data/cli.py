@@ -49,6 +49,38 @@ def synth(
 
 
 @app.command()
+def voices(
+    voice: str = typer.Option("piper:joe", help="Voice id (engine:name), e.g. piper:joe."),
+    clips: int = typer.Option(12000, min=1, help="Clips to render (train texts, each once before twice)."),
+    base: Path = typer.Option(DATA_DIR / "synth" / "manifest.csv", help="Corpus whose train texts are used."),
+    out: Path = typer.Option(DATA_DIR / "synth_piper", help="Output directory (clips/, manifest.csv)."),
+    splice_into: Path | None = typer.Option(None, help="Also write base + new rows as this manifest."),
+    at: int | None = typer.Option(None, help="Insert the new rows after this base row (default: append)."),
+    workers: int = typer.Option(2, min=1, help="Worker processes."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Render more training clips of the corpus's texts in one more voice (resumable), optionally spliced."""
+    from .extra_voices import ExtraPlan, plan_extra, render_extra, splice
+    from .manifest import read_manifest
+
+    _exit_on_sigterm()
+    if not base.is_file():
+        raise typer.BadParameter(f"{base} not found; build the corpus with `openkws data synth`")
+    try:
+        specs = plan_extra(read_manifest(base), ExtraPlan(voice, clips, seed))
+    except (KeyError, ValueError) as e:
+        raise typer.BadParameter(str(e)) from e
+    rows = render_extra(specs, out, workers)
+    typer.echo(f"{len(rows)} of {len(specs)} clips in {out / 'manifest.csv'}")
+    if splice_into is not None:
+        try:
+            n = splice(base, out / "manifest.csv", splice_into, at)
+        except ValueError as e:
+            raise typer.BadParameter(str(e)) from e
+        typer.echo(f"{n} rows in {splice_into}")
+
+
+@app.command()
 def manifest(
     out: Path = typer.Option(DATA_DIR / "synth", help="Synthesis directory."),
     recipe: str = typer.Option("default"),

@@ -49,7 +49,9 @@ class BackgroundNegativeLoss(MetricLoss):
             raise ValueError(f"background loss pair function must be 'else' or 'msp', got {pair!r}")
         self.scale, self.margin, self.pair = float(scale), float(margin), pair
 
-    def forward(self, background: Tensor, proxies: Tensor, mask: Tensor, margins: Tensor | None = None) -> Tensor:
+    def forward(
+        self, background: Tensor, proxies: Tensor, mask: Tensor, margins: Tensor | None = None
+    ) -> Tensor:
         """``background [N, D]``, ``proxies [K, D]``, ``mask [N, K]`` bool (True = a valid negative),
         ``margins [K]`` (default: the loss's one margin for every proxy). Windows with no valid
         proxy are left out; if none is left the batch is degenerate."""
@@ -65,7 +67,9 @@ class BackgroundNegativeLoss(MetricLoss):
         rows = mask.any(dim=1)
         if not rows.any():
             return self._degenerate("no background window has a valid proxy", background, proxies)
-        z = cosine_matrix(background[rows], proxies) - (self.margin if margins is None else margins.unsqueeze(0))
+        z = cosine_matrix(background[rows], proxies) - (
+            self.margin if margins is None else margins.unsqueeze(0)
+        )
         return PAIR_FUNCTIONS[self.pair](z, mask[rows], self.scale).mean()
 
 
