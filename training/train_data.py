@@ -52,7 +52,7 @@ def build_stores(
                 raise FileNotFoundError(f"data.cache_ready_only: no finished shard under {root / spec.key()}")
             logger.info("training on the %d of %d clips whose cache shards are finished", n, len(train_clips))
             train_clips = train_clips[:n]
-        train_store = build_feature_cache(train_clips, spec, root, workers, seed, progress)
+        train_store = build_feature_cache(train_clips, spec, root, workers, seed, progress, cfg.train.device)
     else:
         train_store = build_wave_store(train_clips, root, progress)
         if dc.augment_prob > 0:
@@ -60,7 +60,7 @@ def build_stores(
                 None, root.parent / "rirs"
             )  # simulate + cache the rooms before loader workers start
     dev_spec = config_spec(cfg, 1 if dc.val_augmented else 0, background=False)
-    dev_store = build_feature_cache(dev_clips, dev_spec, root, workers, seed, progress)
+    dev_store = build_feature_cache(dev_clips, dev_spec, root, workers, seed, progress, cfg.train.device)
     return train_clips, train_store, dev_store
 
 

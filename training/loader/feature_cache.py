@@ -113,7 +113,9 @@ def shard_path(out_dir: Path, clips: Sequence[Clip], i: int) -> Path:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(spec: CacheSpec, speech_paths: list[str] | None, rir_dir: str | None) -> None:
+def _worker_init(
+    spec: CacheSpec, speech_paths: list[str] | None, rir_dir: str | None, device: str = "cpu"
+) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     augmenting = spec.variants > 0 or spec.partials or spec.background_per_shard > 0
     aug = (
@@ -121,7 +123,7 @@ def _worker_init(spec: CacheSpec, speech_paths: list[str] | None, rir_dir: str |
         if augmenting
         else None
     )
-    _WORKER.update(fx=feature_extractor(spec.frontend, threads=1), spec=spec, aug=aug)
+    _WORKER.update(fx=feature_extractor(spec.frontend, threads=1, device=device), spec=spec, aug=aug)
 
 
 ClipJob = tuple[str, int, str, str | None, bool]  # ("clip", index, path, other path, partial?)
@@ -217,8 +219,10 @@ def build_feature_cache(
     workers: int = 1,
     seed: int = 0,
     progress: bool = True,
+    device: str = "cpu",
 ) -> FeatureStore:
-    """Compute the missing shards of ``clips`` (then load them all).
+    """Compute the missing shards of ``clips`` (then load them all); the front-end runs on
+    ``device`` (``auto``/``cuda``: onnxruntime's CUDA provider; augmentation stays on the CPU).
 
     Augmentation uses babble from these clips and a bank of simulated rooms cached next to the cache
     root (``<cache_root>/../rirs``), built once in this process before any worker starts.
@@ -237,7 +241,7 @@ def build_feature_cache(
         rir_dir = str(Path(cache_root).parent / "rirs") if augmenting else None
         if rir_dir is not None:
             make_augmenter(None, Path(rir_dir), spec.settings.room)  # simulate + cache the rooms once, here
-        init_args = (spec, speech_paths, rir_dir)
+        init_args = (spec, speech_paths, rir_dir, device)
         pool = mp.get_context("spawn").Pool(workers, _worker_init, init_args) if workers > 1 else None
         if pool is None:
             _worker_init(*init_args)

@@ -79,9 +79,23 @@ def feature_geometry(frontend: str) -> tuple[int, int, int]:
     return FRONTENDS[frontend]
 
 
-def feature_extractor(frontend: str, threads: int = 1):  # noqa: ANN201 - service type, imported lazily
-    """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve)."""
+def feature_extractor(frontend: str, threads: int = 1, device: str = "cpu"):  # noqa: ANN201 - service type, imported lazily
+    """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve), on
+    ``device`` (``auto``: CUDA when onnxruntime offers it, as the service chooses; ``cuda``
+    insists, with an error naming the fix)."""
     from openkws.engine.encoders import FeatureExtractor
+    from openkws.engine.runtime import choose_providers
 
     emb = embedding_path() if frontend == "speech_embedding" else None
-    return FeatureExtractor(frontend, mel_path(), emb, threads=threads)
+    providers = choose_providers(device)  # type: ignore[arg-type]
+    if providers.backend == "cpu":
+        return FeatureExtractor(frontend, mel_path(), emb, threads=threads)
+    import onnxruntime as ort
+
+    def session(path: Path) -> ort.InferenceSession:
+        so = ort.SessionOptions()
+        so.log_severity_level = 3
+        return ort.InferenceSession(str(path), so, providers=list(providers.names))
+
+    return FeatureExtractor(frontend, mel_path(), emb, mel_session=session(mel_path()),
+                            embedding_session=session(emb) if emb is not None else None)  # fmt: skip
