@@ -6,7 +6,8 @@ APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
 	podman runc debootstrap haproxy \
 	prometheus chromium chromium-driver libportaudio2
 
-.PHONY: setup setup-system setup-python setup-tools run test lint audit bench soak data train
+.PHONY: setup setup-system setup-python setup-tools run test lint audit bench soak data train \
+	robust-voices robust-cache robust-train robust-eval
 
 setup: setup-system setup-python setup-tools
 
@@ -59,3 +60,18 @@ data:
 
 train:
 	openkws train run --config training/configs/default.yaml
+
+# Issue 11's robust model, one command per stage (each resumable; wall times in docs/RESULTS.md).
+# On a machine with CUDA (onnxruntime-gpu, torch with CUDA) the cache's front-end and training use
+# the GPU by themselves (`train.device: auto`).
+ROBUST_CONFIG ?= training/configs/robust_full.yaml
+ROBUST_RUN ?= runs/robust_full
+robust-voices:
+	openkws data voices --voice piper:joe --clips 12000 --splice-into data/synth/manifest_voices.csv
+robust-cache:
+	openkws train cache --config $(ROBUST_CONFIG) --workers 2
+robust-train:
+	openkws train run --config $(ROBUST_CONFIG) --out $(ROBUST_RUN) --export $(ROBUST_RUN)/model \
+		$$(test -f $(ROBUST_RUN)/checkpoints/last.pt && echo --resume)
+robust-eval:
+	bench/model_eval.sh $(ROBUST_RUN)/model runs/eval/robust_full --streams
