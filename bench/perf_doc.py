@@ -17,12 +17,20 @@ END = "<!-- perf-suite:end -->"
 TARGETS = {"rtf": 0.010, "ratio": 1.1, "streams": 150, "streams_gated": 400, "eer_points": 0.5, "p95_ms": 500}
 
 
+# Sections other commands own; `bench/report.py` regenerates the rest of the page around them.
+KEPT_SECTIONS = ("perf-suite", "user-test", "eval-streams", "robust-ablation")
+
+
 def keep_section(new_page: str, old_page: str) -> str:
-    """``new_page`` with the perf section of ``old_page`` appended (if it had one and new has none)."""
-    if BEGIN in new_page or BEGIN not in old_page:
-        return new_page
-    section = old_page[old_page.index(BEGIN) : old_page.index(END) + len(END)]
-    return new_page.rstrip("\n") + "\n\n" + section + "\n"
+    """``new_page`` with each generated section of ``old_page`` (:data:`KEPT_SECTIONS`) appended,
+    if it had one and ``new_page`` has none."""
+    for name in KEPT_SECTIONS:
+        begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+        if begin in new_page or begin not in old_page or end not in old_page:
+            continue
+        section = old_page[old_page.index(begin) : old_page.index(end) + len(end)]
+        new_page = new_page.rstrip("\n") + "\n\n" + section + "\n"
+    return new_page
 
 
 def _r(doc: dict[str, Any], step: str) -> Any:

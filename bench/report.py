@@ -519,7 +519,7 @@ def write_report(out: Path, doc: Path) -> tuple[Path, Path]:
             shutil.copy2(png, dest / png.name)
         img = "benchmarks"
     doc.parent.mkdir(parents=True, exist_ok=True)
-    from bench.perf_doc import keep_section  # the perf suite's section (bench/perf_suite.py) stays
+    from bench.perf_doc import keep_section  # sections other commands write (perf suite, streams, ...) stay
 
     old = doc.read_text() if doc.is_file() else ""
     doc.write_text(keep_section(Renderer(res, show=ok, img=img).render(), old))

@@ -66,3 +66,7 @@ def test_report_rewrite_keeps_the_section() -> None:
     old = f"# B\n\nold\n\n{BEGIN}\nperf\n{END}\n"
     assert keep_section("# B\n\nnew\n", old) == f"# B\n\nnew\n\n{BEGIN}\nperf\n{END}\n"
     assert keep_section("# B\n\nnew\n", "# B\n") == "# B\n\nnew\n"
+    streams = "<!-- eval-streams:begin -->\ns\n<!-- eval-streams:end -->"
+    ablation = "<!-- robust-ablation:begin -->\na\n<!-- robust-ablation:end -->"
+    both = keep_section("# B\n", f"# B\n{streams}\nx\n{ablation}\n")
+    assert both == f"# B\n\n{streams}\n\n{ablation}\n"  # every generated section survives a rewrite
