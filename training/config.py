@@ -130,6 +130,8 @@ class LossConfig(_Frozen):
     # Margin raised by up to this much for short keywords (1 phone: all of it, `short_phones`: none).
     background_short_bonus: float = Field(0.0, ge=0.0, le=0.5)
     background_short_phones: int = Field(6, ge=2)
+    # Also against each keyword's mean audio window in the batch (the shape of a TTS proxy).
+    background_acoustic: bool = False
 
 
 class SpeakerAugmentConfig(_Frozen):

@@ -25,7 +25,7 @@ from torch import nn
 
 from .config import Config
 from .losses import LOSSES, BackgroundNegativeLoss, build_loss
-from .losses.background import length_margins
+from .losses.background import acoustic_proxies, length_margins
 from .models.kws_model import KWSModel
 from .models.text_encoder import length_mask
 
@@ -119,10 +119,15 @@ class Objective(nn.Module):
                 margins = length_margins(
                     phones, lc.background_margin, lc.background_short_bonus, lc.background_short_phones
                 )
-            terms["background"] = self.background(
-                encoded.embedding[len(labels) :], proxy, background_mask, margins
-            )
+            bg = encoded.embedding[len(labels) :]
+            terms["background"] = self.background(bg, proxy, background_mask, margins)
             total = total + lc.background_weight * terms["background"]
+            if lc.background_acoustic:
+                # A TTS proxy is a mean of audio windows: hold background below the margin against
+                # each keyword's mean window in the batch too, or audio-audio scores are left free.
+                ac, present = acoustic_proxies(audio.embedding, labels, proxy.shape[0])
+                terms["background_ac"] = self.background(bg, ac, background_mask & present, margins)
+                total = total + lc.background_weight * terms["background_ac"]
         if len(self.phn) or self.mal_phn is not None:
             # text of each clip, aligned to the clip's frames by cross-attention
             ids, tl, phn_c = text_ids[labels], text_lengths[labels], phn[labels]

@@ -126,3 +126,26 @@ def test_mal_gradient_reversal_ramps_up() -> None:
     assert objective.mal_utt.grl_lambda == pytest.approx(cfg.loss.mal.weight, rel=1e-3)
     const = load_config("smoke", {"loss": {"mal": {"schedule": "constant"}}})
     assert Objective(const, build_model(const.model), num_words=6).mal_phn.grl_lambda == const.loss.mal.weight
+
+
+@pytest.mark.parametrize("acoustic", [False, True])
+def test_background_terms_with_short_margins_and_acoustic_proxies(acoustic: bool) -> None:
+    """The robust recipe's background windows are held below the margin against the text proxies
+    and, with `background_acoustic`, against each keyword's mean window; both send gradient."""
+    torch.manual_seed(0)
+    overrides = {"loss": {"background_short_bonus": 0.15, "background_acoustic": acoustic}}
+    cfg = load_config("robust_full", overrides)
+    model = build_model(cfg.model)
+    objective = Objective(cfg, model, num_words=6)
+    k, m, n_bg = 3, 2, 2
+    w = model.windows[0]
+    feats = torch.randn(k * m + n_bg, w, model.feature_dim)
+    lengths = torch.full((k * m + n_bg,), w)
+    labels = torch.arange(k).repeat_interleave(m)
+    text = torch.tensor([[5, 6, 7, 2, 8], [9, 10, 11, 0, 0], [12, 13, 0, 0, 0]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    total, terms = objective(feats, lengths, labels, labels + 1, text, torch.tensor([5, 3, 2]), mask)
+    assert torch.isfinite(total) and "background" in terms
+    assert ("background_ac" in terms) == acoustic
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())

@@ -84,3 +84,18 @@ def length_margins(phones: Tensor, margin: float, bonus: float, short_phones: in
         raise ValueError(f"short_phones must be at least 2, got {short_phones}")
     ramp = ((short_phones - phones.float()) / (short_phones - 1)).clamp(0.0, 1.0)
     return margin + bonus * ramp
+
+
+def acoustic_proxies(windows: Tensor, labels: Tensor, num_keywords: int) -> tuple[Tensor, Tensor]:
+    """Each keyword's mean unit-length window of the batch ``[K, D]`` (what a TTS proxy is made
+    of), and a ``[1, K]`` mask of the keywords that have a window.
+
+    >>> ac, present = acoustic_proxies(torch.tensor([[2.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]), 2)
+    >>> ac.tolist(), present.tolist()
+    ([[0.5, 0.5], [0.0, 0.0]], [[True, False]])
+    """
+    unit = torch.nn.functional.normalize(windows, dim=1)
+    sums = torch.zeros(num_keywords, windows.shape[1], dtype=windows.dtype, device=windows.device)
+    sums = sums.index_add(0, labels, unit)
+    counts = torch.bincount(labels, minlength=num_keywords)
+    return sums / counts.clamp_min(1).unsqueeze(1).to(windows.dtype), (counts > 0).unsqueeze(0)
