@@ -16,6 +16,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from bench.perf_doc import replace_section
+
 BEGIN, END = "<!-- robust-ablation:begin -->", "<!-- robust-ablation:end -->"
 CONDITIONS = ("quiet", "noise", "music", "babble", "reverb")
 PHONES = ("1-3", "4-5", "6-8", "9+")
@@ -100,13 +102,7 @@ def tables(rows: list[tuple[str, str, Path]]) -> str:
 
 
 def update_doc(doc: Path, block: str) -> None:
-    text = doc.read_text()
-    new = f"{BEGIN}\n{block}{END}"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + new + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + new + "\n"
-    doc.write_text(text)
+    doc.write_text(replace_section(doc.read_text(), BEGIN, END, f"{BEGIN}\n{block}{END}"))
 
 
 def main() -> None:

@@ -21,6 +21,18 @@ TARGETS = {"rtf": 0.010, "ratio": 1.1, "streams": 150, "streams_gated": 400, "ee
 KEPT_SECTIONS = ("perf-suite", "user-test", "eval-streams", "robust-ablation")
 
 
+def replace_section(page: str, begin: str, end: str, block: str) -> str:
+    """``page`` with its ``begin``..``end`` section replaced by ``block`` (which carries both
+    markers), or ``block`` appended when the page has no such section.
+
+    >>> replace_section("# B\\n<!-- a -->\\nold\\n<!-- b -->\\n", "<!-- a -->", "<!-- b -->", "<!-- a -->new<!-- b -->")
+    '# B\\n<!-- a -->new<!-- b -->\\n'
+    """
+    if begin in page and end in page:
+        return page[: page.index(begin)] + block + page[page.index(end) + len(end) :]
+    return page.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def keep_section(new_page: str, old_page: str) -> str:
     """``new_page`` with each generated section of ``old_page`` (:data:`KEPT_SECTIONS`) appended,
     if it had one and ``new_page`` has none."""

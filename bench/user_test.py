@@ -188,13 +188,10 @@ def doc_section(results: list[dict[str, object]]) -> str:
 
 
 def write_doc(doc: Path, results: list[dict[str, object]]) -> None:
+    from bench.perf_doc import replace_section
+
     text = doc.read_text() if doc.is_file() else ""
-    block = doc_section(results)
-    if DOC_BEGIN in text and DOC_END in text:
-        text = text[: text.index(DOC_BEGIN)] + block + text[text.index(DOC_END) + len(DOC_END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    doc.write_text(text)
+    doc.write_text(replace_section(text, DOC_BEGIN, DOC_END, doc_section(results)))
 
 
 def main() -> None:
