@@ -62,9 +62,10 @@ def test_keyword_at_speech_onset_same_with_gate(
     a, b = plain[0], gated[0]
     assert abs(a.score - b.score) < 0.02, (a, b)
     # stream times come back in the stream's clock, not the engine's (which skipped ~4.5 s); the
-    # start may differ (the longest window is cut by the pre-roll) but still holds the keyword
+    # start may differ (the longest window is cut by the pre-roll) but still holds the keyword; the
+    # peak may move by a feature frame (80 ms) plus the gate's 30 ms VAD frames
     for field in ("end_ms", "decided_ms"):
-        assert abs(getattr(a, field) - getattr(b, field)) <= 80.0, (field, a, b)
+        assert abs(getattr(a, field) - getattr(b, field)) <= 160.0, (field, a, b)
     assert b.start_ms <= 6000.0 < b.end_ms, b
     stats = gate.stats()
     assert stats["speech_frames"] > 0 and stats["fed_fraction"] < 0.75, stats
