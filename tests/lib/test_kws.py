@@ -116,9 +116,10 @@ def test_vad_stream_still_detects_a_keyword_after_silence(wav_of: Callable[..., 
         found[vad] = stream.detections()
     assert [d.text for d in found[True]] == [d.text for d in found[False]] == ["hey jarvis"]
     plain, gated = found[False][0], found[True][0]
-    # The same peak: its end within two 80 ms frames and its score within 0.03. The start may come
-    # from another window length (the robust model scores neighbouring windows almost alike), but
-    # the gated window still holds the keyword, which starts after the 3 s of silence.
-    assert abs(gated.end_ms - plain.end_ms) <= 160 and abs(gated.score - plain.score) <= 0.03, found
+    # The same detection: decided within two 80 ms frames, its score within 0.03. The window may be
+    # another one (the robust model scores neighbouring windows almost alike, and the gate's
+    # pre-roll shifts the features a little), but it still holds the keyword, after the 3 s of silence.
+    assert abs(gated.decided_ms - plain.decided_ms) <= 160, found
+    assert abs(gated.score - plain.score) <= 0.03, found
     keyword_end_ms = 1000 * len(audio) / 16_000
     assert gated.start_ms < keyword_end_ms and gated.end_ms > 3000, gated
