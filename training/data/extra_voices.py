@@ -28,11 +28,9 @@ from tqdm import tqdm
 
 from .manifest import ManifestRow, read_manifest, write_manifest
 from .plan import ClipSpec
-from .synth import render_clip
+from .audio import wav_duration
+from .synth import manifest_row, render_clip
 from .tts import get_voice, stable_hash
-
-INDEX_BASE = 0  # clip indices of the extra corpus start here (its own folder, so no clash)
-
 
 @dataclass(frozen=True)
 class ExtraPlan:
@@ -61,7 +59,7 @@ def plan_extra(base: list[ManifestRow], plan: ExtraPlan) -> list[ClipSpec]:
     for i, text in enumerate(picks[: plan.clips]):
         specs.append(
             ClipSpec(
-                index=INDEX_BASE + i, text=text, phonemes=tuple(texts[text].split()), voice=voice.id,
+                index=i, text=text, phonemes=tuple(texts[text].split()), voice=voice.id,
                 engine=voice.engine, split="train", seed=stable_hash(voice.id, text, i, plan.seed),
                 lead_ms=float(rng.uniform(50, 150)), tail_ms=float(rng.uniform(50, 150)),
             )
@@ -73,10 +71,7 @@ def _render(job: tuple[ClipSpec, str]) -> ManifestRow | None:
     spec, out = job
     path = Path(out) / spec.path
     if path.exists():  # resumed: keep the clip, rebuild its row
-        from .audio import wav_duration
-
-        return ManifestRow(spec.path, spec.text, " ".join(spec.phonemes), spec.voice, spec.engine,
-                           wav_duration(path), spec.split)  # fmt: skip
+        return manifest_row(spec, wav_duration(path))
     try:
         return render_clip(spec, Path(out))
     except Exception:  # noqa: BLE001 - one text an engine cannot say must not stop the corpus

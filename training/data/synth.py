@@ -43,7 +43,7 @@ class SynthResult:
     wall_s: float
 
 
-def _row(spec: ClipSpec, duration: float) -> ManifestRow:
+def manifest_row(spec: ClipSpec, duration: float) -> ManifestRow:
     return ManifestRow(
         spec.path, spec.text, " ".join(spec.phonemes), spec.voice, spec.engine, duration, spec.split
     )
@@ -56,7 +56,7 @@ def render_clip(spec: ClipSpec, out: Path) -> ManifestRow:
     wave = synthesize(spec.text, spec.voice, seed=spec.seed)
     wave = trim_silence(wave, lead_ms=spec.lead_ms, tail_ms=spec.tail_ms)
     write_wav(out / spec.path, wave)
-    return _row(spec, len(wave) / SAMPLE_RATE)
+    return manifest_row(spec, len(wave) / SAMPLE_RATE)
 
 
 def _work(args: tuple[list[ClipSpec], str]) -> list[tuple[ClipSpec, ManifestRow | None, str]]:
@@ -119,7 +119,7 @@ def run_synthesis(
         wav = out / spec.path
         if wav.exists():
             if spec.path not in done:  # written but not recorded (killed between the two)
-                recovered.append(_row(spec, wav_duration(wav)))
+                recovered.append(manifest_row(spec, wav_duration(wav)))
         else:
             todo.append(spec)
     skipped = len(plan) - len(todo)
@@ -170,7 +170,7 @@ def finalize_manifest(out: Path, plan: list[ClipSpec]) -> list[ManifestRow]:
             wav = out / spec.path
             if not wav.exists():
                 continue
-            row = _row(spec, wav_duration(wav))
+            row = manifest_row(spec, wav_duration(wav))
         rows.append(row)
     check_disjoint(r.as_dict() for r in rows)
     write_manifest(manifest_path, rows)
