@@ -39,10 +39,10 @@ test:
 	$(PY) -m pytest -q -x --timeout=900
 
 lint:
-	ruff check service training tests bench tools
-	ruff check --select C901 service training
-	ruff format --check service training tests bench tools
-	mypy service
+	ruff check src tests bench tools
+	ruff check --select C901 src
+	ruff format --check src tests bench tools
+	mypy src/openkws --exclude src/openkws/training
 
 # Dependency advisories (pip-audit, PyPI service). Exit 1: vulnerabilities; 2: no audit result (network).
 audit:
@@ -59,12 +59,12 @@ data:
 	openkws data evalsets
 
 train:
-	openkws train run --config training/configs/default.yaml
+	openkws train run --config default
 
 # Issue 11's robust model, one command per stage (each resumable; wall times in docs/RESULTS.md).
 # On a machine with CUDA (onnxruntime-gpu, torch with CUDA) the cache's front-end and training use
 # the GPU by themselves (`train.device: auto`).
-ROBUST_CONFIG ?= training/configs/robust_full.yaml
+ROBUST_CONFIG ?= robust_full
 ROBUST_RUN ?= runs/robust_full
 robust-voices:
 	openkws data voices --voice piper:joe --clips 12000 --splice-into data/synth/manifest_voices.csv

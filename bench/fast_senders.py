@@ -28,11 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from openkws.constants import SAMPLE_RATE
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from bench._server import STOP_MESSAGE, ServerProcess, start_message
+from openkws.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
 MiB = 1 << 20
@@ -127,7 +127,7 @@ async def run(args: argparse.Namespace, server: ServerProcess) -> dict[str, Any]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model-dir", type=Path, default=Path("models/default"))
+    ap.add_argument("--model-dir", type=Path, default=Path("src/openkws/models/default"))
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--seconds", type=float, default=120.0)
     ap.add_argument("--frame-bytes", type=int, default=MiB)

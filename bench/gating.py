@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from openkws.constants import SAMPLE_RATE
 
 STEP = SAMPLE_RATE // 10
@@ -34,11 +35,10 @@ def run(
     keywords: int,
     marks: list[tuple[str, float]] | None = None,
 ) -> dict[str, Any]:
+    from bench.service_bench import CLIP_KEYWORDS, phrases
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
     from openkws.engine.vad import VadGate
-
-    from bench.service_bench import CLIP_KEYWORDS, phrases
 
     limit_blas_threads(1)
     sp = Spotter.load(model, device="cpu")
@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.service_bench import speech_clip_marked
 
     ap = argparse.ArgumentParser(prog="python -m bench.gating")
-    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--model", default="src/openkws/models/default")
     ap.add_argument("--streams", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=60.0)
     ap.add_argument("--keywords", type=int, default=100)

@@ -71,7 +71,7 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,dri
 # 2. The service on the device; /readyz must say so ------------------------------------------------
 PORT="$("$PY" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 DATA="$(mktemp -d)"
-OPENKWS_DEVICE=$DEVICE "$PY" -m openkws.cli serve --host 127.0.0.1 --port "$PORT" --model-dir models/default \
+OPENKWS_DEVICE=$DEVICE "$PY" -m openkws.cli serve --host 127.0.0.1 --port "$PORT" --model-dir src/openkws/models/default \
   --data-dir "$DATA" --log-level warning > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; rm -rf "$DATA"' EXIT
@@ -100,7 +100,7 @@ kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 # 3. Service benchmark on the device (its own server), 100 keywords, latency from the keyword's end --
 if [[ $QUICK -eq 1 ]]; then LEVELS="4,8"; SECS=4; else LEVELS="64,150,300,600,1000"; SECS=15; fi
 log "service benchmark on $DEVICE: levels $LEVELS, ${SECS} s each"
-"$PY" -m bench.service_bench --model models/default --device "$DEVICE" --skip-scaling \
+"$PY" -m bench.service_bench --model src/openkws/models/default --device "$DEVICE" --skip-scaling \
   --levels "$LEVELS" --seconds "$SECS" --out "$OUT/service_$DEVICE.json" | tail -n 12
 
 # 4. Keyword-scoring throughput ---------------------------------------------------------------------

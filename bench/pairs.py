@@ -26,6 +26,9 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+
+from bench.datasets import make_templates
+from bench.detectors import make_detector
 from openkws.text import G2P, load_inventory
 from openkws.training.data.tts import synthesize
 from openkws.training.evaluate import (
@@ -37,9 +40,6 @@ from openkws.training.evaluate import (
     plot_curves,
     read_eval_manifest,
 )
-
-from bench.datasets import make_templates
-from bench.detectors import make_detector
 
 log = logging.getLogger("bench.pairs")
 PAIR_SYSTEMS = ("openkws", "openkws-tts", "pocketsphinx", "efficientword")

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from openkws.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
@@ -125,9 +126,8 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 def algorithmic_latency(model: Path, holds: tuple[int, ...] = (240, 0)) -> list[dict[str, Any]]:
     """Engine alone on 60 s of speech in 100 ms chunks: the end of each spoken keyword to the end
     of the chunk whose decode emitted it (the delay no hardware removes)."""
-    from openkws.engine.spotter import DetectorConfig, Spotter
-
     from bench.service_bench import CLIP_KEYWORDS, phrases, speech_clip_marked
+    from openkws.engine.spotter import DetectorConfig, Spotter
 
     audio, marks = speech_clip_marked(60.0)
     rows = []
@@ -173,7 +173,7 @@ def run_json(cmd: list[str], out: Path) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.perf_suite", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", type=Path, default=Path("models/default"))
+    ap.add_argument("--model", type=Path, default=Path("src/openkws/models/default"))
     ap.add_argument("--int8", type=Path, default=Path("runs/quant/default-int8"))
     ap.add_argument(
         "--manifest", type=Path, default=SYNTH, help="synthetic manifest (int8 calibration, dev split)"

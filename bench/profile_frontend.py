@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
+
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.ort_options import OrtOptions, session_options
 
@@ -93,10 +94,9 @@ def instrument(sp: Any) -> dict[str, TimedSession]:
 def profile(
     model: Path, audio: np.ndarray, streams: int, keywords: int, mode: str, options: OrtOptions | None = None
 ) -> dict[str, Any]:
+    from bench.service_bench import phrases
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
-
-    from bench.service_bench import phrases
 
     limit_blas_threads(1)
     sp = Spotter.load(model, device="cpu")
@@ -195,7 +195,7 @@ def sweep_embedding(model: Path, rows: int, reps: int) -> list[dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.profile_frontend")
-    ap.add_argument("--model", default="models/default")
+    ap.add_argument("--model", default="src/openkws/models/default")
     ap.add_argument("--streams", type=int, default=32)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--keywords", type=int, default=100)

@@ -32,7 +32,7 @@ log = logging.getLogger("bench")
 OUT = Path("bench/out")
 DOC = Path("docs/BENCHMARKS.md")
 DATA_ROOTS = [Path("data/eval"), Path("data/evalsets"), Path("data")]
-DEFAULT_MODEL = Path("models/default")
+DEFAULT_MODEL = Path("src/openkws/models/default")
 COST_ORDER = ["efficientword", "pocketsphinx", "openwakeword", "openkws-tts", "openkws"]
 # the data layer's pairs dev sets: held-out synthetic clips and the Asterisk real-speech prompts
 # (manifest, split): unseen words by held-out voices from the synthetic corpus, and real speech
@@ -58,7 +58,7 @@ def _model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
         if not (path / "model.json").is_file():
             from openkws.training.config import ModelConfig
             from openkws.training.export import export_model
-            from openkws.training.models.kws_model import build_model
+            from openkws.training.nets.kws_model import build_model
 
             log.warning(
                 "no trained model in %s: exporting an untrained full-size one to %s (harness check only)",

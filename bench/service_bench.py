@@ -42,12 +42,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from openkws.constants import SAMPLE_RATE
 
 from bench._server import ServerProcess, frames_of, open_stream, send_paced
+from openkws.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
-DEFAULT_MODEL = Path("models/default")
+DEFAULT_MODEL = Path("src/openkws/models/default")
 LATENCY_TARGET_MS = 500.0
 CHUNK_MS = 100
 CLIP_TEXTS = [
@@ -79,7 +79,7 @@ def model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
     if not (target / "model.json").is_file():
         from openkws.training.config import ModelConfig
         from openkws.training.export import export_model
-        from openkws.training.models.kws_model import build_model
+        from openkws.training.nets.kws_model import build_model
 
         log(f"no trained model in {DEFAULT_MODEL}: exporting an untrained full-size model to {target}")
         export_model(build_model(ModelConfig()), target, "untrained-full-size", check=False)
@@ -161,6 +161,7 @@ def phrases(n: int, seed: int = 0) -> list[str]:
 # -- 1. keyword scaling (in process) ----------------------------------------------------------------
 def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> dict[str, Any]:
     import faiss
+
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
 

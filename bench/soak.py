@@ -43,13 +43,13 @@ from typing import Any
 import httpx
 import numpy as np
 import soundfile as sf
-from openkws.auth import ApiKeys
-from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import Spotter
-from openkws.store import KeywordStore
 
 from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
 from bench.service_bench import model_dir, synth
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.spotter import Spotter
+from openkws.keywords.store import KeywordStore
+from openkws.server.auth import ApiKeys
 
 OUT = Path("bench/out")
 CHUNK_MS = 100

@@ -94,9 +94,8 @@ def split_system(system: str, model_dir: str | None) -> tuple[str, str | None]:
 def _build(system: str, model_dir: str | None) -> Any:
     """The detector as a deployment runs it; one-off imports (G2P, number words) are paid here, in
     ``load_s``, so that ``enroll_s`` is the enrollment alone."""
-    from openkws.text.g2p import normalize
-
     from bench.detectors import make_detector
+    from openkws.text.g2p import normalize
 
     if system in ("openkws", "openkws-tts", "pocketsphinx"):
         normalize("warm up 1")  # both normalize keyword text with openkws' rules (number words import)

@@ -16,9 +16,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from openkws.training.eval_streams.engine_adapter import Event
 
 from bench.detectors import ScoreTrace, SweepEvents, make_detector, trace_events
+from openkws.training.eval_streams.engine_adapter import Event
 
 MERGE_S = 0.5
 EWN_GRID = tuple(np.round(np.arange(0.60, 1.0001, 0.01), 3).tolist())
@@ -93,8 +93,9 @@ def _ewn_templates(det: object, kws: list[str], cache: Path) -> dict[str, np.nda
             known = {k: z[k] for k in z.files}
     missing = [k for k in kws if k not in known]
     if missing:
-        from openkws.training.data.tts import synthesize
         from tqdm import tqdm
+
+        from openkws.training.data.tts import synthesize
 
         path.parent.mkdir(parents=True, exist_ok=True)
         for j, k in enumerate(tqdm(missing, desc="efficientword templates", unit="kw")):

@@ -1,7 +1,7 @@
 """The new-user test of issue 13, reproducible: 5 keywords, 6 TTS voices, hits and false alarms.
 
 Keywords: "turn on the lights", "computer", "okay nova", "stop", "play music", enrolled together
-through the service's own registry (:class:`openkws.registry.KeywordRegistry`: G2P, proxies,
+through the service's own registry (:class:`openkws.keywords.registry.KeywordRegistry`: G2P, proxies,
 default sensitivity from the model's calibration bank, warnings). Per voice the script speaks
 :data:`KEYWORD_SENTENCES` (10: each keyword bare and in a carrier sentence) and
 :data:`OTHER_SENTENCES` (20 without any keyword text: 10 near-misses such as "turn off the lights",
@@ -83,9 +83,9 @@ def run(
     model: Path, proxy: str = "text", threshold: float | None = None, target: float | None = None
 ) -> dict[str, object]:
     from openkws.engine.spotter import Spotter
-    from openkws.registry import EnrollItem, KeywordRegistry
-    from openkws.sensitivity import Sensitivity
-    from openkws.store import KeywordStore
+    from openkws.keywords.registry import EnrollItem, KeywordRegistry
+    from openkws.keywords.sensitivity import Sensitivity
+    from openkws.keywords.store import KeywordStore
 
     sp = Spotter.load(model, device="cpu")
     with tempfile.TemporaryDirectory() as tmp:
@@ -196,7 +196,7 @@ def write_doc(doc: Path, results: list[dict[str, object]]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, default=Path("models/default"))
+    ap.add_argument("--model", type=Path, default=Path("src/openkws/models/default"))
     ap.add_argument("--proxy", choices=("text", "tts", "both"), default="text")
     ap.add_argument(
         "--threshold", type=float, default=None, help="raw threshold (default: the default sensitivity)"

@@ -1,8 +1,4 @@
-"""Every ``>>>`` example in the ``openkws`` package runs, under its installed module name.
-
-pytest's ``--doctest-modules`` would import ``service/x.py`` as ``service.x``, a second copy of
-the modules beside ``openkws.x``; walking the installed package keeps one copy.
-"""
+"""Every ``>>>`` example in the ``openkws`` package (src/openkws, training included) runs."""
 
 from __future__ import annotations
 
@@ -14,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-# openkws.training lives in training/, beside service/ (= openkws), so it is walked on its own.
-PACKAGES = ("openkws", "openkws.training")
+PACKAGES = ("openkws",)
 
 
 def _walk() -> list[str]:

@@ -21,12 +21,12 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
+
+from bench.detectors.base import Detector, ScoreTrace
 from openkws.engine.index import KeywordEntry
 from openkws.engine.scoring import similarities
 from openkws.engine.spotter import Detection, FrameScores, Spotter
 from openkws.text.tts import ProxyTTS
-
-from bench.detectors.base import Detector, ScoreTrace
 
 FIRST_ID = 1
 
@@ -37,7 +37,7 @@ class OpenKWSDetector(Detector):
     install = "this repository (pip install -e .); model dir from `openkws export`"
 
     def __init__(
-        self, model_dir: Path | str = "models/default", threads: int = 1, trace: bool = True
+        self, model_dir: Path | str = "src/openkws/models/default", threads: int = 1, trace: bool = True
     ) -> None:
         self.model_dir = Path(model_dir)
         self.spotter = Spotter.load(self.model_dir, device="cpu", threads=threads)

@@ -42,7 +42,7 @@ def test_refuses_without_gpu(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not NO_CUDA, reason="a CUDA provider is present: the script takes the GPU path here")
 def test_cpu_fallback_runs_every_step(tmp_path: Path) -> None:
-    if not (ROOT / "models" / "default" / "model.json").is_file():
+    if not (ROOT / "src" / "openkws" / "models" / "default" / "model.json").is_file():
         pytest.skip("no trained model in models/default")
     p = run("--allow-cpu", "--quick", tmp_path=tmp_path)
     out = p.stdout + p.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from bench.speed import measure, split_system
 
-MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+MODEL = Path(__file__).resolve().parents[2] / "src" / "openkws" / "models" / "default"
 
 
 def test_split_system() -> None:

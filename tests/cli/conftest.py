@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import uvicorn
-from openkws.app import create_app
+
+from openkws.server.app import create_app
 from openkws.settings import Settings
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from openkws.cli import app
 from typer.testing import CliRunner
 
+from openkws.cli import app
 from tests.cli.conftest import free_port
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from openkws.cli import app
-from openkws.client import OpenKWSClient
-from openkws.keyfile import KeywordSpec, dump_keywords, load_keywords
 from typer.testing import CliRunner
 
+from openkws.cli import app
+from openkws.client import OpenKWSClient
+from openkws.keywords.keyfile import KeywordSpec, dump_keywords, load_keywords
 from tests.cli.conftest import start_server
 
 FIELDS = ("text", "threshold", "proxy", "phonemes", "metadata")

@@ -69,9 +69,9 @@ def measure(n_keywords: int, n_streams: int, seconds: float) -> dict[str, object
         "load_before": os.getloadavg(),
     }
     with tempfile.TemporaryDirectory() as tmp, postgres_server() as url:
-        from openkws.auth import ApiKeys
+        from openkws.keywords.store import KeywordStore
+        from openkws.server.auth import ApiKeys
         from openkws.settings import Settings
-        from openkws.store import KeywordStore
 
         store = KeywordStore(Settings(database_url=url).resolved_database_url())
         token = ApiKeys(store).create("big", "admin").token

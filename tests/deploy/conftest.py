@@ -29,7 +29,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
-DEFAULT_MODEL = ROOT / "models" / "default"
+DEFAULT_MODEL = ROOT / "src" / "openkws" / "models" / "default"
 UNTRAINED_SEED = 5  # as tests/service: seed 5's untrained cosines are mostly positive
 START_TIMEOUT_S = 180.0
 
@@ -239,6 +239,7 @@ def speech_wav(path: Path, text: str = "hey jarvis", lead_s: float = 1.0, tail_s
     """16 kHz mono PCM16 WAV: silence, ``text`` spoken by the data layer's TTS (espeak-ng), silence."""
     import numpy as np
     import soundfile as sf
+
     from openkws.constants import SAMPLE_RATE
 
     try:

@@ -55,7 +55,7 @@ def test_runtime_image_shape() -> None:
     user = re.findall(r"^USER\s+(\S+)", runtime, re.MULTILINE)
     assert user and user[-1].split(":")[0] not in ("0", "root"), f"runtime USER is {user}"
     assert re.search(r"^HEALTHCHECK .*healthcheck\.py", runtime, re.MULTILINE)
-    assert re.search(r"^COPY models/default /opt/openkws/models/default$", runtime, re.MULTILINE)
+    assert re.search(r"^COPY src/openkws/models/default /opt/openkws/models/default$", runtime, re.MULTILINE)
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     # The one system install: the TTS engines behind `proxy: "tts"` (tests/deploy/test_podman.py runs it).
     apt = re.findall(r"apt-get install[^&]*", runtime)
@@ -125,7 +125,7 @@ def test_dockerignore_keeps_data_and_caches_out() -> None:
         "**/*.pt",
     ):
         assert needed in patterns, f".dockerignore lacks {needed}"
-    for needed_in_context in ("models", "service", "training", "docker", "pyproject.toml", "README.md"):
+    for needed_in_context in ("src", "docker", "pyproject.toml", "README.md"):
         assert needed_in_context not in patterns, f".dockerignore must not drop {needed_in_context}"
 
 

@@ -27,7 +27,7 @@ from tests.deploy.containers import Podman, PodmanUnavailable, podman_session, u
 from tests.deploy.test_manifests import by_kind, render
 
 READY_TIMEOUT_S = 180.0
-MODEL = ROOT / "models" / "default"
+MODEL = ROOT / "src" / "openkws" / "models" / "default"
 
 
 @pytest.fixture(scope="module")

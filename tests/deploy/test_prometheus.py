@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from openkws.client import OpenKWSClient, StreamClosed
 
+from openkws.client import OpenKWSClient, StreamClosed
 from tests.deploy.conftest import DOCKER, Served, free_port, speech_wav
 
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "openkws.json"

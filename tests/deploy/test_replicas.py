@@ -101,9 +101,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         url = pg.__enter__()
     except PostgresUnavailable as e:
         pytest.skip(str(e))
-    from openkws.auth import ApiKeys
+    from openkws.keywords.store import KeywordStore
+    from openkws.server.auth import ApiKeys
     from openkws.settings import Settings
-    from openkws.store import KeywordStore
 
     store = KeywordStore(Settings(database_url=url).resolved_database_url())
     keys = {t: ApiKeys(store).create(t, "admin").token for t in ("acme", "globex")}

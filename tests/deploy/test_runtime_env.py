@@ -15,16 +15,14 @@ import pytest
 
 from tests.deploy.conftest import DOCKER, ROOT, RuntimeVenv, Served, build_stage_sources, free_port
 
-STATIC = ROOT / "service" / "static"
+STATIC = ROOT / "src" / "openkws" / "server" / "static"
 
 
 def test_build_context_is_what_the_dockerfile_copies() -> None:
     assert build_stage_sources() == [
         "pyproject.toml",
         "README.md",
-        "service",
-        "training",
-        "models",
+        "src",
         "docker/install-runtime.sh",
     ]
 

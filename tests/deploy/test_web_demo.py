@@ -28,7 +28,7 @@ from tests.deploy.conftest import ROOT, Served, ServedModel, speech_wav
 
 SCREENSHOT = ROOT / "docs" / "web-demo.png"
 UPDATE_SCREENSHOT_ENV = "OPENKWS_UPDATE_SCREENSHOT"
-API_KEY_STORAGE = "openkws.apiKey"  # service/static/app.js
+API_KEY_STORAGE = "openkws.apiKey"  # src/openkws/server/static/app.js
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 # Generous: on a loaded machine the server can fall behind the fake microphone's real time, and
@@ -88,8 +88,8 @@ def auth_server(
     served_model: ServedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, str]]:
     """``openkws serve`` with ``OPENKWS_AUTH=on`` and one admin key: (url, key)."""
-    from openkws.auth import ApiKeys
-    from openkws.store import KeywordStore
+    from openkws.keywords.store import KeywordStore
+    from openkws.server.auth import ApiKeys
 
     work = tmp_path_factory.mktemp("auth")
     data = work / "data"

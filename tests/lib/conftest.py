@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+
 from openkws import KeywordSpotter
 
 SR = 16_000

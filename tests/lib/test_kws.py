@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soxr
+
 from openkws import AudioError, G2PError, KeywordSpotter
 from openkws.audiofile import read_audio_file
 

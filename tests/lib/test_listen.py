@@ -6,10 +6,11 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from openkws.cli import app
-from openkws.kws import KeywordSpotter
-from openkws.listen import ListenError, level_meter, microphone, run
 from typer.testing import CliRunner
+
+from openkws.cli import app
+from openkws.cli.listen import ListenError, level_meter, microphone, run
+from openkws.kws import KeywordSpotter
 
 
 def test_loop_prints_meter_and_detection(say: Callable[..., np.ndarray]) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+
 from openkws.settings import Settings, packaged_model_dir, user_data_dir
 
 ROOT = Path(__file__).resolve().parents[2]

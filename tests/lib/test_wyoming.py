@@ -15,14 +15,15 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
-from openkws.settings import Settings
-from openkws.wyoming import WakeService, WyomingConfig, WyomingError, run_server
 from wyoming.audio import AudioChunk, AudioStart, AudioStop
 from wyoming.client import AsyncTcpClient
 from wyoming.event import Event
 from wyoming.info import Describe, Info
 from wyoming.wake import Detect, Detection
+
+from openkws.server.app import create_app
+from openkws.settings import Settings
+from openkws.wyoming import WakeService, WyomingConfig, WyomingError, run_server
 
 SR = 16_000
 

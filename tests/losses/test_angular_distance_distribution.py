@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from openkws.training.losses import AngularDistanceDistributionLoss
 
 DEG = [0.0, 30.0, 100.0, 130.0, 170.0, 250.0]

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from openkws.training.losses import AngularPrototypicalFCLoss, AngularPrototypicalLoss
 
 AUDIO_DEG = [0.0, 40.0, 100.0, 130.0, 170.0, 260.0]

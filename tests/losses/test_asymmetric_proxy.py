@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+
 from openkws.training.losses import AsymmetricProxyLoss
 
 AUDIO_DEG = [0.0, 40.0, 100.0, 150.0, 260.0]

@@ -6,9 +6,10 @@ import math
 
 import pytest
 import torch
+from torch import nn
+
 from openkws.training.losses import BackgroundNegativeLoss
 from openkws.training.losses.background import length_margins
-from torch import nn
 
 
 def test_else_matches_closed_form() -> None:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+
 from openkws.training.losses.base import (
     MetricLoss,
     check_embeddings,

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from openkws.training.losses import GradientReversal, ModalityAdversarialLoss, grad_reverse
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from openkws.training.losses import ProxyMSLoss
 
 AUDIO_DEG = [0.0, 40.0, 100.0, 150.0, 260.0, 300.0]

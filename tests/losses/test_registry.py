@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from openkws.training.losses import LOSSES, PROXY_FAMILY, MetricLoss, build_loss
 from torch import Tensor, nn
+
+from openkws.training.losses import LOSSES, PROXY_FAMILY, MetricLoss, build_loss
 
 EXPECTED = {
     "asyp", "proxy_nca", "proxy_bd", "proxy_ms", "triplet", "mv_triplet", "adams",

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+
 from openkws.training.losses import RelationalProxyLoss
 
 AUDIO_DEG = [0.0, 30.0, 100.0, 140.0, 250.0]

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from openkws.training.losses import SphereFace2Loss
 from openkws.training.losses.sphereface2 import initial_bias
 

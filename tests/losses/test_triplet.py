@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+
 from openkws.training.losses import MultiViewTripletLoss, TripletLoss
 
 AUDIO_DEG = [0.0, 50.0, 80.0, 120.0, 200.0]

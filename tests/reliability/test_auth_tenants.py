@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
 from openkws.cli import app as cli_app
 from openkws.constants import SAMPLE_RATE
 from openkws.protocol import CloseCode
-from openkws.server import is_loopback, warn_if_exposed
+from openkws.server.run import is_loopback, warn_if_exposed
 from openkws.settings import Settings
-from typer.testing import CliRunner
-
 from tests.reliability.conftest import Tenant
 from tests.service.conftest import KEYWORDS, START, collect, pcm16, wav_bytes
 

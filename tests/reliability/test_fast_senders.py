@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from openkws.app import create_app
-from openkws.server import KeepaliveProtocol, _RedactTokens, make_server
-from openkws.text import G2P
 from uvicorn.logging import AccessFormatter
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from openkws.server.app import create_app
+from openkws.server.run import KeepaliveProtocol, _RedactTokens, make_server
+from openkws.text import G2P
 from tests.service.conftest import START, serve_in_thread
 
 FRAME = (

@@ -23,18 +23,18 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from openkws.app import create_app
-from openkws.audio import AudioError, AudioFormat, decode_file, pcm_to_float
-from openkws.auth import ApiKeys
-from openkws.protocol import CloseCode, ProtocolError, StartMessage, StopMessage, parse_client_message
-from openkws.server import make_server
-from openkws.settings import Settings
-from openkws.store import KeywordStore
-from openkws.text import G2P, G2PError
 from schemathesis import checks as st_checks
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
+from openkws.audio import AudioError, AudioFormat, decode_file, pcm_to_float
+from openkws.keywords.store import KeywordStore
+from openkws.protocol import CloseCode, ProtocolError, StartMessage, StopMessage, parse_client_message
+from openkws.server.app import create_app
+from openkws.server.auth import ApiKeys
+from openkws.server.run import make_server
+from openkws.settings import Settings
+from openkws.text import G2P, G2PError
 from tests.service.conftest import KEYWORDS, pcm16, serve_in_thread, wav_bytes
 
 EXAMPLES = int(os.environ.get("OPENKWS_FUZZ_EXAMPLES", "25"))

@@ -13,16 +13,16 @@ from typing import Any
 
 import numpy as np
 from fastapi.testclient import TestClient
-from openkws.app import create_app
-from openkws.audio import AudioFormat
-from openkws.engine.spotter import Spotter
-from openkws.limits import TokenBucket
-from openkws.protocol import CloseCode
-from openkws.server import KeepaliveProtocol, make_server
-from openkws.sessions import AudioSession
-from openkws.stream_handler import StreamHandler
 from starlette.websockets import WebSocketState
 
+from openkws.audio import AudioFormat
+from openkws.engine.spotter import Spotter
+from openkws.protocol import CloseCode
+from openkws.server.app import create_app
+from openkws.server.limits import TokenBucket
+from openkws.server.run import KeepaliveProtocol, make_server
+from openkws.server.sessions import AudioSession
+from openkws.server.stream_handler import StreamHandler
 from tests.reliability.conftest import new_tenant
 from tests.reliability.test_auth_tenants import START, STOP, collect, refused
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import httpx
 import numpy as np
-from openkws.constants import SAMPLE_RATE
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from bench._server import ServerProcess
+from openkws.constants import SAMPLE_RATE
 from tests.service.conftest import KEYWORDS, pcm16, wav_bytes
 
 STREAMS = 3

@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
-from openkws.engine.model_spec import ModelContractError, load_spec
-from openkws.settings import Settings
 
 from bench._server import ServerProcess
+from openkws.engine.model_spec import ModelContractError, load_spec
+from openkws.server.app import create_app
+from openkws.settings import Settings
 from tests.service.conftest import wav_bytes
 
-SERVICE = Path(__file__).resolve().parents[2] / "service"
+SERVICE = Path(__file__).resolve().parents[2] / "src" / "openkws"
 
 
 def _tampered(model_dir: Path, tmp_path: Path) -> Path:

@@ -23,12 +23,13 @@ import pytest
 import soundfile as sf
 import soxr
 from fastapi.testclient import TestClient
-from openkws.app import create_app
+from starlette.testclient import WebSocketTestSession
+
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import Spotter
+from openkws.server.app import create_app
 from openkws.settings import Settings
 from openkws.text import G2P
-from starlette.testclient import WebSocketTestSession
 
 # Seed 5 of the untrained export gives cosines around 0.1-0.3 (seed 0 is mostly negative, and
 # thresholds live in [0, 1]).

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
+
 from openkws.audio import AudioFormat, decode_file, pcm_to_float
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.stream_input import StreamInput
-
 from tests.service.conftest import enroll, wav_bytes
 
 

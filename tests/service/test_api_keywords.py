@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
+
 from openkws.engine.model_spec import ModelContractError
+from openkws.server.app import create_app
 from openkws.settings import Settings
 from openkws.text import G2P
 

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 from fastapi.testclient import TestClient
-from openkws.constants import SAMPLE_RATE
-from openkws.protocol import CloseCode
 from starlette.testclient import WebSocketTestSession
 
+from openkws.constants import SAMPLE_RATE
+from openkws.protocol import CloseCode
 from tests.service.conftest import KEYWORDS, START, collect, enroll, wav_bytes
 
 Event = tuple[int, float, float, float]

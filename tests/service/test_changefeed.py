@@ -1,4 +1,4 @@
-"""The PostgreSQL change feed (openkws.changefeed) on a real server: every registry write is
+"""The PostgreSQL change feed (openkws.keywords.changefeed) on a real server: every registry write is
 logged in its transaction, replicas apply each other's writes through LISTEN/NOTIFY well inside
 the poll interval, and catch up after a dropped connection or a pruned log."""
 
@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
-from openkws.auth import ApiKeys
-from openkws.changefeed import ChangeLog, ChangeTable, StoreFollower, install_change_log
-from openkws.metrics import DetectionCounts, Metrics
-from openkws.settings import Settings
-from openkws.state import load_engine
-from openkws.store import KeywordStore, KeywordTable, NewKeyword
-from openkws.text import G2P
 from sqlalchemy import text
 
+from openkws.keywords.changefeed import ChangeLog, ChangeTable, StoreFollower, install_change_log
+from openkws.keywords.store import KeywordStore, KeywordTable, NewKeyword
+from openkws.server.app import create_app
+from openkws.server.auth import ApiKeys
+from openkws.server.metrics import DetectionCounts, Metrics
+from openkws.server.state import load_engine
+from openkws.settings import Settings
+from openkws.text import G2P
 from tests.deploy.postgres import PostgresUnavailable, postgres_server
 
 POLL_S = 30.0  # the fallback read: far longer than any wait below, so only NOTIFY explains a fast apply

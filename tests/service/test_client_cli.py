@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import uvicorn
-from openkws.app import create_app
-from openkws.cli import app as cli_app
-from openkws.client import OpenKWSClient, OpenKWSError, StreamClosed
-from openkws.settings import Settings
-from openkws.text import G2P
 from typer.testing import CliRunner
 
+from openkws.cli import app as cli_app
+from openkws.client import OpenKWSClient, OpenKWSError, StreamClosed
+from openkws.server.app import create_app
+from openkws.settings import Settings
+from openkws.text import G2P
 from tests.service.conftest import KEYWORDS, serve_in_thread, wav_bytes
 
 

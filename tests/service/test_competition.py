@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from openkws.engine.decision import Decider, Hit
 from openkws.engine.spotter import Spotter
 from openkws.text.tts import ProxyTTS
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "src" / "openkws" / "models" / "default"
 KEYWORDS = ("turn on the lights", "turn off the lights")
 # Two espeak-ng voices on which the shipped model ranks the spoken phrase first. With en-us+m3 it
 # scores "turn on the lights" above "turn off the lights" on the spoken "off" (a model confusion

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import (
     DecodeResult,
@@ -16,7 +17,6 @@ from openkws.engine.spotter import (
     StreamStateError,
 )
 from openkws.text import G2P
-
 from tests.service.conftest import KEYWORDS
 
 

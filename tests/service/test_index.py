@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from openkws.engine.index import KeywordEntry, KeywordIndex
 from openkws.text.phonetics import edit_distance, phoneme_distance, relation
 

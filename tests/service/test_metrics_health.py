@@ -10,12 +10,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
-from openkws.engine.model_spec import ModelContractError
-from openkws.settings import Settings
-from openkws.text import G2P
 from prometheus_client.parser import text_string_to_metric_families
 
+from openkws.engine.model_spec import ModelContractError
+from openkws.server.app import create_app
+from openkws.settings import Settings
+from openkws.text import G2P
 from tests.service.conftest import KEYWORDS, enroll, pcm16, wav_bytes
 
 

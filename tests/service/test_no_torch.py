@@ -7,8 +7,8 @@ import sys
 
 SERVICE = """
 import sys
-import openkws.app, openkws.client, openkws.engine.spotter, openkws.registry, openkws.store
-from openkws.app import create_app
+import openkws.server.app, openkws.client, openkws.engine.spotter, openkws.keywords.registry, openkws.keywords.store
+from openkws.server.app import create_app
 from openkws.settings import Settings
 create_app(Settings())  # building the app loads nothing yet
 print(','.join(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'training'))))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from openkws.engine.ort_options import OrtOptions, apply_options, session_options
 from openkws.engine.spotter import Spotter
 

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
+
+from openkws.keywords.store import KeywordStore, NewKeyword
+from openkws.server.app import create_app
 from openkws.settings import Settings
-from openkws.store import KeywordStore, NewKeyword
 from openkws.text import G2P
 
 PG_BIN_DIRS = sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)
@@ -137,8 +138,9 @@ def test_app_on_postgres_survives_restart(
 def test_postgres_old_table_gains_proxy_columns(postgres_url: str) -> None:
     """A keywords table from before proxy modes is migrated at start-up; acoustic proxies round-trip (bytea)."""
     import numpy as np
-    from openkws.store import ADDED_COLUMNS
     from sqlalchemy import text
+
+    from openkws.keywords.store import ADDED_COLUMNS
 
     _reset(postgres_url)
     url = Settings(database_url=postgres_url).resolved_database_url()

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
 from openkws.engine.calibration import BANK_FILE, CalibrationError, Calibrator, Peaks
-from openkws.sensitivity import MIN_PHONES, Sensitivity
+from openkws.keywords.sensitivity import MIN_PHONES, Sensitivity
 from openkws.text.phonetics import one_word_apart
 
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from openkws.app import create_app
+
+from openkws.server.app import create_app
 from openkws.settings import Settings
 from openkws.text import G2P
-
 from tests.service.conftest import pcm16, silence, wav_bytes
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "default"
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "src" / "openkws" / "models" / "default"
 POSITIVE_VOICES = ("espeak:en-us+m3", "espeak:en-gb+f2", "espeak:en-us+m1")
 NEGATIVE_TEXTS = (
     "the weather is lovely today",

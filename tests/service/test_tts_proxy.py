@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from openkws.engine.acoustic_proxy import combine_proxies
-from openkws.engine.spotter import Spotter
-from openkws.state import AppState
-from openkws.store import KeywordStore
-from openkws.text.tts import PROXY_VOICES, ProxyTTS
 from sqlalchemy import create_engine, text
 
+from openkws.engine.acoustic_proxy import combine_proxies
+from openkws.engine.spotter import Spotter
+from openkws.keywords.store import KeywordStore
+from openkws.server.state import AppState
+from openkws.text.tts import PROXY_VOICES, ProxyTTS
 from tests.service.conftest import silence
 from tests.service.test_trained_model import trained_model  # noqa: F401  (fixture)
 

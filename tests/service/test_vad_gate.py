@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import Detection, Spotter
 from openkws.engine.vad import FRAME_SAMPLES, VadConfig, VadGate
 from openkws.protocol import CloseCode
 from openkws.text import G2P
-
 from tests.service.conftest import START, VOICE, collect, pcm16, silence
 from tests.service.test_trained_model import DEFAULT_MODEL
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+
 from openkws.constants import SAMPLE_RATE
 from openkws.text import G2P
 

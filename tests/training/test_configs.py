@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from openkws.training.config import CONFIG_DIR, load_config, shipped_configs
-from openkws.training.models.kws_model import build_model
+from openkws.training.nets.kws_model import build_model
 from openkws.training.trainer import Objective
 
 CONFIGS = shipped_configs()

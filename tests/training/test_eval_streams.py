@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from openkws.training.eval_streams.build import Stream, build, read_manifest
 from openkws.training.eval_streams.conditions import Backgrounds, build_stream
 from openkws.training.eval_streams.engine_adapter import Event
@@ -94,8 +95,9 @@ def test_bad_inputs_are_clear_errors(fixture_set: tuple[Path, Path], tmp_path: P
 
 
 def test_cli_rejects_unknown_options() -> None:
-    from openkws.training.model_cli import eval_app
     from typer.testing import CliRunner
+
+    from openkws.training.model_cli import eval_app
 
     r = CliRunner().invoke(eval_app, ["streams", "--proxy", "phonetic"])
     assert r.exit_code == 2 and "choose text, tts or both" in r.output

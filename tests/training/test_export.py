@@ -12,11 +12,12 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+
 from openkws.engine.model_spec import GRAPHS, METADATA_KEYS, ModelContractError, load_spec
 from openkws.text import G2P, load_inventory
 from openkws.training.config import load_config
 from openkws.training.export import MAX_MODEL_DIR_BYTES, ParityError, check_parity, export_model
-from openkws.training.models.kws_model import build_model
+from openkws.training.nets.kws_model import build_model
 
 META_KEYS = set(METADATA_KEYS)
 FILES = {role: g.file for role, g in GRAPHS.items()}

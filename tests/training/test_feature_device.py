@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
+
 from openkws.engine.model_spec import ModelContractError
-from openkws.training.models.frontend import feature_extractor
+from openkws.training.nets.frontend import feature_extractor
 
 
 def test_auto_and_cpu_give_the_same_features() -> None:

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 
 import pytest
+
 from openkws.training.length_frr import length_table
 
 

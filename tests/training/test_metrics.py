@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from openkws.engine.model_spec import WindowPlan
 from openkws.text.phonetics import edit_distance
 from openkws.training.evaluate import (
@@ -16,7 +17,7 @@ from openkws.training.evaluate import (
     roc_curve,
     summary,
 )
-from openkws.training.models.windows import window_for_duration, window_positions, window_seconds
+from openkws.training.nets.windows import window_for_duration, window_positions, window_seconds
 
 
 def test_perfect_and_inverted_separation() -> None:
@@ -109,6 +110,7 @@ def test_dtw() -> None:
 
 def test_eval_manifest_with_segments(tmp_path) -> None:  # noqa: ANN001
     import soundfile as sf
+
     from openkws.training.evaluate import load_eval_audio, read_eval_manifest
 
     sf.write(tmp_path / "a.wav", np.arange(32000, dtype=np.float32) / 32000, 16000)
@@ -125,7 +127,7 @@ def test_eval_manifest_with_segments(tmp_path) -> None:  # noqa: ANN001
 @pytest.mark.parametrize("frontend", ["speech_embedding", "logmel"])
 def test_training_windows_are_the_serving_windows(frontend: str) -> None:
     """Training's window grid (validation, trainer) is the serving window plan on the same frames."""
-    from openkws.training.models.windows import default_stride, default_windows
+    from openkws.training.nets.windows import default_stride, default_windows
 
     windows, stride = default_windows(frontend), default_stride(frontend)
     plan = WindowPlan(windows, stride, context=5)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from openkws.training.background_probe import load_exported
 from openkws.training.config import load_config
-from openkws.training.models.kws_model import build_model
-from openkws.training.models.onnx_import import import_exported
+from openkws.training.nets.kws_model import build_model
+from openkws.training.nets.onnx_import import import_exported
 
-SHIPPED = Path(__file__).resolve().parents[2] / "models" / "default"
+SHIPPED = Path(__file__).resolve().parents[2] / "src" / "openkws" / "models" / "default"
 
 
 def test_shipped_model_round_trips_through_its_onnx_graphs() -> None:

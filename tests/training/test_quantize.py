@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from openkws.engine.spotter import Spotter
 from openkws.training.quantize import quantize_model
 
-DEFAULT = Path(__file__).resolve().parents[2] / "models" / "default"
+DEFAULT = Path(__file__).resolve().parents[2] / "src" / "openkws" / "models" / "default"
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
+
 from openkws.engine.model_spec import load_spec
 from openkws.training.config import load_config
 from openkws.training.trainer import train
-from typer.testing import CliRunner
 
 
 def _cfg(corpus: Path, cache: Path, **train_over: object):
@@ -85,7 +86,7 @@ def test_export_and_eval_pairs(smoke_run, corpus: Path) -> None:
     r = runner.invoke(app, ["export", "--checkpoint", ckpt, "--out", str(root / "bad"), "--threshold", "1.5"])
     assert r.exit_code == 2 and "less than or equal to 1" in r.output  # refused, saying the range
     card = (out / "MODEL_CARD.md").read_text()
-    assert "openkws train run --config training/configs/smoke.yaml" in card
+    assert "openkws train run --config smoke" in card
     # evaluation manifest in the public format: path,text only, recordings the model never saw
     with open(corpus) as f:
         dev = [row for row in csv.DictReader(f) if row["split"] == "dev"]

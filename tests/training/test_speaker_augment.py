@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import parselmouth
 import pytest
+from parselmouth.praat import call
+
 from openkws.training.data.speaker import (
     SpeakerParams,
     SpeakerRanges,
@@ -13,7 +15,6 @@ from openkws.training.data.speaker import (
     random_speaker,
 )
 from openkws.training.loader.renditions import partial_cut
-from parselmouth.praat import call
 
 SR = 16_000
 

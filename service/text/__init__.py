@@ -1,6 +1,0 @@
-"""Text front-end shared by training and serving: phoneme inventory and offline G2P."""
-
-from .g2p import G2P, G2PError, Pronunciation
-from .phonemes import PhonemeInventory, load_inventory
-
-__all__ = ["G2P", "G2PError", "PhonemeInventory", "Pronunciation", "load_inventory"]

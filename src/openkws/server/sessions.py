@@ -1,0 +1,104 @@
+"""Service-side sessions over engine streams, and the batch function the micro-batcher runs.
+
+An :class:`AudioSession` is one websocket stream or one ``POST /v1/detect`` upload: its declared
+format, an id, counters, and the engine stream that owns the audio. The event loop only turns PCM
+frames into float arrays and appends them to the stream (``KeywordStream.accept_waveform``, one
+queue); downmix, resampling and inference all run in :class:`BatchRunner`, on a worker thread, for
+many sessions at once (:meth:`openkws.engine.spotter.Spotter.decode_streams`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from openkws.audio import AudioError, AudioFormat, pcm_to_float
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.spotter import DecodeResult, KeywordStream, Spotter
+from openkws.server.metrics import Metrics
+
+
+class AudioSession:
+    """One stream: declared input format -> engine stream. One batch job in flight at a time."""
+
+    def __init__(self, stream: KeywordStream, sample_rate: int, channels: int, fmt: AudioFormat | None = None,
+                 source: str = "stream") -> None:  # fmt: skip
+        self.id = uuid.uuid4().hex[:16]
+        self.stream = stream
+        self.fmt = fmt
+        self.source = source
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.error: AudioError | None = None  # a bad frame fails the session's next batch job
+        self.frames = 0
+        self.samples_in = 0  # per channel, at the input rate (everything accepted)
+
+    # -- event loop side: cheap conversions and appends only ----------------------------------------
+    def push_bytes(self, data: bytes) -> None:
+        """One binary frame of the declared PCM format."""
+        if self.fmt is None:
+            raise ValueError("push_bytes needs the session's declared AudioFormat")
+        self.frames += 1
+        try:
+            x = pcm_to_float(data, self.fmt)
+        except AudioError as e:
+            self.error = self.error or e
+            return
+        self.push_samples(x)
+
+    def push_samples(self, x: np.ndarray) -> None:
+        """float32 [n, channels] (or [n]) at the session's input rate."""
+        self.stream.accept_waveform(self.sample_rate, x)
+        self.samples_in += len(x)
+
+    def finish(self) -> None:
+        self.stream.input_finished()
+
+    @property
+    def pending_seconds(self) -> float:
+        """Audio accepted but not yet processed."""
+        return self.stream.pending_seconds
+
+    @property
+    def pending_bytes(self) -> int:
+        """Memory held by input not yet decoded (float32 samples)."""
+        return self.stream.pending_bytes
+
+    @property
+    def received_ms(self) -> float:
+        return 1000.0 * self.samples_in / self.sample_rate
+
+    def has_work(self) -> bool:
+        return self.error is not None or self.stream.ready()
+
+
+@dataclass(frozen=True)
+class BatchRunner:
+    """The batch function: one batched engine step over every session's stream."""
+
+    spotter: Spotter
+    metrics: Metrics | None = None
+
+    def __call__(self, sessions: Sequence[AudioSession]) -> list[DecodeResult]:
+        for s in sessions:
+            if s.error is not None:  # raised here so the batcher retries the others without it
+                raise s.error
+        before = [s.stream.samples_received for s in sessions]
+        results = self.spotter.decode_streams([s.stream for s in sessions])
+        if self.metrics is not None:
+            for s, b in zip(sessions, before, strict=True):
+                if s.stream.samples_received > b:
+                    self.metrics.audio_seconds.labels(s.source).inc(
+                        (s.stream.samples_received - b) / SAMPLE_RATE
+                    )
+        return results
+
+
+def merge(into: DecodeResult, more: DecodeResult) -> DecodeResult:
+    into.detections += more.detections
+    into.near_misses += more.near_misses
+    into.finished = into.finished or more.finished
+    return into

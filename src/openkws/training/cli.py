@@ -1,0 +1,21 @@
+"""Registers the training-side sub-commands (`data`, `train`, `eval`, `export`) on the root CLI.
+
+Keep module-level imports light (no torch): every `openkws` invocation imports this file.
+"""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from openkws.training.data.cli import app as data_app
+
+    app.add_typer(data_app, name="data", help="Synthesize the training corpus and build evaluation sets.")
+    try:
+        from openkws.training.model_cli import eval_app, export_app, train_app
+    except ImportError:
+        return
+    app.add_typer(train_app, name="train", help="Train encoders.")
+    app.add_typer(eval_app, name="eval", help="Evaluate a model on pairs or streams.")
+    app.add_typer(export_app, name="export", help="Export trained encoders to ONNX + model.json.")

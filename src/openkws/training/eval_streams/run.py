@@ -1,0 +1,179 @@
+"""Run every system over the protocol's streams, with per-stream event caches (resumable reruns)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from openkws.settings import packaged_model_dir
+from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
+from openkws.training.eval_streams.conditions import CONDITIONS
+from openkws.training.eval_streams.engine_adapter import Event, decode_events, enroll
+from openkws.training.eval_streams.scoring import Scores, score_stream, summarize
+
+log = logging.getLogger("openkws.eval_streams")
+FLOOR = 0.4  # enrollment threshold of the sweep: far below any operating point of the shipped model
+PROXY_KINDS = ("text", "tts")
+PEERS = ("pocketsphinx", "efficientword")
+
+
+@dataclass
+class StreamsConfig:
+    manifest: Path
+    model: Path = field(default_factory=packaged_model_dir)
+    out: Path = Path("runs/eval/streams")
+    cache: Path = Path("data/cache/eval_streams")
+    conditions: tuple[str, ...] = CONDITIONS
+    negatives: tuple[str, ...] = DEFAULT_NEGATIVES
+    proxies: tuple[str, ...] = PROXY_KINDS
+    peers: tuple[str, ...] = ()
+    tts_minutes: float = 30.0
+    floor: float = FLOOR
+    seed: int = 0
+    threads: int = 1
+    cached_only: bool = False  # report from the per-stream events already computed (partial runs)
+
+
+def _read_audio(path: str) -> np.ndarray:
+    from openkws.training.data.audio import read_wav
+
+    return read_wav(path)
+
+
+def _cached_events(
+    path: Path,
+    streams: Sequence[Stream],
+    systems: Sequence[str],
+    run: Callable[[np.ndarray], dict[str, list[Event]]],
+    desc: str,
+    cached_only: bool = False,
+) -> dict[str, dict[str, list[Event]]]:
+    """``{system: {stream: events}}``, one JSON line per stream appended as it finishes."""
+    from tqdm import tqdm
+
+    done: dict[str, dict[str, list[Event]]] = {s: {} for s in systems}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            rec = json.loads(line)
+            for sys_name, evs in rec["events"].items():
+                if sys_name in done:
+                    done[sys_name][rec["stream"]] = [Event(**e) for e in evs]
+    todo = [] if cached_only else [s for s in streams if any(s.name not in done[n] for n in systems)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        for st in tqdm(todo, desc=desc, unit="stream"):
+            res = run(_read_audio(st.path))
+            for n in systems:
+                done[n][st.name] = res[n]
+            f.write(
+                json.dumps({"stream": st.name, "events": {n: [asdict(e) for e in res[n]] for n in systems}})
+                + "\n"
+            )
+            f.flush()
+    return done
+
+
+def _phones(spotter_or_g2p: Callable[[str], object], texts: Sequence[str]) -> dict[str, int]:
+    out = {}
+    for t in texts:
+        ph = spotter_or_g2p(t).phonemes  # type: ignore[attr-defined]
+        out[t] = sum(1 for p in ph if p != "|")
+    return out
+
+
+def run_streams(cfg: StreamsConfig) -> dict[str, object]:
+    """Build (or reuse) the streams, score openkws (each proxy kind) and the peers; returns the report."""
+    from openkws.engine.spotter import Spotter
+
+    t0 = time.perf_counter()
+    clips, streams = build(cfg.manifest, cfg.cache, cfg.conditions, cfg.negatives, cfg.tts_minutes, cfg.seed)
+    texts = sorted({c.text for c in clips})
+    spotter = Spotter.load(cfg.model, device="cpu", threads=cfg.threads)
+    key = f"{spotter.spec.model_version}_{spotter.acoustic_fingerprint[:8]}_{spotter.sessions.spec.files['text'].sha256[:8]}"
+    kinds = list(cfg.proxies)
+    names = [f"openkws-{k}" for k in kinds]
+    enroll(spotter, texts, kinds, cfg.floor, cfg.cache)
+    stem = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{key}_f{cfg.floor:g}.jsonl"
+
+    def _run(audio: np.ndarray) -> dict[str, list[Event]]:
+        by_kind = decode_events(spotter, audio, kinds)
+        return {f"openkws-{k}": v for k, v in by_kind.items()}
+
+    order = [s for s in streams if s.condition == "negative"] + [
+        s for s in streams if s.condition != "negative"
+    ]
+    events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
+    for peer in cfg.peers:
+        events.update(_peer_events(peer, clips, order, cfg))
+    phones = _phones(spotter.pronounce, texts)
+    systems: dict[str, object] = {}
+    scores: dict[str, Scores] = {}
+    for name, per_stream in events.items():
+        sc = Scores(texts)
+        done = [st for st in streams if st.name in per_stream]
+        if not any(st.condition == "negative" for st in done):
+            log.warning("%s: no negative stream scored yet; left out of the report", name)
+            continue
+        for st in done:
+            score_stream(sc, st, per_stream[st.name])
+        scores[name] = sc
+        systems[name] = summarize(sc, phones)
+        systems[name]["streams_scored"] = f"{len(done)}/{len(streams)}"  # type: ignore[index]
+    report: dict[str, object] = {
+        "manifest": str(cfg.manifest),
+        "model": str(cfg.model),
+        "model_version": spotter.spec.model_version,
+        "conditions": list(cfg.conditions),
+        "negatives": list(cfg.negatives),
+        "floor": cfg.floor,
+        "keywords": len(texts),
+        "clips": len(clips),
+        "positive_hours": round(sum(s.duration_s for s in streams if s.condition != "negative") / 3600, 3),
+        "negative_hours": round(sum(s.duration_s for s in streams if s.condition == "negative") / 3600, 3),
+        "negative_minutes_by_kind": _minutes_by_kind(streams),
+        "systems": systems,
+    }
+    from openkws.training.eval_streams.calibration_check import calibration_report
+
+    scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
+    cal = calibration_report(
+        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor
+    )
+    if cal:
+        report["calibration"] = cal
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    from openkws.training.eval_streams.report import write_outputs
+
+    write_outputs(report, scores, phones, cfg.out)
+    return report
+
+
+def _minutes_by_kind(streams: Sequence[Stream]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for s in streams:
+        for a, b, kind, _ in s.spans:
+            out[kind] = out.get(kind, 0.0) + (b - a) / 60
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def _peer_events(
+    peer: str, clips: Sequence[Clip], streams: Sequence[Stream], cfg: StreamsConfig
+) -> dict[str, dict[str, list[Event]]]:
+    """Peers run through the benchmark's adapters (``bench/streams_peers.py``, repository checkout)."""
+    import importlib
+    import sys
+
+    root = str(Path(__file__).resolve().parents[2])
+    if root not in sys.path:
+        sys.path.insert(0, root)
+    mod = importlib.import_module("bench.streams_peers")
+    texts = sorted({c.text for c in clips})
+    runner = (lambda a: []) if cfg.cached_only else mod.make_runner(peer, texts, cfg.cache)
+    path = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{peer}.jsonl"
+    return _cached_events(path, streams, [peer], lambda a: {peer: runner(a)}, peer, cfg.cached_only)

@@ -1,0 +1,85 @@
+"""The ``openkws eval pairs`` pipeline: clips -> pairs -> scores (serving engine, baselines) -> JSON,
+CSV and plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from openkws.text import G2P, load_inventory
+from openkws.training.evaluate.baselines import TemplateBaselines
+from openkws.training.evaluate.engine_scoring import EngineScorer, score_pairs_model
+from openkws.training.evaluate.metrics import pair_metrics
+from openkws.training.evaluate.pairs import make_pairs, read_eval_manifest
+from openkws.training.evaluate.plots import plot_curves
+
+
+def evaluate_pairs(
+    manifest: Path,
+    model_dir: Path | None,
+    out_dir: Path | None = None,
+    baselines: bool = False,
+    max_clips: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    split: str | None = None,
+    proxies: Sequence[str] = ("text",),
+) -> dict[str, object]:
+    """The ``openkws eval pairs`` pipeline; returns (and writes) the JSON report."""
+    clips = read_eval_manifest(manifest, split)
+    if not clips:
+        raise ValueError(f"no clips in {manifest}" + (f" with split={split}" if split else ""))
+    if max_clips is not None and len(clips) > max_clips:
+        rng = np.random.default_rng(seed)
+        clips = [clips[i] for i in sorted(rng.choice(len(clips), max_clips, replace=False))]
+    g2p = G2P()
+    texts = [c.text for c in clips]
+    inv = load_inventory()
+    phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
+    pairs = make_pairs(texts, phonemes, seed)
+    systems: dict[str, np.ndarray] = {}
+    report: dict[str, object] = {"manifest": str(manifest), "split": split, "clips": len(clips), "pairs": {
+        k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")}, "systems": {}}  # fmt: skip
+    if model_dir is not None:
+        scorer = EngineScorer(model_dir)
+        for mode in proxies:
+            name = f"openkws:{scorer.spec.model_version}" + ("" if mode == "text" else f"[proxy={mode}]")
+            systems[name] = score_pairs_model(scorer, clips, pairs, progress, mode)
+        report["model"] = {"dir": str(model_dir), "model_version": scorer.spec.model_version,
+                           "frontend": scorer.spec.frontend, "windows_frames": scorer.spec.windows_frames,
+                           "window_stride_frames": scorer.spec.window_stride_frames, "scored_by": "openkws engine"}  # fmt: skip
+    if baselines:
+        tb = TemplateBaselines()
+        systems.update(tb.score(clips, pairs, progress))
+        report["template_voices"] = tb.voices
+    for name, scores in systems.items():
+        report["systems"][name] = pair_metrics(scores, pairs)  # type: ignore[index]
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "pairs.json").write_text(json.dumps(report, indent=2) + "\n")
+        with open(out_dir / "scores.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "text", "label", "kind", *systems])
+            for k, p in enumerate(pairs):
+                w.writerow(
+                    [clips[p.clip].path, p.text, p.label, p.kind, *(f"{s[k]:.5f}" for s in systems.values())]
+                )
+        if systems:
+            plot_curves(
+                {n: (s, pairs) for n, s in systems.items()}, out_dir / "pairs.png", title=str(manifest)
+            )
+    return report
+
+
+def format_report(report: dict[str, object]) -> str:
+    lines = []
+    for name, res in report["systems"].items():  # type: ignore[attr-defined]
+        for neg, m in res.items():
+            lines.append(f"{name:45s} {neg:5s} EER {100 * m['eer']:6.2f}%  AUC {m['auc']:.4f}  AP {m['ap']:.4f}"
+                         f"  ({m['n_pos']}+/{m['n_neg']}-)")  # fmt: skip
+    return "\n".join(lines)
