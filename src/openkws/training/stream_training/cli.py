@@ -1,0 +1,54 @@
+"""``openkws train stream ...``: the stream training set and the stream fine-tune (issue 21)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+stream_app = typer.Typer(no_args_is_help=True, add_completion=False)
+
+
+@stream_app.command("data")
+def stream_data(
+    out: Path = typer.Option(Path("data/stream_train"), help="writes <out>/train and <out>/val shards"),
+    streams: int = typer.Option(16_384, min=1, help="training streams (train voices)"),
+    val_streams: int = typer.Option(1_536, min=1, help="validation streams (held-out voices)"),
+    workers: int = typer.Option(2, min=1),
+    seed: int = typer.Option(0),
+) -> None:
+    """Render TTS streams with keyword phrases inside carrier text (resumable, shard by shard)."""
+    from openkws.training.stream_training.render import build
+    from openkws.training.stream_training.sources import build_sources, train_items, val_items
+
+    src = build_sources(seed)
+    typer.echo(
+        f"{len(src.targets)} train targets, {len(src.val_targets)} validation targets, "
+        f"{len(src.carriers)} carrier chunks, {len(src.train_voices)} train voices"
+    )
+    n_val = build(val_items(src, val_streams, seed + 1), out / "val", workers)
+    n_train = build(train_items(src, streams, seed), out / "train", workers)
+    typer.echo(f"wrote {n_val} validation and {n_train} training streams under {out}")
+
+
+@stream_app.command("fit")
+def stream_fit(
+    out: Path = typer.Option(..., help="run directory: checkpoints/best.pt, last.pt, log.csv"),
+    data: Path = typer.Option(Path("data/stream_train"), help="the stream set (`openkws train stream data`)"),
+    init_from: Path = typer.Option(None, help="exported model to start from (default: the packaged model)"),
+    steps: int = typer.Option(1500, min=1),
+    mine: bool = typer.Option(False, "--mine/--no-mine", help="row M: negatives mined from the phrase bank"),
+    bank_size: int = typer.Option(50_000, min=1000),
+    lr: float = typer.Option(1e-4, min=0.0),
+    threads: int = typer.Option(2, min=1),
+    val_every: int = typer.Option(150, min=1),
+    resume: bool = typer.Option(True, "--resume/--restart"),
+) -> None:
+    """Fine-tune on keyword-end windows of the stream set (resumable); export with `openkws export`."""
+    from openkws.training.stream_training.trainer import FitConfig, fit
+
+    kw = {"init_from": init_from} if init_from else {}
+    fc = FitConfig(data=data, out=out, steps=steps, mine=mine, bank_size=bank_size, lr=lr, threads=threads,
+                   val_every=val_every, **kw)  # fmt: skip
+    best = fit(fc, resume=resume)
+    typer.echo(f"best checkpoint: {best}\nexport: openkws export --checkpoint {best} --out {out}/model")
