@@ -56,7 +56,9 @@ def test_keyword_end_labels_on_a_rendered_stream() -> None:
     ends = window_end_samples(win[:, 1], HOP, RECEPTIVE)
     pos = is_keyword_end(ends, end)
     assert pos.any() and (ends[pos] >= end).all() and (ends[pos] <= end + 0.2 * SAMPLE_RATE).all()
-    assert set(np.unique(win[pos, 1])) == {t for t in range(len(feats)) if 0 <= t * HOP + RECEPTIVE - end <= 3200}
+    assert set(np.unique(win[pos, 1])) == {
+        t for t in range(len(feats)) if 0 <= t * HOP + RECEPTIVE - end <= 3200
+    }
     # every window the engine scores at a keyword-end frame is a positive, whatever its length
     expected = {(s, t) for t in set(win[pos, 1].tolist()) for s, _ in PLAN.ending_at(t)}
     assert {(int(s), int(t)) for s, t in win[pos]} == expected
@@ -78,7 +80,10 @@ def test_plan_pairs_a_positive_with_its_trap() -> None:
         if b.kind == "soundalike":
             assert b.spoken != b.target and len(b.spoken.split()) == len(b.target.split())
     assert {i.kind for i in items[1::2]} >= {"partial", "soundalike"}
-    assert said(_item(kind="repeat", spoken="turn turn on the lights")) == ("turn turn on the lights", "turn on the lights")
+    assert said(_item(kind="repeat", spoken="turn turn on the lights")) == (
+        "turn turn on the lights",
+        "turn on the lights",
+    )
     assert said(_item(kind="partial", spoken="turn on the")) == ("turn on the",)
 
 
@@ -122,7 +127,9 @@ def test_pooled_slices_equal_the_window_encoder(tmp_path: object) -> None:
 def test_objective_closed_forms() -> None:
     s_pos = torch.tensor(0.8)
     # one negative exactly at s_pos - m: log(1 + e^0) / γ = ln 2 / 16
-    assert float(smooth_margin(s_pos, torch.tensor([0.7]), 16.0, 0.1)) == pytest.approx(np.log(2) / 16, rel=1e-5)
+    assert float(smooth_margin(s_pos, torch.tensor([0.7]), 16.0, 0.1)) == pytest.approx(
+        np.log(2) / 16, rel=1e-5
+    )
     scores = torch.tensor([[0.9, 0.1], [0.5, 0.2], [0.2, 0.3]])
     positive = torch.tensor([[True, False], [False, False], [False, False]])
     negative = torch.tensor([[False, True], [True, True], [True, True]])
