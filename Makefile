@@ -7,7 +7,7 @@ APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
 	prometheus chromium chromium-driver libportaudio2
 
 .PHONY: setup setup-system setup-python setup-tools run test lint audit bench soak data train \
-	robust-voices robust-cache robust-train robust-eval
+	robust-voices robust-cache robust-train robust-eval stream-data stream-s stream-sm stream-export stream-eval
 
 setup: setup-system setup-python setup-tools
 
@@ -75,3 +75,18 @@ robust-train:
 		$$(test -f $(ROBUST_RUN)/checkpoints/last.pt && echo --resume)
 robust-eval:
 	bench/model_eval.sh $(ROBUST_RUN)/model runs/eval/robust_full --streams
+
+# Issue 21: train for the stream (each stage resumable, logged; docs/RESULTS.md has wall times).
+# Rows: S = keyword-end windows of TTS streams; SM = S + negatives mined from a 50k phrase bank.
+STREAM_RUNS ?= runs
+stream-data:
+	openkws train stream data --out data/stream_train --workers 2
+stream-s:
+	openkws train stream fit --out $(STREAM_RUNS)/stream_s --steps 1200 --lr 3e-5
+stream-sm:
+	openkws train stream fit --out $(STREAM_RUNS)/stream_sm --mine --steps 1200 --lr 3e-5
+stream-export:
+	for r in stream_s stream_sm; do openkws export --checkpoint $(STREAM_RUNS)/$$r/checkpoints/best.pt \
+		--out $(STREAM_RUNS)/$$r/model --model-version $$r-$$(date +%F); done
+stream-eval:
+	for r in stream_s stream_sm; do bench/stream_rows.sh $(STREAM_RUNS)/$$r/model runs/eval/$$r; done
