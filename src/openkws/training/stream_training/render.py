@@ -33,7 +33,12 @@ from openkws.training.stream_training.phrases import StreamItem
 
 SHARD = 256
 LEAD_S = (0.3, 1.2)  # silence or room tone before the first word
-GAP_S = (0.05, 0.35)  # pause after the spoken phrase
+GAP_S = (0.05, 0.35)  # a pause after the spoken phrase (with probability P_GAP)...
+RUN_ON_S = (0.0, 0.04)  # ...else the phrase runs on into the right carrier
+P_GAP = 0.35
+PAUSE_S = (0.1, 0.5)  # pauses where no phrase ends
+P_SPLIT_LEFT = 0.4
+P_SPLIT_RIGHT = 0.5
 TAIL_S = (0.2, 0.8)
 TARGET_RMS = 0.05
 P_SPEAKER = 0.7
@@ -62,15 +67,37 @@ def _speech(text: str, voice: str, seed: int) -> np.ndarray:
     return trim_silence(synthesize(text, voice, seed), lead_ms=0.0, tail_ms=0.0)
 
 
+def _pause(rng: np.random.Generator, lo: float, hi: float) -> np.ndarray:
+    return np.zeros(int(rng.uniform(lo, hi) * SAMPLE_RATE), np.float32)
+
+
 def render_stream(item: StreamItem, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """The stream's clean audio and the sample where its spoken phrase ends."""
-    head = _speech(f"{item.left} {item.spoken}".strip(), item.voice, item.seed)
-    parts = [np.zeros(int(rng.uniform(*LEAD_S) * SAMPLE_RATE), np.float32), head]
-    end = len(parts[0]) + len(head)
-    parts.append(np.zeros(int(rng.uniform(*GAP_S) * SAMPLE_RATE), np.float32))
+    """The stream's clean audio and the sample where its spoken phrase ends.
+
+    A pause after the phrase must not be the cue for "keyword here" (the first stream set always
+    had one, and the fine-tune learned to fire on any speech-then-silence window): most phrases run
+    on into the right carrier with no pause, and pauses are put where no phrase ends instead
+    (between the left carrier and the phrase, inside the right carrier)."""
+    parts = [_pause(rng, *LEAD_S)]
+    if item.left and rng.random() < P_SPLIT_LEFT:
+        parts += [_speech(item.left, item.voice, item.seed + 2), _pause(rng, *PAUSE_S)]
+        head = _speech(item.spoken, item.voice, item.seed)
+    else:
+        head = _speech(f"{item.left} {item.spoken}".strip(), item.voice, item.seed)
+    parts.append(head)
+    end = sum(len(p) for p in parts)
+    parts.append(_pause(rng, *(GAP_S if rng.random() < P_GAP else RUN_ON_S)))
     if item.right:
-        parts.append(_speech(item.right, item.voice, item.seed + 1))
-    parts.append(np.zeros(int(rng.uniform(*TAIL_S) * SAMPLE_RATE), np.float32))
+        words = item.right.split()
+        cut = (
+            int(rng.integers(1, len(words)))
+            if len(words) > 1 and rng.random() < P_SPLIT_RIGHT
+            else len(words)
+        )
+        parts.append(_speech(" ".join(words[:cut]), item.voice, item.seed + 1))
+        if cut < len(words):
+            parts += [_pause(rng, *PAUSE_S), _speech(" ".join(words[cut:]), item.voice, item.seed + 3)]
+    parts.append(_pause(rng, *TAIL_S))
     wave = np.concatenate(parts).astype(np.float32)
     return wave * (TARGET_RMS / (np.sqrt(np.mean(head**2)) + 1e-9)), end
 
