@@ -68,13 +68,17 @@ def run(model: Path, threshold: float | None = None, proxy: str = "text") -> dic
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=Path("src/openkws/models/default"))
-    ap.add_argument("--threshold", type=float, default=None, help="raw cosine threshold (default: sensitivity)")
+    ap.add_argument(
+        "--threshold", type=float, default=None, help="raw cosine threshold (default: sensitivity)"
+    )
     ap.add_argument("--proxy", choices=("text", "tts", "both"), default="text")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     res = run(a.model, a.threshold, a.proxy)
     for kw, r in res["pairs"].items():  # type: ignore[union-attr]
-        print(f"{kw!r}: own sentence {r['own_hits']}/8, {r['one_word_apart']!r} fires it {r['apart_fires']}/8")
+        print(
+            f"{kw!r}: own sentence {r['own_hits']}/8, {r['one_word_apart']!r} fires it {r['apart_fires']}/8"
+        )
     print(f"own {res['own_hit_share']:.0%}, one word apart {res['apart_fire_share']:.0%} ({res['setting']})")
     if a.out:
         a.out.parent.mkdir(parents=True, exist_ok=True)

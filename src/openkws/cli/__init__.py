@@ -337,4 +337,3 @@ def main() -> None:
             err=True,
         )
         sys.exit(1)
-

@@ -18,7 +18,9 @@ def register(app: typer.Typer) -> None:
         return
     from openkws.training.stream_training.cli import stream_app
 
-    train_app.add_typer(stream_app, name="stream", help="Train for the stream: keyword-end windows, mined negatives.")
+    train_app.add_typer(
+        stream_app, name="stream", help="Train for the stream: keyword-end windows, mined negatives."
+    )
     app.add_typer(train_app, name="train", help="Train encoders.")
     app.add_typer(eval_app, name="eval", help="Evaluate a model on pairs or streams.")
     app.add_typer(export_app, name="export", help="Export trained encoders to ONNX + model.json.")

@@ -90,7 +90,7 @@ def cut_windows(
     receptive: int,
     rng: np.random.Generator | None,
     near_s: float = 0.5,
-    random_windows: int = 12,
+    random_windows: int = 10_000,
 ) -> WindowBatch:
     """Windows of ``streams`` (all of them when ``rng`` is None, for validation)."""
     lengths = [len(data.features[i]) for i in streams]

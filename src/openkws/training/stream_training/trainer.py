@@ -45,7 +45,7 @@ class FitConfig:
     init_from: Path = field(default_factory=packaged_model_dir)
     base_config: str = "robust_full"
     steps: int = 1500
-    targets_per_step: int = 12
+    targets_per_step: int = 16
     lr: float = 1e-4
     scale: float = 16.0
     margin: float = 0.1
