@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -120,15 +120,15 @@ class KeywordRegistry:
         """Rebuild the index from the store (text proxies recomputed, acoustic ones reused); returns the count."""
         with self._write:
             records = self.store.all()
-            self.index_records(records, replace=True)
+            self.index_records(records, replace_all=True)
             return len(records)
 
     def acoustic_proxy(self, text: str) -> np.ndarray:
         """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
         return self.spotter.acoustic_proxy(self.tts.renditions(text))
 
-    def index_records(self, records: Sequence[KeywordRecord], replace: bool = False) -> list[KeywordEntry]:
-        """Enroll stored keywords in the index (``replace``: the index holds exactly these). Call it
+    def index_records(self, records: Sequence[KeywordRecord], replace_all: bool = False) -> list[KeywordEntry]:
+        """Enroll stored keywords in the index (``replace_all``: the index holds exactly these). Call it
         holding the write lock. Text proxies are recomputed; an acoustic proxy is read from the store
         when this model computed it, else synthesized again and written back (and, when TTS is
         unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
@@ -153,7 +153,7 @@ class KeywordRegistry:
                         err,
                     )
                     todo.append(row)
-        entries = self.spotter.enroll(todo, replace=replace)
+        entries = self.spotter.enroll(todo, replace=replace_all)
         for k, e in zip(todo, entries, strict=True):
             if k.acoustic is not None:
                 self.store.set_proxy(k.id, e.proxy, fingerprint)
