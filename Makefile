@@ -43,6 +43,7 @@ lint:
 	ruff check --select C901 src
 	ruff format --check src tests bench tools
 	mypy src/openkws --exclude src/openkws/training
+	$(PY) -m pytest -q --noconftest -p no:cacheprovider tests/test_layers.py  # the layer contract
 
 # Dependency advisories (pip-audit, PyPI service). Exit 1: vulnerabilities; 2: no audit result (network).
 audit:

@@ -46,7 +46,7 @@ def run(model: Path, threshold: float | None = None, proxy: str = "text") -> dic
         stream = sp.create_stream()
         stream.accept_waveform(speak(text, voice))
         stream.input_finished()
-        return {d.text for d in stream.decode().detections}
+        return {d.text for d in sp.decode(stream).detections}
 
     rows = {}
     for kw, own, apart in PAIRS:

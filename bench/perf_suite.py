@@ -145,7 +145,7 @@ def algorithmic_latency(model: Path, holds: tuple[int, ...] = (240, 0)) -> list[
         step = SAMPLE_RATE // 10
         for i in range(0, len(audio), step):
             s.accept_waveform(audio[i : i + step])
-            dets += [(d, 1000.0 * (i + step) / SAMPLE_RATE) for d in s.decode().detections]
+            dets += [(d, 1000.0 * (i + step) / SAMPLE_RATE) for d in sp.decode(s).detections]
         lat = []
         for text, end in marks:
             m = [t for d, t in dets if d.text == text and abs(d.end_ms / 1000 - end) <= 2.0]

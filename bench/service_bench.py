@@ -207,7 +207,7 @@ def keyword_scaling(model: Path, audio: np.ndarray, streams: int, reps: int) -> 
     step = int(CHUNK_MS / 1000 * SAMPLE_RATE)
     for i in range(0, len(audio), step):
         s.accept_waveform(audio[i : i + step])
-        s.decode()
+        sp.decode(s)
     result["single_stream_cpu_rtf"] = round((time.process_time() - c0) / (len(audio) / SAMPLE_RATE), 5)
     return result
 
@@ -224,7 +224,7 @@ def calibrate(model: Path, audio: np.ndarray, texts: list[str]) -> float:
     s = sp.create_stream(trace=True)
     s.accept_waveform(audio)
     s.input_finished()
-    s.decode()
+    sp.decode(s)
     assert s.trace is not None
     return float(np.clip(np.quantile([p.score for p in s.trace], 0.97), 0.0, 1.0))
 

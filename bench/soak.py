@@ -130,7 +130,7 @@ def gap_threshold(model: Path, audio: np.ndarray, texts: list[str], quantile: fl
     s = sp.create_stream(trace=True)
     s.accept_waveform(audio)
     s.input_finished()
-    s.decode()
+    sp.decode(s)
     assert s.trace is not None
     scores = np.sort(np.array([p.score for p in s.trace]))
     i = int(quantile * len(scores))

@@ -7,7 +7,7 @@ prints one JSON object. :func:`run_speed` drives all of them for ``bench.run_all
 
 What is timed, per system (the path a deployment would run, not the benchmark's sweep machinery):
 
-* openkws: ``Spotter`` offline detection (``accept_waveform`` / ``decode``) at the default thresholds;
+* openkws: ``Spotter`` offline detection (``accept_waveform`` / ``Spotter.decode``) at the default thresholds;
 * pocketsphinx: one keyphrase per keyword at one threshold (1e-2 per phone), the stream decoded as
   one utterance;
 * openWakeWord: the feature models plus one model per keyword, in steady state (without the 8 s of
@@ -159,9 +159,9 @@ def _stream_chunks(det: Any, audio: np.ndarray, chunk: int) -> None:
     s = det.spotter.create_stream()
     for i in range(0, len(audio), chunk):
         s.accept_waveform(audio[i : i + chunk])
-        s.decode()
+        det.spotter.decode(s)
     s.input_finished()
-    s.decode()
+    det.spotter.decode(s)
 
 
 def _run_once(det: Any, system: str, audio: np.ndarray, chunk_ms: int | None = None) -> float:

@@ -1,5 +1,11 @@
-"""Peers in ``openkws eval streams``: pocketsphinx KWS (text-enrolled) and EfficientWord-Net
+"""``openkws eval streams`` with peers: pocketsphinx KWS (text-enrolled) and EfficientWord-Net
 (TTS templates), through the benchmark's own adapters in :mod:`bench.detectors`.
+
+    python -m bench.streams_peers --peer pocketsphinx --peer efficientword [--doc docs/BENCHMARKS.md]
+
+The benchmark calls the package (:func:`openkws.training.eval_streams.run.run_streams` with
+``peers=``), never the reverse: openkws is decoded, cached and scored exactly as by
+``openkws eval streams`` (same caches), and the peers are added as systems of the same report.
 
 The streams protocol compares events by score level: an event's level is the strictest threshold
 at which the system still reports it. Both peers are run once per stream over a threshold grid
@@ -12,14 +18,20 @@ Times are the systems' own report times, so these peers are matched by time
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from bench.detectors import ScoreTrace, SweepEvents, make_detector, trace_events
+from openkws.settings import packaged_model_dir
 from openkws.training.eval_streams.engine_adapter import Event
+from openkws.training.eval_streams.report import markdown, write_doc
+from openkws.training.eval_streams.run import StreamsConfig, run_streams
 
+PEERS = ("pocketsphinx", "efficientword")
 MERGE_S = 0.5
 EWN_GRID = tuple(np.round(np.arange(0.60, 1.0001, 0.01), 3).tolist())
 PS_GRID = (
@@ -103,3 +115,29 @@ def _ewn_templates(det: object, kws: list[str], cache: Path) -> dict[str, np.nda
             if j % 25 == 24 or j == len(missing) - 1:  # resumable
                 np.savez(path, **known)
     return {k: known[k] for k in kws}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.streams_peers", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--peer", action="append", choices=PEERS, required=True, help="repeatable")
+    ap.add_argument("--manifest", type=Path, default=Path("data/eval/asterisk/manifest.csv"))
+    ap.add_argument("--model", type=Path, default=packaged_model_dir())
+    ap.add_argument("--out", type=Path, default=Path("runs/eval/streams"))
+    ap.add_argument("--cache", type=Path, default=Path("data/cache/eval_streams"))
+    ap.add_argument("--doc", type=Path, default=None, help="write the tables into this markdown file")
+    ap.add_argument("--cached-only", action="store_true", help="report from the events cached so far")
+    a = ap.parse_args(argv)
+    cfg = StreamsConfig(
+        manifest=a.manifest, model=a.model, out=a.out, cache=a.cache, cached_only=a.cached_only
+    )
+    report = run_streams(cfg, peers={p: partial(make_runner, p) for p in a.peer})
+    table = markdown(report)
+    print(table)
+    if a.doc is not None:
+        cmd = "python -m bench.streams_peers " + " ".join(f"--peer {p}" for p in a.peer)
+        write_doc(report, table, a.out, a.doc, cmd, a.cached_only)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -111,7 +111,7 @@ def run(
             stream = sp.create_stream()
             stream.accept_waveform(speak(text, v))
             stream.input_finished()
-            fired = {d.text for d in stream.decode().detections}
+            fired = {d.text for d in sp.decode(stream).detections}
             if kw:
                 h += kw in fired
                 by_kw[kw] += kw in fired

@@ -94,7 +94,7 @@ class OpenKWSDetector(Detector):
         stream = self.spotter.create_stream(score_hook=hook if self.trace and proxies is not None else None)
         stream.accept_waveform(16_000, np.asarray(audio, np.float32))
         stream.input_finished()
-        return stream.decode().detections, rec
+        return self.spotter.decode(stream).detections, rec
 
     def detect(self, audio: np.ndarray) -> list[Detection]:
         """The engine's own detections at the enrolled thresholds (no score recording)."""

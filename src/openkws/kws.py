@@ -38,11 +38,10 @@ import soxr  # noqa: F401  (used by the doctest; a runtime dependency anyway)
 
 from openkws.audio import AudioError, check_channels, check_rate
 from openkws.audiofile import read_audio_file
-from openkws.engine.acoustic_proxy import PROXY_MODES, ProxyMode, combine_proxies
+from openkws.engine.acoustic_proxy import PROXY_MODES, ProxyMode
 from openkws.engine.decision import Competition
-from openkws.engine.index import KeywordEntry
 from openkws.engine.runtime import Device
-from openkws.engine.spotter import DEFAULT_TENANT, DetectorConfig, Spotter
+from openkws.engine.spotter import DEFAULT_TENANT, DetectorConfig, Enrollment, Spotter
 from openkws.engine.spotter import Detection as Detection
 from openkws.engine.vad import VadConfig
 from openkws.settings import packaged_model_dir
@@ -82,7 +81,6 @@ class Stream:
         self.channels = channels
         self._kws = kws
         self._inner = kws.spotter.create_stream(tenant=kws.tenant, vad=vad, competition=competition)
-        self._samples_in = 0
         self._flushed = False
 
     def accept_waveform(self, samples: np.ndarray) -> None:
@@ -110,7 +108,6 @@ class Stream:
                 f"audio of shape {x.shape} does not match {self.channels} "
                 "channel(s); give [n] (mono) or [n, channels]",
             )
-        self._samples_in += x.shape[0]
         self._inner.accept_waveform(self.sample_rate, x)  # the engine's stream resamples and downmixes
 
     def input_finished(self) -> None:
@@ -121,12 +118,12 @@ class Stream:
 
     def detections(self) -> list[Detection]:
         """Run the model on the audio queued so far; the detections decided since the last call."""
-        return self._inner.decode().detections if self._inner.ready() else []
+        return self._kws.spotter.decode(self._inner).detections if self._inner.ready() else []
 
     @property
     def seconds(self) -> float:
         """Audio accepted so far, in seconds."""
-        return self._samples_in / self.sample_rate
+        return self._inner.received_seconds
 
 
 class KeywordSpotter:
@@ -192,18 +189,8 @@ class KeywordSpotter:
         with self._lock:
             same = [k for k in self._keywords.values() if k.text == pron.text]
             kid = same[0].id if same else self._next_id
-            entry = sp.entries_from([(kid, self.tenant, pron.text, pron.phonemes, thr)])[0]
-            if proxy != "text":
-                acoustic = sp.acoustic_proxy(ProxyTTS().renditions(pron.text))
-                entry = KeywordEntry(
-                    kid,
-                    self.tenant,
-                    pron.text,
-                    pron.phonemes,
-                    thr,
-                    combine_proxies(entry.proxy, acoustic, proxy),
-                )
-            sp.index.upsert([entry])
+            acoustic = None if proxy == "text" else sp.acoustic_proxy(ProxyTTS().renditions(pron.text))
+            sp.enroll([Enrollment(kid, self.tenant, pron.text, pron.phonemes, thr, proxy, acoustic)])
             kw = Keyword(kid, pron.text, pron.phonemes, thr, proxy, guessed)
             self._keywords[kid] = kw
             self._next_id = max(self._next_id, kid + 1)

@@ -28,3 +28,12 @@ def test_unknown_peer_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-unt
 
     with pytest.raises(ValueError, match="pocketsphinx or efficientword"):
         make_runner("porcupine", ["a"], tmp_path)
+
+
+def test_the_benchmark_names_its_peers(capsys: pytest.CaptureFixture[str]) -> None:
+    """Peers are chosen in the benchmark (it calls ``run_streams(peers=...)``), not in the package."""
+    from bench.streams_peers import main
+
+    with pytest.raises(SystemExit):
+        main(["--peer", "porcupine"])
+    assert "pocketsphinx" in capsys.readouterr().err

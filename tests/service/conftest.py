@@ -114,7 +114,7 @@ def calibrated_threshold(model_dir: Path, g2p: G2P, speech: np.ndarray) -> float
     stream = sp.create_stream(trace=True)
     stream.accept_waveform(speech)
     stream.input_finished()
-    stream.decode()
+    sp.decode(stream)
     assert stream.trace
     scores = np.sort(np.array([p.score for p in stream.trace]))
     i = int(0.4 * len(scores))

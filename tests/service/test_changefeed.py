@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from openkws.keywords.changefeed import ChangeLog, ChangeTable, StoreFollower, install_change_log
+from openkws.keywords.changefeed import StoreFollower
+from openkws.keywords.changelog import ChangeLog, ChangeTable, install_change_log
 from openkws.keywords.store import KeywordStore, KeywordTable, NewKeyword
 from openkws.server.app import create_app
 from openkws.server.auth import ApiKeys

@@ -40,7 +40,7 @@ def _decode(sp: Spotter, audio: np.ndarray, competition: str) -> tuple[list[int]
     s = sp.create_stream(debug=True, competition=competition)  # type: ignore[arg-type]
     s.accept_waveform(16_000, audio)
     s.input_finished()
-    r = s.decode()
+    r = sp.decode(s)
     return [d.keyword_id for d in r.detections], [c.keyword_id for n in r.near_misses for c in n.candidates]
 
 

@@ -30,15 +30,15 @@ def spotter(model_dir: Path, g2p: G2P, calibrated_threshold: float) -> Spotter:
     return sp
 
 
-def run(stream: KeywordStream, audio: np.ndarray, chunk: int) -> DecodeResult:
+def run(sp: Spotter, stream: KeywordStream, audio: np.ndarray, chunk: int) -> DecodeResult:
     out = DecodeResult()
     for i in range(0, len(audio), chunk):
         stream.accept_waveform(audio[i : i + chunk])
-        r = stream.decode()
+        r = sp.decode(stream)
         out.detections += r.detections
         out.near_misses += r.near_misses
     stream.input_finished()
-    r = stream.decode()
+    r = sp.decode(stream)
     out.detections += r.detections
     out.near_misses += r.near_misses
     assert r.finished and stream.finished
@@ -55,10 +55,10 @@ def same_events(a: list[Detection], b: list[Detection]) -> None:
 @pytest.mark.parametrize("chunk_ms", [20, 100, 1000])
 def test_chunk_size_invariance_events_and_trace(spotter: Spotter, speech: np.ndarray, chunk_ms: int) -> None:
     whole = spotter.create_stream(trace=True, debug=True)
-    ref = run(whole, speech, len(speech))
+    ref = run(spotter, whole, speech, len(speech))
     assert ref.detections, "the calibrated threshold should produce events"
     s = spotter.create_stream(trace=True, debug=True)
-    got = run(s, speech, SAMPLE_RATE * chunk_ms // 1000)
+    got = run(spotter, s, speech, SAMPLE_RATE * chunk_ms // 1000)
     same_events(got.detections, ref.detections)
     assert whole.trace is not None and s.trace is not None
     assert [(p.frame, p.keyword_id) for p in s.trace] == [(p.frame, p.keyword_id) for p in whole.trace]
@@ -68,7 +68,7 @@ def test_chunk_size_invariance_events_and_trace(spotter: Spotter, speech: np.nda
 
 def test_batched_streams_equal_single(spotter: Spotter, speech: np.ndarray) -> None:
     """Decoding several streams in one batch gives each the events it gets alone."""
-    alone = run(spotter.create_stream(), speech, 1600).detections
+    alone = run(spotter, spotter.create_stream(), speech, 1600).detections
     streams = [spotter.create_stream() for _ in range(3)]
     outs: list[list[Detection]] = [[] for _ in streams]
     offsets = [0, 320, 800]  # streams at different positions share batches
@@ -92,7 +92,7 @@ def test_batched_streams_equal_single(spotter: Spotter, speech: np.ndarray) -> N
 
 def test_one_event_per_keyword_utterance(spotter: Spotter, speech: np.ndarray) -> None:
     """Debounce: events of one keyword are at least the refractory time apart and never overlap much."""
-    dets = run(spotter.create_stream(), speech, 3200).detections
+    dets = run(spotter, spotter.create_stream(), speech, 3200).detections
     by_kw: dict[int, list[Detection]] = {}
     for d in dets:
         by_kw.setdefault(d.keyword_id, []).append(d)
@@ -104,7 +104,7 @@ def test_one_event_per_keyword_utterance(spotter: Spotter, speech: np.ndarray) -
 
 
 def test_event_fields(spotter: Spotter, speech: np.ndarray) -> None:
-    dets = run(spotter.create_stream(), speech, 1600).detections
+    dets = run(spotter, spotter.create_stream(), speech, 1600).detections
     duration_ms = 1000 * len(speech) / SAMPLE_RATE
     for d in dets:
         assert d.score >= d.threshold
@@ -120,12 +120,12 @@ def test_delete_takes_effect_at_next_decode(
     s = spotter.create_stream()
     half = len(speech) // 2
     s.accept_waveform(speech[:half])
-    first = s.decode().detections
+    first = spotter.decode(s).detections
     spotter.index.remove("default", ids)  # every keyword gone
     try:
         s.accept_waveform(speech[half:])
         s.input_finished()
-        rest = s.decode().detections
+        rest = spotter.decode(s).detections
         assert rest == [], "no event of a deleted keyword after the delete"
         assert all(d.keyword_id in ids for d in first)
     finally:
@@ -137,9 +137,9 @@ def test_delete_takes_effect_at_next_decode(
 
 
 def test_keyword_subset(spotter: Spotter, speech: np.ndarray) -> None:
-    full = run(spotter.create_stream(), speech, 16000).detections
+    full = run(spotter, spotter.create_stream(), speech, 16000).detections
     kid = full[0].keyword_id
-    only = run(spotter.create_stream(keyword_subset=[kid]), speech, 16000).detections
+    only = run(spotter, spotter.create_stream(keyword_subset=[kid]), speech, 16000).detections
     assert only and {d.keyword_id for d in only} == {kid}
 
 
@@ -147,14 +147,14 @@ def test_degenerate_inputs(spotter: Spotter) -> None:
     # No audio at all: finishing still ends the stream, with no events.
     s = spotter.create_stream()
     s.input_finished()
-    r = s.decode()
+    r = spotter.decode(s)
     assert r.finished and r.detections == []
     # Shorter than one feature frame, and digital silence: defined, event-free.
     for audio in (np.zeros(100, np.float32), np.zeros(3 * SAMPLE_RATE, np.float32)):
         s = spotter.create_stream(trace=True)
         s.accept_waveform(audio)
         s.input_finished()
-        assert s.decode().finished
+        assert spotter.decode(s).finished
     # Audio after the end is an error, reset() starts over.
     with pytest.raises(StreamStateError):
         s.accept_waveform(np.zeros(10, np.float32))
@@ -166,7 +166,7 @@ def test_degenerate_inputs(spotter: Spotter) -> None:
 def test_no_keywords_enrolled(model_dir: Path, g2p: G2P, speech: np.ndarray) -> None:
     sp = Spotter.load(model_dir, device="cpu", g2p=g2p)
     s = sp.create_stream(trace=True, debug=True)
-    r = run(s, speech, 8000)
+    r = run(sp, s, speech, 8000)
     assert r.detections == [] and r.near_misses == []
     assert s.trace and all(p.keyword_id == -1 for p in s.trace)
 
@@ -184,7 +184,7 @@ def test_concurrent_decode_of_one_stream_is_refused(spotter: Spotter, speech: np
 
     s = spotter.create_stream(score_hook=hook)
     s.accept_waveform(SAMPLE_RATE, speech[: 3 * SAMPLE_RATE])
-    t = threading.Thread(target=lambda: errors.extend([]) if s.decode() else None)
+    t = threading.Thread(target=lambda: errors.extend([]) if spotter.decode(s) else None)
     t.start()
     try:
         assert inside.wait(30)
@@ -204,7 +204,7 @@ def test_score_hook_sees_every_window_of_the_plan(spotter: Spotter, speech: np.n
     s = spotter.create_stream(score_hook=seen.append)
     s.accept_waveform(speech)
     s.input_finished()
-    s.decode()
+    spotter.decode(s)
     plan = spotter.plan
     assert [f.frame for f in seen] == sorted({t for _, t in plan.positions(s.num_features)})
     for f in seen:
@@ -220,16 +220,17 @@ def test_accept_waveform_resamples_and_downmixes(spotter: Spotter, speech: np.nd
     whole = spotter.create_stream()
     whole.accept_waveform(8000, low)
     whole.input_finished()
-    ref = whole.decode().detections
+    ref = spotter.decode(whole).detections
     assert ref
     stereo = np.stack([low, low], axis=1)
     s = spotter.create_stream()
     for i in range(0, len(stereo), 800):
         s.accept_waveform(8000, stereo[i : i + 800])
     assert abs(s.pending_seconds - len(low) / 8000) < 1e-9 and s.pending_bytes == stereo.nbytes
+    assert s.received_seconds == pytest.approx(len(low) / 8000)  # accepted, in input time
     s.input_finished()
-    got = s.decode().detections
-    assert s.finished and s.pending_bytes == 0
+    got = spotter.decode(s).detections
+    assert s.finished and s.pending_bytes == 0 and s.received_seconds == pytest.approx(len(low) / 8000)
     same_events(got, ref)
     with pytest.raises(StreamStateError, match="sample rate changed"):
         t = spotter.create_stream()
@@ -281,7 +282,7 @@ def test_enrollment_during_decoding_never_breaks_a_stream(
     t = threading.Thread(target=writer)
     t.start()
     try:
-        dets = run(spotter.create_stream(debug=True), speech, 1600).detections
+        dets = run(spotter, spotter.create_stream(debug=True), speech, 1600).detections
     finally:
         stop.set()
         t.join()

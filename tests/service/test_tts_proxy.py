@@ -60,7 +60,7 @@ def _score(sp: Spotter, keyword_id: int, audio: np.ndarray) -> float:
     stream = sp.create_stream(keyword_subset=[keyword_id], trace=True)
     stream.accept_waveform(audio)
     stream.input_finished()
-    stream.decode()
+    sp.decode(stream)
     assert stream.trace
     return max(p.score for p in stream.trace if p.keyword_id == keyword_id)
 

@@ -30,12 +30,12 @@ def run(sp: Spotter, audio: np.ndarray, gate: VadGate | None) -> list[Detection]
     for i in range(0, len(audio), CHUNK):
         x = audio[i : i + CHUNK]
         s.accept_waveform(x if gate is None else gate.push(x))
-        r = s.decode()
+        r = sp.decode(s)
         out += (r if gate is None else gate.map_result(r)).detections
     if gate is not None:
         s.accept_waveform(gate.flush())
     s.input_finished()
-    r = s.decode()
+    r = sp.decode(s)
     return out + (r if gate is None else gate.map_result(r)).detections
 
 
@@ -81,9 +81,9 @@ def test_stream_option_gates_inside_the_engine(
     inside: list[Detection] = []
     for i in range(0, len(audio), CHUNK):
         s.accept_waveform(audio[i : i + CHUNK])
-        inside += s.decode().detections
+        inside += spotter.decode(s).detections
     s.input_finished()
-    inside += s.decode().detections
+    inside += spotter.decode(s).detections
     assert [(d.text, d.end_ms, d.decided_ms) for d in inside] == [
         (d.text, d.end_ms, d.decided_ms) for d in outside
     ]

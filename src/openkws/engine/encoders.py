@@ -26,7 +26,7 @@ from openkws.constants import (
     MEL_WINDOW_SAMPLES,
     PCM_SCALE,
 )
-from openkws.engine.model_spec import FRAMEWISE_MEL_OUTPUT, FRONTENDS, MEL_TOP_DB, ModelSpec
+from openkws.engine.model_spec import FRAMEWISE_MEL_OUTPUT, FRONTENDS, GRAPHS, MEL_TOP_DB, ModelSpec
 
 FRAMES_BATCH_VALUES = 4096  # acoustic_frames: rows per call x frames per row stays under this
 EMBEDDING_BATCH = 2048  # speech-embedding windows per call
@@ -105,13 +105,13 @@ class FeatureExtractor:
         # Exported models ship a copy with the pre-floor output; the floor is then applied per
         # frame here, equal to running the graph on each 512-sample frame alone.
         if self._framewise:
-            db = self.mel.run([FRAMEWISE_MEL_OUTPUT], {"input": x})[0][:, 0, :n]
+            db = self.mel.run([FRAMEWISE_MEL_OUTPUT], GRAPHS["melspectrogram"].feed(x))[0][:, 0, :n]
             return np.asarray(np.maximum(db, db.max(axis=-1, keepdims=True) - MEL_TOP_DB), np.float32)
         mel = np.empty((len(x), n, MEL_BINS), np.float32)  # plain graph: one run per frame (slow, exact)
         for r in range(len(x)):
             for t in range(n):
                 frame = x[r : r + 1, t * MEL_HOP_SAMPLES : t * MEL_HOP_SAMPLES + MEL_WINDOW_SAMPLES]
-                mel[r, t] = self.mel.run(None, {"input": frame})[0][0, 0, 0]
+                mel[r, t] = GRAPHS["melspectrogram"].run(self.mel, frame)[0, 0, 0]
         return mel
 
     # -- speech embedding -------------------------------------------------------------------------
@@ -128,8 +128,11 @@ class FeatureExtractor:
         if not windows:
             return [np.zeros((0, self.dim), np.float32) for _ in mels]
         stacked = np.concatenate(windows)[..., None].astype(np.float32)  # [sum Te, 76, 32, 1]
-        parts = [self.embedding.run(None, {"input_1": stacked[j : j + EMBEDDING_BATCH]})[0]
-                 for j in range(0, len(stacked), EMBEDDING_BATCH)]  # fmt: skip
+        graph, session = GRAPHS["speech_embedding"], self.embedding
+        parts = [
+            graph.run(session, stacked[j : j + EMBEDDING_BATCH])
+            for j in range(0, len(stacked), EMBEDDING_BATCH)
+        ]
         flat = np.concatenate(parts).reshape(len(stacked), self.dim).astype(np.float32)
         bounds = np.concatenate([[0], np.cumsum(counts)])
         return [np.ascontiguousarray(flat[bounds[i] : bounds[i + 1]]) for i in range(len(mels))]
@@ -177,18 +180,17 @@ class Encoders:
             cap = max(1, FRAMES_BATCH_VALUES // length)
             for j in range(0, len(rows), cap):
                 part = rows[j : j + cap]
-                y = self._frames.run(
-                    None, {"features": np.stack([inputs[i] for i in part]).astype(np.float32)}
-                )[0]
+                y = GRAPHS["acoustic_frames"].run(
+                    self._frames, np.stack([inputs[i] for i in part]).astype(np.float32)
+                )
                 for r, i in enumerate(part):
                     out[i] = y[r]
         return out
 
     def pool(self, frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """Masked frames [B, T, C] -> window embeddings [B, D] (in chunks of ``max_pool_batch``)."""
-        parts = [self._pool.run(None, {"frames": frames[j : j + self.max_pool_batch],
-                                       "mask": mask[j : j + self.max_pool_batch]})[0]
-                 for j in range(0, len(frames), self.max_pool_batch)]  # fmt: skip
+        b, graph = self.max_pool_batch, GRAPHS["acoustic_pool"]
+        parts = [graph.run(self._pool, frames[j : j + b], mask[j : j + b]) for j in range(0, len(frames), b)]
         return np.concatenate(parts) if parts else np.zeros((0, self.spec.embedding_dim), np.float32)
 
     def text(self, seqs: Sequence[Sequence[int]], batch: int = 256) -> np.ndarray:
@@ -200,5 +202,5 @@ class Encoders:
             ids = np.zeros((len(chunk), int(lengths.max())), np.int64)
             for r, s in enumerate(chunk):
                 ids[r, : len(s)] = s
-            out.append(self._text.run(None, {"phoneme_ids": ids, "lengths": lengths})[0])
+            out.append(GRAPHS["text"].run(self._text, ids, lengths))
         return np.concatenate(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)

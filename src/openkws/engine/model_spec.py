@@ -14,6 +14,9 @@ Graphs (:data:`GRAPHS`; all float32 unless stated; B and T are dynamic):
 * ``text``: ``phoneme_ids`` int64 [B, L], ``lengths`` int64 [B] -> ``proxy`` [B, D], L2-normalized.
 
 Every graph we export carries the metadata of :func:`graph_metadata` (keys :data:`METADATA_KEYS`).
+Whoever runs, exports or imports a graph takes its names from here: ``GRAPHS[role].feed(*arrays)``
+names the inputs in contract order and ``GRAPHS[role].run(session, *arrays)`` returns the contract
+output, so no other module spells an input or output name.
 
 Example:
     >>> plan = WindowPlan(windows=(4, 8), stride=2, context=1)
@@ -21,6 +24,8 @@ Example:
     ([(0, 4), (0, 8)], [(2, 4), (0, 8)], [(4, 4), (0, 8)])
     >>> sorted(GRAPHS) == sorted(required_roles("speech_embedding"))
     True
+    >>> sorted(GRAPHS["acoustic_pool"].feed("x", "m"))
+    ['frames', 'mask']
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -51,6 +56,12 @@ FRONTENDS: dict[str, tuple[int, int, int]] = {
 }
 
 
+class OnnxSession(Protocol):
+    """What :meth:`GraphSpec.run` needs of an ``onnxruntime.InferenceSession``."""
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, Any]) -> list[Any]: ...
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """One ONNX graph of a model directory: file name, I/O names, dynamic axes, who makes it."""
@@ -60,6 +71,17 @@ class GraphSpec:
     outputs: tuple[str, ...]  # names the contract needs (extra outputs are allowed)
     dynamic_axes: dict[str, dict[int, str]]
     exported: bool  # True: written by `openkws export` (must carry all metadata); False: bundled
+
+    def feed(self, *arrays: Any) -> dict[str, Any]:
+        """One run's inputs, named by the contract (``arrays`` in :attr:`inputs` order)."""
+        if len(arrays) != len(self.inputs):
+            raise ValueError(f"{self.file} takes {len(self.inputs)} inputs {self.inputs}; got {len(arrays)}")
+        return dict(zip(self.inputs, arrays, strict=True))
+
+    def run(self, session: OnnxSession, *arrays: Any) -> Any:
+        """Run the graph on ``arrays`` (in :attr:`inputs` order) -> its contract output (the first
+        output of a bundled graph whose output name the contract leaves open)."""
+        return session.run(list(self.outputs[:1]) or None, self.feed(*arrays))[0]
 
 
 GRAPHS: dict[str, GraphSpec] = {

@@ -29,12 +29,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import onnxruntime as ort
 
-if TYPE_CHECKING:
-    from openkws.engine.spotter import Spotter
+from openkws.engine.spotter import Spotter
 
 Optimization = Literal["disable", "basic", "extended", "all"]
 _LEVELS = {

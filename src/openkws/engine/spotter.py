@@ -25,37 +25,35 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.acoustic_proxy import AcousticProxies
+from openkws.engine.acoustic_proxy import AcousticProxies, ProxyMode, combine_proxies
 from openkws.engine.decision import COMPETITIONS, Competition
 from openkws.engine.encoders import Encoders, FeatureExtractor
-from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
-from openkws.engine.model_spec import ModelSpec, load_spec
-from openkws.engine.runtime import Device, ModelSessions, load_sessions
-from openkws.engine.scoring import ScoreRequest, score_windows
-from openkws.engine.stream import (
+from openkws.engine.events import (
     Candidate,
     DecodeResult,
     Detection,
     FrameScores,
-    KeywordStream,
     NearMiss,
     ScoreHook,
-    StreamParams,
     TracePoint,
-    Window,
 )
+from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
+from openkws.engine.model_spec import ModelSpec, load_spec
+from openkws.engine.runtime import Device, ModelSessions, load_sessions
+from openkws.engine.scoring import ScoreRequest, score_windows
+from openkws.engine.stream import KeywordStream, StreamParams, Window
 from openkws.engine.stream_input import StreamStateError
 from openkws.engine.vad import VadConfig
 from openkws.text import G2P, Pronunciation
 
-__all__ = ["DEFAULT_TENANT", "Candidate", "DecodeResult", "Detection", "DetectorConfig", "FrameScores",
-           "KeywordStream", "NearMiss", "Spotter", "StreamStateError", "TracePoint"]  # fmt: skip
+__all__ = ["DEFAULT_TENANT", "Candidate", "DecodeResult", "Detection", "DetectorConfig", "Enrollment",
+           "FrameScores", "KeywordStream", "NearMiss", "Spotter", "StreamStateError", "TracePoint"]  # fmt: skip
 
 DEFAULT_TENANT = "default"
 
@@ -75,6 +73,27 @@ class DetectorConfig:
     near_miss_top: int = 3
     max_step_seconds: float = 10.0  # audio consumed per stream per decode call (bounds memory)
     max_windows_per_run: int = 512  # acoustic_pool batch cap
+    # Score windows every n-th feature frame instead of the model's ``window_stride_frames`` (None):
+    # coarser and cheaper; the calibration bank samples background audio this way.
+    window_stride_frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.window_stride_frames is not None and self.window_stride_frames < 1:
+            raise ValueError(f"window_stride_frames must be >= 1 or None, got {self.window_stride_frames}")
+
+
+@dataclass(frozen=True)
+class Enrollment:
+    """One keyword for :meth:`Spotter.enroll`: its index row and how its proxy is made."""
+
+    id: int
+    tenant: str
+    text: str
+    phonemes: tuple[str, ...]
+    threshold: float
+    mode: ProxyMode = "text"  # text encoder, acoustic proxy ("tts") or their normalised sum ("both")
+    acoustic: np.ndarray | None = None  # [D], ``Spotter.acoustic_proxy`` of renditions; tts/both only
+    proxy: np.ndarray | None = None  # [D], a final proxy made earlier (stored with the keyword): used as is
 
 
 class Spotter:
@@ -93,7 +112,8 @@ class Spotter:
                                  sessions.text, cfg.max_windows_per_run)  # fmt: skip
         self.index = KeywordIndex(spec.embedding_dim, prefer_gpu=prefer_gpu_index)
         self._acoustic_proxies = AcousticProxies(spec, self.encoders)
-        self.plan = spec.window_plan
+        stride = cfg.window_stride_frames
+        self.plan = spec.window_plan if stride is None else replace(spec.window_plan, stride=stride)
         self.hop = spec.feature_hop_samples
         self.receptive = spec.feature_receptive_samples
         frame_ms = 1000.0 * self.hop / SAMPLE_RATE
@@ -134,6 +154,54 @@ class Spotter:
         """Phoneme id sequences -> L2-normalized proxies [B, D]."""
         return l2_normalize(self.encoders.text(seqs, batch))
 
+    def keyword_proxies(
+        self,
+        phonemes: Sequence[Sequence[str]],
+        modes: Sequence[ProxyMode] | None = None,
+        acoustic: Sequence[np.ndarray | None] | None = None,
+    ) -> np.ndarray:
+        """The proxy [N, D] of each keyword: the text encoder's embedding of its phonemes (one batch,
+        each distinct sequence once), combined per ``modes`` with its ``acoustic`` proxy [D]."""
+        modes = modes or ["text"] * len(phonemes)
+        acoustic = acoustic or [None] * len(phonemes)
+        seqs = list(dict.fromkeys(tuple(p) for p in phonemes))
+        inv = self.g2p.inventory
+        text = dict(zip(seqs, self.embed_phoneme_ids([inv.encode(list(p)) for p in seqs]), strict=True))
+        out = [
+            combine_proxies(text[tuple(p)], a, m) for p, m, a in zip(phonemes, modes, acoustic, strict=True)
+        ]
+        return np.stack(out) if out else np.zeros((0, self.spec.embedding_dim), np.float32)
+
+    def enroll(self, keywords: Sequence[Enrollment], *, replace: bool = False) -> list[KeywordEntry]:
+        """Put ``keywords`` into the index, their proxies made by :meth:`keyword_proxies` unless given.
+
+        ``replace``: afterwards the index holds exactly these keywords (every tenant); otherwise they are
+        added, or replace the entries with the same tenant and id. Returns the entries, in order.
+        Raises ``ValueError`` for a ``tts``/``both`` keyword without its acoustic proxy.
+        """
+        todo = [k for k in keywords if k.proxy is None]
+        made = iter(
+            self.keyword_proxies(
+                [k.phonemes for k in todo], [k.mode for k in todo], [k.acoustic for k in todo]
+            )
+        )
+        entries = [
+            KeywordEntry(
+                k.id,
+                k.tenant,
+                k.text,
+                k.phonemes,
+                k.threshold,
+                next(made) if k.proxy is None else np.asarray(k.proxy, np.float32),
+            )
+            for k in keywords
+        ]
+        if replace:
+            self.index.replace_all(entries)
+        else:
+            self.index.upsert(entries)
+        return entries
+
     def acoustic_proxy(self, renditions: Sequence[np.ndarray]) -> np.ndarray:
         """Spoken renditions of one keyword (16 kHz float32) -> its L2-normalised acoustic proxy [D]."""
         return self._acoustic_proxies(renditions)
@@ -155,9 +223,18 @@ class Spotter:
         ``vad``: voice-activity gating (``openkws.engine.vad``), event times stay in stream time."""
         if competition not in COMPETITIONS:
             raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
-        return KeywordStream(
-            self, self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad
-        )
+        return KeywordStream(self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad)
+
+    def decode(self, stream: KeywordStream) -> DecodeResult:
+        """Decode everything ``stream`` has queued (in steps of ``max_step_seconds``); sherpa-onnx's
+        ``decode_stream``. Raises :class:`StreamStateError` if the stream is already being decoded."""
+        out = DecodeResult()
+        while stream.ready():
+            r = self.decode_streams([stream])[0]
+            out.detections += r.detections
+            out.near_misses += r.near_misses
+            out.finished = r.finished
+        return out
 
     def decode_streams(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
         """One batched step over several streams: front-end, acoustic frames, windows, scores, decisions.
@@ -223,7 +300,6 @@ class Spotter:
     def entries_from(
         self, rows: Sequence[tuple[int, str, str, tuple[str, ...], float]]
     ) -> list[KeywordEntry]:
-        """(id, tenant, text, phonemes, threshold) rows -> index entries with freshly computed proxies."""
-        inv = self.g2p.inventory
-        proxies = self.embed_phoneme_ids([inv.encode(list(r[3])) for r in rows])
+        """(id, tenant, text, phonemes, threshold) rows -> index entries with text proxies (not indexed)."""
+        proxies = self.keyword_proxies([r[3] for r in rows])
         return [KeywordEntry(r[0], r[1], r[2], r[3], r[4], proxies[k]) for k, r in enumerate(rows)]

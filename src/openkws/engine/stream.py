@@ -3,9 +3,10 @@ history and decisions. Created by :meth:`openkws.engine.spotter.Spotter.create_s
 
 The stream owns everything about itself, in sherpa-onnx's shape: ``accept_waveform(sample_rate,
 samples)`` queues audio at any rate (the stream resamples it, :mod:`.stream_input`); the engine's
-batched step (:meth:`Spotter.decode_streams`) calls the stream's step methods in order (``begin``,
-``accept_features``, ``accept_frames``, ``decide``, ``end``), hands it the window scores, and the
-stream decides. The engine never writes a stream's fields.
+batched step (:meth:`Spotter.decode_streams`, or :meth:`Spotter.decode` for one stream) calls the
+stream's step methods in order (``begin``, ``accept_features``, ``accept_frames``, ``decide``,
+``end``), hands it the window scores, and the stream decides. The engine never writes a stream's
+fields, and the stream holds no reference to the engine: it is data plus decisions.
 
 Public score-trace hook: ``create_stream(score_hook=f)`` calls ``f(FrameScores)`` for every evaluated
 frame, with the L2-normalised embeddings of the windows ending there (evaluation and benchmarks
@@ -15,22 +16,27 @@ score them against any proxies they like, without subclassing anything).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.decision import Competition, Decider, Decision, Hit
 from openkws.engine.encoders import FrontEndStep
+from openkws.engine.events import (
+    Candidate,
+    DecodeResult,
+    Detection,
+    FrameScores,
+    NearMiss,
+    ScoreHook,
+    TracePoint,
+)
 from openkws.engine.index import TenantIndex
 from openkws.engine.model_spec import WindowPlan
 from openkws.engine.scoring import KeywordView, WindowScores
 from openkws.engine.stream_input import StreamInput, StreamStateError
 from openkws.engine.vad import VadConfig, VadGate
-
-if TYPE_CHECKING:  # the spotter creates streams; a runtime import would be circular
-    from openkws.engine.spotter import Spotter
 
 
 @dataclass(frozen=True)
@@ -61,63 +67,6 @@ class StreamParams:
 
 
 @dataclass(frozen=True)
-class Detection:
-    keyword_id: int
-    text: str
-    score: float
-    threshold: float
-    start_ms: float
-    end_ms: float
-    decided_ms: float
-
-
-@dataclass(frozen=True)
-class Candidate:
-    keyword_id: int
-    text: str
-    score: float
-    threshold: float
-
-
-@dataclass(frozen=True)
-class NearMiss:
-    """The best keywords that scored within ``near_miss_margin`` below threshold in one interval
-    (and, with ``competition="best"``, keywords that lost to a better one over the same audio)."""
-
-    time_ms: float
-    candidates: tuple[Candidate, ...]
-
-
-@dataclass(frozen=True)
-class TracePoint:
-    """Top-1 keyword of one evaluated frame (``keyword_id`` -1 when nothing is enrolled)."""
-
-    frame: int
-    keyword_id: int
-    score: float
-
-
-@dataclass(frozen=True)
-class FrameScores:
-    """What the score hook receives for one evaluated frame: the windows ending there."""
-
-    frame: int
-    time_ms: float  # stream time of the audio that completed these windows
-    starts: tuple[int, ...]  # first feature frame of each window
-    embeddings: np.ndarray  # [n_windows, D], L2-normalised
-
-
-ScoreHook = Callable[[FrameScores], None]
-
-
-@dataclass
-class DecodeResult:
-    detections: list[Detection] = field(default_factory=list)
-    near_misses: list[NearMiss] = field(default_factory=list)
-    finished: bool = False
-
-
-@dataclass(frozen=True)
 class Window:
     """One window to pool: it ends at feature frame ``frame`` and starts at ``start``."""
 
@@ -130,12 +79,11 @@ class Window:
 
 class KeywordStream:
     """State of one audio stream; cheap. ``accept_waveform`` may be called from any thread (it only
-    appends); ``decode`` runs the models and refuses to run twice at once for the same stream."""
+    appends); decoding (``Spotter.decode``) refuses to run twice at once for the same stream."""
 
-    def __init__(self, spotter: Spotter, params: StreamParams, tenant: str, keyword_subset: Iterable[int] | None,
+    def __init__(self, params: StreamParams, tenant: str, keyword_subset: Iterable[int] | None,
                  debug: bool, trace: bool, competition: Competition = "best",
                  score_hook: ScoreHook | None = None, vad: VadConfig | None = None) -> None:  # fmt: skip
-        self.spotter = spotter
         self.vad = vad  # voice-activity gating: the engine sees speech segments only (engine/vad.py)
         self.params = params
         self.tenant = tenant
@@ -161,7 +109,9 @@ class KeywordStream:
         self._first_new = 0  # feature index of the first feature of the current step
         self._last_step = False
         self.num_features = 0
-        self.samples_received = 0  # real 16 kHz audio, excluding the end-of-stream flush
+        self.samples_received = (
+            0  # 16 kHz audio the engine got (after the gate), flush excluded: the event clock
+        )
         self.finished = False
         self._decider = Decider(p.hold_frames, p.refractory_frames, p.max_overlap, self.competition)
         self._nm_best: dict[int, Candidate] = {}
@@ -195,11 +145,17 @@ class KeywordStream:
         return round(self.input.pending_seconds * SAMPLE_RATE)
 
     @property
+    def received_seconds(self) -> float:
+        """Audio accepted so far (queued or decoded), in seconds of the input: the one count of a
+        stream's audio that the server's sessions and the library read."""
+        return self.input.samples_in / self.input.rate if self.input.rate else 0.0
+
+    @property
     def pending_bytes(self) -> int:
         return self.input.pending_bytes
 
     def ready(self) -> bool:
-        """True when :meth:`decode` has work: queued audio, or an unfinished end of stream."""
+        """True when decoding has work: queued audio, or an unfinished end of stream."""
         return not self.finished and self.input.has_input()
 
     def reset(self) -> None:
@@ -208,16 +164,6 @@ class KeywordStream:
             if self._decoding:
                 raise StreamStateError("reset() while the stream is being decoded")
             self._reset_state()
-
-    def decode(self) -> DecodeResult:
-        """Process everything queued (in steps); same as ``spotter.decode_streams([self])`` until done."""
-        out = DecodeResult()
-        while self.ready():
-            r = self.spotter.decode_streams([self])[0]
-            out.detections += r.detections
-            out.near_misses += r.near_misses
-            out.finished = r.finished
-        return out
 
     # -- the engine's step, in order ---------------------------------------------------------------------
     def claim(self) -> None:

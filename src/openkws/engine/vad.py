@@ -34,15 +34,13 @@ from __future__ import annotations
 import bisect
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import webrtcvad
 
 from openkws.constants import SAMPLE_RATE
-
-if TYPE_CHECKING:
-    from openkws.engine.stream import DecodeResult
+from openkws.engine.events import DecodeResult
 
 FRAME_SAMPLES = 480  # 30 ms: the longest frame webrtcvad accepts (fewest calls)
 

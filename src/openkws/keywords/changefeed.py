@@ -1,13 +1,10 @@
 """The registry's change feed: replicas sharing one PostgreSQL registry follow each other's writes
 incrementally instead of re-reading every keyword.
 
-Writer side (:func:`install_change_log`, on every PostgreSQL :class:`~openkws.keywords.store.KeywordStore`):
-every flush that inserts, updates or deletes a keyword or an API key appends one row per object to
-``registry_changes`` in the same transaction, and sends ``NOTIFY openkws_registry`` (PostgreSQL
-delivers it at COMMIT, and only if the transaction commits). The rows take a transaction-scoped
-advisory lock first, so sequence numbers are handed out in commit order: a reader that has seen
-sequence ``n`` has seen every committed change below ``n`` (without the lock a transaction holding
-sequence 10 could commit after one holding 11, and a follower at 11 would never read 10).
+Writer side (:mod:`openkws.keywords.changelog`, installed by every PostgreSQL
+:class:`~openkws.keywords.store.KeywordStore`): every write of a keyword or an API key appends a row
+to ``registry_changes`` in its transaction and notifies ``openkws_registry`` at COMMIT, with
+sequence numbers in commit order.
 
 Reader side (:class:`StoreFollower`, one thread per replica): ``LISTEN`` on its own connection;
 every notification, and every ``poll_interval_s`` without one (the fallback for lost notifications
@@ -29,139 +26,35 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from sqlalchemy import BigInteger, DateTime, Integer, String, delete, func, insert, inspect, select, text
-from sqlalchemy.engine import CursorResult
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy import select
 
 from openkws.engine.index import KeywordEntry
 from openkws.engine.spotter import Spotter
-from openkws.keywords.store import (
-    MAX_TENANT_CHARS,
-    ApiKeyTable,
-    KeywordRecord,
-    KeywordStore,
-    KeywordTable,
-    _record,
-)
+from openkws.keywords.changelog import CHANNEL, Change, ChangeLog
+from openkws.keywords.store import KeywordRecord, KeywordStore, KeywordTable, _record
 
 log = logging.getLogger("openkws")
 
-CHANNEL = "openkws_registry"
-# pg_advisory_xact_lock key that orders change-log writers ("okws" in ASCII).
-LOCK_KEY = 0x6F6B7773
 WAKE_S = 0.5  # how often a waiting follower checks for stop()
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
 class Registry(Protocol):
     """What the follower needs of the keyword registry (:mod:`openkws.keywords`): the store, the
-    index (through the spotter), its write lock, entry building and a full re-sync."""
+    index (through the spotter), its write lock, enrolling stored keywords and a full re-sync."""
 
     store: KeywordStore
     spotter: Spotter
     _write: threading.Lock
 
-    def _entries(self, records: Sequence[KeywordRecord]) -> list[KeywordEntry]: ...
+    def index_records(
+        self, records: Sequence[KeywordRecord], replace: bool = False
+    ) -> list[KeywordEntry]: ...
 
     def sync(self) -> tuple[int, int, int]: ...
-
-
-class _ChangeBase(DeclarativeBase):  # its own metadata: SQLite stores never get this table
-    pass
-
-
-class ChangeTable(_ChangeBase):
-    __tablename__ = "registry_changes"
-
-    seq: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
-    tenant: Mapped[str] = mapped_column(String(MAX_TENANT_CHARS))
-    kind: Mapped[str] = mapped_column(String(16))  # "keyword" | "api_key"
-    op: Mapped[str] = mapped_column(String(8))  # "insert" | "update" | "delete"
-    ref: Mapped[str] = mapped_column(String(32))  # keyword id or API key id
-    # clock_timestamp(), not now(): now() is the transaction's start, and the lag metric wants the write
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=text("clock_timestamp()"))
-
-
-@dataclass(frozen=True)
-class Change:
-    seq: int
-    tenant: str
-    kind: str
-    op: str
-    ref: str
-    at: dt.datetime
-
-
-def _changes_of(session: Session) -> list[dict[str, str]]:
-    """One change-log row per keyword or API key this flush writes (net changes only)."""
-    rows: list[dict[str, str]] = []
-    for op, objs in (("insert", session.new), ("update", session.dirty), ("delete", session.deleted)):
-        for obj in objs:
-            if op == "update" and not session.is_modified(obj, include_collections=False):
-                continue
-            if isinstance(obj, KeywordTable):
-                rows.append({"tenant": obj.tenant, "kind": "keyword", "op": op, "ref": str(obj.id)})
-            elif isinstance(obj, ApiKeyTable):
-                rows.append({"tenant": obj.tenant, "kind": "api_key", "op": op, "ref": obj.key_id})
-    return rows
-
-
-def _after_flush(session: Session, _ctx: Any) -> None:
-    rows = _changes_of(session)
-    if not rows:
-        return
-    conn = session.connection()
-    conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_KEY})  # held until COMMIT/ROLLBACK
-    conn.execute(insert(ChangeTable), rows)
-    conn.execute(text("SELECT pg_notify(:ch, '')"), {"ch": CHANNEL})  # sent at COMMIT, dropped on ROLLBACK
-
-
-def install_change_log(store: KeywordStore) -> None:
-    """Create ``registry_changes`` (if absent) and log every write made through ``store``'s sessions."""
-    if store.backend != "postgresql":
-        raise ValueError(f"the change feed needs PostgreSQL (LISTEN/NOTIFY); this store is {store.backend}")
-    if not inspect(store.engine).has_table(ChangeTable.__tablename__):
-        try:
-            _ChangeBase.metadata.create_all(store.engine)
-        except Exception:  # another replica created it at the same moment
-            if not inspect(store.engine).has_table(ChangeTable.__tablename__):
-                raise
-    from sqlalchemy import event
-
-    if not event.contains(store.sessions, "after_flush", _after_flush):
-        event.listen(store.sessions, "after_flush", _after_flush)
-
-
-class ChangeLog:
-    """Reads (and prunes) ``registry_changes``. Synchronous: call from worker threads."""
-
-    def __init__(self, store: KeywordStore) -> None:
-        self.store = store
-
-    def last_seq(self) -> int:
-        with self.store.sessions() as s:
-            return int(s.scalar(select(func.max(ChangeTable.seq))) or 0)
-
-    def first_seq(self) -> int:
-        with self.store.sessions() as s:
-            return int(s.scalar(select(func.min(ChangeTable.seq))) or 0)
-
-    def since(self, seq: int, limit: int = 5000) -> list[Change]:
-        q = select(ChangeTable).where(ChangeTable.seq > seq).order_by(ChangeTable.seq).limit(limit)
-        with self.store.sessions() as s:
-            return [Change(r.seq, r.tenant, r.kind, r.op, r.ref, r.at) for r in s.scalars(q)]
-
-    def prune(self, older_than_s: float) -> int:
-        """Drop changes older than ``older_than_s`` (a follower that far behind rebuilds instead)."""
-        cutoff = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=older_than_s)
-        with self.store.sessions.begin() as s:
-            res = cast(CursorResult[Any], s.execute(delete(ChangeTable).where(ChangeTable.at < cutoff)))
-            return int(res.rowcount or 0)
 
 
 class FeedMetrics:
@@ -290,7 +183,7 @@ class StoreFollower:
                 index.remove(tenant, ids)
                 removed += len(ids)
             if added:
-                index.upsert(svc._entries(added))
+                svc.index_records(added)
             for tenant, upd in thresholds.items():
                 index.set_thresholds(tenant, upd)
                 updated += len(upd)

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from openkws.engine.acoustic_proxy import ProxyMode, combine_proxies
+from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.engine.index import KeywordEntry
-from openkws.engine.spotter import Spotter
+from openkws.engine.spotter import Enrollment, Spotter
 from openkws.keywords.confusables import Confusable, ConfusionPolicy, find_confusables
 from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity
 from openkws.keywords.store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
@@ -120,29 +120,29 @@ class KeywordRegistry:
         """Rebuild the index from the store (text proxies recomputed, acoustic ones reused); returns the count."""
         with self._write:
             records = self.store.all()
-            self.spotter.index.replace_all(self._entries(records))
+            self.index_records(records, replace_all=True)
             return len(records)
 
     def acoustic_proxy(self, text: str) -> np.ndarray:
         """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
         return self.spotter.acoustic_proxy(self.tts.renditions(text))
 
-    def _entries(self, records: Sequence[KeywordRecord]) -> list[KeywordEntry]:
-        """Index entries for stored keywords. Text proxies are recomputed; an acoustic proxy is read
-        from the store when this model computed it, else synthesized again and written back (and, when
-        TTS is unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
-        sp = self.spotter
-        text = sp.entries_from([(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records])
-        fingerprint, dim = sp.acoustic_fingerprint, sp.spec.embedding_dim
-        out = []
-        for r, e in zip(records, text, strict=True):
+    def index_records(self, records: Sequence[KeywordRecord], replace_all: bool = False) -> list[KeywordEntry]:
+        """Enroll stored keywords in the index (``replace_all``: the index holds exactly these). Call it
+        holding the write lock. Text proxies are recomputed; an acoustic proxy is read from the store
+        when this model computed it, else synthesized again and written back (and, when TTS is
+        unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
+        fingerprint, dim = self.spotter.acoustic_fingerprint, self.spotter.spec.embedding_dim
+        todo = []
+        for r in records:
+            row = Enrollment(r.id, r.tenant, r.text, r.phonemes, r.threshold)
             if r.proxy_mode == "text":
-                out.append(e)
-                continue
-            proxy = r.proxy
-            if proxy is None or r.proxy_model != fingerprint or proxy.shape != (dim,):
+                todo.append(row)
+            elif r.proxy is not None and r.proxy_model == fingerprint and r.proxy.shape == (dim,):
+                todo.append(replace(row, mode=r.proxy_mode, proxy=r.proxy))
+            else:
                 try:
-                    proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text), r.proxy_mode)
+                    todo.append(replace(row, mode=r.proxy_mode, acoustic=self.acoustic_proxy(r.text)))
                 except TTSError as err:
                     log.warning(
                         "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
@@ -152,11 +152,12 @@ class KeywordRegistry:
                         r.proxy_mode,
                         err,
                     )
-                    out.append(e)
-                    continue
-                self.store.set_proxy(r.id, proxy, fingerprint)
-            out.append(replace(e, proxy=proxy))
-        return out
+                    todo.append(row)
+        entries = self.spotter.enroll(todo, replace=replace_all)
+        for k, e in zip(todo, entries, strict=True):
+            if k.acoustic is not None:
+                self.store.set_proxy(k.id, e.proxy, fingerprint)
+        return entries
 
     def check_index(self) -> IndexDiff:
         """Compare the index with the store: ids per tenant and thresholds."""
@@ -210,7 +211,7 @@ class KeywordRegistry:
                         self.on_removed(tenant, gone)
                 new = [r for i, r in stored.items() if i not in current.by_id]
                 if new:
-                    index.upsert(self._entries(new))
+                    self.index_records(new)
                     added += len(new)
                 changed = {
                     i: r.threshold
@@ -267,16 +268,17 @@ class KeywordRegistry:
                 if new and len(before) + len(new) > self.max_keywords_per_tenant:
                     raise TooManyKeywords(len(before), len(new), self.max_keywords_per_tenant)
             results = self.store.add_many(tenant, news)
-            entries: dict[int, KeywordEntry] = {}
+            fresh: dict[int, Enrollment] = {}
+            heal: dict[int, KeywordRecord] = {}
             for (rec, created), proxy in zip(results, proxies, strict=True):
                 if created and proxy is not None:
-                    entries[rec.id] = KeywordEntry(
-                        rec.id, tenant, rec.text, rec.phonemes, rec.threshold, proxy
+                    fresh[rec.id] = Enrollment(
+                        rec.id, tenant, rec.text, rec.phonemes, rec.threshold, rec.proxy_mode, proxy=proxy
                     )
-                elif rec.id not in before and rec.id not in entries:  # also heals a store/index gap
-                    entries[rec.id] = self._entries([rec])[0]
-            if entries:
-                self.spotter.index.upsert(list(entries.values()))
+                elif rec.id not in before and rec.id not in fresh:  # also heals a store/index gap
+                    heal[rec.id] = rec
+            entries = {e.id: e for e in self.spotter.enroll(list(fresh.values()))}
+            entries.update((e.id, e) for e in self.index_records(list(heal.values())))
         out: list[Enrolled] = []
         seen: list[tuple[KeywordRecord, np.ndarray]] = []
         for (rec, created), changed in zip(results, rewrites, strict=True):
@@ -327,21 +329,20 @@ class KeywordRegistry:
         self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]
     ) -> list[np.ndarray | None]:
         """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
-        inv = self.spotter.g2p.inventory
-        text = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
         enrolled = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}
         acoustic: dict[str, np.ndarray] = {}  # a text twice in one batch is synthesized once
-        out: list[np.ndarray | None] = []
-        for p, mode, t in zip(prons, modes, text, strict=True):
-            if mode == "text":
-                out.append(t)
-            elif p.text in enrolled:
-                out.append(None)
-            else:
-                if p.text not in acoustic:
-                    acoustic[p.text] = self.acoustic_proxy(p.text)
-                out.append(combine_proxies(t, acoustic[p.text], mode))
-        return out
+        wanted = [mode == "text" or p.text not in enrolled for p, mode in zip(prons, modes, strict=True)]
+        for p, mode, want in zip(prons, modes, wanted, strict=True):
+            if want and mode != "text" and p.text not in acoustic:
+                acoustic[p.text] = self.acoustic_proxy(p.text)
+        made = iter(
+            self.spotter.keyword_proxies(
+                [p.phonemes for p, w in zip(prons, wanted, strict=True) if w],
+                [m for m, w in zip(modes, wanted, strict=True) if w],
+                [acoustic.get(p.text) for p, w in zip(prons, wanted, strict=True) if w],
+            )
+        )
+        return [next(made) if w else None for w in wanted]
 
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
         return self.store.get(tenant, keyword_id)

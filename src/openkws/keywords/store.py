@@ -59,9 +59,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 
 from openkws.engine.acoustic_proxy import ProxyMode
+from openkws.keywords import MAX_TENANT_CHARS as MAX_TENANT_CHARS  # re-exported: the API keys use it
+from openkws.keywords.changelog import install_change_log
 
 MAX_TEXT_CHARS = 256
-MAX_TENANT_CHARS = 64
 DEFAULT_PROXY_MODE: ProxyMode = "text"  # rows written before proxy modes existed are text proxies
 
 
@@ -235,10 +236,6 @@ class KeywordStore:
         add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if self.backend == "postgresql":  # replicas follow each other's writes (openkws.keywords.changefeed)
-            from openkws.keywords.changefeed import (
-                install_change_log,  # here, not at the top: changefeed imports store
-            )
-
             install_change_log(self)
 
     @property

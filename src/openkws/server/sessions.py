@@ -34,7 +34,6 @@ class AudioSession:
         self.channels = channels
         self.error: AudioError | None = None  # a bad frame fails the session's next batch job
         self.frames = 0
-        self.samples_in = 0  # per channel, at the input rate (everything accepted)
 
     # -- event loop side: cheap conversions and appends only ----------------------------------------
     def push_bytes(self, data: bytes) -> None:
@@ -52,7 +51,6 @@ class AudioSession:
     def push_samples(self, x: np.ndarray) -> None:
         """float32 [n, channels] (or [n]) at the session's input rate."""
         self.stream.accept_waveform(self.sample_rate, x)
-        self.samples_in += len(x)
 
     def finish(self) -> None:
         self.stream.input_finished()
@@ -69,7 +67,7 @@ class AudioSession:
 
     @property
     def received_ms(self) -> float:
-        return 1000.0 * self.samples_in / self.sample_rate
+        return 1000.0 * self.stream.received_seconds
 
     def has_work(self) -> bool:
         return self.error is not None or self.stream.ready()

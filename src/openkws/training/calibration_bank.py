@@ -6,10 +6,11 @@ sentences, voices not used by the streams evaluation), stationary noise and synt
 streams protocol's speech level over a quiet floor. Never recorded human speech: recorded speech is
 evaluation only, so the calibration it is measured against stays honest.
 
-Windows are cut exactly as the engine cuts them (every window length ending at a frame; only
-whole windows, so no stream-start clipping) at every ``stride``-th feature frame, embedded by the
-model's own ``acoustic_frames`` and ``acoustic_pool`` sessions. Each vector is stored as int8 with
-one float16 scale (cosine error ~1e-3), so 15 minutes of audio take about 5 MB.
+The windows are the engine's own: each segment is decoded by a :class:`Spotter` stream scoring
+windows at every ``stride``-th feature frame (``DetectorConfig.window_stride_frames``), and the
+stream's score hook hands over the embeddings of every window length ending there. Only frames with
+every window whole are kept (no stream-start clipping, no end-of-stream padding). Each vector is
+stored as int8 with one float16 scale (cosine error ~1e-3), so 15 minutes of audio take about 5 MB.
 
 Command: ``openkws eval bank --model models/default`` (also run by ``openkws export``).
 """
@@ -24,6 +25,9 @@ import numpy as np
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.calibration import BANK_FILE
+from openkws.engine.spotter import DetectorConfig, FrameScores, Spotter
+from openkws.training.data.augment import colored_noise
+from openkws.training.eval_streams.sources import concat, eval_sentences, level, tts_segments
 
 log = logging.getLogger("openkws.calibration_bank")
 BANK_VOICES = (
@@ -60,9 +64,6 @@ def synthetic_music(seconds: float, rng: np.random.Generator) -> np.ndarray:
 
 def bank_audio(tts_s: float, noise_s: float, music_s: float, seed: int) -> list[tuple[str, np.ndarray]]:
     """(kind, audio) segments of at most :data:`SEGMENT_S`, levelled like the streams' speech."""
-    from openkws.training.data.augment import colored_noise
-    from openkws.training.eval_streams.sources import concat, eval_sentences, level, tts_segments
-
     rng = np.random.default_rng(seed)
     segs = tts_segments(eval_sentences(0), tts_s, BANK_VOICES, seed, "tts")
     speech, _ = concat(segs, rng)
@@ -77,26 +78,29 @@ def bank_audio(tts_s: float, noise_s: float, music_s: float, seed: int) -> list[
     return [(k, a + rng.standard_normal(len(a)).astype(np.float32) * 5e-4) for k, a in out]
 
 
-def window_embeddings(spotter: object, audio: np.ndarray, stride: int) -> tuple[np.ndarray, np.ndarray]:
-    """Every whole window ending at every ``stride``-th frame -> (end frames [F], embeddings [F, W, D])."""
-    sp = spotter
-    feats = sp.features.features(audio)  # type: ignore[attr-defined]
-    ctx, windows = sp.plan.context, sp.plan.windows  # type: ignore[attr-defined]
-    frames = sp.sessions.acoustic_frames.run(None, {"features": feats[None].astype(np.float32)})[0][0]  # type: ignore[attr-defined]
-    ends = np.arange(max(windows) - 1, len(feats), stride)
-    emb = np.zeros((len(ends), len(windows), sp.spec.embedding_dim), np.float32)  # type: ignore[attr-defined]
-    for j, w in enumerate(windows):
-        n = w - ctx
-        batch = (
-            np.stack([frames[t - w + 1 : t - w + 1 + n] for t in ends]) if len(ends) else np.zeros((0, n, 1))
+def window_embeddings(spotter: Spotter, segments: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each segment (16 kHz) through an engine stream -> (end frames [F], embeddings [F, W, D]) of
+    every scored frame where all ``W`` window lengths are whole. Segments decode as one batch."""
+    plan = spotter.plan
+    seen: list[list[FrameScores]] = [[] for _ in segments]
+    streams = [spotter.create_stream(score_hook=f.append) for f in seen]
+    for s, audio in zip(streams, segments, strict=True):
+        s.accept_waveform(audio)
+        s.input_finished()
+    while busy := [s for s in streams if s.ready()]:
+        spotter.decode_streams(busy)
+    out = []
+    for audio, frames in zip(segments, seen, strict=True):
+        real = spotter.features.num_frames(len(audio))  # later frames hold end-of-stream padding
+        keep = [f for f in frames if max(plan.windows) - 1 <= f.frame < real]
+        dim = spotter.spec.embedding_dim
+        emb = (
+            np.stack([f.embeddings for f in keep])
+            if keep
+            else np.zeros((0, len(plan.windows), dim), np.float32)
         )
-        for a in range(0, len(ends), 256):
-            x = batch[a : a + 256].astype(np.float32)
-            emb[a : a + 256, j] = sp.sessions.acoustic_pool.run(  # type: ignore[attr-defined]
-                None, {"frames": x, "mask": np.ones(x.shape[:2], np.float32)}
-            )[0]
-    emb /= np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-9)
-    return ends, emb
+        out.append((np.array([f.frame for f in keep], np.int64), emb.astype(np.float32)))
+    return out
 
 
 def quantize(emb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,13 +118,15 @@ def build_bank(
     seed: int = 0,
 ) -> Path:
     """Write ``<model_dir>/calibration_bank.npz``; returns its path."""
-    from openkws.engine.spotter import Spotter
-
-    sp = Spotter.load(Path(model_dir), device="cpu", threads=1)
+    cfg = DetectorConfig(window_stride_frames=stride)
+    sp = Spotter.load(Path(model_dir), cfg, device="cpu", threads=1)
     segs = bank_audio(tts_s, noise_s, music_s, seed)
     embs, seg_ids, frames, kinds = [], [], [], {}
-    for i, (kind, audio) in enumerate(segs):
-        ends, e = window_embeddings(sp, audio, stride)
+    cut = [
+        (kind, audio, *w)
+        for (kind, audio), w in zip(segs, window_embeddings(sp, [a for _, a in segs]), strict=True)
+    ]
+    for i, (kind, audio, ends, e) in enumerate(cut):
         embs.append(e)
         seg_ids.append(np.full(len(ends), i, np.int32))
         frames.append(ends.astype(np.int32))

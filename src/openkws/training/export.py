@@ -148,7 +148,7 @@ def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityRe
     batch = np.stack([f[:t] for f in feats]).astype(np.float32)
     with torch.no_grad():
         ref = model.frames(torch.from_numpy(batch)).numpy()
-    got = sessions["acoustic_frames"].run(None, {"features": batch})[0]
+    got = GRAPHS["acoustic_frames"].run(sessions["acoustic_frames"], batch)
     if got.shape != ref.shape:
         raise ParityError(f"acoustic_frames: onnxruntime shape {got.shape} but PyTorch {ref.shape}")
     worst = [float(np.abs(got - ref).max()), 0.0, 0.0]
@@ -156,9 +156,7 @@ def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityRe
     mask = (np.arange(ref.shape[1])[None, :] < lengths[:, None]).astype(np.float32)
     with torch.no_grad():
         ref_e = model.pool(torch.from_numpy(ref), torch.from_numpy(mask)).numpy()
-    worst[1] = float(
-        np.abs(sessions["acoustic_pool"].run(None, {"frames": ref, "mask": mask})[0] - ref_e).max()
-    )
+    worst[1] = float(np.abs(GRAPHS["acoustic_pool"].run(sessions["acoustic_pool"], ref, mask) - ref_e).max())
     g2p = G2P()
     seqs = [list(g2p(text).ids) for text in PARITY_TEXTS]
     ids = np.zeros((len(seqs), max(map(len, seqs))), np.int64)
@@ -167,9 +165,7 @@ def check_parity(model: KWSModel, out_dir: Path, atol: float = 1e-4) -> ParityRe
     lens = np.array([len(seq) for seq in seqs], np.int64)
     with torch.no_grad():
         ref_p = model.text(torch.from_numpy(ids), torch.from_numpy(lens)).numpy()
-    worst[2] = float(
-        np.abs(sessions["text"].run(None, {"phoneme_ids": ids, "lengths": lens})[0] - ref_p).max()
-    )
+    worst[2] = float(np.abs(GRAPHS["text"].run(sessions["text"], ids, lens) - ref_p).max())
     for name, v in zip(("acoustic_frames", "acoustic_pool", "text"), worst, strict=True):
         if not v <= atol:
             raise ParityError(f"ONNX parity failed for {name}: max |torch - onnxruntime| = {v:.2e} > {atol}")

@@ -295,9 +295,6 @@ def eval_streams(
     proxy: list[str] | None = typer.Option(
         None, help="openkws proxies: text, tts, both (repeatable; default text and tts)"
     ),
-    peer: list[str] | None = typer.Option(
-        None, help="also run pocketsphinx and/or efficientword (repository checkout)"
-    ),
     tts_minutes: float = typer.Option(30.0, help="minutes of TTS running text among the negatives"),
     floor: float = typer.Option(0.4, help="enrollment threshold of the sweep (lowest threshold reported)"),
     doc: Path | None = typer.Option(
@@ -308,17 +305,16 @@ def eval_streams(
     ),
     seed: int = typer.Option(0),
 ) -> None:
-    """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine."""
+    """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine.
+
+    Peer detectors (pocketsphinx, EfficientWord-Net) run from a checkout: ``python -m bench.streams_peers``."""
     from openkws.training.eval_streams.conditions import CONDITIONS
-    from openkws.training.eval_streams.report import markdown, update_doc
-    from openkws.training.eval_streams.run import PEERS, PROXY_KINDS, StreamsConfig, run_streams
+    from openkws.training.eval_streams.report import markdown, write_doc
+    from openkws.training.eval_streams.run import PROXY_KINDS, StreamsConfig, run_streams
 
     for p in proxy or ():
         if p not in ("text", "tts", "both"):
             raise typer.BadParameter(f"proxy {p!r}: choose text, tts or both")
-    for p in peer or ():
-        if p not in PEERS:
-            raise typer.BadParameter(f"peer {p!r}: choose from {', '.join(PEERS)}")
     for c in condition or ():
         if c not in CONDITIONS:
             raise typer.BadParameter(f"condition {c!r}: choose from {', '.join(CONDITIONS)}")
@@ -333,7 +329,6 @@ def eval_streams(
         conditions=tuple(condition or CONDITIONS),
         negatives=tuple(negatives or ("recorded", "tts", "music")),
         proxies=tuple(proxy or PROXY_KINDS),
-        peers=tuple(peer or ()),
         tts_minutes=tts_minutes,
         floor=floor,
         seed=seed,
@@ -343,32 +338,7 @@ def eval_streams(
     table = markdown(report)
     typer.echo(table)
     if doc is not None:
-        import shutil
-
-        cmd = "openkws eval streams " + " ".join(f"--peer {p}" for p in cfg.peers)
-        figs = doc.parent / "benchmarks"
-        figs.mkdir(parents=True, exist_ok=True)
-        links = []
-        for name, title in (
-            ("det", "DET"),
-            ("score_hist", "score histogram"),
-            ("calibration", "calibration"),
-        ):
-            if (out / f"{name}.png").is_file():
-                shutil.copyfile(out / f"{name}.png", figs / f"streams_{name}.png")
-                links.append(f"![streams {title}](benchmarks/streams_{name}.png)")
-        update_doc(
-            doc,
-            table + "\n" + "\n".join(links) + "\n",
-            f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{cmd.strip()}`; "
-            f"model `{report['model_version']}`; "
-            + (
-                "tables from the per-stream events that earlier runs of the same command decoded and cached "
-                f"(`--cached-only`, {report['wall_s']} s)."
-                if cached_only
-                else f"wall time {report['wall_s']} s."
-            ),
-        )
+        write_doc(report, table, out, doc, "openkws eval streams", cached_only)
     typer.echo(f"report: {out / 'streams.json'}  plots: {out / 'det.png'}, {out / 'score_hist.png'}")
 
 

@@ -41,7 +41,7 @@ from onnxruntime.quantization import (
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from openkws.engine.encoders import FeatureExtractor
-from openkws.engine.model_spec import load_spec, sha256_file
+from openkws.engine.model_spec import GRAPHS, load_spec, sha256_file
 
 QUANTIZABLE = ("speech_embedding", "acoustic_frames", "acoustic_pool")
 CONTEXT_WINDOW = 30  # feature frames per calibration sample for the acoustic head (longest window)
@@ -92,13 +92,17 @@ def calibration_feeds(model_dir: Path, audio: list[np.ndarray]) -> dict[str, lis
         mel = fx.mel_batch([wave])[0]
         te = (len(mel) - 76) // 8 + 1
         for t in range(max(0, te)):
-            feeds["speech_embedding"].append({"input_1": mel[t * 8 : t * 8 + 76][None, :, :, None]})
+            feeds["speech_embedding"].append(
+                GRAPHS["speech_embedding"].feed(mel[t * 8 : t * 8 + 76][None, :, :, None])
+            )
         feats = fx.embed_batch([mel])[0]
         if len(feats) <= spec.acoustic_context_frames:
             continue
-        feeds["acoustic_frames"].append({"features": feats[None]})
-        frames = frames_sess.run(None, {"features": feats[None]})[0]
-        feeds["acoustic_pool"].append({"frames": frames, "mask": np.ones(frames.shape[:2], np.float32)})
+        feeds["acoustic_frames"].append(GRAPHS["acoustic_frames"].feed(feats[None]))
+        frames = GRAPHS["acoustic_frames"].run(frames_sess, feats[None])
+        feeds["acoustic_pool"].append(
+            GRAPHS["acoustic_pool"].feed(frames, np.ones(frames.shape[:2], np.float32))
+        )
     return feeds
 
 

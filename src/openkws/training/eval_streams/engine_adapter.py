@@ -21,6 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
+from openkws.engine.acoustic_proxy import ProxyMode
+from openkws.engine.spotter import Enrollment, Spotter
+from openkws.text.tts import ProxyTTS
 
 TENANT = "eval-streams"
 ID_BLOCK = 100_000  # keyword ids of proxy kind n: n * ID_BLOCK + 1 ...
@@ -35,61 +40,62 @@ class Event:
     decided_s: float  # stream time of the audio that completed the decision
 
 
-def decode_events(spotter: object, audio: np.ndarray, kinds: Sequence[str]) -> dict[str, list[Event]]:
+def decode_events(spotter: Spotter, audio: np.ndarray, kinds: Sequence[str]) -> dict[str, list[Event]]:
     """Decode one stream through the engine -> events per proxy kind (by keyword id range).
 
     ``competition="all"``: text and TTS proxies of every keyword share one tenant (one decode for
     both), so the service's default ``best`` would make the two kinds compete; each keyword is
     scored on its own, as in the figures of docs/BENCHMARKS.md."""
-    stream = spotter.create_stream(tenant=TENANT, competition="all")  # type: ignore[attr-defined]
+    stream = spotter.create_stream(tenant=TENANT, competition="all")
     stream.accept_waveform(audio)
     stream.input_finished()
     out: dict[str, list[Event]] = {k: [] for k in kinds}
-    for d in stream.decode().detections:
+    for d in spotter.decode(stream).detections:
         out[kinds[d.keyword_id // ID_BLOCK]].append(
             Event(d.text, float(d.score), d.start_ms / 1e3, d.end_ms / 1e3, d.decided_ms / 1e3)
         )
     return out
 
 
-def tts_proxies(spotter: object, texts: Sequence[str], cache: Path) -> np.ndarray:
+def tts_proxies(spotter: Spotter, texts: Sequence[str], cache: Path) -> np.ndarray:
     """The service's ``proxy: "tts"`` proxies (espeak-ng/flite renditions), cached per model."""
-    from openkws.text.tts import ProxyTTS
-
-    path = Path(cache) / f"tts_proxies_{spotter.acoustic_fingerprint[:12]}.npz"  # type: ignore[attr-defined]
+    path = Path(cache) / f"tts_proxies_{spotter.acoustic_fingerprint[:12]}.npz"
     known: dict[str, np.ndarray] = {}
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
             known = dict(zip(z["texts"].tolist(), z["proxies"], strict=True))
     missing = [t for t in texts if t not in known]
     if missing:
-        from tqdm import tqdm
-
         tts = ProxyTTS()
         path.parent.mkdir(parents=True, exist_ok=True)
         for j, t in enumerate(tqdm(missing, desc="tts proxies", unit="kw")):
-            known[t] = spotter.acoustic_proxy(tts.renditions(t))  # type: ignore[attr-defined]
+            known[t] = spotter.acoustic_proxy(tts.renditions(t))
             if j % 25 == 24 or j == len(missing) - 1:  # resumable
                 keys = sorted(known)
                 np.savez(path, texts=np.array(keys), proxies=np.stack([known[k] for k in keys]))
     return np.stack([known[t] for t in texts]).astype(np.float32)
 
 
-def enroll(spotter: object, texts: Sequence[str], kinds: Sequence[str], floor: float, cache: Path) -> None:
-    """Enroll ``texts`` once per proxy kind (``text``/``tts``/``both``) at ``floor``."""
-    from dataclasses import replace
-
-    from openkws.engine.acoustic_proxy import combine_proxies
-
-    entries = []
-    for n, kind in enumerate(kinds):
-        rows = []
-        for i, t in enumerate(texts):
-            p = spotter.pronounce(t)  # type: ignore[attr-defined]
-            rows.append((n * ID_BLOCK + i + 1, TENANT, t, p.phonemes, floor))
-        es = spotter.entries_from(rows)  # type: ignore[attr-defined]
-        if kind != "text":
-            ac = tts_proxies(spotter, texts, cache)
-            es = [replace(e, proxy=combine_proxies(e.proxy, ac[i], kind)) for i, e in enumerate(es)]
-        entries += es
-    spotter.index.replace_all(entries)  # type: ignore[attr-defined]
+def enroll(
+    spotter: Spotter, texts: Sequence[str], kinds: Sequence[ProxyMode], floor: float, cache: Path
+) -> None:
+    """Enroll ``texts`` once per proxy kind (``text``/``tts``/``both``) at ``floor``: the index holds
+    exactly these afterwards (:meth:`Spotter.enroll`, as the service enrolls)."""
+    phonemes = [spotter.pronounce(t).phonemes for t in texts]
+    acoustic = tts_proxies(spotter, texts, cache) if any(k != "text" for k in kinds) else None
+    spotter.enroll(
+        [
+            Enrollment(
+                n * ID_BLOCK + i + 1,
+                TENANT,
+                t,
+                phonemes[i],
+                floor,
+                kind,
+                None if acoustic is None or kind == "text" else acoustic[i],
+            )
+            for n, kind in enumerate(kinds)
+            for i, t in enumerate(texts)
+        ],
+        replace=True,
+    )

@@ -4,6 +4,7 @@ calibration plot, and the markdown table that ``docs/BENCHMARKS.md`` carries (be
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +115,31 @@ def update_doc(doc: Path, table: str, header: str) -> None:
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     doc.write_text(text)
+
+
+def write_doc(
+    report: dict[str, object], table: str, out: Path, doc: Path, command: str, cached_only: bool
+) -> None:
+    """The streams section of ``doc`` (e.g. docs/BENCHMARKS.md): ``table``, the plots of ``out`` copied
+    beside ``doc``, and the ``command`` that made them."""
+    figs = doc.parent / "benchmarks"
+    figs.mkdir(parents=True, exist_ok=True)
+    links = []
+    for name, title in (("det", "DET"), ("score_hist", "score histogram"), ("calibration", "calibration")):
+        if (out / f"{name}.png").is_file():
+            shutil.copyfile(out / f"{name}.png", figs / f"streams_{name}.png")
+            links.append(f"![streams {title}](benchmarks/streams_{name}.png)")
+    how = (
+        "tables from the per-stream events that earlier runs of the same command decoded and cached "
+        f"(`--cached-only`, {report['wall_s']} s)."
+        if cached_only
+        else f"wall time {report['wall_s']} s."
+    )
+    header = (
+        f"## Streams on real speech (`openkws eval streams`)\n\nCommand: `{command}`; "
+        f"model `{report['model_version']}`; {how}"
+    )
+    update_doc(doc, table + "\n" + "\n".join(links) + "\n", header)
 
 
 def write_outputs(

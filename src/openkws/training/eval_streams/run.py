@@ -1,26 +1,38 @@
-"""Run every system over the protocol's streams, with per-stream event caches (resumable reruns)."""
+"""Run every system over the protocol's streams, with per-stream event caches (resumable reruns).
+
+openkws runs through its engine (:mod:`.engine_adapter`). Peer detectors are the benchmarks' business:
+``bench/streams_peers.py`` passes them in (``run_streams(cfg, peers={name: factory})``), so the
+package never imports the benchmarks.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from openkws.engine.acoustic_proxy import ProxyMode
+from openkws.engine.spotter import Spotter
 from openkws.settings import packaged_model_dir
+from openkws.training.data.audio import read_wav
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
+from openkws.training.eval_streams.calibration_check import calibration_report
 from openkws.training.eval_streams.conditions import CONDITIONS
 from openkws.training.eval_streams.engine_adapter import Event, decode_events, enroll
+from openkws.training.eval_streams.report import write_outputs
 from openkws.training.eval_streams.scoring import Scores, score_stream, summarize
 
 log = logging.getLogger("openkws.eval_streams")
 FLOOR = 0.4  # enrollment threshold of the sweep: far below any operating point of the shipped model
-PROXY_KINDS = ("text", "tts")
-PEERS = ("pocketsphinx", "efficientword")
+PROXY_KINDS: tuple[ProxyMode, ...] = ("text", "tts")
+# A peer detector: (keyword texts, cache folder) -> a function from stream audio to its events.
+PeerFactory = Callable[[Sequence[str], Path], Callable[[np.ndarray], list[Event]]]
 
 
 @dataclass
@@ -31,19 +43,12 @@ class StreamsConfig:
     cache: Path = Path("data/cache/eval_streams")
     conditions: tuple[str, ...] = CONDITIONS
     negatives: tuple[str, ...] = DEFAULT_NEGATIVES
-    proxies: tuple[str, ...] = PROXY_KINDS
-    peers: tuple[str, ...] = ()
+    proxies: tuple[ProxyMode, ...] = PROXY_KINDS
     tts_minutes: float = 30.0
     floor: float = FLOOR
     seed: int = 0
     threads: int = 1
     cached_only: bool = False  # report from the per-stream events already computed (partial runs)
-
-
-def _read_audio(path: str) -> np.ndarray:
-    from openkws.training.data.audio import read_wav
-
-    return read_wav(path)
 
 
 def _cached_events(
@@ -55,8 +60,6 @@ def _cached_events(
     cached_only: bool = False,
 ) -> dict[str, dict[str, list[Event]]]:
     """``{system: {stream: events}}``, one JSON line per stream appended as it finishes."""
-    from tqdm import tqdm
-
     done: dict[str, dict[str, list[Event]]] = {s: {} for s in systems}
     if path.is_file():
         for line in path.read_text().splitlines():
@@ -68,7 +71,7 @@ def _cached_events(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for st in tqdm(todo, desc=desc, unit="stream"):
-            res = run(_read_audio(st.path))
+            res = run(read_wav(st.path))
             for n in systems:
                 done[n][st.name] = res[n]
             f.write(
@@ -87,10 +90,8 @@ def _phones(spotter_or_g2p: Callable[[str], object], texts: Sequence[str]) -> di
     return out
 
 
-def run_streams(cfg: StreamsConfig) -> dict[str, object]:
-    """Build (or reuse) the streams, score openkws (each proxy kind) and the peers; returns the report."""
-    from openkws.engine.spotter import Spotter
-
+def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = None) -> dict[str, object]:
+    """Build (or reuse) the streams, score openkws (each proxy kind) and the ``peers``; returns the report."""
     t0 = time.perf_counter()
     clips, streams = build(cfg.manifest, cfg.cache, cfg.conditions, cfg.negatives, cfg.tts_minutes, cfg.seed)
     texts = sorted({c.text for c in clips})
@@ -109,8 +110,8 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
         s for s in streams if s.condition != "negative"
     ]
     events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
-    for peer in cfg.peers:
-        events.update(_peer_events(peer, clips, order, cfg))
+    for peer, factory in (peers or {}).items():
+        events.update(_peer_events(peer, factory, clips, order, cfg))
     phones = _phones(spotter.pronounce, texts)
     systems: dict[str, object] = {}
     scores: dict[str, Scores] = {}
@@ -139,8 +140,6 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
         "negative_minutes_by_kind": _minutes_by_kind(streams),
         "systems": systems,
     }
-    from openkws.training.eval_streams.calibration_check import calibration_report
-
     scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
     cal = calibration_report(
         spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor
@@ -148,8 +147,6 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
     if cal:
         report["calibration"] = cal
     report["wall_s"] = round(time.perf_counter() - t0, 1)
-    from openkws.training.eval_streams.report import write_outputs
-
     write_outputs(report, scores, phones, cfg.out)
     return report
 
@@ -163,17 +160,10 @@ def _minutes_by_kind(streams: Sequence[Stream]) -> dict[str, float]:
 
 
 def _peer_events(
-    peer: str, clips: Sequence[Clip], streams: Sequence[Stream], cfg: StreamsConfig
+    peer: str, factory: PeerFactory, clips: Sequence[Clip], streams: Sequence[Stream], cfg: StreamsConfig
 ) -> dict[str, dict[str, list[Event]]]:
-    """Peers run through the benchmark's adapters (``bench/streams_peers.py``, repository checkout)."""
-    import importlib
-    import sys
-
-    root = str(Path(__file__).resolve().parents[2])
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    mod = importlib.import_module("bench.streams_peers")
+    """A peer's events per stream (cached like openkws' own; ``cached_only`` builds no detector)."""
     texts = sorted({c.text for c in clips})
-    runner = (lambda a: []) if cfg.cached_only else mod.make_runner(peer, texts, cfg.cache)
+    runner = (lambda a: []) if cfg.cached_only else factory(texts, cfg.cache)
     path = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{peer}.jsonl"
     return _cached_events(path, streams, [peer], lambda a: {peer: runner(a)}, peer, cfg.cached_only)

@@ -24,9 +24,11 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
+from openkws.engine.model_spec import GRAPHS
 from openkws.training.nets.kws_model import KWSModel
 
-GRAPHS = {"acoustic_frames.onnx": "frames", "acoustic_pool.onnx": "pool", "text.onnx": "text"}
+# The exported graphs (roles of :data:`~openkws.engine.model_spec.GRAPHS`) -> the KWSModel module each holds.
+MODULES = {"acoustic_frames": "frames", "acoustic_pool": "pool", "text": "text"}
 
 
 def _gates(w: np.ndarray) -> np.ndarray:
@@ -84,35 +86,28 @@ def _check(model: KWSModel, model_dir: Path, atol: float) -> None:
     feats = rng.standard_normal((2, model.context_frames + 8, model.feature_dim)).astype(np.float32)
     ids = np.array([[5, 6, 7, 2, 8], [9, 10, 0, 0, 0]], np.int64)
     lengths = np.array([5, 2], np.int64)
-    got = model.frames(torch.from_numpy(feats)).numpy()
-    sess = ort.InferenceSession(str(model_dir / "acoustic_frames.onnx"), providers=["CPUExecutionProvider"])
-    want = sess.run(None, {sess.get_inputs()[0].name: feats})[0]
-    text = model.text(torch.from_numpy(ids), torch.from_numpy(lengths)).numpy()
-    sess = ort.InferenceSession(str(model_dir / "text.onnx"), providers=["CPUExecutionProvider"])
-    want_text = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], [ids, lengths], strict=True)))[0]
     frames = rng.standard_normal((2, 6, model.cfg.acoustic.frame_dim)).astype(np.float32)
     mask = np.ones((2, 6), np.float32)
     mask[1, 4:] = 0
-    pooled = model.pool(torch.from_numpy(frames), torch.from_numpy(mask)).numpy()
-    sess = ort.InferenceSession(str(model_dir / "acoustic_pool.onnx"), providers=["CPUExecutionProvider"])
-    want_pool = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], [frames, mask], strict=True)))[0]
-    checks = (("acoustic_frames", got, want), ("text", text, want_text), ("acoustic_pool", pooled, want_pool))
-    for name, a, b in checks:
+    inputs = {"acoustic_frames": (feats,), "text": (ids, lengths), "acoustic_pool": (frames, mask)}
+    for role, args in inputs.items():
+        a = getattr(model, MODULES[role])(*(torch.from_numpy(x) for x in args)).numpy()
+        path = model_dir / GRAPHS[role].file
+        b = GRAPHS[role].run(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]), *args)
         if a.shape != b.shape or not np.allclose(a, b, atol=atol):
             err = float(np.abs(a - b).max()) if a.shape == b.shape else f"shape {a.shape} vs {b.shape}"
-            raise ValueError(
-                f"imported {name} weights disagree with {model_dir}/{name}.onnx (max error {err})"
-            )
+            raise ValueError(f"imported {role} weights disagree with {path} (max error {err})")
 
 
 def import_exported(model: KWSModel, model_dir: str | Path, atol: float = 1e-4) -> KWSModel:
     """Load ``model_dir``'s ONNX weights into ``model`` (same geometry), checked against the graphs."""
     model_dir = Path(model_dir)
-    for file, attr in GRAPHS.items():
-        if not (model_dir / file).is_file():
-            raise FileNotFoundError(f"{model_dir / file} not found: not an exported openkws model directory")
+    for role, attr in MODULES.items():
+        path = model_dir / GRAPHS[role].file
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found: not an exported openkws model directory")
         module = getattr(model, attr)
-        module.load_state_dict(_graph_state(model_dir / file, module), strict=False)
+        module.load_state_dict(_graph_state(path, module), strict=False)
     was_training = model.training
     _check(model, model_dir, atol)
     model.train(was_training)
