@@ -40,6 +40,9 @@ def stream_fit(
     mine: bool = typer.Option(False, "--mine/--no-mine", help="row M: negatives mined from the phrase bank"),
     bank_size: int = typer.Option(50_000, min=1000),
     lr: float = typer.Option(1e-4, min=0.0),
+    bg_windows: int = typer.Option(
+        0, min=0, help="with --mine: negative windows per step held below the bank"
+    ),
     threads: int = typer.Option(2, min=1),
     val_every: int = typer.Option(150, min=1),
     resume: bool = typer.Option(True, "--resume/--restart"),
@@ -49,6 +52,6 @@ def stream_fit(
 
     kw = {"init_from": init_from} if init_from else {}
     fc = FitConfig(data=data, out=out, steps=steps, mine=mine, bank_size=bank_size, lr=lr, threads=threads,
-                   val_every=val_every, **kw)  # fmt: skip
+                   val_every=val_every, bg_windows=bg_windows, **kw)  # fmt: skip
     best = fit(fc, resume=resume)
     typer.echo(f"best checkpoint: {best}\nexport: openkws export --checkpoint {best} --out {out}/model")

@@ -54,6 +54,13 @@ class FitConfig:
     bank_k: int = 8
     bank_refresh: int = 250
     bank_ramp: float = 0.5  # share of the steps over which the bank term's weight ramps 0 -> 1
+    # Background term against the bank (the shipped model's background loss, over 50k proxies
+    # instead of the batch's): sampled negative windows stay below `bg_margin` against the bank
+    # phrases they score highest and do not say. Without it the fine-tune sharpened the batch's
+    # phrases and let windows drift towards every other phrase (docs/RESULTS.md, issue 21).
+    bg_windows: int = 0
+    bg_margin: float = 0.5
+    bg_scale: float = 50.0
     val_every: int = 150
     val_streams: int = 256
     threads: int = 2
@@ -171,6 +178,30 @@ class StreamFit:
                 losses.append(smooth_margin(scores[k, q], s_neg, self.fc.scale, self.fc.margin))
         return torch.stack(losses).mean() if losses else emb.new_zeros(())
 
+    def _background_loss(
+        self, emb: torch.Tensor, neg: torch.Tensor, streams: list[int], wb: Any
+    ) -> torch.Tensor:
+        assert self.bank is not None
+        rows = np.flatnonzero(neg.any(dim=1).numpy())
+        rows = self.rng.choice(rows, size=min(self.fc.bg_windows, len(rows)), replace=False)
+        owner = wb.stream_of.numpy()
+        texts = [full_text(self.train.items[streams[owner[r]]]) for r in rows]
+        # a window at its own phrase's end says that phrase: never its negative
+        own = [self.train.items[streams[owner[r]]].spoken for r in rows]
+        mined = self.bank.mine(emb[rows].detach().numpy(), texts, own, self.fc.bank_k)
+        flat = sorted({p for m in mined for p in m})
+        if not flat:
+            return emb.new_zeros(())
+        where = {p: i for i, p in enumerate(flat)}
+        prox = self.text.encode(self.model, flat)
+        losses = []
+        for j, r in enumerate(rows):
+            if mined[j]:
+                s = emb[int(r)] @ prox[[where[p] for p in mined[j]]].T
+                z = self.fc.bg_scale * (s - self.fc.bg_margin)
+                losses.append(torch.nn.functional.softplus(torch.logsumexp(z, dim=0)) / self.fc.bg_scale)
+        return torch.stack(losses).mean() if losses else emb.new_zeros(())
+
     def train_step(self) -> dict[str, float]:
         self.model.train()
         _freeze_bn(self.model)
@@ -187,7 +218,10 @@ class StreamFit:
         loss_m = emb.new_zeros(())
         if self.bank is not None:
             loss_m = self._mined_loss(emb, scores, best, phrases, streams, wb)
-        loss = loss_s + self._bank_weight() * loss_m
+        loss_bg = emb.new_zeros(())
+        if self.bank is not None and self.fc.bg_windows > 0:
+            loss_bg = self._background_loss(emb, neg, streams, wb)
+        loss = loss_s + self._bank_weight() * loss_m + loss_bg
         self.opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -197,6 +231,7 @@ class StreamFit:
             "loss": float(loss.detach()),
             "loss_stream": float(loss_s.detach()),
             "loss_bank": float(loss_m.detach()),
+            "loss_bg": float(loss_bg.detach()),
             "windows": len(wb.positive),
         }
 
@@ -296,7 +331,7 @@ def fit(fc: FitConfig, resume: bool = True) -> Path:
             val = run.validate()
             run.best = val["val_frr"]
             run.save("best.pt", {**val, "best_val_frr": run.best})
-            log.writerow([0, 0, "", "", "", "", val["val_frr"], val["val_tail_share"]])
+            log.writerow([0, 0, "", "", "", "", "", val["val_frr"], val["val_tail_share"]])
             tqdm.write(
                 f"step 0 (the initial model): val FRR {val['val_frr']:.3f}, tail share {val['val_tail_share']:.4f}"
             )
@@ -319,7 +354,8 @@ def fit(fc: FitConfig, resume: bool = True) -> Path:
                     run.save("best.pt", {**val, "best_val_frr": run.best})
                 run.save("last.pt", {**val, "best_val_frr": run.best})
                 log.writerow([run.step, round(time.time() - t0, 1), mean["loss"], mean["loss_stream"],
-                              mean["loss_bank"], run._bank_weight(), val["val_frr"], val["val_tail_share"]])  # fmt: skip
+                              mean["loss_bank"], mean["loss_bg"], run._bank_weight(), val["val_frr"],
+                              val["val_tail_share"]])  # fmt: skip
                 f.flush()
                 tqdm.write(
                     f"step {run.step}: loss {mean['loss']:.4f}, val FRR {val['val_frr']:.3f} (best {run.best:.3f}), tail {val['val_tail_share']:.4f}"
