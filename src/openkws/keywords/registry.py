@@ -374,6 +374,12 @@ class KeywordRegistry:
         """Keywords a stream of ``tenant`` matches when it gives no subset."""
         return len(self.spotter.index.tenant(tenant))
 
+    def indexed_texts(self, tenant: str) -> list[str]:
+        """Normalized texts of ``tenant``'s keywords in the index, by id: the last snapshot, which
+        stays available while the database is away."""
+        by_id = self.spotter.index.tenant(tenant).by_id
+        return [by_id[i].text for i in sorted(by_id)]
+
     def texts(self, tenant: str, ids: Sequence[int]) -> dict[int, str]:
         """Normalized texts of the enrolled ``ids`` (deleted ones are left out)."""
         by_id = self.spotter.index.tenant(tenant).by_id
