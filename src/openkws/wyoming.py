@@ -86,7 +86,7 @@ class WakeService:
             log.warning("%s; serving the keywords loaded before", e)
 
     def keyword_texts(self) -> list[str]:
-        return self.registry.indexed_texts(self.kws.tenant)
+        return list(self.registry.indexed_texts(self.kws.tenant))
 
     def info(self) -> Info:
         models = [

@@ -142,8 +142,9 @@ def _number(where: str, name: str, value: Any, csv_cell: bool) -> float | None:
 
 def _string(where: str, name: str, value: Any) -> str:
     if not isinstance(value, str):
-        shown = "a boolean" if isinstance(value, bool) else f"a {type(value).__name__} ({value!r})"
-        raise KeyfileError(f'{where}: {name} is {shown}, not a string; quote it, e.g. {name}: "{value}"')
+        shown = "a boolean" if isinstance(value, bool) else f"{type(value).__name__} {value!r}"
+        written = str(value).lower() if isinstance(value, bool) else value
+        raise KeyfileError(f'{where}: {name} is {shown}, not a string; quote it, e.g. {name}: "{written}"')
     return value
 
 
@@ -164,9 +165,10 @@ def _metadata(where: str, value: Any, csv_cell: bool) -> dict[str, Any] | None:
     if not isinstance(value, dict):
         raise KeyfileError(f"{where}: metadata must be a mapping (a JSON object in CSV)")
     try:
-        return finite_json(value)  # type: ignore[no-any-return]
+        finite_json(value)
     except ValueError as e:
         raise KeyfileError(f"{where}: {e}") from None
+    return value
 
 
 def _spec(where: str, raw: Any, csv_cell: bool = False) -> KeywordSpec:
@@ -206,7 +208,7 @@ def _spec(where: str, raw: Any, csv_cell: bool = False) -> KeywordSpec:
     )
 
 
-class _NoAliasCoreLoader(yaml.SafeLoader):
+class _NoAliasCoreLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type stubs here
     """Safe YAML with the 1.2 core scalar rules and no aliases (see the module docstring)."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}
@@ -259,7 +261,7 @@ def _csv_rows(p: Path, content: str) -> list[tuple[str, Any]]:
         for r in reader:
             where = f"{p}, line {reader.line_num}"
             if None in r:  # DictReader's restkey: cells beyond the header
-                extra = r[None]  # type: ignore[index]
+                extra = r[None]
                 raise KeyfileError(
                     f"{where}: {len(extra)} cell(s) more than the header's {len(reader.fieldnames)} columns "
                     f"({extra!r}); quote cells that contain commas"

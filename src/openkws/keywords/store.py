@@ -263,11 +263,11 @@ R = TypeVar("R")
 def _guarded(fn: Callable[Concatenate[KeywordStore, P], R]) -> Callable[Concatenate[KeywordStore, P], R]:
     """Run a store method under :meth:`KeywordStore.guard`."""
 
-    @functools.wraps(fn)
-    def run(self: KeywordStore, *args: P.args, **kwargs: P.kwargs) -> R:
+    def run(self: KeywordStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
         with self.guard():
             return fn(self, *args, **kwargs)
 
+    functools.update_wrapper(run, fn)
     return run
 
 
