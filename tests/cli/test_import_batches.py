@@ -8,13 +8,16 @@ its last batch) leaves the server as it was."""
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+import openkws
 from openkws.cli import app
 from openkws.client import OpenKWSClient
+from openkws.engine.calibration import BANK_FILE
 from tests.cli.conftest import start_server
 
 WORDS = [
@@ -51,6 +54,7 @@ WORDS = [
     "yellow",
     "basket",
 ]
+PACKAGED_MODEL = Path(openkws.__file__).parent / "models" / "default"
 N = 1011
 LONG = ["AH", "B"] * 60  # 120 phonemes; " ".join(LONG) is 299 characters
 
@@ -64,7 +68,25 @@ def _listed(url: str) -> list[tuple[object, ...]]:
         return [(k["text"], k["threshold"], k["phonemes"], k["metadata"]) for k in c.list_keywords()]
 
 
-def test_export_import_of_1011_keywords_round_trips(server: str, tmp_path: Path) -> None:
+@pytest.fixture
+def bankless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers on the packaged model without its calibration bank: 2 x 1,011 enrollments then skip
+    the bank's per-keyword false-alarm estimate, which this test does not look at."""
+    model = tmp_path / "model"
+    shutil.copytree(PACKAGED_MODEL, model, ignore=shutil.ignore_patterns(BANK_FILE))
+    monkeypatch.setenv("OPENKWS_MODEL_DIR", str(model))
+
+
+def test_export_import_of_1011_keywords_round_trips(bankless: None, tmp_path: Path) -> None:
+    server, srv1, t1 = start_server(tmp_path / "first")
+    try:
+        _round_trip(server, tmp_path)
+    finally:
+        srv1.should_exit = True
+        t1.join(timeout=30)
+
+
+def _round_trip(server: str, tmp_path: Path) -> None:
     texts = _texts(N)
     with OpenKWSClient(server) as c:
         items = [
@@ -90,7 +112,7 @@ def test_export_import_of_1011_keywords_round_trips(server: str, tmp_path: Path)
         t2.join(timeout=30)
 
 
-def test_a_failed_import_is_undone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_import_is_undone(bankless: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENKWS_MAX_KEYWORDS_PER_TENANT", "4")
     url, srv, t = start_server(tmp_path / "limited")
     try:

@@ -85,13 +85,13 @@ def test_yaml_boolean_text_is_refused(tmp_path: Path) -> None:
 
 def test_yaml_boolean_threshold_is_refused_like_rest(tmp_path: Path, client: TestClient) -> None:
     msg = _error(tmp_path, "t.yaml", "- text: hey jarvis\n  threshold: true\n")
-    assert "threshold is a boolean, not a number" in msg, msg
+    assert "threshold true is a boolean, not a number" in msg, msg
     assert client.post("/v1/keywords", json={"text": "hey jarvis", "threshold": True}).status_code == 422
 
 
 def test_yaml_quoted_threshold_is_refused_like_rest(tmp_path: Path) -> None:
     msg = _error(tmp_path, "q.yaml", '- text: hey jarvis\n  threshold: "0.5"\n')
-    assert "threshold is str '0.5', not a number" in msg, msg
+    assert "threshold '0.5' is not a number" in msg, msg
 
 
 def test_csv_hex_threshold_is_not_a_number(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ async def _enroll_loop(url: str, token: str, tl: Timeline, stop: asyncio.Event) 
 @contextlib.contextmanager
 def _wyoming(model_dir: Path, db_url: str) -> Iterator[str]:
     """The Wyoming server on the same database, in a thread with its own event loop."""
-    service = WakeService.load(WyomingConfig(model_dir=model_dir, database_url=db_url))
+    service = WakeService.load(WyomingConfig(model_dir=model_dir, database_url=db_url, tenant="acme"))
     uri = f"tcp://127.0.0.1:{free_port()}"
     loop = asyncio.new_event_loop()
     started = threading.Event()

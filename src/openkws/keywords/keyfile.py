@@ -131,8 +131,8 @@ def _number(where: str, name: str, value: Any, csv_cell: bool) -> float | None:
     else:
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if not numeric:
-        shown = "a boolean" if isinstance(value, bool) else f"{type(value).__name__} {value!r}"
-        raise KeyfileError(f"{where}: {name} is {shown}, not a number; write a decimal number like 0.5")
+        what = f"{str(value).lower()} is a boolean," if isinstance(value, bool) else f"{value!r} is"
+        raise KeyfileError(f"{where}: {name} {what} not a number; write a decimal number like 0.5")
     x = float(value)
     lo, hi, what = RANGES[name]
     if not lo <= x <= hi:  # NaN fails this too
