@@ -88,7 +88,7 @@ def test_export_import_of_1011_keywords_round_trips(bankless: None, tmp_path: Pa
 
 def _round_trip(server: str, tmp_path: Path) -> None:
     texts = _texts(N)
-    with OpenKWSClient(server) as c:
+    with OpenKWSClient(server, timeout=900) as c:
         items = [
             {"text": t, "threshold": 0.5 + (i % 40) / 100, "metadata": {"i": i}} for i, t in enumerate(texts)
         ]

@@ -273,6 +273,13 @@ def keywords_import(
     ],
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="seconds to wait for each batch request (1000 keywords with proxy tts take minutes)",
+        ),
+    ] = 600.0,
     batch_size: Annotated[
         int,
         typer.Option(
@@ -282,11 +289,13 @@ def keywords_import(
 ) -> None:
     """Enroll every keyword of a file, all or nothing (validated first; sent in batches, undone on a
     failure); existing texts get the file's threshold."""
+    from openkws.client import OpenKWSClient
     from openkws.keywords.keyfile import load_keywords
 
     with handled():
         specs = load_keywords(file)
-    with client(url, api_key) as c, handled():
+        http = OpenKWSClient(url, api_key=api_key, timeout=timeout)
+    with http as c, handled():
         done = _import(c, [s.request() for s in specs], batch_size)
     for kw, state in done:
         _show(kw, state)
