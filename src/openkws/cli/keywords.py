@@ -9,7 +9,8 @@ server's ``max_batch_keywords``, default 1000; each batch is one transaction), t
 already-enrolled texts are patched. If any request fails, the CLI undoes what this import did: it
 deletes the keywords the import created and puts back the thresholds it changed, then reports the
 error. Until then, streams may match keywords of the batches already committed; and if the CLI itself
-is killed half-way, nothing undoes the committed batches (re-running the import is idempotent).
+is killed half-way, or a batch commits on the server after ``--timeout`` made the CLI give up, nothing
+undoes those batches (re-running the import is idempotent).
 """
 
 from __future__ import annotations
