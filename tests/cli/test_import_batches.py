@@ -53,6 +53,8 @@ WORDS = [
     "doctor",
     "yellow",
     "basket",
+    "violet",
+    "marble",
 ]
 PACKAGED_MODEL = Path(openkws.__file__).parent / "models" / "default"
 N = 1011
