@@ -78,6 +78,17 @@ class Settings(BaseSettings):
     sync_interval_s: Annotated[
         float, Field(ge=0.0, description="re-read the store every N s (replicas); 0 = never")
     ] = 0.0
+    api_key_cache_s: Annotated[
+        float,
+        Field(
+            ge=0.0,
+            description="a verified API key is trusted this long without a database read (and while the "
+            "database is away); revocations reach every PostgreSQL replica at once; 0 = no cache",
+        ),
+    ] = 60.0
+    db_retry_after_s: Annotated[
+        int, Field(ge=1, description="Retry-After of the 503 a write gets while the database is away")
+    ] = 5
 
     # Limits
     max_streams: Annotated[int, Field(ge=1, description="concurrent websocket streams")] = 128

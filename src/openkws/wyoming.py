@@ -35,6 +35,7 @@ from wyoming.wake import Detect, Detection, NotDetected
 
 from openkws import __version__
 from openkws.audio import AudioError
+from openkws.keywords.availability import StoreUnavailable
 from openkws.kws import KeywordSpotter, Stream
 from openkws.server.metrics import DetectionCounts, Metrics
 from openkws.server.state import load_engine
@@ -58,7 +59,7 @@ class WakeService:
 
     def __init__(self, kws: KeywordSpotter, registry: Any, model_version: str) -> None:
         self.kws = kws
-        self.registry = registry  # KeywordRegistry: sync() and page()
+        self.registry = registry  # KeywordRegistry: sync() and indexed_texts()
         self.model_version = model_version
 
     @classmethod
@@ -77,11 +78,15 @@ class WakeService:
         return cls(KeywordSpotter(spotter=spotter, tenant=cfg.tenant), registry, spotter.spec.model_version)
 
     def refresh(self) -> None:
-        """Catch up with keywords enrolled, changed or removed through the REST server."""
-        self.registry.sync()
+        """Catch up with keywords enrolled, changed or removed through the REST server; while the
+        database is away, keep the last snapshot (describe and detection keep working)."""
+        try:
+            self.registry.sync()
+        except StoreUnavailable as e:
+            log.warning("%s; serving the keywords loaded before", e)
 
     def keyword_texts(self) -> list[str]:
-        return [r.text for r in self.registry.page(self.kws.tenant, None, 10_000)]
+        return list(self.registry.indexed_texts(self.kws.tenant))
 
     def info(self) -> Info:
         models = [

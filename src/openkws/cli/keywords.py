@@ -2,6 +2,15 @@
 
 Re-enrolling a text that exists with another threshold changes the threshold (and says so): the
 server's enrollment is idempotent and keeps the old one, so the CLI follows it with a PATCH.
+
+``import`` is all-or-nothing for files of any size. The file is validated first (the REST field rules,
+:mod:`openkws.keywords.fields`), then sent in batch requests of at most ``--batch-size`` keywords (the
+server's ``max_batch_keywords``, default 1000; each batch is one transaction), then thresholds of
+already-enrolled texts are patched. If any request fails, the CLI undoes what this import did: it
+deletes the keywords the import created and puts back the thresholds it changed, then reports the
+error. Until then, streams may match keywords of the batches already committed; and if the CLI itself
+is killed half-way, or a batch commits on the server after ``--timeout`` made the CLI give up, nothing
+undoes those batches (re-running the import is idempotent).
 """
 
 from __future__ import annotations
@@ -14,6 +23,7 @@ from typing import Annotated, Any
 import typer
 
 from openkws.cli.common import DEFAULT_URL, KeyOpt, UrlOpt, client, fail, handled
+from openkws.engine.calibration import MAX_TARGET_FA_PER_HOUR, MIN_TARGET_FA_PER_HOUR
 
 keywords_app = typer.Typer(
     no_args_is_help=True, help="Enroll, list, change, remove, import and export keywords on a running server."
@@ -34,8 +44,8 @@ SensitivityOpt = Annotated[
     typer.Option(
         "--sensitivity",
         "--fa-per-hour",
-        min=1e-6,
-        max=3600.0,
+        min=MIN_TARGET_FA_PER_HOUR,
+        max=MAX_TARGET_FA_PER_HOUR,
         help=(
             "instead of --threshold: the false alarms per hour to expect on background speech; the server sets "
             "the threshold from its calibration bank (default 0.5)"
@@ -194,6 +204,69 @@ def keywords_rm(
             typer.echo(f"deleted {i}")
 
 
+class _Undo:
+    """What an import changed, so a failure can put it back."""
+
+    def __init__(self) -> None:
+        self.created: list[int] = []
+        self.thresholds: list[tuple[int, float]] = []  # (id, threshold before this import)
+
+    def run(self, c: Any) -> str:
+        """Undo everything (newest first); returns what was done, or what could not be undone."""
+        left: list[str] = []
+        for kid, old in reversed(self.thresholds):
+            try:
+                c.update_keyword(kid, threshold=old)
+            except Exception as e:  # keep undoing the rest; report it
+                left.append(f"keyword {kid} keeps its new threshold (restore {old:g}: {e})")
+        for kid in reversed(self.created):
+            try:
+                c.delete_keyword(kid)
+            except Exception as e:
+                left.append(f"keyword {kid} is still enrolled ({e})")
+        done = f"deleted the {len(self.created)} keyword(s) it enrolled, restored {len(self.thresholds)} threshold(s)"
+        if left:
+            return f"{done}, except: {'; '.join(left[:10])}" + (
+                f" (+{len(left) - 10} more)" if len(left) > 10 else ""
+            )
+        return f"{done}: the server is as before the import"
+
+
+def _import(c: Any, bodies: list[dict[str, Any]], batch_size: int) -> list[tuple[dict[str, Any], str]]:
+    """Enroll in batches, then patch thresholds; on any failure undo it all and exit 1."""
+    from openkws.client import OpenKWSError
+
+    undo = _Undo()
+    n_batches = (len(bodies) + batch_size - 1) // batch_size
+    step = "enrolling"
+    try:
+        items: list[dict[str, Any]] = []
+        for b in range(n_batches):
+            step = f"batch {b + 1} of {n_batches} (keywords {b * batch_size + 1}-{min(len(bodies), (b + 1) * batch_size)})"
+            got = c.add_keyword_items(bodies[b * batch_size : (b + 1) * batch_size])
+            undo.created += [kw["id"] for kw in got if kw["created"]]
+            items += got
+        out = []
+        for i, (body, kw) in enumerate(zip(bodies, items, strict=True)):
+            state = "enrolled" if kw["created"] else "already enrolled"
+            wanted = {k: body[k] for k in ("threshold", "target_fa_per_hour") if body.get(k) is not None}
+            if (
+                not kw["created"]
+                and wanted
+                and ("target_fa_per_hour" in wanted or abs(wanted["threshold"] - kw["threshold"]) > 1e-9)
+            ):
+                step = f"changing the threshold of keyword {i + 1} ({kw['text']!r})"
+                old = kw["threshold"]
+                undo.thresholds.append((kw["id"], old))
+                kw = {**kw, **c.update_keyword(kw["id"], **wanted)}
+                state = f"already enrolled; threshold {old:g} -> {kw['threshold']:g}"
+            out.append((kw, state))
+        return out
+    except OpenKWSError as e:
+        _no_sensitivity(e)
+        fail(f"import failed at {step}: {e.message}; undone: {undo.run(c)}")
+
+
 @keywords_app.command("import")
 def keywords_import(
     file: Annotated[
@@ -201,14 +274,30 @@ def keywords_import(
     ],
     url: UrlOpt = DEFAULT_URL,
     api_key: KeyOpt = None,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="seconds to wait for each batch request (1000 keywords with proxy tts take minutes)",
+        ),
+    ] = 600.0,
+    batch_size: Annotated[
+        int,
+        typer.Option(
+            min=1, help="keywords per request (the server's OPENKWS_MAX_BATCH_KEYWORDS, default 1000)"
+        ),
+    ] = 1000,
 ) -> None:
-    """Enroll every keyword of a file (all validated first); existing texts get the file's threshold."""
+    """Enroll every keyword of a file, all or nothing (validated first; sent in batches, undone on a
+    failure); existing texts get the file's threshold."""
+    from openkws.client import OpenKWSClient
     from openkws.keywords.keyfile import load_keywords
 
     with handled():
         specs = load_keywords(file)
-    with client(url, api_key) as c, handled():
-        done = _enroll(c, [s.request() for s in specs])
+        http = OpenKWSClient(url, api_key=api_key, timeout=timeout)
+    with http as c, handled():
+        done = _import(c, [s.request() for s in specs], batch_size)
     for kw, state in done:
         _show(kw, state)
     typer.echo(f"imported {len(done)} keyword(s) from {file}", err=True)

@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,10 @@ TAIL_K = 20
 MIN_BETA = 0.005
 DEFAULT_TARGET_FA_PER_HOUR = 0.5  # the documented default sensitivity
 MAX_THRESHOLD = 0.99
+# The accepted false-alarm targets (REST, CLI and keyword files): below 1e-6 FA/h (one per ~114 years)
+# the tail fit says nothing, and the target must stay far from float underflow.
+MIN_TARGET_FA_PER_HOUR = 1e-6
+MAX_TARGET_FA_PER_HOUR = 3600.0
 
 
 class CalibrationError(ValueError):
@@ -62,8 +67,8 @@ class Peaks:
         return k / self.hours * float(np.exp(-(threshold - u) / beta))
 
     def threshold(self, target: float) -> float:
-        if not target > 0:
-            raise CalibrationError(f"target false alarms per hour must be > 0, got {target}")
+        if not (target > 0 and math.isfinite(target)):
+            raise CalibrationError(f"target false alarms per hour must be > 0 and finite, got {target}")
         p, k = self.scores, min(TAIL_K, len(self.scores))
         if k == 0:
             return 0.0
@@ -72,7 +77,9 @@ class Peaks:
             return float(np.nextafter(p[m], np.inf)) if m < len(p) else float(p[-1]) - 1e-6
         u = float(p[k - 1])
         beta = max(MIN_BETA, float(np.mean(p[:k] - u)))
-        return min(MAX_THRESHOLD, u + beta * float(np.log(k / (target * self.hours))))
+        # In logs: target * hours underflows to 0 for a subnormal target (5e-324 gave ZeroDivisionError).
+        log_ratio = math.log(k) - math.log(target) - math.log(self.hours)
+        return min(MAX_THRESHOLD, u + beta * log_ratio)
 
 
 class Calibrator:

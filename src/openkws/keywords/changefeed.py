@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from openkws.engine.index import KeywordEntry
 from openkws.engine.spotter import Spotter
+from openkws.keywords.availability import StoreUnavailable, is_unavailable, short_error
 from openkws.keywords.changelog import CHANNEL, Change, ChangeLog
 from openkws.keywords.store import KeywordRecord, KeywordStore, KeywordTable, _record
 
@@ -101,6 +102,7 @@ class StoreFollower:
         on_applied: Callable[[Applied], None] | None = None,
         retention_s: float = 86_400.0,
         reconnect_s: float = 1.0,
+        on_key_change: Callable[[str], None] | None = None,
     ) -> None:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
@@ -110,11 +112,13 @@ class StoreFollower:
         self.retention_s = retention_s
         self.reconnect_s = reconnect_s
         self.on_applied = on_applied
+        self.on_key_change = on_key_change  # drops a revoked or changed API key from the key cache
         self.metrics = FeedMetrics(registry)
         self.seq = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
+        self._listen_failing = False  # logs an outage once
 
     # -- applying ---------------------------------------------------------------------------------
     def start_from_store(self) -> Applied:
@@ -153,7 +157,8 @@ class StoreFollower:
             self.metrics.lag.observe(max(0.0, (now - c.at).total_seconds()))
             if c.kind == "keyword":
                 keyword_ids[int(c.ref)] = c.tenant
-            # API keys are verified against the database on every request: nothing is cached to drop.
+            elif self.on_key_change is not None:  # a revocation on another replica (or the CLI)
+                self.on_key_change(c.ref)
         if not keyword_ids:
             return Applied(len(changes))
         svc = self.keywords
@@ -214,6 +219,9 @@ class StoreFollower:
                 with psycopg.connect(self._listen_conninfo(), autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
                     self.metrics.listening.set(1)
+                    if self._listen_failing:
+                        log.info("change feed: listening again")
+                    self._listen_failing = False
                     self._safe_catch_up()  # whatever was written while we were not listening
                     next_poll = time.monotonic() + self.poll_interval_s
                     while not self._stop.is_set():
@@ -233,12 +241,14 @@ class StoreFollower:
                 if self._stop.is_set():
                     break
                 self.metrics.listening.set(0)
-                log.warning(
-                    "change feed: LISTEN connection failed (%s); reading the log every %.1f s until it "
-                    "is back",
-                    e,
-                    self.poll_interval_s,
-                )
+                if not self._listen_failing:  # once per outage, not at every reconnect attempt
+                    log.warning(
+                        "change feed: LISTEN connection failed (%s); retrying every %.1f s, the index "
+                        "keeps its last snapshot",
+                        " ".join(str(e).split())[:200],
+                        self.reconnect_s,
+                    )
+                self._listen_failing = True
                 self._poll_until_reconnect()
             finally:
                 self.metrics.listening.set(0)
@@ -255,8 +265,13 @@ class StoreFollower:
             if time.monotonic() - self._last_prune > 600:
                 self._last_prune = time.monotonic()
                 self.log.prune(self.retention_s)
-        except Exception:  # a database blip: the next notification or poll retries from self.seq
-            log.exception("change feed: catching up from sequence %d failed", self.seq)
+        except Exception as e:  # a database blip: the next notification or poll retries from self.seq
+            if not (is_unavailable(e) or isinstance(e, StoreUnavailable)):
+                log.exception("change feed: catching up from sequence %d failed", self.seq)
+            elif not self._listen_failing:
+                log.warning(
+                    "change feed: database unavailable (%s); will catch up when it is back", short_error(e)
+                )
 
 
 async def follow_change_feed(
@@ -264,11 +279,16 @@ async def follow_change_feed(
     poll_interval_s: float,
     metrics: CollectorRegistry | None,
     on_applied: Callable[[], None] | None = None,
+    on_key_change: Callable[[str], None] | None = None,
 ) -> None:
     """Run a :class:`StoreFollower` for an app until cancelled (the app's shutdown)."""
     loop = asyncio.get_running_loop()
     follower = StoreFollower(
-        registry, poll_interval_s, metrics, on_applied=None if on_applied is None else lambda _a: on_applied()
+        registry,
+        poll_interval_s,
+        metrics,
+        on_applied=None if on_applied is None else lambda _a: on_applied(),
+        on_key_change=on_key_change,
     )
     await loop.run_in_executor(None, follower.start_from_store)
     if on_applied is not None:

@@ -31,7 +31,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from openkws.keywords import MAX_TENANT_CHARS
@@ -108,16 +108,19 @@ def _after_flush(session: Session, _ctx: Any) -> None:
     conn.execute(text("SELECT pg_notify(:ch, '')"), {"ch": CHANNEL})  # sent at COMMIT, dropped on ROLLBACK
 
 
+def create_change_table(conn: Connection) -> None:
+    """Create ``registry_changes`` if absent; called inside the store's locked schema transaction
+    (:func:`openkws.keywords.store.create_schema`), so concurrent replicas do not race."""
+    _ChangeBase.metadata.create_all(conn)
+
+
 def install_change_log(store: LoggedStore) -> None:
-    """Create ``registry_changes`` (if absent) and log every write made through ``store``'s sessions."""
+    """Log every write made through ``store``'s sessions (its schema holds ``registry_changes``)."""
     if store.backend != "postgresql":
         raise ValueError(f"the change feed needs PostgreSQL (LISTEN/NOTIFY); this store is {store.backend}")
     if not inspect(store.engine).has_table(ChangeTable.__tablename__):
-        try:
-            _ChangeBase.metadata.create_all(store.engine)
-        except Exception:  # another replica created it at the same moment
-            if not inspect(store.engine).has_table(ChangeTable.__tablename__):
-                raise
+        with store.engine.begin() as conn:  # a store opened before the table existed (tests)
+            create_change_table(conn)
     if not event.contains(store.sessions, "after_flush", _after_flush):
         event.listen(store.sessions, "after_flush", _after_flush)
 

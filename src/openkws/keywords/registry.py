@@ -127,7 +127,9 @@ class KeywordRegistry:
         """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
         return self.spotter.acoustic_proxy(self.tts.renditions(text))
 
-    def index_records(self, records: Sequence[KeywordRecord], replace_all: bool = False) -> list[KeywordEntry]:
+    def index_records(
+        self, records: Sequence[KeywordRecord], replace_all: bool = False
+    ) -> list[KeywordEntry]:
         """Enroll stored keywords in the index (``replace_all``: the index holds exactly these). Call it
         holding the write lock. Text proxies are recomputed; an acoustic proxy is read from the store
         when this model computed it, else synthesized again and written back (and, when TTS is
@@ -374,6 +376,12 @@ class KeywordRegistry:
     def indexed(self, tenant: str) -> int:
         """Keywords a stream of ``tenant`` matches when it gives no subset."""
         return len(self.spotter.index.tenant(tenant))
+
+    def indexed_texts(self, tenant: str) -> list[str]:
+        """Normalized texts of ``tenant``'s keywords in the index, by id: the last snapshot, which
+        stays available while the database is away."""
+        by_id = self.spotter.index.tenant(tenant).by_id
+        return [by_id[i].text for i in sorted(by_id)]
 
     def texts(self, tenant: str, ids: Sequence[int]) -> dict[int, str]:
         """Normalized texts of the enrolled ``ids`` (deleted ones are left out)."""

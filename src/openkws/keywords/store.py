@@ -29,11 +29,14 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+import functools
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -53,14 +56,15 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.keywords import MAX_TENANT_CHARS as MAX_TENANT_CHARS  # re-exported: the API keys use it
-from openkws.keywords.changelog import install_change_log
+from openkws.keywords.availability import StoreHealth, StoreUnavailable, is_unavailable, short_error
+from openkws.keywords.changelog import create_change_table, install_change_log
 
 MAX_TEXT_CHARS = 256
 DEFAULT_PROXY_MODE: ProxyMode = "text"  # rows written before proxy modes existed are text proxies
@@ -104,24 +108,39 @@ ADDED_COLUMNS: dict[str, str] = {
 }
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
+def add_missing_columns(conn: Connection) -> list[str]:
     """``ALTER TABLE keywords ADD COLUMN`` for each of :data:`ADDED_COLUMNS` an older database lacks
-    (SQLite and PostgreSQL); returns the names added. Safe against a replica doing the same at once."""
+    (SQLite and PostgreSQL); returns the names added. Runs inside :func:`create_schema`'s transaction."""
     table, columns = KeywordTable.__tablename__, KeywordTable.__table__.c
-    have = {c["name"] for c in inspect(engine).get_columns(table)}
+    have = {c["name"] for c in inspect(conn).get_columns(table)}
     added = []
     for name, suffix in ADDED_COLUMNS.items():
-        if name in have:
-            continue
-        ddl = f"ALTER TABLE {table} ADD COLUMN {name} {columns[name].type.compile(engine.dialect)} {suffix}"
-        try:
-            with engine.begin() as conn:
-                conn.execute(text(ddl.strip()))
+        if name not in have:
+            ddl = f"ALTER TABLE {table} ADD COLUMN {name} {columns[name].type.compile(conn.dialect)} {suffix}"
+            conn.execute(text(ddl.strip()))
             added.append(name)
-        except DBAPIError:  # another replica added it first; anything else fails the check below
-            if name not in {c["name"] for c in inspect(engine).get_columns(table)}:
-                raise
     return added
+
+
+# pg_advisory_xact_lock key that serialises schema creation across replicas ("okwsschm" in ASCII).
+SCHEMA_LOCK_KEY = 0x6F6B7773_7363686D
+
+
+def create_schema(engine: Engine) -> list[str]:
+    """Create missing tables (and the change log on PostgreSQL) and add missing columns, in one
+    transaction. On PostgreSQL the transaction first takes an advisory lock: replicas starting
+    together on an empty database queue behind the first one and then find its tables (without it,
+    two ``CREATE TABLE keywords`` raced and one replica died on ``UniqueViolation``). DDL is
+    transactional in PostgreSQL, so a replica killed half-way leaves nothing half-created."""
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as conn:
+        if postgres:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK_KEY})
+        Base.metadata.create_all(conn)
+        added = add_missing_columns(conn)
+        if postgres:
+            create_change_table(conn)
+        return added
 
 
 class ApiKeyTable(Base):
@@ -219,11 +238,36 @@ def make_engine(url: str, sqlite_synchronous: str = "NORMAL") -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas(sqlite_synchronous))
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    # connect_timeout bounds how long a request waits on an unreachable server before its 503
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
 
 
 class KeywordNotFound(LookupError):
     pass
+
+
+CONNECT_TIMEOUT_S = 5
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _guarded(fn: Callable[Concatenate[KeywordStore, P], R]) -> Callable[Concatenate[KeywordStore, P], R]:
+    """Run a store method under :meth:`KeywordStore.guard`."""
+
+    def run(self: KeywordStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.guard():
+            return fn(self, *args, **kwargs)
+
+    functools.update_wrapper(run, fn)
+    return run
 
 
 class KeywordStore:
@@ -231,9 +275,9 @@ class KeywordStore:
 
     def __init__(self, url: str, sqlite_synchronous: str = "NORMAL") -> None:
         self.url = url
+        self.health = StoreHealth()
         self.engine = make_engine(url, sqlite_synchronous)
-        Base.metadata.create_all(self.engine)
-        add_missing_columns(self.engine)
+        create_schema(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if self.backend == "postgresql":  # replicas follow each other's writes (openkws.keywords.changefeed)
             install_change_log(self)
@@ -250,9 +294,34 @@ class KeywordStore:
     def close(self) -> None:
         self.engine.dispose()
 
+    @contextlib.contextmanager
+    def guard(self) -> Iterator[None]:
+        """Record the outcome in :attr:`health`, and turn a connection failure into
+        :class:`StoreUnavailable` (the API key repository wraps its own sessions in this too)."""
+        try:
+            yield
+        except DBAPIError as e:
+            if not is_unavailable(e):
+                raise
+            self.health.failed(e)
+            raise StoreUnavailable(f"the keyword database is unavailable ({short_error(e)})") from e
+        self.health.succeeded()
+
+    @_guarded
     def ping(self) -> None:
         with self._sessions() as s:
             s.execute(select(1))
+
+    def available(self, max_age_s: float = 2.0) -> bool:
+        """Whether the database answers: the last outcome when younger than ``max_age_s``, else a ping."""
+        h = self.health
+        if h.checked and time.monotonic() - h.checked < max_age_s:
+            return h.ok
+        try:
+            self.ping()
+        except StoreUnavailable:
+            return False
+        return True
 
     def _find(self, s: Session, tenant: str, text: str) -> KeywordTable | None:
         return s.scalars(
@@ -263,6 +332,7 @@ class KeywordStore:
         """Insert, or return the existing keyword with the same text (``created`` False)."""
         return self.add_many(tenant, [kw])[0]
 
+    @_guarded
     def add_many(self, tenant: str, items: Sequence[NewKeyword]) -> list[tuple[KeywordRecord, bool]]:
         """Insert several keywords in one transaction; existing texts are returned unchanged."""
         now = dt.datetime.now(dt.timezone.utc)
@@ -304,6 +374,7 @@ class KeywordStore:
             select(KeywordTable).where(KeywordTable.id == keyword_id, KeywordTable.tenant == tenant)
         ).one_or_none()
 
+    @_guarded
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions() as s:
             row = self._owned(s, tenant, keyword_id)
@@ -311,6 +382,7 @@ class KeywordStore:
                 raise KeywordNotFound(keyword_id)
             return _record(row)
 
+    @_guarded
     def get_many(self, tenant: str, ids: Sequence[int]) -> list[KeywordRecord]:
         if not ids:
             return []
@@ -320,6 +392,7 @@ class KeywordStore:
             )
             return [_record(r) for r in rows]
 
+    @_guarded
     def page(self, tenant: str, after: int | None = None, limit: int = 100) -> list[KeywordRecord]:
         """Keyset pagination by id: stable while others enroll or delete."""
         q = select(KeywordTable).where(KeywordTable.tenant == tenant)
@@ -328,10 +401,12 @@ class KeywordStore:
         with self._sessions() as s:
             return [_record(r) for r in s.scalars(q.order_by(KeywordTable.id).limit(limit))]
 
+    @_guarded
     def all(self) -> list[KeywordRecord]:
         with self._sessions() as s:
             return [_record(r) for r in s.scalars(select(KeywordTable).order_by(KeywordTable.id))]
 
+    @_guarded
     def thresholds(self) -> dict[str, dict[int, float]]:
         """``{tenant: {id: threshold}}`` of every row: what the index must hold (consistency check)."""
         out: dict[str, dict[int, float]] = {}
@@ -342,6 +417,7 @@ class KeywordStore:
                 out.setdefault(tenant, {})[int(kid)] = float(thr)
         return out
 
+    @_guarded
     def count(self, tenant: str | None = None) -> int:
         q = select(func.count()).select_from(KeywordTable)
         if tenant is not None:
@@ -349,6 +425,7 @@ class KeywordStore:
         with self._sessions() as s:
             return int(s.scalar(q) or 0)
 
+    @_guarded
     def set_threshold(self, tenant: str, keyword_id: int, threshold: float) -> KeywordRecord:
         with self._sessions.begin() as s:
             row = self._owned(s, tenant, keyword_id)
@@ -359,6 +436,7 @@ class KeywordStore:
             s.flush()
             return _record(row)
 
+    @_guarded
     def set_proxy(self, keyword_id: int, proxy: np.ndarray, proxy_model: str) -> None:
         """Replace a stored acoustic proxy (recomputed for another model); a deleted id is a no-op."""
         with self._sessions.begin() as s:
@@ -368,6 +446,7 @@ class KeywordStore:
                 .values(proxy_vector=_vector_bytes(proxy), proxy_model=proxy_model)
             )
 
+    @_guarded
     def delete(self, tenant: str, keyword_id: int) -> KeywordRecord:
         with self._sessions.begin() as s:
             row = self._owned(s, tenant, keyword_id)

@@ -40,7 +40,12 @@ async def _follow_store(state: AppState) -> None:
     (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
     :mod:`openkws.keywords.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
     if state.store.backend == "postgresql":
-        await follow_change_feed(state.registry, state.settings.sync_interval_s, state.metrics.registry)
+        await follow_change_feed(
+            state.registry,
+            state.settings.sync_interval_s,
+            state.metrics.registry,
+            on_key_change=state.api_keys.forget,
+        )
         return
     while True:
         await asyncio.sleep(state.settings.sync_interval_s)
@@ -92,7 +97,7 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     )
     app.state.metrics = metrics
     app.state.openkws = None
-    install_error_handlers(app, metrics)
+    install_error_handlers(app, metrics, settings.db_retry_after_s)
     for r in (keywords.router, keys.router, detect.router, stream.router, health.router):
         app.include_router(r)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

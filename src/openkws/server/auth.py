@@ -6,6 +6,12 @@ listings and logs; ``secret`` is 256 random bits. The database keeps only
 2^256 candidates), and a leaked table yields no usable key. Verification compares digests with
 :func:`hmac.compare_digest` (constant time).
 
+Verified keys are cached for ``api_key_cache_s`` (default 60 s; by a hash of the token, never the
+token): a replica keeps authenticating its callers while the database is away, and a request costs
+no database read. Revocation drops the key from the cache at once on the replica that revokes it and,
+on PostgreSQL, on every replica through the change feed (``openkws keys revoke`` included); only with
+several processes sharing one SQLite file can a revoked key work on another process for up to the TTL.
+
 Scopes: ``admin`` manages the tenant's keywords and keys and may also detect; ``stream`` may only
 detect (``WS /v1/stream``, ``POST /v1/detect``). Every key belongs to one tenant, and every request
 made with it sees only that tenant's keywords.
@@ -32,6 +38,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal
 
@@ -116,11 +125,47 @@ def _info(r: ApiKeyTable) -> KeyInfo:
     return KeyInfo(r.key_id, r.tenant, check_scope(r.scope), r.name, created, _utc(r.revoked_at))
 
 
-class ApiKeys:
-    """Key repository in the keyword store's database. Synchronous: call from worker threads."""
+DEFAULT_CACHE_TTL_S = 60.0
+CACHE_ENTRIES = 10_000  # LRU bound: only valid keys are cached, so this is the active-key count
 
-    def __init__(self, store: KeywordStore) -> None:
+
+class ApiKeys:
+    """Key repository in the keyword store's database. Synchronous: call from worker threads.
+    ``verify`` raises :class:`~openkws.keywords.availability.StoreUnavailable` for a key it has not
+    verified in the last ``cache_ttl_s`` while the database is away."""
+
+    def __init__(self, store: KeywordStore, cache_ttl_s: float = DEFAULT_CACHE_TTL_S) -> None:
+        self._store = store
         self._sessions = store.sessions
+        self.cache_ttl_s = cache_ttl_s
+        self._cache: OrderedDict[str, tuple[float, Principal]] = OrderedDict()  # token hash -> (t, who)
+        self._cache_lock = threading.Lock()
+
+    def _cached(self, digest: str) -> Principal | None:
+        with self._cache_lock:
+            hit = self._cache.get(digest)
+            if hit is None:
+                return None
+            if time.monotonic() - hit[0] >= self.cache_ttl_s:
+                del self._cache[digest]
+                return None
+            self._cache.move_to_end(digest)
+            return hit[1]
+
+    def _remember(self, digest: str, principal: Principal) -> None:
+        if self.cache_ttl_s <= 0:
+            return
+        with self._cache_lock:
+            self._cache[digest] = (time.monotonic(), principal)
+            self._cache.move_to_end(digest)
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+
+    def forget(self, key_id: str) -> None:
+        """Drop a key from the cache (revoked here, or changed on another replica)."""
+        with self._cache_lock:
+            for digest in [d for d, (_, p) in self._cache.items() if p.key_id == key_id]:
+                del self._cache[digest]
 
     def create(self, tenant: str, scope: str, name: str | None = None) -> CreatedKey:
         tenant, sc = check_tenant(tenant), check_scope(scope)
@@ -129,7 +174,7 @@ class ApiKeys:
         key_id = secrets.token_hex(KEY_ID_HEX // 2)
         token = f"{TOKEN_PREFIX}_{key_id}_{secrets.token_urlsafe(SECRET_BYTES)}"
         now = dt.datetime.now(dt.timezone.utc)
-        with self._sessions.begin() as s:
+        with self._store.guard(), self._sessions.begin() as s:
             s.add(
                 ApiKeyTable(
                     key_id=key_id,
@@ -145,15 +190,21 @@ class ApiKeys:
 
     def verify(self, token: str) -> Principal | None:
         """The key's principal, or None for a malformed, unknown or revoked token."""
+        digest = hash_token(token)
+        cached = self._cached(digest)  # keyed by a SHA-256 of the whole token: a hit is a match
+        if cached is not None:
+            return cached
         m = _TOKEN_RE.match(token)
         key_id = m.group(1) if m else ""
-        with self._sessions() as s:
+        with self._store.guard(), self._sessions() as s:
             row = s.get(ApiKeyTable, key_id) if m else None
             stored = row.secret_hash if row is not None else _DUMMY_HASH
-            ok = hmac.compare_digest(stored, hash_token(token))  # always one comparison, hit or miss
+            ok = hmac.compare_digest(stored, digest)  # always one comparison, hit or miss
             if row is None or not ok or row.revoked_at is not None:
                 return None
-            return Principal(row.tenant, check_scope(row.scope), row.key_id)
+            principal = Principal(row.tenant, check_scope(row.scope), row.key_id)
+        self._remember(digest, principal)
+        return principal
 
     def list(self, tenant: str | None = None, include_revoked: bool = True) -> list[KeyInfo]:
         q = select(ApiKeyTable)
@@ -161,18 +212,19 @@ class ApiKeys:
             q = q.where(ApiKeyTable.tenant == tenant)
         if not include_revoked:
             q = q.where(ApiKeyTable.revoked_at.is_(None))
-        with self._sessions() as s:
+        with self._store.guard(), self._sessions() as s:
             return [_info(r) for r in s.scalars(q.order_by(ApiKeyTable.created_at, ApiKeyTable.key_id))]
 
     def revoke(self, key_id: str, tenant: str | None = None) -> bool:
         """Revoke (keep the row for audit); False when there is no such key (in ``tenant``)."""
-        with self._sessions.begin() as s:
+        with self._store.guard(), self._sessions.begin() as s:
             row = s.get(ApiKeyTable, key_id)
             if row is None or (tenant is not None and row.tenant != tenant):
                 return False
             if row.revoked_at is None:
                 row.revoked_at = dt.datetime.now(dt.timezone.utc)
-            return True
+        self.forget(key_id)
+        return True
 
 
 def bearer_token(authorization: str | None) -> str | None:

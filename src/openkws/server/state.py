@@ -56,7 +56,7 @@ class AppState:
 
     def __post_init__(self) -> None:
         self.enroll_limiter = RateLimiter(self.settings.enroll_rate_per_s, self.settings.enroll_burst)
-        self.api_keys = ApiKeys(self.store)
+        self.api_keys = ApiKeys(self.store, self.settings.api_key_cache_s)
         self.streams_closed.set()
 
     def record_detections(self, tenant: str, detections: Sequence[KeywordEvent], source: str) -> None:

@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocket
 
 from openkws.engine.spotter import Spotter
+from openkws.keywords.availability import StoreUnavailable
 from openkws.keywords.registry import KeywordRegistry
 from openkws.protocol import CloseCode
 from openkws.server.admission import Close
@@ -103,6 +104,12 @@ async def websocket_principal(state: AppState, ws: WebSocket, offered: list[str]
         return await run_in_threadpool(authenticate, state, token)
     except ApiError as e:
         raise Close(CloseCode.UNAUTHORIZED, e.code, e.message) from None
+    except StoreUnavailable:  # a key not verified within api_key_cache_s, and no database to ask
+        raise Close(
+            CloseCode.TRY_AGAIN_LATER,
+            "database_unavailable",
+            "the API key cannot be checked while the keyword database is unavailable; retry in a few seconds",
+        ) from None
 
 
 def forbidden(principal: Principal, needed: Scope) -> ApiError:

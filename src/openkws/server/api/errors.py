@@ -14,6 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from openkws.engine.calibration import MAX_TARGET_FA_PER_HOUR, MIN_TARGET_FA_PER_HOUR
+from openkws.keywords.availability import StoreUnavailable
 from openkws.server.limits import BodyTooLarge, too_large_body
 from openkws.server.metrics import Metrics
 
@@ -39,6 +41,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
 _HINTS = {
     "threshold": "accepted range [0, 1]",
     "limit": "accepted range [1, 1000]",
+    "target_fa_per_hour": f"accepted range [{MIN_TARGET_FA_PER_HOUR:g}, {MAX_TARGET_FA_PER_HOUR:g}] false alarms per hour",
 }
 
 
@@ -52,7 +55,22 @@ def _describe(err: dict[str, Any]) -> str:
     return f"{text}; {hint}" if hint else text
 
 
-def install_error_handlers(app: FastAPI, metrics: Metrics) -> None:
+def install_error_handlers(app: FastAPI, metrics: Metrics, retry_after_s: int = 5) -> None:
+    @app.exception_handler(StoreUnavailable)
+    async def _store_unavailable(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        # detection keeps running from the in-memory index; only the database's routes wait
+        metrics.errors.labels("database_unavailable").inc()
+        return JSONResponse(
+            error_body(
+                "database_unavailable",
+                f"the keyword database is unavailable, so this request could not be completed; retry in "
+                f"{retry_after_s} s (enrollment is idempotent: a retry is safe). Detection keeps working "
+                "with the keywords already loaded.",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(retry_after_s)},
+        )
+
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         metrics.errors.labels(exc.code).inc()

@@ -20,7 +20,7 @@ from openkws.keywords.registry import (
     KeywordRegistry,
     TooManyKeywords,
 )
-from openkws.keywords.sensitivity import NoCalibrationBank
+from openkws.keywords.sensitivity import CalibrationError, NoCalibrationBank
 from openkws.keywords.store import KeywordNotFound, KeywordRecord
 from openkws.server.api.deps import MetricsDep, RegistryDep, SettingsDep, TenantDep, enroll_rate_limit
 from openkws.server.api.errors import ApiError
@@ -125,6 +125,8 @@ def _enroll(
         raise ApiError(409, "too_many_keywords", e.message) from None
     except NoCalibrationBank as e:
         raise ApiError(409, "no_calibration_bank", str(e)) from None
+    except CalibrationError as e:  # the schema bounds the target; this guards direct registry misuse
+        raise ApiError(422, "invalid_request", f"target_fa_per_hour: {e}") from None
     except InvalidKeywordText as e:
         field = "phonemes" if e.error.code == "invalid_phonemes" else "text"
         where = f"keywords[{e.position}].{field}" if batch else field
@@ -232,6 +234,8 @@ def patch_keyword(
         raise _not_found(keyword_id) from None
     except NoCalibrationBank as e:
         raise ApiError(409, "no_calibration_bank", str(e)) from None
+    except CalibrationError as e:
+        raise ApiError(422, "invalid_request", f"target_fa_per_hour: {e}") from None
 
 
 def _out(keywords: KeywordRegistry, tenant: str, r: KeywordRecord) -> KeywordOut:

@@ -7,13 +7,14 @@ Detection and near-miss events are the websocket's wire models (:mod:`openkws.pr
 from __future__ import annotations
 
 import datetime as dt
-import math
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from openkws.engine.acoustic_proxy import ProxyMode
+from openkws.engine.calibration import MAX_TARGET_FA_PER_HOUR, MIN_TARGET_FA_PER_HOUR
 from openkws.keywords.confusables import Confusable
+from openkws.keywords.fields import MAX_PHONEMES, finite_json, phoneme_tokens
 from openkws.keywords.registry import Enrolled
 from openkws.keywords.store import KeywordRecord
 from openkws.protocol import DetectionEvent, NearMissEvent
@@ -23,25 +24,16 @@ def _no_negative_zero(x: float) -> float:
     return x + 0.0  # -0.0 + 0.0 == 0.0: a threshold of -0.0 is stored and echoed as 0.0
 
 
-def _finite_json(value: Any, where: str = "metadata") -> Any:
-    """JSON has no NaN or infinity (Python's parser accepts them, PostgreSQL's JSON does not)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(
-            f"{where} holds {value!r}, which is not a JSON number; use finite numbers or strings"
-        )
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _finite_json(v, f"{where}.{k}")
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _finite_json(v, f"{where}[{i}]")
+def _phonemes(value: list[str] | str | None) -> list[str] | str | None:
+    if value is not None:
+        phoneme_tokens(value)  # at most MAX_PHONEMES symbols, as a list or as one string
     return value
 
 
 Threshold = Annotated[float, Field(ge=0.0, le=1.0), AfterValidator(_no_negative_zero)]
-Metadata = Annotated[dict[str, Any], AfterValidator(_finite_json)]
-# Strict: a JSON number only (not "0.5" or true); range checked by the field.
-FaPerHour = Annotated[float, Field(gt=0.0, le=3600.0)]
+Metadata = Annotated[dict[str, Any], AfterValidator(finite_json)]
+# Strict: a JSON number only (not "0.5" or true); range checked by the field (5e-324 is a 422, not a 500).
+FaPerHour = Annotated[float, Field(ge=MIN_TARGET_FA_PER_HOUR, le=MAX_TARGET_FA_PER_HOUR)]
 
 
 class ErrorDetail(BaseModel):
@@ -76,18 +68,17 @@ class KeywordCreate(BaseModel):
     phonemes: Annotated[
         list[str] | str | None,
         Field(
-            max_length=256,
             description=(
                 "pronunciation override: ARPAbet without stress, '|' between words, e.g. 'EH K S | K EY | S IY | D IY' "
-                "(a list, or a string split on spaces); validated against the model's phoneme inventory"
+                f"(a list, or a string split on spaces; at most {MAX_PHONEMES} symbols either way); validated "
+                "against the model's phoneme inventory"
             ),
         ),
+        AfterValidator(_phonemes),
     ] = None
     target_fa_per_hour: Annotated[
         FaPerHour | None,
         Field(
-            gt=0.0,
-            le=3600.0,
             description=(
                 "sensitivity: the threshold is set so that the keyword is expected to fire this many times per hour on "
                 "background speech (default 0.5, from the model's calibration bank); a raw `threshold` overrides it"
@@ -243,7 +234,8 @@ class DeviceReport(BaseModel):
 
 
 class ReadyResponse(BaseModel):
-    status: str
+    status: str = Field(description="ready | degraded (database unavailable: detection works, writes 503)")
+    database_error: str | None = Field(None, description="why the database is unavailable (degraded)")
     model_version: str
     frontend: str
     backend: Backends
