@@ -6,7 +6,7 @@ inputs, and prints one table row per probe. Each row gives the server's RSS befo
 during the probe (sampled every 20 ms from /proc) and 3 s after, plus how the server ended the
 connection. The inputs:
 
-* 125-byte websocket pings sent at full speed by a client that never reads (not even the 101);
+* 125-byte websocket pings sent at full speed by a client that reads nothing after the 101;
 * a Wyoming header announcing a 2^40-byte payload, followed by up to 400 MiB;
 * one Wyoming ``audio-chunk`` of 100 MiB (streamed, never held in memory).
 
@@ -120,12 +120,17 @@ def ping_flood(
     port: int, limit: int, headers: dict[str, str] | None = None, first: bytes = b"", timeout_s: float = 30.0
 ) -> Flood:
     """Open ``/v1/stream``, optionally send ``first`` (a start message frame), then 125-byte pings at
-    full speed until ``limit`` bytes are out or the server ends the connection. Never reads."""
+    full speed until ``limit`` bytes are out or the server ends the connection. Reads nothing after
+    the handshake's answer."""
     flood = Flood()
     chunk = masked_frame(0x9, b"p" * PING_PAYLOAD) * PINGS_PER_SEND
     t0 = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
-        sock.sendall(upgrade_request(port, headers=headers) + first)
+        sock.sendall(upgrade_request(port, headers=headers))
+        head = b""
+        while b"\r\n\r\n" not in head:  # the handshake answer is the last thing it reads
+            head += sock.recv(1)
+        sock.sendall(first)
         _send_until_closed(sock, chunk, limit, flood)
     flood.seconds = time.monotonic() - t0
     return flood
