@@ -211,7 +211,7 @@ def measure(door: str, probe: str, pid: int, run: Callable[[], Flood]) -> Row:
     return Row(door, probe, before, s.peak, rss_bytes(pid), flood)
 
 
-def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 180.0) -> None:
+def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 900.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -238,7 +238,7 @@ def probe_websocket(flood_bytes: int, data_dir: Path, rows: list[Row]) -> None:
         )
         srv.start()
         try:
-            srv.wait_ready()
+            srv.wait_ready(timeout=900)
             label = "auth on, no key" if auth == "on" else "auth off"
             rows.append(
                 measure(
