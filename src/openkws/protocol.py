@@ -42,6 +42,7 @@ class CloseCode(IntEnum):
 
     NORMAL = 1000  # after ``summary``
     GOING_AWAY = 1001  # server shutting down
+    POLICY_VIOLATION = 1008  # websocket control frames (ping/pong/close) over the per-connection budget
     MESSAGE_TOO_BIG = 1009  # a frame larger than max_frame_bytes
     INTERNAL_ERROR = 1011  # a server bug; other streams are unaffected
     TRY_AGAIN_LATER = 1013  # too many concurrent streams, or inference queue full

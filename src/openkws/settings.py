@@ -116,6 +116,17 @@ class Settings(BaseSettings):
             "the server reads (not while it pauses reads)",
         ),
     ] = 20.0
+    ws_control_budget_bytes: Annotated[
+        int,
+        Field(
+            ge=1024,
+            description="websocket control frames (ping, pong, close) a client may send at once, in bytes "
+            "(payload + 6 header bytes each); over it: close 1008",
+        ),
+    ] = 64 << 10
+    ws_control_refill_bytes_per_s: Annotated[
+        float, Field(gt=0, description="rate at which the control-frame budget refills")
+    ] = 1024.0
     send_timeout_s: Annotated[
         float, Field(gt=0, description="close a stream whose client does not read for this long")
     ] = 30.0
@@ -137,8 +148,8 @@ class Settings(BaseSettings):
     metrics_auth: Annotated[
         bool,
         Field(
-            description="GET /metrics needs an API key with scope 'admin' (auth on); "
-            "off: anyone who reaches the port reads it"
+            description="GET /metrics needs an API key with scope 'admin'; needs auth on (the server "
+            "refuses to start otherwise); off: anyone who reaches the port reads it"
         ),
     ] = False
 

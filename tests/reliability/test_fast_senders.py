@@ -185,4 +185,4 @@ def test_redacted_access_line_is_still_formatted(capsys: pytest.CaptureFixture[s
 
 def test_server_runs_the_keepalive_protocol(make_settings: Callable[..., Any], g2p: G2P) -> None:
     settings = make_settings()
-    assert make_server(create_app(settings, g2p=g2p), settings).config.ws is KeepaliveProtocol
+    assert issubclass(make_server(create_app(settings, g2p=g2p), settings).config.ws, KeepaliveProtocol)

@@ -35,6 +35,20 @@ log = logging.getLogger("openkws")
 STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)
 
 
+class StartupRefused(RuntimeError):
+    """Settings that contradict each other; the message says how to fix them."""
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse settings whose promise the server cannot keep, rather than serve something else."""
+    if settings.metrics_auth and not settings.auth:
+        raise StartupRefused(
+            "OPENKWS_METRICS_AUTH=on needs OPENKWS_AUTH=on: with auth off there are no API keys, so "
+            "/metrics would be open to anyone. Set OPENKWS_AUTH=on (the scraper sends an admin key), "
+            "or unset OPENKWS_METRICS_AUTH and keep /metrics off the public network"
+        )
+
+
 async def _follow_store(state: AppState) -> None:
     """Replicas sharing one registry pick up the others' writes. PostgreSQL: the change feed
     (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
@@ -68,8 +82,9 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
+            check_settings(settings)
             spotter, store, registry = await run_in_threadpool(load_engine, settings, metrics, counts, g2p)
-        except ModelContractError as e:
+        except (ModelContractError, StartupRefused) as e:
             log.error("openkws refuses to start: %s", e)
             raise
         batcher = make_batcher(settings, spotter, metrics)

@@ -30,8 +30,9 @@ MULTIPART_OVERHEAD = 64 << 10
 
 
 class TokenBucket:
-    """``burst`` tokens, refilled at ``rate`` per second; :meth:`take` returns 0.0 when a token was
-    taken, else the seconds until one will be available (nothing is taken then)."""
+    """``burst`` tokens, refilled at ``rate`` per second; :meth:`take` returns 0.0 when ``cost``
+    tokens (default one) were taken, else the seconds until they will be available (nothing is
+    taken then)."""
 
     def __init__(self, rate: float, burst: int, now: float | None = None) -> None:
         self.rate = rate
@@ -39,14 +40,14 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = time.monotonic() if now is None else now
 
-    def take(self, now: float | None = None) -> float:
+    def take(self, now: float | None = None, cost: float = 1.0) -> float:
         t = time.monotonic() if now is None else now
         self.tokens = min(self.burst, self.tokens + (t - self.stamp) * self.rate)
         self.stamp = t
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             return 0.0
-        return (1.0 - self.tokens) / self.rate
+        return (cost - self.tokens) / self.rate
 
 
 class RateLimiter:

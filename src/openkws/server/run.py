@@ -24,11 +24,11 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from openkws.protocol import CloseCode, ErrorMessage
 from openkws.server.app import create_app
 from openkws.server.auth import redact
+from openkws.server.ws_bounds import BoundedProtocol
 from openkws.settings import Settings
 
 log = logging.getLogger("openkws")
@@ -56,8 +56,9 @@ KEEPALIVE_MESSAGE = (
 )
 
 
-class KeepaliveProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's websocket protocol, with pong deadlines that only count while the server reads.
+class KeepaliveProtocol(BoundedProtocol):
+    """uvicorn's websocket protocol with the control-frame and write-buffer bounds of
+    :mod:`openkws.server.ws_bounds`, and pong deadlines that only count while the server reads.
 
     uvicorn pauses reading after each message until the app takes it; the app takes the next audio
     frame only when its backlog is under ``max_pending_seconds``. Meanwhile a pong cannot be read
@@ -156,7 +157,7 @@ def make_server(app: FastAPI, settings: Settings, log_level: str = "info") -> Gr
         # The handler answers a message up to 2x max_frame_bytes with a readable 1009 error; larger
         # ones are refused by the websocket layer itself (also 1009). The protocol pauses reading
         # after each message until the app takes it: one message waits per connection.
-        ws=KeepaliveProtocol,
+        ws=KeepaliveProtocol.configured(settings),  # the control-frame budget: openkws.server.ws_bounds
         ws_max_size=2 * settings.max_frame_bytes,
         ws_per_message_deflate=False,  # audio does not compress; no inflate work for clients to trigger
         ws_ping_interval=settings.ws_ping_interval_s,

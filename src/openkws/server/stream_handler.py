@@ -9,7 +9,8 @@ other close code. Nothing a client sends affects other streams.
 Bounded per connection: the websocket layer holds one message at most; input waiting for the
 engine stops the reads at ``max_pending_seconds`` / ``max_pending_bytes`` (TCP backpressure; pings
 still answered, :class:`openkws.server.run.KeepaliveProtocol`); a client that stops reading is dropped
-after ``send_timeout_s``. On shutdown every stream flushes, sends ``summary`` (``shutting_down``)
+after ``send_timeout_s``; control frames (pings) are charged to a byte budget below the app
+(:mod:`openkws.server.ws_bounds`). On shutdown every stream flushes, sends ``summary`` (``shutting_down``)
 and closes with 1001.
 """
 
@@ -44,6 +45,7 @@ from openkws.server.admission import CLOSE_TIMEOUT_S, SHUTDOWN_MESSAGE, Close
 from openkws.server.batcher import BatcherClosed, QueueFull
 from openkws.server.sessions import AudioSession
 from openkws.server.state import AppState
+from openkws.server.ws_bounds import BUDGET_ERROR
 
 log = logging.getLogger("openkws")
 
@@ -341,6 +343,8 @@ class StreamHandler:
             await self._send_error(c)
             return int(c.code)
         except _Disconnected as d:
+            if d.reason == BUDGET_ERROR:  # closed by the websocket layer (openkws.server.ws_bounds)
+                self.state.metrics.errors.labels(BUDGET_ERROR).inc()
             if d.code not in (1000, 1001):
                 log.info("stream %s: connection closed with %d %s", self._id, d.code, d.reason)
             return d.code
