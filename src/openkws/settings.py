@@ -183,6 +183,25 @@ class Settings(BaseSettings):
     max_queue: Annotated[
         int, Field(ge=1, description="pending inference jobs before requests are refused")
     ] = 4096
+    latency_budget_ms: Annotated[
+        float,
+        Field(
+            gt=0.0,
+            description="admission control: a new stream (or upload) is refused with 1013 / 503 when the "
+            "engine's measured lag, or the lag projected with one more stream, would exceed this",
+        ),
+    ] = 400.0
+    retry_after_s: Annotated[
+        int, Field(ge=1, description="Retry-After hint sent with an overload refusal")
+    ] = 5
+    workers: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="engine processes behind one port (SO_REUSEPORT), each with its own model and "
+            "index following the shared registry; None: one per CPU core",
+        ),
+    ] = None
     offline_chunk_seconds: Annotated[
         float, Field(gt=0, description="POST /v1/detect feeds the engine in chunks")
     ] = 5.0
@@ -192,6 +211,17 @@ class Settings(BaseSettings):
         if self.database_url is not None and not self.database_url.strip():
             raise ValueError("database_url is empty; leave it unset for the SQLite default")
         return self
+
+    def resolved_workers(self) -> int:
+        """``workers``, or the number of cores this process may run on."""
+        if self.workers is not None:
+            return self.workers
+        import os
+
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
 
     def resolved_database_url(self) -> str:
         if self.database_url is None:

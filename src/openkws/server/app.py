@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,17 @@ from openkws.keywords.changefeed import follow_change_feed
 from openkws.server.api import detect, health, keys, keywords, stream
 from openkws.server.api.errors import install_error_handlers
 from openkws.server.limits import BodyLimitMiddleware
-from openkws.server.metrics import DetectionCounts, HTTPMetricsMiddleware, Metrics
+from openkws.server.metrics import (
+    ASGIApp,
+    DetectionCounts,
+    HTTPMetricsMiddleware,
+    Message,
+    Metrics,
+    Receive,
+    Scope,
+    Send,
+)
+from openkws.server.sessions import warm_up
 from openkws.server.state import AppState, load_engine, make_batcher
 from openkws.settings import Settings
 from openkws.text import G2P
@@ -53,6 +64,27 @@ async def _follow_store(state: AppState) -> None:
             log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
 
 
+class WorkerHeader:
+    """Pure ASGI middleware: every HTTP response and websocket accept names the worker process that
+    served it (``X-OpenKWS-Worker: <pid>``), which matters with ``--workers N`` behind one port."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.header = (b"x-openkws-worker", str(os.getpid()).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_header(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, with_header)
+
+
 def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
     """Build the app. ``g2p`` lets a caller share one loaded G2P (its dictionary takes ~2 s to load)
     between app instances, e.g. in tests; by default each app loads its own."""
@@ -68,8 +100,10 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
             log.error("openkws refuses to start: %s", e)
             raise
         batcher = make_batcher(settings, spotter, metrics)
+        await run_in_threadpool(warm_up, spotter, batcher.load)  # admission has a cost from the start
         batcher.start()
         state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
+        metrics.watch_engine(batcher.load, lambda: state.active_streams)
         app.state.openkws = state
         sync = asyncio.create_task(_follow_store(state)) if settings.sync_interval_s > 0 else None
         try:
@@ -103,4 +137,5 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
 
     app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    app.add_middleware(WorkerHeader)
     return app

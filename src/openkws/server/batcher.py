@@ -6,12 +6,18 @@ waiting at most ``max_wait_s`` for stragglers, and runs the batch in a bounded t
 larger batch. The event loop itself never runs inference.
 
 If a batch raises, each job is retried alone, so one broken job fails only its own future.
+
+:class:`EngineLoad` measures what admission control needs: the wall time each batch holds a worker
+(GIL waits and preemption included, so it is what a stream actually waits for), the stream-seconds of
+audio that time bought, and how old the oldest audio of each batch was when its step ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +29,91 @@ from openkws.server.metrics import Metrics
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+LAG_WINDOW_S = 1.0  # the backlog is the worst lag of the batches that ended this recently
+
+
+class EngineLoad:
+    """The engine's measured cost and lag (thread-safe; batches record, admission reads).
+
+    * ``cost``: worker-seconds per stream-second of audio, over time-decayed sums (half-life
+      ``half_life_s``), so it follows the batch sizes and the contention of the current load.
+    * ``step_s``: time-decayed mean wall time of one batch.
+    * ``backlog_s``: the worst lag of the last second: for each batch, the audio that waited
+      longest (queued audio at the step's start) plus the step's wall time.
+    * ``utilisation(n)``: ``n`` streams x ``cost`` / ``slots``; at 1 the workers never rest.
+
+    Example:
+        >>> load = EngineLoad(slots=2)
+        >>> load.record(busy_s=0.05, audio_s=5.0, lag_s=0.2, now=10.0)
+        >>> round(load.cost, 3), round(load.utilisation(100), 2)
+        (0.01, 0.5)
+        >>> round(load.backlog_s(now=10.5), 2), load.backlog_s(now=12.0)
+        (0.2, 0.0)
+    """
+
+    def __init__(self, slots: int, half_life_s: float = 5.0) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.slots = slots
+        self.half_life_s = half_life_s
+        self._lock = threading.Lock()
+        self._busy = 0.0  # decayed worker-seconds
+        self._audio = 0.0  # decayed stream-seconds
+        self._step_busy = 0.0  # decayed worker-seconds of recorded steps (not the seed)
+        self._steps = 0.0  # decayed batch count
+        self._at: float | None = None
+        self._lags: deque[tuple[float, float]] = deque()
+
+    def _decay(self, now: float) -> None:
+        if self._at is not None and now > self._at:
+            f = math.exp(-math.log(2.0) * (now - self._at) / self.half_life_s)
+            self._busy, self._audio = self._busy * f, self._audio * f
+            self._step_busy, self._steps = self._step_busy * f, self._steps * f
+        self._at = now if self._at is None else max(self._at, now)
+
+    def record(self, busy_s: float, audio_s: float, lag_s: float = 0.0, now: float | None = None) -> None:
+        """One batch: its wall time, the stream-seconds it processed, its oldest audio's lag."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._decay(now)
+            self._busy += max(0.0, busy_s)
+            self._audio += max(0.0, audio_s)
+            self._step_busy += max(0.0, busy_s)
+            self._steps += 1.0
+            self._lags.append((now, lag_s))
+            while self._lags and self._lags[0][0] < now - LAG_WINDOW_S:
+                self._lags.popleft()
+
+    def seed(self, busy_s: float, audio_s: float) -> None:
+        """A first cost measurement (the start-up warm-up): no step time or lag, since a small cold
+        batch says nothing about the steps of a loaded engine."""
+        with self._lock:
+            self._decay(time.monotonic())
+            self._busy += max(0.0, busy_s)
+            self._audio += max(0.0, audio_s)
+
+    @property
+    def cost(self) -> float | None:
+        """Worker-seconds per stream-second; None before any audio was processed."""
+        with self._lock:
+            return self._busy / self._audio if self._audio > 1e-9 else None
+
+    @property
+    def step_s(self) -> float | None:
+        with self._lock:
+            return self._step_busy / self._steps if self._steps > 1e-9 else None
+
+    def utilisation(self, streams: int) -> float:
+        """Share of the workers' time that ``streams`` real-time streams take (0 when unmeasured)."""
+        c = self.cost
+        return 0.0 if c is None else streams * c / self.slots
+
+    def backlog_s(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return max((lag for t, lag in self._lags if t >= now - LAG_WINDOW_S), default=0.0)
 
 
 class QueueFull(RuntimeError):
@@ -51,6 +142,7 @@ class MicroBatcher(Generic[T, R]):
         max_queue: int,
         metrics: Metrics | None = None,
         name: str = "openkws-infer",
+        load: EngineLoad | None = None,
     ) -> None:
         self._process = process
         self.max_batch = max_batch
@@ -64,10 +156,18 @@ class MicroBatcher(Generic[T, R]):
         self._slots = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self.load = load or EngineLoad(workers)
 
     @property
     def depth(self) -> int:
         return len(self._jobs)
+
+    def oldest_wait_s(self) -> float:
+        """How long the oldest queued job has waited for a worker (0 when none waits)."""
+        for job in self._jobs:
+            if not job.future.done():
+                return max(0.0, time.perf_counter() - job.enqueued)
+        return 0.0
 
     def start(self) -> None:
         if self._task is None:
