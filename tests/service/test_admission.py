@@ -104,8 +104,8 @@ def test_slow_engine_refuses_new_streams_and_uploads_but_keeps_the_open_one(
         assert r.status_code == 503 and r.headers["retry-after"] == "7"
         assert r.json()["error"]["code"] == "overloaded"
         m = samples(c)
-        assert m["openkws_engine_backlog_seconds{}"] > 0.4
-        assert m["openkws_engine_step_seconds{}"] > 0.0
+        assert "openkws_engine_backlog_seconds{}" in m  # a one-second window: its value is not timed here
+        assert m["openkws_engine_step_seconds{}"] > 0.4  # decayed sums: the mean of the slow steps
         assert sum(v for k, v in m.items() if k.startswith("openkws_admission_refusals_total{")) == 2
         assert (
             m.get("openkws_admission_refusals_total{reason=backlog,source=stream}", 0)
