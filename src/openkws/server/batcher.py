@@ -1,9 +1,10 @@
 """Micro-batching across streams: many coroutines ``submit`` work, one consumer groups it.
 
-The consumer waits on an event (never polls) for the first job, then takes up to ``max_batch`` jobs,
-waiting at most ``max_wait_s`` for stragglers, and runs the batch in a bounded thread pool. At most
-``workers`` batches run at once; while all workers are busy, new jobs accumulate into the next,
-larger batch. The event loop itself never runs inference.
+The consumer waits on an event (never polls) for the first job, then takes up to ``max_batch`` jobs
+(the queue shared among the free workers, :meth:`MicroBatcher.batch_cap`), waiting at most
+``max_wait_s`` for stragglers, and runs the batch in a bounded thread pool. At most ``workers``
+batches run at once; while all workers are busy, new jobs accumulate into the next, larger batch.
+The event loop itself never runs inference.
 
 If a batch raises, each job is retried alone, so one broken job fails only its own future.
 
@@ -31,6 +32,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+MIN_SPLIT = 8  # a batch is split across free workers only above this many jobs
 LAG_WINDOW_S = 1.0  # the backlog is the worst lag of the batches that ended this recently
 
 
@@ -156,6 +158,7 @@ class MicroBatcher(Generic[T, R]):
         self._slots = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._running = 0  # batches in the workers
         self.load = load or EngineLoad(workers)
 
     @property
@@ -214,20 +217,37 @@ class MicroBatcher(Generic[T, R]):
                     return False
         return True
 
+    def batch_cap(self, queued: int, free_workers: int) -> int:
+        """Jobs the next batch may take: the queue shared among the free workers, never below
+        ``MIN_SPLIT`` (small batches keep their batching gain) nor above ``max_batch``.
+
+        Each stream has one job at a time, so a batch that takes every stream leaves the other
+        workers nothing to do until it ends, and then every stream resubmits at once into the next
+        single batch: the streams stay in lockstep on one thread. Splitting the queue breaks that.
+
+        Example:
+            >>> b = MicroBatcher(lambda xs: xs, max_batch=64, max_wait_s=0.0, workers=2, max_queue=8)
+            >>> b.batch_cap(64, 2), b.batch_cap(64, 1), b.batch_cap(6, 2), b.batch_cap(300, 2)
+            (32, 64, 8, 64)
+        """
+        share = -(-queued // max(1, free_workers))
+        return max(1, min(self.max_batch, max(MIN_SPLIT, share)))
+
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._slots.acquire()  # a free worker first: jobs pile up into bigger batches meanwhile
             await self._wait_for_job(None)
+            cap = self.batch_cap(len(self._jobs), self.workers - self._running)
             batch: list[_Job[T, R]] = []
             deadline = loop.time() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                while self._jobs and len(batch) < self.max_batch:
+            while len(batch) < cap:
+                while self._jobs and len(batch) < cap:
                     job = self._jobs.popleft()
                     if not job.future.done():  # its submitter gave up (client went away)
                         batch.append(job)
                 remaining = deadline - loop.time()
-                if len(batch) >= self.max_batch or remaining <= 0 or not await self._wait_for_job(remaining):
+                if len(batch) >= cap or remaining <= 0 or not await self._wait_for_job(remaining):
                     break
             self._gauge()
             if not batch:
@@ -237,6 +257,7 @@ class MicroBatcher(Generic[T, R]):
                 now = time.perf_counter()
                 for j in batch:
                     self._metrics.queue_wait.observe(max(0.0, now - j.enqueued))
+            self._running += 1
             fut = loop.run_in_executor(self._executor, self._run, [j.item for j in batch])
             fut.add_done_callback(lambda f, b=batch: self._done(f, b))  # type: ignore[misc]
 
@@ -259,6 +280,7 @@ class MicroBatcher(Generic[T, R]):
         return results
 
     def _done(self, fut: asyncio.Future[list[R | BaseException]], batch: list[_Job[T, R]]) -> None:
+        self._running -= 1
         self._slots.release()
         exc: BaseException | None = (
             BatcherClosed("the server is shutting down") if fut.cancelled() else fut.exception()
