@@ -1,10 +1,11 @@
 """N engine processes behind one port (``openkws serve --workers N``, ``OPENKWS_WORKERS``).
 
-One process cannot use more than about 1.2 of 2 cores: the per-frame Python work of the engine step
-and the event loop hold the GIL (docs/BENCHMARKS.md, "Where the service's time goes"). So each
-worker is a whole service (model, index, micro-batcher, admission control) in its own process, and
-every worker listens on the same address with ``SO_REUSEPORT``: the kernel spreads new connections
-over the workers. A stream stays on the worker that accepted it.
+One process used at most about 1.2 of 2 cores (docs/BENCHMARKS.md, "What stops one process at
+about 1.2 cores"): its streams fell into lockstep in one batch on one thread, and its event loop and
+the Python around the ONNX calls share one GIL. Each worker is a whole service (model, index,
+micro-batcher, admission control) in its own process, and every worker listens on the same address
+with ``SO_REUSEPORT``: the kernel spreads new connections over the workers. A stream stays on the
+worker that accepted it.
 
 The workers share the keyword registry like replicas do: PostgreSQL through the change feed, SQLite
 by re-reading the store every ``sync_interval_s`` (1 s unless set), so an enrollment made through
