@@ -202,6 +202,14 @@ class Settings(BaseSettings):
             "index following the shared registry; None: one per CPU core",
         ),
     ] = None
+    worker_id: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            description="set by `openkws serve --workers N` for each worker (0..N-1); responses carry it "
+            "in X-OpenKWS-Worker",
+        ),
+    ] = None
     offline_chunk_seconds: Annotated[
         float, Field(gt=0, description="POST /v1/detect feeds the engine in chunks")
     ] = 5.0

@@ -46,9 +46,10 @@ def test_backlog_is_the_worst_lag_of_the_last_second() -> None:
     load = EngineLoad(slots=1)
     load.record(busy_s=0.01, audio_s=1.0, lag_s=0.9, now=0.0)
     load.record(busy_s=0.01, audio_s=1.0, lag_s=0.2, now=0.5)
-    assert engine_verdict(load, 0, 400.0, now=0.6).reason == "backlog"
+    assert engine_verdict(load, 1, 400.0, now=0.6).reason == "backlog"
+    assert engine_verdict(load, 0, 400.0, now=0.6).reason is None  # no open stream to protect
     assert load.backlog_s(now=1.2) == pytest.approx(0.2)  # the 0.9 s lag has left the window
-    assert engine_verdict(load, 0, 400.0, now=1.2).reason is None
+    assert engine_verdict(load, 1, 400.0, now=1.2).reason is None
 
 
 def test_engine_load_rejects_no_workers() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
 from bench._server import ServerProcess, frames_of
 from openkws.server.workers import check_port_free, worker_settings
@@ -27,6 +28,12 @@ def test_worker_settings_turn_registry_sync_on(tmp_path: Path) -> None:
     assert worker_settings(Settings(data_dir=tmp_path, sync_interval_s=3.0)).sync_interval_s == 3.0
     assert Settings(workers=3).resolved_workers() == 3
     assert Settings().resolved_workers() >= 1
+
+
+def test_responses_name_their_worker(make_client: Callable[..., TestClient]) -> None:
+    c = make_client(worker_id=1)
+    assert c.get("/healthz").headers[WORKER] == "1"
+    assert c.get("/v1/nothing-here").headers[WORKER] == "1"  # errors too
 
 
 def test_port_in_use_is_a_clear_error() -> None:

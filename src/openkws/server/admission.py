@@ -69,6 +69,8 @@ def engine_verdict(load: EngineLoad, streams: int, budget_ms: float, extra_strea
         'latency_budget'
     """
     lag_ms = 1000.0 * max(load.backlog_s(now), queued_s + (load.step_s or 0.0))
+    if streams == 0:  # no admitted stream to protect: the first stream of an idle engine is admitted
+        return Verdict(None, lag_ms=lag_ms)
     if lag_ms > budget_ms:
         return Verdict(
             "backlog",
@@ -77,8 +79,6 @@ def engine_verdict(load: EngineLoad, streams: int, budget_ms: float, extra_strea
             lag_ms,
         )
     step, u = load.step_s, load.utilisation(streams + extra_streams)
-    if streams == 0:  # no admitted stream to protect
-        return Verdict(None, lag_ms=lag_ms)
     if step is None and u < 1.0:  # no step yet (only the warm-up's cost): refuse only at saturation
         return Verdict(None, lag_ms=lag_ms)
     projected_ms = float("inf") if u >= 1.0 or step is None else 1000.0 * step / (1.0 - u)

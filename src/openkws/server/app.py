@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -65,12 +64,12 @@ async def _follow_store(state: AppState) -> None:
 
 
 class WorkerHeader:
-    """Pure ASGI middleware: every HTTP response and websocket accept names the worker process that
-    served it (``X-OpenKWS-Worker: <pid>``), which matters with ``--workers N`` behind one port."""
+    """Pure ASGI middleware: with ``--workers N`` behind one port, every HTTP response and websocket
+    accept names the worker that served it (``X-OpenKWS-Worker: <0..N-1>``)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, worker_id: int) -> None:
         self.app = app
-        self.header = (b"x-openkws-worker", str(os.getpid()).encode())
+        self.header = (b"x-openkws-worker", str(worker_id).encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -137,5 +136,6 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
 
     app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
-    app.add_middleware(WorkerHeader)
+    if settings.worker_id is not None:
+        app.add_middleware(WorkerHeader, worker_id=settings.worker_id)
     return app

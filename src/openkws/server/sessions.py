@@ -98,13 +98,14 @@ class BatchRunner:
                 raise s.error
         before = [s.stream.samples_received for s in sessions]
         t0 = time.perf_counter()
-        waited = max((s.stream.pending_seconds for s in sessions), default=0.0)
+        # A live stream's queued audio is its lag; an upload's queued chunk is not (it is not real time).
+        live = [s.stream.pending_seconds for s in sessions if s.source == "stream"]
         consumed = [consumed_seconds(s.stream) for s in sessions]
         results = self.spotter.decode_streams([s.stream for s in sessions])
         if self.load is not None:
             wall = time.perf_counter() - t0
             audio = sum(consumed_seconds(s.stream) - c for s, c in zip(sessions, consumed, strict=True))
-            self.load.record(wall, audio, waited + wall)
+            self.load.record(wall, audio, max(live) + wall if live else 0.0)
         if self.metrics is not None:
             for s, b in zip(sessions, before, strict=True):
                 if s.stream.samples_received > b:

@@ -10,8 +10,8 @@ worker that accepted it.
 The workers share the keyword registry like replicas do: PostgreSQL through the change feed, SQLite
 by re-reading the store every ``sync_interval_s`` (1 s unless set), so an enrollment made through
 one worker reaches the streams of every other within about that time. Limits, admission control,
-``/metrics`` and ``GET /v1/detections/counts`` are per worker (each response names its worker in
-the ``X-OpenKWS-Worker`` header).
+``/metrics`` and ``GET /v1/detections/counts`` are per worker (each response names its worker,
+0..N-1, in the ``X-OpenKWS-Worker`` header).
 
 The parent only supervises: it checks that the port is free, creates the store's tables once,
 starts the workers, restarts one that dies, and on SIGTERM/SIGINT passes SIGTERM on, so that every
@@ -97,7 +97,7 @@ def _worker_main(settings_json: str, log_level: str, index: int, parent: int) ->
     logging.basicConfig(
         level=log_level.upper(), format=f"%(asctime)s %(levelname)s %(name)s[worker {index}]: %(message)s"
     )
-    settings = Settings.model_validate_json(settings_json)
+    settings = Settings.model_validate_json(settings_json).model_copy(update={"worker_id": index})
     sock = listen_socket(settings.host, settings.port)
     make_server(create_app(settings), settings, log_level).run(sockets=[sock])
 
