@@ -36,6 +36,25 @@ def test_responses_name_their_worker(make_client: Callable[..., TestClient]) -> 
     assert c.get("/v1/nothing-here").headers[WORKER] == "1"  # errors too
 
 
+def test_sqlite_version_sees_commits_of_other_connections(tmp_path: Path) -> None:
+    import sqlite3
+
+    from openkws.server.app import SqliteVersion
+
+    db = str(tmp_path / "k.db")
+    writer = sqlite3.connect(db)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE t (x)")
+    writer.commit()
+    v = SqliteVersion(db)
+    assert not v.changed()
+    writer.execute("INSERT INTO t VALUES (1)")
+    writer.commit()
+    assert v.changed() and not v.changed()
+    v.close()
+    writer.close()
+
+
 def test_port_in_use_is_a_clear_error() -> None:
     import socket
 
@@ -95,7 +114,7 @@ def test_enrollment_through_one_worker_reaches_a_stream_on_another(
         )
         assert r.status_code == 201, r.text
         kid, enrolled_on = r.json()["id"], r.headers[WORKER]
-        # every worker's index has it (SQLite: each worker re-reads the store every second)
+        # every worker's index has it (SQLite: a worker re-reads the store when another one commits)
         seen: dict[str, int] = {}
         while set(seen) != workers or any(v != 1 for v in seen.values()):
             assert time.monotonic() < deadline, (seen, server.log_tail())

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -45,22 +46,71 @@ log = logging.getLogger("openkws")
 STATIC_DIR = Path(__file__).parent / "static"  # the web demo (docs/DEPLOY.md)
 
 
+SQLITE_POLL_S = 0.1  # how often a SQLite follower asks whether another connection committed
+
+
+class SqliteVersion:
+    """``PRAGMA data_version`` on a connection of its own: it changes whenever another connection
+    (another worker or replica, or this process's pool) commits to the file. A cheap question to ask
+    often; the registry is re-read only when the answer changes."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path)
+        self.last = self.read()
+
+    def read(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        now = self.read()
+        changed, self.last = now != self.last, now
+        return changed
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 async def _follow_store(state: AppState) -> None:
-    """Replicas sharing one registry pick up the others' writes. PostgreSQL: the change feed
-    (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
-    :mod:`openkws.keywords.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
+    """Replicas (and ``--workers``) sharing one registry pick up the others' writes. PostgreSQL: the
+    change feed (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
+    :mod:`openkws.keywords.changefeed`). SQLite: the registry is re-read when ``PRAGMA data_version``
+    says another connection committed (asked every 0.1 s), and every sync_interval_s regardless."""
     if state.store.backend == "postgresql":
         await follow_change_feed(state.registry, state.settings.sync_interval_s, state.metrics.registry)
         return
-    while True:
-        await asyncio.sleep(state.settings.sync_interval_s)
+    loop = asyncio.get_running_loop()
+    path = state.store.engine.url.database
+    version: SqliteVersion | None = None
+    if path and path != ":memory:":
         try:
-            added, removed, updated = await run_in_threadpool(state.registry.sync)
-        except Exception:  # a database blip must not stop the service; the next round retries
-            log.exception("keyword store sync failed")
-            continue
-        if added or removed or updated:
-            log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
+            version = SqliteVersion(path)
+        except sqlite3.Error:
+            log.warning(
+                "cannot watch %s for other writers; re-reading it every %g s",
+                path,
+                state.settings.sync_interval_s,
+            )
+    next_full = loop.time() + state.settings.sync_interval_s
+    try:
+        while True:
+            await asyncio.sleep(SQLITE_POLL_S if version is not None else state.settings.sync_interval_s)
+            try:
+                changed = version is not None and version.changed()
+            except sqlite3.Error:
+                changed = True  # cannot tell: re-read
+            if not changed and loop.time() < next_full:
+                continue
+            next_full = loop.time() + state.settings.sync_interval_s
+            try:
+                added, removed, updated = await run_in_threadpool(state.registry.sync)
+            except Exception:  # a database blip must not stop the service; the next round retries
+                log.exception("keyword store sync failed")
+                continue
+            if added or removed or updated:
+                log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
+    finally:
+        if version is not None:
+            version.close()
 
 
 class WorkerHeader:

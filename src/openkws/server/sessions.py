@@ -116,7 +116,7 @@ class BatchRunner:
 
 
 WARM_UP_STREAMS = 8
-WARM_UP_SECONDS = 1.0
+WARM_UP_SECONDS = 0.5
 
 
 def warm_up(spotter: Spotter, load: EngineLoad | None = None) -> None:

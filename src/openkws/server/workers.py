@@ -8,8 +8,9 @@ with ``SO_REUSEPORT``: the kernel spreads new connections over the workers. A st
 worker that accepted it.
 
 The workers share the keyword registry like replicas do: PostgreSQL through the change feed, SQLite
-by re-reading the store every ``sync_interval_s`` (1 s unless set), so an enrollment made through
-one worker reaches the streams of every other within about that time. Limits, admission control,
+by re-reading the store when another connection committed (``PRAGMA data_version``, asked every
+0.1 s) and every ``sync_interval_s`` (1 s unless set), so an enrollment made through one worker
+reaches every other within about 0.1-0.2 s. Limits, admission control,
 ``/metrics`` and ``GET /v1/detections/counts`` are per worker (each response names its worker,
 0..N-1, in the ``X-OpenKWS-Worker`` header).
 
