@@ -217,9 +217,10 @@ class ErrorMessage(_Out):
     code: str
     message: str
     close_code: int
-    retry_after_s: int | None = Field(
-        None, description="overload refusals (1013): seconds to wait before reconnecting; omitted otherwise"
-    )
+    retry_after_s: Annotated[
+        int | None,
+        Field(description="overload refusals (1013): seconds to wait before reconnecting; omitted otherwise"),
+    ] = None
 
     @model_serializer(mode="wrap")
     def _omit_unset_retry(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
