@@ -42,8 +42,8 @@ class EngineLoad:
     * ``cost``: worker-seconds per stream-second of audio, over time-decayed sums (half-life
       ``half_life_s``), so it follows the batch sizes and the contention of the current load.
     * ``step_s``: time-decayed mean wall time of one batch.
-    * ``backlog_s``: the worst lag of the last second: for each batch, the audio that waited
-      longest (queued audio at the step's start) plus the step's wall time.
+    * ``backlog_s``: the worst lag of the last second: for each batch, how long the oldest queued
+      audio of a live stream had waited at the step's start, plus the step's wall time.
     * ``utilisation(n)``: ``n`` streams x ``cost`` / ``slots``; at 1 the workers never rest.
 
     Example:

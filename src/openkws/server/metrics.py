@@ -111,7 +111,7 @@ class Metrics:
         )
         self.engine_backlog = Gauge(
             "openkws_engine_backlog_seconds",
-            "Worst engine lag of the last second: the oldest queued audio at a step's start plus the step",
+            "Worst engine lag of the last second: the oldest queued audio's wait at a step's start plus the step",
             registry=r,
         )
         self.engine_utilisation = Gauge(

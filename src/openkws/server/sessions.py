@@ -37,6 +37,9 @@ class AudioSession:
         self.error: AudioError | None = None  # a bad frame fails the session's next batch job
         self.frames = 0
         self.samples_in = 0  # per channel, at the input rate (everything accepted)
+        # When the oldest audio still queued arrived (monotonic): its wait is the engine's lag on
+        # this stream, whatever the client's frame size.
+        self.queued_at: float | None = None
 
     # -- event loop side: cheap conversions and appends only ----------------------------------------
     def push_bytes(self, data: bytes) -> None:
@@ -53,6 +56,8 @@ class AudioSession:
 
     def push_samples(self, x: np.ndarray) -> None:
         """float32 [n, channels] (or [n]) at the session's input rate."""
+        if self.queued_at is None:
+            self.queued_at = time.monotonic()
         self.stream.accept_waveform(self.sample_rate, x)
         self.samples_in += len(x)
 
@@ -97,13 +102,16 @@ class BatchRunner:
             if s.error is not None:  # raised here so the batcher retries the others without it
                 raise s.error
         before = [s.stream.samples_received for s in sessions]
-        t0 = time.perf_counter()
-        # A live stream's queued audio is its lag; an upload's queued chunk is not (it is not real time).
-        live = [s.stream.pending_seconds for s in sessions if s.source == "stream"]
+        t0 = time.monotonic()
+        # A live stream's lag is how long its oldest queued audio has waited; an upload's queued
+        # chunk is not real time and does not count.
+        live = [t0 - s.queued_at for s in sessions if s.source == "stream" and s.queued_at is not None]
         consumed = [consumed_seconds(s.stream) for s in sessions]
         results = self.spotter.decode_streams([s.stream for s in sessions])
+        for s in sessions:  # audio still queued arrived during the step (or was over the step's cap)
+            s.queued_at = None if s.stream.pending_seconds == 0 else t0
         if self.load is not None:
-            wall = time.perf_counter() - t0
+            wall = time.monotonic() - t0
             audio = sum(consumed_seconds(s.stream) - c for s, c in zip(sessions, consumed, strict=True))
             self.load.record(wall, audio, max(live) + wall if live else 0.0)
         if self.metrics is not None:
