@@ -42,6 +42,25 @@ def user_data_dir() -> Path:
     return Path(base) / "openkws"
 
 
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: affinity, capped by the cgroup v2 quota (``cpu.max``: ``quota period``
+    or ``max period``), rounded up."""
+    import math
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):  # no cgroup v2 limit to read
+        pass
+    return max(1, cores)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENKWS_", extra="ignore", frozen=True)
 
@@ -221,15 +240,11 @@ class Settings(BaseSettings):
         return self
 
     def resolved_workers(self) -> int:
-        """``workers``, or the number of cores this process may run on."""
+        """``workers``, or the cores this process may use: its CPU affinity, capped by a cgroup v2
+        CPU quota (a container limited to 2 CPUs on a 64-core node gets 2 workers, not 64)."""
         if self.workers is not None:
             return self.workers
-        import os
-
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not Linux
-            return max(1, os.cpu_count() or 1)
+        return usable_cores()
 
     def resolved_database_url(self) -> str:
         if self.database_url is None:

@@ -30,6 +30,21 @@ def test_worker_settings_turn_registry_sync_on(tmp_path: Path) -> None:
     assert Settings().resolved_workers() >= 1
 
 
+def test_default_workers_follow_the_cgroup_quota(tmp_path: Path) -> None:
+    import os
+
+    from openkws.settings import usable_cores
+
+    cores = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs: 2 workers at most
+    assert usable_cores(tmp_path / "cpu.max") == min(cores, 2)
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(tmp_path / "cpu.max") == cores
+    assert usable_cores(tmp_path / "absent") == cores
+    (tmp_path / "cpu.max").write_text("garbage")
+    assert usable_cores(tmp_path / "cpu.max") == cores
+
+
 def test_responses_name_their_worker(make_client: Callable[..., TestClient]) -> None:
     c = make_client(worker_id=1)
     assert c.get("/healthz").headers[WORKER] == "1"
