@@ -111,9 +111,9 @@ def test_enrollment_through_one_worker_reaches_a_stream_on_another(
     )
     server.start()
     try:
-        server.wait_ready(timeout=300)
+        server.wait_ready(timeout=900)  # two model loads; slow on a busy machine
         workers: set[str] = set()
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + 900
         while len(workers) < 2:  # both workers up (each new connection may land on either)
             assert time.monotonic() < deadline, server.log_tail()
             try:
