@@ -178,4 +178,6 @@ def run(settings: Settings, log_level: str = "info") -> None:
         return
     from openkws.server.workers import run_workers
 
-    run_workers(settings, n, log_level)
+    code = run_workers(settings, n, log_level)
+    if code:
+        raise SystemExit(code)  # a worker did not drain cleanly
