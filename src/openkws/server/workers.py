@@ -162,7 +162,9 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
                 log.warning("worker pid %s did not exit in time; killing it", p.pid)
                 p.kill()
                 p.join(5.0)
-        return 0 if all(p.exitcode == 0 for p in procs) else 1
+        # uvicorn re-raises the signal it drained on, so a cleanly drained worker may end by it
+        clean = (0, -int(signal.SIGTERM), -int(signal.SIGINT))
+        return 0 if all(p.exitcode in clean for p in procs) else 1
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
