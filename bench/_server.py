@@ -39,7 +39,8 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m openkws.cli serve`` on 127.0.0.1 with a log file; start, wait ready, kill or stop.
 
-    The server runs on CPU (``OPENKWS_DEVICE=cpu``) and, unless ``omp_threads`` is None, with
+    The server runs on CPU (``OPENKWS_DEVICE=cpu``), as one process (``OPENKWS_WORKERS=1``; pass
+    another value in ``env`` for several engine workers) and, unless ``omp_threads`` is None, with
     ``OMP_NUM_THREADS`` set; ``env`` is laid over that and the caller's environment.
     """
 
@@ -64,7 +65,7 @@ class ServerProcess:
         self.omp_threads = omp_threads
 
     def start(self) -> None:
-        env = {**os.environ, "OPENKWS_DEVICE": "cpu"}
+        env = {**os.environ, "OPENKWS_DEVICE": "cpu", "OPENKWS_WORKERS": "1"}
         if self.omp_threads is not None:
             env["OMP_NUM_THREADS"] = str(self.omp_threads)
         env.update(self.env)

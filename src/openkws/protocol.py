@@ -30,9 +30,17 @@ Example:
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Annotated, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    ValidationError,
+    model_serializer,
+)
 
 PROTOCOL_VERSION = 1
 
@@ -210,6 +218,17 @@ class ErrorMessage(_Out):
     code: str
     message: str
     close_code: int
+    retry_after_s: Annotated[
+        int | None,
+        Field(description="overload refusals (1013): seconds to wait before reconnecting; omitted otherwise"),
+    ] = None
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_retry(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        out: dict[str, Any] = handler(self)
+        if out.get("retry_after_s") is None:
+            out.pop("retry_after_s", None)
+        return out
 
 
 class SummaryMessage(_Out):

@@ -42,6 +42,25 @@ def user_data_dir() -> Path:
     return Path(base) / "openkws"
 
 
+def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """CPUs this process may use: affinity, capped by the cgroup v2 quota (``cpu.max``: ``quota period``
+    or ``max period``), rounded up."""
+    import math
+    import os
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):  # no cgroup v2 limit to read
+        pass
+    return max(1, cores)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENKWS_", extra="ignore", frozen=True)
 
@@ -205,6 +224,33 @@ class Settings(BaseSettings):
     max_queue: Annotated[
         int, Field(ge=1, description="pending inference jobs before requests are refused")
     ] = 4096
+    latency_budget_ms: Annotated[
+        float,
+        Field(
+            gt=0.0,
+            description="admission control: a new stream (or upload) is refused with 1013 / 503 when the "
+            "engine's measured lag, or the lag projected with one more stream, would exceed this",
+        ),
+    ] = 400.0
+    retry_after_s: Annotated[
+        int, Field(ge=1, description="Retry-After hint sent with an overload refusal")
+    ] = 5
+    workers: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="engine processes behind one port (SO_REUSEPORT), each with its own model and "
+            "index following the shared registry; None: one per CPU core",
+        ),
+    ] = None
+    worker_id: Annotated[
+        int | None,
+        Field(
+            ge=0,
+            description="set by `openkws serve --workers N` for each worker (0..N-1); responses carry it "
+            "in X-OpenKWS-Worker",
+        ),
+    ] = None
     offline_chunk_seconds: Annotated[
         float, Field(gt=0, description="POST /v1/detect feeds the engine in chunks")
     ] = 5.0
@@ -214,6 +260,13 @@ class Settings(BaseSettings):
         if self.database_url is not None and not self.database_url.strip():
             raise ValueError("database_url is empty; leave it unset for the SQLite default")
         return self
+
+    def resolved_workers(self) -> int:
+        """``workers``, or the cores this process may use: its CPU affinity, capped by a cgroup v2
+        CPU quota (a container limited to 2 CPUs on a 64-core node gets 2 workers, not 64)."""
+        if self.workers is not None:
+            return self.workers
+        return usable_cores()
 
     def resolved_database_url(self) -> str:
         if self.database_url is None:

@@ -251,6 +251,9 @@ REQUIRED_PANELS = {
     "enrolled keywords": ["openkws_enrolled_keywords"],
     "cpu": ["process_cpu_seconds_total"],
     "memory": ["process_resident_memory_bytes"],
+    "engine backlog": ["openkws_engine_backlog_seconds"],
+    "engine utilisation": ["openkws_engine_utilisation"],
+    "admission refusals": ["openkws_admission_refusals_total"],
 }
 
 

@@ -4,7 +4,7 @@ Sub-apps are imported at start-up, so their modules must not import torch at mod
 
 Service commands::
 
-    openkws serve [--host H] [--port P] [--model-dir DIR]      # the REST + websocket server
+    openkws serve [--host H] [--port P] [--model-dir DIR] [--workers N]  # the REST + websocket server
     openkws keywords add "hey jarvis" [--threshold 0.6] [--proxy text|tts|both] [--phonemes "..."]
     openkws keywords list | rm ID... | set ID --threshold T     # talk to a running server
     openkws keywords import FILE | export FILE                  # YAML or CSV keyword lists
@@ -135,6 +135,10 @@ def serve(
         str | None, typer.Option(help="SQLAlchemy URL, e.g. postgresql://user:pw@host/db")
     ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="engine processes behind the port (default OPENKWS_WORKERS or one per core)"),
+    ] = None,
 ) -> None:
     """Run the REST + websocket server (settings: flags, else OPENKWS_* environment variables)."""
     import logging
@@ -151,6 +155,7 @@ def serve(
             "model_dir": model_dir,
             "data_dir": data_dir,
             "database_url": database_url,
+            "workers": workers,
         }.items()
         if v is not None
     }

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -26,7 +27,17 @@ from openkws.keywords.changefeed import follow_change_feed
 from openkws.server.api import detect, health, keys, keywords, stream
 from openkws.server.api.errors import install_error_handlers
 from openkws.server.limits import BodyLimitMiddleware
-from openkws.server.metrics import DetectionCounts, HTTPMetricsMiddleware, Metrics
+from openkws.server.metrics import (
+    ASGIApp,
+    DetectionCounts,
+    HTTPMetricsMiddleware,
+    Message,
+    Metrics,
+    Receive,
+    Scope,
+    Send,
+)
+from openkws.server.sessions import warm_up
 from openkws.server.state import AppState, load_engine, make_batcher
 from openkws.settings import Settings
 from openkws.text import G2P
@@ -47,12 +58,35 @@ def check_settings(settings: Settings) -> None:
             "/metrics would be open to anyone. Set OPENKWS_AUTH=on (the scraper sends an admin key), "
             "or unset OPENKWS_METRICS_AUTH and keep /metrics off the public network"
         )
+SQLITE_POLL_S = 0.1  # how often a SQLite follower asks whether another connection committed
+
+
+class SqliteVersion:
+    """``PRAGMA data_version`` on a connection of its own: it changes whenever another connection
+    (another worker or replica, or this process's pool) commits to the file. A cheap question to ask
+    often; the registry is re-read only when the answer changes."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path)
+        self.last = self.read()
+
+    def read(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def changed(self) -> bool:
+        now = self.read()
+        changed, self.last = now != self.last, now
+        return changed
+
+    def close(self) -> None:
+        self._conn.close()
 
 
 async def _follow_store(state: AppState) -> None:
-    """Replicas sharing one registry pick up the others' writes. PostgreSQL: the change feed
-    (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
-    :mod:`openkws.keywords.changefeed`). SQLite: the whole registry is re-read every sync_interval_s."""
+    """Replicas (and ``--workers``) sharing one registry pick up the others' writes. PostgreSQL: the
+    change feed (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
+    :mod:`openkws.keywords.changefeed`). SQLite: the registry is re-read when ``PRAGMA data_version``
+    says another connection committed (asked every 0.1 s), and every sync_interval_s regardless."""
     if state.store.backend == "postgresql":
         await follow_change_feed(
             state.registry,
@@ -61,15 +95,60 @@ async def _follow_store(state: AppState) -> None:
             on_key_change=state.api_keys.forget,
         )
         return
-    while True:
-        await asyncio.sleep(state.settings.sync_interval_s)
+    loop = asyncio.get_running_loop()
+    path = state.store.engine.url.database
+    version: SqliteVersion | None = None
+    if path and path != ":memory:":
         try:
-            added, removed, updated = await run_in_threadpool(state.registry.sync)
-        except Exception:  # a database blip must not stop the service; the next round retries
-            log.exception("keyword store sync failed")
-            continue
-        if added or removed or updated:
-            log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
+            version = SqliteVersion(path)
+        except sqlite3.Error:
+            log.warning(
+                "cannot watch %s for other writers; re-reading it every %g s",
+                path,
+                state.settings.sync_interval_s,
+            )
+    next_full = loop.time() + state.settings.sync_interval_s
+    try:
+        while True:
+            await asyncio.sleep(SQLITE_POLL_S if version is not None else state.settings.sync_interval_s)
+            try:
+                changed = version is not None and version.changed()
+            except sqlite3.Error:
+                changed = True  # cannot tell: re-read
+            if not changed and loop.time() < next_full:
+                continue
+            next_full = loop.time() + state.settings.sync_interval_s
+            try:
+                added, removed, updated = await run_in_threadpool(state.registry.sync)
+            except Exception:  # a database blip must not stop the service; the next round retries
+                log.exception("keyword store sync failed")
+                continue
+            if added or removed or updated:
+                log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
+    finally:
+        if version is not None:
+            version.close()
+
+
+class WorkerHeader:
+    """Pure ASGI middleware: with ``--workers N`` behind one port, every HTTP response and websocket
+    accept names the worker that served it (``X-OpenKWS-Worker: <0..N-1>``)."""
+
+    def __init__(self, app: ASGIApp, worker_id: int) -> None:
+        self.app = app
+        self.header = (b"x-openkws-worker", str(worker_id).encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def with_header(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message = {**message, "headers": [*message.get("headers", []), self.header]}
+            await send(message)
+
+        await self.app(scope, receive, with_header)
 
 
 def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
@@ -88,8 +167,10 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
             log.error("openkws refuses to start: %s", e)
             raise
         batcher = make_batcher(settings, spotter, metrics)
+        await run_in_threadpool(warm_up, spotter, batcher.load)  # admission has a cost from the start
         batcher.start()
         state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
+        metrics.watch_engine(batcher.load, lambda: state.active_streams)
         app.state.openkws = state
         sync = asyncio.create_task(_follow_store(state)) if settings.sync_interval_s > 0 else None
         try:
@@ -123,4 +204,6 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
 
     app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
+    if settings.worker_id is not None:
+        app.add_middleware(WorkerHeader, worker_id=settings.worker_id)
     return app

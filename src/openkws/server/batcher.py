@@ -1,17 +1,24 @@
 """Micro-batching across streams: many coroutines ``submit`` work, one consumer groups it.
 
-The consumer waits on an event (never polls) for the first job, then takes up to ``max_batch`` jobs,
-waiting at most ``max_wait_s`` for stragglers, and runs the batch in a bounded thread pool. At most
-``workers`` batches run at once; while all workers are busy, new jobs accumulate into the next,
-larger batch. The event loop itself never runs inference.
+The consumer waits on an event (never polls) for the first job, then takes up to ``max_batch`` jobs
+(the queue shared among the free workers, :meth:`MicroBatcher.batch_cap`), waiting at most
+``max_wait_s`` for stragglers, and runs the batch in a bounded thread pool. At most ``workers``
+batches run at once; while all workers are busy, new jobs accumulate into the next, larger batch.
+The event loop itself never runs inference.
 
 If a batch raises, each job is retried alone, so one broken job fails only its own future.
+
+:class:`EngineLoad` measures what admission control needs: the wall time each batch holds a worker
+(GIL waits and preemption included, so it is what a stream actually waits for), the stream-seconds of
+audio that time bought, and how old the oldest audio of each batch was when its step ended.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -23,6 +30,92 @@ from openkws.server.metrics import Metrics
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+MIN_SPLIT = 8  # a batch is split across free workers only above this many jobs
+LAG_WINDOW_S = 1.0  # the backlog is the worst lag of the batches that ended this recently
+
+
+class EngineLoad:
+    """The engine's measured cost and lag (thread-safe; batches record, admission reads).
+
+    * ``cost``: worker-seconds per stream-second of audio, over time-decayed sums (half-life
+      ``half_life_s``), so it follows the batch sizes and the contention of the current load.
+    * ``step_s``: time-decayed mean wall time of one batch.
+    * ``backlog_s``: the worst lag of the last second: for each batch, how long the oldest queued
+      audio of a live stream had waited at the step's start, plus the step's wall time.
+    * ``utilisation(n)``: ``n`` streams x ``cost`` / ``slots``; at 1 the workers never rest.
+
+    Example:
+        >>> load = EngineLoad(slots=2)
+        >>> load.record(busy_s=0.05, audio_s=5.0, lag_s=0.2, now=10.0)
+        >>> round(load.cost, 3), round(load.utilisation(100), 2)
+        (0.01, 0.5)
+        >>> round(load.backlog_s(now=10.5), 2), load.backlog_s(now=12.0)
+        (0.2, 0.0)
+    """
+
+    def __init__(self, slots: int, half_life_s: float = 5.0) -> None:
+        if slots < 1:
+            raise ValueError(f"slots must be >= 1, got {slots}")
+        self.slots = slots
+        self.half_life_s = half_life_s
+        self._lock = threading.Lock()
+        self._busy = 0.0  # decayed worker-seconds
+        self._audio = 0.0  # decayed stream-seconds
+        self._step_busy = 0.0  # decayed worker-seconds of recorded steps (not the seed)
+        self._steps = 0.0  # decayed batch count
+        self._at: float | None = None
+        self._lags: deque[tuple[float, float]] = deque()
+
+    def _decay(self, now: float) -> None:
+        if self._at is not None and now > self._at:
+            f = math.exp(-math.log(2.0) * (now - self._at) / self.half_life_s)
+            self._busy, self._audio = self._busy * f, self._audio * f
+            self._step_busy, self._steps = self._step_busy * f, self._steps * f
+        self._at = now if self._at is None else max(self._at, now)
+
+    def record(self, busy_s: float, audio_s: float, lag_s: float = 0.0, now: float | None = None) -> None:
+        """One batch: its wall time, the stream-seconds it processed, its oldest audio's lag."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            self._decay(now)
+            self._busy += max(0.0, busy_s)
+            self._audio += max(0.0, audio_s)
+            self._step_busy += max(0.0, busy_s)
+            self._steps += 1.0
+            self._lags.append((now, lag_s))
+            while self._lags and self._lags[0][0] < now - LAG_WINDOW_S:
+                self._lags.popleft()
+
+    def seed(self, busy_s: float, audio_s: float) -> None:
+        """A first cost measurement (the start-up warm-up): no step time or lag, since a small cold
+        batch says nothing about the steps of a loaded engine."""
+        with self._lock:
+            self._decay(time.monotonic())
+            self._busy += max(0.0, busy_s)
+            self._audio += max(0.0, audio_s)
+
+    @property
+    def cost(self) -> float | None:
+        """Worker-seconds per stream-second; None before any audio was processed."""
+        with self._lock:
+            return self._busy / self._audio if self._audio > 1e-9 else None
+
+    @property
+    def step_s(self) -> float | None:
+        with self._lock:
+            return self._step_busy / self._steps if self._steps > 1e-9 else None
+
+    def utilisation(self, streams: int) -> float:
+        """Share of the workers' time that ``streams`` real-time streams take (0 when unmeasured)."""
+        c = self.cost
+        return 0.0 if c is None else streams * c / self.slots
+
+    def backlog_s(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            return max((lag for t, lag in self._lags if t >= now - LAG_WINDOW_S), default=0.0)
 
 
 class QueueFull(RuntimeError):
@@ -51,6 +144,7 @@ class MicroBatcher(Generic[T, R]):
         max_queue: int,
         metrics: Metrics | None = None,
         name: str = "openkws-infer",
+        load: EngineLoad | None = None,
     ) -> None:
         self._process = process
         self.max_batch = max_batch
@@ -64,10 +158,19 @@ class MicroBatcher(Generic[T, R]):
         self._slots = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
         self._closed = False
+        self._running = 0  # batches in the workers
+        self.load = load or EngineLoad(workers)
 
     @property
     def depth(self) -> int:
         return len(self._jobs)
+
+    def oldest_wait_s(self) -> float:
+        """How long the oldest queued job has waited for a worker (0 when none waits)."""
+        for job in self._jobs:
+            if not job.future.done():
+                return max(0.0, time.perf_counter() - job.enqueued)
+        return 0.0
 
     def start(self) -> None:
         if self._task is None:
@@ -114,20 +217,37 @@ class MicroBatcher(Generic[T, R]):
                     return False
         return True
 
+    def batch_cap(self, queued: int, free_workers: int) -> int:
+        """Jobs the next batch may take: the queue shared among the free workers, never below
+        ``MIN_SPLIT`` (small batches keep their batching gain) nor above ``max_batch``.
+
+        Each stream has one job at a time, so a batch that takes every stream leaves the other
+        workers nothing to do until it ends, and then every stream resubmits at once into the next
+        single batch: the streams stay in lockstep on one thread. Splitting the queue breaks that.
+
+        Example:
+            >>> b = MicroBatcher(lambda xs: xs, max_batch=64, max_wait_s=0.0, workers=2, max_queue=8)
+            >>> b.batch_cap(64, 2), b.batch_cap(64, 1), b.batch_cap(6, 2), b.batch_cap(300, 2)
+            (32, 64, 8, 64)
+        """
+        share = -(-queued // max(1, free_workers))
+        return max(1, min(self.max_batch, max(MIN_SPLIT, share)))
+
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._slots.acquire()  # a free worker first: jobs pile up into bigger batches meanwhile
             await self._wait_for_job(None)
+            cap = self.batch_cap(len(self._jobs), self.workers - self._running)
             batch: list[_Job[T, R]] = []
             deadline = loop.time() + self.max_wait_s
-            while len(batch) < self.max_batch:
-                while self._jobs and len(batch) < self.max_batch:
+            while len(batch) < cap:
+                while self._jobs and len(batch) < cap:
                     job = self._jobs.popleft()
                     if not job.future.done():  # its submitter gave up (client went away)
                         batch.append(job)
                 remaining = deadline - loop.time()
-                if len(batch) >= self.max_batch or remaining <= 0 or not await self._wait_for_job(remaining):
+                if len(batch) >= cap or remaining <= 0 or not await self._wait_for_job(remaining):
                     break
             self._gauge()
             if not batch:
@@ -137,6 +257,7 @@ class MicroBatcher(Generic[T, R]):
                 now = time.perf_counter()
                 for j in batch:
                     self._metrics.queue_wait.observe(max(0.0, now - j.enqueued))
+            self._running += 1
             fut = loop.run_in_executor(self._executor, self._run, [j.item for j in batch])
             fut.add_done_callback(lambda f, b=batch: self._done(f, b))  # type: ignore[misc]
 
@@ -159,6 +280,7 @@ class MicroBatcher(Generic[T, R]):
         return results
 
     def _done(self, fut: asyncio.Future[list[R | BaseException]], batch: list[_Job[T, R]]) -> None:
+        self._running -= 1
         self._slots.release()
         exc: BaseException | None = (
             BatcherClosed("the server is shutting down") if fut.cancelled() else fut.exception()

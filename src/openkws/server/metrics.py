@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter as Tally
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CollectorRegistry,
@@ -33,6 +33,17 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class LoadReading(Protocol):
+    """What the engine gauges read (:class:`openkws.server.batcher.EngineLoad`)."""
+
+    @property
+    def cost(self) -> float | None: ...
+    @property
+    def step_s(self) -> float | None: ...
+    def utilisation(self, streams: int) -> float: ...
+    def backlog_s(self, now: float | None = None) -> float: ...
 
 
 class Metrics:
@@ -91,7 +102,39 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.refusals = Counter(
+            "openkws_admission_refusals_total",
+            "Streams and uploads refused by admission control, by source (stream | detect) and reason "
+            "(backlog | latency_budget | max_streams)",
+            ["source", "reason"],
+            registry=r,
+        )
+        self.engine_backlog = Gauge(
+            "openkws_engine_backlog_seconds",
+            "Worst engine lag of the last second: the oldest queued audio's wait at a step's start plus the step",
+            registry=r,
+        )
+        self.engine_utilisation = Gauge(
+            "openkws_engine_utilisation",
+            "Share of the inference workers' time the open streams take (measured cost x streams / workers)",
+            registry=r,
+        )
+        self.engine_cost = Gauge(
+            "openkws_engine_cost_seconds_per_stream_second",
+            "Inference worker wall time per second of stream audio (recent, decayed)",
+            registry=r,
+        )
+        self.engine_step = Gauge(
+            "openkws_engine_step_seconds", "Mean wall time of one batched engine step (recent)", registry=r
+        )
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+
+    def watch_engine(self, load: LoadReading, streams: Callable[[], int]) -> None:
+        """The engine gauges read ``load`` at scrape time (``streams``: open streams now)."""
+        self.engine_backlog.set_function(lambda: load.backlog_s())
+        self.engine_utilisation.set_function(lambda: load.utilisation(streams()))
+        self.engine_cost.set_function(lambda: load.cost or 0.0)
+        self.engine_step.set_function(lambda: load.step_s or 0.0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -170,6 +170,15 @@ def make_server(app: FastAPI, settings: Settings, log_level: str = "info") -> Gr
 
 
 def run(settings: Settings, log_level: str = "info") -> None:
-    """``openkws serve``: build the app and serve it until SIGTERM/SIGINT."""
+    """``openkws serve``: build the app and serve it until SIGTERM/SIGINT; with more than one
+    worker (``OPENKWS_WORKERS``, default one per core), N engine processes share the port."""
     warn_if_exposed(settings)
-    make_server(create_app(settings), settings, log_level).run()
+    n = settings.resolved_workers()
+    if n == 1:
+        make_server(create_app(settings), settings, log_level).run()
+        return
+    from openkws.server.workers import run_workers
+
+    code = run_workers(settings, n, log_level)
+    if code:
+        raise SystemExit(code)  # a worker did not drain cleanly

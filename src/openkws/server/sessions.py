@@ -9,6 +9,7 @@ many sessions at once (:meth:`openkws.engine.spotter.Spotter.decode_streams`).
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 from openkws.audio import AudioError, AudioFormat, pcm_to_float
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import DecodeResult, KeywordStream, Spotter
+from openkws.server.batcher import EngineLoad
 from openkws.server.metrics import Metrics
 
 
@@ -34,6 +36,9 @@ class AudioSession:
         self.channels = channels
         self.error: AudioError | None = None  # a bad frame fails the session's next batch job
         self.frames = 0
+        # When the oldest audio still queued arrived (monotonic): its wait is the engine's lag on
+        # this stream, whatever the client's frame size.
+        self.queued_at: float | None = None
 
     # -- event loop side: cheap conversions and appends only ----------------------------------------
     def push_bytes(self, data: bytes) -> None:
@@ -50,6 +55,8 @@ class AudioSession:
 
     def push_samples(self, x: np.ndarray) -> None:
         """float32 [n, channels] (or [n]) at the session's input rate."""
+        if self.queued_at is None:
+            self.queued_at = time.monotonic()
         self.stream.accept_waveform(self.sample_rate, x)
 
     def finish(self) -> None:
@@ -73,19 +80,38 @@ class AudioSession:
         return self.error is not None or self.stream.ready()
 
 
+def consumed_seconds(stream: KeywordStream) -> float:
+    """Input the stream has taken from its queue so far, in stream-seconds (VAD-dropped audio included)."""
+    q = stream.input
+    return q.samples_in / q.rate - q.pending_seconds if q.rate else 0.0
+
+
 @dataclass(frozen=True)
 class BatchRunner:
-    """The batch function: one batched engine step over every session's stream."""
+    """The batch function: one batched engine step over every session's stream. With ``load``, each
+    step records its wall time, the stream-seconds it consumed and its oldest audio's lag."""
 
     spotter: Spotter
     metrics: Metrics | None = None
+    load: EngineLoad | None = None
 
     def __call__(self, sessions: Sequence[AudioSession]) -> list[DecodeResult]:
         for s in sessions:
             if s.error is not None:  # raised here so the batcher retries the others without it
                 raise s.error
         before = [s.stream.samples_received for s in sessions]
+        t0 = time.monotonic()
+        # A live stream's lag is how long its oldest queued audio has waited; an upload's queued
+        # chunk is not real time and does not count.
+        live = [t0 - s.queued_at for s in sessions if s.source == "stream" and s.queued_at is not None]
+        consumed = [consumed_seconds(s.stream) for s in sessions]
         results = self.spotter.decode_streams([s.stream for s in sessions])
+        for s in sessions:  # audio still queued arrived during the step (or was over the step's cap)
+            s.queued_at = None if s.stream.pending_seconds == 0 else t0
+        if self.load is not None:
+            wall = time.monotonic() - t0
+            audio = sum(consumed_seconds(s.stream) - c for s, c in zip(sessions, consumed, strict=True))
+            self.load.record(wall, audio, max(live) + wall if live else 0.0)
         if self.metrics is not None:
             for s, b in zip(sessions, before, strict=True):
                 if s.stream.samples_received > b:
@@ -93,6 +119,28 @@ class BatchRunner:
                         (s.stream.samples_received - b) / SAMPLE_RATE
                     )
         return results
+
+
+WARM_UP_STREAMS = 8
+WARM_UP_SECONDS = 0.5
+
+
+def warm_up(spotter: Spotter, load: EngineLoad | None = None) -> None:
+    """Decode a few streams of quiet noise together (blocking): the first ONNX runs allocate, and
+    ``load`` gets a first cost measurement before any client arrives. A batch this small costs more
+    per stream than a full one, so admission starts on the cautious side."""
+    rng = np.random.default_rng(0)
+    for attempt in range(2):  # the first batch is cold; the second one is measured
+        streams = [spotter.create_stream() for _ in range(WARM_UP_STREAMS)]
+        sessions = [AudioSession(s, SAMPLE_RATE, 1, source="warm-up") for s in streams]
+        for s in sessions:
+            s.push_samples(
+                (0.003 * rng.standard_normal(int(WARM_UP_SECONDS * SAMPLE_RATE))).astype(np.float32)
+            )
+        t0 = time.perf_counter()
+        BatchRunner(spotter)(sessions)
+        if attempt and load is not None:
+            load.seed(time.perf_counter() - t0, WARM_UP_STREAMS * WARM_UP_SECONDS)
 
 
 def merge(into: DecodeResult, more: DecodeResult) -> DecodeResult:

@@ -17,7 +17,7 @@ from openkws.keywords.registry import KeywordRegistry
 from openkws.keywords.sensitivity import Sensitivity
 from openkws.keywords.store import KeywordStore
 from openkws.server.auth import ApiKeys
-from openkws.server.batcher import MicroBatcher
+from openkws.server.batcher import EngineLoad, MicroBatcher
 from openkws.server.limits import RateLimiter, StreamCounter
 from openkws.server.metrics import DetectionCounts, Metrics
 from openkws.server.sessions import AudioSession, BatchRunner
@@ -151,11 +151,13 @@ def load_engine(
 def make_batcher(
     settings: Settings, spotter: Spotter, metrics: Metrics
 ) -> MicroBatcher[AudioSession, DecodeResult]:
+    load = EngineLoad(settings.inference_workers)
     return MicroBatcher(
-        BatchRunner(spotter, metrics),
+        BatchRunner(spotter, metrics, load),
         max_batch=settings.max_batch,
         max_wait_s=settings.max_wait_ms / 1000.0,
         workers=settings.inference_workers,
         max_queue=settings.max_queue,
         metrics=metrics,
+        load=load,
     )

@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from openkws.audio import ACCEPTED_FILES, AudioError, decode_file
 from openkws.engine.spotter import DecodeResult
 from openkws.protocol import DetectionEvent, NearMissEvent, to_wire
+from openkws.server.admission import check_engine
 from openkws.server.api.deps import StateDep, StreamTenantDep
 from openkws.server.api.errors import ApiError
 from openkws.server.api.schemas import DetectionCountsOut, DetectResponse, ErrorResponse, KeywordCount
@@ -68,13 +69,30 @@ def check_subset(state: AppState, tenant: str, keywords: list[int] | None) -> No
         )
 
 
+def retry_after(state: AppState) -> dict[str, str]:
+    return {"Retry-After": str(state.settings.retry_after_s)}
+
+
+def admit_upload(state: AppState) -> None:
+    """503 with Retry-After while the engine is past its latency budget (the open streams come first)."""
+    verdict = check_engine(state, "detect", extra_streams=0)
+    if verdict.reason is not None:
+        raise ApiError(
+            503,
+            "overloaded",
+            f"{verdict.message}; the upload was not processed so that open streams keep their latency; "
+            f"retry in {state.settings.retry_after_s} s",
+            headers=retry_after(state),
+        )
+
+
 async def run_session(state: AppState, session: AudioSession, result: DecodeResult) -> DecodeResult:
     """Submit the session until it has no queued work."""
     try:
         while session.has_work():
             merge(result, await state.batcher.submit(session))
     except QueueFull as e:
-        raise ApiError(503, "overloaded", str(e)) from None
+        raise ApiError(503, "overloaded", str(e), headers=retry_after(state)) from None
     except BatcherClosed as e:
         raise ApiError(503, "shutting_down", str(e)) from None
     return result
@@ -97,6 +115,7 @@ async def detect(
 ) -> DetectResponse:
     settings = state.settings
     check_subset(state, tenant, keywords)
+    admit_upload(state)
     data = await _read_limited(file, settings.max_upload_bytes)
     try:
         decoded = await run_in_threadpool(decode_file, data, settings.max_upload_seconds, file.filename)

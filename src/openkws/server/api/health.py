@@ -77,6 +77,8 @@ def readyz(
         active_streams=state.active_streams,
         max_streams=state.settings.max_streams,
         queue_depth=state.batcher.depth,
+        backlog_ms=round(1000.0 * state.batcher.load.backlog_s(), 1),
+        engine_utilisation=round(state.batcher.load.utilisation(state.active_streams), 3),
     )
 
 

@@ -244,3 +244,13 @@ class ReadyResponse(BaseModel):
     active_streams: int
     max_streams: int
     queue_depth: int
+    backlog_ms: Annotated[
+        float | None,
+        Field(
+            description="engine lag over the last second (admission refuses streams past latency_budget_ms)"
+        ),
+    ] = None
+    engine_utilisation: Annotated[
+        float | None,
+        Field(description="share of the inference workers' time the open streams take (measured)"),
+    ] = None
