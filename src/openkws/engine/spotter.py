@@ -16,9 +16,13 @@ One step over a batch of streams (each stage one batched call over all streams):
 4. the window plan (:class:`~openkws.engine.model_spec.WindowPlan`) says which windows end at each
    frame; ``acoustic_pool`` embeds them (batched by nominal length, masked when clipped);
 5. :func:`~openkws.engine.scoring.score_windows` compares them with the keyword proxies;
-6. each stream decides (``KeywordStream.decide``): a detection reports the best window's audio span
-   ``[(t-W+1)*hop, t*hop + receptive)`` as ``start_ms``/``end_ms`` and ``decided_ms``, the stream
-   time of the audio that completed the decision.
+6. each stream decides (``KeywordStream.decide``): a detection reports the speech inside the best
+   window's audio span ``[(t-W+1)*hop, t*hop + receptive)`` as ``start_ms``/``end_ms``
+   (:mod:`.span`) and ``decided_ms``, the stream time of the audio that completed the decision.
+
+Every stream starts with ``DetectorConfig.preroll_ms`` of virtual silence (default: the front-end's
+receptive field), so a keyword spoken in its first milliseconds has the same silent context as one
+spoken later; all reported times are in the caller's time, from its first real sample.
 """
 
 from __future__ import annotations
@@ -75,6 +79,9 @@ class DetectorConfig:
     near_miss_top: int = 3
     max_step_seconds: float = 10.0  # audio consumed per stream per decode call (bounds memory)
     max_windows_per_run: int = 512  # acoustic_pool batch cap
+    # Virtual silence ahead of each stream's first sample (None: the front-end's receptive field), so
+    # a keyword at the very start scores as after silence; reported times exclude it. 0: none.
+    preroll_ms: int | None = None
 
 
 class Spotter:
@@ -104,6 +111,7 @@ class Spotter:
             near_miss_frames=max(1, round(cfg.near_miss_interval_ms / frame_ms)), max_overlap=cfg.max_overlap,
             near_miss_margin=cfg.near_miss_margin, near_miss_top=cfg.near_miss_top,
             max_step_samples=max(self.hop, int(cfg.max_step_seconds * SAMPLE_RATE)),
+            preroll=self.receptive if cfg.preroll_ms is None else max(0, cfg.preroll_ms) * SAMPLE_RATE // 1000,
         )  # fmt: skip
 
     @classmethod
