@@ -43,7 +43,8 @@ def test_variants_and_hit_rate() -> None:
     w = (0.3 * np.sin(np.arange(16_000) / 5)).astype(np.float32)
     vs = variants([w, w[:8000]])
     assert len(vs) == 2 * (2 + len(SPEEDS))
-    assert [len(v) for v in vs[:4]] == [16_000, round(16_000 / 0.9), round(16_000 / 1.1), 16_000]
+    want = [16_000, 16_000 / 0.9, 16_000 / 1.1, 16_000]  # 10% slower is 10% longer
+    assert all(abs(len(v) - n) <= 1 for v, n in zip(vs[:4], want, strict=True)), [len(v) for v in vs[:4]]
     assert np.allclose(vs[0], w) and not np.allclose(vs[3], w)  # as is, then under noise
     assert float(np.sqrt(np.mean(pink_noise(50_000, rng) ** 2))) == pytest.approx(1.0, rel=1e-3)
     assert hit_rate(np.array([0.9, 0.5, 0.7]), 0.7) == pytest.approx(2 / 3, abs=1e-4)
