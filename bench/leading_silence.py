@@ -13,6 +13,8 @@ silence. The target: after, every score at 0 ms is within 0.03 of the score at 5
 placements differ by 500 ms = 6.25 feature hops, so part of what remains is the 80 ms hop's phase.
 
 Run: ``python -m bench.leading_silence --out runs/bench/leading_silence.json`` (prints a markdown table).
+``--phases`` instead scores the ``after`` engine at 500, 520, 540 and 560 ms of silence: how much a
+keyword's score moves with its position within one 80 ms hop, whatever precedes it.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ SILENCES_MS = (0, 80, 160, 240, 500)
 TAIL_S = 0.5
 TARGET = 0.03
 CONFIGS = {"before": 0, "after": None}  # preroll_ms: 0 = none (main), None = receptive field
+PHASES_MS = (500, 520, 540, 560)  # quarter hops of the 80 ms feature hop
 
 
 def best_score(kws: KeywordSpotter, keyword_id: int, audio: np.ndarray) -> float:
@@ -111,9 +114,13 @@ def summary(res: dict[str, float], keywords: Sequence[str], voices: Sequence[str
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=Path("runs/bench/leading_silence.json"))
+    ap.add_argument("--phases", action="store_true", help="score the after engine at 500-560 ms instead")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     waves = renditions(KEYWORDS, VOICES)
+    if args.phases:
+        phases(waves, args.out)
+        return
     results = {cfg: sweep(cfg, waves, SILENCES_MS) for cfg in CONFIGS}
     sums = {cfg: summary(r, KEYWORDS, VOICES, SILENCES_MS) for cfg, r in results.items()}
     print(table(results, KEYWORDS, VOICES, SILENCES_MS))
@@ -135,6 +142,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     args.out.write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")
+
+
+def phases(waves: dict[tuple[str, str], np.ndarray], out: Path) -> None:
+    res = sweep("after", waves, PHASES_MS)
+    spreads = []
+    print("| keyword | voice | " + " | ".join(f"{ms} ms" for ms in PHASES_MS) + " | spread |")
+    print("|---|---|" + "---:|" * (len(PHASES_MS) + 1))
+    for k, v in waves:
+        row = [res[f"{k}|{v}|{ms}"] for ms in PHASES_MS]
+        spreads.append(max(row) - min(row))
+        print(f"| {k} | {v} | " + " | ".join(f"{x:.3f}" for x in row) + f" | {spreads[-1]:.3f} |")
+    print(f"spread over the hop's phase: mean {np.mean(spreads):.3f}, worst {np.max(spreads):.3f}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"phases_ms": PHASES_MS, "scores": res, "spreads": spreads}, indent=1))
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
