@@ -251,8 +251,10 @@ class KeywordRegistry:
         waves: dict[str, list[np.ndarray]] = {}  # renditions synthesized for acoustic proxies, reused
         proxies = self._new_proxies(tenant, prons, [it.proxy for it in items], waves)
         thresholds = [self._threshold(it, proxy) for it, proxy in zip(items, proxies, strict=True)]
+        known = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}  # hit rates: new texts
+        fresh = [None if p.text in known else x for p, x in zip(prons, proxies, strict=True)]
         rates = (
-            estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], proxies, thresholds,
+            estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], fresh, thresholds,
                                [it.proxy for it in items], waves)
             if self.hit_rate
             else [(None, [])] * len(items)
