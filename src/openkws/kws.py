@@ -22,7 +22,7 @@ Example (the packaged model; the audio is espeak-ng speech at 22.05 kHz, fed in 
     ...     stream.accept_waveform((audio[i:i + 1000] * 32767).astype(np.int16))
     ...     found += stream.detections()
     >>> stream.input_finished(); found += stream.detections()
-    >>> [(d.text, d.score >= d.threshold, d.start_ms <= 500 < d.end_ms) for d in found]  # speech starts at 500 ms
+    >>> [(d.text, d.score >= d.threshold, abs(d.start_ms - 500) < 150) for d in found]  # speech starts at 500 ms
     [('hey jarvis', True, True)]
 """
 
@@ -38,12 +38,13 @@ import soxr  # noqa: F401  (used by the doctest; a runtime dependency anyway)
 
 from openkws.audio import AudioError, check_channels, check_rate
 from openkws.audiofile import read_audio_file
-from openkws.engine.acoustic_proxy import PROXY_MODES, ProxyMode
+from openkws.engine.acoustic_proxy import PROXY_MODES, ProxyMode, combine_proxies
 from openkws.engine.decision import Competition
 from openkws.engine.runtime import Device
 from openkws.engine.spotter import DEFAULT_TENANT, DetectorConfig, Enrollment, Spotter
 from openkws.engine.spotter import Detection as Detection
 from openkws.engine.vad import VadConfig
+from openkws.keywords.sensitivity import MAX_FA_PER_HOUR, Sensitivity, estimate_hit_rates
 from openkws.settings import packaged_model_dir
 from openkws.text.pronunciation import guessed_words, override
 from openkws.text.tts import ProxyTTS
@@ -54,7 +55,13 @@ __all__ = ["Detection", "Keyword", "KeywordSpotter", "Stream"]
 @dataclass(frozen=True)
 class Keyword:
     """An enrolled keyword. ``guessed``: words not in the pronouncing dictionary, whose phonemes
-    the neural G2P guessed (check them, or pass ``phonemes=`` to :meth:`KeywordSpotter.add_keyword`)."""
+    the neural G2P guessed (check them, or pass ``phonemes=`` to :meth:`KeywordSpotter.add_keyword`).
+
+    ``expected_fa_per_hour``: false alarms per hour expected at ``threshold`` on background speech
+    (the model's calibration bank; None without one). ``expected_hit_rate``: the share of TTS
+    renditions of the keyword (held-in voices, speed and noise variants) that reach ``threshold``, a
+    TTS estimate (None when not estimated). ``warnings``: enrollment advice, as the server gives it.
+    """
 
     id: int
     text: str
@@ -62,6 +69,9 @@ class Keyword:
     threshold: float
     proxy: ProxyMode = "text"
     guessed: tuple[str, ...] = ()
+    expected_fa_per_hour: float | None = None
+    expected_hit_rate: float | None = None
+    warnings: tuple[str, ...] = ()
 
 
 class Stream:
@@ -143,16 +153,29 @@ class KeywordSpotter:
         config: DetectorConfig | None = None,
         spotter: Spotter | None = None,
         tenant: str = DEFAULT_TENANT,
+        sensitivity: Sensitivity | None = None,
+        tts: ProxyTTS | None = None,
     ) -> None:
+        """``threshold``: one raw threshold for every keyword (as the server's ``default_threshold``);
+        by default each keyword's threshold meets the default false-alarm target from the model's
+        calibration bank, as the server does. ``sensitivity`` defaults to the bank of ``model_dir``
+        (the packaged model's), or none for a given ``spotter`` without ``model_dir``."""
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold {threshold} out of range; use a cosine threshold in [0, 1]")
         if spotter is None:
-            spotter = Spotter.load(
-                Path(model_dir) if model_dir is not None else packaged_model_dir(),
-                config,
-                device=device,
-                threads=threads,
-            )
+            model_dir = Path(model_dir) if model_dir is not None else packaged_model_dir()
+            spotter = Spotter.load(model_dir, config, device=device, threads=threads)
         self.spotter = spotter
         self.tenant = tenant
+        if sensitivity is None:
+            sensitivity = (
+                Sensitivity.load(Path(model_dir), spotter)
+                if model_dir is not None
+                else Sensitivity(None, spotter.default_threshold)
+            )
+        self.sensitivity = sensitivity
+        self.tts = tts or ProxyTTS()
+        self.explicit_threshold = threshold
         self.default_threshold = spotter.default_threshold if threshold is None else threshold
         self._keywords: dict[int, Keyword] = {}
         self._next_id = 1
@@ -167,31 +190,54 @@ class KeywordSpotter:
         text: str,
         threshold: float | None = None,
         *,
+        sensitivity: float | None = None,
         phonemes: str | Sequence[str] | None = None,
         proxy: ProxyMode = "text",
+        hit_rate: bool = True,
     ) -> Keyword:
         """Enroll ``text`` (re-adding a text replaces its threshold, phonemes and proxy, same id).
 
-        ``phonemes`` overrides the G2P (ARPAbet, ``|`` between words); ``proxy`` ``tts``/``both``
-        also uses espeak-ng/flite renditions (~0.5 s). Raises ``G2PError`` for unusable text or
-        phonemes, ``ValueError`` for a bad threshold or proxy, ``TTSUnavailable`` without espeak-ng.
+        ``sensitivity``: the false alarms per hour to expect on background speech; the threshold is
+        set from the model's calibration bank (default: the server's, 0.5). A raw ``threshold``
+        overrides it. ``phonemes`` overrides the G2P (ARPAbet, ``|`` between words); ``proxy``
+        ``tts``/``both`` also uses espeak-ng/flite renditions (~0.5 s). ``hit_rate``: estimate
+        ``expected_hit_rate`` from those renditions (synthesized for it with ``proxy="text"``; skipped
+        with a warning when espeak-ng or flite is missing). Raises ``G2PError`` for unusable text or
+        phonemes, ``ValueError`` for a bad threshold, sensitivity or proxy, ``NoCalibrationBank`` for
+        a sensitivity without a bank, ``TTSUnavailable`` for ``tts``/``both`` without espeak-ng.
         """
         if proxy not in PROXY_MODES:
             raise ValueError(f"proxy {proxy!r} not supported; use one of {', '.join(PROXY_MODES)}")
-        thr = self.default_threshold if threshold is None else float(threshold)
-        if not 0.0 <= thr <= 1.0:
-            raise ValueError(f"threshold {thr} out of range; use a cosine threshold in [0, 1]")
+        if threshold is not None and not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold {threshold} out of range; use a cosine threshold in [0, 1]")
+        if sensitivity is not None and not 0.0 < sensitivity <= MAX_FA_PER_HOUR:
+            raise ValueError(
+                f"sensitivity {sensitivity} out of range; give false alarms per hour in (0, {MAX_FA_PER_HOUR:g}]"
+            )
         sp = self.spotter
         pron = sp.pronounce(text)
         guessed = () if phonemes is not None else guessed_words(sp.g2p, pron)
         if phonemes is not None:
             pron = override(pron, phonemes, sp.g2p.inventory)
+        inv = sp.g2p.inventory
+        vector = sp.embed_phoneme_ids([inv.encode(list(pron.phonemes))])[0]
+        waves: list[np.ndarray] | None = None  # the proxy's renditions, reused for the hit rate
+        if proxy != "text":
+            waves = self.tts.renditions(pron.text)
+            vector = combine_proxies(vector, sp.acoustic_proxy(waves), proxy)
+        thr = self.sensitivity.choose(vector, threshold, sensitivity, self.explicit_threshold)
+        ((rate, notes),) = (
+            estimate_hit_rates(sp, self.tts, [pron.text], [vector], [thr], [proxy], {} if waves is None else {pron.text: waves})
+            if hit_rate
+            else [(None, [])]
+        )  # fmt: skip
+        expected = self.sensitivity.expected_fa_per_hour(vector, thr)
+        warnings = self.sensitivity.warnings(pron.phonemes, expected) + notes
         with self._lock:
             same = [k for k in self._keywords.values() if k.text == pron.text]
             kid = same[0].id if same else self._next_id
-            acoustic = None if proxy == "text" else sp.acoustic_proxy(ProxyTTS().renditions(pron.text))
-            sp.enroll([Enrollment(kid, self.tenant, pron.text, pron.phonemes, thr, proxy, acoustic)])
-            kw = Keyword(kid, pron.text, pron.phonemes, thr, proxy, guessed)
+            sp.enroll([Enrollment(kid, self.tenant, pron.text, pron.phonemes, thr, proxy, proxy=vector)])
+            kw = Keyword(kid, pron.text, pron.phonemes, thr, proxy, guessed, expected, rate, tuple(warnings))
             self._keywords[kid] = kw
             self._next_id = max(self._next_id, kid + 1)
             return kw

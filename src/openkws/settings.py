@@ -207,6 +207,17 @@ class Settings(BaseSettings):
         ),
     ] = "flite"
 
+    enroll_hit_rate: Annotated[
+        bool,
+        Field(
+            description=(
+                "estimate each new keyword's expected_hit_rate at enrollment: its TTS renditions (those of proxy "
+                "'tts', synthesized for text proxies too) with speed and noise variants, scored through the engine "
+                "(about 1 s of CPU per keyword)"
+            )
+        ),
+    ] = True
+
     # Confusable keywords reported at enrollment
     confusable_min_cosine: Annotated[float, Field(ge=-1.0, le=1.01)] = _CONFUSION.min_cosine
     confusable_max_phoneme_distance: Annotated[float, Field(ge=0.0, le=1.0)] = _CONFUSION.max_phoneme_distance

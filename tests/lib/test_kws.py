@@ -29,7 +29,8 @@ def _feed(kws: KeywordSpotter, audio: np.ndarray, rate: int, chunk: int) -> list
 def test_detects_typed_keyword_any_rate_dtype_and_chunking(say: Callable[..., np.ndarray]) -> None:
     kws = KeywordSpotter()
     kw = kws.add_keyword("hey jarvis")
-    assert kw.id == 1 and kw.threshold == kws.default_threshold and kw.guessed == ()
+    proxy = kws.spotter.index.tenant(kws.tenant).by_id[kw.id].proxy
+    assert kw.id == 1 and kw.threshold == kws.sensitivity.threshold(proxy) and kw.guessed == ()
     speech = say("hey jarvis")
     ref = _feed(kws, speech, SR, len(speech))
     assert [t for t, _ in ref] == ["hey jarvis"]

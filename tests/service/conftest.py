@@ -140,6 +140,8 @@ def make_settings(model_dir: Path, tmp_path: Path) -> Callable[..., Settings]:
             "inference_workers": 1,
             "max_wait_ms": 0.0,
             "idle_timeout_s": 20.0,
+            # ~1 s of TTS and decoding per new keyword; tests/service/test_enroll_hit_rate.py turns it on
+            "enroll_hit_rate": False,
         }
         base.update(over)
         return Settings(**base)

@@ -61,8 +61,9 @@ def _no_sensitivity(e: Any) -> None:
 
 
 def _show(kw: dict[str, Any], state: str) -> None:
-    fa = kw.get("expected_fa_per_hour")
+    fa, hits = kw.get("expected_fa_per_hour"), kw.get("expected_hit_rate")
     extra = f"\texpected {fa:g} false alarms/h" if isinstance(fa, int | float) else ""
+    extra += f"\texpected hit rate {hits:.0%} (TTS estimate)" if isinstance(hits, int | float) else ""
     typer.echo(
         f"{kw['id']}\t{kw['text']}\t{' '.join(kw['phonemes'])}\tthreshold={kw['threshold']}\t"
         f"proxy={kw['proxy']}{extra}\t({state})"

@@ -16,9 +16,13 @@ One step over a batch of streams (each stage one batched call over all streams):
 4. the window plan (:class:`~openkws.engine.model_spec.WindowPlan`) says which windows end at each
    frame; ``acoustic_pool`` embeds them (batched by nominal length, masked when clipped);
 5. :func:`~openkws.engine.scoring.score_windows` compares them with the keyword proxies;
-6. each stream decides (``KeywordStream.decide``): a detection reports the best window's audio span
-   ``[(t-W+1)*hop, t*hop + receptive)`` as ``start_ms``/``end_ms`` and ``decided_ms``, the stream
-   time of the audio that completed the decision.
+6. each stream decides (``KeywordStream.decide``): a detection reports the speech inside the best
+   window's audio span ``[(t-W+1)*hop, t*hop + receptive)`` as ``start_ms``/``end_ms``
+   (:mod:`.span`) and ``decided_ms``, the stream time of the audio that completed the decision.
+
+Every stream starts with ``DetectorConfig.preroll_ms`` of virtual silence (default: the front-end's
+receptive field), so a keyword spoken in its first milliseconds has the same silent context as one
+spoken later; all reported times are in the caller's time, from its first real sample.
 """
 
 from __future__ import annotations
@@ -76,6 +80,9 @@ class DetectorConfig:
     # Score windows every n-th feature frame instead of the model's ``window_stride_frames`` (None):
     # coarser and cheaper; the calibration bank samples background audio this way.
     window_stride_frames: int | None = None
+    # Virtual silence ahead of each stream's first sample (None: the front-end's receptive field), so
+    # a keyword at the very start scores as after silence; reported times exclude it. 0: none.
+    preroll_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.window_stride_frames is not None and self.window_stride_frames < 1:
@@ -124,6 +131,7 @@ class Spotter:
             near_miss_frames=max(1, round(cfg.near_miss_interval_ms / frame_ms)), max_overlap=cfg.max_overlap,
             near_miss_margin=cfg.near_miss_margin, near_miss_top=cfg.near_miss_top,
             max_step_samples=max(self.hop, int(cfg.max_step_seconds * SAMPLE_RATE)),
+            preroll=self.receptive if cfg.preroll_ms is None else max(0, cfg.preroll_ms) * SAMPLE_RATE // 1000,
         )  # fmt: skip
 
     @classmethod

@@ -35,6 +35,7 @@ from openkws.engine.events import (
 from openkws.engine.index import TenantIndex
 from openkws.engine.model_spec import WindowPlan
 from openkws.engine.scoring import KeywordView, WindowScores
+from openkws.engine.span import EnergyTrack
 from openkws.engine.stream_input import StreamInput, StreamStateError
 from openkws.engine.vad import VadConfig, VadGate
 
@@ -55,6 +56,7 @@ class StreamParams:
     near_miss_margin: float
     near_miss_top: int
     max_step_samples: int
+    preroll: int = 0  # virtual silence (16 kHz samples) ahead of each stream's first sample
 
     @property
     def history_frames(self) -> int:
@@ -62,8 +64,12 @@ class StreamParams:
         return max(0, max(self.plan.windows) - self.plan.context - 1)
 
     def ms(self, frame: int, limit_samples: int) -> float:
-        """Stream time (ms) of the audio that completes feature frame ``frame``."""
-        return 1000.0 * min(frame * self.hop + self.receptive, limit_samples) / SAMPLE_RATE
+        """Stream time (ms) of the audio that completes feature frame ``frame`` (0 within the pre-roll)."""
+        return (
+            1000.0
+            * max(0, min(frame * self.hop + self.receptive - self.preroll, limit_samples))
+            / SAMPLE_RATE
+        )
 
 
 @dataclass(frozen=True)
@@ -102,8 +108,14 @@ class KeywordStream:
         self.input = StreamInput()
         self.gate = VadGate(self.vad) if self.vad is not None else None
         self.trace: list[TracePoint] | None = [] if self._trace_on else None
-        self._audio_tail = np.zeros(0, np.float32)  # 16 kHz samples no mel frame has consumed yet
+        # 16 kHz samples no mel frame has consumed yet; a new stream starts with the pre-roll, so a
+        # keyword in its first milliseconds has the silent context every keyword in a stream has
+        self._audio_tail = np.zeros(p.preroll, np.float32)
         self._mel_tail = np.zeros((0, 32), np.float32)
+        # energy of the audio any pending decision's window may cover: detections report its speech
+        self._energy = EnergyTrack(
+            p.max_step_samples + (max(p.plan.windows) + p.hold_frames) * p.hop + p.receptive
+        )
         self._ctx = np.zeros((0, p.feature_dim), np.float32)  # last `context` feature frames
         self._hist = np.zeros((0, p.frame_dim), np.float32)  # recent acoustic frames
         self._first_new = 0  # feature index of the first feature of the current step
@@ -187,6 +199,7 @@ class KeywordStream:
             if last:
                 audio = np.concatenate([audio, self.gate.flush()])
         self.samples_received += len(audio)
+        self._energy.push(audio)
         if last:  # end-of-stream flush: silence lets windows ending after the last real sample be scored
             audio = np.concatenate([audio, np.zeros(self.params.receptive, np.float32)])
         self._last_step = last
@@ -288,8 +301,9 @@ class KeywordStream:
         p, limit = self.params, self.samples_received
         for d in decisions:
             e = tenant_index.by_id[d.keyword_id]
-            start = max(0, d.start_frame * p.hop)
-            end = min(d.end_frame * p.hop + p.receptive, limit)
+            start = max(0, d.start_frame * p.hop - p.preroll)
+            end = max(0, min(d.end_frame * p.hop + p.receptive - p.preroll, limit))
+            start, end = self._energy.speech_span(start, max(start, end))  # the keyword within the window
             res.detections.append(Detection(d.keyword_id, e.text, round(d.score, 6), e.threshold,
                                             1000.0 * start / SAMPLE_RATE, 1000.0 * max(start, end) / SAMPLE_RATE,
                                             p.ms(d.decided_frame, limit)))  # fmt: skip

@@ -26,7 +26,7 @@ from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.engine.index import KeywordEntry
 from openkws.engine.spotter import Enrollment, Spotter
 from openkws.keywords.confusables import Confusable, ConfusionPolicy, find_confusables
-from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity
+from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity, estimate_hit_rates
 from openkws.keywords.store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
 from openkws.text import G2PError, Pronunciation
 from openkws.text.g2p import check_keyword_text
@@ -54,6 +54,7 @@ class Enrolled:
     rewrites: tuple[str, ...] = ()  # what normalisation changed in the submitted text
     expected_fa_per_hour: float | None = None
     warnings: tuple[str, ...] = ()
+    expected_hit_rate: float | None = None  # TTS estimate; None when not estimated (see enroll)
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,10 @@ class KeywordRegistry:
         tts: ProxyTTS | None = None,
         on_removed: Callable[[str, Sequence[int]], None] | None = None,
         sensitivity: Sensitivity | None = None,
+        hit_rate: bool = True,
     ) -> None:
         self.store = store
+        self.hit_rate = hit_rate  # estimate new keywords' expected hit rate (engine/hit_rate.py)
         self.on_removed = on_removed  # told which ids left the index (per-keyword counters drop them)
         self.tts = tts or ProxyTTS()
         self.max_keywords_per_tenant = max_keywords_per_tenant
@@ -248,19 +251,29 @@ class KeywordRegistry:
         synthesis, so call it from a worker thread. Raises ``TTSUnavailable`` when espeak-ng is missing.
         """
         prons, rewrites = self.pronounce_all(items)
-        proxies = self._new_proxies(tenant, prons, [it.proxy for it in items])
+        waves: dict[str, list[np.ndarray]] = {}  # renditions synthesized for acoustic proxies, reused
+        proxies = self._new_proxies(tenant, prons, [it.proxy for it in items], waves)
+        thresholds = [self._threshold(it, proxy) for it, proxy in zip(items, proxies, strict=True)]
+        known = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}  # hit rates: new texts
+        fresh = [None if p.text in known else x for p, x in zip(prons, proxies, strict=True)]
+        rates = (
+            estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], fresh, thresholds,
+                               [it.proxy for it in items], waves)
+            if self.hit_rate
+            else [(None, [])] * len(items)
+        )  # fmt: skip
         fingerprint = self.spotter.acoustic_fingerprint
         news = [
             NewKeyword(
                 p.text,
                 p.phonemes,
-                self._threshold(it, proxy),
+                thr,
                 it.metadata,
                 it.proxy,
                 None if it.proxy == "text" else proxy,
                 None if it.proxy == "text" else fingerprint,
             )
-            for p, it, proxy in zip(prons, items, proxies, strict=True)
+            for p, it, proxy, thr in zip(prons, items, proxies, thresholds, strict=True)
         ]
         with self._write:
             before = self.spotter.index.tenant(tenant)
@@ -283,7 +296,7 @@ class KeywordRegistry:
             entries.update((e.id, e) for e in self.index_records(list(heal.values())))
         out: list[Enrolled] = []
         seen: list[tuple[KeywordRecord, np.ndarray]] = []
-        for (rec, created), changed in zip(results, rewrites, strict=True):
+        for (rec, created), changed, (rate, notes) in zip(results, rewrites, rates, strict=True):
             current = entries.get(rec.id) or before.by_id.get(rec.id)
             assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
             conf = find_confusables(rec, current.proxy, before, seen, self.confusion)
@@ -291,24 +304,20 @@ class KeywordRegistry:
             warn = self.sensitivity.warnings(
                 rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"]
             )
-            out.append(Enrolled(rec, created, conf, changed, expected, tuple(warn)))
+            out.append(Enrolled(rec, created, conf, changed, expected, tuple(warn + notes), rate))
             if all(rec.id != r.id for r, _ in seen):
                 seen.append((rec, current.proxy))
         return out
 
     def _threshold(self, item: EnrollItem, proxy: np.ndarray | None) -> float:
-        """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target."""
-        if item.threshold is not None:
-            return item.threshold
-        if item.target_fa_per_hour is not None and not self.sensitivity.available:
-            raise NoCalibrationBank()
-        if (
-            proxy is None
-            or (item.target_fa_per_hour is None and self._explicit_default)
-            or not self.sensitivity.available
-        ):
+        """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target
+        (:meth:`Sensitivity.choose`, which the library's ``add_keyword`` uses too)."""
+        if proxy is None:  # a text already enrolled keeps its stored threshold: this value is not used
+            if item.target_fa_per_hour is not None and not self.sensitivity.available:
+                raise NoCalibrationBank()
             return self.default_threshold
-        return self.sensitivity.threshold(proxy, item.target_fa_per_hour)
+        explicit = self.default_threshold if self._explicit_default else None
+        return self.sensitivity.choose(proxy, item.threshold, item.target_fa_per_hour, explicit)
 
     def set_target(self, tenant: str, keyword_id: int, target_fa_per_hour: float) -> KeywordRecord:
         """Set the threshold that meets ``target_fa_per_hour`` for this keyword's proxy."""
@@ -328,7 +337,11 @@ class KeywordRegistry:
         return None if entry is None else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold)
 
     def _new_proxies(
-        self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]
+        self,
+        tenant: str,
+        prons: Sequence[Pronunciation],
+        modes: Sequence[ProxyMode],
+        waves: dict[str, list[np.ndarray]],
     ) -> list[np.ndarray | None]:
         """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
         enrolled = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}
@@ -336,7 +349,8 @@ class KeywordRegistry:
         wanted = [mode == "text" or p.text not in enrolled for p, mode in zip(prons, modes, strict=True)]
         for p, mode, want in zip(prons, modes, wanted, strict=True):
             if want and mode != "text" and p.text not in acoustic:
-                acoustic[p.text] = self.acoustic_proxy(p.text)
+                waves[p.text] = self.tts.renditions(p.text)
+                acoustic[p.text] = self.spotter.acoustic_proxy(waves[p.text])
         made = iter(
             self.spotter.keyword_proxies(
                 [p.phonemes for p, w in zip(prons, wanted, strict=True) if w],

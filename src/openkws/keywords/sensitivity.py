@@ -22,15 +22,25 @@ from pathlib import Path
 import numpy as np
 
 from openkws.engine.calibration import DEFAULT_TARGET_FA_PER_HOUR, CalibrationError, Calibrator
+from openkws.engine.hit_rate import LOW_HIT_RATE, expected_hit_rates
 from openkws.engine.spotter import Spotter
 from openkws.text.phonetics import phones
+from openkws.text.tts import ProxyTTS, TTSError
 
 log = logging.getLogger("openkws")
 MIN_PHONES = 6  # Picovoice advises 6+ phonemes; openWakeWord 3+ syllables
+MAX_FA_PER_HOUR = 3600.0  # the largest target accepted (one false alarm a second)
 HIGH_FA_PER_HOUR = 2.0  # warn when a keyword's threshold is expected to fire more often than this
 _CACHE = 4096
 
-__all__ = ["DEFAULT_TARGET_FA_PER_HOUR", "CalibrationError", "NoCalibrationBank", "Sensitivity"]
+__all__ = [
+    "DEFAULT_TARGET_FA_PER_HOUR",
+    "CalibrationError",
+    "NoCalibrationBank",
+    "Sensitivity",
+    "estimate_hit_rates",
+    "hit_rate_warning",
+]
 
 
 class NoCalibrationBank(ValueError):
@@ -93,6 +103,27 @@ class Sensitivity:
             return self.fallback_threshold
         return round(float(np.clip(self.calibrator.threshold_for(proxy, target), 0.0, 1.0)), 4)
 
+    def choose(
+        self,
+        proxy: np.ndarray,
+        threshold: float | None = None,
+        target_fa_per_hour: float | None = None,
+        default_threshold: float | None = None,
+    ) -> float:
+        """A new keyword's threshold, in the one order the service and the library share: a raw
+        ``threshold`` > ``target_fa_per_hour`` > an operator's ``default_threshold`` > the default
+        FA/h target (the model's default threshold without a bank). Raises :class:`NoCalibrationBank`
+        for a target without a bank."""
+        if threshold is not None:
+            return float(threshold)
+        if target_fa_per_hour is not None and not self.available:
+            raise NoCalibrationBank()
+        if target_fa_per_hour is None and default_threshold is not None:
+            return float(default_threshold)
+        if not self.available:
+            return self.fallback_threshold
+        return self.threshold(proxy, target_fa_per_hour)
+
     def expected_fa_per_hour(self, proxy: np.ndarray, threshold: float) -> float | None:
         if self.calibrator is None:
             return None
@@ -129,3 +160,48 @@ class Sensitivity:
             for t in one_word_apart
         ]
         return out
+
+
+def hit_rate_warning(rate: float | None, threshold: float, proxy: str) -> str | None:
+    """Advice when few TTS renditions of a keyword would fire at its threshold (None: nothing to say)."""
+    if rate is None or rate >= LOW_HIT_RATE:
+        return None
+    todo = "lower the sensitivity (a higher target_fa_per_hour, e.g. 2), use a longer phrase"
+    todo += ", or enroll with proxy 'tts'" if proxy == "text" else ""
+    return (
+        f"expected hit rate {rate:.0%} at threshold {threshold:g}: a TTS estimate (the keyword spoken by "
+        f"synthetic voices, with speed and noise variants), not a measurement on real voices; to detect it "
+        f"more often, {todo}"
+    )
+
+
+def estimate_hit_rates(
+    spotter: Spotter,
+    tts: ProxyTTS,
+    texts: Sequence[str],
+    proxies: Sequence[np.ndarray | None],
+    thresholds: Sequence[float],
+    modes: Sequence[str],
+    waves: dict[str, list[np.ndarray]],
+) -> list[tuple[float | None, list[str]]]:
+    """(expected hit rate, warnings) per keyword (:mod:`openkws.engine.hit_rate`), from the renditions
+    in ``waves`` (those an acoustic proxy used) or synthesized here (and added to ``waves``). None for
+    a keyword without a proxy (a text already enrolled) or when TTS fails, with a warning saying so."""
+    out: list[tuple[float | None, list[str]]] = [(None, []) for _ in texts]
+    jobs: list[tuple[np.ndarray, float, Sequence[np.ndarray]]] = []
+    where: list[int] = []
+    for i, (text, proxy, thr) in enumerate(zip(texts, proxies, thresholds, strict=True)):
+        if proxy is None:
+            continue
+        try:
+            if text not in waves:
+                waves[text] = tts.renditions(text)
+        except TTSError as e:
+            out[i] = (None, [f"expected hit rate not estimated: TTS failed ({e})"])
+            continue
+        jobs.append((proxy, thr, waves[text]))
+        where.append(i)
+    for i, rate in zip(where, expected_hit_rates(spotter, jobs) if jobs else [], strict=True):
+        note = hit_rate_warning(rate, thresholds[i], modes[i])
+        out[i] = (rate, [] if note is None else [note])
+    return out

@@ -58,6 +58,8 @@ def check_settings(settings: Settings) -> None:
             "/metrics would be open to anyone. Set OPENKWS_AUTH=on (the scraper sends an admin key), "
             "or unset OPENKWS_METRICS_AUTH and keep /metrics off the public network"
         )
+
+
 SQLITE_POLL_S = 0.1  # how often a SQLite follower asks whether another connection committed
 
 

@@ -119,6 +119,7 @@ def load_engine(
         tts=ProxyTTS(settings.espeak_binary, settings.flite_binary),
         on_removed=counts.forget,
         sensitivity=Sensitivity.load(settings.model_dir, spotter),
+        hit_rate=settings.enroll_hit_rate,
     )
     n, diff = registry.reconcile()
     if diff:

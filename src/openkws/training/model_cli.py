@@ -243,6 +243,10 @@ def eval_pairs(
     proxy: list[str] | None = typer.Option(
         None, help="keyword proxies to score (repeatable): text (default), tts (acoustic, 8 TTS voices), both"
     ),
+    no_leading_pad: bool = typer.Option(
+        False,
+        help="also report each openkws system with no silence ahead of the clips (audio starts at the clip)",
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """EER / ROC-AUC / AP on match vs easy and hard mismatch pairs built from a manifest, scored through
@@ -252,7 +256,15 @@ def eval_pairs(
     if model is None and not baselines:
         raise typer.BadParameter("give --model and/or --baselines")
     report = evaluate_pairs(
-        manifest, model, out, baselines, max_clips, seed, split=split, proxies=proxy or ("text",)
+        manifest,
+        model,
+        out,
+        baselines,
+        max_clips,
+        seed,
+        split=split,
+        proxies=proxy or ("text",),
+        no_leading_pad=no_leading_pad,
     )
     typer.echo(format_report(report))
     if out is not None:
@@ -303,6 +315,11 @@ def eval_streams(
     cached_only: bool = typer.Option(
         False, help="report from the per-stream events computed so far (no decoding)"
     ),
+    no_leading_pad: bool = typer.Option(
+        False,
+        help="also report openkws with each keyword clip decoded as its own stream from its speech onset "
+        "(no audio ahead of the keyword)",
+    ),
     seed: int = typer.Option(0),
 ) -> None:
     """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine.
@@ -333,6 +350,7 @@ def eval_streams(
         floor=floor,
         seed=seed,
         cached_only=cached_only,
+        no_leading_pad=no_leading_pad,
     )
     report = run_streams(cfg)
     table = markdown(report)

@@ -171,8 +171,17 @@ class KeywordCreated(KeywordOut):
         "new threshold for a text already enrolled (PATCH changes it)",
     )
 
+    expected_hit_rate: float | None = Field(
+        default=None,
+        description=(
+            "share of TTS renditions of the keyword (the proxy voices, 10% slower and faster, and under pink noise "
+            "at 10 dB SNR) whose best score reaches the threshold: a TTS estimate, not a measurement on real "
+            "voices; null when not estimated (already enrolled, TTS missing, or OPENKWS_ENROLL_HIT_RATE=false)"
+        ),
+    )
     warnings: list[str] = Field(
-        default_factory=list, description="too short, fires often, one word from another"
+        default_factory=list,
+        description="too short, fires often, rarely reached (low expected_hit_rate), one word from another",
     )
 
     @classmethod
@@ -183,6 +192,7 @@ class KeywordCreated(KeywordOut):
             created=e.created,
             confusable_with=[ConfusableOut.of(c) for c in e.confusable_with],
             rewrites=list(e.rewrites),
+            expected_hit_rate=e.expected_hit_rate,
             warnings=list(e.warnings),
         )
 

@@ -57,6 +57,28 @@ def decode_events(spotter: Spotter, audio: np.ndarray, kinds: Sequence[str]) -> 
     return out
 
 
+def decode_from_onsets(
+    spotter: Spotter, audio: np.ndarray, onsets_s: Sequence[float], kinds: Sequence[str]
+) -> dict[str, list[Event]]:
+    """The "no leading pad" reading of a positive stream: each clip decoded as a stream of its own that
+    starts at the clip's speech onset (no audio ahead of the keyword, as a satellite's audio starts at
+    the wake word) and runs to the next onset; event times are in the whole stream's time."""
+    from dataclasses import replace
+
+    from openkws.constants import SAMPLE_RATE
+
+    cuts = [int(round(t * SAMPLE_RATE)) for t in onsets_s] + [len(audio)]
+    out: dict[str, list[Event]] = {k: [] for k in kinds}
+    for a, b in zip(cuts, cuts[1:], strict=False):
+        shift = a / SAMPLE_RATE
+        for kind, events in decode_events(spotter, audio[a:b], kinds).items():
+            out[kind] += [
+                replace(e, start_s=e.start_s + shift, end_s=e.end_s + shift, decided_s=e.decided_s + shift)
+                for e in events
+            ]
+    return out
+
+
 def tts_proxies(spotter: Spotter, texts: Sequence[str], cache: Path) -> np.ndarray:
     """The service's ``proxy: "tts"`` proxies (espeak-ng/flite renditions), cached per model."""
     path = Path(cache) / f"tts_proxies_{spotter.acoustic_fingerprint[:12]}.npz"

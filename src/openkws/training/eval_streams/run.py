@@ -24,7 +24,7 @@ from openkws.training.data.audio import read_wav
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
 from openkws.training.eval_streams.calibration_check import calibration_report
 from openkws.training.eval_streams.conditions import CONDITIONS
-from openkws.training.eval_streams.engine_adapter import Event, decode_events, enroll
+from openkws.training.eval_streams.engine_adapter import Event, decode_events, decode_from_onsets, enroll
 from openkws.training.eval_streams.report import write_outputs
 from openkws.training.eval_streams.scoring import Scores, score_stream, summarize
 
@@ -49,13 +49,14 @@ class StreamsConfig:
     seed: int = 0
     threads: int = 1
     cached_only: bool = False  # report from the per-stream events already computed (partial runs)
+    no_leading_pad: bool = False  # also report openkws with each clip's audio starting at its onset
 
 
 def _cached_events(
     path: Path,
     streams: Sequence[Stream],
     systems: Sequence[str],
-    run: Callable[[np.ndarray], dict[str, list[Event]]],
+    run: Callable[[np.ndarray, Stream], dict[str, list[Event]]],
     desc: str,
     cached_only: bool = False,
 ) -> dict[str, dict[str, list[Event]]]:
@@ -71,7 +72,7 @@ def _cached_events(
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         for st in tqdm(todo, desc=desc, unit="stream"):
-            res = run(read_wav(st.path))
+            res = run(read_wav(st.path), st)
             for n in systems:
                 done[n][st.name] = res[n]
             f.write(
@@ -102,7 +103,7 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     enroll(spotter, texts, kinds, cfg.floor, cfg.cache)
     stem = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{key}_f{cfg.floor:g}.jsonl"
 
-    def _run(audio: np.ndarray) -> dict[str, list[Event]]:
+    def _run(audio: np.ndarray, _: Stream) -> dict[str, list[Event]]:
         by_kind = decode_events(spotter, audio, kinds)
         return {f"openkws-{k}": v for k, v in by_kind.items()}
 
@@ -110,6 +111,8 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
         s for s in streams if s.condition != "negative"
     ]
     events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
+    if cfg.no_leading_pad:
+        events.update(_no_leading_pad(spotter, kinds, stem, streams, events, cfg.cached_only))
     for peer, factory in (peers or {}).items():
         events.update(_peer_events(peer, factory, clips, order, cfg))
     phones = _phones(spotter.pronounce, texts)
@@ -166,4 +169,32 @@ def _peer_events(
     texts = sorted({c.text for c in clips})
     runner = (lambda a: []) if cfg.cached_only else factory(texts, cfg.cache)
     path = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{peer}.jsonl"
-    return _cached_events(path, streams, [peer], lambda a: {peer: runner(a)}, peer, cfg.cached_only)
+    return _cached_events(path, streams, [peer], lambda a, _: {peer: runner(a)}, peer, cfg.cached_only)
+
+
+NO_LEAD = "[no leading pad]"
+
+
+def _no_leading_pad(
+    spotter: Spotter,
+    kinds: Sequence[str],
+    stem: Path,
+    streams: Sequence[Stream],
+    events: dict[str, dict[str, list[Event]]],
+    cached_only: bool,
+) -> dict[str, dict[str, list[Event]]]:
+    """``openkws-<kind>[no leading pad]``: positives decoded from each clip's onset
+    (:func:`decode_from_onsets`), negatives as in the padded run (they have no clips)."""
+    names = [f"openkws-{k}{NO_LEAD}" for k in kinds]
+
+    def _run(audio: np.ndarray, st: Stream) -> dict[str, list[Event]]:
+        by_kind = decode_from_onsets(spotter, audio, [p.start_s for p in st.placed], kinds)
+        return {f"openkws-{k}{NO_LEAD}": v for k, v in by_kind.items()}
+
+    positives = [s for s in streams if s.condition != "negative"]
+    path = stem.with_name(stem.stem + "_nolead.jsonl")
+    out = _cached_events(path, positives, names, _run, "openkws, no leading pad", cached_only)
+    negatives = {s.name for s in streams if s.condition == "negative"}
+    for k, name in zip(kinds, names, strict=True):
+        out[name].update({n: ev for n, ev in events[f"openkws-{k}"].items() if n in negatives})
+    return out

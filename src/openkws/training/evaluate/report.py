@@ -28,8 +28,10 @@ def evaluate_pairs(
     progress: bool = True,
     split: str | None = None,
     proxies: Sequence[str] = ("text",),
+    no_leading_pad: bool = False,
 ) -> dict[str, object]:
-    """The ``openkws eval pairs`` pipeline; returns (and writes) the JSON report."""
+    """The ``openkws eval pairs`` pipeline; returns (and writes) the JSON report. ``no_leading_pad``:
+    also score each openkws system with no silence ahead of the clips (``[no leading pad]``)."""
     clips = read_eval_manifest(manifest, split)
     if not clips:
         raise ValueError(f"no clips in {manifest}" + (f" with split={split}" if split else ""))
@@ -49,6 +51,10 @@ def evaluate_pairs(
         for mode in proxies:
             name = f"openkws:{scorer.spec.model_version}" + ("" if mode == "text" else f"[proxy={mode}]")
             systems[name] = score_pairs_model(scorer, clips, pairs, progress, mode)
+            if no_leading_pad:
+                systems[f"{name}[no leading pad]"] = score_pairs_model(
+                    scorer, clips, pairs, progress, mode, False
+                )
         report["model"] = {"dir": str(model_dir), "model_version": scorer.spec.model_version,
                            "frontend": scorer.spec.frontend, "windows_frames": scorer.spec.windows_frames,
                            "window_stride_frames": scorer.spec.window_stride_frames, "scored_by": "openkws engine"}  # fmt: skip
