@@ -358,7 +358,7 @@ def test_page_uploads_a_file_plots_scores_and_changes_sensitivity_and_proxy(
     # sensitivity: type a rate into the row, the server sets the threshold from it (PATCH)
     kid = by_text["hey jarvis"]["id"]
     box = d.find_element("css selector", '#kw-list tr[data-text="hey jarvis"] input.sens')
-    box.clear()
+    box.send_keys(Keys.CONTROL, "a")
     box.send_keys("5", Keys.TAB)  # the change event fires when the field is left
     with httpx.Client(base_url=served.url, timeout=30) as c:
         wait_until(

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = ["KeywordTrace", "ScoreTrace", "TraceRecorder"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # numpy fields: compare the arrays, not the objects
 class KeywordTrace:
     """One keyword's scores over time.
 
@@ -75,7 +75,7 @@ class KeywordTrace:
         return bool(np.nanmax(self.scores, initial=-np.inf) >= self.threshold)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ScoreTrace:
     """Scores over time for every keyword a stream matched, with what the detector decided.
 

@@ -149,7 +149,9 @@ class KeywordOut(BaseModel):
     created_at: dt.datetime
     updated_at: dt.datetime
     warnings: list[str] = Field(
-        default_factory=list, description="advice for the current threshold: too short, fires often"
+        default_factory=list,
+        description="advice for the current threshold: too short, fires often (GET and PATCH of one keyword; "
+        "empty in lists)",
     )
 
     @classmethod
@@ -192,7 +194,9 @@ class KeywordCreated(KeywordOut):
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
-        base = KeywordOut.of(e.record).model_dump() | {"expected_fa_per_hour": e.expected_fa_per_hour}
+        base = KeywordOut.of(e.record).model_dump(exclude={"warnings"}) | {
+            "expected_fa_per_hour": e.expected_fa_per_hour
+        }
         return cls(
             **base,
             created=e.created,

@@ -235,7 +235,14 @@ function sensitivityInput(kw) {
     title: `false alarms per hour to expect for “${kw.text}”; Enter sets the threshold from it`,
   });
   input.setAttribute("aria-label", `sensitivity of ${kw.text} in false alarms per hour`);
-  input.addEventListener("change", () => setSensitivity(kw, Number(input.value)));
+  input.addEventListener("change", () => {
+    const fa = Number(input.value);
+    if (input.value.trim() === "" || !(fa > 0)) { // cleared or nonsense: say what is accepted, change nothing
+      showMessage("error", `Sensitivity of “${kw.text}”: give the false alarms per hour to expect, a number in (0, 3600].`);
+      return;
+    }
+    setSensitivity(kw, fa);
+  });
   return input;
 }
 
