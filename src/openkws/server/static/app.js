@@ -231,7 +231,7 @@ async function deleteKeyword(kw) {
 function sensitivityInput(kw) {
   const input = el("input", {
     type: "number", class: "sens", min: "0.01", max: "3600", step: "any",
-    value: kw.expected_fa_per_hour == null ? "" : String(kw.expected_fa_per_hour),
+    value: kw.expected_fa_per_hour == null ? "" : String(Number(kw.expected_fa_per_hour.toPrecision(2))),
     title: `false alarms per hour to expect for “${kw.text}”; Enter sets the threshold from it`,
   });
   input.setAttribute("aria-label", `sensitivity of ${kw.text} in false alarms per hour`);
