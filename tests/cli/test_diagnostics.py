@@ -168,13 +168,12 @@ def test_wyoming_defaults_to_the_servers_keyword_database(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     monkeypatch.delenv("OPENKWS_DATA_DIR", raising=False)
     monkeypatch.delenv("OPENKWS_DATABASE_URL", raising=False)
-    default_dir = Settings().data_dir  # what `openkws serve` uses without flags
-    assert default_dir == tmp_path / "openkws"
-    url, server, t = start_server(default_dir)
-    try:
-        with OpenKWSClient(url) as c:
-            c.add_keyword("okay computer")
-    finally:
-        server.should_exit = True
-        t.join(timeout=30)
+    assert Settings().data_dir == tmp_path / "openkws"  # what `openkws serve` uses without flags
+    from fastapi.testclient import TestClient
+
+    from openkws.server.app import create_app
+
+    # the server as `openkws serve` builds it with no data flags (only CPU knobs for the test)
+    with TestClient(create_app(Settings(device="cpu", inference_workers=1))) as c:
+        assert c.post("/v1/keywords", json={"text": "okay computer"}).status_code == 201
     assert WakeService.load(WyomingConfig()).keyword_texts() == ["okay computer"]
