@@ -8,6 +8,7 @@ In-process use (no server, no database)::
     stream = kws.create_stream(sample_rate=44_100)
     stream.accept_waveform(chunk)                # numpy int16 or float32, any chunk size
     for d in stream.detections(): print(d.text, d.score, d.start_ms)
+    stream.input_finished()                      # end of audio: flush a keyword at the very end
 
 The runtime (engine, REST/websocket API, Wyoming server, CLI) never imports torch. The public names
 are loaded on first use, so ``import openkws`` stays cheap for the CLI and for ``openkws.training``.
@@ -18,11 +19,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["AudioError", "Detection", "G2PError", "Keyword", "KeywordSpotter", "Stream", "__version__"]
+__all__ = ["AudioError", "Detection", "G2PError", "Keyword", "KeywordSpotter", "KeywordTrace", "ScoreTrace",
+           "Stream", "__version__"]  # fmt: skip
 
 if TYPE_CHECKING:
     from openkws.audio import AudioError
-    from openkws.kws import Detection, Keyword, KeywordSpotter, Stream
+    from openkws.kws import Detection, Keyword, KeywordSpotter, KeywordTrace, ScoreTrace, Stream
     from openkws.text import G2PError
 
 _LAZY = {
@@ -30,6 +32,8 @@ _LAZY = {
     "Stream": ".kws",
     "Keyword": ".kws",
     "Detection": ".kws",
+    "ScoreTrace": ".kws",
+    "KeywordTrace": ".kws",
     "AudioError": ".audio",
     "G2PError": ".text",
 }

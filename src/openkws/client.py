@@ -227,10 +227,13 @@ class OpenKWSClient:
         self._json(self._http.delete(f"/v1/keywords/{keyword_id}"))
 
     def detect(
-        self, path: str | Path, keywords: list[int] | None = None, debug: bool = False
+        self, path: str | Path, keywords: list[int] | None = None, debug: bool = False, trace: bool = False
     ) -> dict[str, Any]:
+        """``POST /v1/detect``; ``trace``: also every keyword's scores over time (``openkws.plot``)."""
         p = Path(path)
         params: dict[str, Any] = {"debug": debug}
+        if trace:
+            params["trace"] = True
         if keywords:
             params["keywords"] = keywords
         with open(p, "rb") as f:

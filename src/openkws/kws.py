@@ -2,8 +2,8 @@
 
 One :class:`KeywordSpotter` holds the model and the keywords; each audio source gets a
 :class:`Stream` from :meth:`KeywordSpotter.create_stream`. Streams take int16 or float32 numpy
-audio at any sample rate, in chunks of any size, and report detections as they are decided.
-The wrapper is thin: it is the engine's :class:`~openkws.engine.spotter.Spotter` plus keyword
+audio at any sample rate from 8 to 48 kHz, in chunks of any size, and report detections as
+they are decided. The wrapper is thin: it is the engine's :class:`~openkws.engine.spotter.Spotter` plus keyword
 bookkeeping and sample-rate conversion; the Wyoming server (:mod:`openkws.wyoming`) and
 ``openkws listen`` use it too.
 
@@ -32,6 +32,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import soxr  # noqa: F401  (used by the doctest; a runtime dependency anyway)
@@ -41,6 +42,7 @@ from openkws.audiofile import read_audio_file
 from openkws.engine.acoustic_proxy import PROXY_MODES, ProxyMode, combine_proxies
 from openkws.engine.decision import Competition
 from openkws.engine.runtime import Device
+from openkws.engine.score_trace import KeywordTrace, ScoreTrace, TraceRecorder
 from openkws.engine.spotter import DEFAULT_TENANT, DetectorConfig, Enrollment, Spotter
 from openkws.engine.spotter import Detection as Detection
 from openkws.engine.vad import VadConfig
@@ -49,7 +51,7 @@ from openkws.settings import packaged_model_dir
 from openkws.text.pronunciation import guessed_words, override
 from openkws.text.tts import ProxyTTS
 
-__all__ = ["Detection", "Keyword", "KeywordSpotter", "Stream"]
+__all__ = ["Detection", "Keyword", "KeywordSpotter", "KeywordTrace", "ScoreTrace", "Stream"]
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,20 @@ class Stream:
         channels: int,
         vad: VadConfig | None = None,
         competition: Competition = "best",
+        trace: bool = False,
     ) -> None:
         check_rate(sample_rate)
         check_channels(channels)
         self.sample_rate = sample_rate
         self.channels = channels
         self._kws = kws
-        self._inner = kws.spotter.create_stream(tenant=kws.tenant, vad=vad, competition=competition)
+        rec = TraceRecorder(kws.spotter.index, kws.tenant) if trace else None
+        self._inner = kws.spotter.create_stream(
+            tenant=kws.tenant, vad=vad, competition=competition, debug=trace, score_hook=rec
+        )
+        self._recorder = rec
+        if rec is not None:
+            rec.attach(self._inner)
         self._flushed = False
 
     def accept_waveform(self, samples: np.ndarray) -> None:
@@ -128,12 +137,26 @@ class Stream:
 
     def detections(self) -> list[Detection]:
         """Run the model on the audio queued so far; the detections decided since the last call."""
-        return self._kws.spotter.decode(self._inner).detections if self._inner.ready() else []
+        if not self._inner.ready():
+            return []
+        res = self._kws.spotter.decode(self._inner)
+        if self._recorder is not None:
+            self._recorder.record(res.detections, res.near_misses)
+        return res.detections
 
     @property
     def seconds(self) -> float:
         """Audio accepted so far, in seconds."""
         return self._inner.received_seconds
+
+    # -- diagnostics (issue 23) -------------------------------------------------------------------------
+    def trace(self) -> ScoreTrace:
+        """Every keyword's score over the audio decoded so far, its threshold, the detections and the
+        near misses (see :class:`~openkws.engine.score_trace.ScoreTrace`). Needs
+        ``create_stream(trace=True)``; audio still queued is not in it until :meth:`detections` runs."""
+        if self._recorder is None:
+            raise ValueError("this stream records no trace; create it with create_stream(trace=True)")
+        return self._recorder.trace()
 
 
 class KeywordSpotter:
@@ -255,20 +278,33 @@ class KeywordSpotter:
         *,
         vad: bool = False,
         competition: Competition = "best",
+        trace: bool = False,
     ) -> Stream:
         """A new stream for one audio source (8–48 kHz, 1–8 channels; resampled to the model's 16 kHz).
         ``vad``: skip the model on non-speech (WebRTC VAD, keeps 1.2 s before each onset);
-        ``competition``: ``best`` reports only the best of keywords firing on the same audio."""
-        return Stream(self, sample_rate, channels, VadConfig() if vad else None, competition)
+        ``competition``: ``best`` reports only the best of keywords firing on the same audio;
+        ``trace``: record every keyword's scores for :meth:`Stream.trace` (costs one small matrix
+        product per 80 ms frame)."""
+        return Stream(self, sample_rate, channels, VadConfig() if vad else None, competition, trace)
 
     def decode_stream(self, stream: Stream) -> list[Detection]:
         """sherpa-onnx spelling of ``stream.detections()``."""
         return stream.detections()
 
-    def detect_file(self, path: Path | str) -> list[Detection]:
-        """Every detection in a WAV, FLAC or OGG (Vorbis or Opus) file; raises ``AudioError`` (formats by name)."""
+    @overload
+    def detect_file(self, path: Path | str, *, trace: Literal[False] = False) -> list[Detection]: ...
+    @overload
+    def detect_file(self, path: Path | str, *, trace: Literal[True]) -> ScoreTrace: ...
+
+    def detect_file(self, path: Path | str, *, trace: bool = False) -> list[Detection] | ScoreTrace:
+        """Every detection in a WAV, FLAC or OGG (Vorbis or Opus) file; raises ``AudioError`` (formats by name).
+
+        ``trace=True`` returns a :class:`~openkws.engine.score_trace.ScoreTrace` instead: every
+        keyword's score over time with its threshold, the detections (``.detections``) and the near
+        misses; ``openkws.plot.plot_trace(trace, "out.png")`` draws it."""
         decoded = read_audio_file(path)
-        stream = self.create_stream(decoded.sample_rate, decoded.samples.shape[1])
+        stream = self.create_stream(decoded.sample_rate, decoded.samples.shape[1], trace=trace)
         stream.accept_waveform(decoded.samples)
         stream.input_finished()
-        return stream.detections()
+        found = stream.detections()
+        return stream.trace() if trace else found

@@ -6,8 +6,11 @@ microphone, see the "hey jarvis" detection with its score, watch the meters and 
 a screenshot, stop, delete a keyword. With auth on: the page asks for a key, enrolls and streams with
 the key typed into it, and keeps the key in sessionStorage only.
 
-The screenshot goes to a temporary file; ``OPENKWS_UPDATE_SCREENSHOT=1`` writes docs/web-demo.png
-(the picture in docs/DEPLOY.md) instead.
+Uploading a file: the page shows its detections and draws every keyword's score over time on a
+canvas (issue 23); a keyword's sensitivity (FA/h) and proxy change from the keyword table.
+
+The screenshots go to temporary files; ``OPENKWS_UPDATE_SCREENSHOT=1`` writes docs/web-demo.png
+(the picture in docs/DEPLOY.md) and docs/img/web_demo.png (the upload with its plot) instead.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from bench._server import ServerProcess
 from tests.deploy.conftest import ROOT, Served, ServedModel, speech_wav
 
 SCREENSHOT = ROOT / "docs" / "web-demo.png"
+UPLOAD_SCREENSHOT = ROOT / "docs" / "img" / "web_demo.png"  # the uploaded file with its score plot
 UPDATE_SCREENSHOT_ENV = "OPENKWS_UPDATE_SCREENSHOT"
 API_KEY_STORAGE = "openkws.apiKey"  # src/openkws/server/static/app.js
 CHROMIUM = "/usr/bin/chromium"
@@ -43,8 +47,8 @@ def fake_mic(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return speech_wav(tmp_path_factory.mktemp("mic") / "hey_jarvis.wav", lead_s=1.0, tail_s=1.5)
 
 
-@pytest.fixture(scope="module")
-def browser(fake_mic: Path) -> Iterator[Any]:
+def make_driver(fake_mic: Path) -> tuple[Any, str]:
+    """Headless Debian Chromium through its chromedriver (nothing downloaded): (driver, profile dir)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the dev extra")
     from selenium.webdriver.chrome.service import Service
 
@@ -76,6 +80,12 @@ def browser(fake_mic: Path) -> Iterator[Any]:
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=opts)
     driver.set_page_load_timeout(60)
+    return driver, profile
+
+
+@pytest.fixture(scope="module")
+def browser(fake_mic: Path) -> Iterator[Any]:
+    driver, profile = make_driver(fake_mic)
     try:
         yield driver
     finally:
@@ -298,4 +308,80 @@ def test_page_with_auth_on_uses_the_key_typed_in(
         for e in d.get_log("browser")
         if e.get("level") == "SEVERE" and "401 (Unauthorized)" not in e["message"]
     ]
+    assert not severe, f"errors in the browser console: {severe}"
+
+
+def upload_and_plot(d: Any, url: str, wav: Path, shot: Path | None = None) -> None:
+    """Enroll two keywords, upload ``wav`` through the page, wait for the plot; screenshot it."""
+    d.get(url + "/")
+    wait_until(
+        lambda: d.find_element("id", "status").get_attribute("data-state") == "ready", 60, "status ready", d
+    )
+    enroll_in_page(d, "hey jarvis", None)
+    enroll_in_page(d, "turn on the lights", None)
+    d.find_element("id", "file-input").send_keys(str(wav))
+    d.find_element("id", "file-detect").click()
+    wait_until(
+        lambda: d.find_element("id", "trace-plot").get_attribute("data-state") == "drawn",
+        DETECTION_TIMEOUT_S,
+        "the score plot",
+        d,
+    )
+    if shot is not None:
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        d.execute_script("document.getElementById('file-card').scrollIntoView()")
+        assert d.save_screenshot(str(shot)), "screenshot"
+
+
+def test_page_uploads_a_file_plots_scores_and_changes_sensitivity_and_proxy(
+    served: Served, browser: Any, no_keywords: None, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.select import Select
+
+    d = browser
+    d.get_log("browser")  # drop earlier tests' entries
+    wav = speech_wav(tmp_path / "upload.wav", "okay, hey jarvis, what time is it", lead_s=0.5, tail_s=0.5)
+    shot = UPLOAD_SCREENSHOT if os.environ.get(UPDATE_SCREENSHOT_ENV) == "1" else tmp_path / "upload.png"
+    upload_and_plot(d, served.url, wav, shot)
+    plot = d.find_element("id", "trace-plot")
+    assert plot.get_attribute("data-keywords") == "2"
+    with httpx.Client(base_url=served.url, timeout=60) as c:
+        with wav.open("rb") as f:
+            res = c.post("/v1/detect", files={"file": ("upload.wav", f)}).json()
+        by_text = {k["text"]: k for k in c.get("/v1/keywords").json()["items"]}
+    shown = [li.get_attribute("data-text") for li in d.find_elements("css selector", "#file-detections li")]
+    assert shown == [x["text"] for x in res["detections"]]  # the page lists what the API finds
+    status = d.find_element("id", "file-status").text
+    assert "upload.wav" in status and "Peak scores: hey jarvis" in status, status
+
+    # sensitivity: type a rate into the row, the server sets the threshold from it (PATCH)
+    kid = by_text["hey jarvis"]["id"]
+    box = d.find_element("css selector", '#kw-list tr[data-text="hey jarvis"] input.sens')
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("5", Keys.TAB)  # the change event fires when the field is left
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        wait_until(
+            lambda: c.get(f"/v1/keywords/{kid}").json()["threshold"] != by_text["hey jarvis"]["threshold"],
+            30,
+            "the new threshold",
+            d,
+        )
+        after = c.get(f"/v1/keywords/{kid}").json()
+    if after["expected_fa_per_hour"] is not None:  # a model with a calibration bank
+        assert after["expected_fa_per_hour"] == pytest.approx(5, rel=0.5)
+
+    # proxy: choosing tts re-enrolls the same text with TTS proxies
+    Select(
+        d.find_element("css selector", '#kw-list tr[data-text="hey jarvis"] select.proxy')
+    ).select_by_value("tts")
+    with httpx.Client(base_url=served.url, timeout=30) as c:
+        items = wait_until(
+            lambda: [k for k in c.get("/v1/keywords").json()["items"] if k["proxy"] == "tts"],
+            60,
+            "a tts keyword",
+            d,
+        )
+    assert [k["text"] for k in items] == ["hey jarvis"]
+    severe = [e for e in d.get_log("browser") if e.get("level") == "SEVERE"]
     assert not severe, f"errors in the browser console: {severe}"

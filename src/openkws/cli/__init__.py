@@ -8,7 +8,7 @@ Service commands::
     openkws keywords add "hey jarvis" [--threshold 0.6] [--proxy text|tts|both] [--phonemes "..."]
     openkws keywords list | rm ID... | set ID --threshold T     # talk to a running server
     openkws keywords import FILE | export FILE                  # YAML or CSV keyword lists
-    openkws detect FILE                                         # all detections in a file
+    openkws detect FILE [--plot scores.png]                     # all detections in a file
     openkws stream FILE | --mic                                 # live events over the websocket
     openkws wyoming --uri tcp://127.0.0.1:10400                 # wake words for Home Assistant
     openkws listen "hey jarvis"                                 # the microphone, in this process
@@ -198,23 +198,59 @@ def detect(
     url: UrlOpt = DEFAULT_URL,
     debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON response")] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            dir_okay=False,
+            help="also draw every keyword's score over time, thresholds and detections to this PNG "
+            "(needs matplotlib: pip install 'openkws[plot]')",
+        ),
+    ] = None,
     api_key: KeyOpt = None,
 ) -> None:
-    """Upload a file to POST /v1/detect and print every detection."""
+    """Upload a file to POST /v1/detect and print every detection (the server's keywords and thresholds)."""
     from openkws.audiofile import check_audio_file
 
     with handled():
         check_audio_file(file)  # a bad file is named here, before any upload
+    if plot is not None:
+        _check_plot_target(plot)
     with _client(url, api_key) as c, handled():
-        res = c.detect(file, debug=debug)
+        res = c.detect(file, debug=debug or plot is not None, trace=plot is not None)
+    if plot is not None:
+        _draw(res, plot, file)
     if as_json:
         typer.echo(json.dumps(res, indent=2))
         return
     for d in res["detections"]:
         _print_event({"type": "detection", **d}, False)
-    for n in res["near_misses"]:
+    for n in res["near_misses"] if debug else []:
         _print_event({"type": "near_miss", **n}, False)
     typer.echo(f"{len(res['detections'])} detection(s) in {res['duration_ms'] / 1000:.2f} s", err=True)
+
+
+def _check_plot_target(plot: Path) -> None:
+    """Fail before the upload: no matplotlib, a name that is not .png, a missing folder."""
+    from openkws.plot import PlotUnavailable, _pyplot
+
+    if plot.suffix.lower() != ".png":
+        fail(f"--plot {plot}: give a .png file name", 2)
+    if not plot.parent.is_dir():
+        fail(f"--plot {plot}: folder {plot.parent} does not exist", 2)
+    try:
+        _pyplot()
+    except PlotUnavailable as e:
+        fail(str(e))
+
+
+def _draw(res: dict[str, Any], plot: Path, file: Path) -> None:
+    from openkws.plot import plot_trace, trace_from_response
+
+    try:
+        plot_trace(trace_from_response(res), plot, title=f"{file.name}: keyword scores over time")
+    except ValueError as e:
+        fail(str(e))
+    typer.echo(f"plot written to {plot}", err=True)
 
 
 @app.command()
@@ -235,6 +271,7 @@ def stream(
 ) -> None:
     """Stream a file or the microphone over WS /v1/stream and print events as they arrive."""
     from openkws.audiofile import check_audio_file
+    from openkws.client import OpenKWSError
 
     if (file is None) == (not mic):
         fail("give exactly one of FILE or --mic", 2)
@@ -252,6 +289,8 @@ def stream(
                 _print_event(ev, as_json)
         except OSError as e:  # the connection dropped mid-stream
             fail(f"cannot reach {url}: {e}")
+        except OpenKWSError:  # a RuntimeError too, but `handled` words it (no "0 server_unreachable")
+            raise
         except RuntimeError as e:  # e.g. --mic without sounddevice
             fail(str(e))
 
@@ -328,6 +367,47 @@ def _register_training_apps() -> None:
 _register_training_apps()
 
 
+# Modules that only an extra installs -> that extra (a command that needs one names it, issue 23).
+EXTRA_OF_MODULE = {
+    **dict.fromkeys(
+        (
+            "torch",
+            "torchaudio",
+            "livekit_wakeword",
+            "onnx",
+            "piper",
+            "g722",
+            "pyroomacoustics",
+            "wordfreq",
+            "scipy",
+            "parselmouth",
+            "pedalboard",
+        ),
+        "train",
+    ),  # fmt: skip
+    "matplotlib": "plot",
+    "sounddevice": "mic",
+    "psycopg": "postgres",
+    "pocketsphinx": "bench",
+    "pyopen_wakeword": "bench",
+}
+
+
+def missing_extra(e: ModuleNotFoundError) -> str | None:
+    """The one-line advice for a module an extra provides, else None.
+
+    >>> missing_extra(ModuleNotFoundError("No module named 'torch'", name="torch"))
+    "this command needs torch, which is not installed; pip install 'openkws[train]'"
+    """
+    root = (e.name or "").split(".")[0]
+    extra = EXTRA_OF_MODULE.get(root)
+    return (
+        None
+        if extra is None
+        else f"this command needs {root}, which is not installed; pip install 'openkws[{extra}]'"
+    )
+
+
 def main() -> None:
     """The console entry point: an error nobody anticipated is still one line (OPENKWS_DEBUG=1: traceback)."""
     try:
@@ -337,6 +417,10 @@ def main() -> None:
     except Exception as e:
         if os.environ.get("OPENKWS_DEBUG"):
             raise
+        advice = missing_extra(e) if isinstance(e, ModuleNotFoundError) else None
+        if advice is not None:
+            typer.secho(f"error: {advice}", fg=typer.colors.RED, err=True)
+            sys.exit(1)
         typer.secho(
             f"error: unexpected {type(e).__name__}: {e}; rerun with OPENKWS_DEBUG=1 for the traceback and "
             "report it",

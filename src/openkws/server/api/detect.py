@@ -10,16 +10,25 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from openkws.audio import ACCEPTED_FILES, AudioError, decode_file
+from openkws.engine.score_trace import ScoreTrace, TraceRecorder
 from openkws.engine.spotter import DecodeResult
 from openkws.protocol import DetectionEvent, NearMissEvent, to_wire
 from openkws.server.admission import check_engine
 from openkws.server.api.deps import StateDep, StreamTenantDep
 from openkws.server.api.errors import ApiError
-from openkws.server.api.schemas import DetectionCountsOut, DetectResponse, ErrorResponse, KeywordCount
+from openkws.server.api.schemas import (
+    DetectionCountsOut,
+    DetectResponse,
+    ErrorResponse,
+    KeywordCount,
+    KeywordTraceOut,
+    TraceOut,
+)
 from openkws.server.batcher import BatcherClosed, QueueFull
 from openkws.server.sessions import AudioSession, merge
 from openkws.server.state import AppState
@@ -109,6 +118,7 @@ async def detect(
     file: UploadFile = File(description=f"{ACCEPTED_FILES}; 8–48 kHz; up to 8 channels"),
     keywords: list[int] | None = Query(None, description="only these keyword ids"),
     debug: bool = Query(False, description="also return near misses"),
+    trace: bool = Query(False, description="also return every keyword's scores over time (implies debug)"),
     competition: Literal["best", "all"] = Query(
         "best", description="best: only the best of keywords firing on the same audio; all: each"
     ),
@@ -122,7 +132,12 @@ async def detect(
     except AudioError as e:
         raise ApiError(AUDIO_ERROR_STATUS.get(e.code, 400), e.code, e.message) from None
     samples = decoded.samples
-    stream = state.spotter.create_stream(keywords, tenant, debug=debug, competition=competition)
+    recorder = TraceRecorder(state.spotter.index, tenant, keywords) if trace else None
+    stream = state.spotter.create_stream(
+        keywords, tenant, debug=debug or trace, competition=competition, score_hook=recorder
+    )
+    if recorder is not None:
+        recorder.attach(stream)
     session = AudioSession(stream, decoded.sample_rate, samples.shape[1], source="detect")
     result = DecodeResult()
     chunk = max(1, int(settings.offline_chunk_seconds * decoded.sample_rate))
@@ -140,6 +155,23 @@ async def detect(
         channels=int(samples.shape[1]),
         format=decoded.format,
         model_version=state.spotter.spec.model_version,
+        trace=None if recorder is None else trace_out(recorder.trace()),
+    )
+
+
+def trace_out(t: ScoreTrace) -> TraceOut:
+    """A score trace as JSON: 4 decimals, NaN (keyword not enrolled yet) as null."""
+    return TraceOut(
+        times_ms=[round(float(x), 1) for x in t.times_ms],
+        keywords=[
+            KeywordTraceOut(
+                id=k.keyword_id,
+                text=k.text,
+                threshold=k.threshold,
+                scores=[round(float(v), 4) if np.isfinite(v) else None for v in k.scores],
+            )
+            for k in t.keywords
+        ],
     )
 
 

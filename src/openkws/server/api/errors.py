@@ -38,6 +38,7 @@ def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+ECHO_CHARS = 40
 _HINTS = {
     "threshold": "accepted range [0, 1]",
     "limit": "accepted range [1, 1000]",
@@ -50,7 +51,11 @@ def _describe(err: dict[str, Any]) -> str:
     where = ".".join(loc) or "request body"
     text = f"{where}: {err.get('msg', 'invalid')}"
     if "input" in err and not isinstance(err["input"], dict | list) and err.get("type") != "missing":
-        text += f" (got {err['input']!r})"
+        got = err["input"]
+        if isinstance(got, str) and len(got) > ECHO_CHARS:  # never echo a long input back whole
+            text += f" (got {got[:ECHO_CHARS]!r}… {len(got)} characters)"
+        else:
+            text += f" (got {got!r})"
     hint = _HINTS.get(loc[-1] if loc else "")
     return f"{text}; {hint}" if hint else text
 

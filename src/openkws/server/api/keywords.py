@@ -240,9 +240,10 @@ def patch_keyword(
 
 def _out(keywords: KeywordRegistry, tenant: str, r: KeywordRecord) -> KeywordOut:
     """A stored keyword with the false alarms per hour its threshold is expected to give."""
-    return KeywordOut.of(r).model_copy(
-        update={"expected_fa_per_hour": keywords.expected_fa_per_hour(tenant, r.id, r.threshold)}
-    )
+    expected = keywords.expected_fa_per_hour(tenant, r.id, r.threshold)
+    # The advice for the threshold it has now (issue 23: `keywords import` showed the old one's rate).
+    warnings = keywords.sensitivity.warnings(r.phonemes, expected)
+    return KeywordOut.of(r).model_copy(update={"expected_fa_per_hour": expected, "warnings": warnings})
 
 
 @router.delete("/{keyword_id}", status_code=status.HTTP_204_NO_CONTENT, responses=ERRORS)

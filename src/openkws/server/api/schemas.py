@@ -18,6 +18,7 @@ from openkws.keywords.fields import MAX_PHONEMES, finite_json, phoneme_tokens
 from openkws.keywords.registry import Enrolled
 from openkws.keywords.store import KeywordRecord
 from openkws.protocol import DetectionEvent, NearMissEvent
+from openkws.text.g2p import MAX_CHARS
 
 
 def _no_negative_zero(x: float) -> float:
@@ -47,7 +48,9 @@ class ErrorResponse(BaseModel):
 
 class KeywordCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
-    text: str = Field(max_length=1024, description="1-6 English words, e.g. 'hey jarvis'")
+    # No max_length here: the G2P checks the length, so every path (REST, library, CLI, key files)
+    # gives the same short `too_long` error with one limit (the request body limit bounds the size).
+    text: str = Field(description=f"1-6 English words, at most {MAX_CHARS} characters, e.g. 'hey jarvis'")
     threshold: Annotated[Threshold | None, Field(description="cosine threshold; default: the service's")] = (
         None
     )
@@ -136,6 +139,11 @@ class KeywordOut(BaseModel):
     )
     created_at: dt.datetime
     updated_at: dt.datetime
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="advice for the current threshold: too short, fires often (GET and PATCH of one keyword; "
+        "empty in lists)",
+    )
 
     @classmethod
     def of(cls, r: KeywordRecord) -> KeywordOut:
@@ -186,7 +194,9 @@ class KeywordCreated(KeywordOut):
 
     @classmethod
     def from_enrolled(cls, e: Enrolled) -> KeywordCreated:
-        base = KeywordOut.of(e.record).model_dump() | {"expected_fa_per_hour": e.expected_fa_per_hour}
+        base = KeywordOut.of(e.record).model_dump(exclude={"warnings"}) | {
+            "expected_fa_per_hour": e.expected_fa_per_hour
+        }
         return cls(
             **base,
             created=e.created,
@@ -207,6 +217,23 @@ class KeywordPage(BaseModel):
     next_after: int | None = Field(description="pass as ?after= for the next page; null at the end")
 
 
+class KeywordTraceOut(BaseModel):
+    id: int
+    text: str
+    threshold: float
+    scores: list[float | None] = Field(
+        description="best cosine of any window ending at each of `times_ms`; null: not enrolled yet"
+    )
+
+
+class TraceOut(BaseModel):
+    times_ms: list[float] = Field(
+        description="end of each evaluated frame's windows (one per 80 ms; the last ones reach into the "
+        "silence that flushes the end of the file)"
+    )
+    keywords: list[KeywordTraceOut]
+
+
 class DetectResponse(BaseModel):
     detections: list[DetectionEvent]
     near_misses: list[NearMissEvent]
@@ -215,6 +242,7 @@ class DetectResponse(BaseModel):
     channels: int
     format: str
     model_version: str
+    trace: TraceOut | None = Field(None, description="per-keyword scores over time (?trace=true)")
 
 
 class KeywordCount(BaseModel):

@@ -1,5 +1,7 @@
-// openkws web demo: enroll/delete keywords (REST), stream the microphone as PCM16 over the websocket
-// protocol v1 (docs/SERVICE.md), show detections, a level/score meter and this replica's metrics.
+// openkws web demo: enroll/delete keywords and change their sensitivity and proxy (REST), stream the
+// microphone as PCM16 over the websocket protocol v1 (docs/SERVICE.md), upload a file and plot every
+// keyword's score over time (POST /v1/detect?trace=true), show detections, a level/score meter and
+// this replica's metrics.
 // Plain ES module, no dependencies. URLs are relative, so the page also works behind a path prefix.
 // With OPENKWS_AUTH=on, an API key typed into the page is kept in sessionStorage (this tab only, gone
 // when it closes; never localStorage) and sent as `Authorization: Bearer` on /v1 calls and as the
@@ -165,6 +167,8 @@ async function refreshKeywords(freshId) {
       el("td", { class: "num", text: fmt(kw.threshold),
         title: kw.expected_fa_per_hour == null ? "" : `about ${fmt(kw.expected_fa_per_hour, 2)} false alarms per hour expected` },
         ...(kw.expected_fa_per_hour == null ? [] : [el("small", { text: ` · ${fmt(kw.expected_fa_per_hour, 2)} FA/h` })])),
+      el("td", { class: "num" }, sensitivityInput(kw)),
+      el("td", {}, proxySelect(kw)),
       el("td", { class: "num" }, del));
     if (kw.id === freshId) tr.classList.add("fresh");
     tbody.append(tr);
@@ -180,7 +184,7 @@ async function enroll(ev) {
   const text = $("kw-text").value.trim();
   const thr = $("kw-threshold").value.trim();
   if (!text) return;
-  const body = { text };
+  const body = { text, proxy: $("kw-proxy").value };
   if (thr !== "") body.threshold = Number(thr);
   $("kw-enroll").disabled = true;
   try {
@@ -221,6 +225,158 @@ async function deleteKeyword(kw) {
   }
   await refreshKeywords();
   refreshReady();
+}
+
+// Sensitivity: the false alarms per hour to expect; the server turns it into a threshold (PATCH).
+function sensitivityInput(kw) {
+  const input = el("input", {
+    type: "number", class: "sens", min: "0.01", max: "3600", step: "any",
+    value: kw.expected_fa_per_hour == null ? "" : String(Number(kw.expected_fa_per_hour.toPrecision(2))),
+    title: `false alarms per hour to expect for “${kw.text}”; Enter sets the threshold from it`,
+  });
+  input.setAttribute("aria-label", `sensitivity of ${kw.text} in false alarms per hour`);
+  input.addEventListener("change", () => {
+    const fa = Number(input.value);
+    if (input.value.trim() === "" || !(fa > 0)) { // cleared or nonsense: say what is accepted, change nothing
+      showMessage("error", `Sensitivity of “${kw.text}”: give the false alarms per hour to expect, a number in (0, 3600].`);
+      return;
+    }
+    setSensitivity(kw, fa);
+  });
+  return input;
+}
+
+async function setSensitivity(kw, fa) {
+  try {
+    const out = await api("PATCH", `v1/keywords/${kw.id}`, { target_fa_per_hour: fa });
+    showMessage("info", `“${out.text}”: sensitivity ${fmt(fa, 2)} FA/h -> threshold ${thresholdText(out)}.`);
+    if (out.warnings && out.warnings.length) showMessage("warn", `Advice for “${out.text}”:`, out.warnings);
+  } catch (e) {
+    showMessage("error", e.message);
+  }
+  await refreshKeywords(kw.id);
+}
+
+// The proxy cannot be PATCHed: re-enroll the same text, phonemes and metadata with the new proxy,
+// at the same sensitivity (the threshold for a given FA/h differs between proxies).
+function proxySelect(kw) {
+  const sel = el("select", { class: "proxy", title: "text: from the phonemes; tts: from espeak-ng/flite renditions; both" });
+  for (const p of ["text", "tts", "both"]) sel.append(el("option", { value: p, text: p, selected: p === kw.proxy }));
+  sel.setAttribute("aria-label", `proxy of ${kw.text}`);
+  sel.addEventListener("change", () => changeProxy(kw, sel.value));
+  return sel;
+}
+
+async function changeProxy(kw, proxy) {
+  const body = { text: kw.text, proxy, phonemes: kw.phonemes };
+  if (kw.metadata) body.metadata = kw.metadata;
+  if (typeof kw.expected_fa_per_hour === "number" && kw.expected_fa_per_hour > 0) {
+    body.target_fa_per_hour = kw.expected_fa_per_hour;
+  } else {
+    body.threshold = kw.threshold;
+  }
+  let fresh = null;
+  try {
+    await api("DELETE", `v1/keywords/${kw.id}`);
+    fresh = await api("POST", "v1/keywords", body);
+    showMessage("info", `“${fresh.text}” now uses the ${proxy} proxy (id ${fresh.id}), threshold ${thresholdText(fresh)}.`);
+    if (fresh.warnings && fresh.warnings.length) showMessage("warn", `Advice for “${fresh.text}”:`, fresh.warnings);
+  } catch (e) {
+    showMessage("error", `Changing the proxy of “${kw.text}” failed: ${e.message}`);
+  }
+  await refreshKeywords(fresh ? fresh.id : undefined);
+}
+
+// ----------------------------------------------------------------------------------------- file
+const PLOT_COLORS = ["#2463eb", "#e8590c", "#15a34a", "#c2255c", "#7048e8", "#0c8599", "#a07e00", "#495057"];
+
+async function detectFile(ev) {
+  ev.preventDefault();
+  const file = $("file-input").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  const init = { method: "POST", body: form, headers: {} };
+  const key = apiKey();
+  if (key) init.headers.authorization = `Bearer ${key}`;
+  $("file-detect").disabled = true;
+  $("file-status").textContent = `Uploading ${file.name}…`;
+  try {
+    const r = await fetch("v1/detect?trace=true", init);
+    const data = await r.json().catch(() => null);
+    if (!r.ok) throw new Error(data && data.error ? data.error.message : `HTTP ${r.status}`);
+    showFileResult(file.name, data);
+  } catch (e) {
+    $("file-status").textContent = `Detection failed: ${e.message}`;
+  } finally {
+    $("file-detect").disabled = false;
+  }
+}
+
+function showFileResult(name, res) {
+  const list = $("file-detections");
+  list.replaceChildren();
+  for (const d of res.detections) {
+    const li = el("li", { class: "detection", "data-text": d.text, "data-keyword-id": String(d.keyword_id) },
+      el("span", { class: "when", text: `${(d.start_ms / 1000).toFixed(2)} s` }),
+      el("span", { class: "text", text: d.text }),
+      el("span", { class: "score" }, `${fmt(d.score, 3)} `, el("small", { text: `≥ ${fmt(d.threshold)}` })));
+    li.dataset.score = String(d.score);
+    list.append(li);
+  }
+  const peaks = res.trace.keywords.map((k) => `${k.text} ${fmt(Math.max(...k.scores.filter((v) => v !== null)), 2)}`);
+  $("file-status").textContent = `${name}: ${(res.duration_ms / 1000).toFixed(2)} s at ${res.sample_rate} Hz, ` +
+    `${res.detections.length} detection(s). Peak scores: ${peaks.join(", ") || "no keyword scored"}.`;
+  drawTrace($("trace-plot"), res);
+}
+
+// Scores over time: one line per keyword, its threshold dashed, detections as triangles.
+function drawTrace(canvas, res) {
+  const ctx = canvas.getContext("2d");
+  const W = canvas.width, H = canvas.height;
+  const pad = { l: 48, r: 16, t: 14, b: 34 };
+  const t = res.trace.times_ms;
+  ctx.clearRect(0, 0, W, H);
+  canvas.dataset.state = t.length ? "drawn" : "empty";
+  canvas.dataset.keywords = String(res.trace.keywords.length);
+  if (!t.length) return;
+  const tMax = Math.max(t[t.length - 1], res.duration_ms);
+  const x = (ms) => pad.l + ((W - pad.l - pad.r) * ms) / tMax;
+  const y = (v) => pad.t + (H - pad.t - pad.b) * (1 - Math.max(0, Math.min(1, v)));
+  ctx.font = "13px system-ui, sans-serif";
+  ctx.strokeStyle = "#e2e6ec"; ctx.fillStyle = "#6a7483"; ctx.lineWidth = 1;
+  for (let v = 0; v <= 1.0001; v += 0.2) {
+    ctx.beginPath(); ctx.moveTo(pad.l, y(v)); ctx.lineTo(W - pad.r, y(v)); ctx.stroke();
+    ctx.fillText(v.toFixed(1), 12, y(v) + 4);
+  }
+  const step = tMax > 20000 ? 5000 : tMax > 6000 ? 1000 : 500;
+  for (let ms = 0; ms <= tMax; ms += step) ctx.fillText(`${(ms / 1000).toFixed(ms % 1000 ? 1 : 0)} s`, x(ms) - 10, H - 12);
+  const colorOf = new Map();
+  res.trace.keywords.forEach((k, i) => {
+    const c = PLOT_COLORS[i % PLOT_COLORS.length];
+    colorOf.set(k.id, c);
+    ctx.strokeStyle = c; ctx.lineWidth = 2; ctx.setLineDash([]);
+    ctx.beginPath();
+    let pen = false;
+    k.scores.forEach((v, j) => {
+      if (v === null) { pen = false; return; }
+      if (pen) ctx.lineTo(x(t[j]), y(v)); else ctx.moveTo(x(t[j]), y(v));
+      pen = true;
+    });
+    ctx.stroke();
+    ctx.lineWidth = 1.2; ctx.setLineDash([6, 4]);
+    ctx.beginPath(); ctx.moveTo(pad.l, y(k.threshold)); ctx.lineTo(W - pad.r, y(k.threshold)); ctx.stroke();
+    ctx.setLineDash([]);
+    ctx.fillStyle = c;
+    ctx.fillText(`${k.text} (threshold ${fmt(k.threshold)})`, pad.l + 10, pad.t + 16 + 17 * i);
+  });
+  for (const d of res.detections) {
+    const c = colorOf.get(d.keyword_id) || "#1c2430";
+    const px = x(d.decided_ms), py = y(d.score);
+    ctx.fillStyle = c; ctx.strokeStyle = "#1c2430"; ctx.lineWidth = 1;
+    ctx.beginPath(); ctx.moveTo(px - 7, py - 13); ctx.lineTo(px + 7, py - 13); ctx.lineTo(px, py - 2); ctx.closePath();
+    ctx.fill(); ctx.stroke();
+  }
 }
 
 // ----------------------------------------------------------------------------------------- live
@@ -472,6 +628,7 @@ function main() {
   $("kw-form").addEventListener("submit", enroll);
   $("mic-start").addEventListener("click", startMic);
   $("mic-stop").addEventListener("click", stopMic);
+  $("file-form").addEventListener("submit", detectFile);
   setLive(false);
   refreshReady();
   refreshKeywords();
