@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.decision import Competition, Decider, Decision, Hit
+from openkws.engine.decision import Competition, Decider, Decision, DecisionMode, Hit
 from openkws.engine.encoders import FrontEndStep
 from openkws.engine.index import TenantIndex
 from openkws.engine.model_spec import WindowPlan
@@ -49,6 +49,8 @@ class StreamParams:
     near_miss_margin: float
     near_miss_top: int
     max_step_samples: int
+    decision: DecisionMode = "hold"
+    persistence: int = 1
 
     @property
     def history_frames(self) -> int:
@@ -163,7 +165,9 @@ class KeywordStream:
         self.num_features = 0
         self.samples_received = 0  # real 16 kHz audio, excluding the end-of-stream flush
         self.finished = False
-        self._decider = Decider(p.hold_frames, p.refractory_frames, p.max_overlap, self.competition)
+        self._decider = Decider(
+            p.hold_frames, p.refractory_frames, p.max_overlap, self.competition, p.decision, p.persistence
+        )
         self._nm_best: dict[int, Candidate] = {}
         self._nm_start = 0
         self._subset_cache: tuple[TenantIndex, KeywordView] | None = None
