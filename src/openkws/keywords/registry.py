@@ -251,7 +251,7 @@ class KeywordRegistry:
             NewKeyword(
                 p.text,
                 p.phonemes,
-                self._threshold(it, proxy),
+                self._threshold(it, proxy, p.phonemes),
                 it.metadata,
                 it.proxy,
                 None if it.proxy == "text" else proxy,
@@ -283,7 +283,7 @@ class KeywordRegistry:
             current = entries.get(rec.id) or before.by_id.get(rec.id)
             assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
             conf = find_confusables(rec, current.proxy, before, seen, self.confusion)
-            expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold)
+            expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold, rec.phonemes)
             warn = self.sensitivity.warnings(
                 rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"]
             )
@@ -292,7 +292,7 @@ class KeywordRegistry:
                 seen.append((rec, current.proxy))
         return out
 
-    def _threshold(self, item: EnrollItem, proxy: np.ndarray | None) -> float:
+    def _threshold(self, item: EnrollItem, proxy: np.ndarray | None, phonemes: Sequence[str] = ()) -> float:
         """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target."""
         if item.threshold is not None:
             return item.threshold
@@ -304,7 +304,7 @@ class KeywordRegistry:
             or not self.sensitivity.available
         ):
             return self.default_threshold
-        return self.sensitivity.threshold(proxy, item.target_fa_per_hour)
+        return self.sensitivity.threshold(proxy, item.target_fa_per_hour, phonemes)
 
     def set_target(self, tenant: str, keyword_id: int, target_fa_per_hour: float) -> KeywordRecord:
         """Set the threshold that meets ``target_fa_per_hour`` for this keyword's proxy."""
@@ -315,13 +315,17 @@ class KeywordRegistry:
         if entry is None:  # in the store, not yet in this replica's index
             raise KeywordNotFound(keyword_id)
         return self.set_threshold(
-            tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour)
+            tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour, entry.phonemes)
         )
 
     def expected_fa_per_hour(self, tenant: str, keyword_id: int, threshold: float) -> float | None:
         """Expected false alarms per hour of a keyword at ``threshold`` (None without a bank)."""
         entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
-        return None if entry is None else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold)
+        return (
+            None
+            if entry is None
+            else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold, entry.phonemes)
+        )
 
     def _new_proxies(
         self, tenant: str, prons: Sequence[Pronunciation], modes: Sequence[ProxyMode]

@@ -307,6 +307,8 @@ def eval_streams(
         False, help="report from the per-stream events computed so far (no decoding)"
     ),
     seed: int = typer.Option(0),
+    cohort: bool = typer.Option(False, help="engine with cohort-normalised scores (OPENKWS_COHORT=on)"),
+    decision: str = typer.Option("hold", help="engine decision rule: hold or peak (OPENKWS_DECISION)"),
 ) -> None:
     """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine."""
     from openkws.training.eval_streams.conditions import CONDITIONS
@@ -324,6 +326,8 @@ def eval_streams(
             raise typer.BadParameter(f"condition {c!r}: choose from {', '.join(CONDITIONS)}")
     if not 0.0 <= floor < 1.0:
         raise typer.BadParameter("floor must be in [0, 1)")
+    if decision not in ("hold", "peak"):
+        raise typer.BadParameter(f"decision {decision!r}: choose hold or peak")
     _setup_logging(False)
     cfg = StreamsConfig(
         manifest=manifest,
@@ -338,6 +342,8 @@ def eval_streams(
         floor=floor,
         seed=seed,
         cached_only=cached_only,
+        cohort=cohort,
+        decision=decision,  # type: ignore[arg-type]
     )
     report = run_streams(cfg)
     table = markdown(report)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openkws.engine.decision import DecisionMode
 from openkws.settings import packaged_model_dir
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
 from openkws.training.eval_streams.conditions import CONDITIONS
@@ -38,6 +39,8 @@ class StreamsConfig:
     seed: int = 0
     threads: int = 1
     cached_only: bool = False  # report from the per-stream events already computed (partial runs)
+    cohort: bool = False  # engine option: cohort-normalised scores (issue 21, row N)
+    decision: DecisionMode = "hold"  # engine option: decision rule (issue 21, row D)
 
 
 def _read_audio(path: str) -> np.ndarray:
@@ -89,13 +92,15 @@ def _phones(spotter_or_g2p: Callable[[str], object], texts: Sequence[str]) -> di
 
 def run_streams(cfg: StreamsConfig) -> dict[str, object]:
     """Build (or reuse) the streams, score openkws (each proxy kind) and the peers; returns the report."""
-    from openkws.engine.spotter import Spotter
+    from openkws.engine.spotter import DetectorConfig, Spotter
 
     t0 = time.perf_counter()
     clips, streams = build(cfg.manifest, cfg.cache, cfg.conditions, cfg.negatives, cfg.tts_minutes, cfg.seed)
     texts = sorted({c.text for c in clips})
-    spotter = Spotter.load(cfg.model, device="cpu", threads=cfg.threads)
+    engine = DetectorConfig(cohort=cfg.cohort, decision=cfg.decision)
+    spotter = Spotter.load(cfg.model, config=engine, device="cpu", threads=cfg.threads)
     key = f"{spotter.spec.model_version}_{spotter.acoustic_fingerprint[:8]}_{spotter.sessions.spec.files['text'].sha256[:8]}"
+    key += ("_cohort" if cfg.cohort else "") + ("" if cfg.decision == "hold" else f"_{cfg.decision}")
     kinds = list(cfg.proxies)
     names = [f"openkws-{k}" for k in kinds]
     enroll(spotter, texts, kinds, cfg.floor, cfg.cache)
@@ -132,6 +137,7 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
         "conditions": list(cfg.conditions),
         "negatives": list(cfg.negatives),
         "floor": cfg.floor,
+        "engine": {"cohort": cfg.cohort, "decision": cfg.decision},
         "keywords": len(texts),
         "clips": len(clips),
         "positive_hours": round(sum(s.duration_s for s in streams if s.condition != "negative") / 3600, 3),
