@@ -9,7 +9,8 @@ model's bank), and each decision rule is run on the same audio:
 * ``hold``: today's rule (emit the best window ``hold_ms`` = 240 ms after the first crossing, or when
   the score falls below threshold);
 * ``peak``: emit as soon as the score stops rising, at most 200 ms after the first crossing;
-* ``peak+k2``: ``peak`` with 2-consecutive-frame persistence.
+* ``peak+k2``: ``peak`` with 2-consecutive-frame persistence;
+* ``hold+cohort``: ``hold`` on cohort-normalised scores (row N; thresholds from the bank on that scale).
 
 The delay is algorithmic: the event's ``decided_ms`` (stream time of the audio that completed the
 decision) minus the keyword's end; compute time is not counted, so machine load does not change it.
@@ -41,6 +42,7 @@ RULES: dict[str, DetectorConfig] = {
     "hold": DetectorConfig(),
     "peak": DetectorConfig(decision="peak"),
     "peak+k2": DetectorConfig(decision="peak", persistence=2),
+    "hold+cohort": DetectorConfig(cohort=True),  # cohort-normalised scores (row N), today's decision
 }
 CHUNK = SAMPLE_RATE // 10
 MATCH_S = 2.0

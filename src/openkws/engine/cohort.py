@@ -92,6 +92,9 @@ class Cohort:
         self.counts = np.array(sorted(proxies), np.int64)
         self.size = sizes.pop()
         self._stack = np.stack([np.asarray(proxies[int(n)], np.float32) for n in self.counts])  # [B, S, D]
+        # [D, U*S] per set of buckets, gathered once: a keyword set's buckets rarely change, and
+        # gathering on every frame would copy U*S*D floats per product (more than the product costs)
+        self._gathered: dict[tuple[int, ...], np.ndarray] = {}
 
     @classmethod
     def build(cls, embed: Callable[[list[tuple[str, ...]]], np.ndarray], path: Path | None = None) -> Cohort:
@@ -121,8 +124,14 @@ class Cohort:
             raise CohortError(
                 f"phone counts {buckets.tolist()} are not all cohorts of {self.counts.tolist()}"
             )
-        cs = self._stack[pos].reshape(-1, self._stack.shape[-1])  # [U*S, D]
-        sims = (np.asarray(emb, np.float32) @ cs.T).reshape(len(emb), len(pos), self.size)
+        key = tuple(pos.tolist())
+        cs = self._gathered.get(key)
+        if cs is None:
+            if len(self._gathered) > 64:
+                self._gathered.clear()
+            cs = np.ascontiguousarray(self._stack[pos].reshape(-1, self._stack.shape[-1]).T)  # [D, U*S]
+            self._gathered[key] = cs
+        sims = (np.asarray(emb, np.float32) @ cs).reshape(len(emb), len(pos), self.size)
         return sims.mean(axis=2), np.maximum(sims.std(axis=2), MIN_STD)
 
     def zscores(self, sims: np.ndarray, emb: np.ndarray, buckets: np.ndarray) -> np.ndarray:

@@ -78,14 +78,13 @@ def _product(emb: np.ndarray, view: KeywordView, rows: list[int], margin: np.nda
     ids, prox, thr = view
     if len(ids) == 0:
         return
-    scorer = _scorer(prox, thr)  # exact hits; an int8 prefilter for large keyword sets (prefilter.py)
     for c in range(0, len(rows), ROWS_PER_PRODUCT):
         part = rows[c : c + ROWS_PER_PRODUCT]
         z: np.ndarray | None = None
         if cohort is not None and buckets is not None:
             hit_r, hit_k, hit_s, z = _cohort_hits(emb[part], prox, thr, margin[part], cohort, buckets)
-        else:
-            hit_r, hit_k, hit_s = scorer.hits(emb[part], margin[part])
+        else:  # exact hits; an int8 prefilter for large keyword sets (prefilter.py)
+            hit_r, hit_k, hit_s = _scorer(prox, thr).hits(emb[part], margin[part])
         bounds = np.searchsorted(hit_r, np.arange(len(part) + 1))
         for r, w in enumerate(part):
             lo, hi = bounds[r], bounds[r + 1]
