@@ -248,13 +248,13 @@ class KeywordSpotter:
         if proxy != "text":
             waves = self.tts.renditions(pron.text)
             vector = combine_proxies(vector, sp.acoustic_proxy(waves), proxy)
-        thr = self.sensitivity.choose(vector, threshold, sensitivity, self.explicit_threshold)
+        thr = self.sensitivity.choose(vector, threshold, sensitivity, self.explicit_threshold, pron.phonemes)
         ((rate, notes),) = (
             estimate_hit_rates(sp, self.tts, [pron.text], [vector], [thr], [proxy], {} if waves is None else {pron.text: waves})
             if hit_rate
             else [(None, [])]
         )  # fmt: skip
-        expected = self.sensitivity.expected_fa_per_hour(vector, thr)
+        expected = self.sensitivity.expected_fa_per_hour(vector, thr, pron.phonemes)
         warnings = self.sensitivity.warnings(pron.phonemes, expected) + notes
         with self._lock:
             same = [k for k in self._keywords.values() if k.text == pron.text]

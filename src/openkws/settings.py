@@ -178,6 +178,26 @@ class Settings(BaseSettings):
     ] = None
     hold_ms: Annotated[int, Field(ge=0)] = _DECISION.hold_ms
     refractory_ms: Annotated[int, Field(ge=0)] = _DECISION.refractory_ms
+    decision: Annotated[
+        Literal["hold", "peak"],
+        Field(
+            description="hold: emit a candidate's best window after hold_ms; peak: emit as soon as "
+            "the score stops rising, at most peak_max_ms after it crossed the threshold"
+        ),
+    ] = _DECISION.decision
+    peak_max_ms: Annotated[int, Field(ge=0, description="peak decision: longest wait after the crossing")] = (
+        _DECISION.peak_max_ms
+    )
+    persistence: Annotated[
+        int, Field(ge=1, description="consecutive over-threshold frames (80 ms each) before an event")
+    ] = _DECISION.persistence
+    cohort: Annotated[
+        Literal["on", "off"],
+        Field(
+            description="cohort normalisation: score (s - cohort mean) / cohort std against random "
+            "phrases of the keyword's phone count (thresholds and sensitivities then use that scale)"
+        ),
+    ] = "on" if _DECISION.cohort else "off"
     top_k: Annotated[int, Field(ge=1)] = _DECISION.top_k
     near_miss_margin: Annotated[float, Field(ge=0.0, le=2.0)] = _DECISION.near_miss_margin
     near_miss_interval_ms: Annotated[int, Field(ge=10)] = _DECISION.near_miss_interval_ms
@@ -293,6 +313,10 @@ class Settings(BaseSettings):
             _DECISION,
             hold_ms=self.hold_ms,
             refractory_ms=self.refractory_ms,
+            decision=self.decision,
+            peak_max_ms=self.peak_max_ms,
+            persistence=self.persistence,
+            cohort=self.cohort == "on",
             top_k=self.top_k,
             near_miss_margin=self.near_miss_margin,
             near_miss_interval_ms=self.near_miss_interval_ms,

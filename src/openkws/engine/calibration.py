@@ -11,6 +11,10 @@ detector's refractory time, as the decision code merges them. The expected rate 
 * beyond that, an exponential tail fitted to the top :data:`TAIL_K` event peaks (the excess over
   the ``K``-th peak has mean ``beta``): ``rate(t) = K / hours * exp(-(t - u) / beta)``.
 
+With cohort normalisation (:mod:`openkws.engine.cohort`) the bank is scored through the same
+normalisation as live windows (``phones``: the keyword's phone count picks its cohort), so a target
+means the same on either score scale.
+
 Both are non-increasing in the threshold, so :meth:`Calibrator.threshold_for` is monotonic in
 the target, and the two functions invert each other.
 
@@ -33,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from openkws.engine.cohort import Cohort, squash
 
 BANK_FILE = "calibration_bank.npz"
 TAIL_K = 20
@@ -92,6 +98,7 @@ class Calibrator:
         frame: np.ndarray,
         hours: float,
         refractory_frames: int,
+        cohort: Cohort | None = None,
     ) -> None:
         if embeddings.ndim != 3 or len(embeddings) != len(segment) or len(segment) != len(frame):
             raise CalibrationError("bank arrays disagree: embeddings [F, W, D], segment [F], frame [F]")
@@ -102,10 +109,17 @@ class Calibrator:
         self.frame = np.asarray(frame, np.int64)
         self.hours = float(hours)
         self.refractory_frames = int(refractory_frames)
+        self.cohort = cohort
+        self._cohort_stats: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # phone count -> mean, std [F, W]
 
     @classmethod
     def load(
-        cls, model_dir: Path, embedding_dim: int, refractory_frames: int, fingerprint: str | None = None
+        cls,
+        model_dir: Path,
+        embedding_dim: int,
+        refractory_frames: int,
+        fingerprint: str | None = None,
+        cohort: Cohort | None = None,
     ) -> Calibrator | None:
         """The model's bank, or None when it ships none; a bank of another model raises."""
         path = Path(model_dir) / BANK_FILE
@@ -123,11 +137,26 @@ class Calibrator:
                     f"{path} was built for another acoustic model; rebuild it with "
                     "`openkws eval bank --model <dir>`"
                 )
-            return cls(emb, z["segment"], z["frame"], float(z["hours"]), refractory_frames)
+            return cls(emb, z["segment"], z["frame"], float(z["hours"]), refractory_frames, cohort)
 
-    def peaks(self, proxy: np.ndarray) -> Peaks:
+    def _scores(self, proxy: np.ndarray, phones: int | None) -> np.ndarray:
+        """Bank scores [F, W] on the engine's scale (raw cosine, or cohort-normalised)."""
+        s = self.embeddings @ np.asarray(proxy, np.float32)
+        if self.cohort is None:
+            return s
+        if phones is None:
+            raise CalibrationError("cohort-normalised calibration needs the keyword's phone count")
+        b = self.cohort.bucket_of(phones)
+        if b not in self._cohort_stats:  # the bank's cohort statistics, once per phone count
+            f, w, d = self.embeddings.shape
+            mean, std = self.cohort.stats(self.embeddings.reshape(-1, d), np.array([b]))
+            self._cohort_stats[b] = (mean.reshape(f, w), std.reshape(f, w))
+        mean, std = self._cohort_stats[b]
+        return squash((s - mean) / std)
+
+    def peaks(self, proxy: np.ndarray, phones: int | None = None) -> Peaks:
         """Greedy non-maximum suppression of the per-frame best score within the refractory time."""
-        s = (self.embeddings @ np.asarray(proxy, np.float32)).max(axis=1)
+        s = self._scores(proxy, phones).max(axis=1)
         order = np.argsort(-s, kind="stable")[: 50 * TAIL_K + int(self.hours * 200)]
         kept: list[float] = []
         taken: dict[int, list[int]] = {}
@@ -140,8 +169,8 @@ class Calibrator:
             kept.append(float(s[i]))
         return Peaks(np.asarray(kept, np.float64), self.hours)
 
-    def expected_fa_per_hour(self, proxy: np.ndarray, threshold: float) -> float:
-        return self.peaks(proxy).rate(threshold)
+    def expected_fa_per_hour(self, proxy: np.ndarray, threshold: float, phones: int | None = None) -> float:
+        return self.peaks(proxy, phones).rate(threshold)
 
-    def threshold_for(self, proxy: np.ndarray, target_fa_per_hour: float) -> float:
-        return self.peaks(proxy).threshold(target_fa_per_hour)
+    def threshold_for(self, proxy: np.ndarray, target_fa_per_hour: float, phones: int | None = None) -> float:
+        return self.peaks(proxy, phones).threshold(target_fa_per_hour)

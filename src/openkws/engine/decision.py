@@ -16,6 +16,19 @@ two windows one utterance of the same keyword), only the best-scoring one is emi
 by another keyword's event is dropped. The losers are returned by :meth:`Decider.take_lost` (debug
 near-misses). ``competition="all"`` emits every keyword independently.
 
+Decision modes (``mode``):
+
+* ``"hold"`` (the default): the candidate is emitted when its score drops below threshold or
+  ``hold_frames`` after it opened, with the best peak seen until then.
+* ``"peak"`` (issue 21, for windows trained to peak at the keyword's end): the candidate is emitted
+  as soon as its score stops rising, i.e. at frame ``t + 1`` when ``s(t) >= threshold`` and
+  ``s(t + 1) < s(t)`` (a fall below threshold counts), and at the latest ``hold_frames`` after the
+  first over-threshold frame. The engine sets ``hold_frames`` to its ``peak_max_ms`` (200 ms) here.
+
+``persistence`` (both modes, default 1): a candidate must be over threshold on that many
+consecutive frames before it may be emitted; a shorter run is dropped (a debounce against one-frame
+blips), and the deadline is never earlier than the frame that completes the run.
+
 All times are frame indices, so the decisions do not depend on how audio was chunked.
 
 Example:
@@ -36,6 +49,8 @@ from typing import Literal
 
 Competition = Literal["best", "all"]
 COMPETITIONS: tuple[Competition, ...] = ("best", "all")
+DecisionMode = Literal["hold", "peak"]
+DECISION_MODES: tuple[DecisionMode, ...] = ("hold", "peak")
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,9 @@ class Decision:
 class _Candidate:
     peak: Hit
     opened: int
+    last: float  # score at the latest frame (peak mode: has it stopped rising?)
+    run: int = 1  # consecutive over-threshold frames so far
+    peaked: bool = False  # peak mode: the score has fallen once since opening (sticky)
 
 
 def _overlap(a: Hit | Decision, b: Hit | Decision) -> float:
@@ -72,11 +90,18 @@ class Decider:
     """Debounce state of one stream (a few dicts; created and freed with the stream)."""
 
     def __init__(self, hold_frames: int, refractory_frames: int, max_overlap: float = 0.5,
-                 competition: Competition = "all") -> None:  # fmt: skip
+                 competition: Competition = "all", mode: DecisionMode = "hold",
+                 persistence: int = 1) -> None:  # fmt: skip
         if hold_frames < 0 or refractory_frames < 0:
             raise ValueError("hold_frames and refractory_frames must be >= 0")
         if competition not in COMPETITIONS:
             raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
+        if mode not in DECISION_MODES:
+            raise ValueError(f"decision mode {mode!r}; expected one of {DECISION_MODES}")
+        if persistence < 1:
+            raise ValueError(f"persistence must be >= 1 consecutive frames, got {persistence}")
+        self.mode: DecisionMode = mode
+        self.persistence = persistence
         self.hold_frames = hold_frames
         self.refractory_frames = refractory_frames
         self.max_overlap = max_overlap
@@ -114,18 +139,32 @@ class Decider:
         for kid, hit in above.items():
             cand = self._open.get(kid)
             if cand is not None:
+                cand.peaked = cand.peaked or hit.score < cand.last
+                cand.last = hit.score
+                cand.run += 1
                 if hit.score > cand.peak.score:
                     cand.peak = hit
             elif not self._suppressed(kid, hit, frame):
-                self._open[kid] = _Candidate(hit, frame)
-        for kid in [k for k in self._open if not enrolled(k)]:
-            del self._open[kid]
-        ready = [k for k, c in self._open.items() if k not in above or frame - c.opened >= self.hold_frames]
+                self._open[kid] = _Candidate(hit, frame, hit.score)
+        for kid in [k for k in self._open if not enrolled(k) or (k not in above and self._unconfirmed(k))]:
+            del self._open[kid]  # deleted keyword, or a run too short for ``persistence``: never emitted
+        ready = [k for k, c in self._open.items() if self._ready(c, k in above, frame)]
         return self._release(ready, frame)
 
+    def _unconfirmed(self, kid: int) -> bool:
+        return self._open[kid].run < self.persistence
+
+    def _ready(self, cand: _Candidate, still_above: bool, frame: int) -> bool:
+        if cand.run < self.persistence:
+            return False
+        if not still_above or frame - cand.opened >= max(self.hold_frames, self.persistence - 1):
+            return True
+        return self.mode == "peak" and cand.peaked
+
     def finish(self, frame: int, enrolled: Callable[[int], bool]) -> list[Decision]:
-        """End of stream: emit every open candidate that is still enrolled."""
-        out = self._release([k for k in self._open if enrolled(k)], frame, final=True)
+        """End of stream: emit every open candidate that is still enrolled (and persistent enough)."""
+        keep = [k for k in self._open if enrolled(k) and not self._unconfirmed(k)]
+        out = self._release(keep, frame, final=True)
         self._open.clear()
         return out
 

@@ -5,6 +5,10 @@ Candidates per window are every keyword scoring at or above its threshold (its n
 per tenant covers the windows of all whole-tenant streams in the batch, then a threshold mask; a
 stream limited to a keyword subset multiplies by its subset's proxies. A GPU index uses FAISS
 top-k search instead (``top_k`` candidates per window).
+
+With a :class:`~openkws.engine.cohort.Cohort` (cohort normalisation, issue 21), every score is the
+cohort-normalised one (:meth:`Cohort.normalize`), thresholds included; the product is then exact on
+CPU and GPU alike (a top-k over raw cosines would not be the top-k over normalised scores).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from openkws.engine.cohort import Cohort
 from openkws.engine.index import TenantIndex
 from openkws.engine.prefilter import ThresholdScorer
 
@@ -59,22 +64,34 @@ def _search(emb: np.ndarray, req: ScoreRequest, top_k: int, out: list[WindowScor
         out[w] = WindowScores(ids[r][keep], scores[r][keep], thr[r][keep], top)
 
 
+def _cohort_hits(emb: np.ndarray, prox: np.ndarray, thr: np.ndarray, margin: np.ndarray, cohort: Cohort,
+                 buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """(rows, keywords, scores) at or above ``thr - margin`` on the cohort scale, and all scores [n, K]."""
+    z = cohort.normalize(similarities(emb, prox), emb, buckets)
+    hit_r, hit_k = np.nonzero(z >= thr[None, :] - margin[:, None])
+    return hit_r, hit_k, z[hit_r, hit_k], z
+
+
 def _product(emb: np.ndarray, view: KeywordView, rows: list[int], margin: np.ndarray, want_top: np.ndarray,
-             out: list[WindowScores]) -> None:  # fmt: skip
+             out: list[WindowScores], cohort: Cohort | None = None,
+             buckets: np.ndarray | None = None) -> None:  # fmt: skip
     ids, prox, thr = view
     if len(ids) == 0:
         return
-    scorer = _scorer(prox, thr)  # exact hits; an int8 prefilter for large keyword sets (prefilter.py)
     for c in range(0, len(rows), ROWS_PER_PRODUCT):
         part = rows[c : c + ROWS_PER_PRODUCT]
-        hit_r, hit_k, hit_s = scorer.hits(emb[part], margin[part])
+        z: np.ndarray | None = None
+        if cohort is not None and buckets is not None:
+            hit_r, hit_k, hit_s, z = _cohort_hits(emb[part], prox, thr, margin[part], cohort, buckets)
+        else:  # exact hits; an int8 prefilter for large keyword sets (prefilter.py)
+            hit_r, hit_k, hit_s = _scorer(prox, thr).hits(emb[part], margin[part])
         bounds = np.searchsorted(hit_r, np.arange(len(part) + 1))
         for r, w in enumerate(part):
             lo, hi = bounds[r], bounds[r + 1]
             ks = hit_k[lo:hi]
             top = (-1, 0.0)
             if want_top[w]:
-                sims = similarities(emb[w : w + 1], prox)[0]
+                sims = z[r] if z is not None else similarities(emb[w : w + 1], prox)[0]
                 b = int(np.argmax(sims))
                 top = (int(ids[b]), float(sims[b]))
             out[w] = WindowScores(ids[ks], hit_s[lo:hi], thr[ks], top)
@@ -100,17 +117,33 @@ def _scorer(prox: np.ndarray, thr: np.ndarray) -> ThresholdScorer:
     return hit.scorer
 
 
-def score_windows(emb: np.ndarray, requests: Sequence[ScoreRequest], top_k: int = 16) -> list[WindowScores]:
-    """Score window embeddings [n, D] for each request; one :class:`WindowScores` per window."""
+_BUCKETS: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # id(ids) -> (ids, cohort phone count per keyword)
+
+
+def _buckets(cohort: Cohort, tenant: TenantIndex, ids: np.ndarray) -> np.ndarray:
+    """Cohort phone count of each keyword of a view (cached per snapshot array)."""
+    hit = _BUCKETS.get(id(ids))
+    if hit is None or hit[0] is not ids:
+        if len(_BUCKETS) > 256:
+            _BUCKETS.clear()
+        hit = (ids, cohort.buckets_of([tenant.by_id[int(k)].phonemes for k in ids]))
+        _BUCKETS[id(ids)] = hit
+    return hit[1]
+
+
+def score_windows(emb: np.ndarray, requests: Sequence[ScoreRequest], top_k: int = 16,
+                  cohort: Cohort | None = None) -> list[WindowScores]:  # fmt: skip
+    """Score window embeddings [n, D] for each request; one :class:`WindowScores` per window.
+    With ``cohort``, scores and thresholds are cohort-normalised (module docstring)."""
     n = len(emb)
     out = [WindowScores() for _ in range(n)]
     margin = np.zeros(n, np.float32)
     want_top = np.zeros(n, bool)
-    products: dict[tuple[int, object], tuple[KeywordView, list[int]]] = {}
+    products: dict[tuple[int, object], tuple[KeywordView, list[int], TenantIndex]] = {}
     for req in requests:
         if not len(req.rows):
             continue
-        if req.subset is None and req.tenant.backend == "gpu":
+        if req.subset is None and req.tenant.backend == "gpu" and cohort is None:
             _search(emb, req, top_k, out)
             continue
         rows = list(req.rows)
@@ -122,7 +155,8 @@ def score_windows(emb: np.ndarray, requests: Sequence[ScoreRequest], top_k: int 
             view: KeywordView = (t.ids, t.proxies, t.thresholds)
         else:
             key, view = (id(t), req.group), req.subset
-        products.setdefault(key, (view, []))[1].extend(rows)
-    for view, rows in products.values():
-        _product(emb, view, rows, margin, want_top, out)
+        products.setdefault(key, (view, [], t))[1].extend(rows)
+    for view, rows, tenant in products.values():
+        buckets = None if cohort is None or not len(view[0]) else _buckets(cohort, tenant, view[0])
+        _product(emb, view, rows, margin, want_top, out, cohort, buckets)
     return out

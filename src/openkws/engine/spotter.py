@@ -36,7 +36,8 @@ import numpy as np
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.acoustic_proxy import AcousticProxies, ProxyMode, combine_proxies
-from openkws.engine.decision import COMPETITIONS, Competition
+from openkws.engine.cohort import Cohort
+from openkws.engine.decision import COMPETITIONS, DECISION_MODES, Competition, DecisionMode
 from openkws.engine.encoders import Encoders, FeatureExtractor
 from openkws.engine.events import (
     Candidate,
@@ -66,7 +67,12 @@ DEFAULT_TENANT = "default"
 class DetectorConfig:
     """Decision and batching knobs of the detector (times in ms, converted to frames per model)."""
 
-    hold_ms: int = 240  # longest wait for a candidate's peak before emitting it
+    hold_ms: int = 240  # longest wait for a candidate's peak before emitting it ("hold" decision)
+    # "peak": emit once the score stops rising, at most peak_max_ms after it first crossed (issue 21)
+    decision: DecisionMode = "hold"
+    peak_max_ms: int = 200
+    persistence: int = 1  # consecutive over-threshold frames a candidate needs before it is emitted
+    cohort: bool = False  # cohort-normalised scores (engine/cohort.py); thresholds are on that scale
     refractory_ms: int = 1000  # no second event of the same keyword within this time
     # Any window sharing audio with the last event of that keyword is the same utterance: long windows
     # keep scoring a keyword after it was spoken (seen with the trained model: a 2nd event over the tail).
@@ -119,14 +125,27 @@ class Spotter:
                                  sessions.text, cfg.max_windows_per_run)  # fmt: skip
         self.index = KeywordIndex(spec.embedding_dim, prefer_gpu=prefer_gpu_index)
         self._acoustic_proxies = AcousticProxies(spec, self.encoders)
+        inv = self.g2p.inventory
+        self.cohort: Cohort | None = (
+            Cohort.build(lambda seqs: self.embed_phoneme_ids([inv.encode(list(s)) for s in seqs]))
+            if cfg.cohort
+            else None
+        )
         stride = cfg.window_stride_frames
         self.plan = spec.window_plan if stride is None else replace(spec.window_plan, stride=stride)
         self.hop = spec.feature_hop_samples
         self.receptive = spec.feature_receptive_samples
         frame_ms = 1000.0 * self.hop / SAMPLE_RATE
+        if cfg.decision not in DECISION_MODES:
+            raise ValueError(f"decision {cfg.decision!r}; expected one of {DECISION_MODES}")
+        if cfg.persistence < 1:
+            raise ValueError(f"persistence must be >= 1 consecutive frames, got {cfg.persistence}")
+        hold = (  # peak: never later than peak_max_ms after the first crossing (floor, not round)
+            int(cfg.peak_max_ms // frame_ms) if cfg.decision == "peak" else round(cfg.hold_ms / frame_ms)
+        )
         self.params = StreamParams(
             hop=self.hop, receptive=self.receptive, feature_dim=spec.feature_dim, frame_dim=spec.frame_dim,
-            plan=self.plan, hold_frames=max(0, round(cfg.hold_ms / frame_ms)),
+            plan=self.plan, hold_frames=max(0, hold), decision=cfg.decision, persistence=cfg.persistence,
             refractory_frames=max(0, round(cfg.refractory_ms / frame_ms)),
             near_miss_frames=max(1, round(cfg.near_miss_interval_ms / frame_ms)), max_overlap=cfg.max_overlap,
             near_miss_margin=cfg.near_miss_margin, near_miss_top=cfg.near_miss_top,
@@ -275,7 +294,7 @@ class Spotter:
                          self.config.near_miss_margin if s.debug else 0.0, s.trace is not None, group=id(s))
             for i, s in enumerate(streams)
         ]  # fmt: skip
-        scores = score_windows(emb, requests, self.config.top_k)
+        scores = score_windows(emb, requests, self.config.top_k, self.cohort)
         return [
             s.decide(
                 windows[i],

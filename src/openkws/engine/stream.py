@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.decision import Competition, Decider, Decision, Hit
+from openkws.engine.decision import Competition, Decider, Decision, DecisionMode, Hit
 from openkws.engine.encoders import FrontEndStep
 from openkws.engine.events import (
     Candidate,
@@ -57,6 +57,8 @@ class StreamParams:
     near_miss_top: int
     max_step_samples: int
     preroll: int = 0  # virtual silence (16 kHz samples) ahead of each stream's first sample
+    decision: DecisionMode = "hold"
+    persistence: int = 1
 
     @property
     def history_frames(self) -> int:
@@ -125,7 +127,9 @@ class KeywordStream:
             0  # 16 kHz audio the engine got (after the gate), flush excluded: the event clock
         )
         self.finished = False
-        self._decider = Decider(p.hold_frames, p.refractory_frames, p.max_overlap, self.competition)
+        self._decider = Decider(
+            p.hold_frames, p.refractory_frames, p.max_overlap, self.competition, p.decision, p.persistence
+        )
         self._nm_best: dict[int, Candidate] = {}
         self._nm_start = 0
         self._subset_cache: tuple[TenantIndex, KeywordView] | None = None

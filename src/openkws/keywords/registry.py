@@ -253,7 +253,9 @@ class KeywordRegistry:
         prons, rewrites = self.pronounce_all(items)
         waves: dict[str, list[np.ndarray]] = {}  # renditions synthesized for acoustic proxies, reused
         proxies = self._new_proxies(tenant, prons, [it.proxy for it in items], waves)
-        thresholds = [self._threshold(it, proxy) for it, proxy in zip(items, proxies, strict=True)]
+        thresholds = [
+            self._threshold(it, proxy, p.phonemes) for it, proxy, p in zip(items, proxies, prons, strict=True)
+        ]
         known = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}  # hit rates: new texts
         fresh = [None if p.text in known else x for p, x in zip(prons, proxies, strict=True)]
         rates = (
@@ -300,7 +302,7 @@ class KeywordRegistry:
             current = entries.get(rec.id) or before.by_id.get(rec.id)
             assert current is not None, "every enrolled keyword is in the index or in this batch's entries"
             conf = find_confusables(rec, current.proxy, before, seen, self.confusion)
-            expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold)
+            expected = self.sensitivity.expected_fa_per_hour(current.proxy, rec.threshold, rec.phonemes)
             warn = self.sensitivity.warnings(
                 rec.phonemes, expected, [c.text for c in conf if c.reason == "one_word"]
             )
@@ -309,7 +311,7 @@ class KeywordRegistry:
                 seen.append((rec, current.proxy))
         return out
 
-    def _threshold(self, item: EnrollItem, proxy: np.ndarray | None) -> float:
+    def _threshold(self, item: EnrollItem, proxy: np.ndarray | None, phonemes: Sequence[str] = ()) -> float:
         """Raw threshold > FA/h target > the operator's default threshold > the default FA/h target
         (:meth:`Sensitivity.choose`, which the library's ``add_keyword`` uses too)."""
         if proxy is None:  # a text already enrolled keeps its stored threshold: this value is not used
@@ -317,7 +319,7 @@ class KeywordRegistry:
                 raise NoCalibrationBank()
             return self.default_threshold
         explicit = self.default_threshold if self._explicit_default else None
-        return self.sensitivity.choose(proxy, item.threshold, item.target_fa_per_hour, explicit)
+        return self.sensitivity.choose(proxy, item.threshold, item.target_fa_per_hour, explicit, phonemes)
 
     def set_target(self, tenant: str, keyword_id: int, target_fa_per_hour: float) -> KeywordRecord:
         """Set the threshold that meets ``target_fa_per_hour`` for this keyword's proxy."""
@@ -328,13 +330,17 @@ class KeywordRegistry:
         if entry is None:  # in the store, not yet in this replica's index
             raise KeywordNotFound(keyword_id)
         return self.set_threshold(
-            tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour)
+            tenant, keyword_id, self.sensitivity.threshold(entry.proxy, target_fa_per_hour, entry.phonemes)
         )
 
     def expected_fa_per_hour(self, tenant: str, keyword_id: int, threshold: float) -> float | None:
         """Expected false alarms per hour of a keyword at ``threshold`` (None without a bank)."""
         entry = self.spotter.index.tenant(tenant).by_id.get(keyword_id)
-        return None if entry is None else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold)
+        return (
+            None
+            if entry is None
+            else self.sensitivity.expected_fa_per_hour(entry.proxy, threshold, entry.phonemes)
+        )
 
     def _new_proxies(
         self,

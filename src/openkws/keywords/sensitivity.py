@@ -79,6 +79,7 @@ class Sensitivity:
             spotter.spec.embedding_dim,
             spotter.params.refractory_frames,
             spotter.acoustic_fingerprint,
+            cohort=spotter.cohort,  # cohort-normalised engines calibrate on the same scale
         )
         if cal is None:
             log.warning(
@@ -94,14 +95,18 @@ class Sensitivity:
     def available(self) -> bool:
         return self.calibrator is not None
 
-    def threshold(self, proxy: np.ndarray, target_fa_per_hour: float | None = None) -> float:
-        """Threshold meeting ``target_fa_per_hour`` (default: the service's) for this proxy."""
+    def threshold(
+        self, proxy: np.ndarray, target_fa_per_hour: float | None = None, phonemes: Sequence[str] = ()
+    ) -> float:
+        """Threshold meeting ``target_fa_per_hour`` (default: the service's) for this proxy
+        (``phonemes``: the keyword's, which pick its cohort when scores are cohort-normalised)."""
         target = self.default_target if target_fa_per_hour is None else target_fa_per_hour
         if not target > 0:
             raise CalibrationError(f"target_fa_per_hour must be > 0, got {target}")
         if self.calibrator is None:
             return self.fallback_threshold
-        return round(float(np.clip(self.calibrator.threshold_for(proxy, target), 0.0, 1.0)), 4)
+        n = len(phones(phonemes))
+        return round(float(np.clip(self.calibrator.threshold_for(proxy, target, n), 0.0, 1.0)), 4)
 
     def choose(
         self,
@@ -109,6 +114,7 @@ class Sensitivity:
         threshold: float | None = None,
         target_fa_per_hour: float | None = None,
         default_threshold: float | None = None,
+        phonemes: Sequence[str] = (),
     ) -> float:
         """A new keyword's threshold, in the one order the service and the library share: a raw
         ``threshold`` > ``target_fa_per_hour`` > an operator's ``default_threshold`` > the default
@@ -122,15 +128,18 @@ class Sensitivity:
             return float(default_threshold)
         if not self.available:
             return self.fallback_threshold
-        return self.threshold(proxy, target_fa_per_hour)
+        return self.threshold(proxy, target_fa_per_hour, phonemes)
 
-    def expected_fa_per_hour(self, proxy: np.ndarray, threshold: float) -> float | None:
+    def expected_fa_per_hour(
+        self, proxy: np.ndarray, threshold: float, phonemes: Sequence[str] = ()
+    ) -> float | None:
         if self.calibrator is None:
             return None
-        key = (np.asarray(proxy, np.float32).tobytes(), round(float(threshold), 6))
+        n = len(phones(phonemes))
+        key = (np.asarray(proxy, np.float32).tobytes() + bytes([min(n, 255)]), round(float(threshold), 6))
         hit = self._cache.get(key)
         if hit is None:
-            hit = round(self.calibrator.expected_fa_per_hour(proxy, threshold), 4)
+            hit = round(self.calibrator.expected_fa_per_hour(proxy, threshold, n), 4)
             self._cache[key] = hit
             if len(self._cache) > _CACHE:
                 self._cache.popitem(last=False)

@@ -321,6 +321,8 @@ def eval_streams(
         "(no audio ahead of the keyword)",
     ),
     seed: int = typer.Option(0),
+    cohort: bool = typer.Option(False, help="engine with cohort-normalised scores (OPENKWS_COHORT=on)"),
+    decision: str = typer.Option("hold", help="engine decision rule: hold or peak (OPENKWS_DECISION)"),
 ) -> None:
     """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine.
 
@@ -337,6 +339,8 @@ def eval_streams(
             raise typer.BadParameter(f"condition {c!r}: choose from {', '.join(CONDITIONS)}")
     if not 0.0 <= floor < 1.0:
         raise typer.BadParameter("floor must be in [0, 1)")
+    if decision not in ("hold", "peak"):
+        raise typer.BadParameter(f"decision {decision!r}: choose hold or peak")
     _setup_logging(False)
     cfg = StreamsConfig(
         manifest=manifest,
@@ -351,6 +355,8 @@ def eval_streams(
         seed=seed,
         cached_only=cached_only,
         no_leading_pad=no_leading_pad,
+        cohort=cohort,
+        decision=decision,  # type: ignore[arg-type]
     )
     report = run_streams(cfg)
     table = markdown(report)

@@ -45,8 +45,10 @@ def calibration_report(
 ) -> dict[str, object] | None:
     """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`)."""
     from openkws.engine.calibration import Calibrator
+    from openkws.engine.cohort import phone_count
 
-    cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames)  # type: ignore[arg-type, attr-defined]
+    cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames,  # type: ignore[arg-type, attr-defined]
+                          cohort=spotter.cohort)  # type: ignore[attr-defined]  # fmt: skip
     if cal is None:
         return None
     hours = recorded_hours(streams, texts)
@@ -72,7 +74,7 @@ def calibration_report(
             )
             for k in texts
         }
-        peaks = {k: cal.peaks(entries[k].proxy) for k in texts}
+        peaks = {k: cal.peaks(entries[k].proxy, phone_count(entries[k].phonemes)) for k in texts}
         rows = []
         for t in CAL_TARGETS:
             thr = {k: peaks[k].threshold(t) for k in texts}

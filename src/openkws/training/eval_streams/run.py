@@ -18,7 +18,8 @@ import numpy as np
 from tqdm import tqdm
 
 from openkws.engine.acoustic_proxy import ProxyMode
-from openkws.engine.spotter import Spotter
+from openkws.engine.decision import DecisionMode
+from openkws.engine.spotter import DetectorConfig, Spotter
 from openkws.settings import packaged_model_dir
 from openkws.training.data.audio import read_wav
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
@@ -50,6 +51,8 @@ class StreamsConfig:
     threads: int = 1
     cached_only: bool = False  # report from the per-stream events already computed (partial runs)
     no_leading_pad: bool = False  # also report openkws with each clip's audio starting at its onset
+    cohort: bool = False  # engine option: cohort-normalised scores (issue 21, row N)
+    decision: DecisionMode = "hold"  # engine option: decision rule (issue 21, row D)
 
 
 def _cached_events(
@@ -96,8 +99,10 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     t0 = time.perf_counter()
     clips, streams = build(cfg.manifest, cfg.cache, cfg.conditions, cfg.negatives, cfg.tts_minutes, cfg.seed)
     texts = sorted({c.text for c in clips})
-    spotter = Spotter.load(cfg.model, device="cpu", threads=cfg.threads)
+    engine = DetectorConfig(cohort=cfg.cohort, decision=cfg.decision)
+    spotter = Spotter.load(cfg.model, config=engine, device="cpu", threads=cfg.threads)
     key = f"{spotter.spec.model_version}_{spotter.acoustic_fingerprint[:8]}_{spotter.sessions.spec.files['text'].sha256[:8]}"
+    key += ("_cohort" if cfg.cohort else "") + ("" if cfg.decision == "hold" else f"_{cfg.decision}")
     kinds = list(cfg.proxies)
     names = [f"openkws-{k}" for k in kinds]
     enroll(spotter, texts, kinds, cfg.floor, cfg.cache)
@@ -136,6 +141,7 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
         "conditions": list(cfg.conditions),
         "negatives": list(cfg.negatives),
         "floor": cfg.floor,
+        "engine": {"cohort": cfg.cohort, "decision": cfg.decision},
         "keywords": len(texts),
         "clips": len(clips),
         "positive_hours": round(sum(s.duration_s for s in streams if s.condition != "negative") / 3600, 3),
