@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from openkws.engine.events import Candidate, Detection, NearMiss
 from openkws.engine.score_trace import KeywordTrace, ScoreTrace
-from openkws.engine.stream import Candidate, Detection, NearMiss
 
 __all__ = ["PlotUnavailable", "plot_trace", "trace_from_response"]
 

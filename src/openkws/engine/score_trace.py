@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.events import Detection, FrameScores, NearMiss
 from openkws.engine.index import KeywordIndex
-from openkws.engine.stream import Detection, FrameScores, NearMiss
 
 if TYPE_CHECKING:
     from openkws.engine.stream import KeywordStream

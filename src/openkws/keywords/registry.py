@@ -257,9 +257,9 @@ class KeywordRegistry:
             self._threshold(it, proxy, p.phonemes) for it, proxy, p in zip(items, proxies, prons, strict=True)
         ]
         known = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}  # hit rates: new texts
-        fresh = [None if p.text in known else x for p, x in zip(prons, proxies, strict=True)]
+        unseen = [None if p.text in known else x for p, x in zip(prons, proxies, strict=True)]
         rates = (
-            estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], fresh, thresholds,
+            estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], unseen, thresholds,
                                [it.proxy for it in items], waves)
             if self.hit_rate
             else [(None, [])] * len(items)
