@@ -194,7 +194,7 @@ class KeywordSpotter:
             kid = same[0].id if same else self._next_id
             entry = sp.entries_from([(kid, self.tenant, pron.text, pron.phonemes, thr)])[0]
             if proxy != "text":
-                acoustic = sp.acoustic_proxy(ProxyTTS().renditions(pron.text))
+                acoustic = sp.acoustic_proxy(ProxyTTS().renditions(pron.text), proxy)
                 entry = KeywordEntry(
                     kid,
                     self.tenant,

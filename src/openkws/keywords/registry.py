@@ -123,9 +123,9 @@ class KeywordRegistry:
             self.spotter.index.replace_all(self._entries(records))
             return len(records)
 
-    def acoustic_proxy(self, text: str) -> np.ndarray:
-        """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
-        return self.spotter.acoustic_proxy(self.tts.renditions(text))
+    def acoustic_proxy(self, text: str, mode: str = "tts") -> np.ndarray:
+        """The acoustic proxy [D] of normalized keyword ``text`` for proxy ``mode``; raises ``TTSUnavailable``/``TTSError``."""
+        return self.spotter.acoustic_proxy(self.tts.renditions(text), mode)
 
     def _entries(self, records: Sequence[KeywordRecord]) -> list[KeywordEntry]:
         """Index entries for stored keywords. Text proxies are recomputed; an acoustic proxy is read
@@ -133,7 +133,7 @@ class KeywordRegistry:
         TTS is unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
         sp = self.spotter
         text = sp.entries_from([(r.id, r.tenant, r.text, r.phonemes, r.threshold) for r in records])
-        fingerprint, dim = sp.acoustic_fingerprint, sp.spec.embedding_dim
+        fingerprint, dim = sp.proxy_fingerprint, sp.spec.embedding_dim
         out = []
         for r, e in zip(records, text, strict=True):
             if r.proxy_mode == "text":
@@ -142,7 +142,7 @@ class KeywordRegistry:
             proxy = r.proxy
             if proxy is None or r.proxy_model != fingerprint or proxy.shape != (dim,):
                 try:
-                    proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text), r.proxy_mode)
+                    proxy = combine_proxies(e.proxy, self.acoustic_proxy(r.text, r.proxy_mode), r.proxy_mode)
                 except TTSError as err:
                     log.warning(
                         "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
@@ -246,7 +246,7 @@ class KeywordRegistry:
         """
         prons, rewrites = self.pronounce_all(items)
         proxies = self._new_proxies(tenant, prons, [it.proxy for it in items])
-        fingerprint = self.spotter.acoustic_fingerprint
+        fingerprint = self.spotter.proxy_fingerprint
         news = [
             NewKeyword(
                 p.text,
@@ -330,7 +330,7 @@ class KeywordRegistry:
         inv = self.spotter.g2p.inventory
         text = self.spotter.embed_phoneme_ids([inv.encode(list(p.phonemes)) for p in prons])
         enrolled = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}
-        acoustic: dict[str, np.ndarray] = {}  # a text twice in one batch is synthesized once
+        acoustic: dict[tuple[str, str], np.ndarray] = {}  # a text twice in one batch is synthesized once
         out: list[np.ndarray | None] = []
         for p, mode, t in zip(prons, modes, text, strict=True):
             if mode == "text":
@@ -338,9 +338,9 @@ class KeywordRegistry:
             elif p.text in enrolled:
                 out.append(None)
             else:
-                if p.text not in acoustic:
-                    acoustic[p.text] = self.acoustic_proxy(p.text)
-                out.append(combine_proxies(t, acoustic[p.text], mode))
+                if (p.text, mode) not in acoustic:
+                    acoustic[p.text, mode] = self.acoustic_proxy(p.text, mode)
+                out.append(combine_proxies(t, acoustic[p.text, mode], mode))
         return out
 
     def get(self, tenant: str, keyword_id: int) -> KeywordRecord:
