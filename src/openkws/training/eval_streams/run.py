@@ -14,7 +14,7 @@ import numpy as np
 from openkws.settings import packaged_model_dir
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
 from openkws.training.eval_streams.conditions import CONDITIONS
-from openkws.training.eval_streams.engine_adapter import Event, decode_events, enroll
+from openkws.training.eval_streams.engine_adapter import Event, decode_events, enroll, kind_floor
 from openkws.training.eval_streams.scoring import Scores, score_stream, summarize
 
 log = logging.getLogger("openkws.eval_streams")
@@ -38,6 +38,7 @@ class StreamsConfig:
     seed: int = 0
     threads: int = 1
     cached_only: bool = False  # report from the per-stream events already computed (partial runs)
+    bank_sweep: bool = False  # also sweep each kind in bank-predicted FA/h (`<name>@bank`, .bank_scores)
 
 
 def _read_audio(path: str) -> np.ndarray:
@@ -98,7 +99,7 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
     key = f"{spotter.spec.model_version}_{spotter.acoustic_fingerprint[:8]}_{spotter.sessions.spec.files['text'].sha256[:8]}"
     kinds = list(cfg.proxies)
     names = [f"openkws-{k}" for k in kinds]
-    enroll(spotter, texts, kinds, cfg.floor, cfg.cache)
+    enroll(spotter, texts, kinds, cfg.floor, cfg.cache, cfg.model)
     stem = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{key}_f{cfg.floor:g}.jsonl"
 
     def _run(audio: np.ndarray) -> dict[str, list[Event]]:
@@ -109,6 +110,10 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
         s for s in streams if s.condition != "negative"
     ]
     events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
+    if cfg.bank_sweep:
+        from openkws.training.eval_streams.bank_scores import bank_calibrated
+
+        events.update(bank_calibrated(spotter, cfg.model, events, dict(zip(names, kinds, strict=True))))
     for peer in cfg.peers:
         events.update(_peer_events(peer, clips, order, cfg))
     phones = _phones(spotter.pronounce, texts)
@@ -143,8 +148,9 @@ def run_streams(cfg: StreamsConfig) -> dict[str, object]:
 
     scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
     cal = calibration_report(
-        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor
-    )
+        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)),
+        {k: kind_floor(k, cfg.floor) for k in kinds},
+    )  # fmt: skip
     if cal:
         report["calibration"] = cal
     report["wall_s"] = round(time.perf_counter() - t0, 1)
