@@ -83,7 +83,7 @@ class AcousticProxies:
         """Renditions -> the mean [D] (not normalised) of their embeddings, each at every tempo factor."""
         if not renditions:
             raise ValueError("no renditions: an acoustic proxy needs at least one")
-        return np.mean(self.embeddings(renditions, tempos), axis=0)
+        return np.asarray(np.mean(self.embeddings(renditions, tempos), axis=0), np.float32)
 
     def embeddings(self, renditions: Sequence[np.ndarray], tempos: Sequence[float]) -> np.ndarray:
         """Embeddings [len(renditions) * len(tempos), D], rendition-major."""
