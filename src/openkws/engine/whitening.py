@@ -22,7 +22,7 @@ Example:
     >>> bank = rng.standard_normal((5000, 4)) * 2.0 + np.array([1.0, 0, 0, 0])  # white, mean e0
     >>> w = fit_whitening(bank)
     >>> p = w.proxy(np.array([1.0, 3.0, 0.0, 0.0]))  # the background mean is taken out
-    >>> np.round(p, 1).tolist(), round(float(np.linalg.norm(p)), 6)
+    >>> (np.round(p, 1) + 0.0).tolist(), round(float(np.linalg.norm(p)), 6)
     ([0.0, 1.0, 0.0, 0.0], 1.0)
 """
 
