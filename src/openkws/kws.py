@@ -247,7 +247,7 @@ class KeywordSpotter:
         waves: list[np.ndarray] | None = None  # the proxy's renditions, reused for the hit rate
         if proxy != "text":
             waves = self.tts.renditions(pron.text)
-            vector = combine_proxies(vector, sp.acoustic_proxy(waves), proxy)
+            vector = combine_proxies(vector, sp.acoustic_proxy(waves, proxy), proxy)
         thr = self.sensitivity.choose(vector, threshold, sensitivity, self.explicit_threshold, pron.phonemes)
         ((rate, notes),) = (
             estimate_hit_rates(sp, self.tts, [pron.text], [vector], [thr], [proxy], {} if waves is None else {pron.text: waves})

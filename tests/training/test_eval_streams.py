@@ -100,7 +100,7 @@ def test_cli_rejects_unknown_options() -> None:
     from openkws.training.model_cli import eval_app
 
     r = CliRunner().invoke(eval_app, ["streams", "--proxy", "phonetic"])
-    assert r.exit_code == 2 and "choose text, tts or both" in r.output
+    assert r.exit_code == 2 and "choose from text, tts, both" in r.output
     r = CliRunner().invoke(eval_app, ["streams", "--peer", "porcupine"])
     assert r.exit_code == 2 and "pocketsphinx" in r.output
     r = CliRunner().invoke(eval_app, ["bank", "--stride", "0"])
@@ -160,3 +160,20 @@ def test_scoring_counts_hits_by_overlap_and_false_alarms_outside_transcripts() -
         1 / (2 - 4 / 3600)
     )
     assert contains_text("Please STOP now.", "stop") and not contains_text("stopped", "stop")
+
+
+def test_proxy_kinds_whitened_forms() -> None:
+    """Issue 26's kinds from text proxies and mean rendition embeddings, on a white background."""
+    from openkws.engine.whitening import fit_whitening
+    from openkws.training.eval_streams.engine_adapter import KINDS, kind_floor, kind_proxies
+
+    eye = np.eye(3)
+    w = fit_whitening(np.concatenate([eye, -eye]))  # mean 0, covariance c * I: whitening = identity
+    text = np.array([[1.0, 0.0, 0.0]], np.float32)
+    plain, tempo = np.array([[0.0, 0.5, 0.0]]), np.array([[0.0, 0.0, 0.8]])
+    got = {k: kind_proxies(k, text, plain, tempo, w)[0] for k in KINDS}
+    np.testing.assert_allclose(got["tts"], [0.0, 1.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(got["tts-white"], [0.0, 0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(got["both-white"], [0.5**0.5, 0.0, 0.5**0.5], atol=1e-6)
+    np.testing.assert_allclose(got["both-joint"], np.array([1.0, 0.0, 0.8]) / np.hypot(1.0, 0.8), atol=1e-6)
+    assert kind_floor("tts-white", 0.4) < kind_floor("text", 0.4) == 0.4

@@ -10,6 +10,11 @@ confusable keywords better than the text proxy (docs/RESULTS.md, "Acoustic proxi
 Proxy modes (:data:`PROXY_MODES`): ``text`` (text encoder), ``tts`` (acoustic proxy) and ``both``
 (the L2-normalised sum of the two; :func:`combine_proxies`).
 
+Whitened proxies (:mod:`openkws.engine.whitening`): when the model directory carries a whitening,
+the acoustic proxy of the modes it names is ``normalize(S^-1 (mu_tts - mu_bg))`` instead, over a
+rendition set that also holds each rendition resampled by :data:`TEMPO_FACTORS` (faster and slower
+speech); :meth:`AcousticProxies.proxy` and :func:`combine_proxies` take the mode.
+
 The pair evaluation (:mod:`openkws.training.evaluate`) enrolls through the same
 :meth:`openkws.engine.spotter.Spotter.acoustic_proxy`, so its figures describe what the service
 enrolls for the same renditions (the service synthesizes with espeak-ng and flite,
@@ -26,9 +31,13 @@ import numpy as np
 
 from openkws.engine.encoders import Encoders
 from openkws.engine.model_spec import ModelSpec
+from openkws.engine.whitening import Whitening
 from openkws.engine.windows import crop_window, keyword_window, speech_span
 
 RENDITION_PAD_S = 0.5  # silence added on both sides of a rendition (the evaluation's EVAL_PAD_S)
+# Resampling factors of the whitened rendition set (the issue-26 experiment's 0.9 / 1.0 / 1.1):
+# speed and pitch together, as a faster or slower speaker.
+TEMPO_FACTORS = (0.9, 1.0, 1.1)
 
 ProxyMode = Literal["text", "tts", "both"]
 PROXY_MODES: tuple[ProxyMode, ...] = ("text", "tts", "both")
@@ -41,6 +50,7 @@ class AcousticProxies:
     spec: ModelSpec
     encoders: Encoders
     pad_s: float = RENDITION_PAD_S
+    whitening: Whitening | None = None
 
     def rendition_embedding(self, wave: np.ndarray) -> np.ndarray:
         """One spoken keyword [N] (16 kHz float32) -> the acoustic embedding [D] of its keyword window."""
@@ -64,10 +74,48 @@ class AcousticProxies:
 
     def __call__(self, renditions: Sequence[np.ndarray]) -> np.ndarray:
         """Renditions of one keyword -> its L2-normalised acoustic proxy [D] (mean of the embeddings)."""
+        m = self.mean_embedding(renditions)
+        return np.asarray(m / max(1e-9, float(np.linalg.norm(m))), np.float32)
+
+    def mean_embedding(
+        self, renditions: Sequence[np.ndarray], tempos: Sequence[float] = (1.0,)
+    ) -> np.ndarray:
+        """Renditions -> the mean [D] (not normalised) of their embeddings, each at every tempo factor."""
         if not renditions:
             raise ValueError("no renditions: an acoustic proxy needs at least one")
-        m = np.mean(np.stack([self.rendition_embedding(w) for w in renditions]), axis=0)
-        return np.asarray(m / max(1e-9, float(np.linalg.norm(m))), np.float32)
+        return np.asarray(np.mean(self.embeddings(renditions, tempos), axis=0), np.float32)
+
+    def embeddings(self, renditions: Sequence[np.ndarray], tempos: Sequence[float]) -> np.ndarray:
+        """Embeddings [len(renditions) * len(tempos), D], rendition-major."""
+        return np.stack([self.rendition_embedding(tempo_variant(w, f)) for w in renditions for f in tempos])
+
+    def whitens(self, mode: str) -> bool:
+        """Whether ``mode`` enrolls the whitened proxy with this model directory."""
+        return self.whitening is not None and mode in self.whitening.modes
+
+    def proxy(self, renditions: Sequence[np.ndarray], mode: str = "tts") -> np.ndarray:
+        """The acoustic part of a ``mode`` proxy [D]: whitened (over the tempo set) when the model's
+        whitening covers ``mode``, else the plain normalised mean. :func:`combine_proxies` finishes it."""
+        if not self.whitens(mode):
+            return self(renditions)
+        assert self.whitening is not None
+        return self.whitening.proxy(self.mean_embedding(renditions, TEMPO_FACTORS))
+
+
+def tempo_variant(wave: np.ndarray, factor: float) -> np.ndarray:
+    """``wave`` [N] played ``factor`` times faster (linear resampling; pitch moves with it).
+
+    Example:
+        >>> len(tempo_variant(np.zeros(1000, np.float32), 1.1)), len(tempo_variant(np.ones(10), 1.0))
+        (909, 10)
+    """
+    if not factor > 0:
+        raise ValueError(f"tempo factor must be > 0, got {factor}")
+    x = np.asarray(wave, np.float32).reshape(-1)
+    if factor == 1.0 or len(x) < 2:
+        return x
+    n = max(2, int(round(len(x) / factor)))
+    return np.interp(np.linspace(0, len(x) - 1, n), np.arange(len(x)), x).astype(np.float32)
 
 
 def combine_proxies(text: np.ndarray | None, acoustic: np.ndarray | None, mode: str) -> np.ndarray:

@@ -18,6 +18,12 @@ Whoever runs, exports or imports a graph takes its names from here: ``GRAPHS[rol
 names the inputs in contract order and ``GRAPHS[role].run(session, *arrays)`` returns the contract
 output, so no other module spells an input or output name.
 
+Optional files (:data:`OPTIONAL_FILES`), listed in ``files`` with their sha256 when present:
+
+* ``whitening`` (:data:`openkws.engine.whitening.WHITENING_FILE`): the background mean and inverse
+  shrunk covariance of the calibration bank, for whitened TTS proxies. It names the bank's sha256
+  and fingerprint; a directory whose whitening does not match its ``calibration_bank.npz`` is refused.
+
 Example:
     >>> plan = WindowPlan(windows=(4, 8), stride=2, context=1)
     >>> plan.ending_at(3), plan.ending_at(5), plan.ending_at(7)
@@ -103,6 +109,8 @@ GRAPHS: dict[str, GraphSpec] = {
         exported=True,
     ),
 }  # fmt: skip
+
+OPTIONAL_FILES = ("whitening",)  # roles a model directory may add to `files` (not graphs)
 
 METADATA_KEYS = ("role", "sample_rate", "feature_hop_samples", "windows_frames", "embedding_dim",
                  "phoneme_inventory_hash", "model_version")  # fmt: skip
@@ -255,4 +263,25 @@ def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
             raise ModelContractError(
                 f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"
             )
+    if "whitening" in spec.files:
+        _check_whitening(model_dir, spec, verify_hashes)
     return spec
+
+
+def _check_whitening(model_dir: Path, spec: ModelSpec, verify_hashes: bool) -> None:
+    """The optional whitening file: inside the directory, unmodified, computed from this bank."""
+    from openkws.engine.calibration import BANK_FILE
+    from openkws.engine.whitening import WhiteningError, load_whitening
+
+    f = spec.file_path(model_dir, "whitening")
+    if not f.resolve().is_relative_to(model_dir.resolve()) or not f.is_file():
+        raise ModelContractError(f"model.json names whitening file {spec.files['whitening'].path!r}, "
+                                 f"which is not a file inside {model_dir}")  # fmt: skip
+    if verify_hashes and sha256_file(f) != spec.files["whitening"].sha256:
+        raise ModelContractError(
+            f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"
+        )
+    try:
+        load_whitening(f, model_dir / BANK_FILE, spec.embedding_dim)
+    except (WhiteningError, KeyError, ValueError, OSError) as e:
+        raise ModelContractError(f"whitening does not fit this model directory: {e}") from None

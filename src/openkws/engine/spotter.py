@@ -36,6 +36,7 @@ import numpy as np
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.acoustic_proxy import AcousticProxies, ProxyMode, combine_proxies
+from openkws.engine.calibration import BANK_FILE
 from openkws.engine.cohort import Cohort
 from openkws.engine.decision import COMPETITIONS, DECISION_MODES, Competition, DecisionMode
 from openkws.engine.encoders import Encoders, FeatureExtractor
@@ -49,12 +50,13 @@ from openkws.engine.events import (
     TracePoint,
 )
 from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
-from openkws.engine.model_spec import ModelSpec, load_spec
+from openkws.engine.model_spec import GRAPHS, ModelSpec, load_spec
 from openkws.engine.runtime import Device, ModelSessions, load_sessions
 from openkws.engine.scoring import ScoreRequest, score_windows
 from openkws.engine.stream import KeywordStream, StreamParams, Window
 from openkws.engine.stream_input import StreamStateError
 from openkws.engine.vad import VadConfig
+from openkws.engine.whitening import Whitening, load_whitening
 from openkws.text import G2P, Pronunciation
 
 __all__ = ["DEFAULT_TENANT", "Candidate", "DecodeResult", "Detection", "DetectorConfig", "Enrollment",
@@ -113,7 +115,7 @@ class Spotter:
     """Encoders + G2P + keyword index, shared by all streams. Thread-safe; load once per process."""
 
     def __init__(self, sessions: ModelSessions, config: DetectorConfig | None = None, g2p: G2P | None = None,
-                 prefer_gpu_index: bool = False) -> None:  # fmt: skip
+                 prefer_gpu_index: bool = False, whitening: Whitening | None = None) -> None:  # fmt: skip
         spec = sessions.spec
         self.spec: ModelSpec = spec
         self.sessions = sessions
@@ -124,7 +126,8 @@ class Spotter:
         self.encoders = Encoders(spec, self.features, sessions.acoustic_frames, sessions.acoustic_pool,
                                  sessions.text, cfg.max_windows_per_run)  # fmt: skip
         self.index = KeywordIndex(spec.embedding_dim, prefer_gpu=prefer_gpu_index)
-        self._acoustic_proxies = AcousticProxies(spec, self.encoders)
+        self.whitening = whitening
+        self._acoustic_proxies = AcousticProxies(spec, self.encoders, whitening=whitening)
         inv = self.g2p.inventory
         self.cohort: Cohort | None = (
             Cohort.build(lambda seqs: self.embed_phoneme_ids([inv.encode(list(s)) for s in seqs]))
@@ -158,7 +161,11 @@ class Spotter:
              threads: int = 1, g2p: G2P | None = None, verify_hashes: bool = True) -> Spotter:  # fmt: skip
         spec = load_spec(Path(model_dir), verify_hashes=verify_hashes)
         sessions = load_sessions(spec, Path(model_dir), device=device, threads=threads)
-        return cls(sessions, config, g2p, prefer_gpu_index=device != "cpu")
+        whitening = None
+        if "whitening" in spec.files:  # load_spec checked it against the bank
+            whitening = load_whitening(spec.file_path(Path(model_dir), "whitening"),
+                                       Path(model_dir) / BANK_FILE, spec.embedding_dim)  # fmt: skip
+        return cls(sessions, config, g2p, prefer_gpu_index=device != "cpu", whitening=whitening)
 
     @property
     def onnx_backend(self) -> str:
@@ -229,17 +236,30 @@ class Spotter:
             self.index.upsert(entries)
         return entries
 
-    def acoustic_proxy(self, renditions: Sequence[np.ndarray]) -> np.ndarray:
-        """Spoken renditions of one keyword (16 kHz float32) -> its L2-normalised acoustic proxy [D]."""
-        return self._acoustic_proxies(renditions)
+    def acoustic_proxy(self, renditions: Sequence[np.ndarray], mode: str = "tts") -> np.ndarray:
+        """Spoken renditions of one keyword (16 kHz float32) -> the L2-normalised acoustic proxy [D]
+        of proxy ``mode`` (whitened when the model's whitening covers it; see ``combine_proxies``)."""
+        return self._acoustic_proxies.proxy(renditions, mode)
+
+    @property
+    def acoustic_proxies(self) -> AcousticProxies:
+        return self._acoustic_proxies
 
     @property
     def acoustic_fingerprint(self) -> str:
-        """Identifies the audio side of the model (front-end + acoustic encoder files): a stored
-        acoustic proxy is valid only for the model that computed it."""
-        roles = sorted(r for r in self.spec.files if r != "text")
+        """Identifies the audio side of the model (front-end + acoustic encoder graphs): the bank and a
+        stored acoustic proxy are valid only for the model that computed them."""
+        roles = sorted(r for r in self.spec.files if r in GRAPHS and r != "text")
         digest = hashlib.sha256("|".join(f"{r}:{self.spec.files[r].sha256}" for r in roles).encode())
         return digest.hexdigest()[:32]
+
+    @property
+    def proxy_fingerprint(self) -> str:
+        """What a stored acoustic proxy depends on: the acoustic graphs and, when present, the whitening."""
+        if "whitening" not in self.spec.files:
+            return self.acoustic_fingerprint
+        key = f"{self.acoustic_fingerprint}|whitening:{self.spec.files['whitening'].sha256}"
+        return hashlib.sha256(key.encode()).hexdigest()[:32]
 
     # -- streams --------------------------------------------------------------------------------------
     def create_stream(self, keyword_subset: Iterable[int] | None = None, tenant: str = DEFAULT_TENANT,

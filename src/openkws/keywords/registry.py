@@ -126,9 +126,9 @@ class KeywordRegistry:
             self.index_records(records, replace_all=True)
             return len(records)
 
-    def acoustic_proxy(self, text: str) -> np.ndarray:
-        """The acoustic proxy [D] of normalized keyword ``text``; raises ``TTSUnavailable``/``TTSError``."""
-        return self.spotter.acoustic_proxy(self.tts.renditions(text))
+    def acoustic_proxy(self, text: str, mode: str = "tts") -> np.ndarray:
+        """The acoustic proxy [D] of normalized keyword ``text`` for proxy ``mode``; raises ``TTSUnavailable``/``TTSError``."""
+        return self.spotter.acoustic_proxy(self.tts.renditions(text), mode)
 
     def index_records(
         self, records: Sequence[KeywordRecord], replace_all: bool = False
@@ -137,7 +137,7 @@ class KeywordRegistry:
         holding the write lock. Text proxies are recomputed; an acoustic proxy is read from the store
         when this model computed it, else synthesized again and written back (and, when TTS is
         unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
-        fingerprint, dim = self.spotter.acoustic_fingerprint, self.spotter.spec.embedding_dim
+        fingerprint, dim = self.spotter.proxy_fingerprint, self.spotter.spec.embedding_dim
         todo = []
         for r in records:
             row = Enrollment(r.id, r.tenant, r.text, r.phonemes, r.threshold)
@@ -147,7 +147,9 @@ class KeywordRegistry:
                 todo.append(replace(row, mode=r.proxy_mode, proxy=r.proxy))
             else:
                 try:
-                    todo.append(replace(row, mode=r.proxy_mode, acoustic=self.acoustic_proxy(r.text)))
+                    todo.append(
+                        replace(row, mode=r.proxy_mode, acoustic=self.acoustic_proxy(r.text, r.proxy_mode))
+                    )
                 except TTSError as err:
                     log.warning(
                         "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
@@ -264,7 +266,7 @@ class KeywordRegistry:
             if self.hit_rate
             else [(None, [])] * len(items)
         )  # fmt: skip
-        fingerprint = self.spotter.acoustic_fingerprint
+        fingerprint = self.spotter.proxy_fingerprint
         news = [
             NewKeyword(
                 p.text,
@@ -351,17 +353,18 @@ class KeywordRegistry:
     ) -> list[np.ndarray | None]:
         """Proxies for texts the tenant has not enrolled (None for the others: they stay unchanged)."""
         enrolled = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}
-        acoustic: dict[str, np.ndarray] = {}  # a text twice in one batch is synthesized once
+        acoustic: dict[tuple[str, str], np.ndarray] = {}  # a text twice in one batch is synthesized once
         wanted = [mode == "text" or p.text not in enrolled for p, mode in zip(prons, modes, strict=True)]
         for p, mode, want in zip(prons, modes, wanted, strict=True):
-            if want and mode != "text" and p.text not in acoustic:
-                waves[p.text] = self.tts.renditions(p.text)
-                acoustic[p.text] = self.spotter.acoustic_proxy(waves[p.text])
+            if want and mode != "text" and (p.text, mode) not in acoustic:
+                if p.text not in waves:
+                    waves[p.text] = self.tts.renditions(p.text)
+                acoustic[p.text, mode] = self.spotter.acoustic_proxy(waves[p.text], mode)
         made = iter(
             self.spotter.keyword_proxies(
                 [p.phonemes for p, w in zip(prons, wanted, strict=True) if w],
                 [m for m, w in zip(modes, wanted, strict=True) if w],
-                [acoustic.get(p.text) for p, w in zip(prons, wanted, strict=True) if w],
+                [acoustic.get((p.text, m)) for p, m, w in zip(prons, modes, wanted, strict=True) if w],
             )
         )
         return [next(made) if w else None for w in wanted]

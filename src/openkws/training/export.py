@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.calibration import BANK_FILE
 from openkws.engine.encoders import cpu_session
 from openkws.engine.model_spec import (
     FORMAT_VERSION,
@@ -38,6 +39,7 @@ from openkws.engine.model_spec import (
     required_roles,
     sha256_file,
 )
+from openkws.engine.whitening import SHIPPED_MODES, WHITENING_FILE, whitening_from_bank
 from openkws.text import G2P, load_inventory
 from openkws.text.tts import ProxyTTS
 from openkws.training.calibration_bank import build_bank
@@ -324,6 +326,7 @@ def export_checkpoint(
     metrics: Mapping[str, object] | None = None,
     default_threshold: float | None = None,
     bank_minutes: float = 20.0,
+    whiten_modes: tuple[str, ...] = SHIPPED_MODES,
 ) -> Path:
     """Export a trainer checkpoint (see :mod:`openkws.training.trainer`). ``default_threshold`` overrides the
     checkpoint config's: the decision threshold is calibrated on the trained model, after training."""
@@ -359,4 +362,30 @@ def export_checkpoint(
     out = export_model(model, out_dir, version, all_metrics, recipe, cfg, reproduce, notes)
     if bank_minutes > 0:  # sensitivity in FA/h: 70% TTS running speech, 15% noise, 15% synthetic music
         build_bank(out, bank_minutes * 42.0, bank_minutes * 9.0, bank_minutes * 9.0)
+        if whiten_modes:
+            write_whitening(out, whiten_modes)
     return out
+
+
+def write_whitening(model_dir: Path, modes: tuple[str, ...] = SHIPPED_MODES) -> Path:
+    """Whitened TTS proxies for ``modes``: write ``whitening.npz`` from the directory's calibration bank
+    and list it (sha256) in ``model.json``; the contract then checks it against the bank. ``modes``
+    empty: remove the whitening (plain TTS proxies). Returns the model directory."""
+    model_dir = Path(model_dir)
+    # not load_spec: its whitening check fails on purpose right after the bank was rebuilt
+    spec = ModelSpec.model_validate(json.loads((model_dir / "model.json").read_text()))
+    files = {r: f for r, f in spec.files.items() if r != "whitening"}
+    path = model_dir / WHITENING_FILE
+    if modes:
+        bank = model_dir / BANK_FILE
+        if not bank.is_file():
+            raise FileNotFoundError(
+                f"{bank} not found: build the bank first (`openkws eval bank --model {model_dir}`)"
+            )
+        whitening_from_bank(bank, modes).save(path)
+        files["whitening"] = ModelFile(path=WHITENING_FILE, sha256=sha256_file(path))
+    else:
+        path.unlink(missing_ok=True)
+    ModelSpec.model_validate({**spec.model_dump(), "files": files}).write(model_dir)
+    load_spec(model_dir)
+    return model_dir

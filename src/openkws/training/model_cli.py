@@ -194,8 +194,9 @@ def eval_metrics(items: list[str]) -> dict[str, float]:
 
 @export_app.callback()
 def export(
+    ctx: typer.Context,
     checkpoint: Path | None = typer.Option(None, help="trainer checkpoint (.pt)"),
-    out: Path = typer.Option(..., help="model directory to write, e.g. models/default"),
+    out: Path | None = typer.Option(None, help="model directory to write, e.g. models/default"),
     untrained: str | None = typer.Option(None, help="export a random model for this front-end instead"),
     model_version: str | None = typer.Option(None, help="model_version in model.json"),
     metrics: list[str] | None = typer.Option(
@@ -212,8 +213,12 @@ def export(
     ),
 ) -> None:
     """Export encoders to ONNX + model.json + MODEL_CARD.md (checker, parity and size checked)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from openkws.training.export import export_checkpoint, export_untrained
 
+    if out is None:
+        raise typer.BadParameter("--out is required: the model directory to write")
     if (checkpoint is None) == (untrained is None):
         raise typer.BadParameter("give exactly one of --checkpoint or --untrained")
     if untrained is not None:
@@ -230,6 +235,30 @@ def export(
         )
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
+
+
+@export_app.command("whiten")
+def export_whiten(
+    model: Path = typer.Option(..., help="exported model directory with a calibration bank"),
+    mode: list[str] | None = typer.Option(
+        None, help="proxy modes to whiten: tts, both (repeatable; default both); 'none' removes the whitening"
+    ),
+) -> None:
+    """Add (or refresh) whitened TTS proxies: whitening.npz from the model's calibration bank, in model.json."""
+    from openkws.engine.whitening import WHITENING_MODES
+    from openkws.training.export import write_whitening
+
+    modes = tuple(mode or WHITENING_MODES)
+    if modes == ("none",):
+        modes = ()
+    bad = [m for m in modes if m not in WHITENING_MODES]
+    if bad:
+        raise typer.BadParameter(f"mode {bad[0]!r}: choose from {', '.join(WHITENING_MODES)}, or 'none'")
+    try:
+        write_whitening(model, modes)
+    except FileNotFoundError as e:
+        raise typer.BadParameter(str(e)) from None
+    typer.echo(f"{model}: whitened proxies for {', '.join(modes) or 'no mode (removed)'}")
 
 
 @eval_app.command("pairs")
@@ -305,7 +334,13 @@ def eval_streams(
         help="recorded, tts, music, or a folder of audio (<name>.txt beside a file = its transcript); repeatable",
     ),
     proxy: list[str] | None = typer.Option(
-        None, help="openkws proxies: text, tts, both (repeatable; default text and tts)"
+        None,
+        help="openkws proxies: text, tts, both, tts-white, both-white, both-joint (repeatable; default text "
+        "and tts; the -white/-joint kinds are issue 26's whitened forms)",
+    ),
+    bank_sweep: bool = typer.Option(
+        False,
+        help="also sweep each proxy kind in bank-predicted FA/h (the service's sensitivity): <name>@bank",
     ),
     tts_minutes: float = typer.Option(30.0, help="minutes of TTS running text among the negatives"),
     floor: float = typer.Option(0.4, help="enrollment threshold of the sweep (lowest threshold reported)"),
@@ -328,12 +363,13 @@ def eval_streams(
 
     Peer detectors (pocketsphinx, EfficientWord-Net) run from a checkout: ``python -m bench.streams_peers``."""
     from openkws.training.eval_streams.conditions import CONDITIONS
+    from openkws.training.eval_streams.engine_adapter import KINDS
     from openkws.training.eval_streams.report import markdown, write_doc
     from openkws.training.eval_streams.run import PROXY_KINDS, StreamsConfig, run_streams
 
     for p in proxy or ():
-        if p not in ("text", "tts", "both"):
-            raise typer.BadParameter(f"proxy {p!r}: choose text, tts or both")
+        if p not in KINDS:
+            raise typer.BadParameter(f"proxy {p!r}: choose from {', '.join(KINDS)}")
     for c in condition or ():
         if c not in CONDITIONS:
             raise typer.BadParameter(f"condition {c!r}: choose from {', '.join(CONDITIONS)}")
@@ -357,6 +393,7 @@ def eval_streams(
         no_leading_pad=no_leading_pad,
         cohort=cohort,
         decision=decision,  # type: ignore[arg-type]
+        bank_sweep=bank_sweep,
     )
     report = run_streams(cfg)
     table = markdown(report)
@@ -385,3 +422,11 @@ def eval_bank(
     _setup_logging(True)
     path = build_bank(model, tts_minutes * 60, noise_minutes * 60, music_minutes * 60, stride, seed)
     typer.echo(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB)")
+    if (model / "model.json").is_file() and "whitening" in json.loads((model / "model.json").read_text())[
+        "files"
+    ]:
+        from openkws.engine.whitening import WHITENING_FILE, load_whitening_modes
+        from openkws.training.export import write_whitening
+
+        write_whitening(model, load_whitening_modes(model / WHITENING_FILE))  # it follows the new bank
+        typer.echo(f"refreshed {model / WHITENING_FILE} from the new bank")

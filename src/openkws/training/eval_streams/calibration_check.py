@@ -41,9 +41,10 @@ def calibration_report(
     streams: Sequence[Stream],
     texts: Sequence[str],
     systems: dict[str, str],
-    floor: float = 0.0,
+    floor: float | dict[str, float] = 0.0,
 ) -> dict[str, object] | None:
-    """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`)."""
+    """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`);
+    ``floor``: the enrollment floor, or one per kind."""
     from openkws.engine.calibration import Calibrator
     from openkws.engine.cohort import phone_count
 
@@ -79,7 +80,8 @@ def calibration_report(
         for t in CAL_TARGETS:
             thr = {k: peaks[k].threshold(t) for k in texts}
             counts = {k: int((fa[k] >= thr[k]).sum()) for k in texts}
-            below = sum(thr[k] < floor for k in texts)
+            fl = floor.get(kind, 0.0) if isinstance(floor, dict) else floor
+            below = sum(thr[k] < fl for k in texts)
             ratios = [counts[k] / hours[k] / t for k in texts if hours[k] > 0]
             rows.append(
                 {

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.engine.spotter import Enrollment, Spotter
 from openkws.text.tts import ProxyTTS
 
@@ -79,45 +77,98 @@ def decode_from_onsets(
     return out
 
 
-def tts_proxies(spotter: Spotter, texts: Sequence[str], cache: Path) -> np.ndarray:
-    """The service's ``proxy: "tts"`` proxies (espeak-ng/flite renditions), cached per model."""
-    path = Path(cache) / f"tts_proxies_{spotter.acoustic_fingerprint[:12]}.npz"
-    known: dict[str, np.ndarray] = {}
+# Proxy kinds: ``text``/``tts``/``both`` as the service enrolls them without a whitening (``tts`` is
+# the normalised mean of the 8 proxy voices), and the whitened forms of issue 26
+# (openkws.engine.whitening; over the renditions at every TEMPO_FACTORS speed):
+# ``tts-white`` = normalize(S^-1 (mu - mu_bg)), ``both-white`` = normalize(text + tts-white),
+# ``both-joint`` = normalize(S^-1 ((text + mu) / 2 - mu_bg)).
+KINDS = ("text", "tts", "both", "tts-white", "both-white", "both-joint")
+WHITENED_KINDS = ("tts-white", "both-white", "both-joint")
+# Whitened scores live lower (cosine with a direction away from the speech cluster): their sweeps
+# start lower. Measured on the shipped model: positives 0.05-0.35, bank 99th percentile 0.03-0.08.
+KIND_FLOORS = {"tts-white": 0.08, "both-joint": 0.08, "both-white": 0.3}
+
+
+def kind_floor(kind: str, floor: float) -> float:
+    return min(floor, KIND_FLOORS.get(kind, floor))
+
+
+def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Per text, the mean rendition embedding [N, D] (not normalised) at speed 1.0 (the service's plain
+    ``tts``) and over every :data:`TEMPO_FACTORS` speed (the whitened set); cached per model."""
+    from openkws.engine.acoustic_proxy import TEMPO_FACTORS
+
+    path = Path(cache) / f"tts_means_{spotter.acoustic_fingerprint[:12]}.npz"
+    known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if path.is_file():
         with np.load(path, allow_pickle=False) as z:
-            known = dict(zip(z["texts"].tolist(), z["proxies"], strict=True))
+            known = {t: (a, b) for t, a, b in zip(z["texts"].tolist(), z["plain"], z["tempo"], strict=True)}
     missing = [t for t in texts if t not in known]
     if missing:
-        tts = ProxyTTS()
+        from tqdm import tqdm
+
+        tts, ap = ProxyTTS(), spotter.acoustic_proxies
+        one = TEMPO_FACTORS.index(1.0)
         path.parent.mkdir(parents=True, exist_ok=True)
         for j, t in enumerate(tqdm(missing, desc="tts proxies", unit="kw")):
-            known[t] = spotter.acoustic_proxy(tts.renditions(t))
+            emb = ap.embeddings(tts.renditions(t), TEMPO_FACTORS)  # rendition-major
+            known[t] = (emb[one :: len(TEMPO_FACTORS)].mean(axis=0), emb.mean(axis=0))
             if j % 25 == 24 or j == len(missing) - 1:  # resumable
                 keys = sorted(known)
-                np.savez(path, texts=np.array(keys), proxies=np.stack([known[k] for k in keys]))
-    return np.stack([known[t] for t in texts]).astype(np.float32)
+                np.savez(path, texts=np.array(keys), plain=np.stack([known[k][0] for k in keys]),
+                         tempo=np.stack([known[k][1] for k in keys]))  # fmt: skip
+    return (np.stack([known[t][0] for t in texts]).astype(np.float32),
+            np.stack([known[t][1] for t in texts]).astype(np.float32))  # fmt: skip
+
+
+def eval_whitening(spotter: Spotter, model_dir: Path) -> object:
+    """The model directory's whitening, or one computed from its bank (same as ``openkws export whiten``)."""
+    from openkws.engine.calibration import BANK_FILE
+    from openkws.engine.whitening import whitening_from_bank
+
+    w = getattr(spotter, "whitening", None)
+    return w if w is not None else whitening_from_bank(Path(model_dir) / BANK_FILE)
+
+
+def kind_proxies(
+    kind: str, text: np.ndarray, plain: np.ndarray, tempo: np.ndarray, whitening: object
+) -> np.ndarray:
+    """Proxies [N, D] of one kind from text proxies [N, D] and mean rendition embeddings [N, D]."""
+    from openkws.engine.acoustic_proxy import combine_proxies
+    from openkws.engine.index import l2_normalize
+
+    if kind in ("text", "tts", "both"):
+        return combine_proxies(text, l2_normalize(plain), kind)
+    w = whitening.direction  # type: ignore[attr-defined]
+    if kind == "tts-white":
+        return w(tempo)  # type: ignore[no-any-return]
+    if kind == "both-white":
+        return combine_proxies(text, w(tempo), "both")
+    if kind == "both-joint":
+        return w((text + tempo) / 2.0)  # type: ignore[no-any-return]
+    raise ValueError(f"proxy kind {kind!r}; expected one of {KINDS}")
 
 
 def enroll(
-    spotter: Spotter, texts: Sequence[str], kinds: Sequence[ProxyMode], floor: float, cache: Path
+    spotter: Spotter, texts: Sequence[str], kinds: Sequence[str], floor: float, cache: Path, model_dir: Path
 ) -> None:
-    """Enroll ``texts`` once per proxy kind (``text``/``tts``/``both``) at ``floor``: the index holds
-    exactly these afterwards (:meth:`Spotter.enroll`, as the service enrolls)."""
+    """Enroll ``texts`` once per proxy kind (:data:`KINDS`) at its floor (:func:`kind_floor`): the
+    index holds exactly these afterwards (:meth:`Spotter.enroll`, as the service enrolls)."""
     phonemes = [spotter.pronounce(t).phonemes for t in texts]
-    acoustic = tts_proxies(spotter, texts, cache) if any(k != "text" for k in kinds) else None
-    spotter.enroll(
-        [
-            Enrollment(
-                n * ID_BLOCK + i + 1,
-                TENANT,
-                t,
-                phonemes[i],
-                floor,
-                kind,
-                None if acoustic is None or kind == "text" else acoustic[i],
-            )
-            for n, kind in enumerate(kinds)
+    text = spotter.keyword_proxies(phonemes)
+    plain = tempo = whitening = None
+    rows = []
+    for n, kind in enumerate(kinds):
+        if kind == "text":
+            px = text
+        else:
+            if plain is None:
+                plain, tempo = rendition_means(spotter, texts, cache)
+            if kind in WHITENED_KINDS and whitening is None:
+                whitening = eval_whitening(spotter, model_dir)
+            px = kind_proxies(kind, text, plain, tempo, whitening)  # type: ignore[arg-type]
+        rows += [
+            Enrollment(n * ID_BLOCK + i + 1, TENANT, t, phonemes[i], kind_floor(kind, floor), proxy=px[i])
             for i, t in enumerate(texts)
-        ],
-        replace=True,
-    )
+        ]
+    spotter.enroll(rows, replace=True)

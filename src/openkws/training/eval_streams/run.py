@@ -25,7 +25,13 @@ from openkws.training.data.audio import read_wav
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
 from openkws.training.eval_streams.calibration_check import calibration_report
 from openkws.training.eval_streams.conditions import CONDITIONS
-from openkws.training.eval_streams.engine_adapter import Event, decode_events, decode_from_onsets, enroll
+from openkws.training.eval_streams.engine_adapter import (
+    Event,
+    decode_events,
+    decode_from_onsets,
+    enroll,
+    kind_floor,
+)
 from openkws.training.eval_streams.report import write_outputs
 from openkws.training.eval_streams.scoring import Scores, score_stream, summarize
 
@@ -53,6 +59,7 @@ class StreamsConfig:
     no_leading_pad: bool = False  # also report openkws with each clip's audio starting at its onset
     cohort: bool = False  # engine option: cohort-normalised scores (issue 21, row N)
     decision: DecisionMode = "hold"  # engine option: decision rule (issue 21, row D)
+    bank_sweep: bool = False  # also sweep each kind in bank-predicted FA/h (`<name>@bank`, .bank_scores)
 
 
 def _cached_events(
@@ -105,7 +112,7 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     key += ("_cohort" if cfg.cohort else "") + ("" if cfg.decision == "hold" else f"_{cfg.decision}")
     kinds = list(cfg.proxies)
     names = [f"openkws-{k}" for k in kinds]
-    enroll(spotter, texts, kinds, cfg.floor, cfg.cache)
+    enroll(spotter, texts, kinds, cfg.floor, cfg.cache, cfg.model)
     stem = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{key}_f{cfg.floor:g}.jsonl"
 
     def _run(audio: np.ndarray, _: Stream) -> dict[str, list[Event]]:
@@ -118,6 +125,10 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
     if cfg.no_leading_pad:
         events.update(_no_leading_pad(spotter, kinds, stem, streams, events, cfg.cached_only))
+    if cfg.bank_sweep:
+        from openkws.training.eval_streams.bank_scores import bank_calibrated
+
+        events.update(bank_calibrated(spotter, cfg.model, events, dict(zip(names, kinds, strict=True))))
     for peer, factory in (peers or {}).items():
         events.update(_peer_events(peer, factory, clips, order, cfg))
     phones = _phones(spotter.pronounce, texts)
@@ -151,8 +162,9 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     }
     scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
     cal = calibration_report(
-        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)), cfg.floor
-    )
+        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)),
+        {k: kind_floor(k, cfg.floor) for k in kinds},
+    )  # fmt: skip
     if cal:
         report["calibration"] = cal
     report["wall_s"] = round(time.perf_counter() - t0, 1)
