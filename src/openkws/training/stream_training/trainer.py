@@ -322,6 +322,7 @@ def fit(fc: FitConfig, resume: bool = True) -> Path:
                     "loss",
                     "loss_stream",
                     "loss_bank",
+                    "loss_bg",
                     "bank_weight",
                     "val_frr",
                     "val_tail_share",
