@@ -34,6 +34,10 @@ PING_PAYLOAD = 125  # the largest control frame
 PINGS_PER_SEND = 512
 SAMPLE_S = 0.02
 AFTER_S = 3.0
+HEADER = (
+    "| door | probe | sent | RSS before (MiB) | RSS peak during | RSS 3 s after | how it ended |\n"
+    "| --- | --- | --- | --- | --- | --- | --- |"
+)
 
 
 def rss_bytes(pid: int) -> int:
@@ -208,7 +212,9 @@ def measure(door: str, probe: str, pid: int, run: Callable[[], Flood]) -> Row:
     with RssSampler(pid) as s:
         flood = run()
     time.sleep(AFTER_S)
-    return Row(door, probe, before, s.peak, rss_bytes(pid), flood)
+    row = Row(door, probe, before, s.peak, rss_bytes(pid), flood)
+    print(row.markdown(), flush=True)  # as it comes: a later failure keeps the rows measured so far
+    return row
 
 
 def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 900.0) -> None:
@@ -306,7 +312,11 @@ def probe_wyoming(data_dir: Path, rows: list[Row]) -> None:
             rows.append(row)
     finally:
         proc.terminate()
-        proc.wait(30)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
 
 
 def main() -> None:
@@ -315,16 +325,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = ap.parse_args()
     rows: list[Row] = []
+    print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="probe-doors-") as tmp:
         probe_websocket(args.flood_mib * MIB, Path(tmp), rows)
         probe_wyoming(Path(tmp), rows)
-    lines = [
-        "| door | probe | sent | RSS before (MiB) | RSS peak during | RSS 3 s after | how it ended |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        *(r.markdown() for r in rows),
-    ]
-    table = "\n".join(lines)
-    print(table)
+    table = "\n".join([HEADER, *(r.markdown() for r in rows)])
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(table + "\n")
