@@ -10,7 +10,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "docs" / "BENCHMARKS.md"
-DOCS = ("README.md", "models/default/MODEL_CARD.md", "docs/SERVICE.md")
+DOCS = ("README.md", "src/openkws/models/default/MODEL_CARD.md", "docs/SERVICE.md")
 BLOCK = re.compile(r"<!-- figures: docs/BENCHMARKS.md -->(.*?)<!-- /figures -->", re.S)
 # Measurements: percentages, decimals, millisecond and second values. Targets are goals, not figures.
 FIGURE = re.compile(r"\d+\.\d+%?|\d+%|\d+(?:\.\d+)? ms\b")

@@ -63,7 +63,7 @@ def test_reconcile_rebuilds_an_index_out_of_step(client: TestClient) -> None:
         "/v1/keywords/batch", json={"keywords": [{"text": t} for t in ("hey jarvis", "play music", "stop")]}
     )
     ids = [k["id"] for k in r.json()["keywords"]]
-    kw = client.app.state.openkws.keywords.registry  # type: ignore[attr-defined]
+    kw = client.app.state.openkws.registry  # type: ignore[attr-defined]
     index = kw.spotter.index
     assert not kw.check_index()
     # drift three ways: a missing keyword, a stale extra one, a different threshold
@@ -88,7 +88,7 @@ def test_startup_rebuilds_the_index_from_the_store(
         second = make_client()  # same data_dir: a fresh process finds the store and an empty index
     assert any("out of step" in r.getMessage() for r in caplog.records)
     assert second.get("/readyz").json()["keywords"] == 2
-    assert not second.app.state.openkws.keywords.registry.check_index()  # type: ignore[attr-defined]
+    assert not second.app.state.openkws.registry.check_index()  # type: ignore[attr-defined]
     assert sorted(second.app.state.openkws.spotter.index.tenant("default").by_id) == sorted(ids)  # type: ignore[attr-defined]
 
 

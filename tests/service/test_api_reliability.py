@@ -185,7 +185,7 @@ def test_metrics_can_require_an_admin_key(make_client: Callable[..., TestClient]
 # -- tenant filter in the query -------------------------------------------------------------------------------
 def test_other_tenants_row_is_never_loaded(client: TestClient) -> None:
     kid = client.post("/v1/keywords", json={"text": "hey jarvis"}).json()["id"]
-    store = client.app.state.openkws.keywords.store  # type: ignore[attr-defined]
+    store = client.app.state.openkws.store  # type: ignore[attr-defined]
     statements: list[str] = []
 
     def log(_c: object, _cur: object, statement: str, *_: object) -> None:
