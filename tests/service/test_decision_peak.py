@@ -117,3 +117,16 @@ def test_peak_with_best_competition_still_emits_only_the_winner() -> None:
     out += d.finish(len(seq), {1, 2}.__contains__)
     assert [(x.keyword_id, x.score) for x in out] == [(1, 0.8)]
     assert [x.keyword_id for x in d.take_lost()] == [2]
+
+
+def test_settings_carry_the_new_options_and_refuse_bad_values() -> None:
+    from pydantic import ValidationError
+
+    from openkws.settings import Settings
+
+    cfg = Settings(decision="peak", persistence=2, cohort="on", peak_max_ms=160).detector_config()
+    assert (cfg.decision, cfg.persistence, cfg.cohort, cfg.peak_max_ms) == ("peak", 2, True, 160)
+    assert Settings().detector_config().decision == "hold" and not Settings().detector_config().cohort
+    for bad in ({"decision": "fast"}, {"persistence": 0}, {"cohort": "maybe"}, {"peak_max_ms": -1}):
+        with pytest.raises(ValidationError):
+            Settings(**bad)  # type: ignore[arg-type]

@@ -5,9 +5,10 @@ A window that looks like "any speech of about this length" scores high against m
 cohort turns the raw cosine ``s = w·p`` into ``z = (s - mean_c(w·q)) / std_c(w·q)`` over ``COHORT_SIZE``
 proxies ``q`` of random phrases with the keyword's phone count (one cohort per phone count, so the
 extra cost per window is one product with ``#distinct phone counts x COHORT_SIZE`` proxies, shared
-by every keyword of that length). ``z`` is then squashed into (0, 1) by a fixed logistic
-(:func:`squash`), a monotone map, so thresholds, sensitivities and the API's 0..1 threshold range
-keep their shape; the calibration bank is scored through the same function
+by every keyword of that length). ``z`` is then scaled by a fixed affine map (:func:`squash`,
+``z / Z_SCALE``), so calibrated thresholds land in the API's 0..1 range where raw cosines did, and
+the calibration's exponential tail (fitted in score units) keeps its shape: a logistic squash was
+tried first and made that fit extrapolate thresholds near 1 (docs/RESULTS.md, issue 21); the calibration bank is scored through the same function
 (:class:`openkws.engine.calibration.Calibrator`), so a false-alarm target still means what it says.
 
 The phrases (package data ``cohort_phrases.txt``, ``text<TAB>phonemes``) are random sequences of
@@ -39,11 +40,9 @@ COHORT_FILE = "cohort_phrases.txt"
 COHORT_SIZE = 200  # phrases per phone count
 MAX_PHONES = 20  # longer keywords use the longest cohort
 MIN_STD = 1e-3  # a degenerate cohort (identical proxies) must not divide by ~0
-# z -> (0, 1): z = Z_CENTER maps to 0.5. With the shipped model the 0.5 FA/h thresholds are z 3.2-5.2
-# (median 4.1 -> 0.68, like raw cosines), so the default 0.65 and the eval floor 0.4 keep their
-# roles; any monotone map gives the same detections.
-Z_CENTER = 3.0
-Z_SCALE = 1.5
+# z -> score = z / Z_SCALE. With the shipped model the 0.5 FA/h thresholds are z 3.2-5.2 (median
+# 4.1 -> 0.59); the API's largest threshold (0.99) is z 7.4. Scores of strong hits may exceed 1.
+Z_SCALE = 7.5
 
 
 class CohortError(ValueError):
@@ -51,8 +50,8 @@ class CohortError(ValueError):
 
 
 def squash(z: np.ndarray) -> np.ndarray:
-    """Cohort z-scores -> detection scores in (0, 1) (monotone)."""
-    return np.asarray(1.0 / (1.0 + np.exp(-(np.asarray(z, np.float32) - Z_CENTER) / Z_SCALE)), np.float32)
+    """Cohort z-scores -> detection scores (affine: keeps the calibration tail's shape)."""
+    return np.asarray(np.asarray(z, np.float32) / Z_SCALE, np.float32)
 
 
 def phone_count(phonemes: Sequence[str]) -> int:
@@ -141,5 +140,5 @@ class Cohort:
         return np.asarray((sims - mean[:, inv]) / std[:, inv], np.float32)
 
     def normalize(self, sims: np.ndarray, emb: np.ndarray, buckets: np.ndarray) -> np.ndarray:
-        """Detection scores in (0, 1): :func:`squash` of :meth:`zscores`."""
+        """Detection scores: :func:`squash` of :meth:`zscores`."""
         return squash(self.zscores(sims, emb, buckets))
