@@ -43,6 +43,7 @@ def stream_fit(
     bg_windows: int = typer.Option(
         0, min=0, help="with --mine: negative windows per step held below the bank"
     ),
+    freeze_frames: bool = typer.Option(False, help="train the pooling head and text encoder only"),
     threads: int = typer.Option(2, min=1),
     val_every: int = typer.Option(150, min=1),
     resume: bool = typer.Option(True, "--resume/--restart"),
@@ -52,6 +53,7 @@ def stream_fit(
 
     kw = {"init_from": init_from} if init_from else {}
     fc = FitConfig(data=data, out=out, steps=steps, mine=mine, bank_size=bank_size, lr=lr, threads=threads,
-                   val_every=val_every, bg_windows=bg_windows, **kw)  # fmt: skip
+                   val_every=val_every, bg_windows=bg_windows,
+                   freeze_frames=freeze_frames, **kw)  # fmt: skip
     best = fit(fc, resume=resume)
     typer.echo(f"best checkpoint: {best}\nexport: openkws export --checkpoint {best} --out {out}/model")

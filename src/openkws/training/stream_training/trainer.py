@@ -59,6 +59,7 @@ class FitConfig:
     # phrases they score highest and do not say. Without it the fine-tune sharpened the batch's
     # phrases and let windows drift towards every other phrase (docs/RESULTS.md, issue 21).
     bg_windows: int = 0
+    freeze_frames: bool = False  # train the pooling head and the text encoder only
     bg_margin: float = 0.5
     bg_scale: float = 50.0
     val_every: int = 150
@@ -110,7 +111,10 @@ class StreamFit:
         self.groups = self.train.by_target()
         self.targets = sorted(self.groups)
         self.rng = np.random.default_rng(fc.seed)
-        params = [p for mod in (m.frames, m.pool, m.text) for p in mod.parameters()]
+        trained = (m.pool, m.text) if fc.freeze_frames else (m.frames, m.pool, m.text)
+        if fc.freeze_frames:
+            m.frames.requires_grad_(False)
+        params = [p for mod in trained for p in mod.parameters()]
         self.opt = torch.optim.AdamW(params, lr=fc.lr, weight_decay=1e-4)
         self.step = 0
         self.best = float("inf")
