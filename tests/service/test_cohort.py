@@ -157,7 +157,7 @@ def test_engine_with_cohort_reports_cohort_scores(
     s = sp.create_stream(score_hook=hook, competition="all")
     s.accept_waveform(synth("please turn on the lights now", "espeak:en-us+m3"))
     s.input_finished()
-    dets = s.decode().detections
+    dets = sp.decode(s).detections
     assert dets, "threshold -10 on the cohort scale fires"
     for d in dets:  # each event reports its window's cohort score, as the hook computes it
         assert np.min(np.abs(frames[d.end_ms] - d.score)) < 1e-4
