@@ -109,9 +109,9 @@ def measure(
         dets = []
         for i in range(0, len(audio), CHUNK):
             s.accept_waveform(audio[i : i + CHUNK])
-            dets += s.decode().detections
+            dets += sp.decode(s).detections
         s.input_finished()
-        dets += s.decode().detections
+        dets += sp.decode(s).detections
         mine = [
             d
             for d in dets

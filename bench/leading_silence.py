@@ -54,7 +54,7 @@ def best_score(kws: KeywordSpotter, keyword_id: int, audio: np.ndarray) -> float
     stream = kws.spotter.create_stream(tenant=kws.tenant, score_hook=hook)
     stream.accept_waveform(SAMPLE_RATE, audio)
     stream.input_finished()
-    stream.decode()
+    kws.spotter.decode(stream)
     return best[0]
 
 

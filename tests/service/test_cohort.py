@@ -156,7 +156,7 @@ def test_engine_with_cohort_reports_cohort_scores(
     s = sp.create_stream(score_hook=hook, competition="all")
     s.accept_waveform(synth("please turn on the lights now", "espeak:en-us+m3"))
     s.input_finished()
-    dets = s.decode().detections
+    dets = sp.decode(s).detections
     assert dets, "threshold 0 on the (0, 1) cohort scale fires"
     assert all(0.0 < d.score < 1.0 for d in dets)
     for d in dets:  # each event reports its window's cohort score, as the hook computes it
