@@ -43,7 +43,7 @@ def _best(kws: KeywordSpotter, keyword_id: int, audio: np.ndarray) -> float:
     s = kws.spotter.create_stream(tenant=kws.tenant, score_hook=hook)
     s.accept_waveform(SR, audio)
     s.input_finished()
-    s.decode()
+    kws.spotter.decode(s)
     return best[0]
 
 
