@@ -137,7 +137,9 @@ def serve(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="engine processes behind the port (default OPENKWS_WORKERS or one per core)"),
+        typer.Option(
+            min=1, help="engine processes behind the port (default OPENKWS_WORKERS or one per core)"
+        ),
     ] = None,
 ) -> None:
     """Run the REST + websocket server (settings: flags, else OPENKWS_* environment variables)."""
@@ -342,4 +344,3 @@ def main() -> None:
             err=True,
         )
         sys.exit(1)
-
