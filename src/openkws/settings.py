@@ -101,8 +101,8 @@ class Settings(BaseSettings):
         float,
         Field(
             ge=0.0,
-            description="a verified API key is trusted this long without a database read (and while the "
-            "database is away); revocations reach every PostgreSQL replica at once; 0 = no cache",
+            description="while the database is away, API keys verified in the last N s are still "
+            "accepted (the database decides whenever it answers); 0 = no cache",
         ),
     ] = 60.0
     db_retry_after_s: Annotated[

@@ -6,11 +6,11 @@ listings and logs; ``secret`` is 256 random bits. The database keeps only
 2^256 candidates), and a leaked table yields no usable key. Verification compares digests with
 :func:`hmac.compare_digest` (constant time).
 
-Verified keys are cached for ``api_key_cache_s`` (default 60 s; by a hash of the token, never the
-token): a replica keeps authenticating its callers while the database is away, and a request costs
-no database read. Revocation drops the key from the cache at once on the replica that revokes it and,
-on PostgreSQL, on every replica through the change feed (``openkws keys revoke`` included); only with
-several processes sharing one SQLite file can a revoked key work on another process for up to the TTL.
+Every verification asks the database, so a revocation counts at once. Keys it verified are also
+cached for ``api_key_cache_s`` (default 60 s; by a hash of the token, never the token), and while the
+database is away a cached key is accepted: a replica keeps authenticating its recent callers through
+an outage. Revocation also drops the key from the cache (on the revoking replica, and on every
+PostgreSQL replica through the change feed), so a key revoked before an outage is not accepted in it.
 
 Scopes: ``admin`` manages the tenant's keywords and keys and may also detect; ``stream`` may only
 detect (``WS /v1/stream``, ``POST /v1/detect``). Every key belongs to one tenant, and every request
@@ -47,6 +47,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from openkws.engine.spotter import DEFAULT_TENANT
+from openkws.keywords.availability import StoreUnavailable
 from openkws.keywords.store import MAX_TENANT_CHARS, ApiKeyTable, KeywordStore
 
 Scope = Literal["admin", "stream"]
@@ -126,13 +127,14 @@ def _info(r: ApiKeyTable) -> KeyInfo:
 
 
 DEFAULT_CACHE_TTL_S = 60.0
+OUTAGE_RECHECK_S = 1.0  # after a database failure, serve cached keys this long before asking again
 CACHE_ENTRIES = 10_000  # LRU bound: only valid keys are cached, so this is the active-key count
 
 
 class ApiKeys:
     """Key repository in the keyword store's database. Synchronous: call from worker threads.
-    ``verify`` raises :class:`~openkws.keywords.availability.StoreUnavailable` for a key it has not
-    verified in the last ``cache_ttl_s`` while the database is away."""
+    ``verify`` raises :class:`~openkws.keywords.availability.StoreUnavailable` while the database is
+    away for a key it has not verified in the last ``cache_ttl_s``."""
 
     def __init__(self, store: KeywordStore, cache_ttl_s: float = DEFAULT_CACHE_TTL_S) -> None:
         self._store = store
@@ -189,11 +191,30 @@ class ApiKeys:
         return CreatedKey(key_id, tenant, sc, name, now, None, token)
 
     def verify(self, token: str) -> Principal | None:
-        """The key's principal, or None for a malformed, unknown or revoked token."""
-        digest = hash_token(token)
-        cached = self._cached(digest)  # keyed by a SHA-256 of the whole token: a hit is a match
-        if cached is not None:
+        """The key's principal, or None for a malformed, unknown or revoked token. The database
+        decides while it answers (a revocation counts at once); while it is away, a key it verified
+        in the last ``cache_ttl_s`` is accepted from the cache."""
+        digest = hash_token(token)  # the cache key: a SHA-256 of the whole token, so a hit is a match
+        health = self._store.health
+        if not health.ok and time.monotonic() - health.checked < OUTAGE_RECHECK_S:
+            cached = self._cached(digest)  # the database just failed: do not wait on it again
+            if cached is not None:
+                return cached
+        try:
+            principal = self._lookup(token, digest)
+        except StoreUnavailable:
+            cached = self._cached(digest)
+            if cached is None:
+                raise
             return cached
+        if principal is None:
+            with self._cache_lock:
+                self._cache.pop(digest, None)
+        else:
+            self._remember(digest, principal)
+        return principal
+
+    def _lookup(self, token: str, digest: str) -> Principal | None:
         m = _TOKEN_RE.match(token)
         key_id = m.group(1) if m else ""
         with self._store.guard(), self._sessions() as s:
@@ -202,9 +223,7 @@ class ApiKeys:
             ok = hmac.compare_digest(stored, digest)  # always one comparison, hit or miss
             if row is None or not ok or row.revoked_at is not None:
                 return None
-            principal = Principal(row.tenant, check_scope(row.scope), row.key_id)
-        self._remember(digest, principal)
-        return principal
+            return Principal(row.tenant, check_scope(row.scope), row.key_id)
 
     def list(self, tenant: str | None = None, include_revoked: bool = True) -> list[KeyInfo]:
         q = select(ApiKeyTable)
