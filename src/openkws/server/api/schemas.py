@@ -189,8 +189,8 @@ class KeywordCreated(KeywordOut):
         ),
     )
     warnings: list[str] = Field(
-        default_factory=list, description="too short, fires often, rarely reached (low expected_hit_rate), one word "
-        "from another"
+        default_factory=list,
+        description="too short, fires often, rarely reached (low expected_hit_rate), one word from another",
     )
 
     @classmethod
