@@ -307,7 +307,9 @@ class KeywordStream:
             e = tenant_index.by_id[d.keyword_id]
             start = max(0, d.start_frame * p.hop - p.preroll)
             end = max(0, min(d.end_frame * p.hop + p.receptive - p.preroll, limit))
-            start, end = self._energy.speech_span(start, max(start, end))  # the keyword within the window
+            if end <= start:  # the window holds only the pre-roll or the end flush: no real audio
+                continue
+            start, end = self._energy.speech_span(start, end)  # the keyword within the window
             res.detections.append(Detection(d.keyword_id, e.text, round(d.score, 6), e.threshold,
                                             1000.0 * start / SAMPLE_RATE, 1000.0 * max(start, end) / SAMPLE_RATE,
                                             p.ms(d.decided_frame, limit)))  # fmt: skip
