@@ -224,6 +224,8 @@ def test_export_whiten_command(banked_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "model"
     shutil.copytree(banked_dir, out)
     runner = CliRunner()
+    no_out = runner.invoke(app, ["export", "--untrained", "logmel"])  # the export itself still needs --out
+    assert no_out.exit_code != 0 and "--out is required" in no_out.output
     bad = runner.invoke(app, ["export", "whiten", "--model", str(out), "--mode", "text"])
     assert bad.exit_code != 0 and "choose from tts, both" in bad.output
     ok = runner.invoke(app, ["export", "whiten", "--model", str(out), "--mode", "tts"])

@@ -40,7 +40,7 @@ WHITENING_FILE = "whitening.npz"
 SHRINKAGE = 0.1  # weight of the isotropic target tr(C)/D * I in the shrunk covariance
 WHITENING_MODES = ("tts", "both")  # proxy modes that may use the whitened acoustic proxy
 # Modes `openkws export` whitens by default: the shipping rule of docs/RESULTS.md ("Whitened TTS proxies").
-SHIPPED_MODES: tuple[str, ...] = ()
+SHIPPED_MODES: tuple[str, ...] = ("tts", "both")
 
 
 class WhiteningError(ValueError):
