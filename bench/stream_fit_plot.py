@@ -17,7 +17,11 @@ def read_log(run: Path) -> tuple[list[int], list[float], list[float]]:
         rows = [r for r in csv.DictReader(f) if r["val_frr"]]
     if not rows:
         raise ValueError(f"{run / 'log.csv'} has no validation rows yet")
-    return [int(r["step"]) for r in rows], [float(r["val_frr"]) for r in rows], [float(r["val_tail_share"]) for r in rows]
+    return (
+        [int(r["step"]) for r in rows],
+        [float(r["val_frr"]) for r in rows],
+        [float(r["val_tail_share"]) for r in rows],
+    )
 
 
 def main() -> None:
