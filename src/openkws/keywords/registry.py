@@ -36,6 +36,11 @@ from openkws.text.tts import ProxyTTS, TTSError
 log = logging.getLogger("openkws")
 
 
+# The expected hit rate renders 32 TTS renditions per keyword (seconds each): worth it for a user
+# enrolling a few keywords, not for a 1,000-keyword import, whose keywords get no estimate.
+HIT_RATE_MAX_BATCH = 8
+
+
 @dataclass(frozen=True)
 class EnrollItem:
     text: str
@@ -263,7 +268,7 @@ class KeywordRegistry:
         rates = (
             estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], unseen, thresholds,
                                [it.proxy for it in items], waves)
-            if self.hit_rate
+            if self.hit_rate and len(items) <= HIT_RATE_MAX_BATCH
             else [(None, [])] * len(items)
         )  # fmt: skip
         fingerprint = self.spotter.proxy_fingerprint
