@@ -23,9 +23,11 @@ def test_default_model_is_package_data() -> None:
 
 
 def test_only_openkws_is_installed_at_top_level() -> None:
+    """setuptools finds packages under src/ only, and only ``openkws*`` (tests/lib/test_wheel.py checks
+    the built wheel itself)."""
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert {p.split(".")[0] for p in cfg["packages"]} == {"openkws"}
-    assert {k.split(".")[0] for k in cfg["package-dir"]} == {"openkws"}
+    assert cfg["packages"]["find"] == {"where": ["src"], "include": ["openkws*"]}
+    assert {p.name for p in (ROOT / "src").iterdir() if not p.name.endswith(".egg-info")} == {"openkws"}
 
 
 def test_keyword_database_defaults_to_the_user_data_dir(

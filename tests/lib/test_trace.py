@@ -90,12 +90,14 @@ def test_trace_needs_asking_and_short_audio_has_none(private: KeywordSpotter, tm
     private.add_keyword("hey jarvis")
     with pytest.raises(ValueError, match="trace=True"):
         private.create_stream().trace()
-    short = tmp_path / "short.wav"
-    sf.write(short, np.zeros(SR // 10, np.float32), SR)  # shorter than the shortest window
-    t = private.detect_file(short, trace=True)
+    t = private.create_stream(trace=True).trace()  # nothing decoded yet: an empty trace
     assert len(t.times_ms) == 0 and t.detections == ()
     with pytest.raises(ValueError, match="nothing to plot"):
         plot_trace(t, tmp_path / "empty.png")
+    short = tmp_path / "short.wav"  # shorter than the shortest window: scored over the pre-roll
+    sf.write(short, np.zeros(SR // 10, np.float32), SR)
+    t = private.detect_file(short, trace=True)
+    assert t.detections == () and np.all(np.diff(t.times_ms) > 0)
 
 
 def test_plot_trace_writes_a_png(

@@ -122,6 +122,8 @@ class TraceRecorder:
         self._stream = stream
 
     def __call__(self, fs: FrameScores) -> None:
+        if not len(fs.embeddings):  # no window holds real audio (all pre-roll): nothing was scored
+            return
         t = self._index.tenant(self._tenant)
         ids, proxies, thresholds = (
             (t.ids, t.proxies, t.thresholds) if self._subset is None else t.subset(self._subset)
@@ -135,7 +137,7 @@ class TraceRecorder:
         ms = fs.time_ms
         if self._stream is not None:  # unclipped: the end-of-stream flush frames keep distinct times
             p = self._stream.params
-            ms = 1000.0 * (fs.frame * p.hop + p.receptive) / SAMPLE_RATE
+            ms = 1000.0 * (fs.frame * p.hop + p.receptive - p.preroll) / SAMPLE_RATE
             if self._stream.gate is not None:
                 ms = self._stream.gate.stream_ms(ms, end=True)
         self._times.append(ms)
