@@ -138,7 +138,7 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=1, help="engine processes behind the port (default OPENKWS_WORKERS or one per core)"
+            min=0, help="engine processes behind the port (default OPENKWS_WORKERS, else 1; 0: one per core)"
         ),
     ] = None,
 ) -> None:
