@@ -64,7 +64,9 @@ class Timeline:
     up_at: float = 0.0  # PostgreSQL accepts connections again
     stream_t0: float = 0.0  # when the stream's audio time 0 was sent
     detections: list[tuple[float, dict[str, Any]]] = field(default_factory=list)  # (arrival, message)
-    enroll: list[tuple[float, int, str]] = field(default_factory=list)  # (request sent, status, text)
+    # (request sent, status, text, answer received): a request sent just before the restart may be
+    # answered after it, so the outage check classifies by both ends
+    enroll: list[tuple[float, int, str, float]] = field(default_factory=list)
     acked: dict[str, int] = field(default_factory=dict)  # text -> id of every 2xx
     retry_after: set[str] = field(default_factory=set)
     stream_end: dict[str, Any] = field(default_factory=dict)
@@ -113,10 +115,10 @@ async def _enroll_loop(url: str, token: str, tl: Timeline, stop: asyncio.Event) 
             try:
                 r = await c.post("/v1/keywords", json={"text": text}, timeout=30)
             except httpx.HTTPError as e:  # never expected: the server answers during the outage
-                tl.enroll.append((sent, 0, f"{text}: {e!r}"))
+                tl.enroll.append((sent, 0, f"{text}: {e!r}", time.monotonic()))
                 await asyncio.sleep(0.5)
                 continue
-            tl.enroll.append((sent, r.status_code, text))
+            tl.enroll.append((sent, r.status_code, text, time.monotonic()))
             if r.status_code in (200, 201):
                 tl.acked[text] = r.json()["id"]
                 text = next(texts)
@@ -213,7 +215,7 @@ def test_postgres_outage_degrades_and_recovers(
             f"  {d['decided_ms'] / 1000:6.1f} s  arrived {t - tl.stream_t0:6.1f} s  {d['text']!r:22} "
             f"score {d['score']:.3f} >= {d['threshold']:.3f}"
         )
-    codes = [s for t, s, _ in tl.enroll if tl.down_at <= t < tl.starting_at]
+    codes = [s for t, s, _, answered in tl.enroll if tl.down_at <= t and answered < tl.starting_at]
     print(f"enrollment answers during the outage: {codes}; Retry-After: {sorted(tl.retry_after)}")
     print(f"readyz during the outage: {checks['readyz']}; role=write: {checks['readyz_write']}")
     print(f"/v1/detect during the outage: {checks['detect']}; Wyoming describe: {checks['describe']}")
@@ -223,8 +225,8 @@ def test_postgres_outage_degrades_and_recovers(
     assert tl.stream_end.get("type") == "summary" and tl.stream_end.get("close_code") == 1000, tl.stream_end
     assert 503 in codes and set(codes) <= {503}, codes  # no 500, and nothing acknowledged while down
     assert tl.retry_after and all(v.isdigit() for v in tl.retry_after), tl.retry_after
-    assert any(s in (200, 201) and t >= tl.up_at for t, s, _ in tl.enroll), "no enrollment after restart"
-    assert all(s in (200, 201, 503) for _, s, _ in tl.enroll), tl.enroll
+    assert any(s in (200, 201) and t >= tl.up_at for t, s, _, _ in tl.enroll), "no enrollment after restart"
+    assert all(s in (200, 201, 503) for _, s, _, _ in tl.enroll), tl.enroll
     assert checks["readyz_before"] == (200, "ready")
     assert checks["readyz"] == (200, "degraded") and checks["readyz_write"] == 503
     assert checks["readyz_after"] == (200, "ready")
@@ -272,7 +274,7 @@ async def _run(
         tl.up_at = time.monotonic()
         deadline = time.monotonic() + AFTER_S
         while time.monotonic() < deadline and not any(
-            t >= tl.up_at and s in (200, 201) for t, s, _ in tl.enroll
+            t >= tl.up_at and s in (200, 201) for t, s, _, _ in tl.enroll
         ):
             await asyncio.sleep(0.5)
         await asyncio.sleep(2.5)  # > the readyz database check age: a fresh outcome
