@@ -7,7 +7,7 @@ APT_PACKAGES = espeak-ng sox libsox-fmt-all flite festival festvox-kallpc16k fes
 	prometheus chromium chromium-driver libportaudio2
 
 .PHONY: setup setup-system setup-python setup-tools run test lint audit bench soak data train \
-	robust-voices robust-cache robust-train robust-eval stream-data stream-s stream-sm stream-export stream-eval
+	robust-voices robust-cache robust-train robust-eval stream-data stream-s stream-sm stream-export stream-eval stream-v
 
 setup: setup-system setup-python setup-tools
 
@@ -91,3 +91,6 @@ stream-export:
 		--out $(STREAM_RUNS)/$$r/model --model-version $$r-$$(date +%F); done
 stream-eval:
 	for r in stream_s stream_sm; do bench/stream_rows.sh $(STREAM_RUNS)/$$r/model runs/eval/$$r; done
+# Row V: the phoneme-level verifier on the shipped model's candidates (validation FRR in report.json).
+stream-v:
+	openkws train stream verifier --data data/stream_train2 --out $(STREAM_RUNS)/verifier --candidate 0.35 --steps 6000

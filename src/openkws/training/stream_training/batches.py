@@ -131,7 +131,7 @@ def cut_windows(
     )
 
 
-def pool_windows(model: torch.nn.Module, wb: WindowBatch) -> torch.Tensor:
+def pool_windows(model: torch.nn.Module, wb: WindowBatch, frames: torch.Tensor | None = None) -> torch.Tensor:
     """Window embeddings [N, D]: the frame encoder once per stream, then the pooling head's
     attentive statistics for every window from prefix sums over the stream's frames.
 
@@ -139,8 +139,9 @@ def pool_windows(model: torch.nn.Module, wb: WindowBatch) -> torch.Tensor:
     differences of per-stream cumulative sums of ``exp(logit)``, ``exp(logit)·h`` and
     ``exp(logit)·h²`` (in float64: one shift per stream and channel, no underflow). This equals
     :meth:`AcousticPool.stats` on each window's frames, without materialising [N, L, 2C] (whose
-    gather dominated the backward pass)."""
-    frames = model.frames(wb.features)  # [B, T', 2C]
+    gather dominated the backward pass). ``frames``: ``model.frames(wb.features)`` when the caller
+    already has them."""
+    frames = model.frames(wb.features) if frames is None else frames  # [B, T', 2C]
     pool = model.pool
     c = pool.channels
     h, logits = frames[..., :c].double(), frames[..., c:].double()

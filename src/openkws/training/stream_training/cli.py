@@ -57,3 +57,28 @@ def stream_fit(
                    freeze_frames=freeze_frames, **kw)  # fmt: skip
     best = fit(fc, resume=resume)
     typer.echo(f"best checkpoint: {best}\nexport: openkws export --checkpoint {best} --out {out}/model")
+
+
+@stream_app.command("verifier")
+def stream_verifier(
+    out: Path = typer.Option(Path("runs/verifier"), help="verifier.pt and report.json"),
+    data: Path = typer.Option(
+        Path("data/stream_train2"), help="the stream set (`openkws train stream data`)"
+    ),
+    init_from: Path = typer.Option(None, help="stage-1 exported model (default: the packaged model)"),
+    candidate: float = typer.Option(0.45, min=-1.0, max=1.0, help="stage-1 candidate threshold"),
+    steps: int = typer.Option(4000, min=1),
+    threads: int = typer.Option(2, min=1),
+    limit: int = typer.Option(0, min=0, help="first N streams of each split only (a quick check)"),
+) -> None:
+    """Row V: train the phoneme-level verifier on stage-1 candidates and report validation FRR."""
+    import json
+
+    from openkws.training.stream_training.verifier_fit import VerifierConfig, run
+
+    kw = {"init_from": init_from} if init_from else {}
+    vc = VerifierConfig(
+        data=data, out=out, candidate=candidate, steps=steps, threads=threads, limit=limit, **kw
+    )
+    report = run(vc)
+    typer.echo(json.dumps({k: report[k] for k in ("train", "val")}, indent=2))

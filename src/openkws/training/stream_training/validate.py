@@ -61,7 +61,14 @@ def stream_scores(
     phrases: list[str],
     data: StreamSet,
 ) -> ValResult:
-    scores = emb @ proxies.T  # [N, Q]
+    return frr_at_zero_fa(emb @ proxies.T, owner, end, phrases, data)
+
+
+def frr_at_zero_fa(
+    scores: np.ndarray, owner: np.ndarray, end: np.ndarray, phrases: list[str], data: StreamSet
+) -> ValResult:
+    """The figures above for any score of each window row [N] against each phrase [Q] (stage 1
+    alone, or combined with the verifier)."""
     uniq, row = np.unique(owner, return_inverse=True)
     texts = [full_text(data.items[int(i)]) for i in uniq]
     misses, total, tails = 0, 0, []
