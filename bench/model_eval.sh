@@ -19,14 +19,8 @@ if [ ! -f "$model/model.json" ]; then
   exit 2
 fi
 mkdir -p "$out"
-step() {  # step NAME OUTPUT COMMAND...: run unless OUTPUT exists, log its wall time
-  local name=$1 done_when=$2
-  shift 2
-  if [ -e "$done_when" ]; then echo "[$name] done already ($done_when)"; return; fi
-  local t0=$SECONDS
-  "$@"
-  echo "[$name] $((SECONDS - t0)) s" | tee -a "$out/wall_times.txt"
-}
+# shellcheck source=bench/_step.sh
+source "$(dirname "$0")/_step.sh"
 step synth-pairs "$out/synth/pairs.json" \
   openkws eval pairs --model "$model" --manifest data/synth/manifest.csv --split test --max-clips 1500 --out "$out/synth"
 step probe "$out/probe.json" \

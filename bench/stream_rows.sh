@@ -18,14 +18,8 @@ if [ ! -f "$model/model.json" ]; then
   exit 2
 fi
 mkdir -p "$out"
-step() {  # step NAME OUTPUT COMMAND...: run unless OUTPUT exists, log its wall time
-  local name=$1 done_when=$2
-  shift 2
-  if [ -e "$done_when" ]; then echo "[$name] done already ($done_when)"; return; fi
-  local t0=$SECONDS
-  "$@"
-  echo "[$name] $((SECONDS - t0)) s" | tee -a "$out/wall_times.txt"
-}
+# shellcheck source=bench/_step.sh
+source "$(dirname "$0")/_step.sh"
 step one-word-apart "$out/one_word_apart.json" python -m bench.one_word_apart --model "$model" --out "$out/one_word_apart.json"
 for proxy in text tts; do
   step "user-$proxy" "$out/user_$proxy.json" python -m bench.user_test --model "$model" --proxy $proxy --out "$out/user_$proxy.json"
