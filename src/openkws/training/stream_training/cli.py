@@ -70,6 +70,7 @@ def stream_verifier(
     steps: int = typer.Option(4000, min=1),
     threads: int = typer.Option(2, min=1),
     limit: int = typer.Option(0, min=0, help="first N streams of each split only (a quick check)"),
+    evaluate_only: bool = typer.Option(False, help="validate <out>/verifier.pt again, no training"),
 ) -> None:
     """Row V: train the phoneme-level verifier on stage-1 candidates and report validation FRR."""
     import json

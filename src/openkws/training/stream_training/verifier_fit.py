@@ -24,6 +24,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,7 @@ class VerifierConfig:
     threads: int = 2
     seed: int = 0
     limit: int = 0  # use only the first `limit` streams of each split (0: all; for a quick check)
+    evaluate_only: bool = False  # validate <out>/verifier.pt, no training
 
 
 @dataclass
@@ -230,15 +232,16 @@ def phoneme_states(model: KWSModel, text: TextCache, phrases: list[str]) -> list
 
 @torch.no_grad()
 def verified_scores(matcher: Matcher, enc: Encoded, batcher: Batcher, candidate: float) -> np.ndarray:
-    """[E, Q]: the verifier's probability where stage 1 passes ``candidate``, and stage 1 minus one
-    (below every candidate) elsewhere."""
+    """[E, Q]: the verifier's logit where stage 1 passes ``candidate``, and stage 1 minus 1000
+    (below every candidate) elsewhere. Logits, not probabilities: over millions of candidates
+    float32 sigmoids saturate at 1.0, and ties at the top count as misses."""
     s1 = enc.scores.astype(np.float32)
-    out = s1 - 1.0
+    out = s1.astype(np.float64) - 1000.0
     ends, qs = np.nonzero(s1 >= candidate)
-    for k in range(0, len(ends), 4096):
+    for k in tqdm(range(0, len(ends), 4096), desc="verifying candidates", unit="x4096"):
         e, q = ends[k : k + 4096], qs[k : k + 4096]
         logit, _ = matcher(*batcher(e, q, s1[e, q]))
-        out[e, q] = torch.sigmoid(logit).numpy()
+        out[e, q] = logit.double().numpy()
     return out
 
 
@@ -260,16 +263,44 @@ def run(vc: VerifierConfig) -> dict[str, object]:
 
     phrases_v, prox_v, phn_v = phrases_of(sets["val"])
     enc_v = encode_set(model, sets["val"], plan, prox_v, range(len(sets["val"])))
-    phrases, prox, phn = phrases_of(sets["train"])
+    matcher = Matcher(phn_v[0].shape[1], vc.dim, vc.heads, max_frames=max(plan.windows))
+    if vc.evaluate_only:
+        matcher.load_state_dict(torch.load(vc.out / "verifier.pt", weights_only=True)["matcher"])
+        before = json.loads((vc.out / "report.json").read_text())
+        report["train"], report["log"] = before.get("train", {}), before.get("log", [])
+    else:
+        report["train"], report["log"] = _train(matcher, model, plan, text, sets["train"], vc, phrases_of)
+        torch.save({"matcher": matcher.state_dict(), "config": asdict(vc)}, vc.out / "verifier.pt")
+    matcher.eval()
+    args = (enc_v.end_stream, enc_v.end_sample, phrases_v, sets["val"])
+    base = frr_at_zero_fa(enc_v.scores.astype(np.float32), *args)
+    t1 = time.monotonic()
+    combined = verified_scores(matcher, enc_v, Batcher(enc_v, phn_v, plan), vc.candidate)
+    verify_s = time.monotonic() - t1
+    n_cand = int((enc_v.scores >= vc.candidate).sum())
+    after = frr_at_zero_fa(combined, *args)
+    report["val"] = {"stage1": _row(base), "stage1+verifier": _row(after), "candidates": n_cand,
+                     "pairs": int(enc_v.scores.size), "verifier_seconds": round(verify_s, 2),
+                     "ms_per_candidate": round(1000 * verify_s / max(1, n_cand), 4)}  # fmt: skip
+    (vc.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
+    return report
+
+
+def _train(
+    matcher: Matcher, model: KWSModel, plan: WindowPlan, text: TextCache, data: StreamSet,
+    vc: VerifierConfig, phrases_of: Any,
+) -> tuple[dict[str, float], list[dict[str, float]]]:  # fmt: skip
+    phrases, prox, phn = phrases_of(data)
     ids = [text._ids(p) for p in phrases]
-    enc, cands = encode_and_mine(model, sets["train"], plan, prox, phrases, ids, vc)
+    enc, cands = encode_and_mine(model, data, plan, prox, phrases, ids, vc)
     pos, neg = np.flatnonzero(cands.label == 1), np.flatnonzero(cands.label == 0)
     recall = float((cands.stage1[pos] >= vc.candidate).mean())
     logger.info("%d positive and %d negative candidates; candidate recall %.3f", len(pos), len(neg), recall)
-    report["train"] = {"positives": len(pos), "negatives": len(neg), "positive_recall_at_candidate": recall}
-
-    key_dim = enc.keys[0].shape[1]
-    matcher = Matcher(key_dim, vc.dim, vc.heads, max_frames=max(plan.windows))
+    stats: dict[str, float] = {
+        "positives": len(pos),
+        "negatives": len(neg),
+        "positive_recall_at_candidate": recall,
+    }
     opt = torch.optim.AdamW(matcher.parameters(), lr=vc.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, vc.lr, total_steps=vc.steps, pct_start=0.1)
     batcher = Batcher(enc, phn, plan)
@@ -300,23 +331,8 @@ def run(vc: VerifierConfig) -> dict[str, object]:
         sched.step()
         if step % 200 == 0:
             log.append({"step": step, "loss": float(loss.detach())})
-    report["train"]["seconds"] = round(time.monotonic() - t0, 1)  # type: ignore[index]
-    report["log"] = log
-    matcher.eval()
-
-    args = (enc_v.end_stream, enc_v.end_sample, phrases_v, sets["val"])
-    base = frr_at_zero_fa(enc_v.scores.astype(np.float32), *args)
-    t1 = time.monotonic()
-    combined = verified_scores(matcher, enc_v, Batcher(enc_v, phn_v, plan), vc.candidate)
-    verify_s = time.monotonic() - t1
-    n_cand = int((enc_v.scores >= vc.candidate).sum())
-    after = frr_at_zero_fa(combined, *args)
-    report["val"] = {"stage1": _row(base), "stage1+verifier": _row(after), "candidates": n_cand,
-                     "verifier_seconds": round(verify_s, 2),
-                     "ms_per_candidate": round(1000 * verify_s / max(1, n_cand), 4)}  # fmt: skip
-    torch.save({"matcher": matcher.state_dict(), "config": asdict(vc)}, vc.out / "verifier.pt")
-    (vc.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
-    return report
+    stats["seconds"] = round(time.monotonic() - t0, 1)
+    return stats, log
 
 
 def _row(r: ValResult) -> dict[str, float]:
