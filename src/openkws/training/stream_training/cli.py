@@ -79,7 +79,8 @@ def stream_verifier(
 
     kw = {"init_from": init_from} if init_from else {}
     vc = VerifierConfig(
-        data=data, out=out, candidate=candidate, steps=steps, threads=threads, limit=limit, **kw
-    )
+        data=data, out=out, candidate=candidate, steps=steps, threads=threads, limit=limit,
+        evaluate_only=evaluate_only, **kw,
+    )  # fmt: skip
     report = run(vc)
     typer.echo(json.dumps({k: report[k] for k in ("train", "val")}, indent=2))

@@ -265,12 +265,13 @@ def run(vc: VerifierConfig) -> dict[str, object]:
     enc_v = encode_set(model, sets["val"], plan, prox_v, range(len(sets["val"])))
     matcher = Matcher(phn_v[0].shape[1], vc.dim, vc.heads, max_frames=max(plan.windows))
     if vc.evaluate_only:
-        matcher.load_state_dict(torch.load(vc.out / "verifier.pt", weights_only=True)["matcher"])
+        state = torch.load(vc.out / "verifier.pt", map_location="cpu", weights_only=False)  # our own run
+        matcher.load_state_dict(state["matcher"])
         before = json.loads((vc.out / "report.json").read_text())
         report["train"], report["log"] = before.get("train", {}), before.get("log", [])
     else:
         report["train"], report["log"] = _train(matcher, model, plan, text, sets["train"], vc, phrases_of)
-        torch.save({"matcher": matcher.state_dict(), "config": asdict(vc)}, vc.out / "verifier.pt")
+        torch.save({"matcher": matcher.state_dict(), "config": report["config"]}, vc.out / "verifier.pt")
     matcher.eval()
     args = (enc_v.end_stream, enc_v.end_sample, phrases_v, sets["val"])
     base = frr_at_zero_fa(enc_v.scores.astype(np.float32), *args)
