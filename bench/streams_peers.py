@@ -27,7 +27,7 @@ import numpy as np
 
 from bench.detectors import ScoreTrace, SweepEvents, make_detector, trace_events
 from openkws.settings import packaged_model_dir
-from openkws.training.eval_streams.engine_adapter import Event
+from openkws.training.eval_streams.engine_adapter import KINDS, Event
 from openkws.training.eval_streams.report import markdown, write_doc
 from openkws.training.eval_streams.run import StreamsConfig, run_streams
 
@@ -126,15 +126,27 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", type=Path, default=Path("data/cache/eval_streams"))
     ap.add_argument("--doc", type=Path, default=None, help="write the tables into this markdown file")
     ap.add_argument("--cached-only", action="store_true", help="report from the events cached so far")
+    ap.add_argument(
+        "--proxy",
+        action="append",
+        choices=KINDS,
+        default=None,
+        help="openkws proxy kinds beside the peers (repeatable; default text and tts)",
+    )
+    ap.add_argument("--bank-sweep", action="store_true", help="also the bank-calibrated rows (<kind>@bank)")
     a = ap.parse_args(argv)
     cfg = StreamsConfig(
-        manifest=a.manifest, model=a.model, out=a.out, cache=a.cache, cached_only=a.cached_only
-    )
+        manifest=a.manifest, model=a.model, out=a.out, cache=a.cache, cached_only=a.cached_only,
+        bank_sweep=a.bank_sweep, **({"proxies": tuple(a.proxy)} if a.proxy else {}),
+    )  # fmt: skip
     report = run_streams(cfg, peers={p: partial(make_runner, p) for p in a.peer})
     table = markdown(report)
     print(table)
     if a.doc is not None:
-        cmd = "python -m bench.streams_peers " + " ".join(f"--peer {p}" for p in a.peer)
+        cmd = "python -m bench.streams_peers " + " ".join(
+            [f"--peer {p}" for p in a.peer] + [f"--proxy {k}" for k in a.proxy or ()]
+            + (["--bank-sweep"] if a.bank_sweep else [])
+        )  # fmt: skip
         write_doc(report, table, a.out, a.doc, cmd, a.cached_only)
     return 0
 
