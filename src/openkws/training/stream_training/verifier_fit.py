@@ -152,8 +152,14 @@ def mine_candidates(
         allowed[:, own] = ~near[:, None]  # own phrase: negatives only far from its end
         cand = np.argwhere(allowed & (s >= vc.candidate))
         if len(cand) > vc.negatives_per_stream:
-            top = np.argsort(-s[cand[:, 0], cand[:, 1]])[: vc.negatives_per_stream]
-            cand = cand[top]
+            # half the hardest, half drawn from the rest: a verifier shown only the hardest never
+            # learns that a barely-passing window is a negative (the first run scored those highest)
+            order = np.argsort(-s[cand[:, 0], cand[:, 1]])
+            half = vc.negatives_per_stream // 2
+            rest = np.random.default_rng(i).choice(
+                order[half:], vc.negatives_per_stream - half, replace=False
+            )
+            cand = cand[np.concatenate([order[:half], rest])]
         spoken = ids[index[item.spoken]] if item.spoken in index else None
         for r, q in cand:
             out_end.append(rows[r]), out_q.append(q), out_y.append(0.0)
