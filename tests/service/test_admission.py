@@ -17,6 +17,7 @@ from openkws.engine.spotter import DecodeResult, KeywordStream
 from openkws.protocol import CloseCode
 from openkws.server.admission import engine_verdict
 from openkws.server.batcher import EngineLoad
+from openkws.server.metrics import REFUSALS
 from tests.service.conftest import START, collect, silence, wav_bytes
 from tests.service.test_metrics_health import samples
 
@@ -137,3 +138,6 @@ def test_idle_engine_admits(make_client: Callable[..., TestClient]) -> None:
     m = samples(c)
     assert m["openkws_engine_cost_seconds_per_stream_second{}"] > 0.0
     assert not any(k.startswith("openkws_admission_refusals_total{") and v for k, v in m.items())
+    # every refusal series is exported at 0 before any refusal, so the dashboard's rate() panel has data
+    for source, reason in REFUSALS:
+        assert m[f"openkws_admission_refusals_total{{reason={reason},source={source}}}"] == 0.0

@@ -27,6 +27,16 @@ from prometheus_client import (
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# Every (source, reason) admission control can refuse with (server/admission.py). Their series are
+# exported at 0 from the start: a labelled counter has no series until its first increment, so the
+# dashboard's refusal panel had no data on a healthy replica ("No data" reads as "not scraped").
+REFUSALS = (
+    ("stream", "backlog"),
+    ("stream", "latency_budget"),
+    ("stream", "max_streams"),
+    ("detect", "backlog"),
+    ("detect", "latency_budget"),
+)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -109,6 +119,8 @@ class Metrics:
             ["source", "reason"],
             registry=r,
         )
+        for source, reason in REFUSALS:
+            self.refusals.labels(source, reason)
         self.engine_backlog = Gauge(
             "openkws_engine_backlog_seconds",
             "Worst engine lag of the last second: the oldest queued audio's wait at a step's start plus the step",
