@@ -30,7 +30,8 @@ from openkws.training.data.manifest import ManifestRow, read_manifest, write_man
 from openkws.training.data.plan import ClipSpec
 from openkws.training.data.audio import wav_duration
 from openkws.training.data.synth import manifest_row, render_clip
-from openkws.training.data.tts import get_voice, stable_hash
+from openkws.text.tts import stable_hash
+from openkws.training.data.tts import get_voice
 
 @dataclass(frozen=True)
 class ExtraPlan:

@@ -35,7 +35,8 @@ from openkws.training.data.audio import trim_silence, write_wav
 from openkws.training.data.augment import add_noise, colored_noise, power
 from openkws.training.data.keywords import evaluation_keywords
 from openkws.training.data.splits import is_test_word
-from openkws.training.data.tts import HELDOUT_VOICES, stable_hash
+from openkws.text.tts import TTSError, stable_hash
+from openkws.training.data.tts import HELDOUT_VOICES
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 _SKIP_FILES = {"ascii-art", "art"}  # pictures made of characters, not prose
@@ -104,7 +105,7 @@ class _Job:
 
 
 def _speak(job: _Job) -> np.ndarray:
-    from openkws.training.data.tts import TTSError, synthesize
+    from openkws.training.data.tts import synthesize
 
     try:
         wave = trim_silence(synthesize(job.text, job.voice, seed=job.seed), lead_ms=0, tail_ms=0)

@@ -29,7 +29,8 @@ from openkws.training.data.audio import trim_silence, wav_duration, write_wav
 from openkws.training.data.manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
 from openkws.training.data.plan import ClipSpec, Recipe, build_plan
 from openkws.training.data.splits import check_disjoint
-from openkws.training.data.tts import list_voices, stable_hash
+from openkws.text.tts import stable_hash
+from openkws.training.data.tts import list_voices
 
 CHUNK = 16  # clips per worker task: amortises IPC without hurting progress granularity
 

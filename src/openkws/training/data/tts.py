@@ -50,7 +50,6 @@ from pathlib import Path
 import numpy as np
 
 from openkws.text.tts import TTSError, espeak, flite, perturbation_rng, to_16k, wav_bytes_to_array
-from openkws.text.tts import stable_hash as stable_hash  # re-exported: the data layer's seeds use it
 
 ESPEAK_ACCENTS: tuple[str, ...] = (
     "en-us",

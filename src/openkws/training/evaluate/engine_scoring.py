@@ -20,8 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from openkws.engine.acoustic_proxy import PROXY_MODES, combine_proxies
+from openkws.engine.events import FrameScores
 from openkws.engine.scoring import similarities
-from openkws.engine.spotter import FrameScores, Spotter
+from openkws.engine.spotter import Spotter
 from openkws.training.evaluate.baselines import synthesize_any, template_voices
 from openkws.training.evaluate.pairs import EVAL_PAD_S, EvalClip, Pair, read_eval_clip
 
