@@ -93,14 +93,15 @@ def synth(text: str, voice: str) -> np.ndarray:
         return np.asarray(synthesize(text, voice), np.float32)
     except ImportError:
         import soundfile as sf
-        import soxr
+
+        from openkws.text.tts import to_16k
 
         with tempfile.NamedTemporaryFile(suffix=".wav") as f:
             subprocess.run(
                 ["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True
             )
             x, rate = sf.read(f.name, dtype="float32")
-        return np.asarray(soxr.resample(x, rate, SAMPLE_RATE), np.float32)
+        return to_16k(x, rate)
 
 
 NOISE_RMS = 0.003  # background between utterances in --speech-fraction audio (about -50 dBFS)

@@ -49,7 +49,15 @@ from pathlib import Path
 
 import numpy as np
 
-from openkws.text.tts import TTSError, espeak, flite, perturbation_rng, to_16k, wav_bytes_to_array
+from openkws.text.tts import (
+    TTSError,
+    espeak,
+    flite,
+    peak_normalize,
+    perturbation_rng,
+    to_16k,
+    wav_bytes_to_array,
+)
 
 ESPEAK_ACCENTS: tuple[str, ...] = (
     "en-us",
@@ -211,7 +219,7 @@ class _Festival:
             if not os.path.exists(out):
                 raise TTSError(f"festival produced no audio for {text!r}")
             data = Path(out).read_bytes()
-        return to_16k(*wav_bytes_to_array(data))
+        return peak_normalize(to_16k(*wav_bytes_to_array(data)))
 
 
 class _Piper:
@@ -283,7 +291,7 @@ class _Piper:
             feeds[name] = rng.standard_normal((1, self.BANK_CHANNELS, self.BANK_FRAMES), dtype=np.float32)
         with self.lock:
             audio = self.session.run(None, feeds)[0].squeeze()
-        return to_16k(audio, self.rate)
+        return peak_normalize(to_16k(audio, self.rate))
 
 
 # Engine singletons are per process: a forked worker must not share its parent's festival pipe.

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
+from openkws.text.tts import to_16k
 
 MOH_DIR = Path("/usr/share/asterisk/moh")
 MOH_PACKAGE = "asterisk-moh-opsound-wav"
@@ -81,23 +82,12 @@ def recorded_negatives(min_words: int = MIN_NEGATIVE_WORDS) -> list[Segment]:
     return out
 
 
-def _resample(wave: np.ndarray, rate: int) -> np.ndarray:
-    if rate == SAMPLE_RATE:
-        return wave.astype(np.float32)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, SAMPLE_RATE)
-    return resample_poly(wave, SAMPLE_RATE // g, rate // g).astype(np.float32)
-
-
 def read_audio(path: Path) -> np.ndarray:
     """Any soundfile-readable file -> 16 kHz mono float32."""
     import soundfile as sf
 
     wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return _resample(wave.mean(axis=1), int(rate))
+    return to_16k(wave.mean(axis=1), int(rate))
 
 
 def music_tracks(directory: Path = MOH_DIR) -> list[Segment]:
