@@ -22,6 +22,7 @@ worker drains its streams (summary, close 1001) before it exits.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -81,8 +82,6 @@ def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this worker when the supervisor dies (even by SIGKILL), so no orphan keeps
     serving the port."""
     with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the supervisor died before prctl took effect

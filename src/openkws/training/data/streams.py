@@ -31,11 +31,11 @@ from pathlib import Path
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
+from openkws.text.tts import TTSError, stable_hash
 from openkws.training.data.audio import trim_silence, write_wav
 from openkws.training.data.augment import add_noise, colored_noise, power
 from openkws.training.data.keywords import evaluation_keywords
 from openkws.training.data.splits import is_test_word
-from openkws.text.tts import TTSError, stable_hash
 from openkws.training.data.tts import HELDOUT_VOICES
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")

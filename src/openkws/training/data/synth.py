@@ -19,17 +19,18 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from openkws.constants import SAMPLE_RATE
+from openkws.text.tts import stable_hash
 from openkws.training.data.audio import trim_silence, wav_duration, write_wav
 from openkws.training.data.manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
 from openkws.training.data.plan import ClipSpec, Recipe, build_plan
 from openkws.training.data.splits import check_disjoint
-from openkws.text.tts import stable_hash
 from openkws.training.data.tts import list_voices
 
 CHUNK = 16  # clips per worker task: amortises IPC without hurting progress granularity
@@ -77,7 +78,6 @@ def _chunks(specs: list[ClipSpec], n: int) -> Iterator[list[ClipSpec]]:
 
 
 def _init_worker() -> None:
-    import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # Piper's onnxruntime: one thread per worker process
 

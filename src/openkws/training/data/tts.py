@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -145,9 +147,6 @@ def get_voice(voice: str | Voice) -> Voice:
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the parent dies. A festival blocked opening the
     FIFO for writing would otherwise outlive a killed worker forever (a FIFO open waits for a reader)."""
-    import ctypes
-    import signal
-
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 

@@ -17,7 +17,7 @@ kind its own tenant (two streams per audio) instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +61,6 @@ def decode_from_onsets(
     """The "no leading pad" reading of a positive stream: each clip decoded as a stream of its own that
     starts at the clip's speech onset (no audio ahead of the keyword, as a satellite's audio starts at
     the wake word) and runs to the next onset; event times are in the whole stream's time."""
-    from dataclasses import replace
 
     from openkws.constants import SAMPLE_RATE
 

