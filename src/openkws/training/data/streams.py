@@ -36,7 +36,7 @@ from openkws.training.data.audio import trim_silence, write_wav
 from openkws.training.data.augment import add_noise, colored_noise, power
 from openkws.training.data.keywords import evaluation_keywords
 from openkws.training.data.splits import is_test_word
-from openkws.training.data.tts import HELDOUT_VOICES
+from openkws.training.data.tts import HELDOUT_VOICES, synthesize
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 _SKIP_FILES = {"ascii-art", "art"}  # pictures made of characters, not prose
@@ -105,7 +105,6 @@ class _Job:
 
 
 def _speak(job: _Job) -> np.ndarray:
-    from openkws.training.data.tts import synthesize
 
     try:
         wave = trim_silence(synthesize(job.text, job.voice, seed=job.seed), lead_ms=0, tail_ms=0)
@@ -249,8 +248,6 @@ def build_keyword_streams(
     voices: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """Streams with keywords (held-out voices) inserted at known times; returns ground-truth rows."""
-    from openkws.training.data.tts import synthesize
-
     keywords = list(keywords or evaluation_keywords())
     voices = list(voices or heldout_voices())
     sentences = fortune_sentences() if "speech" in backgrounds else []

@@ -31,7 +31,7 @@ from openkws.training.data.audio import trim_silence, wav_duration, write_wav
 from openkws.training.data.manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
 from openkws.training.data.plan import ClipSpec, Recipe, build_plan
 from openkws.training.data.splits import check_disjoint
-from openkws.training.data.tts import list_voices
+from openkws.training.data.tts import list_voices, synthesize
 
 CHUNK = 16  # clips per worker task: amortises IPC without hurting progress granularity
 
@@ -53,8 +53,6 @@ def manifest_row(spec: ClipSpec, duration: float) -> ManifestRow:
 
 def render_clip(spec: ClipSpec, out: Path) -> ManifestRow:
     """Synthesize, trim to the planned lead/tail, and write one clip."""
-    from openkws.training.data.tts import synthesize
-
     wave = synthesize(spec.text, spec.voice, seed=spec.seed)
     wave = trim_silence(wave, lead_ms=spec.lead_ms, tail_ms=spec.tail_ms)
     write_wav(out / spec.path, wave)

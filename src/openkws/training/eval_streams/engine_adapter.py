@@ -22,7 +22,12 @@ from pathlib import Path
 
 import numpy as np
 
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.acoustic_proxy import TEMPO_FACTORS, combine_proxies
+from openkws.engine.calibration import BANK_FILE
+from openkws.engine.index import l2_normalize
 from openkws.engine.spotter import Enrollment, Spotter
+from openkws.engine.whitening import whitening_from_bank
 from openkws.text.tts import ProxyTTS
 
 TENANT = "eval-streams"
@@ -61,9 +66,6 @@ def decode_from_onsets(
     """The "no leading pad" reading of a positive stream: each clip decoded as a stream of its own that
     starts at the clip's speech onset (no audio ahead of the keyword, as a satellite's audio starts at
     the wake word) and runs to the next onset; event times are in the whole stream's time."""
-
-    from openkws.constants import SAMPLE_RATE
-
     cuts = [int(round(t * SAMPLE_RATE)) for t in onsets_s] + [len(audio)]
     out: dict[str, list[Event]] = {k: [] for k in kinds}
     for a, b in zip(cuts, cuts[1:], strict=False):
@@ -95,8 +97,6 @@ def kind_floor(kind: str, floor: float) -> float:
 def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per text, the mean rendition embedding [N, D] (not normalised) at speed 1.0 (the service's plain
     ``tts``) and over every :data:`TEMPO_FACTORS` speed (the whitened set); cached per model."""
-    from openkws.engine.acoustic_proxy import TEMPO_FACTORS
-
     path = Path(cache) / f"tts_means_{spotter.acoustic_fingerprint[:12]}.npz"
     known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if path.is_file():
@@ -122,9 +122,6 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
 
 def eval_whitening(spotter: Spotter, model_dir: Path) -> object:
     """The model directory's whitening, or one computed from its bank (same as ``openkws export whiten``)."""
-    from openkws.engine.calibration import BANK_FILE
-    from openkws.engine.whitening import whitening_from_bank
-
     w = getattr(spotter, "whitening", None)
     return w if w is not None else whitening_from_bank(Path(model_dir) / BANK_FILE)
 
@@ -133,9 +130,6 @@ def kind_proxies(
     kind: str, text: np.ndarray, plain: np.ndarray, tempo: np.ndarray, whitening: object
 ) -> np.ndarray:
     """Proxies [N, D] of one kind from text proxies [N, D] and mean rendition embeddings [N, D]."""
-    from openkws.engine.acoustic_proxy import combine_proxies
-    from openkws.engine.index import l2_normalize
-
     if kind in ("text", "tts", "both"):
         return combine_proxies(text, l2_normalize(plain), kind)
     w = whitening.direction  # type: ignore[attr-defined]

@@ -20,7 +20,11 @@ from pathlib import Path
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
-from openkws.text.tts import to_16k
+from openkws.text.tts import TTSError, to_16k
+from openkws.training.data.asterisk import _NON_SPEECH_RE, decode_g722, g722_files, read_transcripts
+from openkws.training.data.audio import trim_silence
+from openkws.training.data.streams import fortune_sentences
+from openkws.training.data.tts import synthesize
 
 MOH_DIR = Path("/usr/share/asterisk/moh")
 MOH_PACKAGE = "asterisk-moh-opsound-wav"
@@ -70,8 +74,6 @@ def level(wave: np.ndarray, rms: float = SPEECH_RMS) -> np.ndarray:
 
 def recorded_negatives(min_words: int = MIN_NEGATIVE_WORDS) -> list[Segment]:
     """The Asterisk English prompts with at least ``min_words`` spoken words, levelled, with transcripts."""
-    from openkws.training.data.asterisk import _NON_SPEECH_RE, decode_g722, g722_files, read_transcripts
-
     texts, files = read_transcripts(), g722_files()
     out = []
     for name in sorted(set(texts) & set(files)):
@@ -120,8 +122,6 @@ def folder_negatives(directory: Path) -> list[Segment]:
 
 def eval_sentences(parity: int = 1, min_words: int = 5, max_words: int = 25) -> list[str]:
     """Fortune sentences of one parity (odd: evaluation, even: calibration bank), fixed order."""
-    from openkws.training.data.streams import fortune_sentences
-
     return fortune_sentences(min_words, max_words)[parity::2]
 
 
@@ -129,10 +129,6 @@ def tts_segments(
     sentences: Sequence[str], seconds: float, voices: Sequence[str], seed: int, kind: str = "tts"
 ) -> list[Segment]:
     """About ``seconds`` of TTS sentences, one random voice each, levelled, with transcripts."""
-    from openkws.text.tts import TTSError
-    from openkws.training.data.audio import trim_silence
-    from openkws.training.data.tts import synthesize
-
     rng = np.random.default_rng(seed)
     out: list[Segment] = []
     total = 0
