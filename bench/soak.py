@@ -45,7 +45,8 @@ import numpy as np
 import soundfile as sf
 
 from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
-from bench.service_bench import model_dir, synth
+from bench.service_bench import model_dir
+from bench.speech_audio import synth
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import Spotter
 from openkws.keywords.store import KeywordStore
