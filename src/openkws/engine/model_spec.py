@@ -160,8 +160,9 @@ class ModelSpec(BaseModel):
 
     @property
     def window_plan(self) -> WindowPlan:
-        return WindowPlan(tuple(sorted(set(self.windows_frames))), self.window_stride_frames,
-                          self.acoustic_context_frames)  # fmt: skip
+        return WindowPlan(
+            tuple(sorted(set(self.windows_frames))), self.window_stride_frames, self.acoustic_context_frames
+        )
 
     def write(self, model_dir: Path) -> Path:
         """Write ``model.json`` (every field, in declaration order)."""
@@ -274,8 +275,10 @@ def _check_whitening(model_dir: Path, spec: ModelSpec, verify_hashes: bool) -> N
     """The optional whitening file: inside the directory, unmodified, computed from this bank."""
     f = spec.file_path(model_dir, "whitening")
     if not f.resolve().is_relative_to(model_dir.resolve()) or not f.is_file():
-        raise ModelContractError(f"model.json names whitening file {spec.files['whitening'].path!r}, "
-                                 f"which is not a file inside {model_dir}")  # fmt: skip
+        raise ModelContractError(
+            f"model.json names whitening file {spec.files['whitening'].path!r}, "
+            f"which is not a file inside {model_dir}"
+        )
     if verify_hashes and sha256_file(f) != spec.files["whitening"].sha256:
         raise ModelContractError(
             f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"

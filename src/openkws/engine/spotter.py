@@ -156,8 +156,9 @@ class Spotter:
         sessions = load_sessions(spec, Path(model_dir), device=device, threads=threads)
         whitening = None
         if "whitening" in spec.files:  # load_spec checked it against the bank
-            whitening = load_whitening(spec.file_path(Path(model_dir), "whitening"),
-                                       Path(model_dir) / BANK_FILE, spec.embedding_dim)  # fmt: skip
+            whitening = load_whitening(
+                spec.file_path(Path(model_dir), "whitening"), Path(model_dir) / BANK_FILE, spec.embedding_dim
+            )
         return cls(sessions, config, g2p, prefer_gpu_index=device != "cpu", whitening=whitening)
 
     @property

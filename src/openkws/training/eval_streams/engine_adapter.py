@@ -116,8 +116,10 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
                 keys = sorted(known)
                 np.savez(path, texts=np.array(keys), plain=np.stack([known[k][0] for k in keys]),
                          tempo=np.stack([known[k][1] for k in keys]))  # fmt: skip
-    return (np.stack([known[t][0] for t in texts]).astype(np.float32),
-            np.stack([known[t][1] for t in texts]).astype(np.float32))  # fmt: skip
+    return (
+        np.stack([known[t][0] for t in texts]).astype(np.float32),
+        np.stack([known[t][1] for t in texts]).astype(np.float32),
+    )
 
 
 def eval_whitening(spotter: Spotter, model_dir: Path) -> object:
