@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from openkws.constants import SAMPLE_RATE
 from openkws.text.tts import TTSError, stable_hash
@@ -151,8 +152,6 @@ def running_speech(
     Sentences are drawn and rendered in batches until enough audio exists, so the result depends
     only on ``rng``'s state, not on timing or worker count.
     """
-    from tqdm import tqdm
-
     target = int(seconds * SAMPLE_RATE)
     parts: list[np.ndarray] = []
     total = used = 0

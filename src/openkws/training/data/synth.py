@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from openkws.constants import SAMPLE_RATE
 from openkws.text.tts import stable_hash
 from openkws.training.data.audio import trim_silence, wav_duration, write_wav
@@ -89,8 +91,6 @@ def run_synthesis(
     progress: bool = True,
 ) -> SynthResult:
     """Render ``recipe`` (optionally only its first ``num_clips`` plan entries) into ``out``."""
-    from tqdm import tqdm
-
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # The plan depends on the recipe, the seed and the voice registry: resuming with any of them

@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from openkws.constants import SAMPLE_RATE
 from openkws.training.data.audio import write_wav
@@ -155,7 +156,6 @@ def build(
             for s in raw
         ]
         return clips, streams
-    from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     streams: list[Stream] = []

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.acoustic_proxy import TEMPO_FACTORS, combine_proxies
@@ -104,8 +105,6 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
             known = {t: (a, b) for t, a, b in zip(z["texts"].tolist(), z["plain"], z["tempo"], strict=True)}
     missing = [t for t in texts if t not in known]
     if missing:
-        from tqdm import tqdm
-
         tts, ap = ProxyTTS(), spotter.acoustic_proxies
         one = TEMPO_FACTORS.index(1.0)
         path.parent.mkdir(parents=True, exist_ok=True)

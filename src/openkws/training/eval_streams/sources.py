@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from openkws.constants import SAMPLE_RATE
 from openkws.text.tts import TTSError, to_16k
@@ -86,8 +87,6 @@ def recorded_negatives(min_words: int = MIN_NEGATIVE_WORDS) -> list[Segment]:
 
 def read_audio(path: Path) -> np.ndarray:
     """Any soundfile-readable file -> 16 kHz mono float32."""
-    import soundfile as sf
-
     wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return to_16k(wave.mean(axis=1), int(rate))
 
