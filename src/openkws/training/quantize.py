@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import soundfile as sf
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -73,8 +74,6 @@ class _Reader(CalibrationDataReader):  # type: ignore[misc]
 
 def calibration_feeds(model_dir: Path, audio: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Inputs each quantisable graph sees when the float model runs on ``audio``."""
-    import onnxruntime as ort
-
     spec = load_spec(model_dir, verify_hashes=False)
     fx = FeatureExtractor(
         spec.frontend,

@@ -369,7 +369,7 @@ def rir_bank(
     if path.exists():
         with np.load(path) as z:
             return [z[f"rir{i}"] for i in range(n)]
-    import pyroomacoustics as pra
+    import pyroomacoustics as pra  # lazy: heavy, only when a room bank is simulated (not cached)
 
     rng = np.random.default_rng(seed)
     rirs: list[np.ndarray] = []

