@@ -5,7 +5,7 @@ variant, same streams, same arguments; the int8 graphs may become the default on
     python -m bench.fast_path --model src/openkws/models/default --out runs/fast_path
     python -m bench.fast_path --int8 runs/quant/default-int8 -- --condition quiet --tts-minutes 10
 
-Without ``--int8`` the variant is built first (``python -m openkws.training.quantize``: static QDQ,
+Without ``--int8`` the variant is built first (``openkws export quantize``: static QDQ,
 speech embedding and acoustic frames, calibrated on the synthetic *training* split). Arguments after
 ``--`` go to both ``openkws eval streams`` runs. Each run has its own output and cache folder (the
 cached per-stream events belong to one model). Prints the comparison table and writes
@@ -33,7 +33,7 @@ def log(msg: str) -> None:
 
 
 def quantize(model: Path, out: Path, manifest: Path) -> None:
-    cmd = [sys.executable, "-m", "openkws.training.quantize", "--model", str(model), "--out", str(out),
+    cmd = ["openkws", "export", "quantize", "--model", str(model), "--out", str(out),
            "--roles", "speech_embedding,acoustic_frames", "--method", "static", "--manifest", str(manifest)]  # fmt: skip
     log("$ " + " ".join(cmd))
     subprocess.run(cmd, check=True)

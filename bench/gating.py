@@ -35,7 +35,7 @@ def run(
     keywords: int,
     marks: list[tuple[str, float]] | None = None,
 ) -> dict[str, Any]:
-    from bench.service_bench import CLIP_KEYWORDS, phrases
+    from bench.speech_audio import CLIP_KEYWORDS, phrases
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
     from openkws.engine.vad import VadGate
@@ -86,7 +86,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from bench.service_bench import speech_clip_marked
+    from bench.speech_audio import speech_clip_marked
 
     ap = argparse.ArgumentParser(prog="python -m bench.gating")
     ap.add_argument("--model", default="src/openkws/models/default")

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import DetectorConfig, FrameScores
+from openkws.engine.events import FrameScores
+from openkws.engine.spotter import DetectorConfig
 from openkws.engine.windows import speech_span
 from openkws.kws import KeywordSpotter
 from openkws.text.tts import ProxyTTS

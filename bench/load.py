@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 
 from bench._server import ServerProcess
-from bench.service_bench import one_stream, pct, phrases, synth
+from bench.speech_audio import phrases, synth
+from bench.stream_client import one_stream, pct
 from openkws.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")

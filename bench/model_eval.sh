@@ -24,13 +24,13 @@ source "$(dirname "$0")/_step.sh"
 step synth-pairs "$out/synth/pairs.json" \
   openkws eval pairs --model "$model" --manifest data/synth/manifest.csv --split test --max-clips 1500 --out "$out/synth"
 step probe "$out/probe.json" \
-  python -m openkws.training.background_probe --model "$model" --manifest data/robust/probe_manifest.csv --out "$out/probe.json"
+  openkws eval background-probe --model "$model" --manifest data/robust/probe_manifest.csv --out "$out/probe.json"
 for proxy in text tts; do
   step "user-$proxy" "$out/user_$proxy.json" python -m bench.user_test --model "$model" --proxy $proxy --out "$out/user_$proxy.json"
 done
 step asterisk-pairs "$out/asterisk/pairs.json" \
   openkws eval pairs --model "$model" --manifest data/eval/asterisk/manifest.csv --out "$out/asterisk"
-python -m openkws.training.length_frr "$out/asterisk/scores.csv" --manifest data/eval/asterisk/manifest.csv \
+openkws eval length-frr "$out/asterisk/scores.csv" --manifest data/eval/asterisk/manifest.csv \
   > "$out/asterisk/length_frr.txt"
 if [ "$streams" = "--streams" ]; then
   step streams "$out/streams/streams.json" openkws eval streams --model "$model" --out "$out/streams"

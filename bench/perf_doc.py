@@ -156,7 +156,7 @@ def _accuracy(doc: dict[str, Any]) -> list[str]:
         "### Accuracy of the int8 model",
         "",
         "`openkws eval pairs` (EER, lower is better) of the float model and its int8 variant "
-        "(`python -m openkws.training.quantize`: static QDQ, per-channel int8 weights, speech embedding and "
+        "(`openkws export quantize`: static QDQ, per-channel int8 weights, speech embedding and "
         "acoustic frames; the pooling graph stays float, where int8 was slower). Kept only if every EER is "
         f"within {TARGETS['eer_points']} points of the float model's.",
         "",

@@ -126,7 +126,7 @@ def write_wav(path: Path, audio: np.ndarray) -> Path:
 def algorithmic_latency(model: Path, holds: tuple[int, ...] = (240, 0)) -> list[dict[str, Any]]:
     """Engine alone on 60 s of speech in 100 ms chunks: the end of each spoken keyword to the end
     of the chunk whose decode emitted it (the delay no hardware removes)."""
-    from bench.service_bench import CLIP_KEYWORDS, phrases, speech_clip_marked
+    from bench.speech_audio import CLIP_KEYWORDS, phrases, speech_clip_marked
     from openkws.engine.spotter import DetectorConfig, Spotter
 
     audio, marks = speech_clip_marked(60.0)
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             save(step, {"runs": runs, "embedding_sweep": sweeps})
         elif step == "speed":
-            from bench.service_bench import speech_clip
+            from bench.speech_audio import speech_clip
             from bench.speed import run_speed
 
             wav = write_wav(OUT / "perf_speech_30s.wav", speech_clip(30.0))
@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 },
             )
         elif step == "scaling":
-            from bench.service_bench import keyword_scaling, speech_clip
+            from bench.service_bench import keyword_scaling
+            from bench.speech_audio import speech_clip
 
             audio = speech_clip(secs)
             save(

@@ -58,7 +58,7 @@ class TimedSession:
 
 def speech_audio(seconds: float, seed: int = 0) -> np.ndarray:
     """Continuous synthetic speech (espeak-ng through the service benchmark's clip builder)."""
-    from bench.service_bench import speech_clip
+    from bench.speech_audio import speech_clip
 
     return speech_clip(seconds)
 
@@ -94,7 +94,7 @@ def instrument(sp: Any) -> dict[str, TimedSession]:
 def profile(
     model: Path, audio: np.ndarray, streams: int, keywords: int, mode: str, options: OrtOptions | None = None
 ) -> dict[str, Any]:
-    from bench.service_bench import phrases
+    from bench.speech_audio import phrases
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
 

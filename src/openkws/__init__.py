@@ -16,6 +16,7 @@ are loaded on first use, so ``import openkws`` stays cheap for the CLI and for `
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -41,7 +42,5 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'openkws' has no attribute {name!r}")

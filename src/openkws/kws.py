@@ -41,10 +41,10 @@ from openkws.audio import AudioError, check_channels, check_rate
 from openkws.audiofile import read_audio_file
 from openkws.engine.acoustic_proxy import PROXY_MODES, ProxyMode, combine_proxies
 from openkws.engine.decision import Competition
+from openkws.engine.events import Detection
 from openkws.engine.runtime import Device
 from openkws.engine.score_trace import KeywordTrace, ScoreTrace, TraceRecorder
 from openkws.engine.spotter import DEFAULT_TENANT, DetectorConfig, Enrollment, Spotter
-from openkws.engine.spotter import Detection as Detection
 from openkws.engine.vad import VadConfig
 from openkws.keywords.sensitivity import MAX_FA_PER_HOUR, Sensitivity, estimate_hit_rates
 from openkws.settings import packaged_model_dir

@@ -11,7 +11,10 @@ Example:
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import replace
+from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,16 +31,12 @@ _CONFUSION = ConfusionPolicy()
 
 def packaged_model_dir() -> Path:
     """The default model shipped inside the package (``openkws.models``/default), wherever it is installed."""
-    from importlib.resources import files
-
     return Path(str(files("openkws.models") / "default"))
 
 
 def user_data_dir() -> Path:
     """Per-user data directory ($XDG_DATA_HOME/openkws, else ~/.local/share/openkws): the keyword
     database must not depend on the directory the server happens to start in."""
-    import os
-
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "openkws"
 
@@ -45,9 +44,6 @@ def user_data_dir() -> Path:
 def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """CPUs this process may use: affinity, capped by the cgroup v2 quota (``cpu.max``: ``quota period``
     or ``max period``), rounded up."""
-    import math
-    import os
-
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux

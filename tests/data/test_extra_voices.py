@@ -6,15 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
+
+from openkws.training.data.cli import app
 from openkws.training.data.extra_voices import ExtraPlan, plan_extra, render_extra, splice
 from openkws.training.data.manifest import ManifestRow, read_manifest, write_manifest
-from openkws.training.data.cli import app
-from typer.testing import CliRunner
 
 
 def _base(tmp: Path) -> Path:
     rows = [
-        ManifestRow("clips/0000/0000000.wav", "hello", "HH AH L OW", "espeak:en-us+m3", "espeak", 0.5, "train"),
+        ManifestRow(
+            "clips/0000/0000000.wav", "hello", "HH AH L OW", "espeak:en-us+m3", "espeak", 0.5, "train"
+        ),
         ManifestRow("clips/0000/0000001.wav", "goodbye", "G UH D B AY", "flite:slt", "flite", 0.6, "train"),
         ManifestRow("clips/0000/0000002.wav", "seven", "S EH V AH N", "piper:joe", "piper", 0.5, "dev"),
     ]
@@ -57,7 +60,9 @@ def test_bad_input_is_a_clear_error(tmp_path: Path) -> None:
         plan_extra(read_manifest(tmp_path / "devonly.csv"), ExtraPlan("piper:joe", 2))
     with pytest.raises(ValueError, match="--at must be between 0 and 3"):
         splice(base, base, tmp_path / "x.csv", at=7)
-    r = CliRunner().invoke(app, ["voices", "--voice", "nope:x", "--base", str(base), "--out", str(tmp_path / "o")])
+    r = CliRunner().invoke(
+        app, ["voices", "--voice", "nope:x", "--base", str(base), "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 2 and "unknown voice 'nope:x'" in r.output
     r = CliRunner().invoke(app, ["voices", "--base", str(tmp_path / "missing.csv")])
     assert r.exit_code == 2 and "openkws data synth" in r.output

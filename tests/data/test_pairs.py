@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from openkws.text.g2p import G2P
+from openkws.text.phonetics import phoneme_edit_distance
 from openkws.training.data.pairs import (
     MAX_HARD_DISTANCE,
     PairItem,
     _Candidates,
     build_pairs,
-    phoneme_edit_distance,
 )
 from openkws.training.data.vocab import frequent_words
 

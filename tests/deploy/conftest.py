@@ -251,10 +251,10 @@ def speech_wav(path: Path, text: str = "hey jarvis", lead_s: float = 1.0, tail_s
             pytest.skip("neither openkws.training.data.tts nor espeak-ng is available to synthesize speech")
         raw = path.with_suffix(".raw.wav")
         subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(raw), text], check=True)
-        import soxr
+        from openkws.text.tts import to_16k
 
         audio, rate = sf.read(raw, dtype="float32")
-        voice = soxr.resample(audio, rate, SAMPLE_RATE)
+        voice = to_16k(audio, rate)
     audio = np.concatenate(
         [
             np.zeros(int(lead_s * SAMPLE_RATE), np.float32),

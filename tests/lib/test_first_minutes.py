@@ -8,7 +8,8 @@ import pytest
 
 from openkws import KeywordSpotter
 from openkws.engine.calibration import DEFAULT_TARGET_FA_PER_HOUR
-from openkws.engine.spotter import DetectorConfig, FrameScores
+from openkws.engine.events import FrameScores
+from openkws.engine.spotter import DetectorConfig
 from openkws.engine.windows import speech_span
 from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity
 

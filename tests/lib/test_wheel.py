@@ -5,7 +5,8 @@ An editable install imports from ``src/`` and hides a sub-package the wheel left
 shipped without ``openkws.training.loader`` and ``openkws.training.evaluate``, so ``openkws train
 run`` failed in the training image). The environment sees the system's site-packages for the
 dependencies (``--system-site-packages``; the wheel goes in with ``--no-deps``), and the test checks
-that ``openkws`` really comes from the environment, not from the checkout.
+that ``openkws`` really comes from the environment, not from the checkout. A short ``openkws train run
+--config smoke`` runs from that environment too (the training image installs the same way).
 """
 
 from __future__ import annotations
@@ -78,15 +79,62 @@ def test_wheel_carries_every_module_and_the_package_data(wheel: Path) -> None:
     assert {n.split("/")[0] for n in names if not n.startswith("openkws-")} == {"openkws"}
 
 
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh virtual environment with the wheel installed (not editable)."""
+    venv = tmp_path_factory.mktemp("venv")
+    _run(sys.executable, "-m", "venv", "--system-site-packages", venv, cwd=venv)
+    _run(
+        venv / "bin" / "python", "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", wheel, cwd=venv
+    )
+    return venv
+
+
+def _outside_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+
 @pytest.mark.slow
-def test_installed_wheel_imports_every_module(wheel: Path, tmp_path: Path) -> None:
-    venv = tmp_path / "venv"
-    _run(sys.executable, "-m", "venv", "--system-site-packages", venv, cwd=tmp_path)
-    python = venv / "bin" / "python"
-    _run(python, "-m", "pip", "install", "--no-deps", "--no-index", "--quiet", wheel, cwd=tmp_path)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    got = json.loads(_run(python, "-c", IMPORT_ALL, cwd=tmp_path, env=env).splitlines()[-1])
+def test_installed_wheel_imports_every_module(venv: Path, tmp_path: Path) -> None:
+    got = json.loads(
+        _run(venv / "bin" / "python", "-c", IMPORT_ALL, cwd=tmp_path, env=_outside_env()).splitlines()[-1]
+    )
     assert Path(got["file"]).is_relative_to(venv), f"openkws came from {got['file']}, not the wheel"
     source = {_module(p) for p in (SRC / "openkws").rglob("*.py") if p.name != "__main__.py"}
     assert source - {"openkws"} <= set(got["modules"]), sorted(source - set(got["modules"]) - {"openkws"})
     assert not got["failed"], got["failed"]
+
+
+@pytest.mark.slow
+def test_installed_wheel_trains_the_smoke_config(venv: Path, tmp_path: Path) -> None:
+    """`openkws train run --config smoke` from the installed wheel (the shipped config, the loader and the
+    validation), shortened to 2 epochs of 2 steps on a small espeak-ng corpus."""
+    from tests.training.corpus import DEV_WORDS, TRAIN_WORDS, build_corpus
+
+    manifest = build_corpus(tmp_path / "corpus", TRAIN_WORDS[:16], DEV_WORDS)
+    run = tmp_path / "run"
+    sets = [
+        f"data.manifest={manifest}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "data.keywords_per_batch=8",
+        "train.epochs=2",
+        "train.batches_per_epoch=2",
+        "train.val_every=2",
+    ]
+    args = [a for s in sets for a in ("--set", s)]
+    out = _run(
+        venv / "bin" / "openkws",
+        "train",
+        "run",
+        "--config",
+        "smoke",
+        "--out",
+        run,
+        "--cache-workers",
+        "1",
+        *args,
+        cwd=tmp_path,
+        env=_outside_env(),
+    )
+    assert "trained 2 epochs / 4 steps" in out, out
+    assert (run / "checkpoints" / "best.pt").is_file()

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
-import soxr
 from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 
@@ -30,6 +29,7 @@ from openkws.engine.spotter import Spotter
 from openkws.server.app import create_app
 from openkws.settings import Settings
 from openkws.text import G2P
+from openkws.text.tts import to_16k
 
 # Seed 5 of the untrained export gives cosines around 0.1-0.3 (seed 0 is mostly negative, and
 # thresholds live in [0, 1]).
@@ -57,7 +57,7 @@ def _espeak(text: str, voice: str) -> np.ndarray:
             ["espeak-ng", "-v", voice.split(":")[-1].split("+")[0], "-w", f.name, text], check=True
         )
         audio, rate = sf.read(f.name, dtype="float32")
-    return np.asarray(soxr.resample(audio, rate, SAMPLE_RATE), np.float32)
+    return to_16k(audio, rate)
 
 
 @pytest.fixture(scope="session")

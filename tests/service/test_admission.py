@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import DecodeResult, KeywordStream
+from openkws.engine.events import DecodeResult
+from openkws.engine.stream import KeywordStream
 from openkws.protocol import CloseCode
 from openkws.server.admission import engine_verdict
 from openkws.server.batcher import EngineLoad

@@ -8,14 +8,10 @@ import numpy as np
 import pytest
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import (
-    DecodeResult,
-    Detection,
-    FrameScores,
-    KeywordStream,
-    Spotter,
-    StreamStateError,
-)
+from openkws.engine.events import DecodeResult, Detection, FrameScores
+from openkws.engine.spotter import Spotter
+from openkws.engine.stream import KeywordStream
+from openkws.engine.stream_input import StreamStateError
 from openkws.text import G2P
 from tests.service.conftest import KEYWORDS
 

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import Detection, Spotter
+from openkws.engine.events import Detection
+from openkws.engine.spotter import Spotter
 from openkws.engine.vad import FRAME_SAMPLES, VadConfig, VadGate
 from openkws.protocol import CloseCode
 from openkws.text import G2P

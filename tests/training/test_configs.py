@@ -10,7 +10,7 @@ import torch
 
 from openkws.training.config import CONFIG_DIR, load_config, shipped_configs
 from openkws.training.nets.kws_model import build_model
-from openkws.training.trainer import Objective
+from openkws.training.objective import Objective
 
 CONFIGS = shipped_configs()
 ABLATION_ROWS = (

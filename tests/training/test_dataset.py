@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from openkws.engine.windows import crop_window, keyword_window, speech_span
+from openkws.engine.windows import crop_window, keyword_window, speech_span, window_samples
 from openkws.training.config import load_config
 from openkws.training.loader.batcher import WindowBatcher
 from openkws.training.loader.clips import Clip, limit_clips_per_word, read_manifest, select_clips
 from openkws.training.loader.feature_cache import FeatureStore, build_feature_cache, config_spec, ready_prefix
 from openkws.training.loader.sampler import KeywordBatches
-from openkws.training.nets.windows import default_windows, window_samples
+from openkws.training.nets.windows import default_windows
 
 
 def _clips(n_words: int, per_word: int, homophone: bool = False) -> list[Clip]:

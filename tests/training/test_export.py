@@ -183,7 +183,7 @@ def test_measure_cost_reports_per_frame_figures(untrained_dirs: dict[str, Path])
 
 
 def test_batched_window_embeddings_match_single_clip(small_model: torch.nn.Module) -> None:
-    from openkws.training.trainer import batch_window_embeddings, window_embeddings
+    from openkws.training.validation import batch_window_embeddings, window_embeddings
 
     rng = np.random.default_rng(2)
     clips = [rng.normal(size=(t, 96)).astype(np.float32) for t in (9, 31, 14)]

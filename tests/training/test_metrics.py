@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from openkws.engine.model_spec import WindowPlan
+from openkws.engine.windows import window_for_duration, window_seconds
 from openkws.text.phonetics import edit_distance
 from openkws.training.evaluate import (
     average_precision,
@@ -17,7 +18,7 @@ from openkws.training.evaluate import (
     roc_curve,
     summary,
 )
-from openkws.training.nets.windows import window_for_duration, window_positions, window_seconds
+from openkws.training.nets.windows import window_positions
 
 
 def test_perfect_and_inverted_separation() -> None:

@@ -20,7 +20,9 @@ Client commands send ``--api-key`` (or ``OPENKWS_API_KEY``) as ``Authorization: 
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -143,7 +145,6 @@ def serve(
     ] = None,
 ) -> None:
     """Run the REST + websocket server (settings: flags, else OPENKWS_* environment variables)."""
-    import logging
 
     from openkws.engine.model_spec import ModelContractError, load_spec
     from openkws.server import run as server
@@ -315,7 +316,6 @@ def wyoming(
     log_level: Annotated[str, typer.Option(help="debug, info, warning, error")] = "info",
 ) -> None:
     """Serve the enrolled keywords as wake words over the Wyoming protocol (Home Assistant)."""
-    import logging
 
     from openkws.engine.model_spec import ModelContractError
     from openkws.wyoming import WyomingConfig, WyomingError, serve_wyoming
@@ -355,7 +355,6 @@ def listen(
 
 
 def _register_training_apps() -> None:
-    import importlib
 
     try:  # imported by name so that type-checking the service does not descend into training code
         training_cli = importlib.import_module("openkws.training.cli")

@@ -152,8 +152,10 @@ class FeatureExtractor:
             return [FrontEndStep(m, t, m[:0]) for m, t in zip(mels, audio_tails, strict=True)]
         joined = [np.concatenate([old, m]) if len(m) else old for old, m in zip(mel_tails, mels, strict=True)]
         embs = self.embed_batch(joined)
-        return [FrontEndStep(e, t, j[len(e) * EMBEDDING_HOP_MEL_FRAMES :])
-                for e, t, j in zip(embs, audio_tails, joined, strict=True)]  # fmt: skip
+        return [
+            FrontEndStep(e, t, j[len(e) * EMBEDDING_HOP_MEL_FRAMES :])
+            for e, t, j in zip(embs, audio_tails, joined, strict=True)
+        ]
 
 
 class Encoders:

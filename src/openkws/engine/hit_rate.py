@@ -24,8 +24,9 @@ import numpy as np
 import soxr
 
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.events import FrameScores
 from openkws.engine.scoring import similarities
-from openkws.engine.spotter import FrameScores, Spotter
+from openkws.engine.spotter import Spotter
 
 SPEEDS = (0.9, 1.1)
 NOISE_SNR_DB = 10.0

@@ -45,6 +45,8 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from openkws.constants import MEL_BINS, MEL_HOP_SAMPLES, MEL_WINDOW_SAMPLES, SAMPLE_RATE, SPEECH_EMBEDDING_DIM
+from openkws.engine.calibration import BANK_FILE
+from openkws.engine.whitening import WhiteningError, load_whitening
 
 FORMAT_VERSION = 1
 FRAMEWISE_MEL_OUTPUT = "log_mel_db"  # our mel copy's pre-floor output (frame-local log-mel)
@@ -158,8 +160,9 @@ class ModelSpec(BaseModel):
 
     @property
     def window_plan(self) -> WindowPlan:
-        return WindowPlan(tuple(sorted(set(self.windows_frames))), self.window_stride_frames,
-                          self.acoustic_context_frames)  # fmt: skip
+        return WindowPlan(
+            tuple(sorted(set(self.windows_frames))), self.window_stride_frames, self.acoustic_context_frames
+        )
 
     def write(self, model_dir: Path) -> Path:
         """Write ``model.json`` (every field, in declaration order)."""
@@ -270,13 +273,12 @@ def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
 
 def _check_whitening(model_dir: Path, spec: ModelSpec, verify_hashes: bool) -> None:
     """The optional whitening file: inside the directory, unmodified, computed from this bank."""
-    from openkws.engine.calibration import BANK_FILE
-    from openkws.engine.whitening import WhiteningError, load_whitening
-
     f = spec.file_path(model_dir, "whitening")
     if not f.resolve().is_relative_to(model_dir.resolve()) or not f.is_file():
-        raise ModelContractError(f"model.json names whitening file {spec.files['whitening'].path!r}, "
-                                 f"which is not a file inside {model_dir}")  # fmt: skip
+        raise ModelContractError(
+            f"model.json names whitening file {spec.files['whitening'].path!r}, "
+            f"which is not a file inside {model_dir}"
+        )
     if verify_hashes and sha256_file(f) != spec.files["whitening"].sha256:
         raise ModelContractError(
             f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"

@@ -131,8 +131,9 @@ def _buckets(cohort: Cohort, tenant: TenantIndex, ids: np.ndarray) -> np.ndarray
     return hit[1]
 
 
-def score_windows(emb: np.ndarray, requests: Sequence[ScoreRequest], top_k: int = 16,
-                  cohort: Cohort | None = None) -> list[WindowScores]:  # fmt: skip
+def score_windows(
+    emb: np.ndarray, requests: Sequence[ScoreRequest], top_k: int = 16, cohort: Cohort | None = None
+) -> list[WindowScores]:
     """Score window embeddings [n, D] for each request; one :class:`WindowScores` per window.
     With ``cohort``, scores and thresholds are cohort-normalised (module docstring)."""
     n = len(emb)

@@ -41,26 +41,19 @@ from openkws.engine.cohort import Cohort
 from openkws.engine.decision import COMPETITIONS, DECISION_MODES, Competition, DecisionMode
 from openkws.engine.encoders import Encoders, FeatureExtractor
 from openkws.engine.events import (
-    Candidate,
     DecodeResult,
-    Detection,
-    FrameScores,
-    NearMiss,
     ScoreHook,
-    TracePoint,
 )
 from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
 from openkws.engine.model_spec import GRAPHS, ModelSpec, load_spec
 from openkws.engine.runtime import Device, ModelSessions, load_sessions
 from openkws.engine.scoring import ScoreRequest, score_windows
 from openkws.engine.stream import KeywordStream, StreamParams, Window
-from openkws.engine.stream_input import StreamStateError
 from openkws.engine.vad import VadConfig
 from openkws.engine.whitening import Whitening, load_whitening
 from openkws.text import G2P, Pronunciation
 
-__all__ = ["DEFAULT_TENANT", "Candidate", "DecodeResult", "Detection", "DetectorConfig", "Enrollment",
-           "FrameScores", "KeywordStream", "NearMiss", "Spotter", "StreamStateError", "TracePoint"]  # fmt: skip
+__all__ = ["DEFAULT_TENANT", "DetectorConfig", "Enrollment", "Spotter"]
 
 DEFAULT_TENANT = "default"
 
@@ -163,8 +156,9 @@ class Spotter:
         sessions = load_sessions(spec, Path(model_dir), device=device, threads=threads)
         whitening = None
         if "whitening" in spec.files:  # load_spec checked it against the bank
-            whitening = load_whitening(spec.file_path(Path(model_dir), "whitening"),
-                                       Path(model_dir) / BANK_FILE, spec.embedding_dim)  # fmt: skip
+            whitening = load_whitening(
+                spec.file_path(Path(model_dir), "whitening"), Path(model_dir) / BANK_FILE, spec.embedding_dim
+            )
         return cls(sessions, config, g2p, prefer_gpu_index=device != "cpu", whitening=whitening)
 
     @property

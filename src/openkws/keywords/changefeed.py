@@ -212,7 +212,7 @@ class StoreFollower:
         return url.render_as_string(hide_password=False)
 
     def _run(self) -> None:
-        import psycopg
+        import psycopg  # lazy: the postgres extra; SQLite deployments never load it
 
         while not self._stop.is_set():
             try:

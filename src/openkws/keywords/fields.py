@@ -25,14 +25,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from openkws.engine.calibration import MAX_TARGET_FA_PER_HOUR, MIN_TARGET_FA_PER_HOUR
 from openkws.text.g2p import check_keyword_text, normalize
 
 __all__ = [
     "MAX_PHONEMES",
     "MAX_PHONEME_STRING_CHARS",
-    "MAX_TARGET_FA_PER_HOUR",
-    "MIN_TARGET_FA_PER_HOUR",
     "THRESHOLD_RANGE",
     "finite_json",
     "phoneme_tokens",

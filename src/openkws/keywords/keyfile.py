@@ -48,9 +48,8 @@ from typing import Any
 import yaml
 
 from openkws.engine.acoustic_proxy import PROXY_MODES
+from openkws.engine.calibration import MAX_TARGET_FA_PER_HOUR, MIN_TARGET_FA_PER_HOUR
 from openkws.keywords.fields import (
-    MAX_TARGET_FA_PER_HOUR,
-    MIN_TARGET_FA_PER_HOUR,
     THRESHOLD_RANGE,
     finite_json,
     phoneme_tokens,

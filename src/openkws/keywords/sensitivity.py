@@ -34,8 +34,6 @@ HIGH_FA_PER_HOUR = 2.0  # warn when a keyword's threshold is expected to fire mo
 _CACHE = 4096
 
 __all__ = [
-    "DEFAULT_TARGET_FA_PER_HOUR",
-    "CalibrationError",
     "NoCalibrationBank",
     "Sensitivity",
     "estimate_hit_rates",

@@ -62,7 +62,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 
 from openkws.engine.acoustic_proxy import ProxyMode
-from openkws.keywords import MAX_TENANT_CHARS as MAX_TENANT_CHARS  # re-exported: the API keys use it
+from openkws.keywords import MAX_TENANT_CHARS
 from openkws.keywords.availability import StoreHealth, StoreUnavailable, is_unavailable, short_error
 from openkws.keywords.changelog import create_change_table, install_change_log
 

@@ -47,8 +47,9 @@ from typing import Literal
 from sqlalchemy import select
 
 from openkws.engine.spotter import DEFAULT_TENANT
+from openkws.keywords import MAX_TENANT_CHARS
 from openkws.keywords.availability import StoreUnavailable
-from openkws.keywords.store import MAX_TENANT_CHARS, ApiKeyTable, KeywordStore
+from openkws.keywords.store import ApiKeyTable, KeywordStore
 
 Scope = Literal["admin", "stream"]
 SCOPES: tuple[Scope, ...] = ("admin", "stream")

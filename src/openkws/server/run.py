@@ -177,7 +177,7 @@ def run(settings: Settings, log_level: str = "info") -> None:
     if n == 1:
         make_server(create_app(settings), settings, log_level).run()
         return
-    from openkws.server.workers import run_workers
+    from openkws.server.workers import run_workers  # lazy: workers imports this module (make_server)
 
     code = run_workers(settings, n, log_level)
     if code:

@@ -18,7 +18,9 @@ import numpy as np
 
 from openkws.audio import AudioError, AudioFormat, pcm_to_float
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.spotter import DecodeResult, KeywordStream, Spotter
+from openkws.engine.events import DecodeResult
+from openkws.engine.spotter import Spotter
+from openkws.engine.stream import KeywordStream
 from openkws.server.batcher import EngineLoad
 from openkws.server.metrics import Metrics
 

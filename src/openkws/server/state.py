@@ -11,8 +11,9 @@ from typing import Protocol
 
 import faiss
 
+from openkws.engine.events import DecodeResult
 from openkws.engine.runtime import limit_blas_threads
-from openkws.engine.spotter import DecodeResult, Spotter
+from openkws.engine.spotter import Spotter
 from openkws.keywords.registry import KeywordRegistry
 from openkws.keywords.sensitivity import Sensitivity
 from openkws.keywords.store import KeywordStore

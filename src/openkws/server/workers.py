@@ -22,6 +22,7 @@ worker drains its streams (summary, close 1001) before it exits.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import multiprocessing
 import os
@@ -81,8 +82,6 @@ def _die_with_parent(parent: int) -> None:
     """Linux: SIGTERM this worker when the supervisor dies (even by SIGKILL), so no orphan keeps
     serving the port."""
     with contextlib.suppress(OSError, AttributeError):
-        import ctypes
-
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     if os.getppid() != parent:  # the supervisor died before prctl took effect
@@ -91,6 +90,7 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker_main(settings_json: str, log_level: str, index: int, parent: int) -> None:
     """One worker process: the whole service on a shared SO_REUSEPORT socket."""
+    # lazy: the app is built in each spawned worker, never in the supervisor; run imports this module
     from openkws.server.app import create_app
     from openkws.server.run import make_server
 
@@ -105,7 +105,9 @@ def _worker_main(settings_json: str, log_level: str, index: int, parent: int) ->
 
 def _prepare_store(settings: Settings) -> None:
     """Create the store's tables once, before N workers race to do it."""
-    from openkws.keywords.store import KeywordStore
+    from openkws.keywords.store import (
+        KeywordStore,  # lazy: SQLAlchemy only when the supervisor creates tables
+    )
 
     KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous).close()
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soxr
 
 from openkws.constants import SAMPLE_RATE
 
@@ -92,13 +93,22 @@ def wav_bytes_to_array(data: bytes) -> tuple[np.ndarray, int]:
     raise TTSError("WAV data chunk not found")
 
 
-def to_16k(wave: np.ndarray, rate: int) -> np.ndarray:
-    """Resample to SAMPLE_RATE, mono float32, peak-normalised to :data:`PEAK`."""
-    wave = np.asarray(wave, dtype=np.float32)
-    if rate != SAMPLE_RATE:
-        import soxr
+def to_16k(samples: np.ndarray, rate: int) -> np.ndarray:
+    """Mono ``samples`` at ``rate`` -> float32 at :data:`~openkws.constants.SAMPLE_RATE`: the one
+    whole-clip resampler of the package (TTS output, evaluation clips, benchmark audio). soxr "HQ",
+    the same samples a stream's resampler (:mod:`openkws.engine.stream_input`) gives for one clip.
 
-        wave = soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ").astype(np.float32)
+    >>> to_16k(np.ones(8000, np.float32), 8000).shape
+    (16000,)
+    """
+    wave = np.asarray(samples, dtype=np.float32)
+    if rate == SAMPLE_RATE:
+        return wave
+    return np.asarray(soxr.resample(wave, rate, SAMPLE_RATE, quality="HQ"), dtype=np.float32)
+
+
+def peak_normalize(wave: np.ndarray) -> np.ndarray:
+    """Scale a rendition to the common output peak :data:`PEAK`; silence is a :class:`TTSError`."""
     peak = float(np.max(np.abs(wave))) if wave.size else 0.0
     if peak < 1e-4:
         raise TTSError("engine produced silence")
@@ -123,7 +133,7 @@ def espeak(text: str, name: str, rng: np.random.Generator, binary: str = ESPEAK_
     pitch = int(rng.integers(25, 76))  # espeak default 50
     speed = int(rng.integers(135, 211))  # words per minute; default 175
     data = run_engine([binary, "-v", name, "-p", str(pitch), "-s", str(speed), "--stdout"], text)
-    return to_16k(*wav_bytes_to_array(data))
+    return peak_normalize(to_16k(*wav_bytes_to_array(data)))
 
 
 def flite(text: str, name: str, rng: np.random.Generator, binary: str = FLITE_BINARY) -> np.ndarray:
@@ -148,7 +158,7 @@ def flite(text: str, name: str, rng: np.random.Generator, binary: str = FLITE_BI
         if not os.path.exists(out):
             raise TTSError(f"{binary} wrote no audio for {text!r}")
         data = Path(out).read_bytes()
-    return to_16k(*wav_bytes_to_array(data))
+    return peak_normalize(to_16k(*wav_bytes_to_array(data)))
 
 
 @dataclass(frozen=True)

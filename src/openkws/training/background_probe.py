@@ -15,12 +15,11 @@ keyword's text proxy. Reported: the share of (running-speech sequence, keyword) 
 ``threshold``, of partials over it for their own keyword, and of keyword clips over it; and the
 keyword hit rate at the threshold where 1% of the running-speech pairs fire.
 
-Usage: ``python -m openkws.training.background_probe --model DIR --manifest CSV [--threshold 0.65]``
+Usage: ``openkws eval background-probe --model DIR --manifest CSV [--threshold 0.65]``
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -118,24 +117,3 @@ def probe(
         "threshold_at_1pct_running": theta_1pct, "keyword_hit_rate_at_1pct_running": float((pos >= theta_1pct).mean()),
         "partial_fire_rate_at_1pct_running": float((part >= theta_1pct).mean()),
     }  # fmt: skip
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--manifest", type=Path, required=True)
-    ap.add_argument("--threshold", type=float, default=0.65)
-    ap.add_argument("--sequences", type=int, default=200)
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    res = probe(args.model, args.manifest, args.threshold, args.sequences)
-    text = json.dumps(res, indent=1)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
-
-
-if __name__ == "__main__":
-    main()

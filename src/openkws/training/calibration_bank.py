@@ -25,7 +25,8 @@ import numpy as np
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.calibration import BANK_FILE
-from openkws.engine.spotter import DetectorConfig, FrameScores, Spotter
+from openkws.engine.events import FrameScores
+from openkws.engine.spotter import DetectorConfig, Spotter
 from openkws.training.data.augment import colored_noise
 from openkws.training.eval_streams.sources import concat, eval_sentences, level, tts_segments
 

@@ -16,7 +16,10 @@ def register(app: typer.Typer) -> None:
         from openkws.training.model_cli import eval_app, export_app, train_app
     except ImportError:
         return
+    from openkws.training.model_tools_cli import register as register_model_tools
     from openkws.training.stream_training.cli import stream_app
+
+    register_model_tools(eval_app, export_app)
 
     train_app.add_typer(
         stream_app, name="stream", help="Train for the stream: keyword-end windows, mined negatives."

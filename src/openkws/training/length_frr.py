@@ -4,7 +4,7 @@ The threshold of each system is set where its false-accept rate on the easy (ran
 mismatches equals ``far`` (1%: background speech rarely matches a keyword); each length bucket
 (phones of the keyword's pronunciation) then gets its false-reject rate and median match score.
 
-Usage: ``python -m openkws.training.length_frr runs/eval/x/scores.csv --manifest <csv> [--far 0.01]``
+Usage: ``openkws eval length-frr runs/eval/x/scores.csv --manifest <csv> [--far 0.01]``
 
 Example:
     >>> bucket(3), bucket(4), bucket(9)
@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import argparse
 import csv
 from pathlib import Path
 
@@ -59,20 +58,3 @@ def length_table(
             b: (len(v), float(np.mean(np.array(v) < theta)), float(np.median(v))) for b, v in pos.items() if v
         }
     return out
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("scores", type=Path)
-    ap.add_argument("--manifest", type=Path, required=True)
-    ap.add_argument("--far", type=float, default=0.01)
-    args = ap.parse_args()
-    for system, table in length_table(args.scores, args.manifest, args.far).items():
-        cells = ", ".join(
-            f"{b} phones: FRR {frr:.1%} (n={n}, median {med:.2f})" for b, (n, frr, med) in table.items()
-        )
-        print(f"{system} @ {args.far:.0%} easy FAR: {cells}")
-
-
-if __name__ == "__main__":
-    main()

@@ -21,11 +21,15 @@ Examples::
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import math
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import typer
 
 from openkws.settings import packaged_model_dir
@@ -123,11 +127,6 @@ def train_estimate(
     cache_workers: int = typer.Option(2),
 ) -> None:
     """Time a few steps of a config and extrapolate the full run (feature cache excluded)."""
-    import csv
-    import math
-    import tempfile
-
-    import numpy as np
 
     from openkws.training.trainer import train
 

@@ -1,6 +1,6 @@
 """int8 variant of an exported model directory, with onnxruntime's quantisation tools.
 
-    python -m openkws.training.quantize --model models/default --out runs/quant/default-int8 \
+    openkws export quantize --model models/default --out runs/quant/default-int8 \
         --roles speech_embedding,acoustic_frames --method static --manifest data/synth/manifest.csv
 
 * ``static`` (QDQ, per-channel int8 weights, uint8 activations calibrated by MinMax on real
@@ -18,7 +18,6 @@ within 0.5 EER points of the float model (docs/BENCHMARKS.md).
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shutil
@@ -29,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import soundfile as sf
 from onnxruntime.quantization import (
     CalibrationDataReader,
@@ -74,8 +74,6 @@ class _Reader(CalibrationDataReader):  # type: ignore[misc]
 
 def calibration_feeds(model_dir: Path, audio: list[np.ndarray]) -> dict[str, list[dict[str, np.ndarray]]]:
     """Inputs each quantisable graph sees when the float model runs on ``audio``."""
-    import onnxruntime as ort
-
     spec = load_spec(model_dir, verify_hashes=False)
     fx = FeatureExtractor(
         spec.frontend,
@@ -179,27 +177,3 @@ def quantize_model(
         )
     load_spec(out_dir)  # hashes and contract fields check out
     return {"out": str(out_dir), "method": method, "roles": list(roles), "sizes": sizes}
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
-        prog="python -m openkws.training.quantize", description=__doc__.split("\n\n")[0]
-    )
-    ap.add_argument("--model", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--roles", default="speech_embedding,acoustic_frames,acoustic_pool")
-    ap.add_argument("--method", choices=("static", "dynamic"), default="static")
-    ap.add_argument(
-        "--manifest", type=Path, default=None, help="synthetic manifest (training split calibrates)"
-    )
-    ap.add_argument("--clips", type=int, default=200)
-    a = ap.parse_args(argv)
-    res = quantize_model(
-        a.model, a.out, tuple(r for r in a.roles.split(",") if r), a.method, a.manifest, a.clips
-    )
-    print(json.dumps(res, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

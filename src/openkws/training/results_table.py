@@ -1,12 +1,11 @@
 """Render the RESULTS.md ablation rows from `openkws eval pairs` reports (pairs.json).
 
-python -m openkws.training.results_table runs/eval   # prints markdown rows; missing reports say "not run"
+openkws eval results-table runs/eval   # prints markdown rows; missing reports say "not run"
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 # (row, system, config, synthetic report, Asterisk report, system key in the report or None = the model)
@@ -66,8 +65,3 @@ def render(root: Path) -> str:
             f"{100 * a['easy']['eer']:.1f}%", f"{a['easy']['auc']:.3f}", f"{100 * a['hard']['eer']:.1f}%", f"{a['hard']['auc']:.3f}"]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(HEADER)
-    print(render(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/eval")))

@@ -82,6 +82,7 @@ def prepare_data(cfg: Config, model: KWSModel, dinfo: DistInfo, workers: int, pr
                             rir_dir=Path(dc.cache_dir).parent / "rirs", background_fraction=dc.background_fraction)  # fmt: skip
     dev = {"": WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds)}
     if dc.val_augmented:
-        dev["aug_"] = WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds,
-                                    eval_variant=1)  # fmt: skip
+        dev["aug_"] = WindowBatcher(
+            dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds, eval_variant=1
+        )
     return TrainData(train_clips, train_store, dev_store, sampler, batcher, dev)

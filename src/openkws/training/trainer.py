@@ -40,7 +40,7 @@ from openkws.training.nets.kws_model import KWSModel, build_model
 from openkws.training.nets.onnx_import import import_exported
 from openkws.training.objective import Objective
 from openkws.training.train_data import TrainData, prepare_data
-from openkws.training.validation import batch_window_embeddings, validate, window_embeddings
+from openkws.training.validation import validate
 
 logger = logging.getLogger("openkws.training.trainer")
 
@@ -381,12 +381,4 @@ def train(
     )
 
 
-__all__ = [
-    "Objective",
-    "TrainResult",
-    "batch_window_embeddings",
-    "build_optimizer",
-    "train",
-    "validate",
-    "window_embeddings",
-]
+__all__ = ["TrainResult", "build_optimizer", "train"]

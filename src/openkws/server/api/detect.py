@@ -15,8 +15,8 @@ from fastapi import APIRouter, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from openkws.audio import ACCEPTED_FILES, AudioError, decode_file
+from openkws.engine.events import DecodeResult
 from openkws.engine.score_trace import ScoreTrace, TraceRecorder
-from openkws.engine.spotter import DecodeResult
 from openkws.protocol import DetectionEvent, NearMissEvent, to_wire
 from openkws.server.admission import check_engine
 from openkws.server.api.deps import StateDep, StreamTenantDep

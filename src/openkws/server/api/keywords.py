@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
+from openkws.engine.calibration import CalibrationError
 from openkws.keywords.registry import (
     Enrolled,
     EnrollItem,
@@ -20,7 +21,7 @@ from openkws.keywords.registry import (
     KeywordRegistry,
     TooManyKeywords,
 )
-from openkws.keywords.sensitivity import CalibrationError, NoCalibrationBank
+from openkws.keywords.sensitivity import NoCalibrationBank
 from openkws.keywords.store import KeywordNotFound, KeywordRecord
 from openkws.server.api.deps import MetricsDep, RegistryDep, SettingsDep, TenantDep, enroll_rate_limit
 from openkws.server.api.errors import ApiError

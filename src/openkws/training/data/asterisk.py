@@ -79,7 +79,7 @@ def g722_files() -> dict[str, Path]:
 
 def decode_g722(path: Path) -> np.ndarray:
     """16 kHz G.722 file -> float32 samples."""
-    import G722
+    import G722  # lazy: optional codec, only for the Asterisk evaluation prompts
 
     pcm = np.asarray(G722.G722(SAMPLE_RATE, G722_BITRATE).decode(path.read_bytes()), dtype=np.int16)
     return pcm.astype(np.float32) / 32768.0

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from openkws.constants import SAMPLE_RATE
 
@@ -55,8 +56,6 @@ def trim_silence(
 
 def write_wav(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write mono PCM16 WAV atomically (temp file + rename), so a killed job leaves no half file."""
-    import soundfile as sf
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
@@ -66,8 +65,6 @@ def write_wav(path: str | Path, wave: np.ndarray, sample_rate: int = SAMPLE_RATE
 
 def read_wav(path: str | Path) -> np.ndarray:
     """Read a mono 16 kHz WAV as float32; any other rate raises ``ValueError``."""
-    import soundfile as sf
-
     wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
     if rate != SAMPLE_RATE:
         raise ValueError(f"{path}: sample rate {rate}, expected {SAMPLE_RATE}")
@@ -76,6 +73,4 @@ def read_wav(path: str | Path) -> np.ndarray:
 
 def wav_duration(path: str | Path) -> float:
     """Duration in seconds from the header only."""
-    import soundfile as sf
-
     return float(sf.info(str(path)).duration)

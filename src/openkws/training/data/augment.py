@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
+from openkws.training.data.audio import read_wav
 
 SpeechSource = Callable[[np.random.Generator], np.ndarray]
 TELEPHONE_RATE = 8_000
@@ -342,7 +343,6 @@ class ClipPool:
         self.cache_size = cache_size
 
     def __call__(self, rng: np.random.Generator) -> np.ndarray:
-        from openkws.training.data.audio import read_wav
 
         path = self.paths[int(rng.integers(len(self.paths)))]
         wave = self.cache.get(path)
@@ -369,7 +369,7 @@ def rir_bank(
     if path.exists():
         with np.load(path) as z:
             return [z[f"rir{i}"] for i in range(n)]
-    import pyroomacoustics as pra
+    import pyroomacoustics as pra  # lazy: heavy, only when a room bank is simulated (not cached)
 
     rng = np.random.default_rng(seed)
     rirs: list[np.ndarray] = []

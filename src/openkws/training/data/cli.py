@@ -5,6 +5,8 @@ Heavy imports happen inside the commands: every `openkws` invocation imports thi
 
 from __future__ import annotations
 
+import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -17,9 +19,6 @@ DATA_DIR = Path("data")
 def _exit_on_sigterm() -> None:
     """Turn SIGTERM into SystemExit so worker pools are shut down and output stays consistent
     (a background job's SIGINT is ignored by the shell, so `kill PID` is how one stops it)."""
-    import signal
-    import sys
-
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
 

@@ -26,11 +26,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from openkws.text.tts import stable_hash
+from openkws.training.data.audio import wav_duration
 from openkws.training.data.manifest import ManifestRow, read_manifest, write_manifest
 from openkws.training.data.plan import ClipSpec
-from openkws.training.data.audio import wav_duration
 from openkws.training.data.synth import manifest_row, render_clip
-from openkws.training.data.tts import get_voice, stable_hash
+from openkws.training.data.tts import get_voice
+
 
 @dataclass(frozen=True)
 class ExtraPlan:
@@ -78,7 +80,9 @@ def _render(job: tuple[ClipSpec, str]) -> ManifestRow | None:
         return None
 
 
-def render_extra(specs: list[ClipSpec], out: Path, workers: int = 2, progress: bool = True) -> list[ManifestRow]:
+def render_extra(
+    specs: list[ClipSpec], out: Path, workers: int = 2, progress: bool = True
+) -> list[ManifestRow]:
     """Render the specs into ``out`` (resumable); writes ``out/manifest.csv`` in plan order."""
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(s, str(out)) for s in specs]
@@ -94,6 +98,7 @@ def splice(base_path: Path, extra_path: Path, dest: Path, at: int | None = None)
     """Write ``dest``: ``base`` rows with ``extra`` rows inserted after row ``at`` (None: appended).
     Paths are rewritten relative to ``dest``'s folder, so a ``dest`` beside ``base`` keeps base
     rows byte-identical (the feature cache names shards by their clips' paths). Returns the rows."""
+
     def moved(src: Path) -> list[ManifestRow]:
         rows = read_manifest(src)
         rel = [os.path.relpath(src.parent / r.path, dest.parent) for r in rows]

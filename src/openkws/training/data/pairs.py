@@ -46,6 +46,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from openkws.text.g2p import G2P
 from openkws.text.phonemes import load_inventory
 from openkws.text.phonetics import edit_distances, phoneme_edit_distance, phones
 from openkws.text.phonetics import weighted_phoneme_distance as weighted_distance
@@ -115,8 +116,6 @@ def _as_candidates(
     for c in candidate_texts:
         if isinstance(c, str):
             if g2p is None:
-                from openkws.text.g2p import G2P
-
                 g2p = G2P()
             text, ph = c, _phones(g2p(c).phonemes)
         else:

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from openkws.text.g2p import G2P, G2PError
+from openkws.text.tts import stable_hash
 from openkws.training.data.keywords import evaluation_keywords
 from openkws.training.data.splits import clip_split
-from openkws.training.data.tts import Voice, list_voices, stable_hash
+from openkws.training.data.tts import Voice, list_voices
 from openkws.training.data.vocab import Text, frequent_words, make_phrases
 
 BLOCK_TEXTS = 500

@@ -29,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 import parselmouth
 import pedalboard
-from openkws.constants import SAMPLE_RATE
 from parselmouth.praat import call
+
+from openkws.constants import SAMPLE_RATE
 
 PITCH_FLOOR_HZ = 75.0
 PITCH_CEILING_HZ = 600.0

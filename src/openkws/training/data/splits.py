@@ -76,7 +76,7 @@ TEMPLATE_WORDS: frozenset[str] = frozenset(
 @lru_cache(maxsize=1)
 def exempt_words() -> frozenset[str]:
     """Words never held out: the top :data:`N_FREQUENT_EXEMPT` by wordfreq, plus template words."""
-    from wordfreq import top_n_list
+    from wordfreq import top_n_list  # lazy: loads large word lists
 
     return frozenset(top_n_list("en", N_FREQUENT_EXEMPT)) | TEMPLATE_WORDS
 

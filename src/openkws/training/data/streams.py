@@ -29,13 +29,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from openkws.constants import SAMPLE_RATE
+from openkws.text.tts import TTSError, stable_hash
 from openkws.training.data.audio import trim_silence, write_wav
 from openkws.training.data.augment import add_noise, colored_noise, power
 from openkws.training.data.keywords import evaluation_keywords
 from openkws.training.data.splits import is_test_word
-from openkws.training.data.tts import HELDOUT_VOICES, stable_hash
+from openkws.training.data.tts import HELDOUT_VOICES, synthesize
 
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
 _SKIP_FILES = {"ascii-art", "art"}  # pictures made of characters, not prose
@@ -104,7 +106,6 @@ class _Job:
 
 
 def _speak(job: _Job) -> np.ndarray:
-    from openkws.training.data.tts import TTSError, synthesize
 
     try:
         wave = trim_silence(synthesize(job.text, job.voice, seed=job.seed), lead_ms=0, tail_ms=0)
@@ -151,8 +152,6 @@ def running_speech(
     Sentences are drawn and rendered in batches until enough audio exists, so the result depends
     only on ``rng``'s state, not on timing or worker count.
     """
-    from tqdm import tqdm
-
     target = int(seconds * SAMPLE_RATE)
     parts: list[np.ndarray] = []
     total = used = 0
@@ -248,8 +247,6 @@ def build_keyword_streams(
     voices: Sequence[str] | None = None,
 ) -> list[dict[str, str]]:
     """Streams with keywords (held-out voices) inserted at known times; returns ground-truth rows."""
-    from openkws.training.data.tts import synthesize
-
     keywords = list(keywords or evaluation_keywords())
     voices = list(voices or heldout_voices())
     sentences = fortune_sentences() if "speech" in backgrounds else []

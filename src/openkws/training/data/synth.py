@@ -19,17 +19,21 @@ from __future__ import annotations
 import csv
 import json
 import multiprocessing as mp
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tqdm import tqdm
+
 from openkws.constants import SAMPLE_RATE
+from openkws.text.tts import stable_hash
 from openkws.training.data.audio import trim_silence, wav_duration, write_wav
 from openkws.training.data.manifest import ManifestRow, ManifestWriter, read_manifest, write_manifest
 from openkws.training.data.plan import ClipSpec, Recipe, build_plan
 from openkws.training.data.splits import check_disjoint
-from openkws.training.data.tts import list_voices, stable_hash
+from openkws.training.data.tts import list_voices, synthesize
 
 CHUNK = 16  # clips per worker task: amortises IPC without hurting progress granularity
 
@@ -51,8 +55,6 @@ def manifest_row(spec: ClipSpec, duration: float) -> ManifestRow:
 
 def render_clip(spec: ClipSpec, out: Path) -> ManifestRow:
     """Synthesize, trim to the planned lead/tail, and write one clip."""
-    from openkws.training.data.tts import synthesize
-
     wave = synthesize(spec.text, spec.voice, seed=spec.seed)
     wave = trim_silence(wave, lead_ms=spec.lead_ms, tail_ms=spec.tail_ms)
     write_wav(out / spec.path, wave)
@@ -76,7 +78,6 @@ def _chunks(specs: list[ClipSpec], n: int) -> Iterator[list[ClipSpec]]:
 
 
 def _init_worker() -> None:
-    import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # Piper's onnxruntime: one thread per worker process
 
@@ -90,8 +91,6 @@ def run_synthesis(
     progress: bool = True,
 ) -> SynthResult:
     """Render ``recipe`` (optionally only its first ``num_clips`` plan entries) into ``out``."""
-    from tqdm import tqdm
-
     t0 = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     # The plan depends on the recipe, the seed and the voice registry: resuming with any of them

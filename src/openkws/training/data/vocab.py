@@ -57,7 +57,7 @@ def _pronounce(g2p: G2P, text: str) -> tuple[str, ...] | None:
 
 def frequent_words(n: int, g2p: G2P | None = None) -> list[Text]:
     """The ``n`` most frequent usable English words, most frequent first."""
-    from wordfreq import top_n_list, zipf_frequency
+    from wordfreq import top_n_list, zipf_frequency  # lazy: loads large word lists
 
     g2p = g2p or G2P()
     out: list[Text] = []

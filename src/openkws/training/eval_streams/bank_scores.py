@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from openkws.engine.calibration import Calibrator
 from openkws.training.eval_streams.engine_adapter import ID_BLOCK, TENANT, Event
 
 MIN_RATE = 1e-6  # FA/h; keeps -log10 finite for keywords with no bank events
@@ -29,8 +30,6 @@ def bank_calibrated(
     systems: Mapping[str, str],
 ) -> dict[str, dict[str, list[Event]]]:
     """``systems``: ``{system name: proxy kind}`` in enrollment order -> ``{name@bank: {stream: events}}``."""
-    from openkws.engine.calibration import Calibrator
-
     cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames)  # type: ignore[arg-type, attr-defined]
     if cal is None:
         return {}

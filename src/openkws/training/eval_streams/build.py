@@ -16,8 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from openkws.constants import SAMPLE_RATE
+from openkws.training.data.audio import write_wav
+from openkws.training.data.augment import rir_bank
 from openkws.training.eval_streams.conditions import CONDITIONS, RT60, Backgrounds, Placed, build_stream
 from openkws.training.eval_streams.sources import (
     EVAL_TTS_VOICES,
@@ -85,7 +88,6 @@ def cache_key(
 
 
 def _write(path: Path, audio: np.ndarray) -> None:
-    from openkws.training.data.audio import write_wav
 
     write_wav(path, audio)
 
@@ -154,7 +156,6 @@ def build(
             for s in raw
         ]
         return clips, streams
-    from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     streams: list[Stream] = []
@@ -164,7 +165,6 @@ def build(
         if need_babble
         else []
     )
-    from openkws.training.data.augment import rir_bank
 
     rirs = (
         rir_bank(40, seed=seed + 11, cache_dir=root / "rirs", rt60_range=RT60)

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from openkws.engine.calibration import Calibrator
+from openkws.engine.cohort import phone_count
 from openkws.training.eval_streams.build import Stream
 from openkws.training.eval_streams.engine_adapter import ID_BLOCK, TENANT
 from openkws.training.eval_streams.scoring import Scores
@@ -45,9 +47,6 @@ def calibration_report(
 ) -> dict[str, object] | None:
     """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`);
     ``floor``: the enrollment floor, or one per kind."""
-    from openkws.engine.calibration import Calibrator
-    from openkws.engine.cohort import phone_count
-
     cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames,  # type: ignore[arg-type, attr-defined]
                           cohort=spotter.cohort)  # type: ignore[attr-defined]  # fmt: skip
     if cal is None:

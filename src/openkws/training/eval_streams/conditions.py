@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from openkws.constants import SAMPLE_RATE
+from openkws.training.data.augment import colored_noise, reverberate
 from openkws.training.eval_streams.sources import SPEECH_RMS, Segment, level
 
 CONDITIONS = ("quiet", "noise", "music", "babble", "reverb")
@@ -73,7 +74,6 @@ class Backgrounds:
         self.rirs = list(rirs)
 
     def track(self, condition: str, n: int, rng: np.random.Generator) -> np.ndarray:
-        from openkws.training.data.augment import colored_noise
 
         if condition in ("quiet", "reverb"):
             return _scaled(colored_noise(n, "pink", rng), QUIET_FLOOR_DB)
@@ -93,7 +93,6 @@ class Backgrounds:
         wave = level(wave)
         if condition != "reverb":
             return wave
-        from openkws.training.data.augment import reverberate
 
         rir = self.rirs[int(rng.integers(len(self.rirs)))]
         return level(reverberate(wave, rir, tail_s=0.3))

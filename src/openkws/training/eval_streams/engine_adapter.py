@@ -17,12 +17,18 @@ kind its own tenant (two streams per audio) instead.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from openkws.constants import SAMPLE_RATE
+from openkws.engine.acoustic_proxy import TEMPO_FACTORS, combine_proxies
+from openkws.engine.calibration import BANK_FILE
+from openkws.engine.index import l2_normalize
 from openkws.engine.spotter import Enrollment, Spotter
+from openkws.engine.whitening import whitening_from_bank
 from openkws.text.tts import ProxyTTS
 
 TENANT = "eval-streams"
@@ -61,10 +67,6 @@ def decode_from_onsets(
     """The "no leading pad" reading of a positive stream: each clip decoded as a stream of its own that
     starts at the clip's speech onset (no audio ahead of the keyword, as a satellite's audio starts at
     the wake word) and runs to the next onset; event times are in the whole stream's time."""
-    from dataclasses import replace
-
-    from openkws.constants import SAMPLE_RATE
-
     cuts = [int(round(t * SAMPLE_RATE)) for t in onsets_s] + [len(audio)]
     out: dict[str, list[Event]] = {k: [] for k in kinds}
     for a, b in zip(cuts, cuts[1:], strict=False):
@@ -96,8 +98,6 @@ def kind_floor(kind: str, floor: float) -> float:
 def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per text, the mean rendition embedding [N, D] (not normalised) at speed 1.0 (the service's plain
     ``tts``) and over every :data:`TEMPO_FACTORS` speed (the whitened set); cached per model."""
-    from openkws.engine.acoustic_proxy import TEMPO_FACTORS
-
     path = Path(cache) / f"tts_means_{spotter.acoustic_fingerprint[:12]}.npz"
     known: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if path.is_file():
@@ -105,8 +105,6 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
             known = {t: (a, b) for t, a, b in zip(z["texts"].tolist(), z["plain"], z["tempo"], strict=True)}
     missing = [t for t in texts if t not in known]
     if missing:
-        from tqdm import tqdm
-
         tts, ap = ProxyTTS(), spotter.acoustic_proxies
         one = TEMPO_FACTORS.index(1.0)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,15 +115,14 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
                 keys = sorted(known)
                 np.savez(path, texts=np.array(keys), plain=np.stack([known[k][0] for k in keys]),
                          tempo=np.stack([known[k][1] for k in keys]))  # fmt: skip
-    return (np.stack([known[t][0] for t in texts]).astype(np.float32),
-            np.stack([known[t][1] for t in texts]).astype(np.float32))  # fmt: skip
+    return (
+        np.stack([known[t][0] for t in texts]).astype(np.float32),
+        np.stack([known[t][1] for t in texts]).astype(np.float32),
+    )
 
 
 def eval_whitening(spotter: Spotter, model_dir: Path) -> object:
     """The model directory's whitening, or one computed from its bank (same as ``openkws export whiten``)."""
-    from openkws.engine.calibration import BANK_FILE
-    from openkws.engine.whitening import whitening_from_bank
-
     w = getattr(spotter, "whitening", None)
     return w if w is not None else whitening_from_bank(Path(model_dir) / BANK_FILE)
 
@@ -134,9 +131,6 @@ def kind_proxies(
     kind: str, text: np.ndarray, plain: np.ndarray, tempo: np.ndarray, whitening: object
 ) -> np.ndarray:
     """Proxies [N, D] of one kind from text proxies [N, D] and mean rendition embeddings [N, D]."""
-    from openkws.engine.acoustic_proxy import combine_proxies
-    from openkws.engine.index import l2_normalize
-
     if kind in ("text", "tts", "both"):
         return combine_proxies(text, l2_normalize(plain), kind)
     w = whitening.direction  # type: ignore[attr-defined]

@@ -145,7 +145,7 @@ def write_doc(
 def write_outputs(
     report: dict[str, object], scores: dict[str, Scores], phones: dict[str, int], out: Path
 ) -> None:
-    import matplotlib
+    import matplotlib  # lazy: heavy, only when plots are written
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -22,6 +22,7 @@ from openkws.engine.decision import DecisionMode
 from openkws.engine.spotter import DetectorConfig, Spotter
 from openkws.settings import packaged_model_dir
 from openkws.training.data.audio import read_wav
+from openkws.training.eval_streams.bank_scores import bank_calibrated
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
 from openkws.training.eval_streams.calibration_check import calibration_report
 from openkws.training.eval_streams.conditions import CONDITIONS
@@ -126,8 +127,6 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     if cfg.no_leading_pad:
         events.update(_no_leading_pad(spotter, kinds, stem, streams, events, cfg.cached_only))
     if cfg.bank_sweep:
-        from openkws.training.eval_streams.bank_scores import bank_calibrated
-
         events.update(bank_calibrated(spotter, cfg.model, events, dict(zip(names, kinds, strict=True))))
     for peer, factory in (peers or {}).items():
         events.update(_peer_events(peer, factory, clips, order, cfg))

@@ -18,8 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 
 from openkws.constants import SAMPLE_RATE
+from openkws.text.tts import TTSError, to_16k
+from openkws.training.data.asterisk import _NON_SPEECH_RE, decode_g722, g722_files, read_transcripts
+from openkws.training.data.audio import trim_silence
+from openkws.training.data.streams import fortune_sentences
+from openkws.training.data.tts import synthesize
 
 MOH_DIR = Path("/usr/share/asterisk/moh")
 MOH_PACKAGE = "asterisk-moh-opsound-wav"
@@ -69,8 +75,6 @@ def level(wave: np.ndarray, rms: float = SPEECH_RMS) -> np.ndarray:
 
 def recorded_negatives(min_words: int = MIN_NEGATIVE_WORDS) -> list[Segment]:
     """The Asterisk English prompts with at least ``min_words`` spoken words, levelled, with transcripts."""
-    from openkws.training.data.asterisk import _NON_SPEECH_RE, decode_g722, g722_files, read_transcripts
-
     texts, files = read_transcripts(), g722_files()
     out = []
     for name in sorted(set(texts) & set(files)):
@@ -81,23 +85,10 @@ def recorded_negatives(min_words: int = MIN_NEGATIVE_WORDS) -> list[Segment]:
     return out
 
 
-def _resample(wave: np.ndarray, rate: int) -> np.ndarray:
-    if rate == SAMPLE_RATE:
-        return wave.astype(np.float32)
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
-    g = gcd(rate, SAMPLE_RATE)
-    return resample_poly(wave, SAMPLE_RATE // g, rate // g).astype(np.float32)
-
-
 def read_audio(path: Path) -> np.ndarray:
     """Any soundfile-readable file -> 16 kHz mono float32."""
-    import soundfile as sf
-
     wave, rate = sf.read(str(path), dtype="float32", always_2d=True)
-    return _resample(wave.mean(axis=1), int(rate))
+    return to_16k(wave.mean(axis=1), int(rate))
 
 
 def music_tracks(directory: Path = MOH_DIR) -> list[Segment]:
@@ -130,8 +121,6 @@ def folder_negatives(directory: Path) -> list[Segment]:
 
 def eval_sentences(parity: int = 1, min_words: int = 5, max_words: int = 25) -> list[str]:
     """Fortune sentences of one parity (odd: evaluation, even: calibration bank), fixed order."""
-    from openkws.training.data.streams import fortune_sentences
-
     return fortune_sentences(min_words, max_words)[parity::2]
 
 
@@ -139,10 +128,6 @@ def tts_segments(
     sentences: Sequence[str], seconds: float, voices: Sequence[str], seed: int, kind: str = "tts"
 ) -> list[Segment]:
     """About ``seconds`` of TTS sentences, one random voice each, levelled, with transcripts."""
-    from openkws.text.tts import TTSError
-    from openkws.training.data.audio import trim_silence
-    from openkws.training.data.tts import synthesize
-
     rng = np.random.default_rng(seed)
     out: list[Segment] = []
     total = 0

@@ -20,8 +20,9 @@ import numpy as np
 from tqdm import tqdm
 
 from openkws.engine.acoustic_proxy import PROXY_MODES, combine_proxies
+from openkws.engine.events import FrameScores
 from openkws.engine.scoring import similarities
-from openkws.engine.spotter import FrameScores, Spotter
+from openkws.engine.spotter import Spotter
 from openkws.training.evaluate.baselines import synthesize_any, template_voices
 from openkws.training.evaluate.pairs import EVAL_PAD_S, EvalClip, Pair, read_eval_clip
 
@@ -67,8 +68,10 @@ class EngineScorer:
         self, texts: Sequence[str], voices: Sequence[str], progress: bool = False
     ) -> np.ndarray:
         """Acoustic proxies: the service's ``acoustic_proxy`` of each text synthesized with ``voices``. [N, D]"""
-        out = [self.spotter.acoustic_proxy([synthesize_any(t, v, seed=k) for k, v in enumerate(voices)])
-               for t in tqdm(texts, desc="TTS proxies", unit="text", disable=not progress)]  # fmt: skip
+        out = [
+            self.spotter.acoustic_proxy([synthesize_any(t, v, seed=k) for k, v in enumerate(voices)])
+            for t in tqdm(texts, desc="TTS proxies", unit="text", disable=not progress)
+        ]
         return np.stack(out)
 
     def proxies(self, texts: Sequence[str], mode: str = "text", voices: Sequence[str] | None = None,

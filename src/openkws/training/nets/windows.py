@@ -12,6 +12,7 @@ window length over the stream and keeps the best-scoring one, so a keyword is al
 window at least this well fitted.
 
 Example:
+    >>> from openkws.engine.windows import window_for_duration, window_seconds
     >>> w = default_windows("speech_embedding")
     >>> w
     (8, 12, 16, 22, 30)
@@ -24,12 +25,6 @@ Example:
 from __future__ import annotations
 
 from openkws.engine.model_spec import WindowPlan
-
-# The duration -> window mapping is shared with the service (acoustic keyword proxies); re-exported here.
-from openkws.engine.windows import WINDOW_MARGIN_S as WINDOW_MARGIN_S
-from openkws.engine.windows import window_for_duration as window_for_duration
-from openkws.engine.windows import window_samples as window_samples
-from openkws.engine.windows import window_seconds as window_seconds
 
 # Window lengths in feature frames: one short syllable (~1.3 s span incl. the embedding's own 0.78 s
 # receptive field) up to four-word phrases (~3.1 s span).
