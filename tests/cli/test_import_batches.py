@@ -8,18 +8,16 @@ its last batch) leaves the server as it was."""
 from __future__ import annotations
 
 import itertools
-import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-import openkws
 from openkws.cli import app
 from openkws.client import OpenKWSClient
-from openkws.engine.calibration import BANK_FILE
 from openkws.keywords.keyfile import load_keywords
 from tests.cli.conftest import start_server
+from tests.model_copy import copy_model
 
 WORDS = [
     "alpha",
@@ -57,7 +55,6 @@ WORDS = [
     "violet",
     "marble",
 ]
-PACKAGED_MODEL = Path(openkws.__file__).parent / "models" / "default"
 N = 1011
 LONG = ["AH", "B"] * 60  # 120 phonemes; " ".join(LONG) is 299 characters
 
@@ -75,8 +72,7 @@ def _listed(url: str) -> list[tuple[object, ...]]:
 def bankless(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Servers on the packaged model without its calibration bank: 2 x 1,011 enrollments then skip
     the bank's per-keyword false-alarm estimate, which this test does not look at."""
-    model = tmp_path / "model"
-    shutil.copytree(PACKAGED_MODEL, model, ignore=shutil.ignore_patterns(BANK_FILE))
+    model = copy_model(tmp_path / "model", bank=False)  # and so without the whitening that needs the bank
     monkeypatch.setenv("OPENKWS_MODEL_DIR", str(model))
 
 

@@ -7,7 +7,6 @@ a real untrained export with a real (small) calibration bank built from synthesi
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from openkws.engine.whitening import (
     whitening_from_bank,
 )
 from openkws.text.tts import ProxyTTS
+from tests.model_copy import copy_model
 
 
 def white_background(dim: int, a: float, mean: np.ndarray) -> np.ndarray:
@@ -116,8 +116,7 @@ def banked_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
     if ProxyTTS().missing():
         pytest.skip("espeak-ng/flite not installed: the bank and the renditions need them")
-    out = tmp_path_factory.mktemp("banked") / "model"
-    shutil.copytree(model_dir, out)
+    out = copy_model(tmp_path_factory.mktemp("banked") / "model", model_dir)
     build_bank(out, 8.0, 2.0, 2.0)  # small: the contract, not the calibration, is under test
     return out
 
@@ -126,9 +125,7 @@ def banked_dir(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def whitened_dir(banked_dir: Path, tmp_path: Path) -> Path:
     from openkws.training.export import write_whitening
 
-    out = tmp_path / "model"
-    shutil.copytree(banked_dir, out)
-    return write_whitening(out, ("tts", "both"))
+    return write_whitening(copy_model(tmp_path / "model", banked_dir), ("tts", "both"))
 
 
 def test_export_writes_whitening_under_the_contract(whitened_dir: Path) -> None:
@@ -197,8 +194,10 @@ def test_contract_refuses_a_mismatched_bank_fingerprint(whitened_dir: Path) -> N
         path=WHITENING_FILE, sha256=sha256_file(whitened_dir / WHITENING_FILE)
     ).model_dump()
     ModelSpec.model_validate(spec).write(whitened_dir)
-    with pytest.raises(ModelContractError, match="computed for bank fingerprint 000000000000"):
-        load_spec(whitened_dir)
+    with pytest.raises(ModelContractError, match="computed for acoustic model 000000000000"):
+        load_spec(whitened_dir)  # the model's graphs name its acoustic fingerprint, bank or no bank
+    with pytest.raises(WhiteningError, match="computed for bank fingerprint 000000000000"):
+        load_whitening(whitened_dir / WHITENING_FILE, whitened_dir / BANK_FILE, w.dim)  # against the bank
 
 
 def test_contract_refuses_a_modified_whitening_file(whitened_dir: Path) -> None:
@@ -213,16 +212,16 @@ def test_contract_refuses_a_modified_whitening_file(whitened_dir: Path) -> None:
 
 
 def test_contract_refuses_whitening_without_its_bank(whitened_dir: Path) -> None:
+    """Whitened scores have no threshold scale without the bank (tests/lib/test_packaged_whitening.py)."""
     (whitened_dir / BANK_FILE).unlink()
-    with pytest.raises(ModelContractError, match="needs the calibration bank"):
+    with pytest.raises(ModelContractError, match=f"needs {BANK_FILE}, which is missing.*--mode none"):
         load_spec(whitened_dir)
 
 
 def test_export_whiten_command(banked_dir: Path, tmp_path: Path) -> None:
     from openkws.cli import app
 
-    out = tmp_path / "model"
-    shutil.copytree(banked_dir, out)
+    out = copy_model(tmp_path / "model", banked_dir)
     runner = CliRunner()
     no_out = runner.invoke(app, ["export", "--untrained", "logmel"])  # the export itself still needs --out
     assert no_out.exit_code != 0 and "--out is required" in no_out.output

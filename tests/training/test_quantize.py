@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from openkws.engine.calibration import BANK_FILE
 from openkws.engine.spotter import Spotter
+from openkws.engine.whitening import WHITENING_FILE
 from openkws.training.quantize import quantize_model
 
 DEFAULT = Path(__file__).resolve().parents[2] / "src" / "openkws" / "models" / "default"
@@ -28,9 +30,13 @@ def test_dynamic_variant_loads_and_scores_close(model: Path, tmp_path: Path) -> 
     assert res["sizes"]["acoustic_pool"]["int8_bytes"] < res["sizes"]["acoustic_pool"]["float_bytes"]
     spec = json.loads((out / "model.json").read_text())
     assert spec["quantization"]["roles"] == ["acoustic_pool"]
+    # the float graphs' bank and whitening would not fit the variant: left out, and the card says so
+    assert res["dropped"] == [BANK_FILE, WHITENING_FILE] and "whitening" not in spec["files"]
+    assert not (out / BANK_FILE).exists() and not (out / WHITENING_FILE).exists()
+    assert "openkws eval bank --model" in (out / "MODEL_CARD.md").read_text()
     f, q = Spotter.load(model, device="cpu"), Spotter.load(out, device="cpu")  # hashes + contract checked
     audio = np.random.default_rng(0).standard_normal(3 * 16000).astype(np.float32) * 0.1
-    a, b = f.acoustic_proxy([audio]), q.acoustic_proxy([audio])
+    a, b = f.acoustic_proxies([audio]), q.acoustic_proxies([audio])  # plain: only f has a whitening
     assert float(a @ b) > 0.95
     assert f.acoustic_fingerprint != q.acoustic_fingerprint  # stored acoustic proxies do not carry over
 

@@ -22,7 +22,12 @@ Optional files (:data:`OPTIONAL_FILES`), listed in ``files`` with their sha256 w
 
 * ``whitening`` (:data:`openkws.engine.whitening.WHITENING_FILE`): the background mean and inverse
   shrunk covariance of the calibration bank, for whitened TTS proxies. It names the bank's sha256
-  and fingerprint; a directory whose whitening does not match its ``calibration_bank.npz`` is refused.
+  and the acoustic fingerprint (:func:`acoustic_fingerprint`) of the model it was computed for. A
+  directory is refused when its whitening is unreadable, of another acoustic model, of another
+  bank, or *without* its ``calibration_bank.npz``: whitened proxies score on their own scale
+  (held-out positives 0.2-0.4 on the packaged model), so only the bank gives them a threshold, and
+  without it every new ``tts``/``both`` keyword would sit at ``default_threshold`` and never fire.
+  The error names both fixes: restore the bank, or drop the whitening (plain proxies).
 
 Example:
     >>> plan = WindowPlan(windows=(4, 8), stride=2, context=1)
@@ -46,7 +51,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from openkws.constants import MEL_BINS, MEL_HOP_SAMPLES, MEL_WINDOW_SAMPLES, SAMPLE_RATE, SPEECH_EMBEDDING_DIM
 from openkws.engine.calibration import BANK_FILE
-from openkws.engine.whitening import WhiteningError, load_whitening
+from openkws.engine.whitening import WhiteningError, check_whitening, read_whitening
 
 FORMAT_VERSION = 1
 FRAMEWISE_MEL_OUTPUT = "log_mel_db"  # our mel copy's pre-floor output (frame-local log-mel)
@@ -271,8 +276,17 @@ def load_spec(model_dir: Path, verify_hashes: bool = True) -> ModelSpec:
     return spec
 
 
+def acoustic_fingerprint(spec: ModelSpec) -> str:
+    """Identifies the audio side of a model (front-end + acoustic encoder graphs, by sha256): a bank,
+    a whitening and a stored acoustic proxy are valid only for the model that computed them."""
+    roles = sorted(r for r in spec.files if r in GRAPHS and r != "text")
+    digest = hashlib.sha256("|".join(f"{r}:{spec.files[r].sha256}" for r in roles).encode())
+    return digest.hexdigest()[:32]
+
+
 def _check_whitening(model_dir: Path, spec: ModelSpec, verify_hashes: bool) -> None:
-    """The optional whitening file: inside the directory, unmodified, computed from this bank."""
+    """The optional whitening file: inside the directory, unmodified, readable, computed for these
+    acoustic graphs and from the bank beside it, which must be there (module docstring)."""
     f = spec.file_path(model_dir, "whitening")
     if not f.resolve().is_relative_to(model_dir.resolve()) or not f.is_file():
         raise ModelContractError(
@@ -283,7 +297,17 @@ def _check_whitening(model_dir: Path, spec: ModelSpec, verify_hashes: bool) -> N
         raise ModelContractError(
             f"sha256 mismatch for {f}: the file was modified or corrupted; refusing to load it"
         )
+    bank = model_dir / BANK_FILE
     try:
-        load_whitening(f, model_dir / BANK_FILE, spec.embedding_dim)
-    except (WhiteningError, KeyError, ValueError, OSError) as e:
+        banked = check_whitening(read_whitening(f, spec.embedding_dim), f, bank, acoustic_fingerprint(spec))
+    except WhiteningError as e:
         raise ModelContractError(f"whitening does not fit this model directory: {e}") from None
+    if not banked:
+        raise ModelContractError(
+            f"{f.name} needs {BANK_FILE}, which is missing from {model_dir}: whitened tts/both proxies get "
+            f"their thresholds only from that bank (at default_threshold {spec.default_threshold:g} they "
+            f"would never fire). Copy {BANK_FILE} from the model directory this one came from (or rebuild "
+            f"it: `openkws eval bank --model {model_dir}`, which also refreshes {f.name}); or, to run "
+            f"without the bank, remove the whitening: `openkws export whiten --model {model_dir} --mode "
+            "none` (plain tts/both proxies)"
+        )

@@ -36,7 +36,6 @@ import numpy as np
 
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.acoustic_proxy import AcousticProxies, ProxyMode, combine_proxies
-from openkws.engine.calibration import BANK_FILE
 from openkws.engine.cohort import Cohort
 from openkws.engine.decision import COMPETITIONS, DECISION_MODES, Competition, DecisionMode
 from openkws.engine.encoders import Encoders, FeatureExtractor
@@ -45,12 +44,12 @@ from openkws.engine.events import (
     ScoreHook,
 )
 from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
-from openkws.engine.model_spec import GRAPHS, ModelSpec, load_spec
+from openkws.engine.model_spec import ModelSpec, acoustic_fingerprint, load_spec
 from openkws.engine.runtime import Device, ModelSessions, load_sessions
 from openkws.engine.scoring import ScoreRequest, score_windows
 from openkws.engine.stream import KeywordStream, StreamParams, Window
 from openkws.engine.vad import VadConfig
-from openkws.engine.whitening import Whitening, load_whitening
+from openkws.engine.whitening import Whitening, read_whitening
 from openkws.text import G2P, Pronunciation
 
 __all__ = ["DEFAULT_TENANT", "DetectorConfig", "Enrollment", "Spotter"]
@@ -155,10 +154,8 @@ class Spotter:
         spec = load_spec(Path(model_dir), verify_hashes=verify_hashes)
         sessions = load_sessions(spec, Path(model_dir), device=device, threads=threads)
         whitening = None
-        if "whitening" in spec.files:  # load_spec checked it against the bank
-            whitening = load_whitening(
-                spec.file_path(Path(model_dir), "whitening"), Path(model_dir) / BANK_FILE, spec.embedding_dim
-            )
+        if "whitening" in spec.files:  # load_spec checked it against the graphs and the bank
+            whitening = read_whitening(spec.file_path(Path(model_dir), "whitening"), spec.embedding_dim)
         return cls(sessions, config, g2p, prefer_gpu_index=device != "cpu", whitening=whitening)
 
     @property
@@ -243,9 +240,7 @@ class Spotter:
     def acoustic_fingerprint(self) -> str:
         """Identifies the audio side of the model (front-end + acoustic encoder graphs): the bank and a
         stored acoustic proxy are valid only for the model that computed them."""
-        roles = sorted(r for r in self.spec.files if r in GRAPHS and r != "text")
-        digest = hashlib.sha256("|".join(f"{r}:{self.spec.files[r].sha256}" for r in roles).encode())
-        return digest.hexdigest()[:32]
+        return acoustic_fingerprint(self.spec)
 
     @property
     def proxy_fingerprint(self) -> str:

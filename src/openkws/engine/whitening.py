@@ -14,8 +14,12 @@ still a unit vector scored by cosine: the index, the per-frame cost and the deci
 change, only what is enrolled. Measured in docs/RESULTS.md ("Whitened TTS proxies").
 
 The model directory stores ``mu_bg`` and ``S^-1`` in :data:`WHITENING_FILE` (written at export or by
-``openkws export whiten``) with the sha256 and fingerprint of the bank they came from; a directory
-whose whitening does not match its bank is refused (:func:`load_whitening`).
+``openkws export whiten``) with the sha256 and fingerprint of the bank they came from. The file is
+checked on its own (:func:`read_whitening`: readable, complete, finite, right dimension, a symmetric
+positive definite inverse) and against its model (:func:`check_whitening`: the acoustic graphs' and
+the bank's fingerprints). Whitened scores live on their own scale, so the bank is what gives them
+thresholds: the model contract refuses a whitening without its bank
+(:mod:`openkws.engine.model_spec`).
 
 Example:
     >>> rng = np.random.default_rng(0)
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +44,7 @@ import numpy as np
 
 WHITENING_FILE = "whitening.npz"
 SHRINKAGE = 0.1  # weight of the isotropic target tr(C)/D * I in the shrunk covariance
+NPZ_KEYS = ("mean", "inverse", "bank_sha256", "bank_fingerprint", "shrinkage", "modes")  # what save writes
 WHITENING_MODES = ("tts", "both")  # proxy modes that may use the whitened acoustic proxy
 # Modes `openkws export` whitens by default: the shipping rule of docs/RESULTS.md ("Whitened TTS proxies").
 SHIPPED_MODES: tuple[str, ...] = ("tts", "both")
@@ -71,7 +78,7 @@ class Whitening:
         bad = [m for m in self.modes if m not in WHITENING_MODES]
         if bad:
             raise WhiteningError(
-                f"whitening modes {list(self.modes)}; accepted: a subset of {WHITENING_MODES}"
+                f"whitening modes {list(self.modes)}; accepted: a subset of {list(WHITENING_MODES)}"
             )
 
     @property
@@ -155,35 +162,83 @@ def load_whitening_modes(path: Path) -> tuple[str, ...]:
         return tuple(json.loads(str(z["modes"])))
 
 
-def load_whitening(path: Path, bank_path: Path, dim: int) -> Whitening:
-    """Read a whitening file and check it against the bank beside it; raises :class:`WhiteningError`."""
-    with np.load(path, allow_pickle=False) as z:
-        try:
+def _modes(stored: str) -> list[str]:
+    """The ``modes`` entry: a JSON list of names (which ones, :class:`Whitening` checks)."""
+    try:
+        modes = json.loads(stored)
+    except json.JSONDecodeError:
+        modes = None
+    if not isinstance(modes, list) or not all(isinstance(m, str) for m in modes):
+        raise WhiteningError(
+            f"modes {stored!r} is not a JSON list of names; accepted: a subset of {list(WHITENING_MODES)}"
+        )
+    return modes
+
+
+def read_whitening(path: Path, dim: int) -> Whitening:
+    """The whitening file alone: a readable ``.npz`` of plain arrays with every key, finite values,
+    dimension ``dim`` and a symmetric positive definite inverse; raises :class:`WhiteningError`."""
+    rebuild = "rebuild it with `openkws export whiten --model <dir>`"
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in NPZ_KEYS if k not in z.files]
+            if missing:
+                raise WhiteningError(f"lacks {', '.join(missing)} (a whitening holds {', '.join(NPZ_KEYS)})")
+            modes = _modes(str(z["modes"]))
             w = Whitening(
                 z["mean"].astype(np.float64),
                 z["inverse"].astype(np.float64),
                 str(z["bank_sha256"]),
                 str(z["bank_fingerprint"]),
                 float(z["shrinkage"]),
-                tuple(json.loads(str(z["modes"]))),
+                tuple(modes),
             )
-        except KeyError as e:
-            raise WhiteningError(f"{path} lacks {e}; rebuild it with `openkws export whiten`") from None
-    if w.dim != dim:
-        raise WhiteningError(f"{path} has dim {w.dim}; the model's embeddings have dim {dim}")
-    if not Path(bank_path).is_file():
+    except WhiteningError as e:
+        raise WhiteningError(f"{path}: {e}; {rebuild}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:
         raise WhiteningError(
-            f"{path} needs the calibration bank it was computed from ({bank_path}), which is missing"
+            f"{path} is not a readable .npz of plain arrays ({', '.join(NPZ_KEYS)}): {e}; {rebuild}"
+        ) from None
+    if w.dim != dim:
+        raise WhiteningError(f"{path} has dim {w.dim}; the model's embeddings have dim {dim}; {rebuild}")
+    if not (np.all(np.isfinite(w.mean)) and np.all(np.isfinite(w.inverse))):
+        raise WhiteningError(f"{path} contains NaN or inf; {rebuild}")
+    # the inverse of a shrunk covariance: symmetric, eigenvalues > 0 (else directions flip or vanish)
+    sym = np.allclose(w.inverse, w.inverse.T, rtol=1e-4, atol=1e-6 * float(np.abs(w.inverse).max()))
+    if not sym or float(np.linalg.eigvalsh(w.inverse).min()) <= 0:
+        raise WhiteningError(
+            f"{path}: inverse is not symmetric positive definite, so not an inverse covariance; {rebuild}"
         )
+    return w
+
+
+def check_whitening(w: Whitening, path: Path, bank_path: Path, fingerprint: str | None = None) -> bool:
+    """Raise :class:`WhiteningError` unless ``w`` was computed for the acoustic model ``fingerprint``
+    (``None``: not checked) and, when ``bank_path`` exists, from that very bank. Returns whether the
+    bank was there to check: the whitening itself needs only its own file."""
+    recompute = "recompute it with `openkws export whiten --model <dir>`"
+    if fingerprint is not None and w.bank_fingerprint != fingerprint:
+        raise WhiteningError(
+            f"{path} was computed for acoustic model {w.bank_fingerprint[:12]}, the graphs of this model "
+            f"directory are {fingerprint[:12]}; {recompute}"
+        )
+    if not Path(bank_path).is_file():
+        return False
     if sha256_bytes_of(bank_path) != w.bank_sha256:
         raise WhiteningError(
-            f"{path} was computed from another calibration bank than {bank_path} (sha256 differs); "
-            "recompute it with `openkws export whiten --model <dir>`"
+            f"{path} was computed from another calibration bank than {bank_path} (sha256 differs); {recompute}"
         )
     with np.load(bank_path, allow_pickle=False) as z:
         if str(z["fingerprint"]) != w.bank_fingerprint:
             raise WhiteningError(
                 f"{path} was computed for bank fingerprint {w.bank_fingerprint[:12]}, {bank_path} has "
-                f"{str(z['fingerprint'])[:12]}; recompute it with `openkws export whiten --model <dir>`"
+                f"{str(z['fingerprint'])[:12]}; {recompute}"
             )
+    return True
+
+
+def load_whitening(path: Path, bank_path: Path, dim: int, fingerprint: str | None = None) -> Whitening:
+    """:func:`read_whitening` then :func:`check_whitening`; raises :class:`WhiteningError`."""
+    w = read_whitening(path, dim)
+    check_whitening(w, path, bank_path, fingerprint)
     return w

@@ -166,10 +166,37 @@ class KeywordRegistry:
                     )
                     todo.append(row)
         entries = self.spotter.enroll(todo, replace=replace_all)
-        for k, e in zip(todo, entries, strict=True):
+        moved: dict[str, dict[int, float]] = {}
+        for r, k, e in zip(records, todo, entries, strict=True):
             if k.acoustic is not None:
                 self.store.set_proxy(k.id, e.proxy, fingerprint)
-        return entries
+                thr = self._carried_threshold(r, e.proxy)
+                if thr is not None and thr != r.threshold:
+                    try:
+                        self.store.set_threshold(r.tenant, r.id, thr)
+                    except KeywordNotFound:  # deleted meanwhile: the change feed removes it
+                        continue
+                    moved.setdefault(r.tenant, {})[r.id] = thr
+        for tenant, updates in moved.items():
+            self.spotter.index.set_thresholds(tenant, updates)
+        if moved:
+            log.warning(
+                "%d tts/both keywords now use the model's whitened proxies: their thresholds were moved to "
+                "keep the false-alarm rate the calibration bank expected of their previous proxies",
+                sum(len(u) for u in moved.values()),
+            )
+        return [replace(e, threshold=moved.get(e.tenant, {}).get(e.id, e.threshold)) for e in entries]
+
+    def _carried_threshold(self, r: KeywordRecord, proxy: np.ndarray) -> float | None:
+        """For a stored plain acoustic proxy of these same graphs that the model now whitens (a model
+        directory that gained ``whitening.npz``, as the packaged model did): the threshold giving the
+        new proxy the bank-expected false-alarm rate the old one had (whitened cosines live on another
+        scale, so the old raw threshold would silence the keyword). None in every other case: a proxy
+        of other graphs cannot be scored on this bank, and without a bank nothing can be carried."""
+        plain = self.spotter.acoustic_fingerprint
+        if r.proxy is None or r.proxy_model != plain or self.spotter.proxy_fingerprint == plain:
+            return None
+        return self.sensitivity.carried(r.proxy, r.threshold, proxy, r.phonemes)
 
     def check_index(self) -> IndexDiff:
         """Compare the index with the store: ids per tenant and thresholds."""

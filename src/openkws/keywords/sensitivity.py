@@ -21,7 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from openkws.engine.calibration import DEFAULT_TARGET_FA_PER_HOUR, CalibrationError, Calibrator
+from openkws.engine.calibration import (
+    DEFAULT_TARGET_FA_PER_HOUR,
+    MAX_TARGET_FA_PER_HOUR,
+    MIN_TARGET_FA_PER_HOUR,
+    CalibrationError,
+    Calibrator,
+)
 from openkws.engine.hit_rate import LOW_HIT_RATE, expected_hit_rates
 from openkws.engine.spotter import Spotter
 from openkws.text.phonetics import phones
@@ -142,6 +148,19 @@ class Sensitivity:
             if len(self._cache) > _CACHE:
                 self._cache.popitem(last=False)
         return hit
+
+    def carried(
+        self, old_proxy: np.ndarray, threshold: float, new_proxy: np.ndarray, phonemes: Sequence[str] = ()
+    ) -> float | None:
+        """The threshold at which ``new_proxy`` has the bank-expected false-alarm rate that ``old_proxy``
+        (of the same acoustic graphs) had at ``threshold``: a stored keyword whose proxy the model now
+        makes differently (whitened) keeps its sensitivity, not its raw cosine. None without a bank."""
+        if self.calibrator is None:
+            return None
+        n = len(phones(phonemes))
+        rate = self.calibrator.expected_fa_per_hour(old_proxy, threshold, n)
+        rate = min(max(rate, MIN_TARGET_FA_PER_HOUR), MAX_TARGET_FA_PER_HOUR)
+        return round(float(np.clip(self.calibrator.threshold_for(new_proxy, rate, n), 0.0, 1.0)), 4)
 
     def warnings(
         self, phonemes: Sequence[str], expected: float | None, one_word_apart: Sequence[str] = ()

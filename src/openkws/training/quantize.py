@@ -12,7 +12,9 @@
 Calibration audio is TTS speech from the *training* split of the synthetic manifest (never the
 recorded evaluation speech). The output directory is a full model directory: the other files are
 copied, ``model.json`` gets the new files' sha256 (the graphs keep their metadata), and
-``MODEL_CARD.md`` says what was quantised. Keep a variant only if ``openkws eval pairs`` on it is
+``MODEL_CARD.md`` says what was quantised. The calibration bank and the whitening are not copied:
+they hold the float model's embeddings, and the contract refuses them for other acoustic graphs
+(rebuild them on the variant with ``openkws eval bank`` and ``openkws export whiten``). Keep a variant only if ``openkws eval pairs`` on it is
 within 0.5 EER points of the float model (docs/BENCHMARKS.md).
 """
 
@@ -40,8 +42,10 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from openkws.engine.calibration import BANK_FILE
 from openkws.engine.encoders import FeatureExtractor
 from openkws.engine.model_spec import GRAPHS, load_spec, sha256_file
+from openkws.engine.whitening import WHITENING_FILE
 
 QUANTIZABLE = ("speech_embedding", "acoustic_frames", "acoustic_pool")
 CONTEXT_WINDOW = 30  # feature frames per calibration sample for the acoustic head (longest window)
@@ -150,8 +154,11 @@ def quantize_model(
         raise ValueError("--out must differ from --model (the float model stays as it is)")
     spec_doc = json.loads((model_dir / "model.json").read_text())
     out_dir.mkdir(parents=True, exist_ok=True)
+    stale = {BANK_FILE, WHITENING_FILE}  # embeddings of the float graphs
+    dropped = sorted(f.name for f in model_dir.iterdir() if f.name in stale)
+    spec_doc["files"].pop("whitening", None)
     for f in model_dir.iterdir():
-        if f.is_file():
+        if f.is_file() and f.name not in stale:
             shutil.copy2(f, out_dir / f.name)
     feeds = calibration_feeds(model_dir, calibration_audio(manifest, clips)) if method == "static" else {}
     sizes = {}
@@ -175,5 +182,10 @@ def quantize_model(
             f"\n\n## int8 variant\n\n{method} int8 quantisation of {', '.join(roles)} by "
             "`openkws.training.quantize`; compare with the float model before use.\n"
         )
+        if dropped:
+            f.write(
+                f"Not carried over (the float model's embeddings): {', '.join(dropped)}; rebuild with "
+                f"`openkws eval bank --model {out_dir}` and `openkws export whiten --model {out_dir}`.\n"
+            )
     load_spec(out_dir)  # hashes and contract fields check out
-    return {"out": str(out_dir), "method": method, "roles": list(roles), "sizes": sizes}
+    return {"out": str(out_dir), "method": method, "roles": list(roles), "sizes": sizes, "dropped": dropped}
