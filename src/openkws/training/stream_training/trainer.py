@@ -80,13 +80,17 @@ class TextCache:
             self.ids[text] = tuple(self.g2p(text).ids)
         return self.ids[text]
 
-    def encode(self, model: KWSModel, texts: list[str]) -> torch.Tensor:
+    def batch(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Zero-padded phoneme ids [B, L] and their lengths [B]."""
         seqs = [self._ids(t) for t in texts]
         lengths = torch.tensor([len(s) for s in seqs])
         ids = torch.zeros((len(seqs), int(lengths.max())), dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
-        return model.encode_text(ids, lengths)[0]
+        return ids, lengths
+
+    def encode(self, model: KWSModel, texts: list[str]) -> torch.Tensor:
+        return model.encode_text(*self.batch(texts))[0]
 
 
 def _freeze_bn(model: torch.nn.Module) -> None:

@@ -52,7 +52,7 @@ class VerifierConfig:
     init_from: Path = field(default_factory=packaged_model_dir)
     base_config: str = "robust_full"
     candidate: float = 0.45  # stage-1 candidate threshold
-    negatives_per_stream: int = 64  # highest-scoring negative candidates kept per training stream
+    negatives_per_stream: int = 64  # negative candidates kept per training stream (half the hardest)
     steps: int = 4000
     batch: int = 256
     positive_share: float = 0.25
@@ -226,13 +226,9 @@ class Batcher:
 def phoneme_states(model: KWSModel, text: TextCache, phrases: list[str]) -> list[torch.Tensor]:
     out: list[torch.Tensor] = []
     for k in range(0, len(phrases), 256):
-        seqs = [text._ids(p) for p in phrases[k : k + 256]]
-        lengths = torch.tensor([len(s) for s in seqs])
-        ids = torch.zeros((len(seqs), int(lengths.max())), dtype=torch.long)
-        for i, s in enumerate(seqs):
-            ids[i, : len(s)] = torch.tensor(s)
+        ids, lengths = text.batch(phrases[k : k + 256])
         _, phn = model.encode_text(ids, lengths)
-        out += [phn[i, : len(s)].clone() for i, s in enumerate(seqs)]
+        out += [phn[i, : int(n)].clone() for i, n in enumerate(lengths)]
     return out
 
 
