@@ -244,7 +244,14 @@ class Settings(BaseSettings):
     max_wait_ms: Annotated[
         float, Field(ge=0.0, description="wait for stragglers once a batch has started")
     ] = 2.0
-    inference_workers: Annotated[int, Field(ge=1, description="threads running inference batches")] = 2
+    inference_workers: Annotated[
+        int | None,
+        Field(
+            ge=1,
+            description="threads running inference batches in each worker; unset: the usable cores "
+            "shared among the workers (one each when there is a worker per core)",
+        ),
+    ] = None
     onnx_threads: Annotated[int, Field(ge=1, description="intra-op threads per ONNX session")] = 1
     faiss_threads: Annotated[int, Field(ge=1)] = 1
     blas_threads: Annotated[int, Field(ge=1, description="numpy BLAS threads (scoring matrix products)")] = 1
@@ -295,6 +302,14 @@ class Settings(BaseSettings):
         if self.workers:
             return self.workers
         return usable_cores()
+
+    def resolved_inference_workers(self) -> int:
+        """``inference_workers``, or this worker's share of the usable cores (at least 1). Two threads
+        in one process split each batch and wait on each other's GIL: with a worker per core, one
+        thread each admitted more streams at lower CPU per stream (docs/BENCHMARKS.md, issue 24)."""
+        if self.inference_workers:
+            return self.inference_workers
+        return max(1, usable_cores() // self.resolved_workers())
 
     def resolved_database_url(self) -> str:
         if self.database_url is None:

@@ -153,12 +153,13 @@ def load_engine(
 def make_batcher(
     settings: Settings, spotter: Spotter, metrics: Metrics
 ) -> MicroBatcher[AudioSession, DecodeResult]:
-    load = EngineLoad(settings.inference_workers)
+    threads = settings.resolved_inference_workers()
+    load = EngineLoad(threads)
     return MicroBatcher(
         BatchRunner(spotter, metrics, load),
         max_batch=settings.max_batch,
         max_wait_s=settings.max_wait_ms / 1000.0,
-        workers=settings.inference_workers,
+        workers=threads,
         max_queue=settings.max_queue,
         metrics=metrics,
         load=load,
