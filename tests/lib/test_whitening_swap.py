@@ -210,6 +210,32 @@ def test_swapped_whitening_carries_the_sensitivity(whitened_db: Enrolled, tmp_pa
     assert {t: r.threshold for t, r in _stored(again).items()} == {t: r.threshold for t, r in stored.items()}
 
 
+def test_whitening_of_another_bank_carries_the_rate_the_new_bank_measures(
+    whitened_db: Enrolled, tmp_path: Path
+) -> None:
+    """Bank and whitening rebuilt from two thirds of the bank's segments (another background): each
+    new threshold gives the new proxy the rate the new bank expects of the old proxy at its old one."""
+    from openkws.training.export import write_whitening
+
+    model = copy_model(tmp_path / "rebanked")
+    with np.load(model / BANK_FILE) as z:
+        bank = {k: z[k] for k in z.files}
+    keep = bank["segment"] % 3 != 0
+    for k in ("embeddings", "scales", "segment", "frame"):
+        bank[k] = bank[k][keep]
+    bank["hours"] = np.float64(float(bank["hours"]) * keep.mean())
+    np.savez(model / BANK_FILE, **bank)
+    reg = _opened(write_whitening(model), whitened_db, tmp_path)
+    stored, old = _stored(reg), whitened_db.records
+    for text in ACOUSTIC:
+        r, o = stored[text], old[text]
+        assert r.proxy_model == reg.spotter.proxy_fingerprint != o.proxy_model
+        assert r.threshold != o.threshold and o.proxy is not None
+        was = reg.sensitivity.expected_fa_per_hour(o.proxy, o.threshold, o.phonemes)
+        assert was is not None and _rate(reg, r) == pytest.approx(was, rel=0.1)
+    assert stored["play music"].threshold == old["play music"].threshold
+
+
 def test_narrowed_modes_move_only_the_keywords_whose_proxy_changed(
     whitened_db: Enrolled, tmp_path: Path
 ) -> None:
