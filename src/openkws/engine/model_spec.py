@@ -284,6 +284,32 @@ def acoustic_fingerprint(spec: ModelSpec) -> str:
     return digest.hexdigest()[:32]
 
 
+WHITENED_TAG = "+w"  # in a proxy fingerprint: the acoustic graphs' part, then the whitening's
+
+
+def proxy_fingerprint(spec: ModelSpec, whitened: bool) -> str:
+    """What a stored acoustic proxy depends on: the acoustic graphs (:func:`acoustic_fingerprint`) and,
+    for a whitened proxy, the whitening file: ``<acoustic>+w<whitening sha256[:24]>`` (58 characters).
+    The graphs' part stays readable, so a registry can tell a proxy of these graphs made under another
+    whitening (or none; still scorable on their bank) from a proxy of other graphs."""
+    graphs = acoustic_fingerprint(spec)
+    return f"{graphs}{WHITENED_TAG}{spec.files['whitening'].sha256[:24]}" if whitened else graphs
+
+
+def proxy_graphs(proxy_fingerprint: str | None) -> str | None:
+    """The acoustic fingerprint a stored proxy was made with (None: not stored, or not readable)."""
+    return None if proxy_fingerprint is None else proxy_fingerprint.split(WHITENED_TAG, 1)[0]
+
+
+def legacy_proxy_fingerprint(spec: ModelSpec) -> str | None:
+    """The fingerprint stored for every tts/both proxy made under ``spec``'s whitening before the
+    graphs' part was readable (a hash of both); None without a whitening (plain was already readable)."""
+    if "whitening" not in spec.files:
+        return None
+    key = f"{acoustic_fingerprint(spec)}|whitening:{spec.files['whitening'].sha256}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
 def _check_whitening(model_dir: Path, spec: ModelSpec, verify_hashes: bool) -> None:
     """The optional whitening file: inside the directory, unmodified, readable, computed for these
     acoustic graphs and from the bank beside it, which must be there (module docstring)."""

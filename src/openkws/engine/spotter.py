@@ -27,7 +27,6 @@ spoken later; all reported times are in the caller's time, from its first real s
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from openkws.engine.events import (
 )
 from openkws.engine.index import KeywordEntry, KeywordIndex, l2_normalize
 from openkws.engine.model_spec import ModelSpec, acoustic_fingerprint, load_spec
+from openkws.engine.model_spec import proxy_fingerprint as fingerprint_of_proxy
 from openkws.engine.runtime import Device, ModelSessions, load_sessions
 from openkws.engine.scoring import ScoreRequest, score_windows
 from openkws.engine.stream import KeywordStream, StreamParams, Window
@@ -244,11 +244,13 @@ class Spotter:
 
     @property
     def proxy_fingerprint(self) -> str:
-        """What a stored acoustic proxy depends on: the acoustic graphs and, when present, the whitening."""
-        if "whitening" not in self.spec.files:
-            return self.acoustic_fingerprint
-        key = f"{self.acoustic_fingerprint}|whitening:{self.spec.files['whitening'].sha256}"
-        return hashlib.sha256(key.encode()).hexdigest()[:32]
+        """The fingerprint of a whitened acoustic proxy of this model (the acoustic one without whitening)."""
+        return fingerprint_of_proxy(self.spec, "whitening" in self.spec.files)
+
+    def proxy_fingerprint_for(self, mode: str) -> str:
+        """What a stored acoustic proxy of ``mode`` depends on: the acoustic graphs and, when the
+        whitening covers ``mode``, the whitening (:func:`openkws.engine.model_spec.proxy_fingerprint`)."""
+        return fingerprint_of_proxy(self.spec, self._acoustic_proxies.whitens(mode))
 
     # -- streams --------------------------------------------------------------------------------------
     def create_stream(self, keyword_subset: Iterable[int] | None = None, tenant: str = DEFAULT_TENANT,

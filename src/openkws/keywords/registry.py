@@ -9,7 +9,8 @@ when they are out of step, and checks the result.
 Proxies: ``text`` (the text encoder's embedding of the phonemes; the default), ``tts`` (the
 acoustic encoder's mean embedding of the keyword spoken by the 8 espeak-ng and flite voices of
 :data:`openkws.text.tts.PROXY_VOICES`; ~0.5 s per keyword) or ``both`` (their normalised sum). Acoustic
-proxies are stored with the keyword, so a restart does not synthesize again.
+proxies are stored with the keyword, so a restart does not synthesize again (unless the model makes
+them another way: :mod:`openkws.keywords.stored_proxies` says what then becomes of their thresholds).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from openkws.engine.spotter import Enrollment, Spotter
 from openkws.keywords.confusables import Confusable, ConfusionPolicy, find_confusables
 from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity, estimate_hit_rates
 from openkws.keywords.store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
+from openkws.keywords.stored_proxies import new_threshold, report, restore
 from openkws.text import G2PError, Pronunciation
 from openkws.text.g2p import check_keyword_text
 from openkws.text.pronunciation import override
-from openkws.text.tts import ProxyTTS, TTSError
+from openkws.text.tts import ProxyTTS
 
 log = logging.getLogger("openkws")
 
@@ -140,63 +142,37 @@ class KeywordRegistry:
     ) -> list[KeywordEntry]:
         """Enroll stored keywords in the index (``replace_all``: the index holds exactly these). Call it
         holding the write lock. Text proxies are recomputed; an acoustic proxy is read from the store
-        when this model computed it, else synthesized again and written back (and, when TTS is
-        unavailable, replaced by the text proxy with a warning rather than failing start-up)."""
-        fingerprint, dim = self.spotter.proxy_fingerprint, self.spotter.spec.embedding_dim
-        todo = []
-        for r in records:
-            row = Enrollment(r.id, r.tenant, r.text, r.phonemes, r.threshold)
-            if r.proxy_mode == "text":
-                todo.append(row)
-            elif r.proxy is not None and r.proxy_model == fingerprint and r.proxy.shape == (dim,):
-                todo.append(replace(row, mode=r.proxy_mode, proxy=r.proxy))
-            else:
-                try:
-                    todo.append(
-                        replace(row, mode=r.proxy_mode, acoustic=self.acoustic_proxy(r.text, r.proxy_mode))
-                    )
-                except TTSError as err:
-                    log.warning(
-                        "keyword %d (%r, proxy %s) uses its text proxy: its acoustic proxy was made by "
-                        "another model and TTS failed (%s)",
-                        r.id,
-                        r.text,
-                        r.proxy_mode,
-                        err,
-                    )
-                    todo.append(row)
-        entries = self.spotter.enroll(todo, replace=replace_all)
+        when this model made it the same way, else synthesized again and written back, its threshold
+        carried or reset (:mod:`openkws.keywords.stored_proxies`)."""
+        plan = [restore(r, self.spotter, self.acoustic_proxy) for r in records]
+        entries = self.spotter.enroll([p.row for p in plan], replace=replace_all)
         moved: dict[str, dict[int, float]] = {}
-        for r, k, e in zip(records, todo, entries, strict=True):
-            if k.acoustic is not None:
-                self.store.set_proxy(k.id, e.proxy, fingerprint)
-                thr = self._carried_threshold(r, e.proxy)
-                if thr is not None and thr != r.threshold:
-                    try:
-                        self.store.set_threshold(r.tenant, r.id, thr)
-                    except KeywordNotFound:  # deleted meanwhile: the change feed removes it
-                        continue
-                    moved.setdefault(r.tenant, {})[r.id] = thr
+        carried: list[KeywordRecord] = []
+        reset: list[KeywordRecord] = []
+        for r, p, e in zip(records, plan, entries, strict=True):
+            if p.outcome in ("relabel", "remade"):
+                self.store.set_proxy(r.id, e.proxy, self.spotter.proxy_fingerprint_for(r.proxy_mode))
+            if p.outcome not in ("remade", "text_fallback"):
+                continue
+            thr, kept_rate = new_threshold(r, p, e.proxy, self.spotter, self.sensitivity, self._default_for)
+            if not kept_rate:
+                reset.append(r)
+            elif thr != r.threshold:
+                carried.append(r)
+            if thr != r.threshold:
+                try:
+                    self.store.set_threshold(r.tenant, r.id, thr)
+                except KeywordNotFound:  # deleted meanwhile: the change feed removes it
+                    continue
+                moved.setdefault(r.tenant, {})[r.id] = thr
         for tenant, updates in moved.items():
             self.spotter.index.set_thresholds(tenant, updates)
-        if moved:
-            log.warning(
-                "%d tts/both keywords now use the model's whitened proxies: their thresholds were moved to "
-                "keep the false-alarm rate the calibration bank expected of their previous proxies",
-                sum(len(u) for u in moved.values()),
-            )
+        report(carried, reset)
         return [replace(e, threshold=moved.get(e.tenant, {}).get(e.id, e.threshold)) for e in entries]
 
-    def _carried_threshold(self, r: KeywordRecord, proxy: np.ndarray) -> float | None:
-        """For a stored plain acoustic proxy of these same graphs that the model now whitens (a model
-        directory that gained ``whitening.npz``, as the packaged model did): the threshold giving the
-        new proxy the bank-expected false-alarm rate the old one had (whitened cosines live on another
-        scale, so the old raw threshold would silence the keyword). None in every other case: a proxy
-        of other graphs cannot be scored on this bank, and without a bank nothing can be carried."""
-        plain = self.spotter.acoustic_fingerprint
-        if r.proxy is None or r.proxy_model != plain or self.spotter.proxy_fingerprint == plain:
-            return None
-        return self.sensitivity.carried(r.proxy, r.threshold, proxy, r.phonemes)
+    def _default_for(self, mode: ProxyMode, proxy: np.ndarray, phonemes: Sequence[str]) -> float:
+        """The threshold a new enrollment with this proxy gets (no explicit threshold or target)."""
+        return self._threshold(EnrollItem("", proxy=mode), proxy, phonemes)
 
     def check_index(self) -> IndexDiff:
         """Compare the index with the store: ids per tenant and thresholds."""
@@ -298,7 +274,6 @@ class KeywordRegistry:
             if self.hit_rate and len(items) <= HIT_RATE_MAX_BATCH
             else [(None, [])] * len(items)
         )  # fmt: skip
-        fingerprint = self.spotter.proxy_fingerprint
         news = [
             NewKeyword(
                 p.text,
@@ -307,7 +282,7 @@ class KeywordRegistry:
                 it.metadata,
                 it.proxy,
                 None if it.proxy == "text" else proxy,
-                None if it.proxy == "text" else fingerprint,
+                None if it.proxy == "text" else self.spotter.proxy_fingerprint_for(it.proxy),
             )
             for p, it, proxy, thr in zip(prons, items, proxies, thresholds, strict=True)
         ]

@@ -154,7 +154,8 @@ class Sensitivity:
     ) -> float | None:
         """The threshold at which ``new_proxy`` has the bank-expected false-alarm rate that ``old_proxy``
         (of the same acoustic graphs) had at ``threshold``: a stored keyword whose proxy the model now
-        makes differently (whitened) keeps its sensitivity, not its raw cosine. None without a bank."""
+        makes differently (whitening added, removed or swapped) keeps its sensitivity, not its raw
+        cosine (:mod:`openkws.keywords.stored_proxies`). None without a bank."""
         if self.calibrator is None:
             return None
         n = len(phones(phonemes))

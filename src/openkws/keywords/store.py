@@ -97,7 +97,7 @@ class KeywordTable(Base):
         String(8), default=DEFAULT_PROXY_MODE, server_default=DEFAULT_PROXY_MODE
     )
     proxy_vector: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)  # float32 little-endian
-    proxy_model: Mapped[str | None] = mapped_column(String(64), nullable=True)  # Spotter.acoustic_fingerprint
+    proxy_model: Mapped[str | None] = mapped_column(String(64), nullable=True)  # proxy_fingerprint_for
 
 
 # Columns added to ``keywords`` after its first release, with the DDL suffix that keeps old rows valid.
