@@ -57,6 +57,13 @@ def usable_cores(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     return max(1, cores)
 
 
+def _cuda_offered() -> bool:
+    """Whether onnxruntime offers CUDA here (what ``device`` ``auto`` picks, and ``cuda`` needs)."""
+    from openkws.engine.runtime import choose_providers  # lazy: loads onnxruntime
+
+    return choose_providers("auto").backend == "cuda"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPENKWS_", extra="ignore", frozen=True)
 
@@ -274,10 +281,19 @@ class Settings(BaseSettings):
         Field(
             ge=0,
             description="engine processes behind one port (SO_REUSEPORT), each with its own model and "
-            "index following the shared registry; 0 or None: one per CPU core. Default 1 until the load "
-            "table shows the gain: an enrollment reaches the other workers 0.1-0.2 s later",
+            "index following the shared registry; 0 or None: one per usable CPU core (one with "
+            "device cuda); 1: the single-process server",
         ),
-    ] = 1
+    ] = 0
+    worker_sync_timeout_s: Annotated[
+        float,
+        Field(
+            gt=0.0,
+            le=60.0,
+            description="with several workers, a keyword write is answered once every worker applied it, "
+            "or after this many seconds (then with X-OpenKWS-Sync: timeout)",
+        ),
+    ] = 2.0
     worker_id: Annotated[
         int | None,
         Field(
@@ -298,9 +314,12 @@ class Settings(BaseSettings):
 
     def resolved_workers(self) -> int:
         """``workers``, or the cores this process may use: its CPU affinity, capped by a cgroup v2
-        CPU quota (a container limited to 2 CPUs on a 64-core node gets 2 workers, not 64)."""
+        CPU quota (a container limited to 2 CPUs on a 64-core node gets 2 workers, not 64). On CUDA
+        the default is one process: it keeps the GPU busy, and each process would hold a CUDA context."""
         if self.workers:
             return self.workers
+        if self.device == "cuda" or (self.device == "auto" and _cuda_offered()):
+            return 1
         return usable_cores()
 
     def resolved_inference_workers(self) -> int:

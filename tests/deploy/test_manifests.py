@@ -108,6 +108,7 @@ def test_deployment_probes_drain_and_security() -> None:
     assert env["OPENKWS_DATABASE_URL"] == {"secretKeyRef": {"name": "openkws-database", "key": "url"}}
     assert float(env["OPENKWS_SYNC_INTERVAL_S"]) > 0, "replicas follow the registry's change feed"
     assert env["OPENKWS_HOST"] == "0.0.0.0"
+    assert env["OPENKWS_WORKERS"] == "1", "the HPA's per-pod stream gauge needs one /metrics per pod"
     assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(
         c["resources"]["limits"]
     )

@@ -230,3 +230,27 @@ def test_a_lost_notification_is_covered_by_the_periodic_read(
         took = _wait(lambda: kid in svc.spotter.index.tenant("default"), 5.0, "periodic read applies it")
         assert took > 0.05, "applied before any read could have run: was it notified after all?"
         writer.close()
+
+
+def test_workers_on_postgres_answer_a_write_once_every_worker_applied_it(
+    url: str, make_settings: Callable[..., Settings], g2p: G2P
+) -> None:
+    """``--workers`` on PostgreSQL: the nudged follower catches up before the write is answered."""
+    import multiprocessing
+
+    from openkws.server.worker_sync import WorkerBoard
+    from tests.service.test_worker_sync import check_read_your_writes
+
+    board = WorkerBoard(2, multiprocessing.get_context("spawn"))
+    try:
+        apps = [
+            create_app(
+                make_settings(database_url=url, sync_interval_s=POLL_S, worker_id=i), g2p=g2p, board=board
+            )
+            for i in range(2)
+        ]
+        with TestClient(apps[0]) as a, TestClient(apps[1]) as b:
+            check_read_your_writes(a, b)
+            check_read_your_writes(b, a)
+    finally:
+        board.close()

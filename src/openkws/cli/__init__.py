@@ -56,15 +56,32 @@ _fail = fail
 __all__ = ["DEFAULT_URL", "ProxyChoice", "app", "main"]
 
 
+def _settings(overrides: dict[str, Any]) -> Any:
+    """Settings from flags over ``OPENKWS_*`` variables; a bad value is one line naming the variable."""
+    from pydantic import ValidationError
+
+    from openkws.settings import Settings
+
+    try:
+        return Settings.model_validate(overrides)
+    except ValidationError as e:
+        problems = [
+            f"OPENKWS_{str(err['loc'][0]).upper()}={err['input']!r}: {err['msg']}"
+            if err["loc"]
+            else err["msg"]
+            for err in e.errors()
+        ]
+        _fail("invalid setting " + "; ".join(problems) + " (docs/SERVICE.md lists the settings)", 2)
+
+
 def _api_keys(data_dir: Path | None, database_url: str | None) -> Any:
     from openkws.keywords.store import KeywordStore
     from openkws.server.auth import ApiKeys
-    from openkws.settings import Settings
 
     overrides = {
         k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None
     }
-    settings = Settings.model_validate(overrides)
+    settings = _settings(overrides)
     return ApiKeys(KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous))
 
 
@@ -140,7 +157,9 @@ def serve(
     workers: Annotated[
         int | None,
         typer.Option(
-            min=0, help="engine processes behind the port (default OPENKWS_WORKERS, else 1; 0: one per core)"
+            min=0,
+            help="engine processes behind the port (default OPENKWS_WORKERS, else 0: one per usable core; "
+            "1: a single process)",
         ),
     ] = None,
 ) -> None:
@@ -148,7 +167,6 @@ def serve(
 
     from openkws.engine.model_spec import ModelContractError, load_spec
     from openkws.server import run as server
-    from openkws.settings import Settings
 
     overrides: dict[str, Any] = {
         k: v
@@ -162,7 +180,7 @@ def serve(
         }.items()
         if v is not None
     }
-    settings = Settings.model_validate(overrides)
+    settings = _settings(overrides)
     try:
         load_spec(settings.model_dir, verify_hashes=False)  # fail fast with one clear line
     except ModelContractError as e:

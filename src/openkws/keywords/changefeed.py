@@ -116,6 +116,8 @@ class StoreFollower:
         self.metrics = FeedMetrics(registry)
         self.seq = 0
         self._stop = threading.Event()
+        # catch_up runs on the follower thread and, for a --workers nudge, on the app's: one at a time
+        self._catching = threading.RLock()
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
         self._listen_failing = False  # logs an outage once
@@ -130,6 +132,10 @@ class StoreFollower:
 
     def catch_up(self) -> Applied:
         """Apply every change after the last one applied; returns what changed in the index."""
+        with self._catching:
+            return self._catch_up()
+
+    def _catch_up(self) -> Applied:
         total = Applied(0)
         while True:
             changes = self.log.since(self.seq)

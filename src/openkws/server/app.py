@@ -8,10 +8,7 @@ with a summary, stops the batcher and closes the store. ``openkws.server.run`` r
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +20,6 @@ from starlette.concurrency import run_in_threadpool
 
 from openkws import __version__
 from openkws.engine.model_spec import ModelContractError
-from openkws.keywords.changefeed import follow_change_feed
 from openkws.server.api import detect, health, keys, keywords, stream
 from openkws.server.api.errors import install_error_handlers
 from openkws.server.limits import BodyLimitMiddleware
@@ -37,8 +33,10 @@ from openkws.server.metrics import (
     Scope,
     Send,
 )
+from openkws.server.registry_sync import following
 from openkws.server.sessions import warm_up
 from openkws.server.state import AppState, load_engine, make_batcher
+from openkws.server.worker_sync import AckMiddleware, WorkerBoard
 from openkws.settings import Settings
 from openkws.text import G2P
 
@@ -58,78 +56,6 @@ def check_settings(settings: Settings) -> None:
             "/metrics would be open to anyone. Set OPENKWS_AUTH=on (the scraper sends an admin key), "
             "or unset OPENKWS_METRICS_AUTH and keep /metrics off the public network"
         )
-
-
-SQLITE_POLL_S = 0.1  # how often a SQLite follower asks whether another connection committed
-
-
-class SqliteVersion:
-    """``PRAGMA data_version`` on a connection of its own: it changes whenever another connection
-    (another worker or replica, or this process's pool) commits to the file. A cheap question to ask
-    often; the registry is re-read only when the answer changes."""
-
-    def __init__(self, path: str) -> None:
-        self._conn = sqlite3.connect(path)
-        self.last = self.read()
-
-    def read(self) -> int:
-        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def changed(self) -> bool:
-        now = self.read()
-        changed, self.last = now != self.last, now
-        return changed
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-async def _follow_store(state: AppState) -> None:
-    """Replicas (and ``--workers``) sharing one registry pick up the others' writes. PostgreSQL: the
-    change feed (LISTEN/NOTIFY, with an incremental read every sync_interval_s as the fallback; see
-    :mod:`openkws.keywords.changefeed`). SQLite: the registry is re-read when ``PRAGMA data_version``
-    says another connection committed (asked every 0.1 s), and every sync_interval_s regardless."""
-    if state.store.backend == "postgresql":
-        await follow_change_feed(
-            state.registry,
-            state.settings.sync_interval_s,
-            state.metrics.registry,
-            on_key_change=state.api_keys.forget,
-        )
-        return
-    loop = asyncio.get_running_loop()
-    path = state.store.engine.url.database
-    version: SqliteVersion | None = None
-    if path and path != ":memory:":
-        try:
-            version = SqliteVersion(path)
-        except sqlite3.Error:
-            log.warning(
-                "cannot watch %s for other writers; re-reading it every %g s",
-                path,
-                state.settings.sync_interval_s,
-            )
-    next_full = loop.time() + state.settings.sync_interval_s
-    try:
-        while True:
-            await asyncio.sleep(SQLITE_POLL_S if version is not None else state.settings.sync_interval_s)
-            try:
-                changed = version is not None and version.changed()
-            except sqlite3.Error:
-                changed = True  # cannot tell: re-read
-            if not changed and loop.time() < next_full:
-                continue
-            next_full = loop.time() + state.settings.sync_interval_s
-            try:
-                added, removed, updated = await run_in_threadpool(state.registry.sync)
-            except Exception:  # a database blip must not stop the service; the next round retries
-                log.exception("keyword store sync failed")
-                continue
-            if added or removed or updated:
-                log.info("store sync: %d added, %d removed, %d thresholds updated", added, removed, updated)
-    finally:
-        if version is not None:
-            version.close()
 
 
 class WorkerHeader:
@@ -153,9 +79,13 @@ class WorkerHeader:
         await self.app(scope, receive, with_header)
 
 
-def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, g2p: G2P | None = None, board: WorkerBoard | None = None
+) -> FastAPI:
     """Build the app. ``g2p`` lets a caller share one loaded G2P (its dictionary takes ~2 s to load)
-    between app instances, e.g. in tests; by default each app loads its own."""
+    between app instances, e.g. in tests; by default each app loads its own. ``board``: set by the
+    ``--workers`` supervisor for worker ``settings.worker_id`` (read-your-writes across workers,
+    :mod:`openkws.server.worker_sync`)."""
     settings = settings or Settings()
     metrics = Metrics()
     counts = DetectionCounts()
@@ -174,15 +104,15 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
         state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
         metrics.watch_engine(batcher.load, lambda: state.active_streams)
         app.state.openkws = state
-        sync = asyncio.create_task(_follow_store(state)) if settings.sync_interval_s > 0 else None
         try:
-            yield
+            async with following(state, board) as nudges:  # a worker's first sync runs here
+                app.state.nudges = nudges
+                try:
+                    yield
+                finally:
+                    await state.drain(settings.shutdown_timeout_s)  # no-op when the server already drained
+                    app.state.nudges = None
         finally:
-            await state.drain(settings.shutdown_timeout_s)  # no-op when the server already drained
-            if sync is not None:
-                sync.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sync
             await batcher.stop()
             store.close()
             app.state.openkws = None
@@ -195,6 +125,7 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     )
     app.state.metrics = metrics
     app.state.openkws = None
+    app.state.nudges = None
     install_error_handlers(app, metrics, settings.db_retry_after_s)
     for r in (keywords.router, keys.router, detect.router, stream.router, health.router):
         app.include_router(r)
@@ -204,6 +135,13 @@ def create_app(settings: Settings | None = None, g2p: G2P | None = None) -> Fast
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html")
 
+    if board is not None:  # inside the HTTP metrics: a write's duration includes waiting for the workers
+        app.add_middleware(
+            AckMiddleware,
+            nudges=lambda: app.state.nudges,
+            timeout_s=settings.worker_sync_timeout_s,
+            metrics=metrics,
+        )
     app.add_middleware(BodyLimitMiddleware, settings=settings, metrics=metrics)
     app.add_middleware(HTTPMetricsMiddleware, metrics=metrics)
     if settings.worker_id is not None:

@@ -139,6 +139,17 @@ class Metrics:
         self.engine_step = Gauge(
             "openkws_engine_step_seconds", "Mean wall time of one batched engine step (recent)", registry=r
         )
+        self.worker_sync = Histogram(
+            "openkws_worker_sync_seconds",
+            "--workers: how long a keyword write waited for every worker to apply it before its answer",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.worker_sync_timeouts = Counter(
+            "openkws_worker_sync_timeouts_total",
+            "--workers: keyword writes answered before every worker applied them (worker_sync_timeout_s)",
+            registry=r,
+        )
         ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
 
     def watch_engine(self, load: LoadReading, streams: Callable[[], int]) -> None:

@@ -9,13 +9,16 @@ worker that accepted it.
 
 The workers share the keyword registry like replicas do: PostgreSQL through the change feed, SQLite
 by re-reading the store when another connection committed (``PRAGMA data_version``, asked every
-0.1 s) and every ``sync_interval_s`` (1 s unless set), so an enrollment made through one worker
-reaches every other within about 0.1-0.2 s. Limits, admission control,
+0.1 s) and every ``sync_interval_s`` (1 s unless set). On top of that, a keyword write made through
+one worker is answered only once every live worker has applied it (at most ``worker_sync_timeout_s``;
+:mod:`openkws.server.worker_sync`): a client that enrolls, then opens a stream that another worker
+serves, sees its keyword. Limits, admission control,
 ``/metrics`` and ``GET /v1/detections/counts`` are per worker (each response names its worker,
 0..N-1, in the ``X-OpenKWS-Worker`` header).
 
 The parent only supervises: it checks that the port is free, creates the store's tables once,
-starts the workers, restarts one that dies, and on SIGTERM/SIGINT passes SIGTERM on, so that every
+makes the workers' shared board, starts the workers, marks a dead one on the board (so that no write
+waits for it) and restarts it, and on SIGTERM/SIGINT passes SIGTERM on, so that every
 worker drains its streams (summary, close 1001) before it exits.
 """
 
@@ -32,6 +35,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from openkws.server.worker_sync import WorkerBoard
 from openkws.settings import Settings
 
 log = logging.getLogger("openkws")
@@ -88,7 +92,7 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(settings_json: str, log_level: str, index: int, parent: int) -> None:
+def _worker_main(settings_json: str, log_level: str, index: int, parent: int, board: WorkerBoard) -> None:
     """One worker process: the whole service on a shared SO_REUSEPORT socket."""
     # lazy: the app is built in each spawned worker, never in the supervisor; run imports this module
     from openkws.server.app import create_app
@@ -100,7 +104,7 @@ def _worker_main(settings_json: str, log_level: str, index: int, parent: int) ->
     )
     settings = Settings.model_validate_json(settings_json).model_copy(update={"worker_id": index})
     sock = listen_socket(settings.host, settings.port)
-    make_server(create_app(settings), settings, log_level).run(sockets=[sock])
+    make_server(create_app(settings, board=board), settings, log_level).run(sockets=[sock])
 
 
 def _prepare_store(settings: Settings) -> None:
@@ -121,11 +125,14 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
     _prepare_store(settings)
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or sessions
     payload = settings.model_dump_json()
+    board = WorkerBoard(n, ctx)
     stopping = False
 
     def start(i: int) -> BaseProcess:
         p = ctx.Process(
-            target=_worker_main, args=(payload, log_level, i, os.getpid()), name=f"openkws-worker-{i}"
+            target=_worker_main,
+            args=(payload, log_level, i, os.getpid(), board),
+            name=f"openkws-worker-{i}",
         )
         p.start()
         return p
@@ -142,17 +149,20 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
     procs = [start(i) for i in range(n)]
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log.info(
-        "openkws: %d workers on %s:%d (SO_REUSEPORT); registry sync every %.1f s",
+        "openkws: %d workers on %s:%d (SO_REUSEPORT); registry sync every %.1f s; a keyword write "
+        "waits up to %.1f s for every worker to apply it",
         n,
         settings.host,
         settings.port,
         settings.sync_interval_s,
+        settings.worker_sync_timeout_s,
     )
     try:
         while not stopping:
             time.sleep(SUPERVISE_S)
             for i, p in enumerate(procs):
                 if not p.is_alive() and not stopping:
+                    board.leave(i)  # writes stop waiting for it; its successor rejoins once in step
                     log.error("worker %d (pid %s) exited with %s; restarting it", i, p.pid, p.exitcode)
                     time.sleep(RESTART_DELAY_S)
                     if not stopping:
@@ -170,6 +180,7 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        board.close()
 
 
 def _terminate(pid: int) -> None:
