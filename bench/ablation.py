@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from bench.perf_doc import replace_section
+from bench.page_sections import replace_section
 
 BEGIN, END = "<!-- robust-ablation:begin -->", "<!-- robust-ablation:end -->"
 CONDITIONS = ("quiet", "noise", "music", "babble", "reverb")

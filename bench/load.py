@@ -19,6 +19,7 @@ the model's default thresholds. Per level it reports:
 * the load average before and after.
 
 The server runs as ``openkws serve`` on 127.0.0.1 (``--workers``: engine processes behind the port).
+CPU accounting and the py-spy profile (``--py-spy``) are in :mod:`bench.load_cpu`.
 """
 
 from __future__ import annotations
@@ -36,12 +37,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 
 from bench._server import ServerProcess
+from bench.load_cpu import (
+    busiest_threads,
+    machine_busy_s,
+    profile_markdown,
+    profile_table,
+    start_py_spy,
+    thread_cpu_s,
+    tree_cpu_s,
+)
 from bench.speech_audio import phrases, synth
 from bench.stream_client import one_stream, pct
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.windows import speech_span
 
 OUT = Path("bench/out")
 DEFAULT_MODEL = Path("src/openkws/models/default")
@@ -69,8 +81,6 @@ def log(msg: str) -> None:
 
 def clip() -> tuple[np.ndarray, list[tuple[str, float]]]:
     """30 s of running speech with "hey jarvis" starting at KEYWORD_AT_S; (audio, [(text, end s)])."""
-    from openkws.engine.windows import speech_span
-
     kw = synth(KEYWORD, KEYWORD_VOICE)
     kw_end = speech_span(kw)[1] / SAMPLE_RATE
     parts: list[np.ndarray] = []
@@ -89,61 +99,8 @@ def clip() -> tuple[np.ndarray, list[tuple[str, float]]]:
     return audio.astype(np.float32), marks
 
 
-def tree_cpu_s(pid: int) -> float:
-    """User + system CPU of a process and its children (the worker processes)."""
-    import psutil
-
-    total = 0.0
-    try:
-        root = psutil.Process(pid)
-        for p in [root, *root.children(recursive=True)]:
-            try:
-                t = p.cpu_times()
-                total += t.user + t.system
-            except psutil.NoSuchProcess:
-                pass
-    except psutil.NoSuchProcess:
-        pass
-    return total
-
-
-def thread_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds per thread of the server and its workers (``<pid>/main`` runs the event loop;
-    a single process's two busiest other threads are normally its inference workers)."""
-    import psutil
-
-    out: dict[str, float] = {}
-    try:
-        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return out
-    for p in procs:
-        try:
-            for t in p.threads():
-                name = f"{p.pid}/main" if t.id == p.pid else f"{p.pid}/{t.id}"
-                out[name] = t.user_time + t.system_time
-        except psutil.NoSuchProcess:
-            pass
-    return out
-
-
-def busiest_threads(before: dict[str, float], after: dict[str, float], wall: float, k: int = 6) -> list[str]:
-    cores = {n: (v - before.get(n, 0.0)) / wall for n, v in after.items()}
-    top = sorted(cores.items(), key=lambda kv: -kv[1])[:k]
-    return [f"{n} {c:.2f}" for n, c in top if c >= 0.01]
-
-
-def machine_busy_s() -> float:
-    import psutil
-
-    t = psutil.cpu_times()
-    return float(t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0))
-
-
 async def watch_backlog(url: str, stop: asyncio.Event, seen: list[float]) -> None:
     """Sample /readyz (a random worker each time) every 0.5 s: the engine backlog in ms."""
-    import httpx
-
     async with httpx.AsyncClient(base_url=url, timeout=5) as c:
         while not stop.is_set():
             try:
@@ -227,69 +184,6 @@ def run_level(server: ServerProcess, pcm: bytes, n: int, seconds: float, marks: 
     return row
 
 
-# -- where the server's time goes (py-spy) ------------------------------------------------------------
-# The first rule a sampled stack matches names its category. onnxruntime releases the GIL inside
-# InferenceSession.run; everything else in the process runs Python (or numpy) under the GIL.
-CATEGORIES = (
-    ("onnxruntime (GIL released)", ("onnxruntime",)),
-    ("resampling and input queue", ("soxr", "stream_input.py")),
-    ("decision layer (per frame, per keyword)", ("decision.py", "_decide_frame", "decide (", "_emit")),
-    ("scoring and index", ("scoring.py", "index.py", "prefilter.py", "faiss")),
-    ("engine step: windows, pooling prep, numpy glue", ("openkws/engine",)),
-    ("micro-batcher and sessions", ("batcher.py", "sessions.py", "concurrent/futures")),
-    (
-        "websocket, JSON, handlers (event loop)",
-        ("websockets", "uvicorn", "starlette", "stream_handler", "json"),
-    ),
-    ("asyncio event loop", ("asyncio",)),
-)
-
-
-def categorize(stack: str) -> str:
-    for name, keys in CATEGORIES:
-        if any(k in stack for k in keys):
-            return name
-    return "other"
-
-
-def read_collapsed(path: Path) -> dict[str, int]:
-    """py-spy ``--format raw`` (collapsed stacks: ``frames count`` per line) -> samples per category."""
-    out: dict[str, int] = {}
-    if not path.is_file():
-        return out
-    for line in path.read_text(errors="replace").splitlines():
-        stack, _, n = line.rpartition(" ")
-        if n.isdigit():
-            c = categorize(stack)
-            out[c] = out.get(c, 0) + int(n)
-    return out
-
-
-def start_py_spy(pid: int, seconds: float, out: Path) -> list[Any]:
-    """Two py-spy samplers over the server: every active thread, and only threads holding the GIL."""
-    import subprocess
-
-    out.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for name, extra in (("active", []), ("gil", ["--gil"])):
-        cmd = ["py-spy", "record", "--pid", str(pid), "--format", "raw", "--rate", "50", "--nonblocking",
-               "--subprocesses", "--duration", str(int(seconds)), "--output", str(out / f"{name}.txt"), *extra]  # fmt: skip
-        procs.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-    return procs
-
-
-def profile_table(out: Path) -> dict[str, Any]:
-    """Samples per category: active threads vs GIL holders (50 samples per second per thread)."""
-    active, gil = read_collapsed(out / "active.txt"), read_collapsed(out / "gil.txt")
-    total_a, total_g = sum(active.values()), sum(gil.values())
-    rows = [
-        {"category": c, "active_samples": active.get(c, 0), "gil_samples": gil.get(c, 0)}
-        for c in [n for n, _ in CATEGORIES] + ["other"]
-        if active.get(c, 0) or gil.get(c, 0)
-    ]
-    return {"active_samples": total_a, "gil_samples": total_g, "rows": rows}
-
-
 def markdown(doc: dict[str, Any]) -> str:
     head = (
         "| streams | admitted | refused | detected | p50 | p95 | server cores | client cores | other cores "
@@ -304,22 +198,6 @@ def markdown(doc: dict[str, Any]) -> str:
             f"| {'/'.join(str(x) for x in r['load_before'])} → {'/'.join(str(x) for x in r['load_after'])} |"
         )
     return head + "\n".join(lines) + "\n"
-
-
-def profile_markdown(row: dict[str, Any]) -> str:
-    p = row["profile"]
-    a, g = max(1, p["active_samples"]), max(1, p["gil_samples"])
-    lines = [
-        f"{row['streams']} streams: {p['active_samples']} samples of active threads, {p['gil_samples']} "
-        "holding the GIL (py-spy, 50 Hz)\n",
-        "| where | share of active samples | share of GIL-holding samples |",
-        "| --- | --- | --- |",
-    ]
-    for r in p["rows"]:
-        lines.append(
-            f"| {r['category']} | {100 * r['active_samples'] / a:.1f}% | {100 * r['gil_samples'] / g:.1f}% |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -360,8 +238,6 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         try:
             server.wait_ready(timeout=600)
-            import httpx
-
             r = httpx.post(
                 server.url + "/v1/keywords/batch",
                 json={"keywords": [{"text": t} for t in texts]},

@@ -188,7 +188,7 @@ def doc_section(results: list[dict[str, object]]) -> str:
 
 
 def write_doc(doc: Path, results: list[dict[str, object]]) -> None:
-    from bench.perf_doc import replace_section
+    from bench.page_sections import replace_section
 
     text = doc.read_text() if doc.is_file() else ""
     doc.write_text(replace_section(text, DOC_BEGIN, DOC_END, doc_section(results)))

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from bench.fast_path import compare
-from bench.load import categorize, main, markdown, profile_table
+from bench.load import main, markdown
+from bench.load_cpu import categorize, profile_table
 
 
 def test_profile_categories_from_collapsed_stacks(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from bench.perf_doc import BEGIN, END, keep_section, render, update_doc
+from bench.page_sections import keep_section
+from bench.perf_doc import BEGIN, END, render, update_doc
 
 DOC = {
     "machine": {"cpus": 2, "gpu_lent": False},

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.report import NOT_MEASURED, publishable, write_report
+from bench.report import write_report
+from bench.report_view import NOT_MEASURED, publishable
 from bench.streaming import DetCurve, summarize
 
 

@@ -69,3 +69,13 @@ def test_export_quantize_explains_bad_choices(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "cannot quantise ['pool']" in said(r)
     r = runner.invoke(app, ["export", "quantize", "--model", str(tmp_path), "--out", out])
     assert r.exit_code == 2 and "static quantisation needs --manifest" in said(r)
+
+
+def test_export_needs_exactly_one_source(tmp_path: Path) -> None:
+    out = str(tmp_path / "out")
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"")
+    for args in ([], ["--checkpoint", str(ckpt), "--untrained", "logmel"]):
+        r = runner.invoke(app, ["export", "--out", out, *args])
+        assert r.exit_code == 2 and "give exactly one of --checkpoint or --untrained" in said(r), r.output
+    assert not (tmp_path / "out").exists()

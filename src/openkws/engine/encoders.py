@@ -73,9 +73,11 @@ class FeatureExtractor:
         self._framewise = FRAMEWISE_MEL_OUTPUT in {o.name for o in self.mel.get_outputs()}
         self.embedding: ort.InferenceSession | None = None
         if frontend == "speech_embedding":
-            if embedding_session is None and embedding_path is None:
-                raise ValueError("the speech_embedding front-end needs the speech-embedding ONNX file")
-            self.embedding = embedding_session or cpu_session(embedding_path, threads)  # type: ignore[arg-type]
+            if embedding_session is None:
+                if embedding_path is None:
+                    raise ValueError("the speech_embedding front-end needs the speech-embedding ONNX file")
+                embedding_session = cpu_session(embedding_path, threads)
+            self.embedding = embedding_session
 
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < self.receptive else (num_samples - self.receptive) // self.hop + 1

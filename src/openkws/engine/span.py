@@ -14,6 +14,8 @@ Example (a tone from 0.5 s to 1.0 s inside a 2 s window of silence):
     >>> t.push(x)
     >>> t.speech_span(0, 32_000)
     (8000, 16000)
+    >>> t.end
+    32000
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ class EnergyTrack:
         if drop > 0:
             self._db = self._db[drop:]
             self._first += drop
+
+    @property
+    def end(self) -> int:
+        """Samples pushed so far: the index one past the last sample the track has seen."""
+        return (self._first + len(self._db)) * FRAME + len(self._tail)
 
     def speech_span(self, start: int, end: int) -> tuple[int, int]:
         """The speech inside samples ``[start, end)`` as (first, end) samples; the span itself when it

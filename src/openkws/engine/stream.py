@@ -123,9 +123,6 @@ class KeywordStream:
         self._first_new = 0  # feature index of the first feature of the current step
         self._last_step = False
         self.num_features = 0
-        self.samples_received = (
-            0  # 16 kHz audio the engine got (after the gate), flush excluded: the event clock
-        )
         self.finished = False
         self._decider = Decider(
             p.hold_frames, p.refractory_frames, p.max_overlap, self.competition, p.decision, p.persistence
@@ -167,6 +164,20 @@ class KeywordStream:
         return self.input.samples_in / self.input.rate if self.input.rate else 0.0
 
     @property
+    def consumed_seconds(self) -> float:
+        """Input the engine has taken from the queue so far, in seconds of the input (audio the VAD
+        gate dropped included): what a decode step costs, read by admission and the metrics."""
+        q = self.input
+        return q.samples_in / q.rate - q.pending_seconds if q.rate else 0.0
+
+    @property
+    def engine_samples(self) -> int:
+        """16 kHz samples the engine was given (after the gate; the end flush excluded): the clock of
+        event times. The energy track holds exactly this audio, so its end is the clock, not a second
+        count of the stream's samples."""
+        return self._energy.end
+
+    @property
     def pending_bytes(self) -> int:
         return self.input.pending_bytes
 
@@ -202,7 +213,6 @@ class KeywordStream:
             audio = self.gate.push(audio)
             if last:
                 audio = np.concatenate([audio, self.gate.flush()])
-        self.samples_received += len(audio)
         self._energy.push(audio)
         if last:  # end-of-stream flush: silence lets windows ending after the last real sample be scored
             audio = np.concatenate([audio, np.zeros(self.params.receptive, np.float32)])
@@ -294,7 +304,7 @@ class KeywordStream:
         if self.trace is not None:
             self.trace.append(TracePoint(frame, top[0], top[1] if top[0] >= 0 else 0.0))
         if self.score_hook is not None:
-            self.score_hook(FrameScores(frame, self.params.ms(frame, self.samples_received),
+            self.score_hook(FrameScores(frame, self.params.ms(frame, self.engine_samples),
                                         tuple(w.start for w in windows), emb))  # fmt: skip
         self._emit(self._decider.step(frame, above, enrolled), tenant_index, res)
         self._lost_to_near_misses(tenant_index)
@@ -302,7 +312,7 @@ class KeywordStream:
             self._near_miss(frame, tenant_index, near, above, res)
 
     def _emit(self, decisions: list[Decision], tenant_index: TenantIndex, res: DecodeResult) -> None:
-        p, limit = self.params, self.samples_received
+        p, limit = self.params, self.engine_samples
         for d in decisions:
             e = tenant_index.by_id[d.keyword_id]
             start = max(0, d.start_frame * p.hop - p.preroll)
@@ -339,5 +349,5 @@ class KeywordStream:
         best = sorted(self._nm_best.values(), key=lambda c: (-c.score, c.keyword_id))[
             : self.params.near_miss_top
         ]
-        res.near_misses.append(NearMiss(self.params.ms(frame, self.samples_received), tuple(best)))
+        res.near_misses.append(NearMiss(self.params.ms(frame, self.engine_samples), tuple(best)))
         self._nm_best = {}

@@ -114,10 +114,16 @@ class Whitening:
         return Path(path)
 
 
-def fit_whitening(embeddings: np.ndarray, shrinkage: float = SHRINKAGE, **meta: object) -> Whitening:
-    """Background embeddings [N, D] (N > 1) -> their mean and inverse shrunk covariance.
-
-    ``meta`` is passed to :class:`Whitening` (bank hash, fingerprint, modes)."""
+def fit_whitening(
+    embeddings: np.ndarray,
+    shrinkage: float = SHRINKAGE,
+    *,
+    bank_sha256: str = "",
+    bank_fingerprint: str = "",
+    modes: tuple[str, ...] = WHITENING_MODES,
+) -> Whitening:
+    """Background embeddings [N, D] (N > 1) -> their mean and inverse shrunk covariance, tagged with
+    the bank they came from and the proxy modes that use them (:class:`Whitening`)."""
     x = np.asarray(embeddings, np.float64)
     if x.ndim != 2 or len(x) < 2 or x.shape[1] < 1:
         raise WhiteningError(f"background embeddings must be [N > 1, D], got shape {x.shape}")
@@ -131,7 +137,7 @@ def fit_whitening(embeddings: np.ndarray, shrinkage: float = SHRINKAGE, **meta: 
     if scale <= 0:
         raise WhiteningError("background embeddings do not vary: no covariance to whiten with")
     s = (1.0 - shrinkage) * c + shrinkage * scale * np.eye(x.shape[1])
-    return Whitening(mean, np.linalg.inv(s), shrinkage=shrinkage, **meta)  # type: ignore[arg-type]
+    return Whitening(mean, np.linalg.inv(s), bank_sha256, bank_fingerprint, shrinkage, modes)
 
 
 def sha256_bytes_of(path: Path) -> str:

@@ -207,7 +207,7 @@ def _spec(where: str, raw: Any, csv_cell: bool = False) -> KeywordSpec:
     )
 
 
-class _NoAliasCoreLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type stubs here
+class _NoAliasCoreLoader(yaml.SafeLoader):
     """Safe YAML with the 1.2 core scalar rules and no aliases (see the module docstring)."""
 
     yaml_implicit_resolvers: dict[Any, Any] = {}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import threading
 import time
@@ -259,7 +260,7 @@ class MicroBatcher(Generic[T, R]):
                     self._metrics.queue_wait.observe(max(0.0, now - j.enqueued))
             self._running += 1
             fut = loop.run_in_executor(self._executor, self._run, [j.item for j in batch])
-            fut.add_done_callback(lambda f, b=batch: self._done(f, b))  # type: ignore[misc]
+            fut.add_done_callback(functools.partial(self._done, batch=batch))
 
     def _run(self, items: list[T]) -> list[R | BaseException]:
         start = time.perf_counter()

@@ -80,7 +80,10 @@ class Metrics:
         )
         self.active_streams = Gauge("openkws_active_streams", "Open websocket streams", registry=r)
         self.audio_seconds = Counter(
-            "openkws_audio_seconds_total", "Audio processed (16 kHz seconds)", ["source"], registry=r
+            "openkws_audio_seconds_total",
+            "Stream audio the engine consumed (seconds of input, VAD-dropped audio included)",
+            ["source"],
+            registry=r,
         )
         self.batch_size = Histogram(
             "openkws_inference_batch_size", "Streams per inference batch", buckets=BATCH_BUCKETS, registry=r

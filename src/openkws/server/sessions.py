@@ -82,12 +82,6 @@ class AudioSession:
         return self.error is not None or self.stream.ready()
 
 
-def consumed_seconds(stream: KeywordStream) -> float:
-    """Input the stream has taken from its queue so far, in stream-seconds (VAD-dropped audio included)."""
-    q = stream.input
-    return q.samples_in / q.rate - q.pending_seconds if q.rate else 0.0
-
-
 @dataclass(frozen=True)
 class BatchRunner:
     """The batch function: one batched engine step over every session's stream. With ``load``, each
@@ -101,25 +95,24 @@ class BatchRunner:
         for s in sessions:
             if s.error is not None:  # raised here so the batcher retries the others without it
                 raise s.error
-        before = [s.stream.samples_received for s in sessions]
         t0 = time.monotonic()
         # A live stream's lag is how long its oldest queued audio has waited; an upload's queued
         # chunk is not real time and does not count.
         live = [t0 - s.queued_at for s in sessions if s.source == "stream" and s.queued_at is not None]
-        consumed = [consumed_seconds(s.stream) for s in sessions]
+        before = [s.stream.consumed_seconds for s in sessions]
         results = self.spotter.decode_streams([s.stream for s in sessions])
         for s in sessions:  # audio still queued arrived during the step (or was over the step's cap)
             s.queued_at = None if s.stream.pending_seconds == 0 else t0
+        wall = time.monotonic() - t0
+        # one figure per stream and step, from the stream's one count: admission's cost and the
+        # audio-seconds metric cannot disagree
+        audio = [s.stream.consumed_seconds - b for s, b in zip(sessions, before, strict=True)]
         if self.load is not None:
-            wall = time.monotonic() - t0
-            audio = sum(consumed_seconds(s.stream) - c for s, c in zip(sessions, consumed, strict=True))
-            self.load.record(wall, audio, max(live) + wall if live else 0.0)
+            self.load.record(wall, sum(audio), max(live) + wall if live else 0.0)
         if self.metrics is not None:
-            for s, b in zip(sessions, before, strict=True):
-                if s.stream.samples_received > b:
-                    self.metrics.audio_seconds.labels(s.source).inc(
-                        (s.stream.samples_received - b) / SAMPLE_RATE
-                    )
+            for s, a in zip(sessions, audio, strict=True):
+                if a > 0:
+                    self.metrics.audio_seconds.labels(s.source).inc(a)
         return results
 
 

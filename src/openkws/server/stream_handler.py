@@ -315,8 +315,8 @@ class StreamHandler:
             tasks += [reader, worker]
             await asyncio.wait({reader, worker, watcher}, return_when=asyncio.FIRST_COMPLETED)
             for t in (reader, worker):
-                if t.done() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+                if t.done() and (exc := t.exception()) is not None:
+                    raise exc
             code = CloseCode.NORMAL
             if not reader.done():  # shutting down: stop reading, flush what we have, summary, 1001
                 self.closing = True  # also if the cancel lands after a receive completed

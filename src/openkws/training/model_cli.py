@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import typer
 
+from openkws.engine.decision import DecisionMode
 from openkws.settings import packaged_model_dir
 
 train_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -218,20 +219,15 @@ def export(
 
     if out is None:
         raise typer.BadParameter("--out is required: the model directory to write")
-    if (checkpoint is None) == (untrained is None):
-        raise typer.BadParameter("give exactly one of --checkpoint or --untrained")
-    if untrained is not None:
-        path = export_untrained(out, untrained)
-    else:
+    if checkpoint is not None and untrained is None:
         extra = eval_metrics(metrics or [])
         path = export_checkpoint(
-            checkpoint,
-            out,
-            model_version,
-            extra or None,
-            threshold,  # type: ignore[arg-type]
-            bank_minutes=bank_minutes,
+            checkpoint, out, model_version, extra or None, threshold, bank_minutes=bank_minutes
         )
+    elif untrained is not None and checkpoint is None:
+        path = export_untrained(out, untrained)
+    else:
+        raise typer.BadParameter("give exactly one of --checkpoint or --untrained")
     size = sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 2**20
     typer.echo(f"exported {path} ({size:.1f} MiB); contract, onnx.checker and parity checks passed")
 
@@ -376,6 +372,7 @@ def eval_streams(
         raise typer.BadParameter("floor must be in [0, 1)")
     if decision not in ("hold", "peak"):
         raise typer.BadParameter(f"decision {decision!r}: choose hold or peak")
+    mode: DecisionMode = "peak" if decision == "peak" else "hold"
     _setup_logging(False)
     cfg = StreamsConfig(
         manifest=manifest,
@@ -391,7 +388,7 @@ def eval_streams(
         cached_only=cached_only,
         no_leading_pad=no_leading_pad,
         cohort=cohort,
-        decision=decision,  # type: ignore[arg-type]
+        decision=mode,
         bank_sweep=bank_sweep,
     )
     report = run_streams(cfg)

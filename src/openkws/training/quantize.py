@@ -68,6 +68,7 @@ def calibration_audio(manifest: Path, clips: int, seed: int = 0) -> list[np.ndar
     return out
 
 
+# onnxruntime.quantization has no type information: its base class is Any to mypy
 class _Reader(CalibrationDataReader):  # type: ignore[misc]
     def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
         self._it: Iterator[dict[str, np.ndarray]] = iter(feeds)

@@ -26,6 +26,7 @@ import multiprocessing as mp
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import numpy as np
@@ -125,7 +126,7 @@ def _voice_choice(rng: np.random.Generator, voices: Sequence[str]) -> str:
     return voices[int(rng.choice(len(voices), p=w / w.sum()))]
 
 
-_POOLS: dict[int, object] = {}
+_POOLS: dict[int, Pool] = {}
 
 
 def _render(jobs: list[_Job], workers: int) -> list[np.ndarray]:
@@ -135,7 +136,7 @@ def _render(jobs: list[_Job], workers: int) -> list[np.ndarray]:
     pool = _POOLS.get(workers)
     if pool is None:
         pool = _POOLS[workers] = mp.get_context("spawn").Pool(workers)
-    return list(pool.imap(_speak, jobs, chunksize=4))  # type: ignore[attr-defined]
+    return list(pool.imap(_speak, jobs, chunksize=4))
 
 
 def running_speech(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -12,9 +13,18 @@ from openkws.constants import SAMPLE_RATE
 from openkws.engine.spotter import Spotter
 
 
-def measure_cost(
-    model_dir: Path, frames: int = 256, repeats: int = 20, streams: int = 64
-) -> dict[str, float]:
+class ModelCost(TypedDict):
+    """What :func:`measure_cost` reports (``openkws eval cost``)."""
+
+    frontend: str
+    frames_bulk_ms_per_frame: float
+    frames_stream_ms_per_frame: float
+    pool_ms_per_window: float
+    feature_frames_per_second: float
+    acoustic_core_fraction_per_stream: float
+
+
+def measure_cost(model_dir: Path, frames: int = 256, repeats: int = 20, streams: int = 64) -> ModelCost:
     """Milliseconds (CPU time) per acoustic frame / per pooled window: the service's encoders, 1 thread.
 
     * ``frames_bulk_ms_per_frame``: one call over ``frames`` feature frames (offline).
@@ -57,7 +67,7 @@ def measure_cost(
     pool = pool_per_step / len(windows)
     fps = SAMPLE_RATE / spec.feature_hop_samples
     return {
-        "frontend": spec.frontend,  # type: ignore[dict-item]
+        "frontend": spec.frontend,
         "frames_bulk_ms_per_frame": 1e3 * bulk,
         "frames_stream_ms_per_frame": 1e3 * stream,
         "pool_ms_per_window": 1e3 * pool,

@@ -7,6 +7,7 @@ import csv
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -16,6 +17,18 @@ from openkws.training.evaluate.engine_scoring import EngineScorer, score_pairs_m
 from openkws.training.evaluate.metrics import pair_metrics
 from openkws.training.evaluate.pairs import make_pairs, read_eval_manifest
 from openkws.training.evaluate.plots import plot_curves
+
+
+class PairsReport(TypedDict, total=False):
+    """The JSON report of ``openkws eval pairs`` (``pairs.json``)."""
+
+    manifest: str
+    split: str | None
+    clips: int
+    pairs: dict[str, int]  # pairs per kind: positive, easy, hard
+    systems: dict[str, dict[str, dict[str, float]]]  # system -> easy/hard -> metric -> value
+    model: dict[str, object]
+    template_voices: list[str]
 
 
 def evaluate_pairs(
@@ -29,7 +42,7 @@ def evaluate_pairs(
     split: str | None = None,
     proxies: Sequence[str] = ("text",),
     no_leading_pad: bool = False,
-) -> dict[str, object]:
+) -> PairsReport:
     """The ``openkws eval pairs`` pipeline; returns (and writes) the JSON report. ``no_leading_pad``:
     also score each openkws system with no silence ahead of the clips (``[no leading pad]``)."""
     clips = read_eval_manifest(manifest, split)
@@ -44,8 +57,9 @@ def evaluate_pairs(
     phonemes = {t: tuple(inv.encode(g2p(t).phones_only)) for t in set(texts)}
     pairs = make_pairs(texts, phonemes, seed)
     systems: dict[str, np.ndarray] = {}
-    report: dict[str, object] = {"manifest": str(manifest), "split": split, "clips": len(clips), "pairs": {
-        k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")}, "systems": {}}  # fmt: skip
+    metrics: dict[str, dict[str, dict[str, float]]] = {}
+    report: PairsReport = {"manifest": str(manifest), "split": split, "clips": len(clips), "pairs": {
+        k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")}, "systems": metrics}  # fmt: skip
     if model_dir is not None:
         scorer = EngineScorer(model_dir)
         for mode in proxies:
@@ -63,7 +77,7 @@ def evaluate_pairs(
         systems.update(tb.score(clips, pairs, progress))
         report["template_voices"] = tb.voices
     for name, scores in systems.items():
-        report["systems"][name] = pair_metrics(scores, pairs)  # type: ignore[index]
+        metrics[name] = pair_metrics(scores, pairs)
     if out_dir is not None:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,9 +96,9 @@ def evaluate_pairs(
     return report
 
 
-def format_report(report: dict[str, object]) -> str:
+def format_report(report: PairsReport) -> str:
     lines = []
-    for name, res in report["systems"].items():  # type: ignore[attr-defined]
+    for name, res in report.get("systems", {}).items():
         for neg, m in res.items():
             lines.append(
                 f"{name:45s} {neg:5s} EER {100 * m['eer']:6.2f}%  AUC {m['auc']:.4f}  AP {m['ap']:.4f}"

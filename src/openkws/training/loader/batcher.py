@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,6 +18,9 @@ from openkws.training.loader.feature_cache import FeatureStore
 from openkws.training.loader.renditions import Augment, augmented_padded, make_augmenter, pad_with_context
 from openkws.training.loader.wave_store import WaveStore
 from openkws.training.nets.frontend import feature_extractor
+
+if TYPE_CHECKING:
+    from openkws.engine.encoders import FeatureExtractor
 
 
 @dataclass
@@ -72,28 +76,29 @@ class WindowBatcher:
         self.background_fraction = background_fraction
         self.eval_variant = eval_variant  # the rendition validation scores (0 = clean)
         self.boundary = load_inventory().encode(["|"])[0]
-        self._fx = None
-        self._aug: Augment | None | bool = False
+        self._fx: FeatureExtractor | None = None  # built on first use, in the loader's process
+        self._aug: Augment | None = None
 
     # logmel: features on the fly from waveforms
     def _wave_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
         assert isinstance(self.store, WaveStore)
         if self._fx is None:
             self._fx = feature_extractor(self.frontend, threads=1)
+        fx = self._fx
         wave = self.store.waves[i].astype(np.float32) / 32767.0
         if self.train and self.augment_prob > 0 and self.rng.random() < self.augment_prob:
-            if self._aug is False:
+            if self._aug is None:
                 self._aug = make_augmenter([str(c.path) for c in self.store.clips], self.rir_dir)
             j = int(self.rng.integers(len(self.store.waves)))
             other = self.store.waves[j].astype(np.float32) / 32767.0
-            padded, span = augmented_padded(wave, self.context, self.rng, self._aug or None, other)  # type: ignore[arg-type]
+            padded, span = augmented_padded(wave, self.context, self.rng, self._aug, other)
         else:
             s, e = self.store.spans[i]
             padded, span = (
                 pad_with_context(wave, self.context),
                 (int(s) + self.context, int(e) + self.context),
             )
-        return self._fx.features(padded), span  # type: ignore[attr-defined]
+        return fx.features(padded), span
 
     def clip_features(self, i: int) -> tuple[np.ndarray, tuple[int, int]]:
         if isinstance(self.store, WaveStore):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from openkws.text import G2P, load_inventory
+from openkws.text import G2P, Pronunciation, load_inventory
 from openkws.training.config import Config
 
 
@@ -30,7 +30,9 @@ class Clip:
     split: str = "train"
 
 
-def _phoneme_ids(text: str, phonemes: str | None, g2p: Callable[[str], object] | None) -> tuple[int, ...]:
+def _phoneme_ids(
+    text: str, phonemes: str | None, g2p: Callable[[str], Pronunciation] | None
+) -> tuple[int, ...]:
     inv = load_inventory()
     if phonemes:
         ids = tuple(inv.encode(phonemes.replace(",", " ").split()))
@@ -38,7 +40,7 @@ def _phoneme_ids(text: str, phonemes: str | None, g2p: Callable[[str], object] |
             return ids
     if g2p is None:
         raise ValueError(f"text {text!r} has no usable phonemes and no G2P was given")
-    return tuple(g2p(text).ids)  # type: ignore[attr-defined]
+    return tuple(g2p(text).ids)
 
 
 def read_manifest(path: Path, splits: Sequence[str] | None = None) -> list[Clip]:

@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from tqdm import tqdm
@@ -48,6 +48,10 @@ from openkws.training.loader.renditions import (
     phrase_is_partial_source,
 )
 from openkws.training.nets.frontend import feature_extractor
+
+if TYPE_CHECKING:
+    from openkws.engine.encoders import FeatureExtractor
+    from openkws.engine.runtime import Device
 
 CACHE_VERSION = 4
 SHARD_CLIPS = 512
@@ -114,7 +118,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(
-    spec: CacheSpec, speech_paths: list[str] | None, rir_dir: str | None, device: str = "cpu"
+    spec: CacheSpec, speech_paths: list[str] | None, rir_dir: str | None, device: Device = "cpu"
 ) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     augmenting = spec.variants > 0 or spec.partials or spec.background_per_shard > 0
@@ -126,12 +130,13 @@ def _worker_init(
     _WORKER.update(fx=feature_extractor(spec.frontend, threads=1, device=device), spec=spec, aug=aug)
 
 
-ClipJob = tuple[str, int, str, str | None, bool]  # ("clip", index, path, other path, partial?)
-BackgroundJob = tuple[str, int, list[str]]  # ("bg", seed, paths)
+ClipJob = tuple[Literal["clip"], int, str, str | None, bool]  # ("clip", index, path, other path, partial?)
+BackgroundJob = tuple[Literal["bg"], int, list[str]]  # ("bg", seed, paths)
 
 
 def _features(audio: np.ndarray) -> np.ndarray:
-    return _WORKER["fx"].features(audio).astype(np.float16)  # type: ignore[no-any-return]
+    fx: FeatureExtractor = _WORKER["fx"]
+    return fx.features(audio).astype(np.float16)
 
 
 def _featurise_clip(job: ClipJob) -> tuple[list[np.ndarray], list[tuple[int, int]], np.ndarray | None]:
@@ -170,8 +175,8 @@ def _featurise_background(job: BackgroundJob) -> np.ndarray:
 
 def _run(job: ClipJob | BackgroundJob) -> tuple[str, Any]:
     if job[0] == "clip":
-        return "clip", _featurise_clip(job)  # type: ignore[arg-type]
-    return "bg", _featurise_background(job)  # type: ignore[arg-type]
+        return "clip", _featurise_clip(job)
+    return "bg", _featurise_background(job)
 
 
 # --------------------------------------------------------------------------------------------- build
@@ -191,10 +196,12 @@ def _background_groups(clips: Sequence[Clip], lo: int, hi: int, n: int, seed: in
     return groups
 
 
-def _shard_jobs(clips: Sequence[Clip], spec: CacheSpec, i: int, others: np.ndarray, seed: int) -> list[Any]:
+def _shard_jobs(
+    clips: Sequence[Clip], spec: CacheSpec, i: int, others: np.ndarray, seed: int
+) -> list[ClipJob | BackgroundJob]:
     lo, hi = i * SHARD_CLIPS, min(len(clips), (i + 1) * SHARD_CLIPS)
     boundary = load_inventory().encode(["|"])[0]
-    jobs: list[Any] = [
+    jobs: list[ClipJob | BackgroundJob] = [
         ("clip", j, str(clips[j].path), str(clips[int(others[j])].path) if spec.variants else None,
          spec.partials and phrase_is_partial_source(clips[j].phoneme_ids, boundary))
         for j in range(lo, hi)
@@ -219,7 +226,7 @@ def build_feature_cache(
     workers: int = 1,
     seed: int = 0,
     progress: bool = True,
-    device: str = "cpu",
+    device: Device = "cpu",
 ) -> FeatureStore:
     """Compute the missing shards of ``clips`` (then load them all); the front-end runs on
     ``device`` (``auto``/``cuda``: onnxruntime's CUDA provider; augmentation stays on the CPU).

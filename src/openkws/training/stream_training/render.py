@@ -154,12 +154,12 @@ def build(
             for r in rows:
                 if r[1] is None:
                     tqdm.write(f"stream {r[0]} dropped: {r[4]}")
-            feats = [r[1] for r in keep]
-            offsets = np.cumsum([0] + [len(f) for f in feats])  # type: ignore[arg-type]
+            feats = [r[1] for r in keep if r[1] is not None]  # all of keep: the filter narrows the type
+            offsets = np.cumsum([0] + [len(f) for f in feats])
             tmp = shard_path(out, k).with_suffix(".tmp.npz")
             np.savez(
                 tmp,
-                features=np.concatenate(feats) if feats else np.zeros((0, 96), np.float16),  # type: ignore[arg-type]
+                features=np.concatenate(feats) if feats else np.zeros((0, 96), np.float16),
                 offsets=offsets.astype(np.int64),
                 phrase_end=np.array([r[2] for r in keep], np.int64),
                 samples=np.array([r[3] for r in keep], np.int64),
