@@ -353,6 +353,12 @@ def eval_streams(
     seed: int = typer.Option(0),
     cohort: bool = typer.Option(False, help="engine with cohort-normalised scores (OPENKWS_COHORT=on)"),
     decision: str = typer.Option("hold", help="engine decision rule: hold or peak (OPENKWS_DECISION)"),
+    vad: bool = typer.Option(
+        False,
+        "--vad/--no-vad",
+        help="decode every stream through the service's voice-activity gate (OPENKWS_VAD=on: webrtcvad "
+        "mode 3, 1.2 s pre-roll, 0.8 s hangover); its events are cached apart",
+    ),
 ) -> None:
     """FRR at 0.1/0.5/1 false alarms per hour per keyword on clips in background, through the engine.
 
@@ -390,6 +396,7 @@ def eval_streams(
         cohort=cohort,
         decision=mode,
         bank_sweep=bank_sweep,
+        vad=vad,
     )
     report = run_streams(cfg)
     table = markdown(report)

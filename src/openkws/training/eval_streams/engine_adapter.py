@@ -8,6 +8,10 @@ scoring at least ``t`` (a candidate that stays above the floor between two peaks
 event here and could be two at ``t``: the sweep slightly undercounts false alarms at strict
 thresholds; the refractory second bounds the effect).
 
+With ``vad`` each stream gets the service's voice-activity gate (:mod:`openkws.engine.vad`, the
+``vad`` argument of ``create_stream`` that the websocket handler passes): the engine sees the gated
+segments with their pre-roll, and event times are mapped back to stream time by the gate.
+
 Several proxy kinds (text, TTS) are enrolled side by side in one tenant, with id ranges per kind,
 so the audio is embedded once for all of them. That equals one tenant per kind because this
 engine decides every keyword on its own; an engine where enrolled keywords compete must give each
@@ -28,6 +32,7 @@ from openkws.engine.acoustic_proxy import TEMPO_FACTORS, combine_proxies
 from openkws.engine.calibration import BANK_FILE
 from openkws.engine.index import l2_normalize
 from openkws.engine.spotter import Enrollment, Spotter
+from openkws.engine.vad import VadConfig
 from openkws.engine.whitening import whitening_from_bank
 from openkws.text.tts import ProxyTTS
 
@@ -44,13 +49,16 @@ class Event:
     decided_s: float  # stream time of the audio that completed the decision
 
 
-def decode_events(spotter: Spotter, audio: np.ndarray, kinds: Sequence[str]) -> dict[str, list[Event]]:
+def decode_events(
+    spotter: Spotter, audio: np.ndarray, kinds: Sequence[str], vad: VadConfig | None = None
+) -> dict[str, list[Event]]:
     """Decode one stream through the engine -> events per proxy kind (by keyword id range).
 
     ``competition="all"``: text and TTS proxies of every keyword share one tenant (one decode for
     both), so the service's default ``best`` would make the two kinds compete; each keyword is
-    scored on its own, as in the figures of docs/BENCHMARKS.md."""
-    stream = spotter.create_stream(tenant=TENANT, competition="all")
+    scored on its own, as in the figures of docs/BENCHMARKS.md. ``vad``: gate the stream as the
+    service does (event times stay in stream time)."""
+    stream = spotter.create_stream(tenant=TENANT, competition="all", vad=vad)
     stream.accept_waveform(audio)
     stream.input_finished()
     out: dict[str, list[Event]] = {k: [] for k in kinds}
@@ -62,7 +70,11 @@ def decode_events(spotter: Spotter, audio: np.ndarray, kinds: Sequence[str]) -> 
 
 
 def decode_from_onsets(
-    spotter: Spotter, audio: np.ndarray, onsets_s: Sequence[float], kinds: Sequence[str]
+    spotter: Spotter,
+    audio: np.ndarray,
+    onsets_s: Sequence[float],
+    kinds: Sequence[str],
+    vad: VadConfig | None = None,
 ) -> dict[str, list[Event]]:
     """The "no leading pad" reading of a positive stream: each clip decoded as a stream of its own that
     starts at the clip's speech onset (no audio ahead of the keyword, as a satellite's audio starts at
@@ -71,7 +83,7 @@ def decode_from_onsets(
     out: dict[str, list[Event]] = {k: [] for k in kinds}
     for a, b in zip(cuts, cuts[1:], strict=False):
         shift = a / SAMPLE_RATE
-        for kind, events in decode_events(spotter, audio[a:b], kinds).items():
+        for kind, events in decode_events(spotter, audio[a:b], kinds, vad).items():
             out[kind] += [
                 replace(e, start_s=e.start_s + shift, end_s=e.end_s + shift, decided_s=e.decided_s + shift)
                 for e in events

@@ -27,6 +27,14 @@ def _pct(x: object) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * float(x):.1f}%"  # type: ignore[arg-type]
 
 
+def _vad_line(report: dict[str, object]) -> str:
+    share: dict[str, float] | None = report.get("vad")  # type: ignore[assignment]
+    if not share:
+        return ""
+    parts = ", ".join(f"{c} {100 * v:.0f}%" for c, v in share.items())
+    return f" Decoded through the service's VAD gate; audio reaching the engine: {parts}."
+
+
 def markdown(report: dict[str, object]) -> str:
     """The streams tables (FRR per budget, per condition, per phone length) from a report dict."""
     systems: dict[str, dict] = report["systems"]  # type: ignore[assignment]
@@ -37,7 +45,8 @@ def markdown(report: dict[str, object]) -> str:
         f"({report['positive_hours']} h). Negatives: {report['negative_hours']} h "
         f"({', '.join(f'{k} {v} min' for k, v in report['negative_minutes_by_kind'].items())}); "  # type: ignore[union-attr]
         "a keyword's false alarms are counted outside segments whose transcript contains it. "
-        "FA/h is per keyword (false alarms / keywords / hours) at one global threshold per system.",
+        "FA/h is per keyword (false alarms / keywords / hours) at one global threshold per system."
+        + _vad_line(report),
         "",
         "| system | FRR @ 0.1 FA/h | FRR @ 0.5 FA/h | FRR @ 1 FA/h | total FA/h at 1 | delay p50 / p95 at 1 (ms) "
         "| clips scored | streams scored |",

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.engine.decision import DecisionMode
 from openkws.engine.spotter import DetectorConfig, Spotter
+from openkws.engine.vad import VadConfig, VadGate
 from openkws.settings import packaged_model_dir
 from openkws.training.data.audio import read_wav
 from openkws.training.eval_streams.bank_scores import bank_calibrated
@@ -61,6 +62,7 @@ class StreamsConfig:
     cohort: bool = False  # engine option: cohort-normalised scores (issue 21, row N)
     decision: DecisionMode = "hold"  # engine option: decision rule (issue 21, row D)
     bank_sweep: bool = False  # also sweep each kind in bank-predicted FA/h (`<name>@bank`, .bank_scores)
+    vad: bool = False  # engine option: the service's voice-activity gate on every stream (issue 24)
 
 
 def _cached_events(
@@ -111,13 +113,15 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     spotter = Spotter.load(cfg.model, config=engine, device="cpu", threads=cfg.threads)
     key = f"{spotter.spec.model_version}_{spotter.acoustic_fingerprint[:8]}_{spotter.sessions.spec.files['text'].sha256[:8]}"
     key += ("_cohort" if cfg.cohort else "") + ("" if cfg.decision == "hold" else f"_{cfg.decision}")
+    key += "_vad" if cfg.vad else ""  # gated events are another engine's: their own cache file
+    vad = VadConfig() if cfg.vad else None  # the service's default gate (OPENKWS_VAD=on)
     kinds = list(cfg.proxies)
     names = [f"openkws-{k}" for k in kinds]
     enroll(spotter, texts, kinds, cfg.floor, cfg.cache, cfg.model)
     stem = cfg.cache / "events" / f"{Path(streams[0].path).parent.parent.name}_{key}_f{cfg.floor:g}.jsonl"
 
     def _run(audio: np.ndarray, _: Stream) -> dict[str, list[Event]]:
-        by_kind = decode_events(spotter, audio, kinds)
+        by_kind = decode_events(spotter, audio, kinds, vad)
         return {f"openkws-{k}": v for k, v in by_kind.items()}
 
     order = [s for s in streams if s.condition == "negative"] + [
@@ -125,7 +129,7 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     ]
     events = _cached_events(stem, order, names, _run, "openkws", cfg.cached_only)
     if cfg.no_leading_pad:
-        events.update(_no_leading_pad(spotter, kinds, stem, streams, events, cfg.cached_only))
+        events.update(_no_leading_pad(spotter, kinds, stem, streams, events, cfg.cached_only, vad))
     if cfg.bank_sweep:
         events.update(bank_calibrated(spotter, cfg.model, events, dict(zip(names, kinds, strict=True))))
     for peer, factory in (peers or {}).items():
@@ -151,7 +155,7 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
         "conditions": list(cfg.conditions),
         "negatives": list(cfg.negatives),
         "floor": cfg.floor,
-        "engine": {"cohort": cfg.cohort, "decision": cfg.decision},
+        "engine": {"cohort": cfg.cohort, "decision": cfg.decision, "vad": cfg.vad},
         "keywords": len(texts),
         "clips": len(clips),
         "positive_hours": round(sum(s.duration_s for s in streams if s.condition != "negative") / 3600, 3),
@@ -166,9 +170,26 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     )  # fmt: skip
     if cal:
         report["calibration"] = cal
+    if vad is not None:
+        report["vad"] = gate_share(scored, vad)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     write_outputs(report, scores, phones, cfg.out)
     return report
+
+
+def gate_share(streams: Sequence[Stream], vad: VadConfig) -> dict[str, float]:
+    """Share of each condition's audio (and of all) that the gate passes to the engine: the decode
+    work VAD saves. The gate alone (microseconds per 30 ms frame), on the same audio as the decode."""
+    fed: dict[str, float] = {"all": 0.0}
+    total: dict[str, float] = {"all": 0.0}
+    for st in streams:
+        gate = VadGate(vad)
+        audio = read_wav(st.path)
+        n = len(gate.push(audio)) + len(gate.flush())
+        for c in (st.condition, "all"):
+            fed[c] = fed.get(c, 0.0) + n
+            total[c] = total.get(c, 0.0) + len(audio)
+    return {c: round(fed[c] / total[c], 4) for c in total if total[c]}
 
 
 def _minutes_by_kind(streams: Sequence[Stream]) -> dict[str, float]:
@@ -199,13 +220,14 @@ def _no_leading_pad(
     streams: Sequence[Stream],
     events: dict[str, dict[str, list[Event]]],
     cached_only: bool,
+    vad: VadConfig | None = None,
 ) -> dict[str, dict[str, list[Event]]]:
     """``openkws-<kind>[no leading pad]``: positives decoded from each clip's onset
     (:func:`decode_from_onsets`), negatives as in the padded run (they have no clips)."""
     names = [f"openkws-{k}{NO_LEAD}" for k in kinds]
 
     def _run(audio: np.ndarray, st: Stream) -> dict[str, list[Event]]:
-        by_kind = decode_from_onsets(spotter, audio, [p.start_s for p in st.placed], kinds)
+        by_kind = decode_from_onsets(spotter, audio, [p.start_s for p in st.placed], kinds, vad)
         return {f"openkws-{k}{NO_LEAD}": v for k, v in by_kind.items()}
 
     positives = [s for s in streams if s.condition != "negative"]
