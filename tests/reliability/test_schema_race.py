@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import create_engine, inspect
 
-from openkws.keywords.store import ADDED_COLUMNS, KeywordStore
+from openkws.keywords.schema import ADDED_COLUMNS
+from openkws.keywords.store import KeywordStore
 from tests.deploy.postgres import PostgresUnavailable
 from tests.reliability.pg_cluster import PgCluster, pg_cluster
 

@@ -15,7 +15,8 @@ from sqlalchemy import text
 
 from openkws.keywords.changefeed import StoreFollower
 from openkws.keywords.changelog import ChangeLog, ChangeTable, install_change_log
-from openkws.keywords.store import KeywordStore, KeywordTable, NewKeyword
+from openkws.keywords.schema import KeywordTable
+from openkws.keywords.store import KeywordStore, NewKeyword
 from openkws.server.app import create_app
 from openkws.server.auth import ApiKeys
 from openkws.server.metrics import DetectionCounts, Metrics

@@ -140,7 +140,7 @@ def test_postgres_old_table_gains_proxy_columns(postgres_url: str) -> None:
     import numpy as np
     from sqlalchemy import text
 
-    from openkws.keywords.store import ADDED_COLUMNS
+    from openkws.keywords.schema import ADDED_COLUMNS
 
     _reset(postgres_url)
     url = Settings(database_url=postgres_url).resolved_database_url()

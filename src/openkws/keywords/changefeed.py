@@ -35,7 +35,8 @@ from openkws.engine.index import KeywordEntry
 from openkws.engine.spotter import Spotter
 from openkws.keywords.availability import StoreUnavailable, is_unavailable, short_error
 from openkws.keywords.changelog import CHANNEL, Change, ChangeLog
-from openkws.keywords.store import KeywordRecord, KeywordStore, KeywordTable, _record
+from openkws.keywords.schema import KeywordTable
+from openkws.keywords.store import KeywordRecord, KeywordStore, _record
 
 log = logging.getLogger("openkws")
 

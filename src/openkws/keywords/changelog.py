@@ -110,7 +110,7 @@ def _after_flush(session: Session, _ctx: Any) -> None:
 
 def create_change_table(conn: Connection) -> None:
     """Create ``registry_changes`` if absent; called inside the store's locked schema transaction
-    (:func:`openkws.keywords.store.create_schema`), so concurrent replicas do not race."""
+    (:func:`openkws.keywords.schema.create_schema`), so concurrent replicas do not race."""
     _ChangeBase.metadata.create_all(conn)
 
 

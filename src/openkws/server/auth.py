@@ -49,7 +49,8 @@ from sqlalchemy import select
 from openkws.engine.spotter import DEFAULT_TENANT
 from openkws.keywords import MAX_TENANT_CHARS
 from openkws.keywords.availability import StoreUnavailable
-from openkws.keywords.store import ApiKeyTable, KeywordStore
+from openkws.keywords.schema import ApiKeyTable
+from openkws.keywords.store import KeywordStore
 
 Scope = Literal["admin", "stream"]
 SCOPES: tuple[Scope, ...] = ("admin", "stream")
