@@ -18,15 +18,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 
 import numpy as np
 
 from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.engine.index import KeywordEntry
 from openkws.engine.spotter import Enrollment, Spotter
-from openkws.keywords.confusables import Confusable, ConfusionPolicy, find_confusables
+from openkws.keywords.confusables import ConfusionPolicy, find_confusables
+from openkws.keywords.enrollment import Enrolled, EnrollItem, IndexDiff, InvalidKeywordText, TooManyKeywords
 from openkws.keywords.sensitivity import NoCalibrationBank, Sensitivity, estimate_hit_rates
 from openkws.keywords.store import KeywordNotFound, KeywordRecord, KeywordStore, NewKeyword
 from openkws.keywords.stored_proxies import new_threshold, report, restore
@@ -41,63 +41,6 @@ log = logging.getLogger("openkws")
 # The expected hit rate renders 32 TTS renditions per keyword (seconds each): worth it for a user
 # enrolling a few keywords, not for a 1,000-keyword import, whose keywords get no estimate.
 HIT_RATE_MAX_BATCH = 8
-
-
-@dataclass(frozen=True)
-class EnrollItem:
-    text: str
-    threshold: float | None = None
-    metadata: dict[str, Any] | None = None
-    proxy: ProxyMode = "text"
-    phonemes: tuple[str, ...] | None = None  # override of the G2P (validated against the inventory)
-    target_fa_per_hour: float | None = None  # used when threshold is None
-
-
-@dataclass(frozen=True)
-class Enrolled:
-    record: KeywordRecord
-    created: bool
-    confusable_with: tuple[Confusable, ...]
-    rewrites: tuple[str, ...] = ()  # what normalisation changed in the submitted text
-    expected_fa_per_hour: float | None = None
-    warnings: tuple[str, ...] = ()
-    expected_hit_rate: float | None = None  # TTS estimate; None when not estimated (see enroll)
-
-
-@dataclass(frozen=True)
-class IndexDiff:
-    """How the in-memory index differs from the store (all empty: in step)."""
-
-    missing: tuple[int, ...] = ()  # in the store, not in the index
-    extra: tuple[int, ...] = ()  # in the index, not in the store
-    thresholds: tuple[int, ...] = ()  # in both, with different thresholds
-
-    def __bool__(self) -> bool:
-        return bool(self.missing or self.extra or self.thresholds)
-
-    def __str__(self) -> str:
-        return (
-            f"{len(self.missing)} missing, {len(self.extra)} extra, {len(self.thresholds)} with another threshold"
-            f" (first ids: {list(self.missing[:5])}, {list(self.extra[:5])}, {list(self.thresholds[:5])})"
-        )
-
-
-class TooManyKeywords(Exception):
-    def __init__(self, tenant_count: int, new: int, limit: int) -> None:
-        super().__init__(
-            f"the tenant has {tenant_count} keywords and this request adds {new}; at most {limit} are "
-            "accepted per tenant; delete keywords first"
-        )
-        self.message = str(self)
-
-
-class InvalidKeywordText(ValueError):
-    """Keyword text rejected by the G2P rules; ``position`` is its index in a batch."""
-
-    def __init__(self, position: int, error: G2PError) -> None:
-        super().__init__(error.message)
-        self.position = position
-        self.error = error
 
 
 class KeywordRegistry:
@@ -269,11 +212,18 @@ class KeywordRegistry:
         known = {e.text for e in self.spotter.index.tenant(tenant).by_id.values()}  # hit rates: new texts
         unseen = [None if p.text in known else x for p, x in zip(prons, proxies, strict=True)]
         rates = (
-            estimate_hit_rates(self.spotter, self.tts, [p.text for p in prons], unseen, thresholds,
-                               [it.proxy for it in items], waves)
+            estimate_hit_rates(
+                self.spotter,
+                self.tts,
+                [p.text for p in prons],
+                unseen,
+                thresholds,
+                [it.proxy for it in items],
+                waves,
+            )
             if self.hit_rate and len(items) <= HIT_RATE_MAX_BATCH
             else [(None, [])] * len(items)
-        )  # fmt: skip
+        )
         news = [
             NewKeyword(
                 p.text,

@@ -14,13 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response, status
 
 from openkws.engine.calibration import CalibrationError
-from openkws.keywords.registry import (
-    Enrolled,
-    EnrollItem,
-    InvalidKeywordText,
-    KeywordRegistry,
-    TooManyKeywords,
-)
+from openkws.keywords.enrollment import Enrolled, EnrollItem, InvalidKeywordText, TooManyKeywords
+from openkws.keywords.registry import KeywordRegistry
 from openkws.keywords.sensitivity import NoCalibrationBank
 from openkws.keywords.store import KeywordNotFound, KeywordRecord
 from openkws.server.api.deps import MetricsDep, RegistryDep, SettingsDep, TenantDep, enroll_rate_limit

@@ -14,8 +14,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from openkws.engine.acoustic_proxy import ProxyMode
 from openkws.engine.calibration import MAX_TARGET_FA_PER_HOUR, MIN_TARGET_FA_PER_HOUR
 from openkws.keywords.confusables import Confusable
+from openkws.keywords.enrollment import Enrolled
 from openkws.keywords.fields import MAX_PHONEMES, finite_json, phoneme_tokens
-from openkws.keywords.registry import Enrolled
 from openkws.keywords.store import KeywordRecord
 from openkws.protocol import DetectionEvent, NearMissEvent
 from openkws.text.g2p import MAX_CHARS
