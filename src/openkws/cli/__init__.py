@@ -21,7 +21,6 @@ Client commands send ``--api-key`` (or ``OPENKWS_API_KEY``) as ``Authorization: 
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import os
 import sys
@@ -30,8 +29,9 @@ from typing import Annotated, Any
 
 import typer
 
-from openkws.cli.common import DEFAULT_URL, KeyOpt, UrlOpt, fail, handled
-from openkws.cli.common import client as _client
+from openkws.cli.common import DEFAULT_URL, fail, settings_from
+from openkws.cli.detect import detect, stream
+from openkws.cli.keys import keys_app
 from openkws.cli.keywords import ProxyChoice, keywords_app
 
 app = typer.Typer(
@@ -41,100 +41,8 @@ app = typer.Typer(
     help="openkws: open-vocabulary keyword spotting",
 )
 app.add_typer(keywords_app, name="keywords")
-keys_app = typer.Typer(
-    no_args_is_help=True, help="Create, list and revoke API keys (writes the server's database)."
-)
 app.add_typer(keys_app, name="keys")
-
-DataDirOpt = Annotated[
-    Path | None, typer.Option(help="the server's data directory (default OPENKWS_DATA_DIR)")
-]
-DbUrlOpt = Annotated[
-    str | None, typer.Option(help="the server's database URL (default OPENKWS_DATABASE_URL)")
-]
-_fail = fail
 __all__ = ["DEFAULT_URL", "ProxyChoice", "app", "main"]
-
-
-def _settings(overrides: dict[str, Any]) -> Any:
-    """Settings from flags over ``OPENKWS_*`` variables; a bad value is one line naming the variable."""
-    from pydantic import ValidationError
-
-    from openkws.settings import Settings
-
-    try:
-        return Settings.model_validate(overrides)
-    except ValidationError as e:
-        problems = [
-            f"OPENKWS_{str(err['loc'][0]).upper()}={err['input']!r}: {err['msg']}"
-            if err["loc"]
-            else err["msg"]
-            for err in e.errors()
-        ]
-        _fail("invalid setting " + "; ".join(problems) + " (docs/SERVICE.md lists the settings)", 2)
-
-
-def _api_keys(data_dir: Path | None, database_url: str | None) -> Any:
-    from openkws.keywords.store import KeywordStore
-    from openkws.server.auth import ApiKeys
-
-    overrides = {
-        k: v for k, v in {"data_dir": data_dir, "database_url": database_url}.items() if v is not None
-    }
-    settings = _settings(overrides)
-    return ApiKeys(KeywordStore(settings.resolved_database_url(), settings.sqlite_synchronous))
-
-
-@keys_app.command("create")
-def keys_create(
-    tenant: Annotated[
-        str, typer.Option(help="tenant the key belongs to (its keywords are the only ones it sees)")
-    ],
-    scope: Annotated[
-        str, typer.Option(help="admin: manage keywords and keys, and detect; stream: detect only")
-    ],
-    name: Annotated[str | None, typer.Option(help="a label for the key")] = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbUrlOpt = None,
-) -> None:
-    """Create an API key and print it once (only its hash is stored)."""
-    try:
-        k = _api_keys(data_dir, database_url).create(tenant, scope, name)
-    except ValueError as e:
-        _fail(str(e), 2)
-    typer.echo(k.token)
-    typer.echo(
-        f"key {k.key_id}: tenant {k.tenant!r}, scope {k.scope!r}; store it now, it cannot be shown again",
-        err=True,
-    )
-
-
-@keys_app.command("list")
-def keys_list(
-    tenant: Annotated[str | None, typer.Option(help="only this tenant's keys")] = None,
-    data_dir: DataDirOpt = None,
-    database_url: DbUrlOpt = None,
-) -> None:
-    """List API keys (ids, tenants, scopes; never the secrets)."""
-    for k in _api_keys(data_dir, database_url).list(tenant):
-        state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "active"
-        typer.echo(
-            f"{k.key_id}\t{k.tenant}\t{k.scope}\t{state}\tcreated {k.created_at:%Y-%m-%d %H:%M}\t{k.name or ''}"
-        )
-
-
-@keys_app.command("revoke")
-def keys_revoke(
-    key_ids: Annotated[list[str], typer.Argument(help="key ids (from `openkws keys list`)")],
-    data_dir: DataDirOpt = None,
-    database_url: DbUrlOpt = None,
-) -> None:
-    """Revoke API keys: requests with them fail from now on."""
-    keys = _api_keys(data_dir, database_url)
-    for key_id in key_ids:
-        if not keys.revoke(key_id):
-            _fail(f"no API key {key_id!r}; `openkws keys list` shows the keys")
-        typer.echo(f"revoked {key_id}")
 
 
 @app.command()
@@ -180,138 +88,18 @@ def serve(
         }.items()
         if v is not None
     }
-    settings = _settings(overrides)
+    settings = settings_from(overrides)
     try:
         load_spec(settings.model_dir, verify_hashes=False)  # fail fast with one clear line
     except ModelContractError as e:
-        _fail(str(e), 2)
+        fail(str(e), 2)
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server.run(settings, log_level)
 
 
-def _print_event(ev: dict[str, Any], as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(ev))
-        return
-    t = ev.get("type")
-    if t == "detection":
-        typer.secho(
-            f"[{ev['start_ms'] / 1000:7.2f}s–{ev['end_ms'] / 1000:6.2f}s] {ev['text']!r} "
-            f"(id {ev['keyword_id']}) score {ev['score']:.3f} ≥ {ev['threshold']:.2f}",
-            fg=typer.colors.GREEN,
-        )
-    elif t == "near_miss":
-        cands = ", ".join(f"{c['text']!r} {c['score']:.3f}<{c['threshold']:.2f}" for c in ev["candidates"])
-        typer.echo(f"[{ev['time_ms'] / 1000:7.2f}s] near miss: {cands}")
-    elif t == "ready":
-        typer.echo(f"streaming to {ev['model_version']} ({ev['keywords']} keywords)…", err=True)
-    elif t == "summary":
-        typer.echo(f"done: {ev['audio_ms'] / 1000:.2f} s of audio, {ev['detections']} detection(s)", err=True)
-    elif t == "error":
-        typer.secho(f"error {ev['code']}: {ev['message']}", fg=typer.colors.RED, err=True)
-
-
-@app.command()
-def detect(
-    file: Annotated[Path, typer.Argument(dir_okay=False, help="WAV, FLAC or OGG (Vorbis or Opus) file")],
-    url: UrlOpt = DEFAULT_URL,
-    debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print the raw JSON response")] = False,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            dir_okay=False,
-            help="also draw every keyword's score over time, thresholds and detections to this PNG "
-            "(needs matplotlib: pip install 'openkws[plot]')",
-        ),
-    ] = None,
-    api_key: KeyOpt = None,
-) -> None:
-    """Upload a file to POST /v1/detect and print every detection (the server's keywords and thresholds)."""
-    from openkws.audiofile import check_audio_file
-
-    with handled():
-        check_audio_file(file)  # a bad file is named here, before any upload
-    if plot is not None:
-        _check_plot_target(plot)
-    with _client(url, api_key) as c, handled():
-        res = c.detect(file, debug=debug or plot is not None, trace=plot is not None)
-    if plot is not None:
-        _draw(res, plot, file)
-    if as_json:
-        typer.echo(json.dumps(res, indent=2))
-        return
-    for d in res["detections"]:
-        _print_event({"type": "detection", **d}, False)
-    for n in res["near_misses"] if debug else []:
-        _print_event({"type": "near_miss", **n}, False)
-    typer.echo(f"{len(res['detections'])} detection(s) in {res['duration_ms'] / 1000:.2f} s", err=True)
-
-
-def _check_plot_target(plot: Path) -> None:
-    """Fail before the upload: no matplotlib, a name that is not .png, a missing folder."""
-    from openkws.plot import PlotUnavailable, _pyplot
-
-    if plot.suffix.lower() != ".png":
-        fail(f"--plot {plot}: give a .png file name", 2)
-    if not plot.parent.is_dir():
-        fail(f"--plot {plot}: folder {plot.parent} does not exist", 2)
-    try:
-        _pyplot()
-    except PlotUnavailable as e:
-        fail(str(e))
-
-
-def _draw(res: dict[str, Any], plot: Path, file: Path) -> None:
-    from openkws.plot import plot_trace, trace_from_response
-
-    try:
-        plot_trace(trace_from_response(res), plot, title=f"{file.name}: keyword scores over time")
-    except ValueError as e:
-        fail(str(e))
-    typer.echo(f"plot written to {plot}", err=True)
-
-
-@app.command()
-def stream(
-    file: Annotated[Path | None, typer.Argument(dir_okay=False, help="audio file to stream")] = None,
-    mic: Annotated[
-        bool, typer.Option("--mic", help="stream the default microphone instead of a file")
-    ] = False,
-    url: UrlOpt = DEFAULT_URL,
-    chunk_ms: Annotated[int, typer.Option(min=10, max=1000, help="audio per websocket frame")] = 100,
-    realtime: Annotated[
-        bool, typer.Option(help="pace a file in real time (--no-realtime: as fast as possible)")
-    ] = True,
-    seconds: Annotated[float | None, typer.Option(help="stop the microphone after this long")] = None,
-    debug: Annotated[bool, typer.Option(help="also print near misses")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print every server message as JSON")] = False,
-    api_key: KeyOpt = None,
-) -> None:
-    """Stream a file or the microphone over WS /v1/stream and print events as they arrive."""
-    from openkws.audiofile import check_audio_file
-    from openkws.client import OpenKWSError
-
-    if (file is None) == (not mic):
-        fail("give exactly one of FILE or --mic", 2)
-    if file is not None:
-        with handled():
-            check_audio_file(file)
-    with _client(url, api_key) as c, handled():
-        try:
-            events = (
-                c.stream_microphone(chunk_ms=chunk_ms, seconds=seconds, debug=debug)
-                if mic
-                else c.stream_file(file, chunk_ms=chunk_ms, realtime=realtime, debug=debug)
-            )
-            for ev in events:
-                _print_event(ev, as_json)
-        except OSError as e:  # the connection dropped mid-stream
-            fail(f"cannot reach {url}: {e}")
-        except OpenKWSError:  # a RuntimeError too, but `handled` words it (no "0 server_unreachable")
-            raise
-        except RuntimeError as e:  # e.g. --mic without sounddevice
-            fail(str(e))
+# Client commands (openkws.cli.detect), listed after `serve` as before the split.
+app.command()(detect)
+app.command()(stream)
 
 
 @app.command()
@@ -401,7 +189,7 @@ EXTRA_OF_MODULE = {
             "pedalboard",
         ),
         "train",
-    ),  # fmt: skip
+    ),
     "matplotlib": "plot",
     "sounddevice": "mic",
     "psycopg": "postgres",

@@ -50,3 +50,21 @@ def client(url: str, api_key: str | None = None) -> Any:
 
     with handled():
         return OpenKWSClient(url, api_key=api_key)
+
+
+def settings_from(overrides: dict[str, Any]) -> Any:
+    """Settings from flags over ``OPENKWS_*`` variables; a bad value is one line naming the variable."""
+    from pydantic import ValidationError
+
+    from openkws.settings import Settings
+
+    try:
+        return Settings.model_validate(overrides)
+    except ValidationError as e:
+        problems = [
+            f"OPENKWS_{str(err['loc'][0]).upper()}={err['input']!r}: {err['msg']}"
+            if err["loc"]
+            else err["msg"]
+            for err in e.errors()
+        ]
+        fail("invalid setting " + "; ".join(problems) + " (docs/SERVICE.md lists the settings)", 2)
