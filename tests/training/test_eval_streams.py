@@ -97,7 +97,7 @@ def test_bad_inputs_are_clear_errors(fixture_set: tuple[Path, Path], tmp_path: P
 def test_cli_rejects_unknown_options() -> None:
     from typer.testing import CliRunner
 
-    from openkws.training.model_cli import eval_app
+    from openkws.training.eval_cli import eval_app
 
     r = CliRunner().invoke(eval_app, ["streams", "--proxy", "phonetic"])
     assert r.exit_code == 2 and "choose from text, tts, both" in r.output

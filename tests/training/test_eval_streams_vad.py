@@ -89,7 +89,7 @@ def test_vad_events_are_cached_apart(fixture_set: tuple[Path, Path], tmp_path: P
 def test_cli_vad_switch() -> None:
     from typer.testing import CliRunner
 
-    from openkws.training.model_cli import eval_app
+    from openkws.training.eval_cli import eval_app
 
     r = CliRunner().invoke(eval_app, ["streams", "--help"])
     assert r.exit_code == 0 and "--vad" in r.output and "--no-vad" in r.output

@@ -13,7 +13,8 @@ def register(app: typer.Typer) -> None:
 
     app.add_typer(data_app, name="data", help="Synthesize the training corpus and build evaluation sets.")
     try:
-        from openkws.training.model_cli import eval_app, export_app, train_app
+        from openkws.training.eval_cli import eval_app
+        from openkws.training.model_cli import export_app, train_app
     except ImportError:
         return
     from openkws.training.model_tools_cli import register as register_model_tools
