@@ -1,7 +1,7 @@
 """One websocket stream, from ``start`` to its last message (protocol in :mod:`openkws.protocol`).
 
-Two tasks share one :class:`AudioSession`: the reader validates messages and appends audio (cheap,
-on the event loop); the worker submits the session to the micro-batcher whenever audio is queued
+Two tasks share one :class:`AudioSession`: the reader validates messages (the checks live in
+:mod:`openkws.server.stream_messages`) and appends audio (cheap, on the event loop); the worker submits the session to the micro-batcher whenever audio is queued
 and sends the resulting events. Every stream ends with a final message that says why whenever the
 socket can still carry it: ``summary`` (close 1000, or 1001 on shutdown) or ``error`` before any
 other close code. Nothing a client sends affects other streams.
@@ -24,7 +24,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from openkws.audio import AudioError, AudioFormat
+from openkws.audio import AudioError
 from openkws.engine.vad import VadConfig
 from openkws.protocol import (
     AUDIO_CLOSE,
@@ -33,23 +33,18 @@ from openkws.protocol import (
     ErrorMessage,
     Limits,
     NearMissMessage,
-    ProtocolError,
     ReadyMessage,
-    StartMessage,
-    StopMessage,
     SummaryMessage,
-    parse_client_message,
     to_wire,
 )
 from openkws.server.admission import CLOSE_TIMEOUT_S, SHUTDOWN_MESSAGE, Close
 from openkws.server.batcher import BatcherClosed, QueueFull
 from openkws.server.sessions import AudioSession
 from openkws.server.state import AppState
+from openkws.server.stream_messages import check_frame, keyword_subset, parse_start, parse_stop
 from openkws.server.ws_bounds import BUDGET_ERROR
 
 log = logging.getLogger("openkws")
-
-START_EXAMPLE = '{"type": "start", "version": 1, "sample_rate": 16000, "encoding": "pcm16le", "channels": 1}'
 
 
 class _Disconnected(Exception):
@@ -120,26 +115,8 @@ class StreamHandler:
 
     # -- phase 1: start --------------------------------------------------------------------------
     async def start(self) -> AudioSession:
-        msg = await self.receive()
-        if msg.get("bytes") is not None:
-            raise Close(
-                CloseCode.BINARY_BEFORE_START,
-                "binary_before_start",
-                f"binary audio frame before start; send a JSON start message first, e.g. {START_EXAMPLE}",
-            )
-        parsed = self._parse(msg.get("text") or "")
-        if isinstance(parsed, StopMessage):
-            raise Close(
-                CloseCode.INVALID_MESSAGE,
-                "invalid_message",
-                f"stop before start; send start first, e.g. {START_EXAMPLE}",
-            )
-        fmt = AudioFormat(parsed.sample_rate, parsed.encoding, parsed.channels)
-        try:
-            fmt.validate()
-        except AudioError as e:
-            raise Close(AUDIO_CLOSE[e.code], e.code, e.message) from None
-        subset = self._subset(parsed)
+        parsed, fmt = parse_start(await self.receive(), self.settings.max_frame_bytes)
+        subset = keyword_subset(parsed, lambda ids: self.state.registry.missing(self.tenant, ids))
         vad = (parsed.vad or self.settings.vad) == "on"
         stream = self.state.spotter.create_stream(
             subset,
@@ -167,37 +144,6 @@ class StreamHandler:
         )
         return session
 
-    def _parse(self, text: str) -> StartMessage | StopMessage:
-        if len(text.encode()) > self.settings.max_frame_bytes:
-            raise Close(
-                CloseCode.MESSAGE_TOO_BIG,
-                "frame_too_large",
-                f"text message of {len(text.encode())} bytes; at most {self.settings.max_frame_bytes} are accepted",
-            )
-        try:
-            return parse_client_message(text)
-        except ProtocolError as e:
-            code = "unsupported_version" if e.code == CloseCode.UNSUPPORTED_VERSION else "invalid_message"
-            raise Close(e.code, code, e.message) from None
-
-    def _subset(self, start: StartMessage) -> list[int] | None:
-        if start.keywords is None:
-            return None
-        if not start.keywords:
-            raise Close(
-                CloseCode.INVALID_MESSAGE,
-                "invalid_message",
-                "keywords is an empty list; omit it (or send null) to match every enrolled keyword",
-            )
-        missing = self.state.registry.missing(self.tenant, start.keywords)
-        if missing:
-            raise Close(
-                CloseCode.UNKNOWN_KEYWORD,
-                "unknown_keyword",
-                f"keyword ids {missing[:20]} are not enrolled; GET /v1/keywords lists enrolled ids",
-            )
-        return start.keywords
-
     # -- phase 2: audio --------------------------------------------------------------------------
     async def read_loop(self, session: AudioSession) -> None:
         s = self.settings
@@ -209,20 +155,7 @@ class StreamHandler:
                 return
             data = msg.get("bytes")
             if data is not None:
-                if len(data) > s.max_frame_bytes:
-                    raise Close(
-                        CloseCode.MESSAGE_TOO_BIG,
-                        "frame_too_large",
-                        f"binary frame of {len(data)} bytes; at most {s.max_frame_bytes} are accepted "
-                        "(send audio in chunks of 20–1000 ms)",
-                    )
-                if len(data) % fmt.bytes_per_frame:
-                    raise Close(
-                        CloseCode.TRUNCATED_SAMPLE,
-                        "truncated_sample",
-                        f"binary frame of {len(data)} bytes is not a whole number of samples: {fmt.encoding} "
-                        f"with {fmt.channels} channel(s) needs a multiple of {fmt.bytes_per_frame} bytes",
-                    )
+                check_frame(data, fmt, s.max_frame_bytes)
                 if not data:
                     continue
                 if session.received_ms / 1000.0 > s.max_stream_seconds:
@@ -242,13 +175,7 @@ class StreamHandler:
                     self.drained.clear()
                     await self.drained.wait()
                 continue
-            parsed = self._parse(msg.get("text") or "")
-            if isinstance(parsed, StartMessage):
-                raise Close(
-                    CloseCode.INVALID_MESSAGE,
-                    "invalid_message",
-                    'start was already received; send binary audio frames or {"type": "stop", "version": 1}',
-                )
+            parse_stop(msg.get("text") or "", s.max_frame_bytes)
             session.finish()
             self.stopped = True
             self.wake.set()
