@@ -62,9 +62,15 @@ class FeatureExtractor:
     (96-dim frozen speech embedding every 80 ms over ~0.8 s).
     """
 
-    def __init__(self, frontend: str, mel_path: Path, embedding_path: Path | None = None, threads: int = 1,
-                 mel_session: ort.InferenceSession | None = None,
-                 embedding_session: ort.InferenceSession | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        frontend: str,
+        mel_path: Path,
+        embedding_path: Path | None = None,
+        threads: int = 1,
+        mel_session: ort.InferenceSession | None = None,
+        embedding_session: ort.InferenceSession | None = None,
+    ) -> None:
         if frontend not in FRONTENDS:
             raise ValueError(f"unknown front-end {frontend!r}; expected one of {sorted(FRONTENDS)}")
         self.frontend = frontend
@@ -125,8 +131,11 @@ class FeatureExtractor:
             max(0, (len(m) - EMBEDDING_WINDOW_MEL_FRAMES) // EMBEDDING_HOP_MEL_FRAMES + 1) for m in mels
         ]
         offsets = np.arange(EMBEDDING_WINDOW_MEL_FRAMES)[None, :]
-        windows = [m[np.arange(te)[:, None] * EMBEDDING_HOP_MEL_FRAMES + offsets] for m, te in zip(mels, counts, strict=True)
-                   if te]  # fmt: skip
+        windows = [
+            m[np.arange(te)[:, None] * EMBEDDING_HOP_MEL_FRAMES + offsets]
+            for m, te in zip(mels, counts, strict=True)
+            if te
+        ]
         if not windows:
             return [np.zeros((0, self.dim), np.float32) for _ in mels]
         stacked = np.concatenate(windows)[..., None].astype(np.float32)  # [sum Te, 76, 32, 1]
@@ -163,8 +172,15 @@ class FeatureExtractor:
 class Encoders:
     """The model's ONNX sessions behind batched calls (front-end, acoustic encoder, text encoder)."""
 
-    def __init__(self, spec: ModelSpec, frontend: FeatureExtractor, frames: ort.InferenceSession,
-                 pool: ort.InferenceSession, text: ort.InferenceSession, max_pool_batch: int = 512) -> None:  # fmt: skip
+    def __init__(
+        self,
+        spec: ModelSpec,
+        frontend: FeatureExtractor,
+        frames: ort.InferenceSession,
+        pool: ort.InferenceSession,
+        text: ort.InferenceSession,
+        max_pool_batch: int = 512,
+    ) -> None:
         self.spec = spec
         self.frontend = frontend
         self._frames = frames

@@ -64,17 +64,30 @@ def _search(emb: np.ndarray, req: ScoreRequest, top_k: int, out: list[WindowScor
         out[w] = WindowScores(ids[r][keep], scores[r][keep], thr[r][keep], top)
 
 
-def _cohort_hits(emb: np.ndarray, prox: np.ndarray, thr: np.ndarray, margin: np.ndarray, cohort: Cohort,
-                 buckets: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+def _cohort_hits(
+    emb: np.ndarray,
+    prox: np.ndarray,
+    thr: np.ndarray,
+    margin: np.ndarray,
+    cohort: Cohort,
+    buckets: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rows, keywords, scores) at or above ``thr - margin`` on the cohort scale, and all scores [n, K]."""
     z = cohort.normalize(similarities(emb, prox), emb, buckets)
     hit_r, hit_k = np.nonzero(z >= thr[None, :] - margin[:, None])
     return hit_r, hit_k, z[hit_r, hit_k], z
 
 
-def _product(emb: np.ndarray, view: KeywordView, rows: list[int], margin: np.ndarray, want_top: np.ndarray,
-             out: list[WindowScores], cohort: Cohort | None = None,
-             buckets: np.ndarray | None = None) -> None:  # fmt: skip
+def _product(
+    emb: np.ndarray,
+    view: KeywordView,
+    rows: list[int],
+    margin: np.ndarray,
+    want_top: np.ndarray,
+    out: list[WindowScores],
+    cohort: Cohort | None = None,
+    buckets: np.ndarray | None = None,
+) -> None:
     ids, prox, thr = view
     if len(ids) == 0:
         return

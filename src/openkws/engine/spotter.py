@@ -106,17 +106,34 @@ class Enrollment:
 class Spotter:
     """Encoders + G2P + keyword index, shared by all streams. Thread-safe; load once per process."""
 
-    def __init__(self, sessions: ModelSessions, config: DetectorConfig | None = None, g2p: G2P | None = None,
-                 prefer_gpu_index: bool = False, whitening: Whitening | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        sessions: ModelSessions,
+        config: DetectorConfig | None = None,
+        g2p: G2P | None = None,
+        prefer_gpu_index: bool = False,
+        whitening: Whitening | None = None,
+    ) -> None:
         spec = sessions.spec
         self.spec: ModelSpec = spec
         self.sessions = sessions
         self.config = cfg = config or DetectorConfig()
         self.g2p = g2p or G2P()
-        self.features = FeatureExtractor(spec.frontend, Path(), None, mel_session=sessions.melspectrogram,
-                                         embedding_session=sessions.speech_embedding)  # fmt: skip
-        self.encoders = Encoders(spec, self.features, sessions.acoustic_frames, sessions.acoustic_pool,
-                                 sessions.text, cfg.max_windows_per_run)  # fmt: skip
+        self.features = FeatureExtractor(
+            spec.frontend,
+            Path(),
+            None,
+            mel_session=sessions.melspectrogram,
+            embedding_session=sessions.speech_embedding,
+        )
+        self.encoders = Encoders(
+            spec,
+            self.features,
+            sessions.acoustic_frames,
+            sessions.acoustic_pool,
+            sessions.text,
+            cfg.max_windows_per_run,
+        )
         self.index = KeywordIndex(spec.embedding_dim, prefer_gpu=prefer_gpu_index)
         self.whitening = whitening
         self._acoustic_proxies = AcousticProxies(spec, self.encoders, whitening=whitening)
@@ -139,18 +156,35 @@ class Spotter:
             int(cfg.peak_max_ms // frame_ms) if cfg.decision == "peak" else round(cfg.hold_ms / frame_ms)
         )
         self.params = StreamParams(
-            hop=self.hop, receptive=self.receptive, feature_dim=spec.feature_dim, frame_dim=spec.frame_dim,
-            plan=self.plan, hold_frames=max(0, hold), decision=cfg.decision, persistence=cfg.persistence,
+            hop=self.hop,
+            receptive=self.receptive,
+            feature_dim=spec.feature_dim,
+            frame_dim=spec.frame_dim,
+            plan=self.plan,
+            hold_frames=max(0, hold),
+            decision=cfg.decision,
+            persistence=cfg.persistence,
             refractory_frames=max(0, round(cfg.refractory_ms / frame_ms)),
-            near_miss_frames=max(1, round(cfg.near_miss_interval_ms / frame_ms)), max_overlap=cfg.max_overlap,
-            near_miss_margin=cfg.near_miss_margin, near_miss_top=cfg.near_miss_top,
+            near_miss_frames=max(1, round(cfg.near_miss_interval_ms / frame_ms)),
+            max_overlap=cfg.max_overlap,
+            near_miss_margin=cfg.near_miss_margin,
+            near_miss_top=cfg.near_miss_top,
             max_step_samples=max(self.hop, int(cfg.max_step_seconds * SAMPLE_RATE)),
-            preroll=self.receptive if cfg.preroll_ms is None else max(0, cfg.preroll_ms) * SAMPLE_RATE // 1000,
-        )  # fmt: skip
+            preroll=self.receptive
+            if cfg.preroll_ms is None
+            else max(0, cfg.preroll_ms) * SAMPLE_RATE // 1000,
+        )
 
     @classmethod
-    def load(cls, model_dir: Path, config: DetectorConfig | None = None, device: Device = "auto",
-             threads: int = 1, g2p: G2P | None = None, verify_hashes: bool = True) -> Spotter:  # fmt: skip
+    def load(
+        cls,
+        model_dir: Path,
+        config: DetectorConfig | None = None,
+        device: Device = "auto",
+        threads: int = 1,
+        g2p: G2P | None = None,
+        verify_hashes: bool = True,
+    ) -> Spotter:
         spec = load_spec(Path(model_dir), verify_hashes=verify_hashes)
         sessions = load_sessions(spec, Path(model_dir), device=device, threads=threads)
         whitening = None
@@ -253,9 +287,16 @@ class Spotter:
         return fingerprint_of_proxy(self.spec, self._acoustic_proxies.whitens(mode))
 
     # -- streams --------------------------------------------------------------------------------------
-    def create_stream(self, keyword_subset: Iterable[int] | None = None, tenant: str = DEFAULT_TENANT,
-                      debug: bool = False, trace: bool = False, competition: Competition = "best",
-                      score_hook: ScoreHook | None = None, vad: VadConfig | None = None) -> KeywordStream:  # fmt: skip
+    def create_stream(
+        self,
+        keyword_subset: Iterable[int] | None = None,
+        tenant: str = DEFAULT_TENANT,
+        debug: bool = False,
+        trace: bool = False,
+        competition: Competition = "best",
+        score_hook: ScoreHook | None = None,
+        vad: VadConfig | None = None,
+    ) -> KeywordStream:
         """A new stream. ``competition``: ``best`` emits only the best of several keywords firing on
         the same audio, ``all`` each of them; ``score_hook`` sees every evaluated frame's windows;
         ``vad``: voice-activity gating (``openkws.engine.vad``), event times stay in stream time."""
@@ -301,10 +342,16 @@ class Spotter:
         tenants = {s.tenant: self.index.tenant(s.tenant) for s in streams}  # one snapshot per step
         bounds = np.concatenate([[0], np.cumsum([len(w) for w in windows])]).astype(int)
         requests = [
-            ScoreRequest(range(bounds[i], bounds[i + 1]), tenants[s.tenant], s.keyword_view(tenants[s.tenant]),
-                         self.config.near_miss_margin if s.debug else 0.0, s.trace is not None, group=id(s))
+            ScoreRequest(
+                range(bounds[i], bounds[i + 1]),
+                tenants[s.tenant],
+                s.keyword_view(tenants[s.tenant]),
+                self.config.near_miss_margin if s.debug else 0.0,
+                s.trace is not None,
+                group=id(s),
+            )
             for i, s in enumerate(streams)
-        ]  # fmt: skip
+        ]
         scores = score_windows(emb, requests, self.config.top_k, self.cohort)
         return [
             s.decide(

@@ -89,9 +89,17 @@ class KeywordStream:
     """State of one audio stream; cheap. ``accept_waveform`` may be called from any thread (it only
     appends); decoding (``Spotter.decode``) refuses to run twice at once for the same stream."""
 
-    def __init__(self, params: StreamParams, tenant: str, keyword_subset: Iterable[int] | None,
-                 debug: bool, trace: bool, competition: Competition = "best",
-                 score_hook: ScoreHook | None = None, vad: VadConfig | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        params: StreamParams,
+        tenant: str,
+        keyword_subset: Iterable[int] | None,
+        debug: bool,
+        trace: bool,
+        competition: Competition = "best",
+        score_hook: ScoreHook | None = None,
+        vad: VadConfig | None = None,
+    ) -> None:
         self.vad = vad  # voice-activity gating: the engine sees speech segments only (engine/vad.py)
         self.params = params
         self.tenant = tenant
@@ -234,8 +242,11 @@ class KeywordStream:
         plan = self.params.plan
         local = np.concatenate([self._hist, frames]) if len(frames) else self._hist
         base = max(0, self.num_features - plan.context) - len(local)  # acoustic frame index of local[0]
-        windows = [Window(t, start, w, t - plan.context - start + 1, start - base)
-                   for t in range(self._first_new, self.num_features) for start, w in plan.ending_at(t)]  # fmt: skip
+        windows = [
+            Window(t, start, w, t - plan.context - start + 1, start - base)
+            for t in range(self._first_new, self.num_features)
+            for start, w in plan.ending_at(t)
+        ]
         keep = self.params.history_frames
         self._hist = local[-keep:] if keep > 0 else local[:0]
         return windows, local
@@ -250,8 +261,13 @@ class KeywordStream:
             self._subset_cache = c
         return c[1]
 
-    def decide(self, windows: list[Window], scores: list[WindowScores], embeddings: np.ndarray,
-               tenant_index: TenantIndex) -> DecodeResult:  # fmt: skip
+    def decide(
+        self,
+        windows: list[Window],
+        scores: list[WindowScores],
+        embeddings: np.ndarray,
+        tenant_index: TenantIndex,
+    ) -> DecodeResult:
         """The scores of this step's windows -> detections and near-misses (the stream decides)."""
         subset = self.keyword_subset
         enrolled: Callable[[int], bool] = (
@@ -282,8 +298,16 @@ class KeywordStream:
         self.release()
 
     # -- decisions -------------------------------------------------------------------------------------
-    def _decide_frame(self, frame: int, windows: list[Window], scores: list[WindowScores], emb: np.ndarray,
-                      tenant_index: TenantIndex, enrolled: Callable[[int], bool], res: DecodeResult) -> None:  # fmt: skip
+    def _decide_frame(
+        self,
+        frame: int,
+        windows: list[Window],
+        scores: list[WindowScores],
+        emb: np.ndarray,
+        tenant_index: TenantIndex,
+        enrolled: Callable[[int], bool],
+        res: DecodeResult,
+    ) -> None:
         above: dict[int, Hit] = {}
         near: dict[int, tuple[float, float]] = {}
         top: tuple[int, float] = (-1, -np.inf)
@@ -304,8 +328,11 @@ class KeywordStream:
         if self.trace is not None:
             self.trace.append(TracePoint(frame, top[0], top[1] if top[0] >= 0 else 0.0))
         if self.score_hook is not None:
-            self.score_hook(FrameScores(frame, self.params.ms(frame, self.engine_samples),
-                                        tuple(w.start for w in windows), emb))  # fmt: skip
+            self.score_hook(
+                FrameScores(
+                    frame, self.params.ms(frame, self.engine_samples), tuple(w.start for w in windows), emb
+                )
+            )
         self._emit(self._decider.step(frame, above, enrolled), tenant_index, res)
         self._lost_to_near_misses(tenant_index)
         if self.debug:
@@ -320,9 +347,17 @@ class KeywordStream:
             if end <= start:  # the window holds only the pre-roll or the end flush: no real audio
                 continue
             start, end = self._energy.speech_span(start, end)  # the keyword within the window
-            res.detections.append(Detection(d.keyword_id, e.text, round(d.score, 6), e.threshold,
-                                            1000.0 * start / SAMPLE_RATE, 1000.0 * max(start, end) / SAMPLE_RATE,
-                                            p.ms(d.decided_frame, limit)))  # fmt: skip
+            res.detections.append(
+                Detection(
+                    d.keyword_id,
+                    e.text,
+                    round(d.score, 6),
+                    e.threshold,
+                    1000.0 * start / SAMPLE_RATE,
+                    1000.0 * max(start, end) / SAMPLE_RATE,
+                    p.ms(d.decided_frame, limit),
+                )
+            )
 
     def _lost_to_near_misses(self, tenant_index: TenantIndex) -> None:
         for d in self._decider.take_lost():
@@ -335,8 +370,14 @@ class KeywordStream:
         if prev is None or score > prev.score:
             self._nm_best[kid] = Candidate(kid, e.text, round(score, 6), e.threshold)
 
-    def _near_miss(self, frame: int, tenant_index: TenantIndex, near: dict[int, tuple[float, float]],
-                   above: dict[int, Hit], res: DecodeResult) -> None:  # fmt: skip
+    def _near_miss(
+        self,
+        frame: int,
+        tenant_index: TenantIndex,
+        near: dict[int, tuple[float, float]],
+        above: dict[int, Hit],
+        res: DecodeResult,
+    ) -> None:
         for kid, (score, _thr) in near.items():
             if kid not in above and kid in tenant_index:
                 self._note_near(kid, score, tenant_index)

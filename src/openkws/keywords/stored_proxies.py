@@ -78,14 +78,20 @@ def restore(r: KeywordRecord, spotter: Spotter, make: Callable[[str, str], np.nd
             log.warning(
                 "keyword %d (%r, proxy %s) keeps its stored proxy and threshold: the model now makes "
                 "its proxy another way (whitening added, removed or swapped), but TTS failed (%s)",
-                r.id, r.text, r.proxy_mode, err,
-            )  # fmt: skip
+                r.id,
+                r.text,
+                r.proxy_mode,
+                err,
+            )
             return Restored(stored, "old")
         log.warning(
             "keyword %d (%r, proxy %s) uses its text proxy at the default sensitivity: its acoustic "
             "proxy was made by another model and TTS failed (%s)",
-            r.id, r.text, r.proxy_mode, err,
-        )  # fmt: skip
+            r.id,
+            r.text,
+            r.proxy_mode,
+            err,
+        )
         return Restored(row, "text_fallback")
 
 
@@ -117,15 +123,17 @@ def report(carried: Sequence[KeywordRecord], reset: Sequence[KeywordRecord]) -> 
             "%d tts/both keywords got new proxies (the model's whitening was added, removed or "
             "changed): their thresholds moved to keep the false-alarm rate the calibration bank "
             "expected of their previous proxies: %s",
-            len(carried), named(carried),
-        )  # fmt: skip
+            len(carried),
+            named(carried),
+        )
     if reset:
         log.warning(
             "%d tts/both keywords had proxies of other acoustic graphs, or no calibration bank to carry "
             "their sensitivity: their thresholds are reset to the default sensitivity (not kept as raw "
             "cosines of another scale): %s",
-            len(reset), named(reset),
-        )  # fmt: skip
+            len(reset),
+            named(reset),
+        )
 
 
 def named(records: Sequence[KeywordRecord]) -> str:

@@ -71,8 +71,18 @@ class CacheSpec:
     background_per_shard: int = 0
 
     def key(self) -> str:
-        raw = json.dumps([CACHE_VERSION, self.frontend, round(self.context_s, 4), self.variants,
-                          asdict(self.settings), self.partials, self.background_per_shard], sort_keys=True)  # fmt: skip
+        raw = json.dumps(
+            [
+                CACHE_VERSION,
+                self.frontend,
+                round(self.context_s, 4),
+                self.variants,
+                asdict(self.settings),
+                self.partials,
+                self.background_per_shard,
+            ],
+            sort_keys=True,
+        )
         return f"{self.frontend}-{hashlib.sha256(raw.encode()).hexdigest()[:12]}"
 
 
@@ -202,10 +212,15 @@ def _shard_jobs(
     lo, hi = i * SHARD_CLIPS, min(len(clips), (i + 1) * SHARD_CLIPS)
     boundary = load_inventory().encode(["|"])[0]
     jobs: list[ClipJob | BackgroundJob] = [
-        ("clip", j, str(clips[j].path), str(clips[int(others[j])].path) if spec.variants else None,
-         spec.partials and phrase_is_partial_source(clips[j].phoneme_ids, boundary))
+        (
+            "clip",
+            j,
+            str(clips[j].path),
+            str(clips[int(others[j])].path) if spec.variants else None,
+            spec.partials and phrase_is_partial_source(clips[j].phoneme_ids, boundary),
+        )
         for j in range(lo, hi)
-    ]  # fmt: skip
+    ]
     for b, group in enumerate(_background_groups(clips, lo, hi, spec.background_per_shard, seed)):
         jobs.append(("bg", seed * 1_000_003 + lo * 101 + b, [str(clips[j].path) for j in group]))
     return jobs
@@ -252,8 +267,12 @@ def build_feature_cache(
         pool = mp.get_context("spawn").Pool(workers, _worker_init, init_args) if workers > 1 else None
         if pool is None:
             _worker_init(*init_args)
-        bar = tqdm(total=len(todo) * SHARD_CLIPS, desc=f"features[{spec.frontend}] x{1 + spec.variants}",
-                   unit="clip", disable=not progress)  # fmt: skip
+        bar = tqdm(
+            total=len(todo) * SHARD_CLIPS,
+            desc=f"features[{spec.frontend}] x{1 + spec.variants}",
+            unit="clip",
+            disable=not progress,
+        )
         try:
             for i in todo:
                 jobs = _shard_jobs(clips, spec, i, others, seed)
@@ -268,8 +287,12 @@ def build_feature_cache(
                 groups = _background_groups(
                     clips, lo, min(len(clips), lo + SHARD_CLIPS), spec.background_per_shard, seed
                 )
-                _write_shard(shard_path(out_dir, clips, i), shard["clip"], shard["bg"],
-                             [_sequence_ids(clips, g) for g in groups])  # fmt: skip
+                _write_shard(
+                    shard_path(out_dir, clips, i),
+                    shard["clip"],
+                    shard["bg"],
+                    [_sequence_ids(clips, g) for g in groups],
+                )
         finally:
             bar.close()
             if pool is not None:
@@ -305,11 +328,19 @@ def _write_shard(
     ids, ioffsets = _concat([np.array(t, np.int64) for t in background_ids])
     tmp = path.with_suffix(".tmp.npz")
     np.savez(
-        tmp, feats=feats, offsets=offsets, per_clip=np.array(len(clips[0][0]) if clips else 0),
+        tmp,
+        feats=feats,
+        offsets=offsets,
+        per_clip=np.array(len(clips[0][0]) if clips else 0),
         spans=np.array([sp for _, spans, _ in clips for sp in spans], np.int64).reshape(-1, 2),
-        has_partial=has_part, pfeats=pfeats, poffsets=poffsets, bfeats=bfeats, boffsets=boffsets,
-        bids=ids, bid_offsets=ioffsets,
-    )  # fmt: skip
+        has_partial=has_part,
+        pfeats=pfeats,
+        poffsets=poffsets,
+        bfeats=bfeats,
+        boffsets=boffsets,
+        bids=ids,
+        bid_offsets=ioffsets,
+    )
     os.replace(tmp, path)
 
 
@@ -346,5 +377,11 @@ def config_spec(cfg: Config, variants: int, background: bool = True) -> CacheSpe
     settings = RenditionSettings(
         round(dc.context_seconds * SAMPLE_RATE), speaker, dc.room_augment.overrides()
     )
-    return CacheSpec(cfg.model.frontend, dc.context_seconds, variants, settings,
-                     dc.partials and background, dc.background_per_shard if background else 0)  # fmt: skip
+    return CacheSpec(
+        cfg.model.frontend,
+        dc.context_seconds,
+        variants,
+        settings,
+        dc.partials and background,
+        dc.background_per_shard if background else 0,
+    )

@@ -79,9 +79,13 @@ class Encoded:
     @classmethod
     def merge(cls, parts: list[Encoded]) -> Encoded:
         cat = np.concatenate
-        return cls([k for p in parts for k in p.keys], cat([p.end_stream for p in parts]),
-                   cat([p.end_frame for p in parts]), cat([p.end_sample for p in parts]),
-                   np.zeros((sum(len(p.end_stream) for p in parts), 0), np.float16))  # fmt: skip
+        return cls(
+            [k for p in parts for k in p.keys],
+            cat([p.end_stream for p in parts]),
+            cat([p.end_frame for p in parts]),
+            cat([p.end_sample for p in parts]),
+            np.zeros((sum(len(p.end_stream) for p in parts), 0), np.float16),
+        )
 
 
 @torch.no_grad()
@@ -172,9 +176,14 @@ def mine_candidates(
 
 
 def encode_and_mine(
-    model: KWSModel, data: StreamSet, plan: WindowPlan, proxies: torch.Tensor,
-    phrases: list[str], ids: list[tuple[int, ...]], vc: VerifierConfig,
-) -> tuple[Encoded, Candidates]:  # fmt: skip
+    model: KWSModel,
+    data: StreamSet,
+    plan: WindowPlan,
+    proxies: torch.Tensor,
+    phrases: list[str],
+    ids: list[tuple[int, ...]],
+    vc: VerifierConfig,
+) -> tuple[Encoded, Candidates]:
     """The training set, 512 streams at a time: only the candidates keep their stage-1 scores
     (all end positions against every phrase would not fit in memory)."""
     parts: list[Encoded] = []
@@ -187,8 +196,10 @@ def encode_and_mine(
         offset += len(enc.end_stream)
         parts.append(enc)
         cands.append(c)
-    merged = Candidates(*(np.concatenate([getattr(c, f) for c in cands]) for f in ("end", "phrase", "label", "stage1")),
-                        [p for c in cands for p in c.phones])  # fmt: skip
+    merged = Candidates(
+        *(np.concatenate([getattr(c, f) for c in cands]) for f in ("end", "phrase", "label", "stage1")),
+        [p for c in cands for p in c.phones],
+    )
     return Encoded.merge(parts), merged
 
 
@@ -282,17 +293,27 @@ def run(vc: VerifierConfig) -> dict[str, object]:
     verify_s = time.monotonic() - t1
     n_cand = int((enc_v.scores >= vc.candidate).sum())
     after = frr_at_zero_fa(combined, *args)
-    report["val"] = {"stage1": _row(base), "stage1+verifier": _row(after), "candidates": n_cand,
-                     "pairs": int(enc_v.scores.size), "verifier_seconds": round(verify_s, 2),
-                     "ms_per_candidate": round(1000 * verify_s / max(1, n_cand), 4)}  # fmt: skip
+    report["val"] = {
+        "stage1": _row(base),
+        "stage1+verifier": _row(after),
+        "candidates": n_cand,
+        "pairs": int(enc_v.scores.size),
+        "verifier_seconds": round(verify_s, 2),
+        "ms_per_candidate": round(1000 * verify_s / max(1, n_cand), 4),
+    }
     (vc.out / "report.json").write_text(json.dumps(report, indent=2, default=str))
     return report
 
 
 def _train(
-    matcher: Matcher, model: KWSModel, plan: WindowPlan, text: TextCache, data: StreamSet,
-    vc: VerifierConfig, phrases_of: Any,
-) -> tuple[dict[str, float], list[dict[str, float]]]:  # fmt: skip
+    matcher: Matcher,
+    model: KWSModel,
+    plan: WindowPlan,
+    text: TextCache,
+    data: StreamSet,
+    vc: VerifierConfig,
+    phrases_of: Any,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
     phrases, prox, phn = phrases_of(data)
     ids = [text._ids(p) for p in phrases]
     enc, cands = encode_and_mine(model, data, plan, prox, phrases, ids, vc)
