@@ -18,22 +18,23 @@ from pathlib import Path
 import numpy as np
 
 from openkws.engine.calibration import Calibrator
+from openkws.engine.spotter import Spotter
 from openkws.training.eval_streams.engine_adapter import ID_BLOCK, TENANT, Event
 
 MIN_RATE = 1e-6  # FA/h; keeps -log10 finite for keywords with no bank events
 
 
 def bank_calibrated(
-    spotter: object,
+    spotter: Spotter,
     model_dir: Path,
     events: Mapping[str, Mapping[str, list[Event]]],
     systems: Mapping[str, str],
 ) -> dict[str, dict[str, list[Event]]]:
     """``systems``: ``{system name: proxy kind}`` in enrollment order -> ``{name@bank: {stream: events}}``."""
-    cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames)  # type: ignore[arg-type, attr-defined]
+    cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames)
     if cal is None:
         return {}
-    enrolled = spotter.index.tenant(TENANT).entries  # type: ignore[attr-defined]
+    enrolled = spotter.index.tenant(TENANT).entries
     out: dict[str, dict[str, list[Event]]] = {}
     for n, name in enumerate(systems):
         if name not in events:

@@ -10,11 +10,13 @@ keyword (pooled) against the target, and the median over keywords of measured / 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from openkws.engine.calibration import Calibrator
 from openkws.engine.cohort import phone_count
+from openkws.engine.spotter import Spotter
 from openkws.training.eval_streams.build import Stream
 from openkws.training.eval_streams.engine_adapter import ID_BLOCK, TENANT
 from openkws.training.eval_streams.scoring import Scores
@@ -37,8 +39,8 @@ def recorded_hours(streams: Sequence[Stream], texts: Sequence[str]) -> dict[str,
 
 
 def calibration_report(
-    spotter: object,
-    model_dir: object,
+    spotter: Spotter,
+    model_dir: Path,
     scores: dict[str, Scores],
     streams: Sequence[Stream],
     texts: Sequence[str],
@@ -47,18 +49,20 @@ def calibration_report(
 ) -> dict[str, object] | None:
     """``systems``: ``{system name: proxy kind}`` in enrollment order (see :mod:`.engine_adapter`);
     ``floor``: the enrollment floor, or one per kind."""
-    cal = Calibrator.load(model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames,  # type: ignore[arg-type, attr-defined]
-                          cohort=spotter.cohort)  # type: ignore[attr-defined]  # fmt: skip
+    cal = Calibrator.load(
+        model_dir, spotter.spec.embedding_dim, spotter.params.refractory_frames, cohort=spotter.cohort
+    )
     if cal is None:
         return None
     hours = recorded_hours(streams, texts)
+    by_kind: dict[str, object] = {}
     out: dict[str, object] = {
         "bank_hours": cal.hours,
         "recorded_keyword_hours": round(sum(hours.values()), 2),
         "ratio_target": RATIO_TARGET,
-        "proxies": {},
+        "proxies": by_kind,
     }
-    enrolled = spotter.index.tenant(TENANT).entries  # type: ignore[attr-defined]
+    enrolled = spotter.index.tenant(TENANT).entries
     for n, (name, kind) in enumerate(systems.items()):
         sc = scores.get(name)
         if sc is None:
@@ -91,5 +95,5 @@ def calibration_report(
                     "median_threshold": float(np.median(list(thr.values()))),
                 }
             )
-        out["proxies"][kind] = rows  # type: ignore[index]
+        by_kind[kind] = rows
     return out

@@ -33,7 +33,7 @@ from openkws.engine.calibration import BANK_FILE
 from openkws.engine.index import l2_normalize
 from openkws.engine.spotter import Enrollment, Spotter
 from openkws.engine.vad import VadConfig
-from openkws.engine.whitening import whitening_from_bank
+from openkws.engine.whitening import Whitening, whitening_from_bank
 from openkws.text.tts import ProxyTTS
 
 TENANT = "eval-streams"
@@ -133,25 +133,27 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
     )
 
 
-def eval_whitening(spotter: Spotter, model_dir: Path) -> object:
+def eval_whitening(spotter: Spotter, model_dir: Path) -> Whitening:
     """The model directory's whitening, or one computed from its bank (same as ``openkws export whiten``)."""
-    w = getattr(spotter, "whitening", None)
+    w = spotter.whitening
     return w if w is not None else whitening_from_bank(Path(model_dir) / BANK_FILE)
 
 
 def kind_proxies(
-    kind: str, text: np.ndarray, plain: np.ndarray, tempo: np.ndarray, whitening: object
+    kind: str, text: np.ndarray, plain: np.ndarray, tempo: np.ndarray, whitening: Whitening | None
 ) -> np.ndarray:
     """Proxies [N, D] of one kind from text proxies [N, D] and mean rendition embeddings [N, D]."""
     if kind in ("text", "tts", "both"):
         return combine_proxies(text, l2_normalize(plain), kind)
-    w = whitening.direction  # type: ignore[attr-defined]
+    if whitening is None:
+        raise ValueError(f"proxy kind {kind!r} needs the model's whitening (none given)")
+    w = whitening.direction
     if kind == "tts-white":
-        return w(tempo)  # type: ignore[no-any-return]
+        return w(tempo)
     if kind == "both-white":
         return combine_proxies(text, w(tempo), "both")
     if kind == "both-joint":
-        return w((text + tempo) / 2.0)  # type: ignore[no-any-return]
+        return w((text + tempo) / 2.0)
     raise ValueError(f"proxy kind {kind!r}; expected one of {KINDS}")
 
 
@@ -162,17 +164,19 @@ def enroll(
     index holds exactly these afterwards (:meth:`Spotter.enroll`, as the service enrolls)."""
     phonemes = [spotter.pronounce(t).phonemes for t in texts]
     text = spotter.keyword_proxies(phonemes)
-    plain = tempo = whitening = None
+    plain: np.ndarray | None = None
+    tempo: np.ndarray | None = None
+    whitening: Whitening | None = None
     rows = []
     for n, kind in enumerate(kinds):
         if kind == "text":
             px = text
         else:
-            if plain is None:
+            if plain is None or tempo is None:
                 plain, tempo = rendition_means(spotter, texts, cache)
             if kind in WHITENED_KINDS and whitening is None:
                 whitening = eval_whitening(spotter, model_dir)
-            px = kind_proxies(kind, text, plain, tempo, whitening)  # type: ignore[arg-type]
+            px = kind_proxies(kind, text, plain, tempo, whitening)
         rows += [
             Enrollment(n * ID_BLOCK + i + 1, TENANT, t, phonemes[i], kind_floor(kind, floor), proxy=px[i])
             for i, t in enumerate(texts)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 
@@ -23,27 +24,48 @@ LABELS = {
 }
 
 
-def _pct(x: object) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * float(x):.1f}%"  # type: ignore[arg-type]
+class StreamsReport(TypedDict):
+    """``streams.json``: what :func:`openkws.training.eval_streams.run.run_streams` returns."""
+
+    manifest: str
+    model: str
+    model_version: str
+    conditions: list[str]
+    negatives: list[str]
+    floor: float
+    engine: dict[str, object]
+    keywords: int
+    clips: int
+    positive_hours: float
+    negative_hours: float
+    negative_minutes_by_kind: dict[str, float]
+    systems: dict[str, dict[str, Any]]  # per system: summarize()'s nested FRR/FA tables
+    calibration: NotRequired[dict[str, Any]]  # calibration_report(), when the model has a bank
+    vad: NotRequired[dict[str, float]]  # gate_share(), with --vad
+    wall_s: NotRequired[float]
 
 
-def _vad_line(report: dict[str, object]) -> str:
-    share: dict[str, float] | None = report.get("vad")  # type: ignore[assignment]
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{100 * float(x):.1f}%"
+
+
+def _vad_line(report: StreamsReport) -> str:
+    share = report.get("vad")
     if not share:
         return ""
     parts = ", ".join(f"{c} {100 * v:.0f}%" for c, v in share.items())
     return f" Decoded through the service's VAD gate; audio reaching the engine: {parts}."
 
 
-def markdown(report: dict[str, object]) -> str:
+def markdown(report: StreamsReport) -> str:
     """The streams tables (FRR per budget, per condition, per phone length) from a report dict."""
-    systems: dict[str, dict] = report["systems"]  # type: ignore[assignment]
-    conds = list(report["conditions"])  # type: ignore[call-overload]
+    systems = report["systems"]
+    conds = list(report["conditions"])
     lines = [
         f"Manifest `{report['manifest']}`: {report['clips']} clips, {report['keywords']} keyword texts, all "
         f"enrolled at once; each clip in 2-3 s of background under {len(conds)} conditions "
         f"({report['positive_hours']} h). Negatives: {report['negative_hours']} h "
-        f"({', '.join(f'{k} {v} min' for k, v in report['negative_minutes_by_kind'].items())}); "  # type: ignore[union-attr]
+        f"({', '.join(f'{k} {v} min' for k, v in report['negative_minutes_by_kind'].items())}); "
         "a keyword's false alarms are counted outside segments whose transcript contains it. "
         "FA/h is per keyword (false alarms / keywords / hours) at one global threshold per system."
         + _vad_line(report),
@@ -127,7 +149,7 @@ def update_doc(doc: Path, table: str, header: str) -> None:
 
 
 def write_doc(
-    report: dict[str, object], table: str, out: Path, doc: Path, command: str, cached_only: bool
+    report: StreamsReport, table: str, out: Path, doc: Path, command: str, cached_only: bool
 ) -> None:
     """The streams section of ``doc`` (e.g. docs/BENCHMARKS.md): ``table``, the plots of ``out`` copied
     beside ``doc``, and the ``command`` that made them."""
@@ -152,7 +174,7 @@ def write_doc(
 
 
 def write_outputs(
-    report: dict[str, object], scores: dict[str, Scores], phones: dict[str, int], out: Path
+    report: StreamsReport, scores: dict[str, Scores], phones: dict[str, int], out: Path
 ) -> None:
     import matplotlib  # lazy: heavy, only when plots are written
 
@@ -187,7 +209,7 @@ def write_outputs(
     for ax, name in zip(axes[0], kws, strict=False):
         sc = scores[name]
         lv = sc.levels()
-        bins = np.linspace(float(report["floor"]), 1.0, 50)  # type: ignore[arg-type]
+        bins = np.linspace(float(report["floor"]), 1.0, 50)
         ax.hist(lv[np.isfinite(lv)], bins=bins, alpha=0.6, density=True, label="positives (best event)")
         ax.hist(sc.all_fa(), bins=bins, alpha=0.6, density=True, label="negatives (false-alarm events)")
         ax.set_title(LABELS.get(name, name), fontsize=9)

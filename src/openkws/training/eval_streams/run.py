@@ -22,6 +22,7 @@ from openkws.engine.decision import DecisionMode
 from openkws.engine.spotter import DetectorConfig, Spotter
 from openkws.engine.vad import VadConfig, VadGate
 from openkws.settings import packaged_model_dir
+from openkws.text import Pronunciation
 from openkws.training.data.audio import read_wav
 from openkws.training.eval_streams.bank_scores import bank_calibrated
 from openkws.training.eval_streams.build import DEFAULT_NEGATIVES, Clip, Stream, build
@@ -34,7 +35,7 @@ from openkws.training.eval_streams.engine_adapter import (
     enroll,
     kind_floor,
 )
-from openkws.training.eval_streams.report import write_outputs
+from openkws.training.eval_streams.report import StreamsReport, write_outputs
 from openkws.training.eval_streams.scoring import Scores, score_stream, summarize
 
 log = logging.getLogger("openkws.eval_streams")
@@ -96,15 +97,15 @@ def _cached_events(
     return done
 
 
-def _phones(spotter_or_g2p: Callable[[str], object], texts: Sequence[str]) -> dict[str, int]:
+def _phones(spotter_or_g2p: Callable[[str], Pronunciation], texts: Sequence[str]) -> dict[str, int]:
     out = {}
     for t in texts:
-        ph = spotter_or_g2p(t).phonemes  # type: ignore[attr-defined]
+        ph = spotter_or_g2p(t).phonemes
         out[t] = sum(1 for p in ph if p != "|")
     return out
 
 
-def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = None) -> dict[str, object]:
+def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = None) -> StreamsReport:
     """Build (or reuse) the streams, score openkws (each proxy kind) and the ``peers``; returns the report."""
     t0 = time.perf_counter()
     clips, streams = build(cfg.manifest, cfg.cache, cfg.conditions, cfg.negatives, cfg.tts_minutes, cfg.seed)
@@ -135,7 +136,7 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     for peer, factory in (peers or {}).items():
         events.update(_peer_events(peer, factory, clips, order, cfg))
     phones = _phones(spotter.pronounce, texts)
-    systems: dict[str, object] = {}
+    systems: dict[str, dict[str, object]] = {}
     scores: dict[str, Scores] = {}
     for name, per_stream in events.items():
         sc = Scores(texts)
@@ -147,8 +148,8 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
             score_stream(sc, st, per_stream[st.name])
         scores[name] = sc
         systems[name] = summarize(sc, phones)
-        systems[name]["streams_scored"] = f"{len(done)}/{len(streams)}"  # type: ignore[index]
-    report: dict[str, object] = {
+        systems[name]["streams_scored"] = f"{len(done)}/{len(streams)}"
+    report: StreamsReport = {
         "manifest": str(cfg.manifest),
         "model": str(cfg.model),
         "model_version": spotter.spec.model_version,

@@ -52,7 +52,7 @@ class Scores:
                 np.concatenate([np.asarray(v, np.float64) for v in self.neg.values()] or [np.zeros(0)])
             )[::-1]
             self._fa_cache = (fa, n)
-        return self._fa_cache[0]  # type: ignore[no-any-return]
+        return self._fa_cache[0]
 
     def fa_counts(self, thresholds: np.ndarray) -> np.ndarray:
         """False alarms at or above each threshold (vectorised)."""
@@ -133,18 +133,19 @@ def summarize(sc: Scores, phones: dict[str, int], targets: Sequence[float] = TAR
     """FRR per budget (overall, per condition, per phone-length group), FA/h and delay."""
     conds = np.asarray(sc.pos_condition)
     groups = np.asarray([phone_group(phones.get(k, 0)) for k in sc.pos_keyword])
+    by_target: dict[str, object] = {}
     out: dict[str, object] = {
         "positives": len(sc.pos_level),
         "keywords": len(sc.keywords),
         "negative_hours": round(sc.negative_hours, 4),
         "keyword_hours": round(sc.keyword_hours, 2),
-        "targets": {},
+        "targets": by_target,
     }
     for t in targets:
         thr = sc.threshold_at(t)
         d = sc.delays(thr)
         total = float((sc.all_fa() >= thr).sum() / max(sc.negative_hours, 1e-12))
-        out["targets"][f"{t:g}"] = {  # type: ignore[index]
+        by_target[f"{t:g}"] = {
             "threshold": None if not np.isfinite(thr) else thr,
             "frr": sc.frr(thr),
             "fa_per_keyword_hour": sc.fa_per_kw_hour(thr),
