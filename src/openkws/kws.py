@@ -250,10 +250,18 @@ class KeywordSpotter:
             vector = combine_proxies(vector, sp.acoustic_proxy(waves, proxy), proxy)
         thr = self.sensitivity.choose(vector, threshold, sensitivity, self.explicit_threshold, pron.phonemes)
         ((rate, notes),) = (
-            estimate_hit_rates(sp, self.tts, [pron.text], [vector], [thr], [proxy], {} if waves is None else {pron.text: waves})
+            estimate_hit_rates(
+                sp,
+                self.tts,
+                [pron.text],
+                [vector],
+                [thr],
+                [proxy],
+                {} if waves is None else {pron.text: waves},
+            )
             if hit_rate
             else [(None, [])]
-        )  # fmt: skip
+        )
         expected = self.sensitivity.expected_fa_per_hour(vector, thr, pron.phonemes)
         warnings = self.sensitivity.warnings(pron.phonemes, expected) + notes
         with self._lock:

@@ -89,9 +89,15 @@ def _overlap(a: Hit | Decision, b: Hit | Decision) -> float:
 class Decider:
     """Debounce state of one stream (a few dicts; created and freed with the stream)."""
 
-    def __init__(self, hold_frames: int, refractory_frames: int, max_overlap: float = 0.5,
-                 competition: Competition = "all", mode: DecisionMode = "hold",
-                 persistence: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        hold_frames: int,
+        refractory_frames: int,
+        max_overlap: float = 0.5,
+        competition: Competition = "all",
+        mode: DecisionMode = "hold",
+        persistence: int = 1,
+    ) -> None:
         if hold_frames < 0 or refractory_frames < 0:
             raise ValueError("hold_frames and refractory_frames must be >= 0")
         if competition not in COMPETITIONS:

@@ -54,8 +54,14 @@ class Verdict:
     projected_ms: float = 0.0
 
 
-def engine_verdict(load: EngineLoad, streams: int, budget_ms: float, extra_streams: int = 1,
-                   queued_s: float = 0.0, now: float | None = None) -> Verdict:  # fmt: skip
+def engine_verdict(
+    load: EngineLoad,
+    streams: int,
+    budget_ms: float,
+    extra_streams: int = 1,
+    queued_s: float = 0.0,
+    now: float | None = None,
+) -> Verdict:
     """May ``extra_streams`` more real-time streams join ``streams`` admitted ones within ``budget_ms``?
 
     ``queued_s``: how long the oldest job has waited for a worker (the batcher's queue).

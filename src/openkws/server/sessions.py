@@ -28,8 +28,14 @@ from openkws.server.metrics import Metrics
 class AudioSession:
     """One stream: declared input format -> engine stream. One batch job in flight at a time."""
 
-    def __init__(self, stream: KeywordStream, sample_rate: int, channels: int, fmt: AudioFormat | None = None,
-                 source: str = "stream") -> None:  # fmt: skip
+    def __init__(
+        self,
+        stream: KeywordStream,
+        sample_rate: int,
+        channels: int,
+        fmt: AudioFormat | None = None,
+        source: str = "stream",
+    ) -> None:
         self.id = uuid.uuid4().hex[:16]
         self.stream = stream
         self.fmt = fmt

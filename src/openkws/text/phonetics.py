@@ -35,8 +35,11 @@ def phones(seq: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(p for p in items if p != WORD_BOUNDARY)
 
 
-def edit_distance(a: Sequence[Hashable], b: Sequence[Hashable],
-                  substitution: Callable[[Hashable, Hashable], float] | None = None) -> float:  # fmt: skip
+def edit_distance(
+    a: Sequence[Hashable],
+    b: Sequence[Hashable],
+    substitution: Callable[[Hashable, Hashable], float] | None = None,
+) -> float:
     """Levenshtein distance (insert/delete 1, substitute 1 or ``substitution(x, y)``)."""
     prev = [float(j) for j in range(len(b) + 1)]
     for i, x in enumerate(a, 1):

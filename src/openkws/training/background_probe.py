@@ -111,9 +111,15 @@ def probe(
     pos = _best_scores(model, whole, proxies)[np.arange(len(w_idx)), w_idx]
     theta_1pct = float(np.quantile(bg, 0.99))
     return {
-        "keywords": len(keywords), "running_sequences": len(running), "partials": len(partials), "keyword_clips": len(whole),
-        "threshold": threshold, "running_fire_rate": float((bg >= threshold).mean()),
-        "partial_fire_rate": float((part >= threshold).mean()), "keyword_hit_rate": float((pos >= threshold).mean()),
-        "threshold_at_1pct_running": theta_1pct, "keyword_hit_rate_at_1pct_running": float((pos >= theta_1pct).mean()),
+        "keywords": len(keywords),
+        "running_sequences": len(running),
+        "partials": len(partials),
+        "keyword_clips": len(whole),
+        "threshold": threshold,
+        "running_fire_rate": float((bg >= threshold).mean()),
+        "partial_fire_rate": float((part >= threshold).mean()),
+        "keyword_hit_rate": float((pos >= threshold).mean()),
+        "threshold_at_1pct_running": theta_1pct,
+        "keyword_hit_rate_at_1pct_running": float((pos >= theta_1pct).mean()),
         "partial_fire_rate_at_1pct_running": float((part >= theta_1pct).mean()),
-    }  # fmt: skip
+    }

@@ -61,7 +61,15 @@ def render(root: Path) -> str:
                 cells += ["not run", "", ""]
             else:
                 cells += [f"{100 * s[part]['eer']:.1f}%", f"{s[part]['auc']:.3f}", f"{s[part]['ap']:.3f}"]
-        cells += ["not run", "", "", ""] if a is None else [
-            f"{100 * a['easy']['eer']:.1f}%", f"{a['easy']['auc']:.3f}", f"{100 * a['hard']['eer']:.1f}%", f"{a['hard']['auc']:.3f}"]  # fmt: skip
+        cells += (
+            ["not run", "", "", ""]
+            if a is None
+            else [
+                f"{100 * a['easy']['eer']:.1f}%",
+                f"{a['easy']['auc']:.3f}",
+                f"{100 * a['hard']['eer']:.1f}%",
+                f"{a['hard']['auc']:.3f}",
+            ]
+        )
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

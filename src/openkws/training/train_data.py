@@ -71,15 +71,33 @@ def prepare_data(cfg: Config, model: KWSModel, dinfo: DistInfo, workers: int, pr
     train_clips, train_store, dev_store = build_stores(cfg, workers, progress and dinfo.main)
     if dinfo.enabled and dinfo.main:
         dist.barrier()
-    sampler = KeywordBatches(train_clips, dc.keywords_per_batch, dc.utterances_per_keyword, tc.seed,
-                             dinfo.rank, dinfo.world, tc.batches_per_epoch, dc.hard_fraction)  # fmt: skip
+    sampler = KeywordBatches(
+        train_clips,
+        dc.keywords_per_batch,
+        dc.utterances_per_keyword,
+        tc.seed,
+        dinfo.rank,
+        dinfo.world,
+        tc.batches_per_epoch,
+        dc.hard_fraction,
+    )
     frontend, windows = cfg.model.frontend, model.windows
     if dc.bucket_by_window:
         sampler.set_buckets([keyword_window(sp, frontend, windows) for sp in train_store.clean_spans()])
-    batcher = WindowBatcher(train_store, frontend, windows, sampler.class_id, train=True, seed=tc.seed + 7919 * dinfo.rank,
-                            frame_mask_prob=dc.frame_mask_prob, max_mask_frames=dc.max_mask_frames,
-                            context_s=dc.context_seconds, augment_prob=dc.augment_prob,
-                            rir_dir=Path(dc.cache_dir).parent / "rirs", background_fraction=dc.background_fraction)  # fmt: skip
+    batcher = WindowBatcher(
+        train_store,
+        frontend,
+        windows,
+        sampler.class_id,
+        train=True,
+        seed=tc.seed + 7919 * dinfo.rank,
+        frame_mask_prob=dc.frame_mask_prob,
+        max_mask_frames=dc.max_mask_frames,
+        context_s=dc.context_seconds,
+        augment_prob=dc.augment_prob,
+        rir_dir=Path(dc.cache_dir).parent / "rirs",
+        background_fraction=dc.background_fraction,
+    )
     dev = {"": WindowBatcher(dev_store, frontend, windows, {}, train=False, context_s=dc.context_seconds)}
     if dc.val_augmented:
         dev["aug_"] = WindowBatcher(

@@ -50,8 +50,14 @@ def batch_window_embeddings(
 
 
 @torch.no_grad()
-def validate(model: KWSModel, store: FeatureStore | WaveStore, batcher: WindowBatcher, max_clips: int,
-             device: torch.device, seed: int = 0) -> dict[str, float]:  # fmt: skip
+def validate(
+    model: KWSModel,
+    store: FeatureStore | WaveStore,
+    batcher: WindowBatcher,
+    max_clips: int,
+    device: torch.device,
+    seed: int = 0,
+) -> dict[str, float]:
     """EER/AUC/AP on dev pairs (own text vs random and phonetically closest other text)."""
     model.eval()
     clips = store.clips

@@ -61,11 +61,17 @@ def plan_extra(base: list[ManifestRow], plan: ExtraPlan) -> list[ClipSpec]:
     for i, text in enumerate(picks[: plan.clips]):
         specs.append(
             ClipSpec(
-                index=i, text=text, phonemes=tuple(texts[text].split()), voice=voice.id,
-                engine=voice.engine, split="train", seed=stable_hash(voice.id, text, i, plan.seed),
-                lead_ms=float(rng.uniform(50, 150)), tail_ms=float(rng.uniform(50, 150)),
+                index=i,
+                text=text,
+                phonemes=tuple(texts[text].split()),
+                voice=voice.id,
+                engine=voice.engine,
+                split="train",
+                seed=stable_hash(voice.id, text, i, plan.seed),
+                lead_ms=float(rng.uniform(50, 150)),
+                tail_ms=float(rng.uniform(50, 150)),
             )
-        )  # fmt: skip
+        )
     return specs
 
 
@@ -87,8 +93,14 @@ def render_extra(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(s, str(out)) for s in specs]
     with mp.get_context("spawn").Pool(workers) as pool:
-        rows = list(tqdm(pool.imap(_render, jobs, chunksize=16), total=len(jobs), disable=not progress,
-                         desc=f"render {specs[0].voice if specs else ''}"))  # fmt: skip
+        rows = list(
+            tqdm(
+                pool.imap(_render, jobs, chunksize=16),
+                total=len(jobs),
+                disable=not progress,
+                desc=f"render {specs[0].voice if specs else ''}",
+            )
+        )
     done = [r for r in rows if r is not None]
     write_manifest(out / "manifest.csv", done)
     return done

@@ -100,8 +100,16 @@ def _praat_change_gender(sound: parselmouth.Sound, params: SpeakerParams) -> np.
         return None
     new_f0 = min(f0 * 2.0 ** (params.pitch_semitones / 12.0), PITCH_CEILING_HZ - 50.0)
     try:
-        out = call(sound, "Change gender", PITCH_FLOOR_HZ, PITCH_CEILING_HZ, params.formant_ratio, new_f0,
-                   params.pitch_range, 1.0 / params.tempo)  # fmt: skip
+        out = call(
+            sound,
+            "Change gender",
+            PITCH_FLOOR_HZ,
+            PITCH_CEILING_HZ,
+            params.formant_ratio,
+            new_f0,
+            params.pitch_range,
+            1.0 / params.tempo,
+        )
     except parselmouth.PraatError:  # e.g. a pitch range undefined on a few isolated voiced frames
         return None
     return np.asarray(out.values[0], np.float32)
@@ -115,8 +123,12 @@ def change_speaker(wave: np.ndarray, params: SpeakerParams) -> np.ndarray:
     y = _praat_change_gender(sound, params)
     if y is None:  # unvoiced (whispered) speech: PSOLA has no periods to move; shift the whole spectrum
         shift = 12.0 * math.log2(params.formant_ratio)
-        y = pedalboard.time_stretch(np.asarray(wave, np.float32)[None], SAMPLE_RATE, stretch_factor=params.tempo,
-                                    pitch_shift_in_semitones=shift)[0]  # fmt: skip
+        y = pedalboard.time_stretch(
+            np.asarray(wave, np.float32)[None],
+            SAMPLE_RATE,
+            stretch_factor=params.tempo,
+            pitch_shift_in_semitones=shift,
+        )[0]
     if params.tilt_db:
         shelf = pedalboard.HighShelfFilter(cutoff_frequency_hz=TILT_CORNER_HZ, gain_db=params.tilt_db)
         y = pedalboard.Pedalboard([shelf])(y, SAMPLE_RATE)

@@ -125,8 +125,12 @@ def rendition_means(spotter: Spotter, texts: Sequence[str], cache: Path) -> tupl
             known[t] = (emb[one :: len(TEMPO_FACTORS)].mean(axis=0), emb.mean(axis=0))
             if j % 25 == 24 or j == len(missing) - 1:  # resumable
                 keys = sorted(known)
-                np.savez(path, texts=np.array(keys), plain=np.stack([known[k][0] for k in keys]),
-                         tempo=np.stack([known[k][1] for k in keys]))  # fmt: skip
+                np.savez(
+                    path,
+                    texts=np.array(keys),
+                    plain=np.stack([known[k][0] for k in keys]),
+                    tempo=np.stack([known[k][1] for k in keys]),
+                )
     return (
         np.stack([known[t][0] for t in texts]).astype(np.float32),
         np.stack([known[t][1] for t in texts]).astype(np.float32),

@@ -166,9 +166,14 @@ def run_streams(cfg: StreamsConfig, peers: Mapping[str, PeerFactory] | None = No
     }
     scored = [st for st in streams if st.name in events[names[0]]]  # partial (--cached-only) runs
     cal = calibration_report(
-        spotter, cfg.model, scores, scored, texts, dict(zip(names, kinds, strict=True)),
+        spotter,
+        cfg.model,
+        scores,
+        scored,
+        texts,
+        dict(zip(names, kinds, strict=True)),
         {k: kind_floor(k, cfg.floor) for k in kinds},
-    )  # fmt: skip
+    )
     if cal:
         report["calibration"] = cal
     if vad is not None:

@@ -74,8 +74,13 @@ class EngineScorer:
         ]
         return np.stack(out)
 
-    def proxies(self, texts: Sequence[str], mode: str = "text", voices: Sequence[str] | None = None,
-                progress: bool = False) -> np.ndarray:  # fmt: skip
+    def proxies(
+        self,
+        texts: Sequence[str],
+        mode: str = "text",
+        voices: Sequence[str] | None = None,
+        progress: bool = False,
+    ) -> np.ndarray:
         """Keyword proxies: ``text`` (the service's default), ``tts`` or ``both`` (normalised sum)."""
         if mode not in PROXY_MODES:
             raise ValueError(f"proxy mode {mode!r}; expected one of {PROXY_MODES}")
@@ -94,8 +99,14 @@ class EngineScorer:
         return out
 
 
-def score_pairs_model(scorer: EngineScorer, clips: Sequence[EvalClip], pairs: Sequence[Pair],
-                      progress: bool = True, proxy: str = "text", leading_pad: bool = True) -> np.ndarray:  # fmt: skip
+def score_pairs_model(
+    scorer: EngineScorer,
+    clips: Sequence[EvalClip],
+    pairs: Sequence[Pair],
+    progress: bool = True,
+    proxy: str = "text",
+    leading_pad: bool = True,
+) -> np.ndarray:
     """Each pair's best window cosine with its text's proxy (``leading_pad=False``: no silence ahead
     of the clip)."""
     vocab = sorted({p.text for p in pairs})

@@ -67,8 +67,12 @@ def read_eval_manifest(path: Path, split: str | None = None) -> list[EvalClip]:
     return out
 
 
-def make_pairs(texts: Sequence[str], phonemes: dict[str, Sequence[int]], seed: int = 0,
-               candidates: Sequence[str] | None = None) -> list[Pair]:  # fmt: skip
+def make_pairs(
+    texts: Sequence[str],
+    phonemes: dict[str, Sequence[int]],
+    seed: int = 0,
+    candidates: Sequence[str] | None = None,
+) -> list[Pair]:
     """Match / easy / hard pairs for clips with these texts (phonemes as inventory ids, for every
     text and candidate), from the data layer's builder (hard negatives at 1-2 phoneme edits, ranked
     by a vowel/consonant-weighted distance); negatives come from ``candidates`` (default: ``texts``)."""

@@ -58,8 +58,13 @@ def evaluate_pairs(
     pairs = make_pairs(texts, phonemes, seed)
     systems: dict[str, np.ndarray] = {}
     metrics: dict[str, dict[str, dict[str, float]]] = {}
-    report: PairsReport = {"manifest": str(manifest), "split": split, "clips": len(clips), "pairs": {
-        k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")}, "systems": metrics}  # fmt: skip
+    report: PairsReport = {
+        "manifest": str(manifest),
+        "split": split,
+        "clips": len(clips),
+        "pairs": {k: sum(p.kind == k for p in pairs) for k in ("positive", "easy", "hard")},
+        "systems": metrics,
+    }
     if model_dir is not None:
         scorer = EngineScorer(model_dir)
         for mode in proxies:
@@ -69,9 +74,14 @@ def evaluate_pairs(
                 systems[f"{name}[no leading pad]"] = score_pairs_model(
                     scorer, clips, pairs, progress, mode, False
                 )
-        report["model"] = {"dir": str(model_dir), "model_version": scorer.spec.model_version,
-                           "frontend": scorer.spec.frontend, "windows_frames": scorer.spec.windows_frames,
-                           "window_stride_frames": scorer.spec.window_stride_frames, "scored_by": "openkws engine"}  # fmt: skip
+        report["model"] = {
+            "dir": str(model_dir),
+            "model_version": scorer.spec.model_version,
+            "frontend": scorer.spec.frontend,
+            "windows_frames": scorer.spec.windows_frames,
+            "window_stride_frames": scorer.spec.window_stride_frames,
+            "scored_by": "openkws engine",
+        }
     if baselines:
         tb = TemplateBaselines()
         systems.update(tb.score(clips, pairs, progress))

@@ -168,7 +168,13 @@ class WindowBatcher:
             else:
                 bg_mask = None
         return Batch(
-            features=feats, lengths=lengths, labels=np.array(labels, np.int64),
+            features=feats,
+            lengths=lengths,
+            labels=np.array(labels, np.int64),
             word_ids=np.array([self.class_id.get(clips[i].phoneme_ids, -1) for i in indices], np.int64),
-            text_ids=tids, text_lengths=tlen, background=bg, background_lengths=bg_len, background_mask=bg_mask,
-        )  # fmt: skip
+            text_ids=tids,
+            text_lengths=tlen,
+            background=bg,
+            background_lengths=bg_len,
+            background_mask=bg_mask,
+        )

@@ -71,9 +71,16 @@ def read_manifest(path: Path, splits: Sequence[str] | None = None) -> list[Clip]
                     g2p = G2P()
                 cache[key] = _phoneme_ids(text, row.get("phonemes"), g2p)
             clips.append(
-                Clip(p, text, cache[key], row.get("voice", ""), row.get("engine", ""),
-                     float(row.get("duration") or 0.0), split)
-            )  # fmt: skip
+                Clip(
+                    p,
+                    text,
+                    cache[key],
+                    row.get("voice", ""),
+                    row.get("engine", ""),
+                    float(row.get("duration") or 0.0),
+                    split,
+                )
+            )
     return clips
 
 

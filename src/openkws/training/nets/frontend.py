@@ -102,5 +102,10 @@ def feature_extractor(frontend: str, threads: int = 1, device: Device = "cpu") -
         so.log_severity_level = 3
         return ort.InferenceSession(str(path), so, providers=list(providers.names))
 
-    return FeatureExtractor(frontend, mel_path(), emb, mel_session=session(mel_path()),
-                            embedding_session=session(emb) if emb is not None else None)  # fmt: skip
+    return FeatureExtractor(
+        frontend,
+        mel_path(),
+        emb,
+        mel_session=session(mel_path()),
+        embedding_session=session(emb) if emb is not None else None,
+    )

@@ -52,9 +52,19 @@ def stream_fit(
     from openkws.training.stream_training.trainer import FitConfig, fit
 
     kw = {"init_from": init_from} if init_from else {}
-    fc = FitConfig(data=data, out=out, steps=steps, mine=mine, bank_size=bank_size, lr=lr, threads=threads,
-                   val_every=val_every, bg_windows=bg_windows,
-                   freeze_frames=freeze_frames, **kw)  # fmt: skip
+    fc = FitConfig(
+        data=data,
+        out=out,
+        steps=steps,
+        mine=mine,
+        bank_size=bank_size,
+        lr=lr,
+        threads=threads,
+        val_every=val_every,
+        bg_windows=bg_windows,
+        freeze_frames=freeze_frames,
+        **kw,
+    )
     best = fit(fc, resume=resume)
     typer.echo(f"best checkpoint: {best}\nexport: openkws export --checkpoint {best} --out {out}/model")
 
@@ -79,8 +89,14 @@ def stream_verifier(
 
     kw = {"init_from": init_from} if init_from else {}
     vc = VerifierConfig(
-        data=data, out=out, candidate=candidate, steps=steps, threads=threads, limit=limit,
-        evaluate_only=evaluate_only, **kw,
-    )  # fmt: skip
+        data=data,
+        out=out,
+        candidate=candidate,
+        steps=steps,
+        threads=threads,
+        limit=limit,
+        evaluate_only=evaluate_only,
+        **kw,
+    )
     report = run(vc)
     typer.echo(json.dumps({k: report[k] for k in ("train", "val")}, indent=2))
