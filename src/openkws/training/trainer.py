@@ -13,13 +13,11 @@ clean and, with ``data.val_augmented``, augmented), ``checkpoints/last.pt`` and
 from __future__ import annotations
 
 import csv
-import functools
 import json
 import logging
 import math
 import random
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,9 +31,9 @@ from tqdm import tqdm
 
 from openkws.training.config import Config, TrainConfig
 from openkws.training.distributed import DistInfo, init_distributed, resolve_device
-from openkws.training.loader.batcher import Batch, WindowBatcher
+from openkws.training.loader.batcher import Batch
 from openkws.training.loader.clips import Clip
-from openkws.training.loader.sampler import KeywordBatches
+from openkws.training.loader.feed import batch_iterator, batch_to_tensors
 from openkws.training.nets.kws_model import KWSModel, build_model
 from openkws.training.nets.onnx_import import import_exported
 from openkws.training.objective import Objective
@@ -50,52 +48,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def batch_to_tensors(b: Batch, device: torch.device) -> tuple[torch.Tensor | None, ...]:
-    """The objective's inputs; background windows (if any) follow the keyword windows in one tensor."""
-    feats, lengths, mask = b.features, b.lengths, None
-    if b.background is not None and b.background_lengths is not None and b.background_mask is not None:
-        t = max(feats.shape[1], b.background.shape[1])
-        both = np.zeros((len(feats) + len(b.background), t, feats.shape[2]), np.float32)
-        both[: len(feats), : feats.shape[1]] = feats
-        both[len(feats) :, : b.background.shape[1]] = b.background
-        feats, lengths = both, np.concatenate([lengths, b.background_lengths])
-        mask = torch.from_numpy(b.background_mask).to(device)
-    return (
-        torch.from_numpy(feats).to(device),
-        torch.from_numpy(lengths).to(device),
-        torch.from_numpy(b.labels).to(device),
-        torch.from_numpy(b.word_ids).to(device),
-        torch.from_numpy(b.text_ids).to(device),
-        torch.from_numpy(b.text_lengths).to(device),
-        mask,
-    )
-
-
-class _Indices(torch.utils.data.Dataset):
-    def __getitem__(self, i: int) -> int:
-        return i
-
-    def __len__(self) -> int:  # pragma: no cover - batch_sampler drives the loader
-        return 1 << 62
-
-
-def _reseed_worker(batcher: WindowBatcher, _worker_id: int) -> None:
-    info = torch.utils.data.get_worker_info()
-    batcher.rng = np.random.default_rng(info.seed if info is not None else None)
-
-
-def batch_iterator(sampler: KeywordBatches, batcher: WindowBatcher, workers: int) -> Iterator[Batch]:
-    """Batches of one epoch; with ``workers > 0`` assembled in DataLoader worker processes (each with
-    its own random stream), which is what on-the-fly log-mel augmentation needs to keep up."""
-    if workers == 0:
-        return (batcher(indices) for indices in sampler)
-    loader = torch.utils.data.DataLoader(
-        _Indices(), batch_sampler=sampler, collate_fn=batcher, num_workers=workers,
-        worker_init_fn=functools.partial(_reseed_worker, batcher), prefetch_factor=2,
-    )  # fmt: skip
-    return iter(loader)
 
 
 def build_optimizer(
@@ -240,9 +192,14 @@ def _open_logs(run: Run, append: bool) -> None:
 def _log_step(
     run: Run, epoch: int, total: torch.Tensor, terms: dict[str, torch.Tensor], t0: float, c0: float
 ) -> None:
-    row: dict[str, Any] = {"epoch": epoch + 1, "step": run.step, "lr": run.optim.param_groups[0]["lr"],
-                           "loss": float(total.detach()), "sec_per_step": time.time() - t0,
-                           "cpu_sec_per_step": time.process_time() - c0}  # fmt: skip
+    row: dict[str, Any] = {
+        "epoch": epoch + 1,
+        "step": run.step,
+        "lr": run.optim.param_groups[0]["lr"],
+        "loss": float(total.detach()),
+        "sec_per_step": time.time() - t0,
+        "cpu_sec_per_step": time.process_time() - c0,
+    }
     row.update({k: float(v.detach()) for k, v in terms.items()})
     for n, m in run.objective.losses().items():
         row[f"degenerate_{n}"] = getattr(m, "degenerate_batches", 0)
@@ -275,8 +232,14 @@ def _train_epoch(run: Run, epoch: int, max_steps: int | None) -> tuple[float, bo
     run.objective.train()
     data.sampler.set_epoch(epoch)
     total_steps = max(1, tc.epochs * len(data.sampler))
-    bar = tqdm(batch_iterator(data.sampler, data.batcher, run.cfg.data.num_workers), desc=f"epoch {epoch + 1}/{tc.epochs}",
-               unit="batch", total=len(data.sampler), disable=not (run.progress and run.dinfo.main), dynamic_ncols=True)  # fmt: skip
+    bar = tqdm(
+        batch_iterator(data.sampler, data.batcher, run.cfg.data.num_workers),
+        desc=f"epoch {epoch + 1}/{tc.epochs}",
+        unit="batch",
+        total=len(data.sampler),
+        disable=not (run.progress and run.dinfo.main),
+        dynamic_ncols=True,
+    )
     run_loss, n = 0.0, 0
     try:
         for batch in bar:
@@ -318,13 +281,24 @@ def _validate_all(run: Run) -> dict[str, float]:
 
 def _checkpoint(run: Run, epoch: int, val: dict[str, float]) -> None:
     state = {
-        "objective": run.objective.state_dict(), "model": run.model.state_dict(), "optimizer": run.optim.state_dict(),
-        "scheduler": run.sched.state_dict(), "epoch": epoch + 1, "step": run.step, "config": json.loads(run.cfg.model_dump_json()),
-        "metrics": {k: round(v, 5) for k, v in val.items() if k != "val_sec"}, "best": run.best,
-        "epoch_losses": run.epoch_losses, "data_summary": data_summary(run.data.train_clips),
-        "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-                "batcher_seed": int(run.data.batcher.rng.integers(1 << 62))},
-    }  # fmt: skip
+        "objective": run.objective.state_dict(),
+        "model": run.model.state_dict(),
+        "optimizer": run.optim.state_dict(),
+        "scheduler": run.sched.state_dict(),
+        "epoch": epoch + 1,
+        "step": run.step,
+        "config": json.loads(run.cfg.model_dump_json()),
+        "metrics": {k: round(v, 5) for k, v in val.items() if k != "val_sec"},
+        "best": run.best,
+        "epoch_losses": run.epoch_losses,
+        "data_summary": data_summary(run.data.train_clips),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+            "batcher_seed": int(run.data.batcher.rng.integers(1 << 62)),
+        },
+    }
     torch.save(state, run.ckpt_dir / "last.pt")
     if "val_score" in val and val["val_score"] <= run.best["score"]:
         run.best = {"score": val["val_score"], "epoch": epoch + 1, **val}
@@ -340,8 +314,16 @@ def _end_epoch(run: Run, epoch: int, loss: float, t_epoch: float, last: bool) ->
     tc = run.cfg.train
     val = _validate_all(run) if (epoch + 1) % tc.val_every == 0 or last else {}
     assert run.epoch_log is not None
-    run.epoch_log.write({"epoch": epoch + 1, "step": run.step, "train_loss": loss, **val,
-                         "lr": run.optim.param_groups[0]["lr"], "epoch_sec": time.time() - t_epoch})  # fmt: skip
+    run.epoch_log.write(
+        {
+            "epoch": epoch + 1,
+            "step": run.step,
+            "train_loss": loss,
+            **val,
+            "lr": run.optim.param_groups[0]["lr"],
+            "epoch_sec": time.time() - t_epoch,
+        }
+    )
     logger.info("epoch %d loss %.4f %s", epoch + 1, loss, val)
     _checkpoint(run, epoch, val)
 

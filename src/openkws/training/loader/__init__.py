@@ -7,5 +7,6 @@
 - :mod:`.neighbours`: confusable pronunciations (one phoneme edit);
 - :mod:`.sampler`: K keywords x M utterances batches;
 - :mod:`.background`: background windows and which proxies they are negatives for;
-- :mod:`.batcher`: indices -> :class:`Batch`.
+- :mod:`.batcher`: indices -> :class:`Batch`;
+- :mod:`.feed`: one epoch's batches (DataLoader workers) -> the objective's tensors.
 """

@@ -362,9 +362,19 @@ def fit(fc: FitConfig, resume: bool = True) -> Path:
                     run.best = val["val_frr"]
                     run.save("best.pt", {**val, "best_val_frr": run.best})
                 run.save("last.pt", {**val, "best_val_frr": run.best})
-                log.writerow([run.step, round(time.time() - t0, 1), mean["loss"], mean["loss_stream"],
-                              mean["loss_bank"], mean["loss_bg"], run._bank_weight(), val["val_frr"],
-                              val["val_tail_share"]])  # fmt: skip
+                log.writerow(
+                    [
+                        run.step,
+                        round(time.time() - t0, 1),
+                        mean["loss"],
+                        mean["loss_stream"],
+                        mean["loss_bank"],
+                        mean["loss_bg"],
+                        run._bank_weight(),
+                        val["val_frr"],
+                        val["val_tail_share"],
+                    ]
+                )
                 f.flush()
                 tqdm.write(
                     f"step {run.step}: loss {mean['loss']:.4f}, val FRR {val['val_frr']:.3f} (best {run.best:.3f}), tail {val['val_tail_share']:.4f}"
