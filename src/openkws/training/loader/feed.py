@@ -34,7 +34,7 @@ def batch_to_tensors(b: Batch, device: torch.device) -> tuple[torch.Tensor | Non
     )
 
 
-class _Indices(torch.utils.data.Dataset):
+class _Indices(torch.utils.data.Dataset[int]):
     def __getitem__(self, i: int) -> int:
         return i
 
