@@ -91,6 +91,13 @@ stream-export:
 		--out $(STREAM_RUNS)/$$r/model --model-version $$r-$$(date +%F); done
 stream-eval:
 	for r in stream_s stream_sm; do bench/stream_rows.sh $(STREAM_RUNS)/$$r/model runs/eval/$$r; done
+# Row J: S+M beside the clip corpus (a 60k-clip prefix of the synthesis plan, robust renditions).
+stream-j:
+	openkws data synth --num-clips 60000
+	openkws train stream corpus-manifest --manifest data/synth/manifest.csv --out data/joint/manifest.csv
+	openkws train cache --config joint --workers 2
+	openkws train stream fit --data data/stream_train2 --out $(STREAM_RUNS)/stream_j --corpus joint --mine \
+		--steps 800 --lr 3e-5 --val-every 800 --val-streams 512
 # Row V: the phoneme-level verifier on the shipped model's candidates (validation FRR in report.json).
 stream-v:
 	openkws train stream verifier --data data/stream_train2 --out $(STREAM_RUNS)/verifier --candidate 0.35 --steps 6000

@@ -3,6 +3,8 @@ pooled-slices shortcut against the model's own window encoder, and the objective
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -139,3 +141,53 @@ def test_objective_closed_forms() -> None:
     assert float(loss) == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="both a positive and a negative"):
         stream_loss(scores, positive, positive, 16.0, 0.1)
+
+
+def test_corpus_term_trains_the_shared_model_and_wraps_epochs(corpus: Path, shared_cache: Path) -> None:
+    """Row J: the clip objective runs on the stream fit's own model (gradients reach its frame
+    encoder) and keeps yielding batches past the end of an epoch."""
+    from openkws.training.stream_training.corpus import CorpusTerm
+
+    cfg = load_config(
+        "smoke",
+        {
+            "data": {"manifest": str(corpus), "cache_dir": str(shared_cache)},
+            "train": {"batches_per_epoch": 2},
+        },
+    )
+    model = build_model(cfg.model)
+    term = CorpusTerm(cfg, model)
+    assert term.clips > 0
+    for step in range(5):  # 2 batches an epoch: crosses two epoch boundaries
+        model.zero_grad()
+        loss, terms = term.loss(step / 5)
+        assert torch.isfinite(loss) and "clip_utt" in terms
+        loss.backward()
+        grads = [p.grad for p in model.frames.parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+    assert term.epoch >= 2
+
+    other = build_model(load_config("robust_full").model)
+    with pytest.raises(ValueError, match="model section differs"):
+        CorpusTerm(cfg, other)
+
+
+def test_corpus_manifest_leaves_out_validation_targets(corpus: Path, tmp_path: Path) -> None:
+    import csv
+
+    from openkws.training.stream_training.corpus import corpus_manifest
+
+    rows = list(csv.DictReader(corpus.open()))
+    target = next(r["text"] for r in rows if r["split"] == "train")
+    out = tmp_path / "sub" / "manifest.csv"
+    kept, dropped = corpus_manifest(corpus, out, {target})
+    new = list(csv.DictReader(out.open()))
+    assert dropped == sum(r["split"] == "train" and r["text"] == target for r in rows) > 0
+    assert kept == len(new) == len(rows) - dropped
+    assert all(not (r["split"] == "train" and r["text"] == target) for r in new)
+    assert all((out.parent / r["path"]).resolve().is_file() for r in new)  # paths follow the copy
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match="path,text,split"):
+        corpus_manifest(bad, tmp_path / "x.csv", set())

@@ -44,6 +44,11 @@ def stream_fit(
         0, min=0, help="with --mine: negative windows per step held below the bank"
     ),
     freeze_frames: bool = typer.Option(False, help="train the pooling head and text encoder only"),
+    corpus: str = typer.Option(
+        None, help="row J: a training config (e.g. joint) whose cached clips add its objective each step"
+    ),
+    clip_weight: float = typer.Option(1.0, min=0.0, help="with --corpus: the clip term's weight"),
+    val_streams: int = typer.Option(256, min=1, help="held-out-voice validation streams"),
     threads: int = typer.Option(2, min=1),
     val_every: int = typer.Option(150, min=1),
     resume: bool = typer.Option(True, "--resume/--restart"),
@@ -63,10 +68,30 @@ def stream_fit(
         val_every=val_every,
         bg_windows=bg_windows,
         freeze_frames=freeze_frames,
+        corpus=corpus,
+        clip_weight=clip_weight,
+        val_streams=val_streams,
         **kw,
     )
     best = fit(fc, resume=resume)
     typer.echo(f"best checkpoint: {best}\nexport: openkws export --checkpoint {best} --out {out}/model")
+
+
+@stream_app.command("corpus-manifest")
+def stream_corpus_manifest(
+    manifest: Path = typer.Option(Path("data/synth/manifest.csv"), help="a synthesis manifest"),
+    out: Path = typer.Option(Path("data/joint/manifest.csv"), help="the copy row J trains on"),
+) -> None:
+    """Row J's clip corpus: the manifest less the stream set's validation targets (train split)."""
+    from openkws.training.stream_training.corpus import corpus_manifest
+    from openkws.training.stream_training.sources import build_sources
+
+    if not manifest.is_file():
+        raise typer.BadParameter(
+            f"{manifest} not found; render it with `openkws data synth`", param_hint="--manifest"
+        )
+    kept, dropped = corpus_manifest(manifest, out, set(build_sources().val_targets))
+    typer.echo(f"wrote {out}: {kept} clips ({dropped} train clips of validation targets left out)")
 
 
 @stream_app.command("verifier")

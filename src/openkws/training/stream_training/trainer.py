@@ -28,6 +28,7 @@ from openkws.training.nets.kws_model import KWSModel, build_model
 from openkws.training.nets.onnx_import import import_exported
 from openkws.training.stream_training.bank import PhraseBank, carrier_ngrams
 from openkws.training.stream_training.batches import StreamSet, cut_windows, full_text, pool_windows, said
+from openkws.training.stream_training.corpus import CorpusTerm
 from openkws.training.stream_training.labels import contains_phrase
 from openkws.training.stream_training.objective import smooth_margin, stream_loss
 from openkws.training.stream_training.phrases import soundalike
@@ -62,6 +63,8 @@ class FitConfig:
     freeze_frames: bool = False  # train the pooling head and the text encoder only
     bg_margin: float = 0.5
     bg_scale: float = 50.0
+    corpus: str | None = None  # row J: a training config whose clip cache adds its objective per step
+    clip_weight: float = 1.0
     val_every: int = 150
     val_streams: int = 256
     threads: int = 2
@@ -119,6 +122,9 @@ class StreamFit:
         if fc.freeze_frames:
             m.frames.requires_grad_(False)
         params = [p for mod in trained for p in mod.parameters()]
+        self.corpus = CorpusTerm(fc.corpus, m, fc.seed) if fc.corpus else None
+        if self.corpus is not None:
+            params += self.corpus.extra_parameters()
         self.opt = torch.optim.AdamW(params, lr=fc.lr, weight_decay=1e-4)
         self.step = 0
         self.best = float("inf")
@@ -230,6 +236,10 @@ class StreamFit:
         if self.bank is not None and self.fc.bg_windows > 0:
             loss_bg = self._background_loss(emb, neg, streams, wb)
         loss = loss_s + self._bank_weight() * loss_m + loss_bg
+        loss_c = emb.new_zeros(())
+        if self.corpus is not None:
+            loss_c, _ = self.corpus.loss(self.step / self.fc.steps)
+            loss = loss + self.fc.clip_weight * loss_c
         self.opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
@@ -240,6 +250,7 @@ class StreamFit:
             "loss_stream": float(loss_s.detach()),
             "loss_bank": float(loss_m.detach()),
             "loss_bg": float(loss_bg.detach()),
+            "loss_clip": float(loss_c.detach()),
             "windows": len(wb.positive),
         }
 
@@ -334,13 +345,14 @@ def fit(fc: FitConfig, resume: bool = True) -> Path:
                     "bank_weight",
                     "val_frr",
                     "val_tail_share",
+                    "loss_clip",
                 ]
             )
         if run.step == 0:
             val = run.validate()
             run.best = val["val_frr"]
             run.save("best.pt", {**val, "best_val_frr": run.best})
-            log.writerow([0, 0, "", "", "", "", "", val["val_frr"], val["val_tail_share"]])
+            log.writerow([0, 0, "", "", "", "", "", val["val_frr"], val["val_tail_share"], ""])
             tqdm.write(
                 f"step 0 (the initial model): val FRR {val['val_frr']:.3f}, tail share {val['val_tail_share']:.4f}"
             )
@@ -373,6 +385,7 @@ def fit(fc: FitConfig, resume: bool = True) -> Path:
                         run._bank_weight(),
                         val["val_frr"],
                         val["val_tail_share"],
+                        mean["loss_clip"],
                     ]
                 )
                 f.flush()
