@@ -13,41 +13,11 @@ from typing import Any
 import httpx
 
 from bench._server import AuthHow, ServerProcess, frames_of, open_stream, send_paced
+from bench.words import SPOKEN_WORDS
 
 CHUNK_MS = 100
 MATCH_TOLERANCE_MS = 100.0
-CHURN_WORDS = (
-    "alpha",
-    "bravo",
-    "delta",
-    "echo",
-    "golf",
-    "hotel",
-    "india",
-    "kilo",
-    "lima",
-    "mike",
-    "oscar",
-    "papa",
-    "romeo",
-    "sierra",
-    "tango",
-    "victor",
-    "whiskey",
-    "yankee",
-    "zulu",
-    "orange",
-    "purple",
-    "silver",
-    "window",
-    "garden",
-    "river",
-    "mountain",
-    "pencil",
-    "rocket",
-    "camera",
-    "doctor",
-)
+CHURN_WORDS = SPOKEN_WORDS[:30]
 
 
 @dataclass

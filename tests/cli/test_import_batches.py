@@ -13,48 +13,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from bench.words import SPOKEN_WORDS
 from openkws.cli import app
 from openkws.client import OpenKWSClient
 from openkws.keywords.keyfile import load_keywords
 from tests.cli.conftest import start_server
 from tests.model_copy import copy_model
 
-WORDS = [
-    "alpha",
-    "bravo",
-    "delta",
-    "echo",
-    "golf",
-    "hotel",
-    "india",
-    "kilo",
-    "lima",
-    "mike",
-    "oscar",
-    "papa",
-    "romeo",
-    "sierra",
-    "tango",
-    "victor",
-    "whiskey",
-    "yankee",
-    "zulu",
-    "orange",
-    "purple",
-    "silver",
-    "window",
-    "garden",
-    "river",
-    "mountain",
-    "pencil",
-    "rocket",
-    "camera",
-    "doctor",
-    "yellow",
-    "basket",
-    "violet",
-    "marble",
-]
+WORDS = list(SPOKEN_WORDS)
 N = 1011
 LONG = ["AH", "B"] * 60  # 120 phonemes; " ".join(LONG) is 299 characters
 

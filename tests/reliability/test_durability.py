@@ -19,43 +19,11 @@ from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from bench._server import ServerProcess
+from bench.words import SPOKEN_WORDS
 from openkws.engine.index import KeywordEntry
 
 CYCLES = int(os.environ.get("OPENKWS_CRASH_CYCLES", "20"))
-WORDS = (
-    "alpha",
-    "bravo",
-    "delta",
-    "echo",
-    "golf",
-    "hotel",
-    "india",
-    "kilo",
-    "lima",
-    "mike",
-    "oscar",
-    "papa",
-    "romeo",
-    "sierra",
-    "tango",
-    "victor",
-    "whiskey",
-    "yankee",
-    "zulu",
-    "orange",
-    "purple",
-    "silver",
-    "window",
-    "garden",
-    "river",
-    "mountain",
-    "pencil",
-    "rocket",
-    "camera",
-    "doctor",
-    "yellow",
-    "basket",
-)
+WORDS = SPOKEN_WORDS[:32]
 
 
 def test_reconcile_rebuilds_an_index_out_of_step(client: TestClient) -> None:
