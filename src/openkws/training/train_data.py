@@ -43,6 +43,10 @@ def build_stores(
     if not dev_clips:
         raise ValueError(f"{dc.manifest} has no split=dev clips; validation needs them")
     root = Path(dc.cache_dir)
+    # validation first: it is small, and training on a finished prefix of the train cache
+    # (`data.cache_ready_only`) can then start while the train cache is still being built
+    dev_spec = config_spec(cfg, 1 if dc.val_augmented else 0, background=False)
+    dev_store = build_feature_cache(dev_clips, dev_spec, root, workers, seed, progress, cfg.train.device)
     train_store: FeatureStore | WaveStore
     if cfg.model.frontend == "speech_embedding":
         spec = config_spec(cfg, dc.augment_variants)
@@ -59,8 +63,6 @@ def build_stores(
             make_augmenter(
                 None, root.parent / "rirs"
             )  # simulate + cache the rooms before loader workers start
-    dev_spec = config_spec(cfg, 1 if dc.val_augmented else 0, background=False)
-    dev_store = build_feature_cache(dev_clips, dev_spec, root, workers, seed, progress, cfg.train.device)
     return train_clips, train_store, dev_store
 
 
