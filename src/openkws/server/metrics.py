@@ -71,6 +71,8 @@ class Metrics:
     :meth:`render` then answers for every worker. None: this app's own registry."""
 
     def __init__(self, shared_dir: str | None = None) -> None:
+        # first: refuses at once when this process's values would never reach the shared files
+        shared = shared_registry(shared_dir) if shared_dir is not None else None
         r = self.registry = CollectorRegistry(auto_describe=True)
         # Gauges read when scraped (a function gauge never reaches the shared files): see sample()
         self._sampled: list[tuple[Gauge, Callable[[], float]]] = []
@@ -198,14 +200,14 @@ class Metrics:
             registry=r,
         )
         self.workers.set(1)
-        self.shared = shared_dir is not None
+        self.shared = shared is not None
         self._process: ProcessMirror | None = None
-        if shared_dir is None:
+        if shared is None:
             ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
             self._scraped = r
         else:
             self._process = ProcessMirror(r)  # the same names, summed over the workers
-            self._scraped = shared_registry(shared_dir)
+            self._scraped = shared
 
     def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
         """``gauge`` takes the value of ``read()`` at each scrape (and each :meth:`sample`)."""
