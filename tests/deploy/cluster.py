@@ -158,7 +158,7 @@ def replica_env(
             "OPENKWS_AUTH": "true",
             "OPENKWS_SYNC_INTERVAL_S": str(poll_s),
             "OPENKWS_INFERENCE_WORKERS": "1",
-            "OPENKWS_WORKERS": "1",  # one engine process per replica, as the Kubernetes manifests run it
+            "OPENKWS_WORKERS": "1",  # one engine process per replica: several replicas share this machine
             "OPENKWS_SHUTDOWN_TIMEOUT_S": "5",
             "OMP_NUM_THREADS": "1",
             # a long test enrolls more than the default token bucket allows per key

@@ -189,7 +189,7 @@ def served(
             "OPENKWS_DATA_DIR": str(work / "data"),
             "OPENKWS_DEVICE": "cpu",
             "OPENKWS_INFERENCE_WORKERS": "1",
-            "OPENKWS_WORKERS": "1",  # as docker/compose.yaml runs it: one /metrics per target
+            "OPENKWS_WORKERS": "1",  # one model load: the page's tests need no second worker
             # Report every containing/contained keyword as confusable whatever the model's cosine, so the
             # page's warning is exercised deterministically (the untrained model's cosines are arbitrary).
             "OPENKWS_CONFUSABLE_MIN_COSINE": "-1",

@@ -108,7 +108,8 @@ def test_deployment_probes_drain_and_security() -> None:
     assert env["OPENKWS_DATABASE_URL"] == {"secretKeyRef": {"name": "openkws-database", "key": "url"}}
     assert float(env["OPENKWS_SYNC_INTERVAL_S"]) > 0, "replicas follow the registry's change feed"
     assert env["OPENKWS_HOST"] == "0.0.0.0"
-    assert env["OPENKWS_WORKERS"] == "1", "the HPA's per-pod stream gauge needs one /metrics per pod"
+    # a worker per CPU, one inference thread each: /metrics answers for the pod whichever worker it reaches
+    assert env.get("OPENKWS_WORKERS", "0") == "0" and "OPENKWS_INFERENCE_WORKERS" not in env, env
     assert {"cpu", "memory"} <= set(c["resources"]["requests"]) and {"cpu", "memory"} <= set(
         c["resources"]["limits"]
     )

@@ -62,8 +62,13 @@ class Registry(Protocol):
 class FeedMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
         r = registry or CollectorRegistry()
+        # --workers: the laggard's sequence (every worker has applied up to it), and 1 only while
+        # every worker listens (openkws.server.metrics_shared)
         self.seq = Gauge(
-            "openkws_changefeed_sequence", "Last registry change applied to this replica's index", registry=r
+            "openkws_changefeed_sequence",
+            "Last registry change applied to this replica's index",
+            multiprocess_mode="livemin",
+            registry=r,
         )
         self.applied = Counter(
             "openkws_changefeed_changes_total",
@@ -80,7 +85,12 @@ class FeedMetrics:
         self.rebuilds = Counter(
             "openkws_changefeed_rebuilds_total", "Full index rebuilds (log pruned past us)", registry=r
         )
-        self.listening = Gauge("openkws_changefeed_listening", "1 while LISTEN is connected", registry=r)
+        self.listening = Gauge(
+            "openkws_changefeed_listening",
+            "1 while LISTEN is connected",
+            multiprocess_mode="livemin",
+            registry=r,
+        )
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ with a summary, stops the batcher and closes the store. ``openkws.server.run`` r
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,14 +81,18 @@ class WorkerHeader:
 
 
 def create_app(
-    settings: Settings | None = None, g2p: G2P | None = None, board: WorkerBoard | None = None
+    settings: Settings | None = None,
+    g2p: G2P | None = None,
+    board: WorkerBoard | None = None,
+    metrics_dir: str | None = None,
 ) -> FastAPI:
     """Build the app. ``g2p`` lets a caller share one loaded G2P (its dictionary takes ~2 s to load)
-    between app instances, e.g. in tests; by default each app loads its own. ``board``: set by the
-    ``--workers`` supervisor for worker ``settings.worker_id`` (read-your-writes across workers,
-    :mod:`openkws.server.worker_sync`)."""
+    between app instances, e.g. in tests; by default each app loads its own. ``board`` and
+    ``metrics_dir``: set by the ``--workers`` supervisor for worker ``settings.worker_id``
+    (read-your-writes across workers, :mod:`openkws.server.worker_sync`; one ``/metrics`` for all
+    workers, :mod:`openkws.server.metrics_shared`)."""
     settings = settings or Settings()
-    metrics = Metrics()
+    metrics = Metrics(shared_dir=metrics_dir)
     counts = DetectionCounts()
 
     @asynccontextmanager
@@ -103,6 +108,8 @@ def create_app(
         batcher.start()
         state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
         metrics.watch_engine(batcher.load, lambda: state.active_streams)
+        # with --workers, the scrapes other workers answer read this worker's sampled gauges
+        sampler = asyncio.create_task(metrics.sample_every()) if metrics.shared else None
         app.state.openkws = state
         try:
             async with following(state, board) as nudges:  # a worker's first sync runs here
@@ -113,6 +120,8 @@ def create_app(
                     await state.drain(settings.shutdown_timeout_s)  # no-op when the server already drained
                     app.state.nudges = None
         finally:
+            if sampler is not None:
+                sampler.cancel()
             await batcher.stop()
             store.close()
             app.state.openkws = None

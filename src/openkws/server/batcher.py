@@ -161,6 +161,8 @@ class MicroBatcher(Generic[T, R]):
         self._closed = False
         self._running = 0  # batches in the workers
         self.load = load or EngineLoad(workers)
+        if metrics is not None:  # read when scraped: with --workers each write costs a shared-file update
+            metrics.watch(metrics.queue_depth, lambda: len(self._jobs))
 
     @property
     def depth(self) -> int:
@@ -198,13 +200,8 @@ class MicroBatcher(Generic[T, R]):
             )
         job: _Job[T, R] = _Job(item, asyncio.get_running_loop().create_future())
         self._jobs.append(job)
-        self._gauge()
         self._wake.set()
         return await job.future
-
-    def _gauge(self) -> None:
-        if self._metrics is not None:
-            self._metrics.queue_depth.set(len(self._jobs))
 
     async def _wait_for_job(self, timeout: float | None) -> bool:
         while not self._jobs:
@@ -250,7 +247,6 @@ class MicroBatcher(Generic[T, R]):
                 remaining = deadline - loop.time()
                 if len(batch) >= cap or remaining <= 0 or not await self._wait_for_job(remaining):
                     break
-            self._gauge()
             if not batch:
                 self._slots.release()
                 continue

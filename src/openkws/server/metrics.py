@@ -1,5 +1,10 @@
 """Prometheus metrics of one app instance, in its own :class:`CollectorRegistry` (never the global
-one), so several apps can live in one process (tests) without clashing.
+one), so several apps can live in one process (tests) without clashing. With ``--workers N`` a
+worker's values go to files shared by the workers instead, and ``/metrics`` merges them
+(:mod:`openkws.server.metrics_shared`); every gauge therefore says how workers combine
+(``multiprocess_mode``, ignored by a single process): ``livesum`` where the server's value is the
+workers' total, ``livemax`` where the worst worker is the one that matters (or every worker holds the
+same value), ``livemin`` where the laggard is.
 
 All names start with ``openkws_``; docs/SERVICE.md lists them. Labels are bounded: no label holds
 a keyword id or a tenant (a label per keyword adds series with every keyword ever detected, and
@@ -9,6 +14,8 @@ shows every tenant's ids to whoever reads ``/metrics``). Per-keyword counts live
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import time
 from collections import Counter as Tally
@@ -20,10 +27,13 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Info,
     ProcessCollector,
     generate_latest,
 )
+
+from openkws.server.metrics_shared import SAMPLE_S, ProcessMirror, shared_registry
+
+log = logging.getLogger("openkws")
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -57,8 +67,15 @@ class LoadReading(Protocol):
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """``shared_dir``: the ``--workers`` metrics directory (:mod:`openkws.server.metrics_shared`);
+    :meth:`render` then answers for every worker. None: this app's own registry."""
+
+    def __init__(self, shared_dir: str | None = None) -> None:
+        # first: refuses at once when this process's values would never reach the shared files
+        shared = shared_registry(shared_dir) if shared_dir is not None else None
         r = self.registry = CollectorRegistry(auto_describe=True)
+        # Gauges read when scraped (a function gauge never reaches the shared files): see sample()
+        self._sampled: list[tuple[Gauge, Callable[[], float]]] = []
         self.http_requests = Counter(
             "openkws_http_requests_total", "HTTP requests", ["method", "route", "status"], registry=r
         )
@@ -78,7 +95,9 @@ class Metrics:
             buckets=(0.1, 1, 5, 15, 60, 300, 1800, 3600),
             registry=r,
         )
-        self.active_streams = Gauge("openkws_active_streams", "Open websocket streams", registry=r)
+        self.active_streams = Gauge(
+            "openkws_active_streams", "Open websocket streams", multiprocess_mode="livesum", registry=r
+        )
         self.audio_seconds = Counter(
             "openkws_audio_seconds_total",
             "Stream audio the engine consumed (seconds of input, VAD-dropped audio included)",
@@ -97,15 +116,30 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.queue_depth = Gauge("openkws_inference_queue_depth", "Jobs waiting for a batch", registry=r)
+        self.queue_depth = Gauge(
+            "openkws_inference_queue_depth",
+            "Jobs waiting for a batch",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
         self.detections = Counter(
             "openkws_detections_total", "Detections by source (stream | detect)", ["source"], registry=r
         )
-        self.keywords = Gauge("openkws_enrolled_keywords", "Keywords in the index", registry=r)
+        # every worker holds the whole index: the most up-to-date one, not N times it
+        self.keywords = Gauge(
+            "openkws_enrolled_keywords", "Keywords in the index", multiprocess_mode="livemax", registry=r
+        )
         self.errors = Counter(
             "openkws_errors_total", "Client and server errors by code", ["code"], registry=r
         )
-        self.model = Info("openkws_model", "Loaded model and backends", registry=r)
+        # a gauge at 1 rather than an Info, which has no multiprocess mode; the exposition is the same
+        self.model = Gauge(
+            "openkws_model_info",
+            "Loaded model and backends",
+            ["model_version", "frontend", "embedding_dim", "onnx_backend", "index_backend", "database"],
+            multiprocess_mode="livemax",
+            registry=r,
+        )
         self.enroll_latency = Histogram(
             "openkws_enrollment_seconds", "Time to enroll one request", buckets=LATENCY_BUCKETS, registry=r
         )
@@ -127,20 +161,26 @@ class Metrics:
         self.engine_backlog = Gauge(
             "openkws_engine_backlog_seconds",
             "Worst engine lag of the last second: the oldest queued audio's wait at a step's start plus the step",
+            multiprocess_mode="livemax",  # the worst worker: its streams wait that long
             registry=r,
         )
         self.engine_utilisation = Gauge(
             "openkws_engine_utilisation",
             "Share of the inference workers' time the open streams take (measured cost x streams / workers)",
+            multiprocess_mode="livemax",  # the busiest worker: it refuses first
             registry=r,
         )
         self.engine_cost = Gauge(
             "openkws_engine_cost_seconds_per_stream_second",
             "Inference worker wall time per second of stream audio (recent, decayed)",
+            multiprocess_mode="livemax",
             registry=r,
         )
         self.engine_step = Gauge(
-            "openkws_engine_step_seconds", "Mean wall time of one batched engine step (recent)", registry=r
+            "openkws_engine_step_seconds",
+            "Mean wall time of one batched engine step (recent)",
+            multiprocess_mode="livemax",
+            registry=r,
         )
         self.worker_sync = Histogram(
             "openkws_worker_sync_seconds",
@@ -153,17 +193,56 @@ class Metrics:
             "--workers: keyword writes answered before every worker applied them (worker_sync_timeout_s)",
             registry=r,
         )
-        ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+        self.workers = Gauge(
+            "openkws_workers",
+            "Engine worker processes serving this port (1 without --workers)",
+            multiprocess_mode="livesum",
+            registry=r,
+        )
+        self.workers.set(1)
+        self.shared = shared is not None
+        self._process: ProcessMirror | None = None
+        if shared is None:
+            ProcessCollector(registry=r)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
+            self._scraped = r
+        else:
+            self._process = ProcessMirror(r)  # the same names, summed over the workers
+            self._scraped = shared
+
+    def watch(self, gauge: Gauge, read: Callable[[], float]) -> None:
+        """``gauge`` takes the value of ``read()`` at each scrape (and each :meth:`sample`)."""
+        self._sampled.append((gauge, read))
 
     def watch_engine(self, load: LoadReading, streams: Callable[[], int]) -> None:
         """The engine gauges read ``load`` at scrape time (``streams``: open streams now)."""
-        self.engine_backlog.set_function(lambda: load.backlog_s())
-        self.engine_utilisation.set_function(lambda: load.utilisation(streams()))
-        self.engine_cost.set_function(lambda: load.cost or 0.0)
-        self.engine_step.set_function(lambda: load.step_s or 0.0)
+        self.watch(self.engine_backlog, lambda: load.backlog_s())
+        self.watch(self.engine_utilisation, lambda: load.utilisation(streams()))
+        self.watch(self.engine_cost, lambda: load.cost or 0.0)
+        self.watch(self.engine_step, lambda: load.step_s or 0.0)
+
+    def set_model(self, labels: dict[str, str]) -> None:
+        self.model.labels(**labels).set(1)
+
+    def sample(self) -> None:
+        """Set the gauges read at scrape time (with ``--workers``: write them to the shared files)."""
+        for gauge, read in self._sampled:
+            gauge.set(read())
+        if self._process is not None:
+            self._process.sample()
+
+    async def sample_every(self, period_s: float = SAMPLE_S) -> None:
+        """With ``--workers``, until cancelled: keep this worker's sampled gauges at most ``period_s``
+        old, for the scrapes that another worker answers."""
+        while True:
+            await asyncio.sleep(period_s)
+            try:
+                self.sample()
+            except Exception:  # a failing reading must not end the sampling for good
+                log.exception("sampling the metrics failed")
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        self.sample()
+        return generate_latest(self._scraped)
 
 
 class DetectionCounts:

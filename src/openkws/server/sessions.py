@@ -115,10 +115,13 @@ class BatchRunner:
         audio = [s.stream.consumed_seconds - b for s, b in zip(sessions, before, strict=True)]
         if self.load is not None:
             self.load.record(wall, sum(audio), max(live) + wall if live else 0.0)
-        if self.metrics is not None:
+        if self.metrics is not None:  # one increment per source and step, not per stream
+            by_source: dict[str, float] = {}
             for s, a in zip(sessions, audio, strict=True):
-                if a > 0:
-                    self.metrics.audio_seconds.labels(s.source).inc(a)
+                by_source[s.source] = by_source.get(s.source, 0.0) + a
+            for source, seconds in by_source.items():
+                if seconds > 0:
+                    self.metrics.audio_seconds.labels(source).inc(seconds)
         return results
 
 

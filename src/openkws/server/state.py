@@ -126,7 +126,7 @@ def load_engine(
     if diff:
         log.info("keyword index was out of step with the store (%s); rebuilt from the store", diff)
     spec = spotter.spec
-    metrics.model.info(
+    metrics.set_model(
         {
             "model_version": spec.model_version,
             "frontend": spec.frontend,
@@ -136,7 +136,7 @@ def load_engine(
             "database": store.backend,
         }
     )
-    metrics.keywords.set_function(registry.total)
+    metrics.watch(metrics.keywords, registry.total)
     log.info(
         "openkws ready: model %s (%s), onnx %s, index %s, %d keywords from %s, %.1f s",
         spec.model_version,

@@ -12,14 +12,15 @@ by re-reading the store when another connection committed (``PRAGMA data_version
 0.1 s) and every ``sync_interval_s`` (1 s unless set). On top of that, a keyword write made through
 one worker is answered only once every live worker has applied it (at most ``worker_sync_timeout_s``;
 :mod:`openkws.server.worker_sync`): a client that enrolls, then opens a stream that another worker
-serves, sees its keyword. Limits, admission control,
-``/metrics`` and ``GET /v1/detections/counts`` are per worker (each response names its worker,
-0..N-1, in the ``X-OpenKWS-Worker`` header).
+serves, sees its keyword. ``/metrics`` answers for every worker, whichever serves the scrape
+(:mod:`openkws.server.metrics_shared`). Limits, admission control and ``GET /v1/detections/counts``
+are per worker (each response names its worker, 0..N-1, in the ``X-OpenKWS-Worker`` header).
 
 The parent only supervises: it checks that the port is free, creates the store's tables once,
-makes the workers' shared board, starts the workers, marks a dead one on the board (so that no write
-waits for it) and restarts it, and on SIGTERM/SIGINT passes SIGTERM on, so that every
-worker drains its streams (summary, close 1001) before it exits.
+makes the workers' shared board and metrics directory, starts the workers, marks a dead one on the
+board (so that no write waits for it) and in the metrics (its gauges stop counting) and restarts it,
+and on SIGTERM/SIGINT passes SIGTERM on, so that every worker drains its streams (summary, close
+1001) before it exits.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
+from openkws.server.metrics_shared import SharedMetricsDir
 from openkws.server.worker_sync import WorkerBoard
 from openkws.settings import Settings
 
@@ -92,7 +94,9 @@ def _die_with_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker_main(settings_json: str, log_level: str, index: int, parent: int, board: WorkerBoard) -> None:
+def _worker_main(
+    settings_json: str, log_level: str, index: int, parent: int, board: WorkerBoard, metrics_dir: str
+) -> None:
     """One worker process: the whole service on a shared SO_REUSEPORT socket."""
     # lazy: the app is built in each spawned worker, never in the supervisor; run imports this module
     from openkws.server.app import create_app
@@ -104,7 +108,8 @@ def _worker_main(settings_json: str, log_level: str, index: int, parent: int, bo
     )
     settings = Settings.model_validate_json(settings_json).model_copy(update={"worker_id": index})
     sock = listen_socket(settings.host, settings.port)
-    make_server(create_app(settings, board=board), settings, log_level).run(sockets=[sock])
+    app = create_app(settings, board=board, metrics_dir=metrics_dir)
+    make_server(app, settings, log_level).run(sockets=[sock])
 
 
 def _prepare_store(settings: Settings) -> None:
@@ -126,12 +131,13 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
     ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited threads or sessions
     payload = settings.model_dump_json()
     board = WorkerBoard(n, ctx)
+    shared = SharedMetricsDir()  # before the first worker starts: each inherits it at spawn
     stopping = False
 
     def start(i: int) -> BaseProcess:
         p = ctx.Process(
             target=_worker_main,
-            args=(payload, log_level, i, os.getpid(), board),
+            args=(payload, log_level, i, os.getpid(), board, str(shared.path)),
             name=f"openkws-worker-{i}",
         )
         p.start()
@@ -163,6 +169,8 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
             for i, p in enumerate(procs):
                 if not p.is_alive() and not stopping:
                     board.leave(i)  # writes stop waiting for it; its successor rejoins once in step
+                    if p.pid is not None:
+                        shared.worker_exited(p.pid)  # its gauges stop counting; its counters stay
                     log.error("worker %d (pid %s) exited with %s; restarting it", i, p.pid, p.exitcode)
                     time.sleep(RESTART_DELAY_S)
                     if not stopping:
@@ -181,6 +189,7 @@ def run_workers(settings: Settings, n: int, log_level: str = "info") -> int:
         for s, h in previous.items():
             signal.signal(s, h)
         board.close()
+        shared.close()
 
 
 def _terminate(pid: int) -> None:
