@@ -251,6 +251,16 @@ class Settings(BaseSettings):
     max_wait_ms: Annotated[
         float, Field(ge=0.0, description="wait for stragglers once a batch has started")
     ] = 2.0
+    live_step_ms: Annotated[
+        int,
+        Field(
+            ge=20,
+            le=10_000,
+            description="most audio (ms, past the VAD gate) one stream decodes per inference batch; "
+            "the rest (a VAD onset's pre-roll, a stream behind, an upload) is decoded over later "
+            "batches as catch-up work, after the live streams' jobs",
+        ),
+    ] = 400
     inference_workers: Annotated[
         int | None,
         Field(

@@ -67,9 +67,9 @@ def _slow_engine(c: TestClient) -> None:
     spotter = c.app.state.openkws.spotter  # type: ignore[attr-defined]
     real = spotter.decode_streams
 
-    def slow(streams: Sequence[KeywordStream]) -> list[DecodeResult]:
+    def slow(streams: Sequence[KeywordStream], step_samples: int | None = None) -> list[DecodeResult]:
         time.sleep(STEP_SLEEP_S)
-        return real(streams)
+        return real(streams, step_samples)
 
     spotter.decode_streams = slow
 

@@ -304,35 +304,40 @@ class Spotter:
             raise ValueError(f"competition {competition!r}; expected one of {COMPETITIONS}")
         return KeywordStream(self.params, tenant, keyword_subset, debug, trace, competition, score_hook, vad)
 
-    def decode(self, stream: KeywordStream) -> DecodeResult:
-        """Decode everything ``stream`` has queued (in steps of ``max_step_seconds``); sherpa-onnx's
-        ``decode_stream``. Raises :class:`StreamStateError` if the stream is already being decoded."""
+    def decode(self, stream: KeywordStream, step_samples: int | None = None) -> DecodeResult:
+        """Decode everything ``stream`` has queued (in steps of ``max_step_seconds``, or of
+        ``step_samples``); sherpa-onnx's ``decode_stream``. Raises :class:`StreamStateError` if the
+        stream is already being decoded."""
         out = DecodeResult()
         while stream.ready():
-            r = self.decode_streams([stream])[0]
+            r = self.decode_streams([stream], step_samples)[0]
             out.detections += r.detections
             out.near_misses += r.near_misses
             out.finished = r.finished
         return out
 
-    def decode_streams(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
+    def decode_streams(
+        self, streams: Sequence[KeywordStream], step_samples: int | None = None
+    ) -> list[DecodeResult]:
         """One batched step over several streams: front-end, acoustic frames, windows, scores, decisions.
 
-        Each stream consumes up to ``max_step_seconds`` of its queued audio; call again while
-        ``stream.ready()``. Raises :class:`StreamStateError` if a stream is already being decoded.
+        Each stream consumes up to ``max_step_seconds`` of its queued audio, or ``step_samples`` (16 kHz,
+        counted after the VAD gate, so an onset's pre-roll burst is spread over later steps: the
+        service's catch-up path); call again while ``stream.ready()``. The events do not depend on
+        the cap. Raises :class:`StreamStateError` if a stream is already being decoded.
         """
         claimed: list[KeywordStream] = []
         try:
             for s in streams:
                 s.claim()
                 claimed.append(s)
-            return self._step(streams)
+            return self._step(streams, step_samples)
         finally:
             for s in claimed:
                 s.end()
 
-    def _step(self, streams: Sequence[KeywordStream]) -> list[DecodeResult]:
-        begun = [s.begin() for s in streams]
+    def _step(self, streams: Sequence[KeywordStream], step_samples: int | None) -> list[DecodeResult]:
+        begun = [s.begin(step_samples) for s in streams]
         fronts = self.features.step([a for a, _ in begun], [m for _, m in begun])
         inputs = [s.accept_features(f) for s, f in zip(streams, fronts, strict=True)]
         new_frames = self.encoders.acoustic_frames(inputs)

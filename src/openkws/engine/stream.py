@@ -117,6 +117,10 @@ class KeywordStream:
         p = self.params
         self.input = StreamInput()
         self.gate = VadGate(self.vad) if self.vad is not None else None
+        # 16 kHz audio past the gate that a capped step left for later steps (a VAD onset's pre-roll
+        # burst, a stream that fell behind): decoded in order before any newer input is taken
+        self._held = np.zeros(0, np.float32)
+        self._input_done = False  # the input's last audio (and the gate's tail) is in ``_held``
         self.trace: list[TracePoint] | None = [] if self._trace_on else None
         # 16 kHz samples no mel frame has consumed yet; a new stream starts with the pre-roll, so a
         # keyword in its first milliseconds has the silent context every keyword in a stream has
@@ -187,11 +191,22 @@ class KeywordStream:
 
     @property
     def pending_bytes(self) -> int:
-        return self.input.pending_bytes
+        return self.input.pending_bytes + self._held.nbytes
+
+    @property
+    def held_samples(self) -> int:
+        """16 kHz audio past the gate that earlier capped steps left for later ones."""
+        return len(self._held)
+
+    @property
+    def backlog_samples(self) -> int:
+        """Audio not yet decoded (16 kHz): held past the gate plus the queued input (before the gate,
+        so an upper bound of what the engine will see)."""
+        return len(self._held) + self.pending_samples
 
     def ready(self) -> bool:
-        """True when decoding has work: queued audio, or an unfinished end of stream."""
-        return not self.finished and self.input.has_input()
+        """True when decoding has work: queued or held audio, or an unfinished end of stream."""
+        return not self.finished and (len(self._held) > 0 or self.input.has_input())
 
     def reset(self) -> None:
         """Forget everything (audio, history, timers); keep tenant, subset and options."""
@@ -211,16 +226,26 @@ class KeywordStream:
     def release(self) -> None:
         self._decoding = False
 
-    def begin(self) -> tuple[np.ndarray, np.ndarray]:
-        """Take up to ``max_step_samples`` of input: (front-end audio incl. its tail, mel tail)."""
+    def begin(self, step_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Take up to ``step_samples`` (at most ``max_step_samples``) of audio past the gate:
+        (front-end audio incl. its tail, mel tail). What the gate releases beyond it (an onset's
+        pre-roll) is held for the next steps; features, and so events, do not depend on the cap."""
         if self.finished:
             self._last_step = False
             return self._audio_tail, self._mel_tail
-        audio, last = self.input.take(self.params.max_step_samples)
-        if self.gate is not None:  # engine clock = gated audio; decide() maps times back
-            audio = self.gate.push(audio)
-            if last:
-                audio = np.concatenate([audio, self.gate.flush()])
+        cap = self.params.max_step_samples
+        cap = cap if step_samples is None else max(1, min(cap, step_samples))
+        held = self._held
+        if len(held) < cap and not self._input_done:
+            audio, last = self.input.take(cap - len(held))
+            if self.gate is not None:  # engine clock = gated audio; decide() maps times back
+                audio = self.gate.push(audio)
+                if last:
+                    audio = np.concatenate([audio, self.gate.flush()])
+            held = np.concatenate([held, audio]) if len(held) else audio
+            self._input_done = last
+        audio, self._held = held[:cap], held[cap:]
+        last = self._input_done and not len(self._held)
         self._energy.push(audio)
         if last:  # end-of-stream flush: silence lets windows ending after the last real sample be scored
             audio = np.concatenate([audio, np.zeros(self.params.receptive, np.float32)])

@@ -8,6 +8,13 @@ The event loop itself never runs inference.
 
 If a batch raises, each job is retried alone, so one broken job fails only its own future.
 
+Catch-up jobs (``catch_up(item)`` true when submitted: a stream still decoding a VAD onset's pre-roll
+burst, one that fell behind, an upload) wait in a second queue. A batch takes the live queue first;
+catch-up jobs get at most one place per :data:`CATCH_UP_SHARE` live jobs (at least one, so they are
+never starved), and every place the live queue leaves. Each stream's job carries a bounded amount of
+audio (the step cap of :class:`~openkws.server.sessions.BatchRunner`), so a live stream's step never
+waits behind another stream's burst.
+
 :class:`EngineLoad` measures what admission control needs: the wall time each batch holds a worker
 (GIL waits and preemption included, so it is what a stream actually waits for), the stream-seconds of
 audio that time bought, and how old the oldest audio of each batch was when its step ended.
@@ -34,6 +41,7 @@ R = TypeVar("R")
 
 
 MIN_SPLIT = 8  # a batch is split across free workers only above this many jobs
+CATCH_UP_SHARE = 4  # a batch with live jobs takes at most one catch-up job per this many of them
 LAG_WINDOW_S = 1.0  # the backlog is the worst lag of the batches that ended this recently
 
 
@@ -146,15 +154,18 @@ class MicroBatcher(Generic[T, R]):
         metrics: Metrics | None = None,
         name: str = "openkws-infer",
         load: EngineLoad | None = None,
+        catch_up: Callable[[T], bool] | None = None,
     ) -> None:
         self._process = process
+        self._catch_up = catch_up
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.max_queue = max_queue
         self.workers = workers
         self._metrics = metrics
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._jobs: deque[_Job[T, R]] = deque()
+        self._jobs: deque[_Job[T, R]] = deque()  # live
+        self._later: deque[_Job[T, R]] = deque()  # catch-up
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(workers)
         self._task: asyncio.Task[None] | None = None
@@ -162,18 +173,27 @@ class MicroBatcher(Generic[T, R]):
         self._running = 0  # batches in the workers
         self.load = load or EngineLoad(workers)
         if metrics is not None:  # read when scraped: with --workers each write costs a shared-file update
-            metrics.watch(metrics.queue_depth, lambda: len(self._jobs))
+            metrics.watch(metrics.queue_depth, lambda: self.depth)
 
     @property
     def depth(self) -> int:
-        return len(self._jobs)
+        """Queued jobs, live and catch-up."""
+        return len(self._jobs) + len(self._later)
+
+    @property
+    def catch_up_depth(self) -> int:
+        return len(self._later)
 
     def oldest_wait_s(self) -> float:
-        """How long the oldest queued job has waited for a worker (0 when none waits)."""
-        for job in self._jobs:
-            if not job.future.done():
-                return max(0.0, time.perf_counter() - job.enqueued)
-        return 0.0
+        """How long the oldest queued job, live or catch-up, has waited for a worker (0 when none
+        waits): a catch-up job that waits is a stream whose new audio waits too."""
+        now, oldest = time.perf_counter(), 0.0
+        for queue in (self._jobs, self._later):
+            for job in queue:
+                if not job.future.done():
+                    oldest = max(oldest, now - job.enqueued)
+                    break
+        return oldest
 
     def start(self) -> None:
         if self._task is None:
@@ -185,32 +205,35 @@ class MicroBatcher(Generic[T, R]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        while self._jobs:
-            job = self._jobs.popleft()
-            if not job.future.done():
-                job.future.set_exception(BatcherClosed("the server is shutting down"))
+        for queue in (self._jobs, self._later):
+            while queue:
+                job = queue.popleft()
+                if not job.future.done():
+                    job.future.set_exception(BatcherClosed("the server is shutting down"))
         await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown, True)
 
     async def submit(self, item: T) -> R:
         if self._closed:
             raise BatcherClosed("the server is shutting down")
-        if len(self._jobs) >= self.max_queue:
-            raise QueueFull(
-                f"{len(self._jobs)} inference jobs are queued; the server is overloaded, retry later"
-            )
+        if self.depth >= self.max_queue:
+            raise QueueFull(f"{self.depth} inference jobs are queued; the server is overloaded, retry later")
         job: _Job[T, R] = _Job(item, asyncio.get_running_loop().create_future())
-        self._jobs.append(job)
+        later = self._catch_up is not None and self._catch_up(item)
+        (self._later if later else self._jobs).append(job)
         self._wake.set()
         return await job.future
 
-    async def _wait_for_job(self, timeout: float | None) -> bool:
-        while not self._jobs:
+    async def _wait_for_job(self, timeout: float | None, live_only: bool = False) -> bool:
+        """Wait for a queued job (a live one with ``live_only``); False after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._jobs and (live_only or not self._later):
             self._wake.clear()
-            if timeout is None:
+            if deadline is None:
                 await self._wake.wait()
             else:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, deadline - loop.time()))
                 except TimeoutError:
                     return False
         return True
@@ -231,22 +254,49 @@ class MicroBatcher(Generic[T, R]):
         share = -(-queued // max(1, free_workers))
         return max(1, min(self.max_batch, max(MIN_SPLIT, share)))
 
+    def catch_up_room(self, cap: int, live_queued: int, catch_up_queued: int) -> int:
+        """How many of a batch's ``cap`` places go to catch-up jobs: at most one per
+        ``CATCH_UP_SHARE`` live jobs, but at least one while any waits (never starved; a batch of
+        one place goes to a live job), and every place the live queue leaves.
+
+        Example:
+            >>> b = MicroBatcher(lambda xs: xs, max_batch=64, max_wait_s=0.0, workers=2, max_queue=8)
+            >>> b.catch_up_room(40, 100, 30), b.catch_up_room(40, 20, 30), b.catch_up_room(40, 0, 30)
+            (8, 20, 30)
+            >>> b.catch_up_room(8, 8, 1), b.catch_up_room(8, 8, 0), b.catch_up_room(1, 5, 5)
+            (1, 0, 0)
+        """
+        if catch_up_queued == 0 or (cap == 1 and live_queued):  # a batch of one: live first
+            return 0
+        share = max(1, cap // (CATCH_UP_SHARE + 1))  # one per CATCH_UP_SHARE live jobs
+        return min(catch_up_queued, cap, max(share, cap - live_queued))
+
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             await self._slots.acquire()  # a free worker first: jobs pile up into bigger batches meanwhile
             await self._wait_for_job(None)
-            cap = self.batch_cap(len(self._jobs), self.workers - self._running)
+            cap = self.batch_cap(self.depth, self.workers - self._running)
+            later = self.catch_up_room(cap, len(self._jobs), len(self._later))
+            live_cap = cap - later
             batch: list[_Job[T, R]] = []
             deadline = loop.time() + self.max_wait_s
-            while len(batch) < cap:
-                while self._jobs and len(batch) < cap:
+            while len(batch) < live_cap:  # live jobs first, stragglers included
+                while self._jobs and len(batch) < live_cap:
                     job = self._jobs.popleft()
                     if not job.future.done():  # its submitter gave up (client went away)
                         batch.append(job)
                 remaining = deadline - loop.time()
-                if len(batch) >= cap or remaining <= 0 or not await self._wait_for_job(remaining):
+                if (
+                    len(batch) >= live_cap
+                    or remaining <= 0
+                    or not await self._wait_for_job(remaining, live_only=True)
+                ):
                     break
+            while self._later and len(batch) < cap:  # then catch-up work, in what room is left
+                job = self._later.popleft()
+                if not job.future.done():
+                    batch.append(job)
             if not batch:
                 self._slots.release()
                 continue

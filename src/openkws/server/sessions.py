@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,9 +45,10 @@ class AudioSession:
         self.channels = channels
         self.error: AudioError | None = None  # a bad frame fails the session's next batch job
         self.frames = 0
-        # When the oldest audio still queued arrived (monotonic): its wait is the engine's lag on
-        # this stream, whatever the client's frame size.
-        self.queued_at: float | None = None
+        # (input seconds received once the chunk was queued, when it arrived (monotonic)) of the
+        # chunks the engine has not taken yet: the oldest one's wait is the engine's lag on this
+        # stream, whatever the client's frame size and however many capped steps a backlog takes.
+        self._arrivals: deque[tuple[float, float]] = deque()
 
     # -- event loop side: cheap conversions and appends only ----------------------------------------
     def push_bytes(self, data: bytes) -> None:
@@ -61,11 +63,20 @@ class AudioSession:
             return
         self.push_samples(x)
 
-    def push_samples(self, x: np.ndarray) -> None:
-        """float32 [n, channels] (or [n]) at the session's input rate."""
-        if self.queued_at is None:
-            self.queued_at = time.monotonic()
+    def push_samples(self, x: np.ndarray, now: float | None = None) -> None:
+        """float32 [n, channels] (or [n]) at the session's input rate, arrived at ``now`` (monotonic)."""
         self.stream.accept_waveform(self.sample_rate, x)
+        self._arrivals.append((self.stream.received_seconds, time.monotonic() if now is None else now))
+
+    @property
+    def queued_at(self) -> float | None:
+        """When the oldest input the engine has not taken arrived (None: none is queued). Audio the
+        VAD gate released but a capped step held back is not queued input: the pre-roll is old by
+        design; the input that waits behind it is counted."""
+        consumed = self.stream.consumed_seconds
+        while self._arrivals and self._arrivals[0][0] <= consumed + 1e-9:
+            self._arrivals.popleft()
+        return self._arrivals[0][1] if self._arrivals else None
 
     def finish(self) -> None:
         self.stream.input_finished()
@@ -87,15 +98,25 @@ class AudioSession:
     def has_work(self) -> bool:
         return self.error is not None or self.stream.ready()
 
+    def catching_up(self, step_samples: int) -> bool:
+        """Whether the next job is catch-up work: an upload (not real time), or a stream with more
+        audio to decode than one live step (a VAD onset's pre-roll, a stream that fell behind)."""
+        return self.source != "stream" or self.stream.backlog_samples > step_samples
+
 
 @dataclass(frozen=True)
 class BatchRunner:
-    """The batch function: one batched engine step over every session's stream. With ``load``, each
-    step records its wall time, the stream-seconds it consumed and its oldest audio's lag."""
+    """The batch function: one batched engine step over every session's stream. In a batch with a
+    websocket stream, each session takes at most ``step_samples`` of audio past its VAD gate (the
+    rest waits for later steps), so no stream's burst slows the others' step; a batch of uploads
+    only takes the engine's ``max_step_seconds`` (small steps of one stream cost about 3x the CPU).
+    With ``load``, each step records its wall time, the stream-seconds it consumed and its oldest
+    audio's lag."""
 
     spotter: Spotter
     metrics: Metrics | None = None
     load: EngineLoad | None = None
+    step_samples: int | None = None
 
     def __call__(self, sessions: Sequence[AudioSession]) -> list[DecodeResult]:
         for s in sessions:
@@ -106,9 +127,9 @@ class BatchRunner:
         # chunk is not real time and does not count.
         live = [t0 - s.queued_at for s in sessions if s.source == "stream" and s.queued_at is not None]
         before = [s.stream.consumed_seconds for s in sessions]
-        results = self.spotter.decode_streams([s.stream for s in sessions])
-        for s in sessions:  # audio still queued arrived during the step (or was over the step's cap)
-            s.queued_at = None if s.stream.pending_seconds == 0 else t0
+        live_batch = any(s.source == "stream" for s in sessions)
+        step = self.step_samples if live_batch else None
+        results = self.spotter.decode_streams([s.stream for s in sessions], step)
         wall = time.monotonic() - t0
         # one figure per stream and step, from the stream's one count: admission's cost and the
         # audio-seconds metric cannot disagree

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import faiss
 
+from openkws.constants import SAMPLE_RATE
 from openkws.engine.events import DecodeResult
 from openkws.engine.runtime import limit_blas_threads
 from openkws.engine.spotter import Spotter
@@ -153,14 +154,19 @@ def load_engine(
 def make_batcher(
     settings: Settings, spotter: Spotter, metrics: Metrics
 ) -> MicroBatcher[AudioSession, DecodeResult]:
+    """The micro-batcher over the engine: each job decodes at most ``live_step_ms`` of a stream's
+    audio, and a job with more left (an onset's pre-roll burst, a stream behind, an upload) is
+    catch-up work, batched after the live streams' jobs (:mod:`openkws.server.batcher`)."""
     threads = settings.resolved_inference_workers()
     load = EngineLoad(threads)
+    step = max(1, settings.live_step_ms * SAMPLE_RATE // 1000)
     return MicroBatcher(
-        BatchRunner(spotter, metrics, load),
+        BatchRunner(spotter, metrics, load, step),
         max_batch=settings.max_batch,
         max_wait_s=settings.max_wait_ms / 1000.0,
         workers=threads,
         max_queue=settings.max_queue,
         metrics=metrics,
         load=load,
+        catch_up=lambda s: s.catching_up(step),
     )
