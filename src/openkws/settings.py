@@ -207,10 +207,10 @@ class Settings(BaseSettings):
     vad: Annotated[
         Literal["on", "off"],
         Field(
-            description="default voice-activity gating of websocket streams "
-            "(a stream's start message may override it)"
+            description="default voice-activity gating of websocket streams (a stream's start message "
+            "may override it); each onset's pre-roll is decoded as catch-up work (live_step_ms)"
         ),
-    ] = "off"
+    ] = "on"
     vad_aggressiveness: Annotated[
         int, Field(ge=0, le=3, description="webrtcvad mode: 0 keeps most audio, 3 the least")
     ] = 3

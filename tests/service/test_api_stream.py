@@ -1,5 +1,9 @@
 """``WS /v1/stream`` end to end with real websocket messages and synthesized speech:
-streaming == offline, chunk-size invariance, resampling, deletes mid-stream, every bad input."""
+streaming == offline, chunk-size invariance, resampling, deletes mid-stream, every bad input.
+
+``/v1/detect`` decodes the whole file; the streams compared with it run with the server's VAD gate
+off (``OPENKWS_VAD=off``; the gate drops trailing silence, which moves a decision at the very end).
+The gate's own equalities are in ``test_vad_gate.py`` and ``test_catch_up.py``."""
 
 from __future__ import annotations
 
@@ -58,7 +62,8 @@ def int16_bytes(wav: bytes) -> tuple[bytes, int, int]:
 
 
 @pytest.fixture
-def calibrated(client: TestClient, calibrated_threshold: float) -> TestClient:
+def calibrated(make_client: Callable[..., TestClient], calibrated_threshold: float) -> TestClient:
+    client = make_client(vad="off")
     enroll(client, KEYWORDS, calibrated_threshold)
     return client
 
@@ -273,7 +278,7 @@ BAD_CASES += [
 def test_every_bad_input_closes_cleanly_and_affects_nothing_else(
     make_client: Callable[..., TestClient], speech: np.ndarray, calibrated_threshold: float
 ) -> None:
-    c = make_client(max_frame_bytes=64 * 1024)
+    c = make_client(max_frame_bytes=64 * 1024, vad="off")
     ids = enroll(c, KEYWORDS, calibrated_threshold)
     wav = wav_bytes(speech)
     ref = detect(c, wav)["detections"]

@@ -135,3 +135,5 @@ def test_settings_reject_bad_vad(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="vad"):
         Settings(data_dir=tmp_path, vad="sometimes")  # type: ignore[arg-type]
+    # on by default since the pre-roll burst is decoded as catch-up work (issue 24)
+    assert Settings(data_dir=tmp_path).vad == "on"

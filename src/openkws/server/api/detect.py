@@ -2,7 +2,8 @@
 ``GET /v1/detections/counts``: the tenant's most detected keywords.
 
 The file is decoded, then fed in chunks through the same :class:`AudioSession`, micro-batcher and
-engine step as a websocket stream, so a file and the same audio streamed give the same events.
+engine step as a websocket stream, so a file and the same audio streamed with ``vad: off`` give the
+same events (an upload is not gated: the gate would drop the file's silences and trailing audio).
 """
 
 from __future__ import annotations
