@@ -80,7 +80,7 @@ def _run_queued(
 
 def test_live_jobs_are_batched_before_catch_up_jobs_queued_earlier() -> None:
     """A burst (catch-up) submitted first does not hold back the live jobs queued after it: they
-    fill the first batch, the catch-up jobs get one place per four live jobs, then the rest."""
+    fill the first batch, the catch-up jobs get the places the live queue leaves, then the rest."""
     live, later = list(range(1, 9)), [-k for k in range(1, 13)]
     batches, answered = _run_queued(live, later, max_batch=10)
     assert batches[0] == [*live, -1, -2]  # 8 live + max(1, 10 // 5) catch-up, live first

@@ -10,8 +10,8 @@ If a batch raises, each job is retried alone, so one broken job fails only its o
 
 Catch-up jobs (``catch_up(item)`` true when submitted: a stream still decoding a VAD onset's pre-roll
 burst, one that fell behind, an upload) wait in a second queue. A batch takes the live queue first;
-catch-up jobs get at most one place per :data:`CATCH_UP_SHARE` live jobs (at least one, so they are
-never starved), and every place the live queue leaves. Each stream's job carries a bounded amount of
+catch-up jobs get every place the live queue leaves, and :data:`CATCH_UP_PLACES` (one) in a batch
+full of live jobs, so they are never starved. Each stream's job carries a bounded amount of
 audio (the step cap of :class:`~openkws.server.sessions.BatchRunner`), so a live stream's step never
 waits behind another stream's burst.
 
@@ -41,7 +41,10 @@ R = TypeVar("R")
 
 
 MIN_SPLIT = 8  # a batch is split across free workers only above this many jobs
-CATCH_UP_SHARE = 4  # a batch with live jobs takes at most one catch-up job per this many of them
+# Places a batch with live jobs keeps for catch-up jobs (so none starves). One: a catch-up job carries
+# up to a live step (400 ms) where a live one carries a client frame (100 ms); a share of one per 16
+# live jobs gave the live batch back the cost the bursts had added (bench/catch_up.py).
+CATCH_UP_PLACES = 1
 LAG_WINDOW_S = 1.0  # the backlog is the worst lag of the batches that ended this recently
 
 
@@ -255,21 +258,20 @@ class MicroBatcher(Generic[T, R]):
         return max(1, min(self.max_batch, max(MIN_SPLIT, share)))
 
     def catch_up_room(self, cap: int, live_queued: int, catch_up_queued: int) -> int:
-        """How many of a batch's ``cap`` places go to catch-up jobs: at most one per
-        ``CATCH_UP_SHARE`` live jobs, but at least one while any waits (never starved; a batch of
-        one place goes to a live job), and every place the live queue leaves.
+        """How many of a batch's ``cap`` places go to catch-up jobs: every place the live queue
+        leaves, and ``CATCH_UP_PLACES`` (the oldest jobs) in a batch full of live ones, so none
+        starves; a batch of one place goes to a live job.
 
         Example:
             >>> b = MicroBatcher(lambda xs: xs, max_batch=64, max_wait_s=0.0, workers=2, max_queue=8)
-            >>> b.catch_up_room(40, 100, 30), b.catch_up_room(40, 20, 30), b.catch_up_room(40, 0, 30)
-            (8, 20, 30)
+            >>> b.catch_up_room(64, 100, 30), b.catch_up_room(40, 20, 30), b.catch_up_room(40, 0, 30)
+            (1, 20, 30)
             >>> b.catch_up_room(8, 8, 1), b.catch_up_room(8, 8, 0), b.catch_up_room(1, 5, 5)
             (1, 0, 0)
         """
-        if catch_up_queued == 0 or (cap == 1 and live_queued):  # a batch of one: live first
+        if catch_up_queued == 0 or (cap == 1 and live_queued):
             return 0
-        share = max(1, cap // (CATCH_UP_SHARE + 1))  # one per CATCH_UP_SHARE live jobs
-        return min(catch_up_queued, cap, max(share, cap - live_queued))
+        return min(catch_up_queued, cap, max(CATCH_UP_PLACES, cap - live_queued))
 
     async def _consume(self) -> None:
         loop = asyncio.get_running_loop()
