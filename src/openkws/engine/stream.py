@@ -36,7 +36,7 @@ from openkws.engine.index import TenantIndex
 from openkws.engine.model_spec import WindowPlan
 from openkws.engine.scoring import KeywordView, WindowScores
 from openkws.engine.span import EnergyTrack
-from openkws.engine.stream_input import StreamInput, StreamStateError
+from openkws.engine.stream_input import GatedFeed, StreamInput, StreamStateError
 from openkws.engine.vad import VadConfig, VadGate
 
 
@@ -117,10 +117,7 @@ class KeywordStream:
         p = self.params
         self.input = StreamInput()
         self.gate = VadGate(self.vad) if self.vad is not None else None
-        # 16 kHz audio past the gate that a capped step left for later steps (a VAD onset's pre-roll
-        # burst, a stream that fell behind): decoded in order before any newer input is taken
-        self._held = np.zeros(0, np.float32)
-        self._input_done = False  # the input's last audio (and the gate's tail) is in ``_held``
+        self.feed = GatedFeed(self.input, self.gate)  # capped steps hold the rest of a burst
         self.trace: list[TracePoint] | None = [] if self._trace_on else None
         # 16 kHz samples no mel frame has consumed yet; a new stream starts with the pre-roll, so a
         # keyword in its first milliseconds has the silent context every keyword in a stream has
@@ -191,22 +188,21 @@ class KeywordStream:
 
     @property
     def pending_bytes(self) -> int:
-        return self.input.pending_bytes + self._held.nbytes
+        return self.input.pending_bytes + self.feed.held.nbytes
 
     @property
     def held_samples(self) -> int:
         """16 kHz audio past the gate that earlier capped steps left for later ones."""
-        return len(self._held)
+        return len(self.feed.held)
 
     @property
     def backlog_samples(self) -> int:
-        """Audio not yet decoded (16 kHz): held past the gate plus the queued input (before the gate,
-        so an upper bound of what the engine will see)."""
-        return len(self._held) + self.pending_samples
+        """Audio not yet decoded (16 kHz): held, plus queued input (an upper bound: before the gate)."""
+        return len(self.feed.held) + self.pending_samples
 
     def ready(self) -> bool:
         """True when decoding has work: queued or held audio, or an unfinished end of stream."""
-        return not self.finished and (len(self._held) > 0 or self.input.has_input())
+        return not self.finished and (len(self.feed.held) > 0 or self.input.has_input())
 
     def reset(self) -> None:
         """Forget everything (audio, history, timers); keep tenant, subset and options."""
@@ -234,19 +230,8 @@ class KeywordStream:
             self._last_step = False
             return self._audio_tail, self._mel_tail
         cap = self.params.max_step_samples
-        cap = cap if step_samples is None else max(1, min(cap, step_samples))
-        held = self._held
-        if len(held) < cap and not self._input_done:
-            audio, last = self.input.take(cap - len(held))
-            if self.gate is not None:  # engine clock = gated audio; decide() maps times back
-                audio = self.gate.push(audio)
-                if last:
-                    audio = np.concatenate([audio, self.gate.flush()])
-            held = np.concatenate([held, audio]) if len(held) else audio
-            self._input_done = last
-        audio, self._held = held[:cap], held[cap:]
-        last = self._input_done and not len(self._held)
-        self._energy.push(audio)
+        audio, last = self.feed.take(cap if step_samples is None else max(1, min(cap, step_samples)))
+        self._energy.push(audio)  # engine clock = gated audio; decide() maps times back
         if last:  # end-of-stream flush: silence lets windows ending after the last real sample be scored
             audio = np.concatenate([audio, np.zeros(self.params.receptive, np.float32)])
         self._last_step = last

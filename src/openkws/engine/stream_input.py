@@ -3,7 +3,8 @@ conversion to 16 kHz mono on the worker thread (downmix, streaming resample with
 
 ``accept`` only appends (cheap, safe from the event loop); ``take`` converts queued audio in order.
 Chunking does not change the 16 kHz output beyond float rounding; ``take`` returns the resampler's
-tail once, when input is finished and the queue is empty.
+tail once, when input is finished and the queue is empty. :class:`GatedFeed` hands the engine that
+audio past the stream's VAD gate in capped steps, holding what the gate releases beyond a step.
 
 Example:
     >>> q = StreamInput()
@@ -24,6 +25,7 @@ import numpy as np
 import soxr
 
 from openkws.constants import SAMPLE_RATE
+from openkws.engine.vad import VadGate
 
 
 class StreamStateError(RuntimeError):
@@ -109,3 +111,27 @@ class StreamInput:
         if self._resampler is not None:
             x = np.asarray(self._resampler.resample_chunk(x, last=last), np.float32)
         return x, last
+
+
+class GatedFeed:
+    """A stream's input past its VAD gate (if any), in capped steps: what the gate releases beyond a
+    step's cap (an onset's pre-roll burst) or a backlog is held, in order, for the next steps."""
+
+    def __init__(self, source: StreamInput, gate: VadGate | None) -> None:
+        self.source, self.gate = source, gate
+        self.held = np.zeros(0, np.float32)  # 16 kHz, past the gate, not yet given to the engine
+        self.done = False  # the input's last audio (and the gate's tail) is in ``held``
+
+    def take(self, cap: int) -> tuple[np.ndarray, bool]:
+        """Up to ``cap`` 16 kHz samples for the engine, and whether they end the stream."""
+        held = self.held
+        if len(held) < cap and not self.done:
+            audio, last = self.source.take(cap - len(held))
+            if self.gate is not None:  # engine clock = gated audio; the stream maps times back
+                audio = self.gate.push(audio)
+                if last:
+                    audio = np.concatenate([audio, self.gate.flush()])
+            held = np.concatenate([held, audio]) if len(held) else audio
+            self.done = last
+        out, self.held = held[:cap], held[cap:]
+        return out, self.done and not len(self.held)
