@@ -35,21 +35,11 @@ TICK = SAMPLE_RATE // 10
 def run(
     model: Path, audio: np.ndarray, streams: int, keywords: int, step: int | None, places: int | None = None
 ) -> dict[str, Any]:
-    from bench.speech_audio import CLIP_KEYWORDS, phrases
-    from openkws.engine.runtime import limit_blas_threads
-    from openkws.engine.spotter import Spotter
+    from bench.gating import loaded_spotter
     from openkws.engine.vad import VadConfig
     from openkws.server.batcher import CATCH_UP_PLACES
 
-    limit_blas_threads(1)
-    sp = Spotter.load(model, device="cpu")
-    texts = CLIP_KEYWORDS + phrases(keywords - len(CLIP_KEYWORDS), seed=1)
-    prons = [sp.pronounce(t) for t in texts]
-    sp.index.replace_all(
-        sp.entries_from(
-            [(i + 1, "default", p.text, p.phonemes, sp.default_threshold) for i, p in enumerate(prons)]
-        )
-    )
+    sp = loaded_spotter(model, keywords)
     ss = [sp.create_stream(vad=VadConfig()) for _ in range(streams)]
     offsets = [(k * 37 * TICK) % len(audio) for k in range(streams)]
     events: list[tuple[int, int, float, float]] = []

@@ -27,18 +27,11 @@ from openkws.constants import SAMPLE_RATE
 STEP = SAMPLE_RATE // 10
 
 
-def run(
-    model: Path,
-    audio: np.ndarray,
-    streams: int,
-    vad: bool,
-    keywords: int,
-    marks: list[tuple[str, float]] | None = None,
-) -> dict[str, Any]:
+def loaded_spotter(model: Path, keywords: int) -> Any:
+    """The packaged engine on one BLAS thread with ``keywords`` enrolled: the clips' keywords first."""
     from bench.speech_audio import CLIP_KEYWORDS, phrases
     from openkws.engine.runtime import limit_blas_threads
     from openkws.engine.spotter import Spotter
-    from openkws.engine.vad import VadGate
 
     limit_blas_threads(1)
     sp = Spotter.load(model, device="cpu")
@@ -49,6 +42,20 @@ def run(
             [(i + 1, "default", p.text, p.phonemes, sp.default_threshold) for i, p in enumerate(prons)]
         )
     )
+    return sp
+
+
+def run(
+    model: Path,
+    audio: np.ndarray,
+    streams: int,
+    vad: bool,
+    keywords: int,
+    marks: list[tuple[str, float]] | None = None,
+) -> dict[str, Any]:
+    from openkws.engine.vad import VadGate
+
+    sp = loaded_spotter(model, keywords)
     ss = [sp.create_stream() for _ in range(streams)]
     gates = [VadGate() if vad else None for _ in range(streams)]
     offsets = [(k * 37 * STEP) % len(audio) for k in range(streams)]
