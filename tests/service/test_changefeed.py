@@ -5,13 +5,17 @@ the poll interval, and catch up after a dropped connection or a pruned log."""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
+import gc
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.orm import sessionmaker
 
 from openkws.keywords.changefeed import StoreFollower
 from openkws.keywords.changelog import ChangeLog, ChangeTable, install_change_log
@@ -97,6 +101,44 @@ def test_every_registry_write_is_logged_in_its_transaction(url: str) -> None:
         s.rollback()
     assert ChangeLog(store).last_seq() == before
     store.close()
+
+
+@dataclass
+class _Shaped:
+    """A LoggedStore with its own sessionmaker over a shared engine: a new Session class per store."""
+
+    engine: Any
+    sessions: Any
+    backend: str = "postgresql"
+
+
+def test_a_store_logs_after_another_was_collected(url: str) -> None:
+    """SQLAlchemy's event.contains keys its registry by id() of a sessionmaker's Session class and
+    keeps the key after that class is collected; the next class at the same address read as "already
+    listening", so install_change_log skipped it and that store's writes went unlogged (a CI failure,
+    600 tests in). Fresh sessionmakers, collected in turn, reuse an address within a few rounds."""
+    engine = KeywordStore(url).engine
+    for i in range(20):
+        store = _Shaped(engine, sessionmaker(engine, expire_on_commit=False))
+        install_change_log(store)
+        before = ChangeLog(store).last_seq()
+        with store.sessions.begin() as s:
+            now = dt.datetime.now(dt.timezone.utc)
+            s.add(
+                KeywordTable(
+                    tenant="acme",
+                    text=f"w{i}",
+                    phonemes="W",
+                    threshold=0.5,
+                    meta=None,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        assert ChangeLog(store).last_seq() > before, f"store {i}: its write was not logged"
+        del store, s
+        gc.collect()
+    engine.dispose()
 
 
 def test_change_feed_needs_postgres_and_a_positive_interval(tmp_path: Any) -> None:

@@ -15,6 +15,7 @@ logged tables by name (:data:`LOGGED_TABLES`).
 from __future__ import annotations
 
 import datetime as dt
+import weakref
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -41,6 +42,8 @@ CHANNEL = "openkws_registry"
 LOCK_KEY = 0x6F6B7773
 # Table name -> (change kind, the column that names the row): the store's keywords and API keys.
 LOGGED_TABLES = {"keywords": ("keyword", "id"), "api_keys": ("api_key", "key_id")}
+# The session factories already logging (weak: a collected store drops out).
+_LOGGING: weakref.WeakSet[sessionmaker[Session]] = weakref.WeakSet()
 
 
 class LoggedStore(Protocol):
@@ -121,8 +124,12 @@ def install_change_log(store: LoggedStore) -> None:
     if not inspect(store.engine).has_table(ChangeTable.__tablename__):
         with store.engine.begin() as conn:  # a store opened before the table existed (tests)
             create_change_table(conn)
-    if not event.contains(store.sessions, "after_flush", _after_flush):
+    # Remembered here, not asked of event.contains: SQLAlchemy keys that registry by id() of the
+    # sessionmaker's Session class and keeps the key after the class is collected, so a new class at a
+    # reused address read as "already listening" and its writes went unlogged (a CI failure).
+    if store.sessions not in _LOGGING:
         event.listen(store.sessions, "after_flush", _after_flush)
+        _LOGGING.add(store.sessions)
 
 
 class ChangeLog:
