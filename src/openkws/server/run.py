@@ -2,9 +2,9 @@
 
 uvicorn's own shutdown closes every open websocket at once with 1012 and no final message. The
 :class:`GracefulServer` first stops accepting connections, then lets every open stream flush its
-audio, send its ``summary`` and close with 1001 (``AppState.drain``), and only then runs uvicorn's
-shutdown, which waits for in-flight HTTP requests (up to ``shutdown_timeout_s``) and then the
-lifespan shutdown. A second SIGINT forces the exit, as with plain uvicorn.
+audio, send its ``summary`` and close with 1001 (``AppState.drain``), waits for the clients' close
+replies (:meth:`GracefulServer.closing_handshakes`), and only then runs uvicorn's shutdown, which
+waits for in-flight HTTP requests (up to ``shutdown_timeout_s``) and then the lifespan shutdown. A second SIGINT forces the exit, as with plain uvicorn.
 
 Websockets run on :class:`KeepaliveProtocol`, uvicorn's sans-I/O websocket protocol with one
 change: a ping whose pong is late while the *server* has paused reading (a stream's audio backlog,
@@ -16,6 +16,7 @@ results. A peer that stays silent while the server reads gets an ``error`` messa
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import math
@@ -26,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from openkws.protocol import CloseCode, ErrorMessage
+from openkws.server.admission import CLOSE_TIMEOUT_S
 from openkws.server.app import create_app
 from openkws.server.auth import redact
 from openkws.server.ws_bounds import BoundedProtocol
@@ -145,7 +147,22 @@ class GracefulServer(uvicorn.Server):
         if state is not None:
             log.info("shutting down: %d open stream(s) get their summary", state.active_streams)
             await state.drain(self.settings.shutdown_timeout_s)
+            await self.closing_handshakes(CLOSE_TIMEOUT_S)
         await super().shutdown(sockets)
+
+    async def closing_handshakes(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every websocket that sent its close frame has the
+        client's reply. uvicorn's shutdown closes such a connection at once; with the client's audio
+        still unread the kernel resets it, the client's close reply fails to send, and websockets'
+        sync client then drops the frames it read with the close: the summary and the last
+        detections (a CI failure, 1 stream in 25 under load)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while loop.time() < deadline and any(
+            getattr(c, "close_sent", False) and not getattr(c, "disconnected", True)
+            for c in self.server_state.connections
+        ):
+            await asyncio.sleep(0.02)
 
 
 def make_server(app: FastAPI, settings: Settings, log_level: str = "info") -> GracefulServer:

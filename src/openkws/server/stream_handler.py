@@ -267,6 +267,7 @@ class StreamHandler:
             return await self._serve()
         except Close as c:
             self.state.metrics.errors.labels(c.error).inc()
+            log.info("stream %s: closing with %d %s: %s", self._id, int(c.code), c.error, c.message)
             await self._send_error(c)
             return int(c.code)
         except _Disconnected as d:
