@@ -46,7 +46,8 @@ from openkws import __version__
 from openkws.audio import AudioError
 from openkws.keywords.availability import StoreUnavailable
 from openkws.kws import KeywordSpotter, Stream
-from openkws.server.metrics import DetectionCounts, Metrics
+from openkws.server.detection_counts import DetectionCounts
+from openkws.server.metrics import Metrics
 from openkws.server.state import load_engine
 from openkws.settings import Settings
 

@@ -23,7 +23,8 @@ from openkws.keywords.schema import KeywordTable
 from openkws.keywords.store import KeywordStore, NewKeyword
 from openkws.server.app import create_app
 from openkws.server.auth import ApiKeys
-from openkws.server.metrics import DetectionCounts, Metrics
+from openkws.server.detection_counts import DetectionCounts
+from openkws.server.metrics import Metrics
 from openkws.server.state import load_engine
 from openkws.settings import Settings
 from openkws.text import G2P

@@ -23,10 +23,10 @@ from openkws import __version__
 from openkws.engine.model_spec import ModelContractError
 from openkws.server.api import detect, health, keys, keywords, stream
 from openkws.server.api.errors import install_error_handlers
+from openkws.server.detection_counts import DetectionCounts, SharedCounts
 from openkws.server.limits import BodyLimitMiddleware
 from openkws.server.metrics import (
     ASGIApp,
-    DetectionCounts,
     HTTPMetricsMiddleware,
     Message,
     Metrics,
@@ -94,6 +94,8 @@ def create_app(
     settings = settings or Settings()
     metrics = Metrics(shared_dir=metrics_dir)
     counts = DetectionCounts()
+    # --workers: every worker's detection counts, through the metrics directory
+    shared_counts = SharedCounts(counts, Path(metrics_dir)) if metrics_dir is not None else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -106,10 +108,12 @@ def create_app(
         batcher = make_batcher(settings, spotter, metrics)
         await run_in_threadpool(warm_up, spotter, batcher.load)  # admission has a cost from the start
         batcher.start()
-        state = AppState(settings, metrics, spotter, store, registry, batcher, counts)
+        state = AppState(settings, metrics, spotter, store, registry, batcher, counts, shared_counts)
         metrics.watch_engine(batcher.load, lambda: state.active_streams)
         # with --workers, the scrapes other workers answer read this worker's sampled gauges
         sampler = asyncio.create_task(metrics.sample_every()) if metrics.shared else None
+        # ... and the counts requests they answer read this worker's detection counts
+        writer = asyncio.create_task(shared_counts.write_every()) if shared_counts is not None else None
         app.state.openkws = state
         try:
             async with following(state, board) as nudges:  # a worker's first sync runs here
@@ -123,6 +127,9 @@ def create_app(
             if sampler is not None:
                 sampler.cancel()
             await batcher.stop()
+            if writer is not None and shared_counts is not None:
+                writer.cancel()
+                await run_in_threadpool(shared_counts.close)  # the drained streams' detections too
             store.close()
             app.state.openkws = None
 

@@ -9,17 +9,15 @@ same value), ``livemin`` where the laggard is.
 All names start with ``openkws_``; docs/SERVICE.md lists them. Labels are bounded: no label holds
 a keyword id or a tenant (a label per keyword adds series with every keyword ever detected, and
 shows every tenant's ids to whoever reads ``/metrics``). Per-keyword counts live in
-:class:`DetectionCounts`, served per tenant by ``GET /v1/detections/counts``.
+:mod:`openkws.server.detection_counts`, served per tenant by ``GET /v1/detections/counts``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
-from collections import Counter as Tally
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from prometheus_client import (
@@ -243,36 +241,6 @@ class Metrics:
     def render(self) -> bytes:
         self.sample()
         return generate_latest(self._scraped)
-
-
-class DetectionCounts:
-    """Detections per keyword since this process started, per tenant (thread-safe). Bounded by the
-    enrolled keywords: :meth:`forget` drops deleted ones (the registry calls it)."""
-
-    def __init__(self) -> None:
-        self._by_tenant: dict[str, Tally[int]] = {}
-        self._lock = threading.Lock()
-        self.since = time.time()
-
-    def add(self, tenant: str, keyword_ids: Iterable[int]) -> None:
-        with self._lock:
-            self._by_tenant.setdefault(tenant, Tally()).update(keyword_ids)
-
-    def forget(self, tenant: str, keyword_ids: Iterable[int]) -> None:
-        with self._lock:
-            counts = self._by_tenant.get(tenant)
-            if counts is None:
-                return
-            for i in keyword_ids:
-                counts.pop(i, None)
-            if not counts:
-                del self._by_tenant[tenant]
-
-    def top(self, tenant: str, k: int) -> list[tuple[int, int]]:
-        """The ``k`` most detected keywords of ``tenant``: ``(keyword_id, count)``, most first."""
-        with self._lock:
-            counts = self._by_tenant.get(tenant)
-            return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:k] if counts else []
 
 
 def route_label(scope: Scope) -> str:

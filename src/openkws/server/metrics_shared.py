@@ -18,7 +18,9 @@ multiprocess mode, chosen when a process first imports the library), and the wor
 
 The directory is new for every start, so the files of an earlier run never count: a private temporary
 directory removed at exit, or, when the operator set ``PROMETHEUS_MULTIPROC_DIR``, that directory with
-the metric files of any earlier run deleted at start (one server per directory).
+the metric files of any earlier run deleted at start (one server per directory). The workers'
+detection counts (``GET /v1/detections/counts``) are shared through the same directory
+(:mod:`openkws.server.detection_counts`).
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, ProcessCollecto
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 ENV = "PROMETHEUS_MULTIPROC_DIR"
-SAMPLE_S = 0.5  # how stale another worker's backlog or memory may be in a scrape
+SAMPLE_S = 0.5  # how stale another worker's backlog, memory or detection counts may be in an answer
+# The workers' detection count snapshots, in the same directory (openkws.server.detection_counts)
+COUNTS_PREFIX = "detections-"
+RUN_FILES = ("*.db", f"{COUNTS_PREFIX}*")  # what a run leaves: metric files and count snapshots
 # How the workers' process metrics combine. The CPU counter is a sum that keeps dead workers' time.
 Mode = Literal["livesum", "livemax", "min"]
 PROCESS_GAUGES: dict[str, tuple[str, Mode]] = {
@@ -49,13 +54,15 @@ PROCESS_GAUGES: dict[str, tuple[str, Mode]] = {
 
 
 def prepare(path: Path) -> Path:
-    """Make ``path`` an empty metrics directory: create it, or delete the metric files (``*.db``) an
-    earlier run left there. Raises ``ValueError`` when ``path`` exists and is not a directory."""
+    """Make ``path`` an empty metrics directory: create it, or delete the metric files (``*.db``) and
+    detection count snapshots an earlier run left there. Raises ``ValueError`` when ``path`` exists
+    and is not a directory."""
     if path.exists() and not path.is_dir():
         raise ValueError(f"{ENV}={path} is not a directory; set it to a directory (or unset it)")
     path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink(missing_ok=True)
+    for pattern in RUN_FILES:
+        for stale in path.glob(pattern):
+            stale.unlink(missing_ok=True)
     return path
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -20,8 +21,9 @@ from openkws.keywords.sensitivity import Sensitivity
 from openkws.keywords.store import KeywordStore
 from openkws.server.auth import ApiKeys
 from openkws.server.batcher import EngineLoad, MicroBatcher
+from openkws.server.detection_counts import DetectionCounts, SharedCounts
 from openkws.server.limits import RateLimiter, StreamCounter
-from openkws.server.metrics import DetectionCounts, Metrics
+from openkws.server.metrics import Metrics
 from openkws.server.sessions import AudioSession, BatchRunner
 from openkws.settings import Settings
 from openkws.text import G2P
@@ -46,6 +48,7 @@ class AppState:
     registry: KeywordRegistry
     batcher: MicroBatcher[AudioSession, DecodeResult]
     counts: DetectionCounts
+    shared_counts: SharedCounts | None = None  # --workers: the other workers' counts
     started_at: float = field(default_factory=time.time)
     active_streams: int = 0
     draining: bool = False
@@ -66,6 +69,13 @@ class AppState:
         if detections:
             self.metrics.detections.labels(source).inc(len(detections))
             self.counts.add(tenant, (d.keyword_id for d in detections))
+
+    def detection_totals(self, tenant: str) -> tuple[float, Tally[int]]:
+        """``(since, counts)`` of ``tenant``'s detections: this process's, or with ``--workers`` the
+        whole server's (file reads: call it off the event loop)."""
+        if self.shared_counts is None:
+            return self.counts.tenant(tenant)
+        return self.shared_counts.tenant(tenant)
 
     def stream_opened(self) -> None:
         self.active_streams += 1

@@ -13,8 +13,9 @@ by re-reading the store when another connection committed (``PRAGMA data_version
 one worker is answered only once every live worker has applied it (at most ``worker_sync_timeout_s``;
 :mod:`openkws.server.worker_sync`): a client that enrolls, then opens a stream that another worker
 serves, sees its keyword. ``/metrics`` answers for every worker, whichever serves the scrape
-(:mod:`openkws.server.metrics_shared`). Limits, admission control and ``GET /v1/detections/counts``
-are per worker (each response names its worker, 0..N-1, in the ``X-OpenKWS-Worker`` header).
+(:mod:`openkws.server.metrics_shared`), and so does ``GET /v1/detections/counts``
+(:mod:`openkws.server.detection_counts`). Limits and admission control are per worker (each response
+names its worker, 0..N-1, in the ``X-OpenKWS-Worker`` header).
 
 The parent only supervises: it checks that the port is free, creates the store's tables once,
 makes the workers' shared board and metrics directory, starts the workers, marks a dead one on the

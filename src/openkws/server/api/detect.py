@@ -31,6 +31,7 @@ from openkws.server.api.schemas import (
     TraceOut,
 )
 from openkws.server.batcher import BatcherClosed, QueueFull
+from openkws.server.detection_counts import ranked
 from openkws.server.sessions import AudioSession, merge
 from openkws.server.state import AppState
 
@@ -186,11 +187,12 @@ def detection_counts(
     tenant: StreamTenantDep,
     limit: int = Query(20, ge=1, le=1000, description="how many keywords"),
 ) -> DetectionCountsOut:
-    """Detections per keyword (streams and uploads) since this replica started, most first; deleted
-    keywords are dropped. Per-keyword figures are here rather than in Prometheus labels."""
-    top = state.counts.top(tenant, limit)
-    texts = state.registry.texts(tenant, [i for i, _ in top])
+    """Detections per keyword (streams and uploads) since this replica started, most first, over
+    every worker whichever one answers; deleted keywords are dropped. Per-keyword figures are here
+    rather than in Prometheus labels. A plain ``def``: with ``--workers`` it reads files."""
+    since, counts = state.detection_totals(tenant)
+    texts = state.registry.texts(tenant, list(counts))
     return DetectionCountsOut(
-        since=dt.datetime.fromtimestamp(state.counts.since, dt.timezone.utc),
-        keywords=[KeywordCount(id=i, text=texts[i], detections=n) for i, n in top if i in texts],
+        since=dt.datetime.fromtimestamp(since, dt.timezone.utc),
+        keywords=[KeywordCount(id=i, text=texts[i], detections=n) for i, n in ranked(counts, texts, limit)],
     )
