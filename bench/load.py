@@ -51,13 +51,12 @@ from bench.load_cpu import (
     tree_cpu_s,
 )
 from bench.speech_audio import phrases, synth
-from bench.stream_client import one_stream, pct
+from bench.stream_client import pct, split_refused, stream_level
 from openkws.constants import SAMPLE_RATE
 from openkws.engine.windows import speech_span
 
 OUT = Path("bench/out")
 DEFAULT_MODEL = Path("src/openkws/models/default")
-CHUNK_MS = 100
 KEYWORD = "hey jarvis"
 KEYWORD_VOICE = "espeak:en-us+m3"
 KEYWORD_AT_S = (6.0, 15.0, 24.0)  # where "hey jarvis" starts in the 30 s clip
@@ -72,7 +71,6 @@ SENTENCES = [
     ("there is a new restaurant around the corner that serves fresh fish", "espeak:en-us+m3"),
     ("remember to water the plants while we are away on holiday", "espeak:en-gb+f3"),
 ]
-REFUSED = {"overloaded", "too_many_streams"}
 
 
 def log(msg: str) -> None:
@@ -115,20 +113,14 @@ async def watch_backlog(url: str, stop: asyncio.Event, seen: list[float]) -> Non
 
 async def level(url: str, pcm: bytes, n: int, seconds: float, marks: list[tuple[str, float]],
                 vad: str | None) -> tuple[list[dict[str, Any]], list[float]]:  # fmt: skip
-    chunks = len(pcm) // (2 * SAMPLE_RATE * CHUNK_MS // 1000)
-    stop, backlog = asyncio.Event(), []
+    stop = asyncio.Event()
+    backlog: list[float] = []
     watcher = asyncio.create_task(watch_backlog(url, stop, backlog))
-    tasks = []
-    for i in range(n):  # rotate each stream by a different number of frames; stagger over one frame
-        tasks.append(asyncio.create_task(one_stream(url, pcm, (i * 37) % chunks, seconds, False, marks, vad)))
-        await asyncio.sleep(CHUNK_MS / 1000 / max(1, n))
-    res: list[dict[str, Any]] = []
-    for r in await asyncio.gather(*tasks, return_exceptions=True):
-        if isinstance(r, BaseException):  # connection failed or reset: an error, not a refusal
-            r = {"errors": [type(r).__name__], "lat_end": [], "lat_spoken": [], "keywords_spoken": 0}
-        res.append(r)
-    stop.set()
-    await watcher
+    try:
+        res = await stream_level(url, pcm, n, seconds, marks, vad, debug=False)
+    finally:
+        stop.set()
+        await watcher
     return res, backlog
 
 
@@ -146,15 +138,14 @@ def run_level(server: ServerProcess, pcm: bytes, n: int, seconds: float, marks: 
     others_s = max(0.0, machine_busy_s() - m0 - server_s - client_s)
     for sp in spies:
         sp.wait(timeout=120)
-    refused = [r for r in res if r["errors"] and r["errors"][0] in REFUSED and not r["lat_end"]]
-    admitted = [r for r in res if r not in refused]
+    admitted, refused = split_refused(res)
     lat = [x for r in admitted for x in r["lat_spoken"]]
     spoken = sum(r["keywords_spoken"] for r in admitted)
     errors = sorted({e for r in admitted for e in r["errors"]})
     row = {
         "streams": n,
         "admitted": len(admitted),
-        "refused": len(refused),
+        "refused": refused,
         "seconds": seconds,
         "keywords_spoken": spoken,
         "keywords_detected": len(lat),
@@ -175,7 +166,7 @@ def run_level(server: ServerProcess, pcm: bytes, n: int, seconds: float, marks: 
     if py_spy is not None:
         row["profile"] = profile_table(py_spy / f"streams-{n}")
     log(
-        f"  {n:4d} streams: {len(admitted)} admitted, {len(refused)} refused; detected {len(lat)}/{spoken}, "
+        f"  {n:4d} streams: {len(admitted)} admitted, {refused} refused; detected {len(lat)}/{spoken}, "
         f"p50 {row['p50_ms']} ms, p95 {row['p95_ms']} ms; server {row['server_cores']} cores, client "
         f"{row['client_cores']}, others {row['other_cores']}; {row['server_cpu_per_stream_s']} core-s per "
         f"stream-s; backlog max {row['backlog_ms_max']} ms; load {row['load_before']} -> {row['load_after']}; "
@@ -271,9 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
     if args.markdown:
         print(markdown(doc))
-        for r in rows:
-            if "profile" in r:
-                print(profile_markdown(r))
+        for row in rows:
+            if "profile" in row:
+                print(profile_markdown(row))
     log(f"JSON: {args.out}")
     return 0
 

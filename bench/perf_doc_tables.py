@@ -27,9 +27,10 @@ def pct2(x: float) -> str:
 
 def projected(service: dict[str, Any], cpus: int) -> int:
     """Streams a dedicated machine of ``cpus`` cores would carry at 80% CPU, from the server's measured
-    CPU per stream-second at the largest level run (the busier the server, the lower its per-stream CPU)."""
-    rtf = service["streams"][-1]["server_cpu_rtf_per_stream"]
-    return int(0.8 * cpus / rtf) if rtf > 0 else 0
+    CPU per stream-second at the largest level run that admitted a stream (the busier the server, the
+    lower its per-stream CPU)."""
+    rtfs = [r["server_cpu_rtf_per_stream"] for r in service["streams"] if r["server_cpu_rtf_per_stream"]]
+    return int(0.8 * cpus / rtfs[-1]) if rtfs else 0
 
 
 def variant(label: str) -> str:
