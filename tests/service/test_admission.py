@@ -28,8 +28,11 @@ def test_verdict_admits_below_and_refuses_past_the_budget() -> None:
     assert engine_verdict(load, 500, 400.0, now=0.0).reason is None  # nothing measured yet
     load.seed(busy_s=0.1, audio_s=8.0)  # the start-up warm-up gives a cost, but no step time
     assert load.cost == pytest.approx(0.0125) and load.step_s is None
-    assert engine_verdict(load, 158, 400.0, now=0.0).reason is None  # u = 159 x 0.0125 / 2 < 1
-    assert engine_verdict(load, 160, 400.0, now=0.0).reason == "latency_budget"  # saturated
+    # no step yet: a 100 ms one is assumed, 100 ms / (1 - u) <= 400 ms  <=>  u = (n + 1) x 0.0125 / 2 <= 0.75
+    assert engine_verdict(load, 119, 400.0, now=0.0).reason is None
+    v = engine_verdict(load, 120, 400.0, now=0.0)  # a cold burst stops here, not at saturation (159)
+    assert v.reason == "latency_budget" and v.projected_ms > 400.0
+    assert engine_verdict(load, 160, 400.0, now=0.0).projected_ms == float("inf")  # saturated
     load = EngineLoad(slots=2)
     for k in range(10):  # steps of 40 ms that each process 4 stream-seconds: 0.01 worker-s per s
         load.record(busy_s=0.04, audio_s=4.0, lag_s=0.14, now=0.1 * k)

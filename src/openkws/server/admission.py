@@ -9,7 +9,8 @@ Overload is decided on the engine's measured load (:class:`~openkws.server.batch
 on a stream count: :func:`engine_verdict` refuses a new stream when the engine is already behind
 (its lag over the last second exceeds ``latency_budget_ms``), or when one more stream would raise the
 projected lag past it. The projection treats the workers as a queue: ``n`` streams use
-``u = n x cost / workers`` of their time, and a step then waits about ``step / (1 - u)``. Refusals
+``u = n x cost / workers`` of their time, and a step then waits about ``step / (1 - u)`` (before any
+step is measured, ``step`` is one 100 ms client frame: a cold burst stops at 75% utilisation). Refusals
 close with 1013 and a Retry-After hint (``POST /v1/detect`` answers 503 with a ``Retry-After``
 header), so the streams already admitted keep their latency.
 """
@@ -31,6 +32,7 @@ from openkws.server.state import AppState
 
 SHUTDOWN_MESSAGE = "the server is shutting down; reconnect (another replica, or this one once restarted)"
 CLOSE_TIMEOUT_S = 2.0  # a close frame to a client that does not read must not hold the handler
+COLD_STEP_S = 0.1  # the step admission assumes before one is measured: a 100 ms client frame
 
 
 class Close(Exception):
@@ -84,10 +86,12 @@ def engine_verdict(
             lag_ms,
             lag_ms,
         )
-    step, u = load.step_s, load.utilisation(streams + extra_streams)
-    if step is None and u < 1.0:  # no step yet (only the warm-up's cost): refuse only at saturation
-        return Verdict(None, lag_ms=lag_ms)
-    projected_ms = float("inf") if u >= 1.0 or step is None else 1000.0 * step / (1.0 - u)
+    # No live step measured yet (a cold server, only the warm-up's cost): assume one client frame per
+    # step. Admitting up to saturation instead let a burst of 150 connections in 100 ms fill a cold
+    # server to u ~ 1, and its admitted streams fell 1.8 s behind.
+    step = load.step_s if load.step_s is not None else COLD_STEP_S
+    u = load.utilisation(streams + extra_streams)
+    projected_ms = float("inf") if u >= 1.0 else 1000.0 * step / (1.0 - u)
     if projected_ms > budget_ms:
         return Verdict(
             "latency_budget",
