@@ -235,6 +235,15 @@ def _worker_pids(server: ServerProcess) -> list[int]:
     return sorted(pids)
 
 
+def _restarted(server: ServerProcess) -> None:
+    """Wait until the supervisor has restarted a killed worker (a third "openkws ready") and both serve."""
+    deadline = time.monotonic() + READY_S
+    while server.log_path.read_text().count("openkws ready") < 3:
+        assert time.monotonic() < deadline, server.log_tail()
+        time.sleep(0.5)
+    _all_workers(server, 2)
+
+
 def test_a_hung_worker_delays_the_answer_at_most_the_timeout_and_a_killed_one_never_blocks(
     model_dir: Path, tmp_path: Path
 ) -> None:
@@ -266,14 +275,7 @@ def test_a_hung_worker_delays_the_answer_at_most_the_timeout_and_a_killed_one_ne
         r = _write("POST", server.url + "/v1/keywords", json={"text": "lights on"})
         assert r.status_code == 201 and r.headers[SYNC] in ("ok", "timeout"), (r.text, r.headers)
         new = r.json()["id"]
-        # the supervisor restarts the killed worker, which rebuilds its index from the store
-        deadline = time.monotonic() + READY_S
-        while True:
-            assert time.monotonic() < deadline, server.log_tail()
-            if server.log_path.read_text().count("openkws ready") >= 3:
-                break
-            time.sleep(0.5)
-        _all_workers(server, 2)
+        _restarted(server)  # the killed worker rebuilds its index from the store
         for w in ("0", "1"):
             assert asyncio.run(_open_on(server.url, w, [kid, new]))["type"] == "ready", w
         r = httpx.delete(f"{server.url}/v1/keywords/{new}", timeout=120)

@@ -18,7 +18,7 @@ import numpy as np
 from bench._server import ServerProcess
 from openkws.server.metrics_shared import COUNTS_PREFIX
 from tests.service.conftest import KEYWORDS, wav_bytes
-from tests.service.test_workers import READY_S, WORKER, _all_workers, _start, _worker_pids
+from tests.service.test_workers import WORKER, _all_workers, _restarted, _start, _worker_pids
 from tests.service.test_workers_metrics import TRIES
 
 # A guard against hanging while the other worker's snapshot (written every 0.5 s) arrives, not a
@@ -117,11 +117,7 @@ def test_detection_counts_answer_for_every_worker(
         pids = _worker_pids(server)
         assert len(pids) == 2, pids
         os.kill(pids[0], signal.SIGKILL)
-        deadline = time.monotonic() + READY_S
-        while server.log_path.read_text().count("openkws ready") < 3:  # the supervisor restarted it
-            assert time.monotonic() < deadline, server.log_tail()
-            time.sleep(0.5)
-        _all_workers(server, 2)
+        _restarted(server)
         _assert_totals(server, dict(total), since)  # nothing lost, nothing twice
         total += _upload_until(server, wav, {"0"}, 1)  # the successor's detections add to the dead one's
         _until_both_answer(server, dict(total))

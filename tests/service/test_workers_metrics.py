@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from openkws.server.metrics import REFUSALS
 from tests.service.conftest import START, silence, wav_bytes
 from tests.service.test_metrics_shared import _stale_counter
-from tests.service.test_workers import READY_S, STOP, WORKER, _all_workers, _start, _worker_pids
+from tests.service.test_workers import READY_S, STOP, WORKER, _all_workers, _restarted, _start, _worker_pids
 
 TRIES = 400  # connections until the kernel has handed enough of them to each worker
 Scrape = tuple[str, dict[str, float], dict[str, float]]  # worker, every sample, counter samples only
@@ -153,11 +153,7 @@ def test_metrics_answer_for_every_worker(model_dir: Path, tmp_path: Path) -> Non
         pids = _worker_pids(server)
         assert len(pids) == 2, pids
         os.kill(pids[0], signal.SIGKILL)
-        deadline = time.monotonic() + READY_S
-        while server.log_path.read_text().count("openkws ready") < 3:  # the supervisor restarted it
-            assert time.monotonic() < deadline, server.log_tail()
-            time.sleep(0.5)
-        _all_workers(server, 2)
+        _restarted(server)
         after = _scrapes_from_both(server.url)
         for worker, m, _ in after:
             # the killed worker's requests still count; its gauges do not (2 workers, not 3)
